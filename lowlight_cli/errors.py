@@ -1,0 +1,102 @@
+"""Typed exceptions of the library.
+
+Every error a user can cause (a bad file, a missing checkpoint, an unknown name) is a subclass of
+:class:`LowlightError`. The CLI maps these to one-line messages with a hint and an exit code; any
+other exception is a bug and stays loud.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LowlightError(Exception):
+    """Base class of all errors the user can act on.
+
+    Args:
+        message: what went wrong, in one line.
+        hint: what to do about it (optional), shown by the CLI under the message.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(LowlightError):
+    """The request itself is malformed (bad option combination or value)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration value is invalid."""
+
+
+class UnknownNameError(UsageError, KeyError):
+    """A name (model, metric, loss) is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ImageError(LowlightError):
+    """Base class for problems with one image file; carries the path."""
+
+    def __init__(self, path: str | Path, message: str, *, hint: str | None = None) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}", hint=hint)
+
+
+class ImageReadError(ImageError):
+    """The file is missing, empty, corrupt or not an image."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than allowed (decompression-bomb guard)."""
+
+
+class ImageWriteError(ImageError):
+    """The image could not be written (format, permissions, disk)."""
+
+
+class OutputExistsError(ImageError):
+    """The output file exists and overwriting was not asked for."""
+
+
+class WeightsError(LowlightError):
+    """Base class for checkpoint resolution and loading problems."""
+
+
+class WeightsNotFoundError(WeightsError):
+    """No checkpoint could be found for the request."""
+
+
+class WeightsIntegrityError(WeightsError):
+    """A downloaded or stored checkpoint does not match its recorded sha256."""
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint folder is malformed or does not match the architecture."""
+
+
+class DeviceError(LowlightError):
+    """The requested compute device is not available."""
+
+
+class DataError(LowlightError):
+    """A dataset is missing or malformed."""
+
+
+class MetricError(LowlightError):
+    """A metric cannot be computed on this input (e.g. image too small for NIQE)."""
+
+
+class ExportError(LowlightError):
+    """Export failed or the exported model disagrees with PyTorch."""

@@ -1,0 +1,75 @@
+"""One generic registry for named factories (models, losses, metrics).
+
+Registries are filled by explicit imports (``lowlight_cli.models`` imports each model module), never
+by scanning folders. Duplicate names raise; unknown names raise
+:class:`~lowlight_cli.errors.UnknownNameError` with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> entry mapping for one kind of thing.
+
+    Args:
+        kind: what is registered ("model", "metric", "loss"); used in error messages.
+
+    Example:
+        >>> reg = Registry[int]("number")
+        >>> _ = reg.register("one", 1)
+        >>> reg.get("one")
+        1
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T) -> T:
+        """Add ``entry`` under ``name``; raises ``ValueError`` if the name is taken."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
+    def decorator(self, name: str) -> Callable[[T], T]:
+        """Return a decorator that registers the decorated object under ``name``."""
+
+        def wrap(entry: T) -> T:
+            return self.register(name, entry)
+
+        return wrap
+
+    def get(self, name: str) -> T:
+        """Look ``name`` up; raises :class:`UnknownNameError` with close matches as a hint."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else None
+            available = ", ".join(sorted(self._entries))
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r} (available: {available})",
+                hint=hint or f"run `lowlight {self.kind}s` to list them",
+            ) from None
+
+    def names(self) -> list[str]:
+        """Registered names in registration order."""
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
