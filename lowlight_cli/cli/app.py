@@ -1,0 +1,45 @@
+"""The `lowlight` command: assembles the sub-commands, nothing else."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import __version__
+from .enhance import EPILOG, enhance
+from .models import models
+
+app = typer.Typer(
+    name="lowlight",
+    help="Low-light image enhancement: enhance, train, evaluate, export.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lowlight {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Low-light image enhancement: enhance, train, evaluate, export."""
+
+
+app.command(epilog=EPILOG)(enhance)
+app.command()(models)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,148 @@
+"""`lowlight enhance`: brighten photos, files and folders, tiled and batched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .. import __version__
+from ..errors import UsageError
+from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
+from ..inference.files import FileResult, enhance_file, plan_jobs
+from ..io import DEFAULT_MAX_PIXELS, find_images
+from .console import err, out
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_errors
+from .loading import load_model
+from .options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    NoPretrainedOpt,
+    OutDirOpt,
+    OverlapOpt,
+    PrecisionOpt,
+    TileOpt,
+    WeightsOpt,
+)
+
+DEFAULT_MODEL = "gamma"
+EXT_CHOICES = ("auto", "png", "jpg", "tif", "webp")
+
+EPILOG = """
+Examples:\n
+  lowlight enhance examples/ -o enhanced/\n
+  lowlight enhance photo.jpg --model crnet --weights ckpt/\n
+  lowlight enhance ~/Pictures/night --recursive -o out/ --tile 512 --batch-size 4 --device cuda
+"""
+
+
+@handle_errors
+def enhance(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)],
+    output: OutDirOpt = Path("enhanced"),
+    model: ModelOpt = DEFAULT_MODEL,
+    weights: WeightsOpt = None,
+    no_pretrained: NoPretrainedOpt = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror the tree under OUTPUT.")] = False,
+    suffix: Annotated[str, typer.Option("--suffix", help="Appended to each output file's stem.")] = "",
+    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (same as input), png, jpg, tif or webp.")] = "auto",
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: TileOpt = None,
+    overlap: OverlapOpt = 32,
+    batch_size: BatchSizeOpt = 4,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    json_summary: JsonOpt = False,
+) -> None:
+    """Enhance low-light photos. Bit depth, alpha, EXIF and ICC profiles are kept; writes are atomic."""
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other")
+    if ext not in EXT_CHOICES:
+        raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
+    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size)
+    items = find_images(inputs, recursive=recursive)
+    if not items:
+        raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")
+    jobs = plan_jobs(items, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive)
+    existing = [j for j in jobs if j.target.exists()]
+    if existing and not (overwrite or skip_existing):
+        shown = ", ".join(str(j.target) for j in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        err.print(f"[bold red]error:[/] {len(existing)} output(s) exist: {shown}")
+        err.print("[dim]hint:[/] pass --overwrite to replace them or --skip-existing to keep them")
+        raise typer.Exit(EXIT_USAGE)
+    skipped = {j.target for j in existing} if skip_existing else set()
+    todo = [j for j in jobs if j.target not in skipped]
+    if dry_run:
+        for job in todo:
+            out.print(f"{job.source.path} -> {job.target}")
+        err.print(f"dry run: {len(todo)} to write, {len(skipped)} to skip")
+        raise typer.Exit(EXIT_OK)
+
+    enhancer = Enhancer(load_model(model, weights, no_pretrained), config)
+    tile_text = "whole image" if enhancer.tile == 0 else f"tile {enhancer.tile}"
+    err.print(f"{model} on {enhancer.device} ({enhancer.precision}, {tile_text}): {len(todo)} image(s)")
+    results = _run(enhancer, todo, quality=quality, max_pixels=max_pixels)
+    results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
+    _report(results, model=model, enhancer=enhancer, json_summary=json_summary)
+    failed = sum(r.status == "failed" for r in results)
+    written = sum(r.status == "written" for r in results)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL if written or len(results) > failed else EXIT_FAILURE)
+
+
+def _run(enhancer: Enhancer, jobs: list, *, quality: int, max_pixels: int) -> list[FileResult]:
+    results: list[FileResult] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        files_task = progress.add_task("images", total=len(jobs))
+        tiles_task = progress.add_task("tiles", total=1, visible=False)
+
+        def on_event(event: object) -> None:
+            if isinstance(event, TileProgress):
+                progress.update(tiles_task, completed=event.done, total=event.total, visible=event.total > 1)
+            elif isinstance(event, Notice):
+                progress.console.print(f"[yellow]note:[/] {event.message}")
+
+        for job in jobs:
+            progress.update(files_task, description=f"{job.source.path.name}")
+            result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event)
+            results.append(result)
+            if result.status == "failed":
+                progress.console.print(f"[red]failed:[/] {result.error}")
+            for note in result.notes:
+                progress.console.print(f"[yellow]note:[/] {job.target.name}: {note}")
+            progress.update(tiles_task, visible=False)
+            progress.advance(files_task)
+    return results
+
+
+def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_summary: bool) -> None:
+    counts = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
+    if json_summary:
+        summary = {
+            "version": __version__,
+            "model": model,
+            "device": str(enhancer.device),
+            "precision": enhancer.precision,
+            "tile": enhancer.tile,
+            **counts,
+            "files": [r.as_dict() for r in results],
+        }
+        typer.echo(json.dumps(summary, indent=2))
+    written = [r for r in results if r.status == "written"]
+    seconds = sum(r.seconds for r in written)
+    mp = sum(r.megapixels for r in written)
+    rate = f", {mp / seconds:.2f} MP/s" if seconds > 0 else ""
+    err.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed{rate}")
+    for r in results:
+        if r.status == "failed":
+            err.print(f"  [red]failed:[/] {r.error}")

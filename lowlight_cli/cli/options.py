@@ -1,0 +1,34 @@
+"""Option aliases shared by several commands, so each is spelled and documented once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`).")]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@revision.",
+    ),
+]
+NoPretrainedOpt = Annotated[
+    bool,
+    typer.Option("--no-pretrained", help="Seeded random initialisation (tests and benchmarks only)."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (half precision on CUDA only).")
+]
+TileOpt = Annotated[
+    Optional[int],
+    typer.Option("--tile", help="Tile side in pixels; 0 = whole image; default: from GPU memory / model."),
+]
+OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between tiles in pixels.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Tiles per forward pass.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Write a machine-readable summary on stdout.")]
+OutDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]

@@ -1,0 +1,1 @@
+"""Datasets: paired / unpaired / LOL layout / synthetic, transforms and labeled splits."""

@@ -1,0 +1,176 @@
+"""The enhancement engine: one model, one device, one precision, tiled and batched.
+
+``Enhancer.enhance`` takes a float RGB array, returns one, and reports progress and notable events
+through a callback; it never prints. GPU specifics live here: autocast, an fp32 redo of any tile
+batch whose output is not finite, and halving the tile on CUDA out-of-memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..models.base import EnhancementModel
+from .device import resolve_device
+from .padding import round_up
+from .precision import autocast, resolve_precision
+from .tiling import tiled_forward
+
+MIN_TILE = 64
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How to run a model.
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision on CUDA only).
+        tile: tile side in pixels; ``None`` chooses from free GPU memory (CPU: the model's
+            default); ``0`` runs whole images.
+        overlap: pixels shared by neighbouring tiles.
+        batch_size: tiles per forward pass.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int | None = None
+    overlap: int = 32
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and self.tile < 0:
+            raise ConfigError(f"tile must be >= 0, got {self.tile}")
+        if self.tile and self.tile < MIN_TILE:
+            raise ConfigError(f"tile must be 0 (whole image) or >= {MIN_TILE}, got {self.tile}")
+        if self.overlap < 0 or (self.tile and self.overlap >= self.tile // 2):
+            raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {self.overlap}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """``done`` of ``total`` tiles of the current image are finished."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should hear about (tile halved after OOM, fp32 redo, ...)."""
+
+    message: str
+
+
+Event = TileProgress | Notice
+EventFn = Callable[[Event], None]
+
+
+def auto_tile_size(model: EnhancementModel, device: torch.device, batch_size: int, precision: str) -> int:
+    """Tile side for ``model`` on ``device``: from free GPU memory on CUDA, the model's default elsewhere.
+
+    On CUDA, aims for 60% of the currently free memory using the model's declared bytes per pixel
+    (halved for 16-bit precisions), rounded down to a multiple of 64 and kept in [128, 4096].
+    """
+    info = model.info
+    if info.default_tile == 0:
+        return 0
+    if device.type != "cuda":
+        return info.default_tile
+    free, _ = torch.cuda.mem_get_info(device)
+    bytes_per_pixel = info.memory_per_pixel * (0.5 if precision != "fp32" else 1.0)
+    side = math.sqrt(0.6 * free / (bytes_per_pixel * batch_size))
+    side = int(min(4096, max(128, side // 64 * 64)))
+    return round_up(side, info.input_multiple)
+
+
+class Enhancer:
+    """Runs an enhancement model on images of any size.
+
+    Args:
+        model: an :class:`EnhancementModel` (or anything with ``info`` and ``__call__``).
+        config: device, precision, tiling.
+
+    Example:
+        >>> from lowlight_cli.models import create_model
+        >>> enhancer = Enhancer(create_model("gamma"), InferenceConfig(device="cpu"))
+        >>> enhancer.enhance(np.full((8, 8, 3), 0.25, np.float32)).max() > 0.5
+        True
+    """
+
+    def __init__(self, model: EnhancementModel, config: InferenceConfig | None = None) -> None:
+        self.config = config or InferenceConfig()
+        self.device = resolve_device(self.config.device)
+        self.precision = resolve_precision(self.config.precision, self.device)
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        self.info = model.info
+        self.tile = (
+            self.config.tile
+            if self.config.tile is not None
+            else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
+        )
+
+    def _run_batch(self, batch: torch.Tensor, on_event: EventFn | None) -> torch.Tensor:
+        with torch.inference_mode():
+            with autocast(self.precision, self.device):
+                out = self.model(batch)
+            out = out.float()
+            if self.precision != "fp32" and not torch.isfinite(out).all():
+                if on_event:
+                    on_event(Notice(f"non-finite {self.precision} output: redoing the tile batch in fp32"))
+                out = self.model(batch.float()).float()
+        return out.clamp(0.0, 1.0)
+
+    def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
+        """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.
+
+        On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
+        :class:`Notice` says so and the smaller tile is kept for later images.
+        """
+        info = self.info
+        margin = info.receptive_radius if info.tile_exact else 0
+        margin = min(margin, max(0, (self.config.overlap - 1) // 2))
+
+        def progress(done: int, total: int) -> None:
+            if on_event:
+                on_event(TileProgress(done, total))
+
+        while True:
+            try:
+                return tiled_forward(
+                    lambda b: self._run_batch(b, on_event),
+                    image,
+                    tile=self.tile,
+                    overlap=self.config.overlap,
+                    batch_size=self.config.batch_size,
+                    multiple=info.input_multiple,
+                    margin=margin,
+                    device=self.device,
+                    on_progress=progress,
+                )
+            except torch.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                current = self.tile or max(image.shape[-2:])
+                smaller = max(MIN_TILE, round_up(current // 2, info.input_multiple))
+                if smaller >= current:
+                    raise
+                if on_event:
+                    on_event(Notice(f"CUDA out of memory at tile {current}: retrying with tile {smaller}"))
+                self.tile = smaller
+
+    def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
+        """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        out = self.enhance_tensor(image, on_event)
+        return out[0].permute(1, 2, 0).numpy()

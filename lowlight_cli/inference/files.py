@@ -1,0 +1,101 @@
+"""Enhancing files: plan input -> output paths, then read, enhance and write one file at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ImageError, UsageError
+from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, replace_rgb, to_float, write_image
+from .engine import Enhancer, EventFn
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One input image and where its enhanced version goes."""
+
+    source: InputFile
+    target: Path
+
+
+@dataclass
+class FileResult:
+    """What happened to one file; ``status`` is ``written``, ``skipped`` or ``failed``."""
+
+    job: FileJob
+    status: str
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    megapixels: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "input": str(self.job.source.path),
+            "output": str(self.job.target),
+            "status": self.status,
+            "error": self.error,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 4),
+            "megapixels": round(self.megapixels, 4),
+        }
+
+
+def plan_jobs(
+    items: Sequence[InputFile],
+    out_dir: Path,
+    *,
+    suffix: str = "",
+    ext: str | None = None,
+    mirror_tree: bool = True,
+) -> list[FileJob]:
+    """Pair every input with its output path.
+
+    Raises:
+        UsageError: two inputs would write the same output (e.g. ``a.png`` and ``a.jpg`` with
+            ``--ext png``), or an output would overwrite its own input.
+    """
+    jobs = [FileJob(item, output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree)) for item in items]
+    seen: dict[Path, FileJob] = {}
+    for job in jobs:
+        key = job.target.resolve()
+        if key in seen:
+            raise UsageError(
+                f"{seen[key].source.path} and {job.source.path} would both be written to {job.target}",
+                hint="use --suffix, --ext auto, or separate runs",
+            )
+        if key == job.source.path.resolve():
+            raise UsageError(f"{job.target} would overwrite its own input", hint="choose another --output or a --suffix")
+        seen[key] = job
+    return jobs
+
+
+def enhance_file(
+    enhancer: Enhancer,
+    job: FileJob,
+    *,
+    quality: int = 95,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_event: EventFn | None = None,
+) -> FileResult:
+    """Read ``job.source``, enhance it, write ``job.target`` atomically (bit depth, alpha, metadata kept).
+
+    Image problems (unreadable input, unwritable output) are caught and returned as a ``failed``
+    result naming the file, so a batch goes on; anything else propagates.
+    """
+    start = time.perf_counter()
+    try:
+        image = read_image(job.source.path, max_pixels=max_pixels)
+        enhanced = enhancer.enhance(to_float(image.rgb), on_event)
+        notes = write_image(job.target, replace_rgb(image, enhanced), quality=quality)
+    except ImageError as exc:
+        return FileResult(job, "failed", error=str(exc), seconds=time.perf_counter() - start)
+    return FileResult(
+        job,
+        "written",
+        notes=notes,
+        seconds=time.perf_counter() - start,
+        megapixels=image.height * image.width / 1e6,
+    )

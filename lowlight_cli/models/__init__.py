@@ -1,0 +1,185 @@
+"""Models: the registry, the factories and ``create_model``.
+
+Each family module defines its classes; the named sizes are registered here, explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, UsageError
+from .base import EnhancementModel, ModelInfo, PretrainedWeights
+from .checkpoint import load_state_dict_file, load_weights_strict, read_config, save_checkpoint
+from .classical import CLAHE, GammaCurve
+from .crnet import PAPER as CRNET_PAPER
+from .crnet import CRNet, CRNetConfig
+from .registry import MODELS, ModelEntry, list_models, model_info, register_model
+
+__all__ = [
+    "CLAHE",
+    "CRNet",
+    "CRNetConfig",
+    "EnhancementModel",
+    "GammaCurve",
+    "MODELS",
+    "ModelEntry",
+    "ModelInfo",
+    "PretrainedWeights",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "model_info",
+    "save_checkpoint",
+]
+
+SEED = 0  # seed of ``pretrained=False`` initialisations, so random-weight runs are reproducible
+
+register_model(
+    ModelInfo(
+        name="crnet",
+        family="crnet",
+        description="CRNet, paper size (C=32, 4 groups x 5 blocks x 2 recurrences); GPU model",
+        input_multiple=1,
+        default_tile=512,
+        memory_per_pixel=1600,
+        paper=CRNET_PAPER,
+    ),
+    CRNet,
+)
+register_model(
+    ModelInfo(
+        name="crnet-s",
+        family="crnet",
+        description="CRNet small: C=32, 2 groups x 3 blocks, body at 1/4 resolution; CPU-friendly",
+        input_multiple=4,
+        default_tile=1024,
+        memory_per_pixel=400,
+        paper=CRNET_PAPER,
+    ),
+    CRNet,
+    groups=2,
+    blocks=3,
+    downscale=4,
+)
+register_model(
+    ModelInfo(
+        name="crnet-tiny",
+        family="crnet",
+        description="CRNet test size (C=8, 2 groups x 2 blocks x 1 recurrence)",
+        input_multiple=1,
+        default_tile=256,
+        memory_per_pixel=400,
+        paper=CRNET_PAPER,
+        tags=("test",),
+    ),
+    CRNet,
+    channels=8,
+    groups=2,
+    blocks=2,
+    recurrences=1,
+)
+register_model(
+    ModelInfo(
+        name="gamma",
+        family="classical",
+        description="fixed tone curve y = x^(1/2.2); no weights, per pixel",
+        tile_exact=True,
+        receptive_radius=0,
+        default_tile=2048,
+        memory_per_pixel=64,
+        needs_weights=False,
+        paper="power-law tone curve",
+    ),
+    GammaCurve,
+)
+register_model(
+    ModelInfo(
+        name="clahe",
+        family="classical",
+        description="CLAHE on CIE Lab lightness (OpenCV); no weights",
+        default_tile=0,
+        memory_per_pixel=64,
+        needs_weights=False,
+        exportable=False,
+        export_note="CLAHE is an OpenCV routine, not a torch graph",
+        paper="Zuiderveld, Contrast Limited Adaptive Histogram Equalization, Graphics Gems IV, 1994",
+    ),
+    CLAHE,
+)
+
+
+def load_checkpoint(folder: str | Path, *, expected_family: str | None = None) -> EnhancementModel:
+    """Rebuild a model from a checkpoint folder (strict, no pickle), in eval mode.
+
+    Args:
+        folder: holds ``config.json`` and ``model.safetensors``.
+        expected_family: when given, the checkpoint's architecture must belong to this family.
+
+    Raises:
+        CheckpointError: malformed folder, unknown architecture, family or tensor mismatch.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    arch = config["architecture"]
+    if arch not in MODELS:
+        raise CheckpointError(f"{folder}/config.json names unknown architecture {arch!r}")
+    entry = MODELS.get(arch)
+    if expected_family is not None and entry.info.family != expected_family:
+        raise CheckpointError(
+            f"{folder} holds a {arch!r} checkpoint (family {entry.info.family}), not a {expected_family} model"
+        )
+    kwargs = config.get("kwargs", {})
+    try:
+        model = entry.build(**kwargs)
+    except TypeError as exc:
+        raise CheckpointError(f"{folder}/config.json has kwargs {arch!r} does not take: {exc}") from None
+    load_weights_strict(model, load_state_dict_file(folder / "model.safetensors"), str(folder))
+    model.checkpoint_dir = folder  # type: ignore[attr-defined]
+    model.provenance = config.get("provenance", {})  # type: ignore[attr-defined]
+    return model.eval()
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    **overrides: object,
+) -> EnhancementModel:
+    """Build a registered model, with trained weights unless ``pretrained=False``.
+
+    Args:
+        name: registered name (``lowlight models`` lists them).
+        pretrained: load trained weights (explicit ``weights`` > bundled > cache > Hub). Models
+            that need none (``gamma``, ``clahe``) ignore it. ``False`` gives a seeded random
+            initialisation, reproducible but meaningless as an enhancer.
+        weights: a checkpoint folder or ``hf-hub:org/repo@revision``.
+        overrides: architecture kwargs for a random initialisation (not with ``weights``).
+
+    Returns:
+        The model in eval mode on the CPU.
+
+    Raises:
+        UnknownNameError, WeightsNotFoundError, WeightsIntegrityError, CheckpointError.
+    """
+    entry = MODELS.get(name)
+    if weights is not None and not pretrained:
+        raise UsageError("--weights and --no-pretrained contradict each other", hint="drop one of them")
+    if not entry.info.needs_weights:
+        if weights is not None:
+            raise UsageError(f"model {name!r} takes no weights")
+        return entry.build(**overrides).eval()
+    if not pretrained:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            return entry.build(**overrides).eval()
+    if overrides:
+        raise UsageError("architecture overrides apply only to --no-pretrained models")
+    from ..hub import HubRef, resolve_weights  # the hub pulls in huggingface_hub; load it only when needed
+
+    pre = entry.info.pretrained
+    hub_ref = HubRef(pre.hub_id, pre.revision) if pre else None
+    folder = resolve_weights(name, weights, hub_ref=hub_ref, expected_sha256=pre.sha256 if pre else None)
+    return load_checkpoint(folder, expected_family=entry.info.family)

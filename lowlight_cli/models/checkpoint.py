@@ -1,0 +1,141 @@
+"""Checkpoint folders: ``config.json`` (architecture, kwargs, provenance, sha256) + ``model.safetensors``.
+
+Loading is strict and never unpickles. Writes are atomic: files are written to temporary names and
+renamed into place, so an interrupted save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> str:
+    """Save tensors as safetensors atomically; return the file's sha256 (hex)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    folder: str | Path,
+    *,
+    architecture: str,
+    kwargs: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a checkpoint folder that :func:`load_checkpoint` and ``lowlight enhance --weights`` read.
+
+    Args:
+        model: the model whose ``state_dict`` is saved (unless ``state_dict`` is given).
+        folder: destination folder (created).
+        architecture: registered model name to rebuild it with.
+        kwargs: constructor kwargs of that architecture.
+        provenance: free-form facts (data, command, steps) recorded in ``config.json``.
+        state_dict: tensors to save instead of ``model.state_dict()`` (e.g. the EMA teacher).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    state = state_dict if state_dict is not None else model.state_dict()
+    digest = save_state_dict(state, folder / WEIGHTS_NAME, metadata={"architecture": architecture})
+    config = {
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "kwargs": dict(kwargs),
+        "provenance": dict(provenance or {}),
+        "sha256": {WEIGHTS_NAME: digest},
+    }
+    atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    return folder
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read and validate ``config.json`` of a checkpoint folder; :class:`CheckpointError` if malformed."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing", hint="a checkpoint folder holds config.json and model.safetensors") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise CheckpointError(f"{path} does not name an architecture")
+    if not isinstance(config.get("kwargs", {}), dict):
+        raise CheckpointError(f"{path}: kwargs must be an object")
+    return config
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file (never pickle); :class:`CheckpointError` if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def load_weights_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``; every key and shape must match (:class:`CheckpointError`)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape mismatch in {len(wrong)} (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise CheckpointError(
+            f"{source} does not fit the architecture: " + "; ".join(parts),
+            hint="the checkpoint's config.json must name the architecture and kwargs it was trained with",
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)

@@ -1,0 +1,219 @@
+"""CRNet, the comprehensive residual network of Lee, Jang & Kim (CVPRW 2023).
+
+Built as SPEC-crnet.md describes: masked convolutions (gated convs), masked residual blocks, layer
+attention (HAN) over the outputs of each recurrence, recurrent groups with a convolutional memory,
+per-group stage heads for the progressive loss. Small variants run the body behind a
+pixel-unshuffle so that it sees 1/s^2 of the pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .base import EnhancementModel, ModelInfo
+
+PAPER = (
+    "Lee, Jang, Kim: Temporally Averaged Regression for Semi-Supervised Low-Light Image "
+    "Enhancement, CVPR Workshops 2023"
+)
+_ACTIVATIONS = ("none", "relu", "lrelu", "elu")
+
+
+@dataclass(frozen=True)
+class CRNetConfig:
+    """Architecture hyper-parameters (SPEC-crnet.md; defaults are the paper's size).
+
+    Attributes:
+        channels: feature width C.
+        groups: number of LMRGs (G); also the number of stage images.
+        blocks: MRBs per group.
+        recurrences: recurrences per group (R); MRB weights are shared across them.
+        activation: activation of the masked convolution's feature branch.
+        stem_input: ``gamma`` feeds ``cat(x, x ** (1/2.2))``, ``self`` feeds ``cat(x, x)``.
+        attention_sign: ``positive`` softmaxes the energy (the paper's formula); ``negative``
+            softmaxes its negation (HAN's released code, ``max(E) - E``).
+        downscale: run the body at ``1/downscale`` resolution behind pixel-unshuffle (1 = paper).
+    """
+
+    channels: int = 32
+    groups: int = 4
+    blocks: int = 5
+    recurrences: int = 2
+    activation: str = "relu"
+    stem_input: str = "gamma"
+    attention_sign: str = "positive"
+    downscale: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "groups", "blocks", "recurrences", "downscale"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"crnet {name} must be >= 1, got {getattr(self, name)}")
+        if self.activation not in _ACTIVATIONS:
+            raise ConfigError(f"crnet activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.stem_input not in ("gamma", "self"):
+            raise ConfigError(f"crnet stem_input must be gamma or self, got {self.stem_input!r}")
+        if self.attention_sign not in ("positive", "negative"):
+            raise ConfigError("crnet attention_sign must be positive or negative")
+
+
+def _activation(name: str) -> nn.Module:
+    return {
+        "none": nn.Identity(),
+        "relu": nn.ReLU(),
+        "lrelu": nn.LeakyReLU(0.2),
+        "elu": nn.ELU(),
+    }[name]
+
+
+class MaskedConv(nn.Module):
+    """``MC(x) = act(conv_f(x)) * sigmoid(conv_m(x))``, gated convolution, C -> C.
+
+    The feature and mask convolutions are two 3x3 convs; they are stored as one conv with 2C
+    outputs (same parameters and arithmetic, one kernel launch).
+    """
+
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+        self.act = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feature, mask = self.conv(x).chunk(2, dim=1)
+        return self.act(feature) * torch.sigmoid(mask)
+
+
+class MaskedResidualBlock(nn.Module):
+    """``MRB(x) = x + MC2(MC1(x))``."""
+
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        self.mc1 = MaskedConv(channels, activation)
+        self.mc2 = MaskedConv(channels, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mc2(self.mc1(x))
+
+
+def layer_attention(features: torch.Tensor, gamma: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+    """Layer attention of HAN over N feature maps, with the energy averaged, not summed.
+
+    Args:
+        features: ``(B, N, C, H, W)``.
+        gamma: scalar weight of the attended maps (0 at initialisation: identity).
+        sign: +1 softmaxes ``E``, -1 softmaxes ``-E``.
+
+    Returns:
+        ``(B, N, C, H, W)``: ``F'_i = gamma * sum_j A_ij F_j + F_i``, ``A = softmax(sign * E)``,
+        ``E = F F^T / (C H W)``. Dividing by ``C H W`` keeps the attention equally sharp on a
+        96-pixel training patch and a 12-megapixel photo.
+    """
+    b, n = features.shape[:2]
+    flat = features.reshape(b, n, -1)
+    energy = torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[-1]
+    attention = torch.softmax(sign * energy, dim=-1)
+    attended = torch.bmm(attention, flat).reshape(features.shape)
+    return gamma * attended + features
+
+
+class LayerAttention(nn.Module):
+    """LAM: attention across N layer outputs, then a 1x1 conv N*C -> C fuses them."""
+
+    def __init__(self, layers: int, channels: int, sign: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.fuse = nn.Conv2d(layers * channels, channels, 1)
+        self.sign = sign
+
+    def forward(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(outputs, dim=1)
+        attended = layer_attention(stacked, self.gamma, self.sign)
+        return self.fuse(attended.flatten(1, 2))
+
+
+class LayerAttentionGroup(nn.Module):
+    """LMRG: masked residual blocks run recurrently with a convolutional memory and layer attention.
+
+    ``h = MC_head(x)``, ``m = h``; R times: ``z = conv1x1(cat(h, m))``, the MRBs run in sequence on
+    ``z`` (weights shared across recurrences), ``m = LAM(their outputs)``. Output ``x + MC_tail(m)``.
+    """
+
+    def __init__(self, cfg: CRNetConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.head = MaskedConv(c, cfg.activation)
+        self.memory = nn.Conv2d(2 * c, c, 1)
+        self.blocks = nn.ModuleList(MaskedResidualBlock(c, cfg.activation) for _ in range(cfg.blocks))
+        sign = 1.0 if cfg.attention_sign == "positive" else -1.0
+        self.attention = LayerAttention(cfg.blocks, c, sign)
+        self.tail = MaskedConv(c, cfg.activation)
+        self.recurrences = cfg.recurrences
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)
+        m = h
+        for _ in range(self.recurrences):
+            z = self.memory(torch.cat((h, m), dim=1))
+            outputs = []
+            for block in self.blocks:
+                z = block(z)
+                outputs.append(z)
+            m = self.attention(outputs)
+        return x + self.tail(m)
+
+
+class CRNet(EnhancementModel):
+    """CRNet: stem, G layer-attention groups, a stage head after each group.
+
+    Shapes: input ``(B, 3, H, W)`` in ``[0, 1]`` with ``H, W`` multiples of ``downscale``; every
+    stage image has the input's shape. ``forward`` returns the last stage (clamped to ``[0, 1]`` in
+    eval mode); ``forward_train`` returns it unclamped plus the earlier stages.
+    """
+
+    def __init__(self, info: ModelInfo, **kwargs: object) -> None:
+        super().__init__()
+        cfg = CRNetConfig(**kwargs)  # type: ignore[arg-type]
+        self.cfg = cfg
+        self.config = asdict(cfg)
+        self.info = info
+        s, c = cfg.downscale, cfg.channels
+        self.stem = nn.Conv2d(6 * s * s, c, 3, padding=1)
+        self.body = nn.ModuleList(LayerAttentionGroup(cfg) for _ in range(cfg.groups))
+        self.heads = nn.ModuleList(nn.Conv2d(c, 3 * s * s, 3, padding=1) for _ in range(cfg.groups))
+
+    def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.stem_input == "gamma":
+            view = x.clamp(min=1e-6).pow(1.0 / 2.2)
+        else:
+            view = x
+        stem_in = torch.cat((x, view), dim=1)
+        if self.cfg.downscale > 1:
+            stem_in = F.pixel_unshuffle(stem_in, self.cfg.downscale)
+        return stem_in
+
+    def _stages(self, x: torch.Tensor, *, all_stages: bool) -> list[torch.Tensor]:
+        h = self.stem(self._stem_input(x))
+        stages = []
+        last = len(self.body) - 1
+        for k, (group, head) in enumerate(zip(self.body, self.heads)):
+            h = group(h)
+            if all_stages or k == last:  # inference skips the intermediate heads
+                residual = head(h)
+                if self.cfg.downscale > 1:
+                    residual = F.pixel_shuffle(residual, self.cfg.downscale)
+                stages.append(x + residual)
+        return stages
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Return ``{"output": y_G, "stages": [y_1, ..., y_{G-1}]}``, all ``(B,3,H,W)``, unclamped."""
+        stages = self._stages(x, all_stages=True)
+        return {"output": stages[-1], "stages": stages[:-1]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Enhance ``x`` ``(B,3,H,W)`` in ``[0,1]``; clamped to ``[0,1]`` in eval mode."""
+        y = self._stages(x, all_stages=False)[-1]
+        return y if self.training else y.clamp(0.0, 1.0)

@@ -1,0 +1,40 @@
+"""The model registry: named sizes of each family, each a small factory with its ModelInfo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..registry import Registry
+from .base import EnhancementModel, ModelInfo
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its facts, its class and the keyword arguments of this named size."""
+
+    info: ModelInfo
+    builder: Callable[..., EnhancementModel]
+    kwargs: dict = field(default_factory=dict)
+
+    def build(self, **overrides: object) -> EnhancementModel:
+        """Instantiate with this size's kwargs, updated by ``overrides``."""
+        return self.builder(self.info, **{**self.kwargs, **overrides})
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(info: ModelInfo, builder: Callable[..., EnhancementModel], **kwargs: object) -> None:
+    """Register a named model size (called from ``lowlight_cli.models.__init__``)."""
+    MODELS.register(info.name, ModelEntry(info, builder, dict(kwargs)))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered model; :class:`UnknownNameError` otherwise."""
+    return MODELS.get(name).info
+
+
+def list_models(*, include_test: bool = False) -> list[str]:
+    """Registered model names; test-size variants only when asked."""
+    return [n for n in MODELS.names() if include_test or "test" not in MODELS.get(n).info.tags]

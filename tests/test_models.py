@@ -1,0 +1,139 @@
+"""Model registry, CRNet structure and contract, checkpoints (strict, no pickle)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lowlight_cli.errors import CheckpointError, UnknownNameError, UsageError
+from lowlight_cli.models import MODELS, CRNet, create_model, list_models, load_checkpoint, save_checkpoint
+from lowlight_cli.models.complexity import measure_complexity
+from lowlight_cli.models.crnet import layer_attention
+
+
+def test_unknown_model_suggests_close_name():
+    with pytest.raises(UnknownNameError) as info:
+        create_model("crnt", pretrained=False)
+    assert "crnet" in (info.value.hint or "")
+
+
+def test_registry_rejects_duplicates():
+    entry = MODELS.get("gamma")
+    with pytest.raises(ValueError):
+        MODELS.register("gamma", entry)
+
+
+def test_paper_size_crnet_matches_spec_size_and_cost():
+    cx = measure_complexity(create_model("crnet", pretrained=False), size=64)
+    # exact count of the architecture in SPEC-crnet.md (C=32, 4 groups, 5 blocks, 2 recurrences)
+    assert cx.parameters == 921_968
+    assert 1.6e6 < cx.macs_per_pixel < 1.8e6  # "about 1.7 M multiply-adds per pixel"
+
+
+def test_small_variant_is_at_least_8x_cheaper():
+    full = measure_complexity(create_model("crnet", pretrained=False), size=64).macs_per_pixel
+    small = measure_complexity(create_model("crnet-s", pretrained=False), size=64).macs_per_pixel
+    assert full / small >= 8
+
+
+@pytest.mark.parametrize("name", list_models(include_test=True))
+def test_forward_keeps_shape_and_range(name):
+    model = create_model(name, pretrained=False)
+    m = model.info.input_multiple
+    x = torch.rand(2, 3, 8 * m, 12 * m)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_forward_train_returns_all_stages_unclamped():
+    model = create_model("crnet-tiny", pretrained=False).train()
+    out = model.forward_train(torch.rand(1, 3, 16, 16))
+    assert out["output"].shape == (1, 3, 16, 16)
+    assert len(out["stages"]) == model.cfg.groups - 1
+    assert out["output"].requires_grad
+
+
+def test_eval_forward_equals_last_training_stage_clamped():
+    model = create_model("crnet-tiny", pretrained=False)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        final = model.forward_train(x)["output"].clamp(0, 1)
+        assert torch.allclose(model(x), final)
+
+
+def test_random_init_is_seeded():
+    a = create_model("crnet-tiny", pretrained=False)
+    b = create_model("crnet-tiny", pretrained=False)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_layer_attention_sign_and_identity():
+    feats = torch.randn(2, 5, 4, 6, 6)
+    # gamma = 0 is the identity whatever the sign
+    assert torch.equal(layer_attention(feats, torch.zeros(1)), feats)
+    # one map much larger than the others: positive sign attends to it, negative sign away from it
+    feats = torch.ones(1, 3, 1, 2, 2) * torch.tensor([1.0, 1.0, 4.0]).view(1, 3, 1, 1, 1)
+    pos = layer_attention(feats, torch.ones(1), 1.0) - feats
+    neg = layer_attention(feats, torch.ones(1), -1.0) - feats
+    assert pos[0, 0].mean() > neg[0, 0].mean()  # map 0 pulls in map 2's large values with sign +1
+    # softmax weights over maps (1, 1, 4): e^1, e^1, e^4 -> attended value (2e + 4e^4) / (2e + e^4)
+    e = torch.e
+    assert torch.allclose(pos[0, 0].mean(), torch.tensor((2 * e + 4 * e**4) / (2 * e + e**4)), atol=1e-4)
+
+
+def test_layer_attention_energy_is_a_mean():
+    # scaling the spatial size must not sharpen the attention (energy divided by C*H*W)
+    small = torch.randn(1, 3, 2, 4, 4)
+    big = small.repeat(1, 1, 1, 4, 4)  # same statistics, 16x more pixels
+    a = layer_attention(small, torch.ones(1)) - small
+    b = layer_attention(big, torch.ones(1)) - big
+    assert torch.allclose(a.mean(dim=(-1, -2)), b.mean(dim=(-1, -2)), atol=1e-5)
+
+
+def test_checkpoint_roundtrip_is_strict(tmp_path):
+    model = create_model("crnet-tiny", pretrained=False)
+    folder = save_checkpoint(model, tmp_path / "ckpt", architecture="crnet-tiny", kwargs={}, provenance={"test": True})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "crnet-tiny" and len(config["sha256"]["model.safetensors"]) == 64
+    loaded = load_checkpoint(folder)
+    assert isinstance(loaded, CRNet) and not loaded.training
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    # wrong kwargs for the stored tensors: strict loading refuses
+    config["kwargs"] = {"channels": 16}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(folder)
+
+
+def test_checkpoint_family_is_checked(tmp_path):
+    folder = save_checkpoint(create_model("crnet-tiny", pretrained=False), tmp_path / "c", architecture="crnet-tiny", kwargs={})
+    with pytest.raises(CheckpointError, match="not a classical"):
+        load_checkpoint(folder, expected_family="classical")
+
+
+def test_explicit_weights_folder_is_used(tmp_path):
+    model = create_model("crnet-tiny", pretrained=False)
+    for p in model.parameters():
+        p.data.add_(0.01)
+    folder = save_checkpoint(model, tmp_path / "c", architecture="crnet-tiny", kwargs={})
+    loaded = create_model("crnet-tiny", weights=folder)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_weights_and_no_pretrained_conflict():
+    with pytest.raises(UsageError):
+        create_model("crnet-tiny", pretrained=False, weights="x")
+
+
+def test_classical_models_need_no_weights():
+    x = torch.full((1, 3, 8, 8), 0.25)
+    assert torch.allclose(create_model("gamma")(x), x.pow(1 / 2.2))
+    y = create_model("clahe")(torch.rand(1, 3, 64, 64) * 0.2)
+    assert y.shape == (1, 3, 64, 64)

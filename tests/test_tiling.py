@@ -1,0 +1,98 @@
+"""Tiled inference reproduces whole-image inference; padding never crops the user's image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_cli.inference import Enhancer, InferenceConfig, pad_to_multiple, plan_tiles, tile_starts, tiled_forward
+from lowlight_cli.models import create_model
+
+from .photos import dark_photo
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1.0 / ((a - b) ** 2).mean()))
+
+
+def test_tiles_cover_the_image_with_equal_sizes():
+    starts = tile_starts(1000, 256, 32)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:]))
+    tiles = plan_tiles(768, 1000, 256, 256, 32)
+    covered = np.zeros((768, 1000), bool)
+    for t in tiles:
+        assert (t.height, t.width) == (256, 256)
+        covered[t.top : t.top + t.height, t.left : t.left + t.width] = True
+    assert covered.all()
+
+
+def test_padding_reaches_the_multiple_and_crops_back():
+    x = torch.rand(1, 3, 37, 50)
+    padded = pad_to_multiple(x, 16)
+    assert padded.shape[-2:] == (48, 64)
+    assert torch.equal(padded[..., :37, :50], x)
+    model = create_model("crnet-s", pretrained=False)  # input multiple 4
+    out = tiled_forward(model, x, tile=0, multiple=4)
+    assert out.shape == x.shape
+
+
+def test_tile_exact_model_tiled_equals_whole():
+    model = create_model("gamma")
+    assert model.info.tile_exact
+    image = torch.from_numpy(dark_photo(300, 410)).permute(2, 0, 1)[None]
+    whole = tiled_forward(model, image, tile=0)
+    for tile, overlap in ((64, 8), (128, 32), (100, 0)):
+        tiled = tiled_forward(model, image, tile=tile, overlap=overlap, batch_size=3)
+        assert (tiled - whole).abs().max() <= 1e-5, (tile, overlap)
+
+
+def _crnet_with_active_attention(name: str) -> torch.nn.Module:
+    model = create_model(name, pretrained=False)
+    for group in model.body:  # gamma starts at 0 (identity); make the global attention matter
+        group.attention.gamma.data.fill_(1.0)
+    for head in model.heads:  # a random head barely changes the image; make the output depend on the body
+        head.weight.data.mul_(20.0)
+    return model
+
+
+def test_crnet_is_not_tile_exact_but_tiling_stays_above_40db():
+    model = _crnet_with_active_attention("crnet-s")
+    assert not model.info.tile_exact
+    image = torch.from_numpy(dark_photo(768, 1024)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        whole = tiled_forward(model, image, tile=0, multiple=4)
+        tiled = tiled_forward(model, image, tile=256, overlap=32, batch_size=4, multiple=4)
+        assert (whole - image).abs().mean() > 0.01  # the model really does something
+        assert _psnr(tiled, whole) >= 40.0
+        # the blending is what buys it: abutting tiles (no overlap) leave visible seams
+        seams = tiled_forward(model, image, tile=256, overlap=0, batch_size=4, multiple=4)
+        assert _psnr(seams, whole) < 35.0
+        # and the global attention does act: a lone 256 tile differs from its place in the whole image
+        crop = tiled_forward(model, image[..., :256, :256].contiguous(), tile=0, multiple=4)
+        assert (crop - whole[..., :256, :256]).abs().max() > 1e-6
+
+
+def test_enhancer_reports_tile_progress():
+    events = []
+    enhancer = Enhancer(create_model("gamma"), InferenceConfig(device="cpu", tile=64, overlap=8, batch_size=2))
+    out = enhancer.enhance(dark_photo(100, 150), events.append)
+    assert out.shape == (100, 150, 3)
+    done = [e.done for e in events]
+    assert done == sorted(done) and events[-1].done == events[-1].total == len(plan_tiles(100, 150, 64, 64, 8))
+
+
+@pytest.mark.parametrize("bad", [dict(tile=32), dict(tile=128, overlap=64), dict(batch_size=0), dict(tile=-1)])
+def test_inference_config_is_validated(bad):
+    from lowlight_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        InferenceConfig(**bad)
+
+
+def test_cpu_refuses_half_precision():
+    from lowlight_cli.errors import UsageError
+
+    with pytest.raises(UsageError):
+        Enhancer(create_model("gamma"), InferenceConfig(device="cpu", precision="fp16"))
