@@ -49,7 +49,7 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="lowlight models (MACs measured on a 256x256 input)")
-    for col in ("model", "params", "MACs/pixel", "weights", "tile-exact", "ONNX", "licence", "description"):
+    for col in ("model", "params", "MACs/pixel", "weights", "tile-exact", "ONNX", "licence"):
         table.add_column(col, justify="right" if col in ("params", "MACs/pixel") else "left")
     for r in rows:
         weights = "not needed" if not r["needs_weights"] else ("bundled" if r["bundled_weights"] else "none bundled")
@@ -61,6 +61,5 @@ def models(
             "yes" if r["tile_exact"] else "no",
             "yes" if r["exportable"] else "no",
             r["licence"],
-            r["description"],
         )
     out.print(table)

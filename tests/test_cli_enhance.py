@@ -1,0 +1,170 @@
+"""`lowlight enhance` end to end through Typer's CliRunner: files, folders, failures, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lowlight_cli import __version__
+from lowlight_cli.cli.app import app
+from lowlight_cli.io import read_image
+
+from .photos import dark_photo
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(tmp_path, monkeypatch):
+    """No network and an empty weights cache: only bundled or explicit weights can be found."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+
+
+def _write(path: Path, rgb: np.ndarray, bit_depth: int = 8) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    assert cv2.imwrite(str(path), np.round(rgb[..., ::-1] * scale).astype(dtype))
+    return path
+
+
+@pytest.fixture()
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    _write(folder / "a.png", dark_photo(60, 80, seed=1))
+    _write(folder / "b.jpg", dark_photo(50, 70, name="coffee", seed=2))
+    _write(folder / "deep" / "c.png", dark_photo(40, 40, name="chelsea", seed=3), bit_depth=16)
+    return folder
+
+
+def test_version_and_help():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "enhance" in result.output and "models" in result.output
+    result = runner.invoke(app, ["enhance", "--help"])
+    assert result.exit_code == 0 and "lowlight enhance examples/" in result.output
+
+
+def test_enhance_folder_writes_brighter_images(photos, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # not recursive: deep/ ignored
+    before = read_image(photos / "a.png").rgb.mean()
+    after = read_image(out / "a.png").rgb.mean()
+    assert after > before * 1.5
+
+
+def test_recursive_mirrors_tree_and_keeps_16_bit(photos, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "-r", "-o", str(out), "--suffix", "_x"])
+    assert result.exit_code == 0, result.output
+    deep = read_image(out / "deep" / "c_x.png")
+    assert deep.bit_depth == 16
+    assert (out / "a_x.png").exists() and (out / "b_x.jpg").exists()
+
+
+def test_corrupt_file_does_not_stop_the_batch(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "broken.png" in result.output
+    assert (out / "a.png").exists() and (out / "b.jpg").exists()
+    assert not (out / "broken.png").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_existing_outputs_are_refused_then_skipped_or_overwritten(photos, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(out)]).exit_code == 0
+    stamp = (out / "a.png").stat().st_mtime_ns
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(out)])
+    assert result.exit_code == 2 and "a.png" in result.output and "--overwrite" in result.output
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(out), "--skip-existing", "--json"])
+    assert result.exit_code == 0
+    assert (out / "a.png").stat().st_mtime_ns == stamp
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(out), "--overwrite"])
+    assert result.exit_code == 0
+    assert (out / "a.png").stat().st_mtime_ns != stamp
+
+
+def test_dry_run_writes_nothing(photos, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(out), "--dry-run"])
+    assert result.exit_code == 0 and "a.png" in result.output
+    assert not out.exists()
+
+
+def test_json_summary_on_stdout(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "gamma"
+    assert summary["files"][0]["status"] == "written"
+
+
+def test_model_without_weights_exits_with_a_clear_message(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--model", "crnet-tiny"])
+    assert result.exit_code == 1
+    assert "no trained weights" in result.output and "--weights" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_no_pretrained_warns_and_runs(photos, tmp_path):
+    result = runner.invoke(
+        app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "-m", "crnet-tiny", "--no-pretrained", "--tile", "64", "--overlap", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "means nothing" in result.output
+
+
+def test_unknown_model_is_a_usage_error(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "o"), "--model", "crnte"])
+    assert result.exit_code == 2 and "did you mean" in result.output
+
+
+def test_debug_env_shows_the_exception(photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWLIGHT_DEBUG", "1")
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "o"), "--model", "crnte"])
+    assert result.exit_code != 0 and result.exception is not None
+    assert type(result.exception).__name__ == "UnknownNameError"
+
+
+def test_ext_jpg_on_16_bit_says_so(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "deep" / "c.png"), "-o", str(tmp_path / "o"), "--ext", "jpg"])
+    assert result.exit_code == 0, result.output
+    assert "8" in result.output and "bit" in result.output
+    assert read_image(tmp_path / "o" / "c.jpg").bit_depth == 8
+
+
+def test_missing_input_is_reported(tmp_path):
+    result = runner.invoke(app, ["enhance", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert result.exit_code in (1, 2) and "nope" in result.output
+
+
+def test_interrupt_leaves_no_partial_files(photos, tmp_path, monkeypatch):
+    import lowlight_cli.cli.enhance as cli_enhance
+
+    real = cli_enhance.enhance_file
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_enhance, "enhance_file", flaky)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(out)])
+    assert result.exit_code == 130
+    assert [p.name for p in out.iterdir()] == ["a.png"]
