@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from .enhance import EPILOG, enhance
+from .enhance import EPILOG as ENHANCE_EPILOG
+from .enhance import enhance
+from .evaluate import EPILOG as EVALUATE_EPILOG
+from .evaluate import evaluate
 from .models import models
 
 app = typer.Typer(
@@ -36,7 +39,11 @@ def root(
     """Low-light image enhancement: enhance, train, evaluate, export."""
 
 
-app.command(epilog=EPILOG)(enhance)
+app.command(epilog=ENHANCE_EPILOG)(enhance)
+app.command(
+    epilog=EVALUATE_EPILOG,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(evaluate)
 app.command()(models)
 
 

@@ -1,0 +1,134 @@
+"""`lowlight evaluate`: paper-grade scores with the protocol printed beside them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import DataError, UsageError
+from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
+from ..evaluation.summary import csv_report, json_report
+from ..inference import Enhancer, InferenceConfig
+from ..io import read_image, to_float
+from ..metrics import metric_info, quantize
+from ..models.checkpoint import atomic_write_bytes
+from .console import err, out
+from .errors import handle_errors
+from .loading import load_model
+from .options import BatchSizeOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+
+EPILOG = """
+Examples:\n
+  lowlight evaluate --pred results/ --ref LOL/test/high --metrics psnr ssim niqe\n
+  lowlight evaluate --model crnet --data LOL/test --metrics psnr ssim niqe --csv scores.csv\n
+  lowlight evaluate --pred results/ --metrics niqe --json > niqe.json\n
+  lowlight evaluate --pred a/ --ref b/ --metrics psnr,ssim --gt-mean --ssim-space y
+"""
+
+
+def parse_metric_list(values: list[str]) -> list[str]:
+    """Flatten ``--metrics psnr ssim``, ``--metrics psnr,ssim`` and repeated ``--metrics`` forms."""
+    names = [part.strip().lower() for value in values for part in value.split(",")]
+    return [n for n in names if n]
+
+
+@handle_errors
+def evaluate(
+    ctx: typer.Context,
+    pred: Annotated[Optional[Path], typer.Option("--pred", help="Folder of enhanced images to score.")] = None,
+    ref: Annotated[Optional[Path], typer.Option("--ref", help="Folder of reference images (paired by file stem).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Enhance --data with this model first.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="With --model: DIR/low (or DIR) is enhanced, DIR/high is the reference.")] = None,
+    metrics: Annotated[list[str], typer.Option("--metrics", help="Metrics: several after one flag, comma-separated or repeated.")] = ["psnr", "ssim"],  # noqa: B006
+    gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first.")] = False,
+    ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
+    niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
+    crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels removed from each side before scoring.")] = 0,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Pair files in sub-folders too (stem includes the sub-folder).")] = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image scores to this CSV file.")] = None,
+    json_output: JsonOpt = False,
+    weights: WeightsOpt = None,
+    no_pretrained: NoPretrainedOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: TileOpt = None,
+    overlap: OverlapOpt = 32,
+    batch_size: BatchSizeOpt = 4,
+) -> None:
+    """Score images with PSNR, SSIM and NIQE under an explicit protocol."""
+    names = parse_metric_list(list(metrics) + list(ctx.args))
+    stray = [a for a in ctx.args if a.startswith("-")]
+    if stray:
+        raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
+    protocol = Protocol(tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border)
+    enhancer = None
+    if model is not None:
+        if pred is not None or data is None:
+            raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
+        low = data / "low" if (data / "low").is_dir() else data
+        high = data / "high" if (data / "high").is_dir() else None
+        pred, ref = low, ref or high
+        enhancer = Enhancer(
+            load_model(model, weights, no_pretrained),
+            InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size),
+        )
+    elif pred is None:
+        raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
+    if protocol.needs_reference and ref is None:
+        full = [m for m in protocol.metrics if metric_info(m).full_reference]
+        raise UsageError(f"{', '.join(full)} need references", hint="pass --ref DIR (or use --metrics niqe alone)")
+
+    pairing = pair_by_stem(pred, ref if protocol.needs_reference else None, recursive=recursive)
+    for path in pairing.unpaired_predictions:
+        err.print(f"[yellow]unpaired:[/] {path} has no reference")
+    for path in pairing.unpaired_references:
+        err.print(f"[yellow]unpaired:[/] reference {path} has no prediction")
+    if not pairing.pairs:
+        raise DataError("no prediction/reference pairs", hint="pairing is by file stem: 1.png pairs with 1.jpg")
+
+    scorer = Scorer(protocol)
+    scores = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("scoring", total=len(pairing.pairs))
+        for pair in pairing.pairs:
+            progress.update(task, description=pair.name)
+            image = read_image(pair.prediction)
+            prediction = to_float(image.rgb)
+            if enhancer is not None:  # score what would be saved: the output at the input's bit depth
+                levels = 255 if image.bit_depth == 8 else 65535
+                enhanced = enhancer.enhance(prediction)
+                prediction = quantize(torch.from_numpy(enhanced), levels).numpy()
+            reference = to_float(read_image(pair.reference).rgb) if pair.reference is not None else None
+            result = scorer.score(pair.name, prediction.astype(np.float64), reference, labels=(str(pair.prediction), str(pair.reference)))
+            for note in result.warnings:
+                progress.console.print(f"[yellow]warning:[/] {pair.name}: {note}")
+            scores.append(result)
+            progress.advance(task)
+
+    extra = {"model": model, "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
+    if csv_path is not None:
+        atomic_write_bytes(csv_path, csv_report(protocol, scores).encode())
+        err.print(f"per-image scores written to {csv_path}")
+    if json_output:
+        typer.echo(json.dumps(json_report(protocol, scores, extra), indent=2))
+        return
+    _table(protocol, scores)
+
+
+def _table(protocol: Protocol, scores: list) -> None:
+    summary = summarize(scores, protocol.metrics)
+    table = Table(title="lowlight evaluate", caption=f"protocol: {protocol.describe()}")
+    for col in ("metric", "mean", "median", "std", "count", "better"):
+        table.add_column(col, justify="left" if col in ("metric", "better") else "right")
+    for name, s in summary.items():
+        count = str(s.count) + (f" (+{s.infinite} inf)" if s.infinite else "") + (f" (+{s.nan} nan)" if s.nan else "")
+        better = "higher" if metric_info(name).higher_is_better else "lower"
+        table.add_row(name, f"{s.mean:.4f}", f"{s.median:.4f}", f"{s.std:.4f}", count, better)
+    out.print(table)

@@ -1,0 +1,66 @@
+"""Pair predictions with references by file stem, never by sort order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from ..io import InputFile, find_images
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """A prediction and its reference (None for no-reference scoring); ``name`` is the shared stem."""
+
+    name: str
+    prediction: Path
+    reference: Path | None
+
+
+@dataclass
+class Pairing:
+    """The pairs found, and the files that had no partner (reported, never silently dropped)."""
+
+    pairs: list[ImagePair]
+    unpaired_predictions: list[Path] = field(default_factory=list)
+    unpaired_references: list[Path] = field(default_factory=list)
+
+
+def _by_stem(items: Sequence[InputFile], role: str) -> dict[str, Path]:
+    stems: dict[str, Path] = {}
+    for item in items:
+        stem = item.relative.with_suffix("").as_posix()
+        if stem in stems:
+            raise DataError(
+                f"two {role} files share the stem {stem!r}: {stems[stem]} and {item.path}",
+                hint="pairing is by file stem; keep one of them",
+            )
+        stems[stem] = item.path
+    return stems
+
+
+def pair_by_stem(predictions: Path, references: Path | None, *, recursive: bool = False) -> Pairing:
+    """Pair the images under ``predictions`` with those under ``references`` by stem.
+
+    ``1.png`` pairs with ``1.jpg``; with ``recursive`` the stem includes the sub-folder path.
+    Without ``references`` every prediction is a pair with reference None.
+
+    Raises:
+        DataError: a folder holds no images, or two files in one folder share a stem.
+    """
+    preds = _by_stem(find_images([predictions], recursive=recursive), "prediction")
+    if not preds:
+        raise DataError(f"no images found in {predictions}")
+    if references is None:
+        return Pairing([ImagePair(stem, path, None) for stem, path in sorted(preds.items())])
+    refs = _by_stem(find_images([references], recursive=recursive), "reference")
+    if not refs:
+        raise DataError(f"no images found in {references}")
+    pairs = [ImagePair(stem, preds[stem], refs[stem]) for stem in sorted(preds) if stem in refs]
+    return Pairing(
+        pairs,
+        unpaired_predictions=[preds[s] for s in sorted(preds) if s not in refs],
+        unpaired_references=[refs[s] for s in sorted(refs) if s not in preds],
+    )

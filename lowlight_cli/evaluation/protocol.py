@@ -1,0 +1,74 @@
+"""The evaluation protocol: every choice that moves a score, printed with every result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import UsageError
+from ..metrics import list_metrics, metric_info
+
+SSIM_SPACES = ("rgb", "y", "gray")
+NIQE_SPACES = ("y", "gray")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How images are scored (SPEC-metrics.md; defaults are the field's usual LOL protocol).
+
+    Attributes:
+        metrics: metric names, in report order.
+        gt_mean: scale each prediction so its mean gray level equals its reference's (off by
+            default; it adds 2-4 dB on LOL and several papers do it silently).
+        ssim_space: ``rgb`` (per channel, averaged), ``y`` (BT.601 luma) or ``gray``.
+        niqe_space: ``y`` (BT.601 luma) or ``gray`` (MATLAB rgb2gray).
+        crop_border: pixels removed from every side before scoring.
+    """
+
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    gt_mean: bool = False
+    ssim_space: str = "rgb"
+    niqe_space: str = "y"
+    crop_border: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise UsageError("no metrics given", hint=f"use --metrics with some of: {', '.join(list_metrics())}")
+        for name in self.metrics:
+            metric_info(name)  # raises UnknownNameError with a hint
+        if len(set(self.metrics)) != len(self.metrics):
+            raise UsageError(f"metric listed twice: {', '.join(self.metrics)}")
+        if self.ssim_space not in SSIM_SPACES:
+            raise UsageError(f"unknown --ssim-space {self.ssim_space!r}", hint=f"use one of {', '.join(SSIM_SPACES)}")
+        if self.niqe_space not in NIQE_SPACES:
+            raise UsageError(f"unknown --niqe-space {self.niqe_space!r}", hint=f"use one of {', '.join(NIQE_SPACES)}")
+        if self.crop_border < 0:
+            raise UsageError(f"--crop-border must be >= 0, got {self.crop_border}")
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when some metric is full-reference."""
+        return any(metric_info(m).full_reference for m in self.metrics)
+
+    def metric_options(self, name: str) -> dict[str, str]:
+        """Constructor options of metric ``name`` under this protocol (its colour space)."""
+        spaces = {"ssim": self.ssim_space, "niqe": self.niqe_space}
+        return {"space": spaces[name]} if name in spaces else {}
+
+    def as_dict(self) -> dict:
+        """The protocol block of JSON reports (with the fixed conventions spelled out)."""
+        return {
+            **asdict(self),
+            "metrics": list(self.metrics),
+            "pairing": "file stem",
+            "value_scale": "8-bit 0..255 (16-bit images scaled to the same range)",
+            "psnr": "10 log10(255^2 / MSE) over all pixels and channels, per image, then mean",
+            "ssim": "Wang 2004, Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, L 255, valid region",
+        }
+
+    def describe(self) -> str:
+        """One line for tables, CSV headers and logs."""
+        return (
+            f"pairing by stem; 0..255 scale; gt-mean {'on' if self.gt_mean else 'off'}; "
+            f"ssim space {self.ssim_space} (Gaussian 11x11, sigma 1.5, valid); "
+            f"niqe space {self.niqe_space}; crop border {self.crop_border}"
+        )

@@ -1,0 +1,96 @@
+"""Score one prediction (and its reference) under a :class:`Protocol`."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..metrics import MetricWarning, create_metric, metric_info
+from .protocol import Protocol
+
+_GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+@dataclass
+class ImageScores:
+    """The scores of one image, by metric name; ``warnings`` holds metric notes (e.g. NaN NIQE)."""
+
+    name: str
+    values: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+def gt_mean_scale(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Scale ``prediction`` so its mean gray level equals ``reference``'s, clipped to [0, 1].
+
+    Both ``(H, W, 3)`` float in [0, 1]. A black prediction is returned unchanged.
+    """
+    pred_mean = float((prediction @ _GRAY).mean())
+    if pred_mean <= 0:
+        return prediction
+    return np.clip(prediction * (float((reference @ _GRAY).mean()) / pred_mean), 0.0, 1.0)
+
+
+class Scorer:
+    """Holds the metric modules of a protocol and scores images one at a time.
+
+    Example:
+        >>> scorer = Scorer(Protocol(metrics=("psnr",)))
+        >>> x = np.full((8, 8, 3), 0.5)
+        >>> scorer.score("x", x, x).values["psnr"]
+        inf
+    """
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self.metrics = {name: create_metric(name, **protocol.metric_options(name)) for name in protocol.metrics}
+
+    def score(
+        self,
+        name: str,
+        prediction: np.ndarray,
+        reference: np.ndarray | None,
+        *,
+        labels: tuple[str, str] = ("prediction", "reference"),
+    ) -> ImageScores:
+        """Score ``prediction`` ``(H, W, 3)`` float in [0, 1] against ``reference`` (same shape) or alone.
+
+        ``labels`` name the two images in errors (e.g. their file paths).
+
+        Raises:
+            DataError: sizes differ, or a full-reference metric was asked for without a reference.
+        """
+        p = self.protocol
+        if reference is not None and prediction.shape != reference.shape:
+            raise DataError(
+                f"size mismatch: {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "
+                f"{labels[1]} is {reference.shape[1]}x{reference.shape[0]}",
+                hint="scores compare images pixel by pixel; no resizing is done",
+            )
+        if reference is not None and p.gt_mean:
+            prediction = gt_mean_scale(prediction, reference)
+        c = p.crop_border
+        if c:
+            prediction = prediction[c:-c, c:-c]
+            reference = reference[c:-c, c:-c] if reference is not None else None
+        pred_t = torch.from_numpy(np.ascontiguousarray(prediction, dtype=np.float64)).permute(2, 0, 1)[None]
+        ref_t = None
+        if reference is not None:
+            ref_t = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)).permute(2, 0, 1)[None]
+        values: dict[str, float] = {}
+        notes: list[str] = []
+        for metric_name, module in self.metrics.items():
+            if metric_info(metric_name).full_reference:
+                if ref_t is None:
+                    raise DataError(f"{metric_name} needs a reference image for {labels[0]}")
+                values[metric_name] = float(module(pred_t, ref_t)[0])
+            else:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", MetricWarning)
+                    values[metric_name] = float(module(pred_t)[0])
+                notes += [f"{metric_name}: {w.message}" for w in caught if issubclass(w.category, MetricWarning)]
+        return ImageScores(name, values, notes)

@@ -1,0 +1,88 @@
+"""Per-metric summaries and the report formats (JSON with inf/nan as strings, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__
+from .protocol import Protocol
+from .scoring import ImageScores
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Statistics of one metric over images with finite scores.
+
+    ``count`` counts finite scores; infinite ones (identical images under PSNR) and NaN ones
+    (NIQE of a flat image) are counted apart so the mean stays finite and honest.
+    """
+
+    mean: float
+    median: float
+    std: float
+    count: int
+    infinite: int = 0
+    nan: int = 0
+
+    def as_dict(self) -> dict:
+        data = {"mean": self.mean, "median": self.median, "std": self.std, "count": self.count}
+        if self.infinite:
+            data["infinite"] = self.infinite
+        if self.nan:
+            data["nan"] = self.nan
+        return data
+
+
+def summarize(scores: Sequence[ImageScores], metrics: Sequence[str]) -> dict[str, MetricSummary]:
+    """Mean, median, population std and count of each metric over the finite scores."""
+    result = {}
+    for name in metrics:
+        values = np.array([s.values[name] for s in scores if name in s.values], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        result[name] = MetricSummary(
+            mean=float(finite.mean()) if finite.size else math.nan,
+            median=float(np.median(finite)) if finite.size else math.nan,
+            std=float(finite.std()) if finite.size else math.nan,
+            count=int(finite.size),
+            infinite=int(np.isinf(values).sum()),
+            nan=int(np.isnan(values).sum()),
+        )
+    return result
+
+
+def json_number(value: float) -> float | str:
+    """JSON has no inf/NaN: write them as the strings ``"inf"``, ``"-inf"`` and ``"nan"``."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict | None = None) -> dict:
+    """``{"version", "protocol", "summary", "images"}``: the stable JSON shape of ``lowlight evaluate``."""
+    summary = summarize(scores, protocol.metrics)
+    return {
+        "version": __version__,
+        "protocol": protocol.as_dict(),
+        "summary": {k: {kk: json_number(vv) for kk, vv in v.as_dict().items()} for k, v in summary.items()},
+        "images": [{"name": s.name, **{k: json_number(v) for k, v in s.values.items()}} for s in scores],
+        **(extra or {}),
+    }
+
+
+def csv_report(protocol: Protocol, scores: Sequence[ImageScores]) -> str:
+    """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>``."""
+    buffer = io.StringIO()
+    buffer.write(f"# lowlight {__version__}; protocol: {protocol.describe()}\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", *protocol.metrics])
+    for s in scores:
+        writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics)])
+    return buffer.getvalue()

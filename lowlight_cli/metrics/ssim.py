@@ -1,0 +1,175 @@
+"""Structural similarity (Wang et al. 2004): differentiable, shared by evaluation and losses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MetricError
+from .base import check_image_pair, check_space
+from .color import gray_matlab, luma_bt601
+
+SSIMSpace = Literal["rgb", "y", "gray"]
+SSIM_SPACES: tuple[str, ...] = ("rgb", "y", "gray")
+
+
+def gaussian_window_1d(
+    size: int,
+    sigma: float,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (odd) and standard deviation ``sigma`` in pixels.
+
+    The 2-D SSIM window is its outer product with itself.
+
+    Example:
+        >>> w = gaussian_window_1d(11, 1.5)
+        >>> w.shape, round(float(w.sum()), 12)
+        (torch.Size([11]), 1.0)
+    """
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def _to_space(x255: torch.Tensor, space: str) -> torch.Tensor:
+    """Convert (B, C, H, W) values on 0..255 to the scoring space (channels kept for ``rgb``)."""
+    if space == "rgb":
+        return x255
+    if x255.shape[1] != 3:
+        raise MetricError(
+            f"ssim: space {space!r} needs 3-channel RGB input, got {x255.shape[1]} channels"
+        )
+    r, g, b = x255[:, 0:1], x255[:, 1:2], x255[:, 2:3]
+    return luma_bt601(r, g, b) if space == "y" else gray_matlab(r, g, b)
+
+
+def _filter_valid(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Depthwise separable correlation of (B, C, H, W) with ``window``, no padding ('valid')."""
+    channels = x.shape[1]
+    size = window.numel()
+    x = F.conv2d(x, window.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
+    return F.conv2d(x, window.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)
+
+
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    space: SSIMSpace = "rgb",
+) -> torch.Tensor:
+    """Mean SSIM of each image, Gaussian window, 'valid' region, on the 0..255 scale (L = 255).
+
+    Inputs are rescaled to 0..255 (``x * 255 / data_range``), optionally converted to one channel
+    (``space="y"``: BT.601 luma ``16 + (65.481 R + 128.553 G + 24.966 B)/255``; ``"gray"``: MATLAB
+    rgb2gray), filtered with the normalised ``window_size`` x ``window_size`` Gaussian without
+    padding, and the SSIM map is averaged over the valid region and the channels. This equals
+    ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=255, channel_axis=-1)`` on the 0..255 values (skimage
+    filters with padding and then crops ``(window_size - 1) // 2`` pixels, i.e. the same region).
+
+    Differentiable (no rounding inside; use :func:`~lowlight_cli.metrics.quantize` first for the
+    8-bit protocol), works for float32/float64 on any device; computed in the input dtype.
+
+    Args:
+        pred: (B, C, H, W) float tensor in [0, data_range]; C = 3 (RGB) for ``y`` and ``gray``.
+        target: reference of the same shape, dtype and device.
+        data_range: peak value of the input scale (1.0 for [0, 1]).
+        window_size: odd window side in pixels.
+        sigma: Gaussian standard deviation in pixels.
+        k1, k2: stabilising constants; ``C1 = (k1 * 255)^2``, ``C2 = (k2 * 255)^2``.
+        space: ``"rgb"`` (per channel, averaged), ``"y"`` or ``"gray"``.
+
+    Returns:
+        (B,) tensor of the input dtype, 1 for identical images.
+
+    Raises:
+        MetricError: mismatched or non-4-D shapes, unknown space, even window, or an image smaller
+            than the window.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+        >>> ssim(x, x)
+        tensor([1., 1.], dtype=torch.float64)
+        >>> bool((ssim(x, 0.5 * x, space="y") < 1).all())
+        True
+    """
+    check_image_pair(pred, target, "ssim")
+    check_space("ssim", space, SSIM_SPACES)
+    if window_size < 1 or window_size % 2 == 0:
+        raise MetricError(f"ssim: window_size must be a positive odd number, got {window_size}")
+    height, width = pred.shape[-2:]
+    if height < window_size or width < window_size:
+        raise MetricError(
+            f"ssim: image {height}x{width} is smaller than the {window_size}x{window_size} window"
+        )
+
+    scale = 255.0 / data_range
+    x = _to_space(pred * scale, space)
+    y = _to_space(target * scale, space)
+    c1 = (k1 * 255.0) ** 2
+    c2 = (k2 * 255.0) ** 2
+
+    window = gaussian_window_1d(window_size, sigma, dtype=x.dtype, device=x.device)
+    moments = _filter_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), window)
+    mu_x, mu_y, xx, yy, xy = moments.chunk(5, dim=1)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov_xy = xy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    )
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+class SSIM(nn.Module):
+    """Module form of :func:`ssim` with the options fixed at construction; higher is better.
+
+    Example:
+        >>> import torch
+        >>> metric = SSIM(space="y")
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> metric(x, x)
+        tensor([1.])
+    """
+
+    def __init__(
+        self,
+        data_range: float = 1.0,
+        window_size: int = 11,
+        sigma: float = 1.5,
+        k1: float = 0.01,
+        k2: float = 0.03,
+        space: SSIMSpace = "rgb",
+    ) -> None:
+        super().__init__()
+        check_space("ssim", space, SSIM_SPACES)
+        self.data_range = data_range
+        self.window_size = window_size
+        self.sigma = sigma
+        self.k1 = k1
+        self.k2 = k2
+        self.space: SSIMSpace = space
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ssim(
+            pred,
+            target,
+            data_range=self.data_range,
+            window_size=self.window_size,
+            sigma=self.sigma,
+            k1=self.k1,
+            k2=self.k2,
+            space=self.space,
+        )

@@ -1,0 +1,315 @@
+"""PSNR, SSIM, quantisation and the metric registry (NIQE is in test_metrics_niqe.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.metrics import structural_similarity
+
+from lowlight_cli.errors import MetricError, UnknownNameError
+from lowlight_cli.metrics import (
+    NIQE,
+    PSNR,
+    SSIM,
+    MetricInfo,
+    create_metric,
+    list_metrics,
+    metric_info,
+    psnr,
+    quantize,
+    ssim,
+)
+from lowlight_cli.metrics.color import gray_matlab, luma_bt601
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"),
+        ],
+    ),
+]
+# float32 SSIM on 0..255 loses ~1e-4 to cancellation in E[x^2] - E[x]^2; float64 is exact to ~1e-12.
+SSIM_ATOL = {torch.float32: 2e-4, torch.float64: 1e-10}
+
+
+def to_tensor(image: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(H, W, 3) values on 0..255 -> (1, 3, H, W) in [0, 1]."""
+    return (
+        torch.from_numpy(np.asarray(image, dtype=np.float64) / 255.0)
+        .permute(2, 0, 1)[None]
+        .to(dtype)
+    )
+
+
+def skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """The spec's independent reference on 0..255 values, channels last."""
+    return float(
+        structural_similarity(
+            a,
+            b,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=-1 if a.ndim == 3 else None,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def astronaut_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A real image and a darkened, noisy, 8-bit version of it."""
+    clean = skimage.data.astronaut()[100:356, 100:356].astype(np.float64)
+    rng = np.random.default_rng(1)
+    dark = np.clip(np.round(0.3 * clean + rng.normal(0, 4, clean.shape)), 0, 255)
+    return clean, dark
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+def test_registry_lists_metrics_with_their_direction() -> None:
+    assert {"psnr", "ssim", "niqe"} <= set(list_metrics())
+    assert metric_info("psnr") == MetricInfo(
+        name="psnr",
+        full_reference=True,
+        higher_is_better=True,
+        input_range="0..1 float RGB, scored on the 0..255 scale",
+        description=metric_info("psnr").description,
+        paper=metric_info("psnr").paper,
+    )
+    assert metric_info("ssim").full_reference and metric_info("ssim").higher_is_better
+    assert not metric_info("niqe").full_reference and not metric_info("niqe").higher_is_better
+    assert "Mittal" in metric_info("niqe").paper
+
+
+def test_create_metric_builds_configured_modules() -> None:
+    assert isinstance(create_metric("psnr"), PSNR)
+    metric = create_metric("ssim", space="y", window_size=7)
+    assert isinstance(metric, SSIM) and metric.space == "y" and metric.window_size == 7
+    assert isinstance(create_metric("niqe", space="gray"), NIQE)
+
+
+def test_unknown_metric_suggests_close_names() -> None:
+    with pytest.raises(UnknownNameError) as excinfo:
+        create_metric("ssmi")
+    assert "ssim" in (excinfo.value.hint or "")
+
+
+# --- quantize ---------------------------------------------------------------------------------
+
+
+def test_quantize_rounds_to_8_bit_codes_and_clips() -> None:
+    x = torch.tensor([-0.1, 0.0, 0.3, 0.5, 1.0, 1.3], dtype=torch.float64)
+    codes = quantize(x) * 255
+    assert torch.equal(
+        codes, torch.tensor([0.0, 0.0, 76.0, 128.0, 255.0, 255.0], dtype=torch.float64)
+    )
+    assert torch.equal(quantize(quantize(x)), quantize(x))
+
+
+def test_dark_16_bit_pair_scores_like_its_8_bit_rounding() -> None:
+    rng = np.random.default_rng(3)
+    a8 = rng.integers(0, 40, (1, 3, 64, 64)).astype(np.float64)
+    b8 = np.clip(a8 + rng.integers(-12, 13, a8.shape), 0, 255)
+    # 16-bit versions whose 8-bit rounding is exactly a8, b8: code * 257 plus noise under half a
+    # step (its variance, 1/12 of a squared 8-bit step per image, is small next to the MSE of ~50).
+    a16 = a8 * 257 + rng.integers(-127, 128, a8.shape) * (a8 > 0)
+    b16 = b8 * 257 + rng.integers(-127, 128, b8.shape) * (b8 > 0)
+    a8t, b8t = torch.from_numpy(a8 / 255), torch.from_numpy(b8 / 255)
+    a16t, b16t = torch.from_numpy(a16 / 65535), torch.from_numpy(b16 / 65535)
+    assert torch.equal(quantize(a16t), a8t) and torch.equal(quantize(b16t), b8t)
+    assert float(psnr(a16t, b16t)) == pytest.approx(float(psnr(a8t, b8t)), abs=0.05)
+    assert float(ssim(a16t, b16t)) == pytest.approx(float(ssim(a8t, b8t)), abs=1e-3)
+
+
+# --- PSNR -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("device", DEVICES)
+def test_psnr_known_value_and_identical_images(device: str, dtype: torch.dtype) -> None:
+    target = torch.rand(2, 3, 16, 16, dtype=dtype, device=device) * 0.9
+    # One 8-bit step everywhere: 10 log10(255^2 / 1) = 20 log10(255).
+    assert psnr(target + 1 / 255, target).cpu().double() == pytest.approx(
+        [48.1308036] * 2, abs=1e-3
+    )
+    assert torch.isinf(psnr(target, target)).all()
+    assert psnr(target, target).dtype == dtype
+
+
+def test_psnr_mse_over_all_pixels_and_channels() -> None:
+    target = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    pred = target.clone()
+    pred[0, 1, 0, 0] = 48 / 255  # squared error 48^2 in one of 48 values -> MSE 48 on 0..255
+    assert float(psnr(pred, target)) == pytest.approx(10 * math.log10(255**2 / 48), abs=1e-12)
+    assert float(psnr(pred * 255, target * 255, data_range=255.0)) == pytest.approx(
+        float(psnr(pred, target))
+    )
+
+
+def test_psnr_module_matches_function_and_rejects_mismatched_shapes() -> None:
+    a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert torch.equal(PSNR()(a, b), psnr(a, b))
+    with pytest.raises(MetricError, match="shapes differ"):
+        psnr(a, b[..., :7])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_psnr_is_symmetric(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
+    b = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
+    assert torch.equal(psnr(a, b), psnr(b, a))
+
+
+# --- SSIM -------------------------------------------------------------------------------------
+
+
+def test_ssim_matches_skimage_on_random_images() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        a = rng.uniform(0, 255, (40, 53, 3))
+        b = np.clip(a + rng.normal(0, 30, a.shape), 0, 255)
+        ours = float(ssim(to_tensor(a), to_tensor(b)))
+        assert ours == pytest.approx(skimage_ssim(a, b), abs=1e-4)
+
+
+def test_ssim_matches_skimage_on_a_real_dark_noisy_image(
+    astronaut_pair: tuple[np.ndarray, np.ndarray],
+) -> None:
+    clean, dark = astronaut_pair
+    ours = float(ssim(to_tensor(dark), to_tensor(clean)))
+    assert ours == pytest.approx(skimage_ssim(dark, clean), abs=1e-4)
+    assert 0.05 < ours < 0.9  # a real, imperfect score, not a degenerate 0 or 1
+
+
+@pytest.mark.parametrize("space", ["y", "gray"])
+def test_ssim_single_channel_spaces_match_skimage(
+    space: str, astronaut_pair: tuple[np.ndarray, np.ndarray]
+) -> None:
+    clean, dark = astronaut_pair
+    convert = luma_bt601 if space == "y" else gray_matlab
+    ref = skimage_ssim(convert(*np.moveaxis(dark, -1, 0)), convert(*np.moveaxis(clean, -1, 0)))
+    assert float(ssim(to_tensor(dark), to_tensor(clean), space=space)) == pytest.approx(
+        ref, abs=1e-4
+    )
+
+
+def test_ssim_averages_the_valid_region_like_skimage_crop(
+    astronaut_pair: tuple[np.ndarray, np.ndarray],
+) -> None:
+    clean, dark = astronaut_pair
+    _, full_map = structural_similarity(
+        dark,
+        clean,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
+        full=True,
+    )
+    ours = float(ssim(to_tensor(dark), to_tensor(clean)))
+    assert ours == pytest.approx(float(full_map[5:-5, 5:-5].mean()), abs=1e-10)
+    # A different border would be visibly different on this image, so the check above has teeth.
+    assert abs(ours - float(full_map[4:-4, 4:-4].mean())) > 1e-5
+    assert abs(ours - float(full_map.mean())) > 1e-4
+
+
+def test_ssim_y_space_uses_bt601_luma_on_0_255() -> None:
+    white = torch.ones(1, 3, 1, 1, dtype=torch.float64) * 255
+    assert float(luma_bt601(white[:, 0], white[:, 1], white[:, 2])) == pytest.approx(
+        235.0, abs=1e-12
+    )
+    black = torch.zeros(1, 3, 11, 11, dtype=torch.float64)
+    # Black luma is 16, not 0: SSIM(black, 1/255 gray) sees means 16 and 17.
+    c1 = (0.01 * 255) ** 2
+    y1 = 16 + (65.481 + 128.553 + 24.966) / 255
+    expected = (2 * 16 * y1 + c1) / (16**2 + y1**2 + c1)
+    assert float(ssim(black, black + 1 / 255, space="y")) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """Run tiny-tensor tests on one thread: on shared busy cores a thread pool only waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("space", ["rgb", "y", "gray"])
+def test_ssim_gradcheck(space: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda p: ssim(p, target, window_size=11, space=space), (pred,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_dtypes_agree_and_module_matches_function(device: str, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    a64 = torch.rand(2, 3, 24, 24, generator=g, dtype=torch.float64)
+    b64 = (a64 + 0.1 * torch.rand(2, 3, 24, 24, generator=g, dtype=torch.float64)).clamp(0, 1)
+    a, b = a64.to(device, dtype), b64.to(device, dtype)
+    score = ssim(a, b)
+    assert score.dtype == dtype and score.device.type == device and score.shape == (2,)
+    torch.testing.assert_close(score.cpu().double(), ssim(a64, b64), atol=SSIM_ATOL[dtype], rtol=0)
+    torch.testing.assert_close(SSIM(space="gray")(a, b), ssim(a, b, space="gray"), atol=0, rtol=0)
+
+
+def test_ssim_data_range_scales_inputs() -> None:
+    a, b = (
+        torch.rand(1, 3, 16, 16, dtype=torch.float64),
+        torch.rand(1, 3, 16, 16, dtype=torch.float64),
+    )
+    for space in ("rgb", "y"):
+        torch.testing.assert_close(
+            ssim(a * 255, b * 255, data_range=255.0, space=space), ssim(a, b, space=space)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "shape", "message"),
+    [
+        ({}, (1, 3, 10, 32), "smaller than the 11x11 window"),
+        ({"window_size": 8}, (1, 3, 16, 16), "odd"),
+        ({"space": "lab"}, (1, 3, 16, 16), "unknown space"),
+        ({"space": "y"}, (1, 1, 16, 16), "3-channel"),
+        ({}, (3, 16, 16), r"\(B, C, H, W\)"),
+    ],
+)
+def test_ssim_rejects_bad_input_clearly(kwargs: dict, shape: tuple[int, ...], message: str) -> None:
+    x = torch.rand(shape)
+    with pytest.raises(MetricError, match=message):
+        ssim(x, x, **kwargs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["rgb", "y", "gray"]))
+def test_ssim_is_symmetric_bounded_and_one_on_identity(seed: int, space: str) -> None:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64)
+    b = (
+        a * torch.rand(1, generator=g, dtype=torch.float64)
+        + 0.2 * torch.rand(a.shape, generator=g, dtype=torch.float64)
+    ).clamp(0, 1)
+    torch.testing.assert_close(ssim(a, b, space=space), ssim(b, a, space=space), atol=1e-14, rtol=0)
+    assert float(ssim(a, b, space=space)) <= 1.0 + 1e-12
+    torch.testing.assert_close(
+        ssim(a, a, space=space), torch.ones(1, dtype=torch.float64), atol=1e-12, rtol=0
+    )
