@@ -1,0 +1,136 @@
+"""`lowlight evaluate`: metric-list spellings, pairing, the JSON shape, the protocol, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.cli.evaluate import parse_metric_list
+from lowlight_cli.evaluation import Protocol, Scorer
+from lowlight_cli.evaluation.scoring import gt_mean_scale
+
+from .photos import dark_photo
+
+runner = CliRunner()
+
+
+def _save(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.round(np.clip(rgb, 0, 1)[..., ::-1] * 255).astype(np.uint8))
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    for i, name in enumerate(("astronaut", "coffee", "chelsea")):
+        clean = dark_photo(200, 240, name=name, seed=i, exposure=1.0)
+        _save(ref / f"{i}.png", clean)
+        _save(pred / f"{i}.png", clean * 0.9 + 0.02)
+    return pred, ref
+
+
+def _json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{") :])
+
+
+def test_three_metric_spellings_give_the_same_list(folders):
+    pred, ref = folders
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--json"]
+    spaced = _json(runner.invoke(app, [*base, "--metrics", "psnr", "ssim", "niqe"]))
+    comma = _json(runner.invoke(app, [*base, "--metrics", "psnr,ssim,niqe"]))
+    repeated = _json(runner.invoke(app, [*base, "--metrics", "psnr", "--metrics", "ssim", "--metrics", "niqe"]))
+    assert spaced["protocol"]["metrics"] == comma["protocol"]["metrics"] == repeated["protocol"]["metrics"] == ["psnr", "ssim", "niqe"]
+    assert spaced["summary"] == comma["summary"] == repeated["summary"]
+    assert parse_metric_list(["psnr,ssim", "niqe"]) == ["psnr", "ssim", "niqe"]
+
+
+def test_json_shape_is_stable(folders):
+    pred, ref = folders
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "ssim", "--json"]))
+    assert set(report) >= {"version", "protocol", "summary", "images"}
+    assert set(report["summary"]["psnr"]) >= {"mean", "median", "std", "count"}
+    assert report["summary"]["psnr"]["count"] == 3
+    assert [img["name"] for img in report["images"]] == ["0", "1", "2"]
+    assert set(report["images"][0]) == {"name", "psnr", "ssim"}
+    assert report["protocol"]["gt_mean"] is False and report["protocol"]["ssim_space"] == "rgb"
+
+
+def test_identical_images_give_inf_as_a_string(folders, tmp_path):
+    _, ref = folders
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(ref), "--ref", str(ref), "--metrics", "psnr", "--json"]))
+    assert report["images"][0]["psnr"] == "inf"
+    assert report["summary"]["psnr"]["count"] == 0 and report["summary"]["psnr"]["infinite"] == 3
+
+
+def test_missing_partner_is_reported(folders):
+    pred, ref = folders
+    (ref / "2.png").unlink()
+    _save(pred / "extra.png", np.zeros((200, 240, 3)))
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
+    assert result.exit_code == 0
+    assert "2.png has no reference" in result.output and "extra.png" in result.output
+
+
+def test_size_mismatch_names_both_files(folders):
+    pred, ref = folders
+    _save(pred / "0.png", np.zeros((100, 100, 3)))
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
+    assert result.exit_code == 1
+    assert str(pred / "0.png") in result.output and str(ref / "0.png") in result.output
+
+
+def test_no_reference_mode_and_missing_reference_error(folders):
+    pred, _ = folders
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "niqe", "--json"]))
+    assert all(math.isfinite(img["niqe"]) for img in report["images"])
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "psnr"])
+    assert result.exit_code == 2 and "--ref" in result.output
+
+
+def test_unknown_metric_suggests(folders):
+    pred, ref = folders
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "pnsr"])
+    assert result.exit_code == 2 and "psnr" in result.output
+
+
+def test_csv_has_protocol_header_and_rows(folders, tmp_path):
+    pred, ref = folders
+    target = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "ssim", "--csv", str(target), "--gt-mean"])
+    assert result.exit_code == 0, result.output
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("# lowlight") and "gt-mean on" in lines[0]
+    rows = list(csv.DictReader(lines[1:]))
+    assert [r["name"] for r in rows] == ["0", "1", "2"] and float(rows[0]["psnr"]) > 20
+    assert "gt-mean on" in result.output  # the protocol is printed with the table
+
+
+def test_gt_mean_matches_brightness_and_raises_psnr():
+    ref = dark_photo(120, 160, exposure=1.0).astype(np.float64)
+    pred = np.clip(ref * 0.6, 0, 1)
+    scaled = gt_mean_scale(pred, ref)
+    gray = np.array([0.299, 0.587, 0.114])
+    assert abs((scaled @ gray).mean() - (ref @ gray).mean()) < 1e-3
+    plain = Scorer(Protocol(("psnr",))).score("x", pred, ref).values["psnr"]
+    corrected = Scorer(Protocol(("psnr",), gt_mean=True)).score("x", pred, ref).values["psnr"]
+    assert corrected > plain + 5
+
+
+def test_model_mode_enhances_then_scores(tmp_path):
+    data = tmp_path / "set"
+    for i in range(2):
+        clean = dark_photo(100, 120, seed=i, exposure=1.0)
+        _save(data / "high" / f"{i}.png", clean)
+        _save(data / "low" / f"{i}.png", clean**2.2)
+    report = _json(runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--json", "--device", "cpu"]))
+    # the gamma curve undoes x ** 2.2 up to 8-bit rounding of the dark input
+    assert report["summary"]["psnr"]["mean"] > 30 and report["model"] == "gamma"
