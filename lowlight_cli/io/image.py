@@ -1,0 +1,150 @@
+"""The in-memory image: pixels at their stored bit depth plus the metadata worth carrying to the output."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+_MAX_VALUE = {8: 255, 16: 65535}
+_DTYPE = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16)}
+
+
+@dataclass(eq=False)  # arrays have no single truth value; compare fields explicitly
+class ImageData:
+    """One decoded image, upright, at the bit depth of its file.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` uint8 or uint16, RGB order, EXIF orientation already applied.
+        alpha: ``(H, W)`` with the dtype of ``rgb``, oriented the same way, or None.
+        gray: the file had one colour channel (gray or gray+alpha); ``rgb`` then holds three equal
+            channels and writers store one channel where the format allows.
+        exif: raw EXIF payload starting at the TIFF header (``II*\\0`` or ``MM\\0*``), without the
+            ``Exif\\0\\0`` prefix, orientation tag reset to 1; None when the file had none.
+        icc_profile: the embedded ICC profile, or None.
+        source_format: ``"png" | "jpeg" | "tiff" | "webp" | "bmp"``; ``"png"`` for images made in memory.
+
+    Raises:
+        ValueError: on construction, when the arrays do not have the shapes and dtypes above.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    gray: bool = False
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    source_format: str = "png"
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
+            raise ValueError(f"rgb must have shape (H, W, 3), got {self.rgb.shape}")
+        if self.rgb.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"rgb must be uint8 or uint16, got {self.rgb.dtype}")
+        if self.alpha is not None:
+            if self.alpha.shape != self.rgb.shape[:2]:
+                raise ValueError(f"alpha must have shape {self.rgb.shape[:2]}, got {self.alpha.shape}")
+            if self.alpha.dtype != self.rgb.dtype:
+                raise ValueError(f"alpha dtype {self.alpha.dtype} differs from rgb dtype {self.rgb.dtype}")
+
+    @property
+    def bit_depth(self) -> int:
+        """8 or 16, from the dtype of ``rgb`` (never from the pixel values: a dark 16-bit photo stays 16-bit)."""
+        return 8 if self.rgb.dtype == np.uint8 else 16
+
+    @property
+    def height(self) -> int:
+        """Rows of the upright image."""
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Columns of the upright image."""
+        return int(self.rgb.shape[1])
+
+
+def _bit_depth_of(dtype: np.dtype) -> int:
+    for depth, known in _DTYPE.items():
+        if dtype == known:
+            return depth
+    raise ValueError(f"expected uint8 or uint16 pixels, got {dtype}")
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """Integer pixels to float32 in [0, 1]: uint8 divided by 255, uint16 by 65535.
+
+    Args:
+        pixels: any shape, typically ``(H, W, C)``; uint8 or uint16.
+
+    Returns:
+        float32 array of the same shape, values in [0, 1].
+
+    Raises:
+        ValueError: for any other dtype.
+    """
+    scale = np.float32(1.0 / _MAX_VALUE[_bit_depth_of(pixels.dtype)])
+    return pixels.astype(np.float32) * scale
+
+
+def from_float(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float values in [0, 1] to rounded integers at ``bit_depth``: the inverse of :func:`to_float`.
+
+    Values outside [0, 1] are clipped; NaN becomes 0 (a model's NaN must not wrap around to white).
+
+    Args:
+        values: any shape, any float dtype.
+        bit_depth: 8 (uint8, 0..255) or 16 (uint16, 0..65535).
+
+    Returns:
+        uint8 or uint16 array of the same shape.
+
+    Raises:
+        ValueError: if ``bit_depth`` is not 8 or 16.
+    """
+    if bit_depth not in _MAX_VALUE:
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    work = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    work = np.clip(work, 0.0, 1.0) * np.float32(_MAX_VALUE[bit_depth])
+    return np.rint(work).astype(_DTYPE[bit_depth])
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 pixels to uint8 with exact rounding (``round(v * 255 / 65535)``); uint8 is returned as is.
+
+    Integer arithmetic, so no float copy of a large image is made.
+    """
+    if pixels.dtype == np.uint8:
+        return pixels
+    _bit_depth_of(pixels.dtype)
+    return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def gray_plane(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` integer pixels to one ``(H, W)`` plane of the same dtype: the rounded channel mean.
+
+    Exact for the three equal channels of a gray image; a gray image whose channels were made
+    unequal by processing is stored as their mean rather than as one arbitrary channel.
+    """
+    total = rgb.astype(np.uint32).sum(axis=2)
+    return ((total + 1) // 3).astype(rgb.dtype)
+
+
+def replace_rgb(image: ImageData, rgb_float: np.ndarray) -> ImageData:
+    """A new :class:`ImageData` whose pixels come from ``rgb_float``, at ``image``'s bit depth.
+
+    Alpha, EXIF, ICC profile, ``gray`` and ``source_format`` are kept. For a gray image the three
+    channels are averaged first, so that ``rgb`` keeps holding three equal channels.
+
+    Args:
+        image: the image the new pixels replace.
+        rgb_float: ``(H, W, 3)`` float with the same H and W as ``image``; values in [0, 1] (clipped).
+
+    Raises:
+        ValueError: if the shape differs from ``image.rgb.shape``.
+    """
+    if rgb_float.shape != image.rgb.shape:
+        raise ValueError(f"new rgb has shape {rgb_float.shape}, expected {image.rgb.shape}")
+    if image.gray:
+        mean = np.asarray(rgb_float, dtype=np.float32).mean(axis=2, keepdims=True)
+        rgb_float = np.repeat(mean, 3, axis=2)
+    return dataclasses.replace(image, rgb=from_float(rgb_float, image.bit_depth))

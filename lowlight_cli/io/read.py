@@ -1,0 +1,200 @@
+"""Reading one image file into :class:`ImageData`: bit depth, alpha, gray, orientation and metadata kept."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from lowlight_cli.errors import ImageReadError, ImageTooLargeError
+from lowlight_cli.io.formats import FORMATS, format_for_pillow_name
+from lowlight_cli.io.image import ImageData
+from lowlight_cli.io.metadata import apply_orientation, read_metadata
+from lowlight_cli.io.quiet import opencv_silenced, pillow_guarded
+
+DEFAULT_MAX_PIXELS: int = 250_000_000
+
+_SUPPORTED_LIST = ", ".join(info.label for info in FORMATS.values())
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_PNG_COLOR_TYPE_OFFSET = 25  # signature 8, IHDR length and type 8, width and height 8, bit depth 1
+_PNG_GRAY_TYPES = (0, 4)
+# OpenCV's TIFF decoder (even with IMREAD_UNCHANGED) and Pillow's both turn TIFF pixels upright.
+_DECODER_APPLIES_ORIENTATION = frozenset({"tiff"})
+_BITS_PER_SAMPLE = 258
+_TOO_LARGE_HINT = "raise the pixel limit if you trust this file, or downscale it first"
+_CORRUPT_HINT = "re-export or re-copy the file"
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Read a PNG, JPEG, TIFF, WebP or BMP file, upright, at its own bit depth.
+
+    The header is read first and its pixel count checked against ``max_pixels`` before anything is
+    decoded. Pixels are decoded by OpenCV from the file's bytes (so non-ASCII paths work everywhere);
+    EXIF orientation is applied, and EXIF (orientation reset to 1) and the ICC profile are kept.
+
+    Args:
+        path: the image file.
+        max_pixels: largest width x height accepted (decompression-bomb guard).
+
+    Returns:
+        :class:`ImageData` with ``rgb`` ``(H, W, 3)`` uint8 or uint16 (from the file's sample type,
+        never from the values), ``alpha`` ``(H, W)`` or None, ``gray`` True for one-channel files.
+
+    Raises:
+        ImageReadError: the file is missing, a folder, unreadable, empty, not an image, of an
+            unsupported format or sample type, corrupt or truncated.
+        ImageTooLargeError: the image has more than ``max_pixels`` pixels.
+        ValueError: ``max_pixels`` is not positive.
+    """
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    path = Path(path)
+    with _opened(path) as file:
+        with pillow_guarded(max_pixels):
+            header = _open_header(path, file, max_pixels)
+            fmt = format_for_pillow_name(header.format)
+            if fmt is None:
+                raise ImageReadError(
+                    path, f"{header.format} images are not supported", hint=f"convert it to {_SUPPORTED_LIST}"
+                )
+            _check_size(path, header.size, max_pixels)
+            file.seek(0)
+            data = file.read()
+            metadata = read_metadata(header, data, fmt)
+            gray_source = _is_gray_source(header, data, fmt)
+        if _pillow_decodes(header, fmt):
+            with pillow_guarded(max_pixels):
+                pixels = _decode_pillow(path, header)
+        else:
+            pixels = _decode_opencv(path, data, FORMATS[fmt].label)
+        if _declares_alpha(header) and _channels(pixels) not in (2, 4):
+            raise ImageReadError(
+                path, "its alpha channel cannot be decoded", hint="convert it to PNG, or to RGBA TIFF"
+            )
+
+    rgb, alpha, gray = _split_channels(path, pixels, gray_source)
+    if fmt not in _DECODER_APPLIES_ORIENTATION:
+        rgb = apply_orientation(rgb, metadata.orientation)
+        alpha = None if alpha is None else apply_orientation(alpha, metadata.orientation)
+    return ImageData(
+        rgb=np.ascontiguousarray(rgb),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        gray=gray,
+        exif=metadata.exif,
+        icc_profile=metadata.icc_profile,
+        source_format=fmt,
+    )
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    try:
+        file = open(path, "rb")  # not a with-block here: open errors get their own messages
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found", hint="check the path") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image file") from None
+    except OSError as error:
+        raise ImageReadError(path, f"cannot open file: {error.strerror or error}") from None
+    with file:
+        if os.fstat(file.fileno()).st_size == 0:
+            raise ImageReadError(path, "file is empty (0 bytes)", hint="it may be an interrupted copy or download")
+        yield file
+
+
+def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
+    try:
+        return Image.open(file)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(
+            path, f"image has far more than the limit of {max_pixels:,} pixels", hint=_TOO_LARGE_HINT
+        ) from None
+    except (OSError, ValueError):
+        raise ImageReadError(
+            path, "not a readable image (unknown format or corrupt header)", hint=f"expected {_SUPPORTED_LIST}"
+        ) from None
+
+
+def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            path,
+            f"{width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}",
+            hint=_TOO_LARGE_HINT,
+        )
+
+
+def _decode_opencv(path: Path, data: bytes, label: str) -> np.ndarray:
+    with opencv_silenced():
+        try:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            pixels = None
+    if pixels is None or pixels.size == 0:
+        raise ImageReadError(path, f"{label} data is corrupt or truncated", hint=_CORRUPT_HINT)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(
+            path, f"{pixels.dtype} samples are not supported", hint="convert it to 8 or 16 bits per channel"
+        )
+    return pixels
+
+
+def _decode_pillow(path: Path, header: Image.Image) -> np.ndarray:
+    """Upright pixels decoded by Pillow, in OpenCV's channel order (gray+alpha, or BGRA)."""
+    try:
+        # Recent Pillow turns TIFFs upright while loading and then drops the tag; this is a no-op then.
+        upright = ImageOps.exif_transpose(header)
+        if upright.mode == "LA":
+            return np.asarray(upright)
+        rgba = np.asarray(upright.convert("RGBA"))
+    except (OSError, ValueError):
+        raise ImageReadError(path, "image data is corrupt or truncated", hint=_CORRUPT_HINT) from None
+    return rgba[..., [2, 1, 0, 3]]
+
+
+def _declares_alpha(header: Image.Image) -> bool:
+    return any(band in ("A", "a") for band in header.getbands())
+
+
+def _pillow_decodes(header: Image.Image, fmt: str) -> bool:
+    """8-bit TIFFs with alpha go to Pillow: OpenCV premultiplies their colours by alpha and drops
+    the alpha of gray+alpha."""
+    if fmt != "tiff" or not _declares_alpha(header):
+        return False
+    bits = header.tag_v2.get(_BITS_PER_SAMPLE, (1,))
+    return max(bits if isinstance(bits, tuple) else (bits,)) <= 8
+
+
+def _is_gray_source(header: Image.Image, data: bytes, fmt: str) -> bool:
+    """The file stores one colour channel. Pillow opens 16-bit gray+alpha PNGs as RGBA, so PNGs are
+    asked directly (IHDR colour type)."""
+    if fmt == "png":
+        return len(data) > _PNG_COLOR_TYPE_OFFSET and data[_PNG_COLOR_TYPE_OFFSET] in _PNG_GRAY_TYPES
+    return header.mode in _GRAY_MODES
+
+
+def _channels(pixels: np.ndarray) -> int:
+    return 1 if pixels.ndim == 2 else int(pixels.shape[2])
+
+
+def _split_channels(path: Path, pixels: np.ndarray, gray_source: bool) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Decoder output (gray, gray+alpha, BGR or BGRA) to ``(rgb, alpha or None, gray)``.
+
+    OpenCV returns gray+alpha PNGs as BGRA with equal colour channels, hence ``gray_source``.
+    """
+    channels = _channels(pixels)
+    if channels not in (1, 2, 3, 4):
+        raise ImageReadError(path, f"{channels} channels are not supported", hint="convert it to RGB or RGBA")
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    gray = channels in (1, 2) or (channels == 4 and gray_source)
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., 2::-1]
+    return rgb, alpha, gray
