@@ -1,0 +1,83 @@
+"""Resolve trained weights: explicit path > bundled ``weights/`` > local cache > Hugging Face Hub.
+
+A checkpoint is a folder (or Hub repository) holding ``config.json`` and ``model.safetensors``
+(see :mod:`lowlight_cli.models.checkpoint`). :func:`resolve_weights` is the entry point; the
+pieces live in :mod:`.refs` (names and places), :mod:`.integrity` (verification) and
+:mod:`.download` (the Hub, through ``huggingface_hub``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import WeightsNotFoundError
+from ..models.checkpoint import CONFIG_NAME
+from .download import download_checkpoint
+from .integrity import FOLDER_HINT, sha256_file, verify_checkpoint
+from .refs import HUB_PREFIX, HubRef, bundled_weights_dir, cache_dir, is_hub_ref
+
+__all__ = [
+    "HUB_PREFIX",
+    "HubRef",
+    "bundled_weights_dir",
+    "cache_dir",
+    "download_checkpoint",
+    "is_hub_ref",
+    "resolve_weights",
+    "sha256_file",
+    "verify_checkpoint",
+]
+
+_NO_WEIGHTS_HINT = "pass --weights PATH or hf-hub:org/repo@rev, or --no-pretrained for a random initialisation"
+
+
+def resolve_weights(
+    model_name: str,
+    weights: str | Path | None = None,
+    *,
+    hub_ref: HubRef | None = None,
+    expected_sha256: str | None = None,
+) -> Path:
+    """Find and verify the checkpoint folder for ``model_name``.
+
+    Resolution order, first match wins:
+
+    1. explicit ``weights``: a local checkpoint folder (must exist), or ``hf-hub:org/repo[@rev]``
+       (downloaded through the cache; ``expected_sha256`` applies only if it is ``hub_ref``);
+    2. bundled ``bundled_weights_dir()/<model_name>/`` when it holds ``config.json``;
+    3. the local cache of ``hub_ref`` (the model's registered default repository, may be None);
+    4. a download of ``hub_ref`` from the Hub, checked against ``expected_sha256``.
+
+    Returns:
+        A folder holding ``config.json`` and ``model.safetensors`` that passed verification.
+
+    Raises:
+        WeightsNotFoundError: nothing found (hint: ``--weights`` or ``--no-pretrained``), an
+            explicit folder that does not exist, a malformed ``hf-hub:`` reference, download failure.
+        WeightsIntegrityError, CheckpointError: see :func:`verify_checkpoint`, :func:`download_checkpoint`.
+    """
+    if weights is not None:
+        if is_hub_ref(weights):
+            ref = HubRef.parse(str(weights))
+            return download_checkpoint(ref, expected_sha256=expected_sha256 if ref == hub_ref else None)
+        folder = Path(weights).expanduser()
+        if not folder.exists():
+            raise WeightsNotFoundError(
+                f"weights folder {folder} does not exist",
+                hint="pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
+            )
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"{folder} is a file, not a checkpoint folder", hint=FOLDER_HINT)
+        verify_checkpoint(folder)
+        return folder
+    bundled = bundled_weights_dir()
+    if bundled is not None and (bundled / model_name / CONFIG_NAME).is_file():
+        verify_checkpoint(bundled / model_name)
+        return bundled / model_name
+    if hub_ref is None:
+        raise WeightsNotFoundError(f"no trained weights for model {model_name!r}", hint=_NO_WEIGHTS_HINT)
+    try:
+        return download_checkpoint(hub_ref, expected_sha256=expected_sha256)
+    except WeightsNotFoundError as exc:
+        hint = f"{exc.hint}; or {_NO_WEIGHTS_HINT}" if exc.hint else _NO_WEIGHTS_HINT
+        raise WeightsNotFoundError(f"no trained weights for model {model_name!r}: {exc.message}", hint=hint) from exc
