@@ -11,7 +11,11 @@ from .enhance import EPILOG as ENHANCE_EPILOG
 from .enhance import enhance
 from .evaluate import EPILOG as EVALUATE_EPILOG
 from .evaluate import evaluate
+from .export import EPILOG as EXPORT_EPILOG
+from .export import export
 from .models import models
+from .train import EPILOG as TRAIN_EPILOG
+from .train import train
 
 app = typer.Typer(
     name="lowlight",
@@ -44,6 +48,8 @@ app.command(
     epilog=EVALUATE_EPILOG,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(evaluate)
+app.command(epilog=TRAIN_EPILOG)(train)
+app.command(epilog=EXPORT_EPILOG)(export)
 app.command()(models)
 
 

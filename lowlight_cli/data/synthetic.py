@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError
 
-SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "immunohistochemistry")
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 DISPLAY_GAMMA = 2.2
 
 

@@ -1,0 +1,71 @@
+"""`lowlight export`: a deployable model file, checked against PyTorch before it is written."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import UsageError
+from ..export import DEFAULT_OPSET, EXPORT_FORMATS, ExportResult, check_format, default_output, export_model
+from ..inference.onnx_backend import is_onnx_path
+from .console import err, out
+from .errors import handle_errors
+from .loading import load_model
+from .options import JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
+
+EPILOG = """
+Examples:\n
+  lowlight export --model crnet --format onnx -o crnet.onnx\n
+  lowlight export --model crnet-s --format onnx --fp16 -o crnet-s-fp16.onnx\n
+  lowlight export --model crnet --format safetensors --fp16 -o crnet-fp16/\n
+  lowlight enhance photos/ --model crnet.onnx -o out/
+"""
+
+
+@handle_errors
+def export(
+    model: ModelOpt,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default <model>[-fp16].onnx or <model>[-fp16]/."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' or '.join(EXPORT_FORMATS)}.")] = "onnx",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half precision: float16 weights (ONNX: float16 arithmetic, float32 input/output).")] = False,
+    weights: WeightsOpt = None,
+    no_pretrained: NoPretrainedOpt = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17-20).")] = DEFAULT_OPSET,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Export a model to ONNX (dynamic size, run by onnxruntime) or to a safetensors checkpoint.
+
+    Every export is compared with PyTorch on two input sizes; beyond tolerance (fp32: max abs error 1e-4, fp16: PSNR 40 dB) it fails with exit code 1 and writes nothing.
+    """
+    check_format(fmt)
+    if is_onnx_path(model):
+        raise UsageError(f"{model} is already an ONNX file", hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
+    target = output or default_output(model, fmt, fp16=fp16)
+    net = load_model(model, weights, no_pretrained)
+    err.print(f"exporting {model} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
+    result = export_model(net, target, format=fmt, fp16=fp16, opset=opset, overwrite=overwrite)
+    if json_output:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    _report(result)
+
+
+def _report(result: ExportResult) -> None:
+    table = Table(title=f"parity: {result.compared_with} vs PyTorch fp32", caption=f"tolerance: {result.tolerance.describe()}")
+    for col in ("input", "max abs error", "PSNR (dB)", "ok"):
+        table.add_column(col, justify="left" if col in ("input", "ok") else "right")
+    for c in result.parity:
+        psnr_text = f"{c.psnr_db:.1f}" if math.isfinite(c.psnr_db) else "inf"
+        table.add_row(f"{c.batch}x{c.height}x{c.width}", f"{c.max_abs_error:.2e}", psnr_text, "yes" if c.passed else "no")
+    out.print(table)
+    opset = f", opset {result.opset}" if result.opset is not None else ""
+    out.print(f"wrote {result.path} ({result.format}{opset}, {result.precision}, {result.size_bytes / 1e6:.2f} MB)")

@@ -1,0 +1,110 @@
+"""`lowlight train`: CRNet fully or semi-supervised (MCMT), resumable, distributed under torchrun."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import UsageError
+from ..training import InfoEvent, StepEvent, Trainer, ValidationEvent, build_config, load_config
+from ..training.config import parse_assignment, set_value
+from .console import err
+from .errors import handle_errors
+
+EPILOG = """
+Examples:\n
+  lowlight train --model crnet --data LOL/ --out runs/crnet-full\n
+  lowlight train --semi --labeled-frac 0.1 --data LOL/ --out runs/crnet-semi10\n
+  lowlight train --config configs/crnet-semi.yaml --set optim.lr=2e-4\n
+  lowlight train --resume runs/crnet-semi10\n
+  torchrun --nproc_per_node 2 -m lowlight_cli train --semi --labeled-frac 0.1 --data LOL/
+"""
+
+Opt = typer.Option
+
+
+@handle_errors
+def train(
+    model: Annotated[Optional[str], Opt("--model", "-m", help="Model to train (default crnet).")] = None,
+    data: Annotated[Optional[str], Opt("--data", help="Dataset folder, or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
+    out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN>).")] = None,
+    semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images.")] = None,
+    labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", help="Fraction of training images whose reference is used.")] = None,
+    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run).")] = None,
+    assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
+    resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs")] = None,
+    max_steps: Annotated[Optional[int], Opt("--max-steps", help="Stop after N optimiser steps (smoke runs).")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Labeled patches per step and process.")] = None,
+    patch_size: Annotated[Optional[int], Opt("--patch-size")] = None,
+    patches_per_image: Annotated[Optional[int], Opt("--patches-per-image")] = None,
+    lr: Annotated[Optional[float], Opt("--lr")] = None,
+    val_every: Annotated[Optional[int], Opt("--val-every", help="Steps between validations (default: each epoch).")] = None,
+    seed: Annotated[Optional[int], Opt("--seed")] = None,
+    device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (CUDA).")] = None,
+    workers: Annotated[Optional[int], Opt("--workers", help="Data-loader worker processes.")] = None,
+) -> None:
+    """Train CRNet fully supervised (progressive loss) or semi-supervised (MCMT)."""
+    flags = {
+        "model.name": model, "data.root": data, "run.semi": semi, "data.labeled_frac": labeled_frac,
+        "optim.epochs": epochs, "optim.max_steps": max_steps, "data.batch_size": batch_size,
+        "data.patch_size": patch_size, "data.patches_per_image": patches_per_image, "optim.lr": lr,
+        "run.val_every": val_every, "run.seed": seed, "run.device": device, "run.precision": precision,
+        "data.workers": workers,
+    }
+    if resume is not None:
+        if config is not None or model is not None or data is not None or semi is not None or labeled_frac is not None:
+            raise UsageError("--resume continues a run as it was configured", hint="only schedule, device and worker flags may change on resume")
+        cfg = load_config(resume / "config.yaml")
+        for key, value in flags.items():
+            if value is not None:
+                set_value(cfg, key, value)
+        for text in assignments or []:
+            set_value(cfg, *parse_assignment(text))
+        run_dir = resume
+    else:
+        if semi and labeled_frac is None and "data.labeled_frac=" not in " ".join(assignments or []):
+            flags["data.labeled_frac"] = 0.1
+        cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
+        if out is not None:
+            cfg.run.out = str(out)
+        elif config is None or "out" not in (assignments or []):
+            tag = f"semi{round(cfg.data.labeled_frac * 100)}" if cfg.run.semi else "full"
+            cfg.run.out = f"runs/{cfg.model.name}-{tag}"
+        run_dir = Path(cfg.run.out)
+        if (run_dir / "last").exists():
+            raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
+    cfg.validate()
+    main = os.environ.get("RANK", "0") == "0"
+    trainer = Trainer(cfg, run_dir, resume=resume is not None)
+    if main:
+        mode = f"semi-supervised MCMT on {cfg.data.labeled_frac:.0%} labels" if cfg.run.semi else f"supervised on {cfg.data.labeled_frac:.0%} labels"
+        err.print(f"training {cfg.model.name} ({mode}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
+    _fit(trainer, show=main)
+    if main:
+        err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
+
+
+def _fit(trainer: Trainer, *, show: bool) -> None:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=not show) as progress:
+        task = progress.add_task("steps", total=None, info="")
+
+        def on_event(event: object) -> None:
+            if isinstance(event, StepEvent):
+                terms = " ".join(f"{k} {v:.4f}" for k, v in event.terms.items() if k != "unlabeled")
+                info = f"{terms} lr {event.lr:.2e} {event.patches_per_s:.0f} patches/s"
+                progress.update(task, completed=event.step, total=event.total_steps, info=info, description=f"epoch {event.epoch}")
+            elif isinstance(event, ValidationEvent):
+                star = " (best)" if event.best else ""
+                progress.console.print(f"step {event.step}: validation PSNR {event.psnr:.2f} dB, SSIM {event.ssim:.4f}{star}")
+            elif isinstance(event, InfoEvent):
+                progress.console.print(event.message)
+
+        trainer.fit(on_event)

@@ -1,0 +1,122 @@
+"""Random training patches, planned per epoch so that any run can be resumed bit for bit.
+
+An epoch is a deterministic list of batches of *patch keys* ``(image_index, patch_id)``. The
+crop position and the flip / rotation of a patch are drawn from a generator seeded by
+``(seed, image_index, patch_id)``, so a patch is the same whichever worker process loads it and
+whether or not the run was interrupted. Resuming means re-planning the epoch and skipping the
+batches already done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from ..io import to_float
+from .pairs import ImagePair
+
+PatchKey = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Patch sampling.
+
+    Attributes:
+        size: side of the square patches in pixels.
+        per_image: patches drawn from each labeled image per epoch.
+        augment: random horizontal/vertical flips and 90-degree rotations (same for low and high).
+    """
+
+    size: int = 96
+    per_image: int = 30
+    augment: bool = True
+
+
+def augment_pair(low: np.ndarray, high: np.ndarray | None, code: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply one of the 8 flip/rotation symmetries (``code`` in 0..7) to both arrays ``(h, w, c)``."""
+
+    def apply(a: np.ndarray) -> np.ndarray:
+        if code & 1:
+            a = a[:, ::-1]
+        if code & 2:
+            a = a[::-1]
+        if code & 4:
+            a = a.transpose(1, 0, 2)
+        return a
+
+    return apply(low), apply(high) if high is not None else None
+
+
+class PatchDataset(Dataset):
+    """Map-style dataset indexed by patch keys; items are dicts of ``(3, p, p)`` float32 tensors.
+
+    ``item["high"]`` is zeros and ``item["labeled"]`` False for unlabeled images.
+    """
+
+    def __init__(self, pairs: list[ImagePair], config: PatchConfig, seed: int) -> None:
+        small = [p.name for p in pairs if min(p.low.shape[:2]) < config.size]
+        if small:
+            raise DataError(f"{len(small)} image(s) are smaller than the patch size {config.size} (e.g. {small[0]})")
+        self.pairs = pairs
+        self.config = config
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.config.per_image
+
+    def __getitem__(self, key: PatchKey) -> dict[str, torch.Tensor]:
+        index, patch_id = key
+        pair = self.pairs[index]
+        rng = np.random.default_rng([self.seed, index, patch_id])
+        p = self.config.size
+        h, w = pair.low.shape[:2]
+        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        low = pair.low[top : top + p, left : left + p]
+        high = pair.high[top : top + p, left : left + p] if pair.high is not None else None
+        if self.config.augment:
+            low, high = augment_pair(low, high, int(rng.integers(0, 8)))
+        low_t = torch.from_numpy(np.ascontiguousarray(to_float(low).transpose(2, 0, 1)))
+        high_t = (
+            torch.from_numpy(np.ascontiguousarray(to_float(high).transpose(2, 0, 1)))
+            if high is not None
+            else torch.zeros_like(low_t)
+        )
+        return {"low": low_t, "high": high_t, "labeled": torch.tensor(high is not None)}
+
+
+def plan_epoch(
+    labeled: list[int],
+    unlabeled: list[int],
+    *,
+    per_image: int,
+    batch_size: int,
+    unlabeled_batch_size: int,
+    seed: int,
+    epoch: int,
+) -> list[list[PatchKey]]:
+    """The batches of one epoch: ``batch_size`` labeled patch keys, then ``unlabeled_batch_size`` unlabeled ones.
+
+    The epoch visits every labeled image ``per_image`` times in a random order (an incomplete
+    last batch is dropped); unlabeled patches are drawn uniformly from ``unlabeled``. Keys carry a
+    patch id unique to the epoch, so epochs see fresh crops.
+
+    Raises:
+        DataError: fewer labeled patches than one batch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    keys = [(i, epoch * per_image + k) for i in labeled for k in range(per_image)]
+    if len(keys) < batch_size:
+        raise DataError(f"{len(keys)} labeled patches per epoch, fewer than the batch size {batch_size}")
+    order = rng.permutation(len(keys))
+    batches = [[keys[j] for j in order[b : b + batch_size]] for b in range(0, len(keys) - batch_size + 1, batch_size)]
+    if unlabeled and unlabeled_batch_size:
+        draw = np.random.default_rng([seed, epoch, 1])
+        for b, batch in enumerate(batches):
+            picks = draw.integers(0, len(unlabeled), unlabeled_batch_size)
+            batch.extend((unlabeled[int(i)], epoch * per_image * 1000 + b * unlabeled_batch_size + n) for n, i in enumerate(picks))
+    return batches

@@ -1,0 +1,66 @@
+"""Seeded labeled / unlabeled / validation splits, written to the run folder so runs reproduce."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .pairs import ImagePair
+
+
+@dataclass(frozen=True)
+class Split:
+    """Image names by role.
+
+    Attributes:
+        labeled: pairs whose reference is used.
+        unlabeled: low images used without reference (pairs that lost theirs, images that had none).
+        validation: held-out pairs from the training set, never trained on.
+    """
+
+    labeled: tuple[str, ...]
+    unlabeled: tuple[str, ...]
+    validation: tuple[str, ...]
+    seed: int
+    labeled_frac: float
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Split":
+        raw = json.loads(path.read_text())
+        return cls(tuple(raw["labeled"]), tuple(raw["unlabeled"]), tuple(raw["validation"]), raw["seed"], raw["labeled_frac"])
+
+
+def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int) -> Split:
+    """Split training pairs into validation, labeled and unlabeled sets.
+
+    ``val_count`` pairs with references are held out first (at most a fifth of them). The labeled set then has
+    ``ceil(labeled_frac * len(pairs))`` pairs (10% of LOL's 485 images = 49), drawn from the
+    remaining pairs with references (all of them when that many do not exist). Every other
+    training image is unlabeled. Draws use ``numpy.random.default_rng(seed)``.
+
+    Raises:
+        ConfigError: ``labeled_frac`` outside (0, 1]. DataError: too few pairs with references.
+    """
+    if not 0.0 < labeled_frac <= 1.0:
+        raise ConfigError(f"labeled fraction must be in (0, 1], got {labeled_frac}")
+    rng = np.random.default_rng(seed)
+    with_ref = [p.name for p in pairs if p.labeled]
+    if len(with_ref) < 2:
+        raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}")
+    val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
+    order = [with_ref[i] for i in rng.permutation(len(with_ref))]
+    validation = sorted(order[:val_count])
+    candidates = order[val_count:]
+    wanted = min(len(candidates), math.ceil(labeled_frac * len(pairs) - 1e-9))
+    labeled = set(candidates[:wanted])
+    held = set(validation)
+    unlabeled = [p.name for p in pairs if p.name not in labeled and p.name not in held]
+    return Split(tuple(p.name for p in pairs if p.name in labeled), tuple(unlabeled), tuple(validation), seed, labeled_frac)

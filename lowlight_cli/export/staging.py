@@ -1,0 +1,83 @@
+"""Put export outputs in place only once they passed their checks.
+
+An export is written under a temporary name next to its destination, checked there, and renamed
+into place on success. On any failure the temporary output is deleted, so a failed export leaves
+nothing behind and never clobbers an earlier good file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import UsageError
+
+_OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --output"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# temporary files are created private (0600); published outputs get the usual permissions
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
+@contextmanager
+def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
+
+    Raises:
+        UsageError: ``path`` exists and ``overwrite`` is False, or it is a folder.
+    """
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists", hint=_OVERWRITE_HINT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_folder(folder: Path, names: Sequence[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``folder``; move the files ``names`` into ``folder`` on success.
+
+    Other files already in ``folder`` are left alone.
+
+    Raises:
+        UsageError: ``folder`` is a file, or already holds one of ``names`` and ``overwrite`` is False.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file; a checkpoint export is a folder", hint="choose another --output")
+    clashes = [n for n in names if (folder / n).exists()]
+    if clashes and not overwrite:
+        raise UsageError(f"{folder} already holds {', '.join(clashes)}", hint=_OVERWRITE_HINT)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield tmp
+        for name in names:
+            os.chmod(tmp / name, _FILE_MODE)
+        if not folder.exists():
+            os.chmod(tmp, _DIR_MODE)
+            os.replace(tmp, folder)
+        else:
+            for name in names:
+                os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""CRNet's progressive enhancement loss: ``1 - SSIM`` on the final image plus L1 on every stage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics.ssim import ssim
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - mean SSIM`` (same gradient as ``-SSIM``, a nicer value: 0 for identical images).
+
+    Args:
+        pred, target: ``(B, 3, H, W)`` in ``[0, 1]`` (``pred`` may stray outside while training).
+
+    Returns:
+        Scalar in ``[0, 2]``. Computed in float32 outside autocast: SSIM's variances are
+        differences of large moments and lose everything in half precision.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return 1.0 - ssim(pred.float(), target.float()).mean()
+
+
+def progressive_loss(
+    output: torch.Tensor,
+    stages: Sequence[torch.Tensor],
+    target: torch.Tensor,
+    *,
+    lambda_ms: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``L_PE = (1 - SSIM(y_G, gt)) + lambda_ms * mean_k |y_k - gt|_1`` (SPEC-crnet.md).
+
+    Args:
+        output: final stage ``(B, 3, H, W)``.
+        stages: intermediate stage images ``y_1 .. y_{G-1}``, each like ``output`` (may be empty).
+        target: reference ``(B, 3, H, W)`` in ``[0, 1]``.
+        lambda_ms: weight of the multi-stage L1 term.
+
+    Returns:
+        The scalar loss and its terms as floats (``ssim``, ``stages_l1``) for logging.
+    """
+    structural = ssim_loss(output, target)
+    if stages:
+        stage_l1 = torch.stack([F.l1_loss(s.float(), target.float()) for s in stages]).mean()
+    else:
+        stage_l1 = output.new_zeros((), dtype=torch.float32)
+    total = structural + lambda_ms * stage_l1
+    return total, {"ssim": float(structural.detach()), "stages_l1": float(stage_l1.detach())}
+
+
+class SSIMLoss(nn.Module):
+    """Module form of :func:`ssim_loss`."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ssim_loss(pred, target)
+
+
+class ProgressiveLoss(nn.Module):
+    """Module form of :func:`progressive_loss`; returns only the scalar."""
+
+    def __init__(self, lambda_ms: float = 1.0) -> None:
+        super().__init__()
+        self.lambda_ms = lambda_ms
+
+    def forward(self, output: torch.Tensor, stages: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return progressive_loss(output, stages, target, lambda_ms=self.lambda_ms)[0]

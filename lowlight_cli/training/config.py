@@ -1,0 +1,287 @@
+"""Typed training configuration: defaults < YAML file < command-line flags and ``--set key=value``.
+
+Validated once, here; nothing below sees a raw dict. The resolved configuration is written to the
+run folder (``config.yaml``) and read back by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ModelSection:
+    """Which network to train.
+
+    Attributes:
+        name: registered model name (``crnet``, ``crnet-s``, ...).
+        kwargs: architecture overrides (e.g. ``{"channels": 16}``), recorded in the checkpoint.
+    """
+
+    name: str = "crnet"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Training data.
+
+    Attributes:
+        root: dataset folder (LOL layout or flat ``low``/``high``), ``synthetic``, or empty for
+            ``$LOWLIGHT_DATA`` / ``./data/LOL``.
+        labeled_frac: fraction of the training images whose reference is used.
+        val_count: pairs held out of the training set for validation.
+        patch_size, patches_per_image, augment: patch sampling (SPEC: 30 patches per image).
+        batch_size: labeled patches per step (per process under torchrun).
+        unlabeled_batch_size: unlabeled patches per step in semi-supervised training.
+        workers: data-loader worker processes (0 loads in the training process).
+        synthetic_count: image pairs of ``--data synthetic``.
+    """
+
+    root: str = ""
+    labeled_frac: float = 1.0
+    val_count: int = 15
+    patch_size: int = 96
+    patches_per_image: int = 30
+    augment: bool = True
+    batch_size: int = 16
+    unlabeled_batch_size: int = 16
+    workers: int = 0
+    synthetic_count: int = 24
+
+
+@dataclass
+class OptimSection:
+    """Adam and the step schedule (SPEC: lr 5e-4 halved at epochs 20, 40, 60, 90; 100 epochs)."""
+
+    lr: float = 5e-4
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.0
+    epochs: int = 100
+    milestones: tuple = (20, 40, 60, 90)
+    gamma: float = 0.5
+    max_steps: int = 0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class LossSection:
+    """Loss weights (SPEC: all 1) and the teacher's input noise (ours: sigma 0.02)."""
+
+    lambda_ms: float = 1.0
+    lambda_mc: float = 1.0
+    lambda_c: float = 1.0
+    teacher_noise: float = 0.02
+
+
+@dataclass
+class TeacherSection:
+    """Mean teacher: EMA decay (paper 0.99) with the warm-up ``min(1 - 1/(t+1), decay)``."""
+
+    ema_decay: float = 0.99
+    warmup: bool = True
+
+
+@dataclass
+class RunSection:
+    """How the run is carried out.
+
+    Attributes:
+        semi: multi-consistency mean teacher on labeled + unlabeled images.
+        out: run folder.
+        seed: seeds splits, patches, initialisation and noise.
+        device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA).
+        val_every: optimiser steps between validations (0: at the end of each epoch).
+        log_every: steps between log lines.
+        save_every: steps between resumable checkpoints (0: with each validation).
+        export: which weights the best checkpoint holds: ``teacher`` (EMA) or ``student``;
+            ``auto`` = teacher for semi-supervised runs, student otherwise.
+        channels_last: use channels-last memory format on CUDA.
+    """
+
+    semi: bool = False
+    out: str = "runs/crnet"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    val_every: int = 0
+    log_every: int = 10
+    save_every: int = 0
+    export: str = "auto"
+    channels_last: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def validate(self) -> "TrainConfig":
+        """Check every value once; raises :class:`ConfigError` naming the key."""
+        checks = [
+            (0.0 < self.data.labeled_frac <= 1.0, "data.labeled_frac must be in (0, 1]"),
+            (self.data.val_count >= 1, "data.val_count must be >= 1"),
+            (self.data.patch_size >= 16, "data.patch_size must be >= 16"),
+            (self.data.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
+            (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
+            (self.data.unlabeled_batch_size >= 0, "data.unlabeled_batch_size must be >= 0"),
+            (self.data.workers >= 0, "data.workers must be >= 0"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
+            (self.optim.max_steps >= 0, "optim.max_steps must be >= 0"),
+            (0.0 < self.teacher.ema_decay < 1.0, "teacher.ema_decay must be in (0, 1)"),
+            (self.loss.teacher_noise >= 0, "loss.teacher_noise must be >= 0"),
+            (self.run.val_every >= 0 and self.run.log_every >= 1, "run.val_every >= 0 and run.log_every >= 1"),
+            (self.run.export in ("auto", "teacher", "student"), "run.export must be auto, teacher or student"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.run.semi and self.data.labeled_frac >= 1.0:
+            raise ConfigError(
+                "semi-supervised training needs unlabeled data: --labeled-frac below 1",
+                hint="e.g. --semi --labeled-frac 0.1",
+            )
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def export_weights(self) -> str:
+        """``teacher`` or ``student``: the weights exported as the run's best checkpoint."""
+        if self.run.export != "auto":
+            return self.run.export
+        return "teacher" if self.run.semi else "student"
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or a ``--set`` string) to the field's declared type."""
+    kind = annotation if isinstance(annotation, type) else typing.get_origin(annotation) or annotation
+    if isinstance(annotation, str):  # postponed annotations
+        kind = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "tuple": tuple}.get(annotation, str)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+            return tuple(float(v) if "." in str(v) or "e" in str(v).lower() else int(v) for v in value)
+        if kind is dict:
+            if isinstance(value, str):
+                import yaml
+
+                value = yaml.safe_load(value)
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def _section_fields(section: Any) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(section)}
+
+
+def set_value(config: TrainConfig, key: str, value: Any) -> None:
+    """Set ``section.field`` (e.g. ``optim.lr``) with type checking; unknown keys raise."""
+    parts = key.split(".")
+    if len(parts) != 2 or parts[0] not in _section_fields(config):
+        sections = ", ".join(_section_fields(config))
+        raise ConfigError(f"unknown config key {key!r}", hint=f"keys look like section.field, sections: {sections}")
+    section = getattr(config, parts[0])
+    fields = _section_fields(section)
+    if parts[1] not in fields:
+        raise ConfigError(f"unknown config key {key!r}", hint=f"{parts[0]} has: {', '.join(fields)}")
+    setattr(section, parts[1], _coerce(value, fields[parts[1]].type, key))
+
+
+def merge_mapping(config: TrainConfig, mapping: dict[str, Any], source: str) -> None:
+    """Apply a nested mapping ``{section: {field: value}}`` (a YAML file's content)."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections")
+    for section, values in mapping.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping")
+        for name, value in values.items():
+            set_value(config, f"{section}.{name}", value)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML config file; :class:`ConfigError` if missing or malformed."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return data or {}
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``"optim.lr=2e-4"`` -> ``("optim.lr", "2e-4")``."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}", hint="e.g. --set optim.lr=2e-4")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def build_config(
+    *,
+    yaml_path: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+) -> TrainConfig:
+    """Defaults, then the YAML file, then command-line flags, then ``--set`` assignments."""
+    config = TrainConfig()
+    if yaml_path is not None:
+        merge_mapping(config, load_yaml(yaml_path), str(yaml_path))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            set_value(config, key, value)
+    for text in assignments or []:
+        set_value(config, *parse_assignment(text))
+    return config.validate()
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML (tuples as lists)."""
+    import yaml
+
+    from ..models.checkpoint import atomic_write_bytes
+
+    data = {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()} for k, v in config.as_dict().items()}
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a resolved configuration written by :func:`save_config`."""
+    config = TrainConfig()
+    merge_mapping(config, load_yaml(path), str(path))
+    return config.validate()

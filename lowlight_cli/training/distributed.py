@@ -1,0 +1,78 @@
+"""Distributed data parallel under torchrun: gloo on the CPU, nccl on GPUs; rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..inference.device import resolve_device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job (``world_size == 1`` when not under torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) is present."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def setup(device_spec: str) -> tuple[DistContext, torch.device]:
+    """Join the process group when launched by torchrun and pick this process's device.
+
+    Under torchrun on CUDA each process takes ``cuda:LOCAL_RANK`` and nccl; otherwise gloo.
+    """
+    if not launched_by_torchrun():
+        return DistContext(), resolve_device(device_spec)
+    ctx = DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    device = resolve_device(device_spec)
+    if device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return ctx, device
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``values`` over processes (identity when not distributed)."""
+    if ctx.enabled:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def gather_checksums(model: torch.nn.Module, ctx: DistContext) -> list[float]:
+    """Each process's sum of all parameters (float64), gathered to every process."""
+    local = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    if not ctx.enabled:
+        return [float(local)]
+    local = local.to(next(model.parameters()).device)
+    gathered = [torch.zeros_like(local) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, local)
+    return [float(g) for g in gathered]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

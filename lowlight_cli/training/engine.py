@@ -1,0 +1,279 @@
+"""The one fit loop: data, model, optimiser, schedule, steps, validation, checkpoints, resume.
+
+``Trainer(config, run_dir).fit(on_event)`` trains until ``optim.epochs`` or ``optim.max_steps``;
+``resume=True`` continues exactly from ``run_dir/last``. Under torchrun it runs DDP; only rank 0
+writes files. Ctrl-C saves a resumable state before the KeyboardInterrupt propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
+from ..data.patches import PatchConfig, PatchDataset, plan_epoch
+from ..data.splits import Split, make_split
+from ..errors import ConfigError
+from ..inference.precision import resolve_precision
+from ..models import MODELS, save_checkpoint
+from ..models.checkpoint import load_weights_strict
+from . import distributed
+from .config import TrainConfig, save_config
+from .ema import EMA
+from .events import InfoEvent, StepEvent, ValidationEvent
+from .logging import RunLog
+from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
+from .steps import MeanTeacherStep, StagesForward, SupervisedStep
+from .validation import validate
+
+EventFn = Callable[[object], None]
+
+
+def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class Trainer:
+    """Trains one model as ``config`` says, writing to ``run_dir``.
+
+    Args:
+        config: validated :class:`TrainConfig`.
+        run_dir: run folder (config, split, logs, ``last/`` and ``best/`` checkpoints).
+        resume: continue from ``run_dir/last`` (same split, RNG, optimiser state).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.ctx, self.device = distributed.setup(config.run.device)
+        self.precision = resolve_precision(config.run.precision, self.device)
+        self.entry = MODELS.get(config.model.name)
+        if not self.entry.info.needs_weights:
+            raise ConfigError(f"model {config.model.name!r} has nothing to train")
+
+    # ---- data -----------------------------------------------------------------------------
+    def _load_pairs(self, on_event: EventFn) -> list[ImagePair]:
+        root = resolve_data_root(self.config.data.root or None)
+        if root == SYNTHETIC:
+            pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.run.seed)
+        else:
+            paths = find_pairs(Path(root), "train")
+            pairs = load_pairs(paths)
+        labeled = sum(p.labeled for p in pairs)
+        on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references) from {root}"))
+        return pairs
+
+    def _split(self, pairs: list[ImagePair]) -> Split:
+        path = self.run_dir / "split.json"
+        if self.resume and path.is_file():
+            return Split.load(path)
+        d = self.config.data
+        split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.run.seed)
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            split.save(path)
+        return split
+
+    # ---- model and optimiser ----------------------------------------------------------------
+    def _build_model(self) -> torch.nn.Module:
+        torch.manual_seed(self.config.run.seed)  # same initialisation on every rank
+        model = self.entry.build(**self.config.model.kwargs).to(self.device)
+        if self.config.run.channels_last and self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model.train()
+
+    def _lr_factor(self, steps_per_epoch: int) -> Callable[[int], float]:
+        o = self.config.optim
+        bounds = [m * steps_per_epoch for m in o.milestones]
+        return lambda step: o.gamma ** sum(step >= b for b in bounds)
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def fit(self, on_event: EventFn | None = None) -> Progress:
+        """Train; returns the final :class:`Progress`. Events go to ``on_event`` (rank 0 only)."""
+        emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
+        cfg = self.config
+        pairs = self._load_pairs(emit)
+        split = self._split(pairs)
+        index = {p.name: i for i, p in enumerate(pairs)}
+        # labeled pairs first, then unlabeled images stripped of any reference they had
+        train_pairs = [pairs[index[n]] for n in split.labeled]
+        train_pairs += [ImagePair(n, pairs[index[n]].low, None) for n in split.unlabeled]
+        labeled_idx = list(range(len(split.labeled)))
+        unlabeled_idx = list(range(len(split.labeled), len(train_pairs))) if cfg.run.semi else []
+        val_pairs = [pairs[index[n]] for n in split.validation]
+        emit(InfoEvent(f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled"
+                       f"{' (used)' if cfg.run.semi else ' (not used: supervised)'}, {len(val_pairs)} validation"))
+
+        patch_cfg = PatchConfig(cfg.data.patch_size, cfg.data.patches_per_image, cfg.data.augment)
+        dataset = PatchDataset(train_pairs, patch_cfg, cfg.run.seed)
+        world = self.ctx.world_size
+        steps_per_epoch = (len(labeled_idx) * cfg.data.patches_per_image // cfg.data.batch_size) // world
+        if steps_per_epoch < 1:
+            raise ConfigError("fewer labeled patches than one batch per process", hint="lower --batch-size or raise --patches-per-image")
+        total_steps = cfg.optim.epochs * steps_per_epoch
+        if cfg.optim.max_steps:
+            total_steps = min(total_steps, cfg.optim.max_steps)
+
+        model = self._build_model()
+        ema = EMA(model, cfg.teacher.ema_decay, warmup=cfg.teacher.warmup) if cfg.run.semi else None
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        progress = Progress()
+        if self.resume:  # restores the RNG too
+            progress = self._restore(model, ema, optimizer, scheduler, scaler)
+            emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"))
+        else:
+            torch.manual_seed(cfg.run.seed + 1000 * (self.ctx.rank + 1))  # teacher noise differs per process
+            if self.ctx.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.ctx.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+
+        student = StagesForward(model)
+        if self.ctx.enabled:
+            student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        step_fn = MeanTeacherStep(cfg.loss, ema) if ema is not None else SupervisedStep(cfg.loss)
+        log = RunLog(self.run_dir, enabled=self.ctx.is_main)
+        val_every = cfg.run.val_every or steps_per_epoch
+        save_every = cfg.run.save_every or val_every
+        state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress)
+        patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if unlabeled_idx else 0)) * world
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        try:
+            while progress.step < total_steps:
+                batches = plan_epoch(labeled_idx, unlabeled_idx, per_image=cfg.data.patches_per_image,
+                                     batch_size=cfg.data.batch_size, unlabeled_batch_size=cfg.data.unlabeled_batch_size,
+                                     seed=cfg.run.seed, epoch=progress.epoch)
+                mine = batches[: steps_per_epoch * world][self.ctx.rank :: world]
+                loader = DataLoader(dataset, batch_sampler=mine[progress.batch_in_epoch :], num_workers=cfg.data.workers,
+                                    collate_fn=_collate, pin_memory=self.device.type == "cuda",
+                                    # its own generator: creating a loader must not draw from the global RNG,
+                                    # or a resumed run (one more loader) would drift from a straight one
+                                    generator=torch.Generator().manual_seed(cfg.run.seed + progress.epoch))
+                tick = time.perf_counter()
+                for batch in loader:
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                        out = step_fn(student, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(out.loss).backward()
+                    if cfg.optim.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    if ema is not None:
+                        ema.update(model)
+                    progress.step += 1
+                    progress.batch_in_epoch += 1
+                    if progress.step % cfg.run.log_every == 0 or progress.step == total_steps:
+                        rate = patches_per_step * cfg.run.log_every / max(1e-9, time.perf_counter() - tick)
+                        tick = time.perf_counter()
+                        event = StepEvent(progress.step, total_steps, progress.epoch, out.terms, scheduler.get_last_lr()[0], rate)
+                        log.write({"kind": "step", **asdict(event)})
+                        emit(event)
+                    if progress.step % val_every == 0 or progress.step == total_steps:
+                        self._validate(state, val_pairs, log, emit)
+                    if progress.step % save_every == 0 or progress.step == total_steps:
+                        self._save(state)
+                    if progress.step >= total_steps:
+                        break
+                else:
+                    progress.epoch += 1
+                    progress.batch_in_epoch = 0
+        except KeyboardInterrupt:
+            self._save(state)
+            emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))
+            raise
+        finally:
+            log.close()
+        if self.ctx.enabled:  # every process must end with the same weights; record the proof
+            sums = distributed.gather_checksums(model, self.ctx)
+            log = RunLog(self.run_dir, enabled=self.ctx.is_main)
+            log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums})
+            log.close()
+        distributed.barrier(self.ctx)
+        return progress
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _export_model(self, state: dict) -> torch.nn.Module:
+        ema = state["ema"]
+        return ema.teacher if (ema is not None and self.config.export_weights == "teacher") else state["model"]
+
+    def _provenance(self, progress: Progress) -> dict:
+        c = self.config
+        return {
+            "software": f"lowlight {__version__}",
+            "trained_with": "lowlight train",
+            "semi": c.run.semi,
+            "labeled_frac": c.data.labeled_frac,
+            "data": c.data.root or "default",
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "weights": self.config.export_weights,
+            "val_psnr": progress.best_psnr if math.isfinite(progress.best_psnr) else None,
+        }
+
+    def _validate(self, state: dict, val_pairs: list[ImagePair], log: "RunLog", emit: EventFn) -> None:
+        progress: Progress = state["progress"]
+        model = self._export_model(state)
+        value_psnr, value_ssim = validate(model, val_pairs, self.device, self.ctx, self.entry.info.input_multiple)
+        best = value_psnr > progress.best_psnr
+        if best:
+            progress.best_psnr, progress.best_step = value_psnr, progress.step
+            if self.ctx.is_main:
+                save_checkpoint(model, self.run_dir / "best", architecture=self.config.model.name,
+                                kwargs=self.config.model.kwargs, provenance=self._provenance(progress))
+        event = ValidationEvent(progress.step, value_psnr, value_ssim, best)
+        log.write({"kind": "validation", **asdict(event)})
+        emit(event)
+
+    def _save(self, state: dict) -> None:
+        if not self.ctx.is_main:
+            return
+        progress: Progress = state["progress"]
+        trainer_state = {
+            "optimizer": state["optimizer"].state_dict(),
+            "scheduler": state["scheduler"].state_dict(),
+            "scaler": state["scaler"].state_dict(),
+            "rng": rng_state(),
+            "progress": progress_dict(progress),
+            "ema_updates": state["ema"].updates if state["ema"] is not None else 0,
+        }
+        save_run_state(self.run_dir, student=state["model"], teacher=state["ema"].teacher if state["ema"] else None,
+                       architecture=self.config.model.name, kwargs=self.config.model.kwargs,
+                       provenance=self._provenance(progress), trainer_state=trainer_state)
+
+    def _restore(self, model, ema, optimizer, scheduler, scaler) -> Progress:
+        folder = find_last(self.run_dir)
+        student, teacher, trainer = load_run_state(folder)
+        load_weights_strict(model, student, str(folder))
+        if ema is not None:
+            if teacher is None:
+                raise ConfigError(f"{folder} has no teacher weights: the run was not semi-supervised")
+            load_weights_strict(ema.teacher, teacher, str(folder))
+            ema.updates = int(trainer["ema_updates"])
+        optimizer.load_state_dict(trainer["optimizer"])
+        scheduler.load_state_dict(trainer["scheduler"])
+        scaler.load_state_dict(trainer["scaler"])
+        set_rng_state(trainer["rng"])
+        return Progress(**trainer["progress"])
+
+
+def describe_run(run_dir: Path) -> dict:
+    """The last step and best validation of a run folder (for reports)."""
+    folder = find_last(run_dir)
+    state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
+    return json.loads(json.dumps(state["progress"]))

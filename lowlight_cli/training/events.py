@@ -1,0 +1,35 @@
+"""What the training loop reports; the CLI renders these, the library never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """An optimiser step finished (reported every ``log_every`` steps)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    terms: dict[str, float]
+    lr: float
+    patches_per_s: float
+
+
+@dataclass(frozen=True)
+class ValidationEvent:
+    """Validation scores (PSNR dB, SSIM) on the held-out training pairs."""
+
+    step: int
+    psnr: float
+    ssim: float
+    best: bool
+
+
+@dataclass(frozen=True)
+class InfoEvent:
+    """A message worth showing (data found, resume point, checkpoint written)."""
+
+    message: str
+    data: dict = field(default_factory=dict)

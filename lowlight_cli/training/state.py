@@ -1,0 +1,97 @@
+"""Resumable run state, written atomically as a folder swap.
+
+``<run>/last/`` holds ``model.safetensors`` (student), ``ema.safetensors`` (teacher, semi runs),
+``config.json`` (so ``lowlight enhance --weights <run>/last`` works) and ``train_state.pt``
+(optimiser, scheduler, scaler, RNG states, counters). A save writes ``last.tmp/`` completely,
+then swaps it in with renames, so an interruption leaves either the old or the new state,
+never a mix. ``train_state.pt`` is read with ``weights_only=True``: tensors and plain values,
+never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..models.checkpoint import load_state_dict_file, save_checkpoint, save_state_dict
+
+STATE_NAME = "train_state.pt"
+EMA_NAME = "ema.safetensors"
+
+
+@dataclass
+class Progress:
+    """Where training stands: optimiser steps done, epoch, batches done within the epoch, best score."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_psnr: float = float("-inf")
+    best_step: int = -1
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_run_state(
+    run_dir: Path,
+    *,
+    student: torch.nn.Module,
+    teacher: torch.nn.Module | None,
+    architecture: str,
+    kwargs: dict,
+    provenance: dict,
+    trainer_state: dict[str, Any],
+) -> Path:
+    """Write ``run_dir/last`` atomically (see module docstring); returns its path."""
+    final, tmp, old = run_dir / "last", run_dir / "last.tmp", run_dir / "last.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(student, tmp, architecture=architecture, kwargs=kwargs, provenance=provenance)
+    if teacher is not None:
+        save_state_dict(teacher.state_dict(), tmp / EMA_NAME)
+    torch.save(trainer_state, tmp / STATE_NAME)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_last(run_dir: Path) -> Path:
+    """The newest complete state folder of a run (``last``, or ``last.old`` after a crash mid-swap)."""
+    for name in ("last", "last.old"):
+        folder = run_dir / name
+        if (folder / STATE_NAME).is_file():
+            return folder
+    raise CheckpointError(f"no resumable state in {run_dir}", hint="a run folder written by `lowlight train` has last/train_state.pt")
+
+
+def load_run_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """Read ``(student tensors, teacher tensors or None, trainer state)`` from a state folder."""
+    student = load_state_dict_file(folder / "model.safetensors")
+    teacher = load_state_dict_file(folder / EMA_NAME) if (folder / EMA_NAME).is_file() else None
+    try:
+        trainer = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable state is the same problem for the user
+        raise CheckpointError(f"{folder / STATE_NAME} is unreadable: {exc}") from None
+    return student, teacher, trainer
+
+
+def progress_dict(progress: Progress) -> dict[str, Any]:
+    return asdict(progress)

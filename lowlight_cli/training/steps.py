@@ -1,0 +1,81 @@
+"""Step objects: what one optimisation step computes, for the one fit loop to drive.
+
+A step takes the student (possibly DDP-wrapped) and a batch and returns the loss to back-propagate
+and its terms for logging. Both steps run the student once on the whole batch, so a single
+backward pass updates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..losses import multi_consistency_loss, progressive_loss
+from .config import LossSection
+from .ema import EMA
+
+
+class StagesForward(nn.Module):
+    """Exposes ``model.forward_train`` as ``forward`` so DDP sees (and synchronises) it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.model.forward_train(x)
+
+
+@dataclass
+class StepOutput:
+    """The scalar to back-propagate and its parts (floats) for the log."""
+
+    loss: torch.Tensor
+    terms: dict[str, float]
+
+
+class SupervisedStep:
+    """Fully supervised: the progressive loss ``L_PE`` on labeled patches."""
+
+    def __init__(self, loss: LossSection) -> None:
+        self.loss = loss
+
+    def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        mask = batch["labeled"]
+        out = student(batch["low"][mask])
+        total, terms = progressive_loss(out["output"], out["stages"], batch["high"][mask], lambda_ms=self.loss.lambda_ms)
+        return StepOutput(total, {"loss": float(total.detach()), **terms})
+
+
+class MeanTeacherStep:
+    """Multi-consistency mean teacher (MCMT).
+
+    ``L = L_PE(labeled) + lambda_c * L_MCR(labeled + unlabeled)``: the student sees the clean
+    batch, the EMA teacher the batch plus Gaussian noise (sigma ``teacher_noise``), without
+    gradients; consistency is asked of the final and every intermediate stage.
+    """
+
+    def __init__(self, loss: LossSection, ema: EMA) -> None:
+        self.loss = loss
+        self.ema = ema
+
+    def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        x, mask = batch["low"], batch["labeled"]
+        out = student(x)
+        with torch.no_grad():
+            noisy = x + torch.randn_like(x) * self.loss.teacher_noise
+            target = self.ema.teacher.forward_train(noisy)
+        consistency, c_terms = multi_consistency_loss(
+            out["output"], out["stages"], target["output"], target["stages"], lambda_mc=self.loss.lambda_mc
+        )
+        total = self.loss.lambda_c * consistency
+        terms = {**c_terms, "unlabeled": float((~mask).sum())}
+        if mask.any():
+            supervised, s_terms = progressive_loss(
+                out["output"][mask], [s[mask] for s in out["stages"]], batch["high"][mask], lambda_ms=self.loss.lambda_ms
+            )
+            total = total + supervised
+            terms.update(s_terms)
+        return StepOutput(total, {"loss": float(total.detach()), **terms})

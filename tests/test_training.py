@@ -1,0 +1,219 @@
+"""Training: losses, EMA, splits, config precedence, exact resume, learning, MCMT, DDP under torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.data.pairs import ImagePair
+from lowlight_cli.data.patches import plan_epoch
+from lowlight_cli.data.splits import make_split
+from lowlight_cli.errors import ConfigError
+from lowlight_cli.losses import multi_consistency_loss, progressive_loss, ssim_loss
+from lowlight_cli.models import create_model, load_checkpoint
+from lowlight_cli.training import EMA, Trainer, build_config
+from lowlight_cli.training.config import LossSection
+from lowlight_cli.training.steps import MeanTeacherStep, StagesForward
+
+runner = CliRunner()
+SMOKE = [
+    "--set", "model.name=crnet-tiny", "--set", "data.root=synthetic", "--set", "data.synthetic_count=10",
+    "--set", "data.patch_size=32", "--set", "data.patches_per_image=4", "--set", "data.batch_size=4",
+    "--set", "data.unlabeled_batch_size=4", "--set", "run.device=cpu", "--set", "run.log_every=1",
+]
+
+
+# ---- losses -------------------------------------------------------------------------------------
+def test_progressive_loss_values_and_gradients():
+    target = torch.rand(2, 3, 24, 24)
+    zero, terms = progressive_loss(target.clone(), [target.clone()], target)
+    assert float(zero) == pytest.approx(0.0, abs=1e-6) and terms["stages_l1"] == 0.0
+    stage = target + 0.1
+    output = target.clone().requires_grad_(True)
+    total, terms = progressive_loss(output, [stage], target, lambda_ms=2.0)
+    assert terms["stages_l1"] == pytest.approx(0.1, abs=1e-6)
+    assert float(total) == pytest.approx(terms["ssim"] + 0.2, abs=1e-5)
+    noisy = (target + 0.05 * torch.randn_like(target)).requires_grad_(True)
+    ssim_loss(noisy, target).backward()
+    assert noisy.grad is not None and noisy.grad.abs().sum() > 0
+
+
+def test_consistency_loss_trains_the_student_only():
+    student = torch.rand(1, 3, 8, 8, requires_grad=True)
+    teacher = torch.rand(1, 3, 8, 8, requires_grad=True)
+    s_stage = torch.rand(1, 3, 8, 8, requires_grad=True)
+    t_stage = torch.rand(1, 3, 8, 8)
+    total, terms = multi_consistency_loss(student, [s_stage], teacher, [t_stage], lambda_mc=0.5)
+    expected = ((student - teacher) ** 2).mean() + 0.5 * ((s_stage - t_stage) ** 2).mean()
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    total.backward()
+    assert student.grad.abs().sum() > 0 and s_stage.grad.abs().sum() > 0
+    assert teacher.grad is None
+
+
+# ---- EMA ----------------------------------------------------------------------------------------
+def test_ema_rule_with_warmup():
+    student = torch.nn.Linear(2, 1)
+    ema = EMA(student, decay=0.9, warmup=True)
+    assert ema.current_decay() == 0.0  # first update copies the student
+    with torch.no_grad():
+        student.weight.fill_(1.0)
+    ema.update(student)
+    assert torch.equal(ema.teacher.weight, student.weight)
+    assert ema.current_decay() == pytest.approx(0.5)  # 1 - 1/2
+    before = ema.teacher.weight.clone()
+    with torch.no_grad():
+        student.weight.fill_(3.0)
+    ema.update(student)
+    assert torch.allclose(ema.teacher.weight, 0.5 * before + 0.5 * 3.0)
+    ema.updates = 100
+    assert ema.current_decay() == 0.9
+    assert all(not p.requires_grad for p in ema.teacher.parameters())
+
+
+# ---- splits and config --------------------------------------------------------------------------
+def _fake_lol(total: int = 485, with_ref: int = 232) -> list[ImagePair]:
+    tiny = np.zeros((4, 4, 3), np.uint8)
+    return [ImagePair(str(i), tiny, tiny if i < with_ref else None) for i in range(total)]
+
+
+def test_split_is_seeded_and_holds_out_validation():
+    pairs = _fake_lol()
+    a = make_split(pairs, labeled_frac=0.1, val_count=15, seed=0)
+    b = make_split(pairs, labeled_frac=0.1, val_count=15, seed=0)
+    c = make_split(pairs, labeled_frac=0.1, val_count=15, seed=1)
+    assert a == b and a.labeled != c.labeled
+    assert len(a.labeled) == 49  # ceil(10% of 485), drawn from the 232 pairs with references
+    assert all(int(n) < 232 for n in a.labeled + a.validation)
+    assert len(a.validation) == 15
+    assert not set(a.validation) & (set(a.labeled) | set(a.unlabeled))
+    assert len(a.labeled) + len(a.unlabeled) + len(a.validation) == 485
+
+
+def test_config_precedence(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("optim:\n  lr: 0.001\n  epochs: 7\ndata:\n  batch_size: 8\n")
+    cfg = build_config(yaml_path=yaml_file, flags={"optim.epochs": 9, "optim.lr": None}, assignments=["optim.lr=2e-4"])
+    assert cfg.optim.lr == 2e-4  # --set beats the file
+    assert cfg.optim.epochs == 9  # a flag beats the file
+    assert cfg.data.batch_size == 8  # the file beats the default
+    assert cfg.data.patch_size == 96  # default
+    with pytest.raises(ConfigError, match="unknown config key"):
+        build_config(assignments=["optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="optim.lr"):
+        build_config(assignments=["optim.lr=fast"])
+
+
+def test_patch_plan_is_deterministic_and_mixes_unlabeled():
+    kw = dict(per_image=3, batch_size=2, unlabeled_batch_size=2, seed=5, epoch=1)
+    a = plan_epoch([0, 1, 2], [3, 4], **kw)
+    assert a == plan_epoch([0, 1, 2], [3, 4], **kw)
+    assert len(a) == 4 and all(len(b) == 4 for b in a)
+    assert all(k[0] in (3, 4) for b in a for k in b[2:])
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    common = ["train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--set", "run.val_every=100"]
+    assert runner.invoke(app, [*common, "--out", str(straight), "--max-steps", "6"]).exit_code == 0
+    first = runner.invoke(app, [*common, "--out", str(halves), "--max-steps", "3"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "6"])
+    assert second.exit_code == 0, second.output
+    assert "resumed at step 3" in second.output
+    a, b = _weights(straight / "last"), _weights(halves / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(straight / "last" / "ema.safetensors")), load_file(str(halves / "last" / "ema.safetensors"))
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_two_epochs_beat_the_input_and_export_a_usable_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *SMOKE, "--set", "data.synthetic_count=12", "--epochs", "2", "--out", str(run), "--lr", "2e-3"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["terms"]["loss"] for r in records if r["kind"] == "step"]
+    vals = [r for r in records if r["kind"] == "validation"]
+    assert len(vals) == 2 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    # the untrained baseline: the dark inputs themselves, scored like the validation
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.data.splits import Split
+    from lowlight_cli.metrics import psnr
+
+    split = Split.load(run / "split.json")
+    pairs = {p.name: p for p in synthetic_pairs(12, seed=0)}
+    inputs = [float(psnr(torch.from_numpy(pairs[n].low / 255.0).permute(2, 0, 1)[None],
+                         torch.from_numpy(pairs[n].high / 255.0).permute(2, 0, 1)[None])) for n in split.validation]
+    assert max(v["psnr"] for v in vals) > np.mean(inputs) + 1.0
+    model = load_checkpoint(run / "best")  # the best is a normal checkpoint
+    assert model.info.name == "crnet-tiny"
+
+
+def test_mean_teacher_uses_unlabeled_images():
+    model = create_model("crnet-tiny", pretrained=False).train()
+    ema = EMA(model)
+    for p in ema.teacher.parameters():  # a teacher that differs from the student
+        p.data.add_(0.05 * torch.randn_like(p))
+    step = MeanTeacherStep(LossSection(), ema)
+    batch = {"low": torch.rand(2, 3, 32, 32), "high": torch.zeros(2, 3, 32, 32), "labeled": torch.tensor([False, False])}
+    out = step(StagesForward(model), batch)
+    assert out.terms["unlabeled"] == 2 and out.terms["mc_final"] > 0 and "ssim" not in out.terms
+    out.loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
+
+
+def test_semi_run_logs_unlabeled_in_every_step(tmp_path):
+    run = tmp_path / "semi"
+    result = runner.invoke(app, ["train", "--semi", "--labeled-frac", "0.3", *SMOKE, "--max-steps", "3", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if '"step"' in x and '"kind": "step"' in x]
+    assert steps and all(s["terms"]["unlabeled"] == 4 and s["terms"]["mc_final"] > 0 for s in steps)
+    assert json.loads((run / "split.json").read_text())["unlabeled"]
+
+
+def test_missing_dataset_says_how_to_point_at_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOWLIGHT_DATA", raising=False)
+    result = runner.invoke(app, ["train", "--semi", "--labeled-frac", "0.1"])
+    assert result.exit_code == 1
+    assert "data/LOL" in result.output and "--data" in result.output and "LOWLIGHT_DATA" in result.output
+
+
+def test_semi_needs_unlabeled_data():
+    with pytest.raises(ConfigError):
+        build_config(flags={"run.semi": True, "data.labeled_frac": 1.0})
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_agree(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lowlight_cli", "train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--max-steps", "4", "--out", str(run)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    checks = [r for r in records if r["kind"] == "ddp_checksums"]
+    assert checks and len(checks[-1]["checksums"]) == 2
+    assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]
+    assert math.isfinite(checks[-1]["checksums"][0])
+    assert (run / "best" / "model.safetensors").is_file()
