@@ -96,3 +96,59 @@ def test_cpu_refuses_half_precision():
 
     with pytest.raises(UsageError):
         Enhancer(create_model("gamma"), InferenceConfig(device="cpu", precision="fp16"))
+
+
+def test_out_of_memory_halves_the_tile_and_says_so():
+    from lowlight_cli.inference.engine import Notice, run_with_tile_fallback
+
+    tried, notices = [], []
+
+    def run(tile: int) -> torch.Tensor:
+        tried.append(tile)
+        if tile == 0 or tile > 256:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.zeros(1)
+
+    _, used = run_with_tile_fallback(run, 1024, 3000, 4, notices.append)
+    assert tried == [1024, 512, 256] and used == 256
+    assert all(isinstance(n, Notice) and "retrying with tile" in n.message for n in notices)
+    tried.clear()
+    _, used = run_with_tile_fallback(run, 0, 1500, 4, notices.append)  # whole image -> tiles
+    assert tried[0] == 0 and used <= 256
+
+    def never(tile: int) -> torch.Tensor:
+        raise torch.OutOfMemoryError("simulated")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        run_with_tile_fallback(never, 256, 1000, 1)
+
+
+def test_non_finite_half_precision_output_is_redone_in_fp32():
+    from lowlight_cli.inference.engine import Notice, guarded_forward
+
+    class OverflowsInHalf(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.linear(x, torch.eye(x.shape[-1]))  # autocast runs this in bf16
+            return torch.full_like(y, float("nan")) if y.dtype == torch.bfloat16 else y.float() * 0.5
+
+    notices = []
+    x = torch.rand(1, 3, 8, 8)
+    out = guarded_forward(OverflowsInHalf(), x, "bf16", torch.device("cpu"), notices.append)
+    assert torch.isfinite(out).all() and torch.allclose(out, x * 0.5)
+    assert len(notices) == 1 and isinstance(notices[0], Notice) and "fp32" in notices[0].message
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_gpu_tiled_matches_cpu_whole(precision):
+    model = _crnet_with_active_attention("crnet-s")
+    image = torch.from_numpy(dark_photo(384, 512)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        reference = tiled_forward(model, image, tile=0, multiple=4).clamp(0, 1)
+    enhancer = Enhancer(model, InferenceConfig(device="cuda", precision=precision, tile=256, overlap=32, batch_size=4))
+    out = enhancer.enhance_tensor(image)
+    assert _psnr(out, reference) >= (40.0 if precision == "fp32" else 30.0)

@@ -91,6 +91,62 @@ def auto_tile_size(model: EnhancementModel, device: torch.device, batch_size: in
     return round_up(side, info.input_multiple)
 
 
+def guarded_forward(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    batch: torch.Tensor,
+    precision: str,
+    device: torch.device,
+    on_event: EventFn | None = None,
+) -> torch.Tensor:
+    """Run ``model`` on ``batch`` under ``precision`` autocast; redo in fp32 if the output is not finite.
+
+    Half precision overflows on some inputs (very bright tiles, large activations); the redo
+    costs one extra pass for that tile batch only, and a :class:`Notice` reports it.
+
+    Returns:
+        float32 output clamped to ``[0, 1]``, same shape as ``batch``.
+    """
+    with torch.inference_mode():
+        with autocast(precision, device):
+            out = model(batch)
+        out = out.float()
+        if precision != "fp32" and not torch.isfinite(out).all():
+            if on_event:
+                on_event(Notice(f"non-finite {precision} output: redoing the tile batch in fp32"))
+            out = model(batch.float()).float()
+    return out.clamp(0.0, 1.0)
+
+
+def run_with_tile_fallback(
+    run: Callable[[int], torch.Tensor],
+    tile: int,
+    image_side: int,
+    multiple: int,
+    on_event: EventFn | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Call ``run(tile)``; on out-of-memory halve the tile (not below 64 px) and try again.
+
+    A whole-image request (``tile == 0``) that runs out of memory continues with tiles of half
+    the image's longer side. Returns the result and the tile that worked.
+
+    Raises:
+        torch.OutOfMemoryError: even the smallest tile does not fit.
+    """
+    while True:
+        try:
+            return run(tile), tile
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            current = tile or image_side
+            smaller = max(MIN_TILE, round_up(current // 2, multiple))
+            if smaller >= current:
+                raise
+            if on_event:
+                on_event(Notice(f"out of memory at tile {current}: retrying with tile {smaller}"))
+            tile = smaller
+
+
 class Enhancer:
     """Runs an enhancement model on images of any size.
 
@@ -118,15 +174,7 @@ class Enhancer:
         )
 
     def _run_batch(self, batch: torch.Tensor, on_event: EventFn | None) -> torch.Tensor:
-        with torch.inference_mode():
-            with autocast(self.precision, self.device):
-                out = self.model(batch)
-            out = out.float()
-            if self.precision != "fp32" and not torch.isfinite(out).all():
-                if on_event:
-                    on_event(Notice(f"non-finite {self.precision} output: redoing the tile batch in fp32"))
-                out = self.model(batch.float()).float()
-        return out.clamp(0.0, 1.0)
+        return guarded_forward(self.model, batch, self.precision, self.device, on_event)
 
     def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
         """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.
@@ -142,30 +190,21 @@ class Enhancer:
             if on_event:
                 on_event(TileProgress(done, total))
 
-        while True:
-            try:
-                return tiled_forward(
-                    lambda b: self._run_batch(b, on_event),
-                    image,
-                    tile=self.tile,
-                    overlap=self.config.overlap,
-                    batch_size=self.config.batch_size,
-                    multiple=info.input_multiple,
-                    margin=margin,
-                    device=self.device,
-                    on_progress=progress,
-                )
-            except torch.OutOfMemoryError:
-                if self.device.type != "cuda":
-                    raise
-                torch.cuda.empty_cache()
-                current = self.tile or max(image.shape[-2:])
-                smaller = max(MIN_TILE, round_up(current // 2, info.input_multiple))
-                if smaller >= current:
-                    raise
-                if on_event:
-                    on_event(Notice(f"CUDA out of memory at tile {current}: retrying with tile {smaller}"))
-                self.tile = smaller
+        def run(tile: int) -> torch.Tensor:
+            return tiled_forward(
+                lambda b: self._run_batch(b, on_event),
+                image,
+                tile=tile,
+                overlap=self.config.overlap,
+                batch_size=self.config.batch_size,
+                multiple=info.input_multiple,
+                margin=margin,
+                device=self.device,
+                on_progress=progress,
+            )
+
+        out, self.tile = run_with_tile_fallback(run, self.tile, max(image.shape[-2:]), info.input_multiple, on_event)
+        return out
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""
