@@ -134,3 +134,18 @@ def test_model_mode_enhances_then_scores(tmp_path):
     report = _json(runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--json", "--device", "cpu"]))
     # the gamma curve undoes x ** 2.2 up to 8-bit rounding of the dark input
     assert report["summary"]["psnr"]["mean"] > 30 and report["model"] == "gamma"
+
+
+def test_lpips_weights_option_and_clear_error_without(folders, tmp_path, monkeypatch):
+    # stand-in random weights (real ImageNet weights cannot be downloaded here): this checks the
+    # plumbing from the CLI option to the metric, not published LPIPS values
+    from .test_metrics_lpips import standin_state, write_safetensors_folder
+
+    monkeypatch.delenv("LOWLIGHT_LPIPS_WEIGHTS", raising=False)
+    pred, ref = folders
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "lpips"]
+    missing = runner.invoke(app, base)
+    assert missing.exit_code == 1 and "no weights" in missing.output and "--lpips-weights" in missing.output
+    weights = write_safetensors_folder(tmp_path / "lpips", standin_state("alex"))
+    report = _json(runner.invoke(app, [*base, "--lpips-weights", str(weights), "--json"]))
+    assert report["protocol"]["lpips_net"] == "alex" and report["summary"]["lpips"]["count"] == 3

@@ -51,6 +51,8 @@ def evaluate(
     ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
     niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
     crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels removed from each side before scoring.")] = 0,
+    lpips_net: Annotated[str, typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg.")] = "alex",
+    lpips_weights: Annotated[Optional[str], typer.Option("--lpips-weights", help="LPIPS weights: folder, file or hf-hub id (default $LOWLIGHT_LPIPS_WEIGHTS).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Pair files in sub-folders too (stem includes the sub-folder).")] = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image scores to this CSV file.")] = None,
     json_output: JsonOpt = False,
@@ -67,7 +69,10 @@ def evaluate(
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
-    protocol = Protocol(tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border)
+    protocol = Protocol(
+        tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border,
+        lpips_net=lpips_net, lpips_weights=lpips_weights,
+    )
     enhancer = None
     if model is not None:
         if pred is not None or data is None:

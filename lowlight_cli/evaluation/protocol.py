@@ -22,6 +22,8 @@ class Protocol:
         ssim_space: ``rgb`` (per channel, averaged), ``y`` (BT.601 luma) or ``gray``.
         niqe_space: ``y`` (BT.601 luma) or ``gray`` (MATLAB rgb2gray).
         crop_border: pixels removed from every side before scoring.
+        lpips_net: LPIPS backbone, ``alex`` or ``vgg``.
+        lpips_weights: LPIPS weights (folder, file or hub id); None reads ``$LOWLIGHT_LPIPS_WEIGHTS``.
     """
 
     metrics: tuple[str, ...] = ("psnr", "ssim")
@@ -29,6 +31,8 @@ class Protocol:
     ssim_space: str = "rgb"
     niqe_space: str = "y"
     crop_border: int = 0
+    lpips_net: str = "alex"
+    lpips_weights: str | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -41,6 +45,8 @@ class Protocol:
             raise UsageError(f"unknown --ssim-space {self.ssim_space!r}", hint=f"use one of {', '.join(SSIM_SPACES)}")
         if self.niqe_space not in NIQE_SPACES:
             raise UsageError(f"unknown --niqe-space {self.niqe_space!r}", hint=f"use one of {', '.join(NIQE_SPACES)}")
+        if self.lpips_net not in ("alex", "vgg"):
+            raise UsageError(f"unknown --lpips-net {self.lpips_net!r}", hint="use alex or vgg")
         if self.crop_border < 0:
             raise UsageError(f"--crop-border must be >= 0, got {self.crop_border}")
 
@@ -49,8 +55,10 @@ class Protocol:
         """True when some metric is full-reference."""
         return any(metric_info(m).full_reference for m in self.metrics)
 
-    def metric_options(self, name: str) -> dict[str, str]:
+    def metric_options(self, name: str) -> dict[str, str | None]:
         """Constructor options of metric ``name`` under this protocol (its colour space)."""
+        if name == "lpips":
+            return {"net": self.lpips_net, "weights": self.lpips_weights}
         spaces = {"ssim": self.ssim_space, "niqe": self.niqe_space}
         return {"space": spaces[name]} if name in spaces else {}
 
@@ -71,4 +79,5 @@ class Protocol:
             f"pairing by stem; 0..255 scale; gt-mean {'on' if self.gt_mean else 'off'}; "
             f"ssim space {self.ssim_space} (Gaussian 11x11, sigma 1.5, valid); "
             f"niqe space {self.niqe_space}; crop border {self.crop_border}"
+            + (f"; lpips {self.lpips_net}" if "lpips" in self.metrics else "")
         )

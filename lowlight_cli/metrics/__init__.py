@@ -80,3 +80,20 @@ __all__ = [
     "quantize",
     "ssim",
 ]
+
+# LPIPS: full reference, needs pretrained weights (weights argument or $LOWLIGHT_LPIPS_WEIGHTS).
+from .lpips import LPIPS, lpips_distance  # noqa: E402
+from .lpips import PAPER as LPIPS_PAPER  # noqa: E402
+
+register_metric(
+    MetricInfo(
+        name="lpips",
+        full_reference=True,
+        higher_is_better=False,
+        input_range="0..1 float RGB, mapped to -1..1 for the network",
+        description="Learned perceptual distance (LPIPS v0.1, AlexNet or VGG16 features); needs pretrained weights",
+        paper=LPIPS_PAPER,
+    ),
+    LPIPS,
+)
+__all__ += ["LPIPS", "lpips_distance"]

@@ -21,7 +21,7 @@ Accepted (see :func:`load_lpips_state`):
 - ``hf-hub:org/repo@rev``: a lowlight checkpoint repository (``config.json`` + ``model.safetensors``
   with both key sets), downloaded and verified by :mod:`lowlight_cli.hub`.
 
-Every key and shape is checked; torchvision's ``classifier.*`` keys are ignored.
+Every key and shape is checked strictly; torchvision's ``classifier.*`` keys are ignored.
 """
 
 from __future__ import annotations
@@ -94,12 +94,10 @@ class LPIPSBackbone:
 
     Attributes:
         net: LPIPS name (``"alex"``, ``"vgg"``), also the official head file's stem (``alex.pth``).
-        title: human name for messages.
-        build: builds the torchvision-compatible ``features`` module.
+        title: human name for messages; build: makes the torchvision-compatible ``features``.
         taps: indices in ``features`` whose outputs (ReLUs) are compared.
         min_size: smallest height and width that reaches the last tap.
-        torchvision_file: file name of torchvision's ImageNet weights.
-        torchvision_glob: pattern that finds them under other names in a folder.
+        torchvision_file, torchvision_glob: name of torchvision's ImageNet file, pattern for others.
     """
 
     net: str
@@ -183,8 +181,7 @@ def _only_file(spec: LPIPSBackbone, folder: Path, names: Sequence[str], pattern:
             return folder / name
     matches = sorted(folder.glob(pattern)) if pattern else []
     if len(matches) > 1:
-        listed = ", ".join(p.name for p in matches)
-        raise _error(spec, f"{folder} holds several {spec.title} backbone files: {listed}", "keep only one")
+        raise _error(spec, f"{folder} holds several {pattern} files: {', '.join(p.name for p in matches)}", "keep one")
     return matches[0] if matches else None
 
 
@@ -253,7 +250,7 @@ def _read_file(spec: LPIPSBackbone, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_state(spec: LPIPSBackbone, state: Mapping[str, torch.Tensor], files: Sequence[Path]) -> None:
-    """Raise :class:`MetricError` naming every missing, unexpected, misshapen or non-float key."""
+    """Raise :class:`MetricError` naming every missing, unexpected or misshapen key."""
     expected = lpips_state_shapes(spec.net)
     problems = []
     for part, prefix in (("backbone", "features."), ("LPIPS head", "lin")):
@@ -267,11 +264,8 @@ def _check_state(spec: LPIPSBackbone, state: Mapping[str, torch.Tensor], files: 
     if unexpected:
         problems.append(f"unexpected keys {', '.join(unexpected)}")
     for key in sorted(set(state) & set(expected)):
-        tensor = state[key]
-        if tuple(tensor.shape) != expected[key]:
-            problems.append(f"{key} has shape {tuple(tensor.shape)}, expected {expected[key]}")
-        elif not tensor.is_floating_point():
-            problems.append(f"{key} is {tensor.dtype}, expected floating point")
+        if tuple(state[key].shape) != expected[key]:
+            problems.append(f"{key} has shape {tuple(state[key].shape)}, expected {expected[key]}")
     if problems:
         names = ", ".join(str(f) for f in files)
         raise _error(spec, f"weights in {names} do not fit LPIPS-{spec.net}: " + "; ".join(problems))
@@ -302,9 +296,7 @@ def load_lpips_state(net: str = "alex", weights: WeightsSource | None = None) ->
             f"are needed (the weights argument and ${ENV_VAR} are both unset); random weights are never used",
         )
     files = _weight_files(spec, source)
-    state: dict[str, torch.Tensor] = {}
-    for path in files:
-        state |= {k: v for k, v in _read_file(spec, path).items() if not k.startswith(_IGNORED_PREFIX)}
+    state = {k: v for path in files for k, v in _read_file(spec, path).items() if not k.startswith(_IGNORED_PREFIX)}
     _check_state(spec, state, files)
     return {k: v.to(torch.float32) for k, v in state.items()}
 
@@ -350,9 +342,8 @@ class LPIPS(nn.Module):
     """LPIPS v0.1 metric: ``LPIPS(net, weights)(pred, target) -> (B,)``, lower is better.
 
     Inputs are (B, 3, H, W) RGB in [0, 1] (mapped to [-1, 1] as ``lpips(..., normalize=True)`` does),
-    at least 31 px (alex) or 16 px (vgg) on each side. The result is float32 (the weights' dtype),
-    on the input's device; gradients flow to the inputs (weights are frozen), so it also serves as
-    a loss.
+    at least 31 px (alex) or 16 px (vgg) per side, on the module's device. Scores have the weights'
+    dtype (float32); gradients reach the inputs (weights are frozen), so it can serve as a loss.
 
     Args:
         net: ``"alex"`` (default, the paper's recommended metric) or ``"vgg"``.
@@ -360,8 +351,8 @@ class LPIPS(nn.Module):
             :func:`load_lpips_state`.
 
     Raises:
-        MetricError: at construction, when the weights are missing, incomplete or unreadable (the
-            message names the files or keys); when called, on mismatched, non-RGB or too small inputs.
+        MetricError: at construction, weights missing, incomplete or unreadable (files or keys named);
+            when called, mismatched, non-RGB or too small inputs.
 
     Example:
         >>> metric = LPIPS("alex", weights="path/to/lpips-alex")  # doctest: +SKIP
@@ -407,8 +398,6 @@ class LPIPS(nn.Module):
                 f"the {self.spec.title} backbone needs at least {self.spec.min_size} px per side",
                 hint="score larger images, or use net='vgg' (16 px minimum)" if self.spec.net == "alex" else None,
             )
-        # One backbone pass over prediction and reference together.
-        both = torch.cat([pred, target]).to(self.shift.dtype)
-        features = self.tapped_features(both)
+        features = self.tapped_features(torch.cat([pred, target]).to(self.shift.dtype))  # one pass for both
         batch = pred.shape[0]
         return lpips_distance([f[:batch] for f in features], [f[batch:] for f in features], self.head_weights())
