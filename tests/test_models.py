@@ -137,3 +137,12 @@ def test_classical_models_need_no_weights():
     assert torch.allclose(create_model("gamma")(x), x.pow(1 / 2.2))
     y = create_model("clahe")(torch.rand(1, 3, 64, 64) * 0.2)
     assert y.shape == (1, 3, 64, 64)
+
+
+def test_layer_attention_does_not_overflow_half_precision():
+    # a 512x512 tile of 8 channels: the unscaled energy sum exceeds fp16's 65504
+    feats = (torch.rand(1, 2, 8, 512, 512) * 1.5).half()
+    out = layer_attention(feats, torch.ones(1, dtype=torch.half))
+    assert torch.isfinite(out).all()
+    reference = layer_attention(feats.float(), torch.ones(1))
+    assert torch.allclose(out.float(), reference, rtol=1e-2, atol=1e-2)

@@ -89,7 +89,9 @@ def enhance(
 
     enhancer = Enhancer(load_model(model, weights, no_pretrained), config)
     tile_text = "whole image" if enhancer.tile == 0 else f"tile {enhancer.tile}"
-    err.print(f"{model} on {enhancer.device} ({enhancer.precision}, {tile_text}): {len(todo)} image(s)")
+    runtime = getattr(enhancer.model, "precision", None)  # an exported .onnx file fixes its own precision
+    precision_text = f"onnxruntime {runtime}" if runtime else enhancer.precision
+    err.print(f"{model} on {enhancer.device} ({precision_text}, {tile_text}): {len(todo)} image(s)")
     results = _run(enhancer, todo, quality=quality, max_pixels=max_pixels)
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
     _report(results, model=model, enhancer=enhancer, json_summary=json_summary)

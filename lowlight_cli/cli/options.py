@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`).")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`) or an exported .onnx file.")
+]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option(

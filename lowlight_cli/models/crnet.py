@@ -114,7 +114,9 @@ def layer_attention(features: torch.Tensor, gamma: torch.Tensor, sign: float = 1
     """
     b, n = features.shape[:2]
     flat = features.reshape(b, n, -1)
-    energy = torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[-1]
+    # scale before the product: the raw sum over C*H*W overflows fp16 (max 65504) on large tiles
+    scaled = flat * flat.shape[-1] ** -0.5
+    energy = torch.bmm(scaled, scaled.transpose(1, 2))
     attention = torch.softmax(sign * energy, dim=-1)
     attended = torch.bmm(attention, flat).reshape(features.shape)
     return gamma * attended + features

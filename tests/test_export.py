@@ -1,0 +1,280 @@
+"""`lowlight export` and exported models: ONNX/safetensors parity with PyTorch, metadata, failures,
+and `.onnx` files run by `lowlight enhance` / `evaluate` through the same tiling code path.
+
+Models are random initialisations with a small seeded perturbation of every parameter, so that
+parts that are inert at initialisation (CRNet's layer-attention weight starts at 0) take part.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from lowlight_cli import __version__
+from lowlight_cli.cli.app import app
+from lowlight_cli.errors import ExportError, UsageError
+from lowlight_cli.export import export_onnx, parity_input, parity_sizes
+from lowlight_cli.inference import Enhancer, InferenceConfig
+from lowlight_cli.inference.onnx_backend import OnnxModel
+from lowlight_cli.inference.padding import round_up
+from lowlight_cli.io import read_image
+from lowlight_cli.metrics import psnr
+from lowlight_cli.models import create_model, list_models, model_info, save_checkpoint
+from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config
+
+from .photos import dark_photo
+
+runner = CliRunner()
+EXPORTABLE = [n for n in list_models(include_test=True) if model_info(n).exportable]
+NOT_EXPORTABLE = [n for n in list_models(include_test=True) if not model_info(n).exportable]
+TILED = InferenceConfig(device="cpu", tile=64, overlap=16, batch_size=2)
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(tmp_path, monkeypatch):
+    """No network and an empty weights cache: only explicit weights can be found."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+
+
+def perturbed(name: str, seed: int = 1, scale: float = 0.02) -> torch.nn.Module:
+    """A seeded random initialisation of ``name`` with every parameter nudged (a stand-in for training)."""
+    model = create_model(name, pretrained=False)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * scale)
+    return model
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.round(rgb[..., ::-1] * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A trained-looking crnet-tiny checkpoint folder (what `--weights` takes)."""
+    model = perturbed("crnet-tiny")
+    folder = tmp_path_factory.mktemp("ckpt") / "crnet-tiny"
+    return save_checkpoint(model, folder, architecture="crnet-tiny", kwargs=model.config, provenance={"data": "test perturbation"})
+
+
+@pytest.fixture(scope="module")
+def trained_onnx(checkpoint, tmp_path_factory) -> Path:
+    """The checkpoint exported through the CLI, fp32."""
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    result = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "--format", "onnx", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture()
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    _write_png(folder / "a.png", dark_photo(60, 80, seed=1))
+    _write_png(folder / "b.png", dark_photo(50, 70, name="coffee", seed=2))
+    return folder
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
+def test_onnx_export_matches_pytorch_at_sizes_it_was_not_traced_at(name, tmp_path):
+    model = perturbed(name)
+    result = export_onnx(model, tmp_path / f"{name}.onnx")
+    multiple = model.info.input_multiple
+    sizes = {(c.height, c.width) for c in result.parity}
+    assert len(sizes) >= 2 and all(h != w and h % multiple == 0 and w % multiple == 0 for h, w in sizes)
+    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
+    assert result.opset >= 17 and (tmp_path / f"{name}.onnx").is_file()
+    # independent of the reported numbers: the file on disk, a third size and batch size
+    exported = OnnxModel(tmp_path / f"{name}.onnx")
+    assert exported.info == model.info
+    x = parity_input(3, round_up(40, multiple), round_up(56, multiple), seed=5)
+    with torch.no_grad():
+        assert (exported(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_parity_needs_two_sizes_at_the_input_multiple():
+    info = model_info("crnet-s")  # input multiple 4
+    assert parity_sizes(info) == ((64, 96), (96, 128))
+    with pytest.raises(UsageError, match="two distinct"):
+        parity_sizes(info, [(64, 96), (64, 96)])
+    with pytest.raises(UsageError, match="multiple"):
+        parity_sizes(info, [(64, 96), (66, 96)])
+
+
+@pytest.mark.parametrize("name", NOT_EXPORTABLE)
+def test_model_that_cannot_export_says_why(name, tmp_path):
+    note = model_info(name).export_note
+    assert note
+    with pytest.raises(ExportError, match=note):
+        export_onnx(create_model(name), tmp_path / "x.onnx")
+    result = runner.invoke(app, ["export", "--model", name, "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1
+    assert note in result.output.replace("\n", " ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_onnx_keeps_float32_interface_and_meets_psnr(checkpoint, tmp_path):
+    path = tmp_path / "tiny-fp16.onnx"
+    args = ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "--fp16", "-o", str(path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["precision"] == "fp16" and report["tolerance"]["min_psnr_db"] == 40.0
+    assert all(c["psnr_db"] >= 40 for c in report["parity"])
+    graph = onnx.load(str(path))
+    float32 = onnx.TensorProto.FLOAT
+    assert graph.graph.input[0].type.tensor_type.elem_type == float32
+    assert graph.graph.output[0].type.tensor_type.elem_type == float32
+    weights = [t for t in graph.graph.initializer if len(t.dims) == 4]  # conv kernels
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    exported = OnnxModel(path)
+    assert exported.precision == "fp16"
+    x = parity_input(1, 72, 56, seed=3)
+    with torch.no_grad():
+        reference = create_model("crnet-tiny", weights=checkpoint)(x)
+    assert psnr(exported(x).double(), reference.double()).item() >= 40
+
+
+def test_fp16_onnx_halves_the_file(tmp_path):
+    model = perturbed("crnet-s")
+    full = export_onnx(model, tmp_path / "s.onnx")
+    half = export_onnx(model, tmp_path / "s16.onnx", fp16=True)
+    assert half.size_bytes < 0.6 * full.size_bytes
+    assert all(c.psnr_db >= 40 for c in half.parity)
+
+
+def test_safetensors_fp16_checkpoint_loads_with_weights_and_stays_close(checkpoint, photos, tmp_path):
+    folder = tmp_path / "tiny-fp16"
+    result = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "--format", "safetensors", "--fp16", "-o", f"{folder}/"])
+    assert result.exit_code == 0, result.output
+    assert (folder / WEIGHTS_NAME).stat().st_size < 0.6 * (checkpoint / WEIGHTS_NAME).stat().st_size
+    assert {t.dtype for t in load_file(folder / WEIGHTS_NAME).values()} == {torch.float16}
+    assert read_config(folder)["provenance"]["export"]["dtype"] == "fp16"
+
+    enhanced = runner.invoke(app, ["enhance", str(photos), "--model", "crnet-tiny", "--weights", str(folder), "-o", str(tmp_path / "out")])
+    assert enhanced.exit_code == 0, enhanced.output
+    assert (tmp_path / "out" / "a.png").is_file()
+    rgb = dark_photo(60, 80, seed=1)
+    half = Enhancer(create_model("crnet-tiny", weights=folder), TILED).enhance(rgb)
+    full = Enhancer(create_model("crnet-tiny", weights=checkpoint), TILED).enhance(rgb)
+    as_batch = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double()  # noqa: E731
+    assert psnr(as_batch(half), as_batch(full)).item() >= 40
+
+
+def test_failed_parity_exits_1_and_leaves_nothing(checkpoint, tmp_path, monkeypatch):
+    real_run = onnxruntime.InferenceSession.run
+
+    def skewed(self, output_names, feed, *args, **kwargs):
+        return [out + np.float32(0.01) for out in real_run(self, output_names, feed, *args, **kwargs)]
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", skewed)
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    target = out_dir / "tiny.onnx"
+    args = ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "-o", str(target)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "parity check failed" in result.output
+    assert list(out_dir.iterdir()) == []
+    # a good earlier file is not clobbered by a failing --overwrite
+    target.write_bytes(b"earlier export")
+    assert runner.invoke(app, args + ["--overwrite"]).exit_code == 1
+    assert target.read_bytes() == b"earlier export" and list(out_dir.iterdir()) == [target]
+
+
+def test_failed_checkpoint_parity_leaves_no_folder(checkpoint, tmp_path, monkeypatch):
+    from lowlight_cli.export import checkpoint_export
+
+    monkeypatch.setattr(checkpoint_export, "load_checkpoint", lambda folder, **kw: perturbed("crnet-tiny", seed=9))
+    target = tmp_path / "tiny-ckpt"
+    result = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "--format", "safetensors", "-o", str(target)])
+    assert result.exit_code == 1 and "parity check failed" in result.output
+    assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_enhance_runs_onnx_file_like_pytorch(checkpoint, trained_onnx, photos, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["enhance", str(photos), "--model", str(trained_onnx), "-o", str(out), "--tile", "64", "--overlap", "16", "-b", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime" in result.output
+    torch_model = create_model("crnet-tiny", weights=checkpoint)
+    for name in ("a.png", "b.png"):
+        rgb = read_image(photos / name).rgb.astype(np.float32) / 255.0
+        via_onnx = Enhancer(OnnxModel(trained_onnx), TILED).enhance(rgb)
+        via_torch = Enhancer(torch_model, TILED).enhance(rgb)
+        assert np.abs(via_onnx - via_torch).max() <= 1e-4  # before 8-bit rounding
+        written = read_image(out / name).rgb.astype(np.int32)
+        assert np.abs(written - np.round(via_torch * 255).astype(np.int32)).max() <= 1
+
+
+def test_evaluate_runs_onnx_file(trained_onnx, tmp_path):
+    data = tmp_path / "pairs"
+    _write_png(data / "low" / "1.png", dark_photo(48, 64, seed=4))
+    _write_png(data / "high" / "1.png", dark_photo(48, 64, seed=4, exposure=1.0))
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_onnx), "--data", str(data), "--metrics", "psnr", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "psnr" in result.stdout
+
+
+def test_onnx_model_refuses_weights_flags_and_reexport(trained_onnx, photos, tmp_path):
+    for extra in (["--weights", str(tmp_path)], ["--no-pretrained"]):
+        result = runner.invoke(app, ["enhance", str(photos), "--model", str(trained_onnx), "-o", str(tmp_path / "o"), *extra])
+        assert result.exit_code == 2, result.output
+        assert "carries its own weights" in result.output
+    result = runner.invoke(app, ["export", "--model", str(trained_onnx), "-o", str(tmp_path / "again.onnx")])
+    assert result.exit_code == 2 and "already an ONNX file" in result.output
+
+
+def test_metadata_props_describe_model_and_weights(checkpoint, trained_onnx):
+    graph = onnx.load(str(trained_onnx))
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert props["architecture"] == "crnet-tiny"
+    assert props["lowlight_version"] == __version__
+    assert props["input_range"] == "[0, 1]"
+    assert props["input_multiple"] == "1"
+    assert props["precision"] == "fp32"
+    weights = json.loads(props["weights"])
+    assert weights["source"] == "checkpoint"
+    assert weights["sha256"] == read_config(checkpoint)["sha256"][WEIGHTS_NAME]
+    assert weights["provenance"] == {"data": "test perturbation"}
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+
+
+def test_input_multiple_is_respected(tmp_path):
+    model = perturbed("crnet-s")  # input multiple 4
+    export_onnx(model, tmp_path / "s.onnx")
+    exported = OnnxModel(tmp_path / "s.onnx")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        exported(torch.rand(1, 3, 30, 45))
+    rgb = dark_photo(50, 70, seed=6)  # not a multiple of 4: the engine pads
+    whole = InferenceConfig(device="cpu", tile=0)
+    assert np.abs(Enhancer(exported, whole).enhance(rgb) - Enhancer(model, whole).enhance(rgb)).max() <= 1e-4
+
+
+def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_path):
+    target = tmp_path / "g.onnx"
+    target.write_bytes(b"old")
+    result = runner.invoke(app, ["export", "--model", "gamma", "-o", str(target)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(target), "--overwrite"]).exit_code == 0
+    assert OnnxModel(target).info.name == "gamma"
+    assert runner.invoke(app, ["export", "--model", "gamma", "--format", "tflite"]).exit_code == 2
+    assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(tmp_path / "g.bin")]).exit_code == 2
+    assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(tmp_path / "h.onnx"), "--opset", "11"]).exit_code == 2
+    result = runner.invoke(app, ["export", "--model", "gamma", "--format", "safetensors", "-o", str(tmp_path / "g")])
+    assert result.exit_code == 1 and "no trained weights" in result.output
