@@ -57,8 +57,9 @@ def _crnet_with_active_attention(name: str) -> torch.nn.Module:
     return model
 
 
-def test_crnet_is_not_tile_exact_but_tiling_stays_above_40db():
-    model = _crnet_with_active_attention("crnet-s")
+@pytest.mark.parametrize("name", ["crnet-s", "crnet-tiny"])  # quarter-resolution body / full-resolution body
+def test_crnet_is_not_tile_exact_but_tiling_stays_above_40db(name):
+    model = _crnet_with_active_attention(name)
     assert not model.info.tile_exact
     image = torch.from_numpy(dark_photo(768, 1024)).permute(2, 0, 1)[None]
     with torch.no_grad():

@@ -215,5 +215,47 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
     checks = [r for r in records if r["kind"] == "ddp_checksums"]
     assert checks and len(checks[-1]["checksums"]) == 2
     assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]
+    assert checks[-1]["teacher_checksums"][0] == checks[-1]["teacher_checksums"][1]  # the EMA agrees too
     assert math.isfinite(checks[-1]["checksums"][0])
     assert (run / "best" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
+    import lowlight_cli.training.engine as engine
+
+    run = tmp_path / "run"
+    real = engine.SupervisedStep.__call__
+    calls = []
+
+    def interrupted(self, student, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, student, batch)
+
+    monkeypatch.setattr(engine.SupervisedStep, "__call__", interrupted)
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "6", "--out", str(run)])
+    assert result.exit_code == 130
+    assert "resumable state saved" in result.output
+    state = torch.load(run / "last" / "train_state.pt", weights_only=True)
+    assert state["progress"]["step"] == 2
+    monkeypatch.setattr(engine.SupervisedStep, "__call__", real)
+    resumed = runner.invoke(app, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output
+
+
+def test_worker_processes_load_the_same_patches():
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.data.patches import PatchConfig, PatchDataset
+    from torch.utils.data import DataLoader
+
+    pairs = synthetic_pairs(4, size=(64, 64))
+    dataset = PatchDataset(pairs, PatchConfig(size=32, per_image=2), seed=3)
+    plan = plan_epoch([0, 1, 2, 3], [], per_image=2, batch_size=2, unlabeled_batch_size=0, seed=3, epoch=0)
+
+    def collect(workers: int) -> list[torch.Tensor]:
+        loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers,
+                            collate_fn=lambda items: torch.stack([i["low"] for i in items]))
+        return list(loader)
+
+    assert all(torch.equal(a, b) for a, b in zip(collect(0), collect(2)))

@@ -201,8 +201,9 @@ class Trainer:
             log.close()
         if self.ctx.enabled:  # every process must end with the same weights; record the proof
             sums = distributed.gather_checksums(model, self.ctx)
+            teacher_sums = distributed.gather_checksums(ema.teacher, self.ctx) if ema is not None else []
             log = RunLog(self.run_dir, enabled=self.ctx.is_main)
-            log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums})
+            log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums, "teacher_checksums": teacher_sums})
             log.close()
         distributed.barrier(self.ctx)
         return progress
