@@ -506,3 +506,16 @@ def test_registered_repo_unavailable_offline(hub: FakeHub, tiny: dict[str, bytes
         resolve_weights(MODEL, hub_ref=TINY)
     assert f"no trained weights for model {MODEL!r}" in str(info.value) and "HF_HUB_OFFLINE" in str(info.value)
     assert "--no-pretrained" in (info.value.hint or "") and "HF_HUB_OFFLINE" in (info.value.hint or "")
+
+
+def test_bundled_checkpoints_are_found_by_their_own_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's default bundled folder may be named apart from it (crnet-s -> crnet-s-lol), and
+    ``--weights crnet-s-lol-semi10`` names another bundled checkpoint of the same family."""
+    bundled = tmp_path / "bundled"
+    make_checkpoint(bundled / "tiny-lol", seed=1)
+    make_checkpoint(bundled / "tiny-lol-semi10", seed=2)
+    monkeypatch.setattr(hub_api, "bundled_weights_dir", lambda: bundled)
+    assert resolve_weights(MODEL, bundled_name="tiny-lol") == bundled / "tiny-lol"
+    assert resolve_weights(MODEL, "tiny-lol-semi10", bundled_name="tiny-lol") == bundled / "tiny-lol-semi10"
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        resolve_weights(MODEL, "tiny-lol-semi99")

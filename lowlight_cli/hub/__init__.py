@@ -37,14 +37,16 @@ def resolve_weights(
     *,
     hub_ref: HubRef | None = None,
     expected_sha256: str | None = None,
+    bundled_name: str | None = None,
 ) -> Path:
     """Find and verify the checkpoint folder for ``model_name``.
 
     Resolution order, first match wins:
 
-    1. explicit ``weights``: a local checkpoint folder (must exist), or ``hf-hub:org/repo[@rev]``
-       (downloaded through the cache; ``expected_sha256`` applies only if it is ``hub_ref``);
-    2. bundled ``bundled_weights_dir()/<model_name>/`` when it holds ``config.json``;
+    1. explicit ``weights``: a local checkpoint folder, the name of a bundled checkpoint
+       (``crnet-s-lol-semi10``), or ``hf-hub:org/repo[@rev]`` (downloaded through the cache;
+       ``expected_sha256`` applies only if it is ``hub_ref``);
+    2. bundled ``bundled_weights_dir()/<bundled_name or model_name>/`` when it holds ``config.json``;
     3. the local cache of ``hub_ref`` (the model's registered default repository, may be None);
     4. a download of ``hub_ref`` from the Hub, checked against ``expected_sha256``.
 
@@ -61,6 +63,10 @@ def resolve_weights(
             ref = HubRef.parse(str(weights))
             return download_checkpoint(ref, expected_sha256=expected_sha256 if ref == hub_ref else None)
         folder = Path(weights).expanduser()
+        bundled = bundled_weights_dir()
+        named = bundled / str(weights) if bundled is not None and "/" not in str(weights) else None
+        if not folder.exists() and named is not None and (named / CONFIG_NAME).is_file():
+            folder = named
         if not folder.exists():
             raise WeightsNotFoundError(
                 f"weights folder {folder} does not exist",
@@ -71,9 +77,10 @@ def resolve_weights(
         verify_checkpoint(folder)
         return folder
     bundled = bundled_weights_dir()
-    if bundled is not None and (bundled / model_name / CONFIG_NAME).is_file():
-        verify_checkpoint(bundled / model_name)
-        return bundled / model_name
+    name = bundled_name or model_name
+    if bundled is not None and (bundled / name / CONFIG_NAME).is_file():
+        verify_checkpoint(bundled / name)
+        return bundled / name
     if hub_ref is None:
         raise WeightsNotFoundError(f"no trained weights for model {model_name!r}", hint=_NO_WEIGHTS_HINT)
     try:

@@ -181,5 +181,11 @@ def create_model(
 
     pre = entry.info.pretrained
     hub_ref = HubRef(pre.hub_id, pre.revision) if pre else None
-    folder = resolve_weights(name, weights, hub_ref=hub_ref, expected_sha256=pre.sha256 if pre else None)
+    folder = resolve_weights(
+        name,
+        weights,
+        hub_ref=hub_ref,
+        expected_sha256=pre.sha256 if pre else None,
+        bundled_name=entry.info.bundled_weights or None,
+    )
     return load_checkpoint(folder, expected_family=entry.info.family)

@@ -46,7 +46,9 @@ class ModelInfo:
         exportable: whether ONNX export is supported; ``export_note`` says why not.
         paper: citation of the method.
         licence: licence of the code of this architecture.
-        pretrained: where the default trained weights live, if any were published.
+        pretrained: where the default trained weights live on the Hub, if published.
+        bundled_weights: name of the folder under ``weights/`` holding this model's default
+            trained checkpoint (e.g. ``crnet-s-lol``); empty = the model's own name.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelInfo:
     paper: str = ""
     licence: str = "Apache-2.0"
     pretrained: PretrainedWeights | None = None
+    bundled_weights: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
