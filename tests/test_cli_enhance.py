@@ -168,3 +168,14 @@ def test_interrupt_leaves_no_partial_files(photos, tmp_path, monkeypatch):
     result = runner.invoke(app, ["enhance", str(photos), "-o", str(out)])
     assert result.exit_code == 130
     assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
+def test_models_lists_sizes_weights_and_scores():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["crnet"]["parameters"] == 921_968 and rows["crnet"]["macs_per_pixel"] > 1_600_000
+    assert rows["gamma"]["needs_weights"] is False and "crnet-tiny" not in rows
+    bundled = rows["crnet-s"]["bundled_weights"]
+    if bundled:  # a bundled checkpoint carries its LOL test scores
+        assert rows["crnet-s"]["lol_test_psnr"] > 0

@@ -6,18 +6,16 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..errors import DataError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
+from ..evaluation.runner import score_pairing
 from ..evaluation.summary import csv_report, json_report
 from ..inference import Enhancer, InferenceConfig
-from ..io import read_image, to_float
-from ..metrics import metric_info, quantize
+from ..metrics import metric_info
 from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import handle_errors
@@ -102,18 +100,9 @@ def evaluate(
     scores = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("scoring", total=len(pairing.pairs))
-        for pair in pairing.pairs:
-            progress.update(task, description=pair.name)
-            image = read_image(pair.prediction)
-            prediction = to_float(image.rgb)
-            if enhancer is not None:  # score what would be saved: the output at the input's bit depth
-                levels = 255 if image.bit_depth == 8 else 65535
-                enhanced = enhancer.enhance(prediction)
-                prediction = quantize(torch.from_numpy(enhanced), levels).numpy()
-            reference = to_float(read_image(pair.reference).rgb) if pair.reference is not None else None
-            result = scorer.score(pair.name, prediction.astype(np.float64), reference, labels=(str(pair.prediction), str(pair.reference)))
+        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=pair.name)):
             for note in result.warnings:
-                progress.console.print(f"[yellow]warning:[/] {pair.name}: {note}")
+                progress.console.print(f"[yellow]warning:[/] {result.name}: {note}")
             scores.append(result)
             progress.advance(task)
 

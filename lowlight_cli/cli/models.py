@@ -1,4 +1,4 @@
-"""`lowlight models`: what is available, how big, how costly, with which weights."""
+"""`lowlight models`: what is available, how big, how costly, with which weights and scores."""
 
 from __future__ import annotations
 
@@ -10,15 +10,21 @@ from rich.table import Table
 
 from ..hub import bundled_weights_dir
 from ..models import MODELS, list_models
+from ..models.checkpoint import read_config
 from ..models.complexity import measure_complexity
 from .console import out
 from .errors import handle_errors
 from .options import JsonOpt
 
 
-def _bundled(name: str) -> bool:
+def _bundled(name: str, folder_name: str) -> dict | None:
+    """The bundled checkpoint's name and LOL test scores, or None."""
     root = bundled_weights_dir()
-    return bool(root and (root / name / "config.json").is_file())
+    folder = root / (folder_name or name) if root else None
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    scores = read_config(folder).get("provenance", {}).get("lol_test", {})
+    return {"name": folder.name, "lol_psnr": scores.get("psnr"), "lol_ssim": scores.get("ssim")}
 
 
 @handle_errors
@@ -26,11 +32,12 @@ def models(
     json_output: JsonOpt = False,
     all_models: Annotated[bool, typer.Option("--all", help="Include test-size variants.")] = False,
 ) -> None:
-    """List registered models: parameters, MACs per pixel (measured at 256x256), weights, licence."""
+    """List registered models: parameters, MACs per pixel (measured at 256x256), weights, LOL scores, licence."""
     rows = []
     for name in list_models(include_test=all_models):
         entry = MODELS.get(name)
         cx = measure_complexity(entry.build(), size=256)
+        bundled = _bundled(name, entry.info.bundled_weights) if entry.info.needs_weights else None
         rows.append(
             {
                 "name": name,
@@ -38,7 +45,9 @@ def models(
                 "parameters": cx.parameters,
                 "macs_per_pixel": round(cx.macs_per_pixel),
                 "needs_weights": entry.info.needs_weights,
-                "bundled_weights": _bundled(name) if entry.info.needs_weights else None,
+                "bundled_weights": bundled["name"] if bundled else None,
+                "lol_test_psnr": bundled["lol_psnr"] if bundled else None,
+                "lol_test_ssim": bundled["lol_ssim"] if bundled else None,
                 "tile_exact": entry.info.tile_exact,
                 "exportable": entry.info.exportable,
                 "licence": entry.info.licence,
@@ -48,18 +57,14 @@ def models(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="lowlight models (MACs measured on a 256x256 input)")
-    for col in ("model", "params", "MACs/pixel", "weights", "tile-exact", "ONNX", "licence"):
-        table.add_column(col, justify="right" if col in ("params", "MACs/pixel") else "left")
+    table = Table(title="lowlight models", caption="MACs measured at 256x256; LOL-v1 test, RGB, no GT-mean")
+    for col in ("model", "params", "MACs/pixel", "weights", "LOL PSNR/SSIM", "tile-exact", "ONNX", "licence"):
+        table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left")
     for r in rows:
-        weights = "not needed" if not r["needs_weights"] else ("bundled" if r["bundled_weights"] else "none bundled")
+        weights = "not needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
+        scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
         table.add_row(
-            r["name"],
-            f"{r['parameters']:,}",
-            f"{r['macs_per_pixel']:,}",
-            weights,
-            "yes" if r["tile_exact"] else "no",
-            "yes" if r["exportable"] else "no",
-            r["licence"],
+            r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", weights, scores,
+            "yes" if r["tile_exact"] else "no", "yes" if r["exportable"] else "no", r["licence"],
         )
     out.print(table)

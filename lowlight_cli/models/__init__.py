@@ -57,6 +57,7 @@ register_model(
         default_tile=1024,
         memory_per_pixel=400,
         paper=CRNET_PAPER,
+        bundled_weights="crnet-s-lol",
     ),
     CRNet,
     groups=2,

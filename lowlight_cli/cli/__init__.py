@@ -1,0 +1,1 @@
+"""The `lowlight` command line: one module per command; the only place that imports typer or rich."""
