@@ -30,7 +30,7 @@ from .options import (
     WeightsOpt,
 )
 
-DEFAULT_MODEL = "gamma"
+DEFAULT_MODEL = "crnet-s"  # bundled weights: weights/crnet-s-lol
 EXT_CHOICES = ("auto", "png", "jpg", "tif", "webp")
 
 EPILOG = """
