@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -13,3 +15,12 @@ def dark_photo(height: int, width: int, *, name: str = "astronaut", seed: int = 
     photo = cv2.resize(sample_photo(name), (width, height), interpolation=cv2.INTER_AREA)
     rng = np.random.default_rng(seed)
     return darken(photo.astype(np.float32) / 255.0, DarkeningModel(exposure=exposure), rng)
+
+
+def save_photo(path: Path, rgb: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write float RGB ``(H, W, 3)`` in [0, 1] to ``path`` with OpenCV (independent of lowlight's writer)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    assert cv2.imwrite(str(path), np.round(np.clip(rgb, 0, 1)[..., ::-1] * scale).astype(dtype))
+    return path

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +12,7 @@ from lowlight_cli import __version__
 from lowlight_cli.cli.app import app
 from lowlight_cli.io import read_image
 
-from .photos import dark_photo
+from .photos import dark_photo, save_photo
 
 runner = CliRunner()
 
@@ -27,20 +25,12 @@ def _no_hub(tmp_path, monkeypatch):
     monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
 
 
-def _write(path: Path, rgb: np.ndarray, bit_depth: int = 8) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scale = 255 if bit_depth == 8 else 65535
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    assert cv2.imwrite(str(path), np.round(rgb[..., ::-1] * scale).astype(dtype))
-    return path
-
-
 @pytest.fixture()
 def photos(tmp_path) -> Path:
     folder = tmp_path / "photos"
-    _write(folder / "a.png", dark_photo(60, 80, seed=1))
-    _write(folder / "b.jpg", dark_photo(50, 70, name="coffee", seed=2))
-    _write(folder / "deep" / "c.png", dark_photo(40, 40, name="chelsea", seed=3), bit_depth=16)
+    save_photo(folder / "a.png", dark_photo(60, 80, seed=1))
+    save_photo(folder / "b.jpg", dark_photo(50, 70, name="coffee", seed=2))
+    save_photo(folder / "deep" / "c.png", dark_photo(40, 40, name="chelsea", seed=3), bit_depth=16)
     return folder
 
 

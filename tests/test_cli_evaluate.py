@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -17,14 +15,9 @@ from lowlight_cli.cli.evaluate import parse_metric_list
 from lowlight_cli.evaluation import Protocol, Scorer
 from lowlight_cli.evaluation.scoring import gt_mean_scale
 
-from .photos import dark_photo
+from .photos import dark_photo, save_photo
 
 runner = CliRunner()
-
-
-def _save(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.round(np.clip(rgb, 0, 1)[..., ::-1] * 255).astype(np.uint8))
 
 
 @pytest.fixture()
@@ -32,8 +25,8 @@ def folders(tmp_path):
     ref, pred = tmp_path / "ref", tmp_path / "pred"
     for i, name in enumerate(("astronaut", "coffee", "chelsea")):
         clean = dark_photo(200, 240, name=name, seed=i, exposure=1.0)
-        _save(ref / f"{i}.png", clean)
-        _save(pred / f"{i}.png", clean * 0.9 + 0.02)
+        save_photo(ref / f"{i}.png", clean)
+        save_photo(pred / f"{i}.png", clean * 0.9 + 0.02)
     return pred, ref
 
 
@@ -74,7 +67,7 @@ def test_identical_images_give_inf_as_a_string(folders, tmp_path):
 def test_missing_partner_is_reported(folders):
     pred, ref = folders
     (ref / "2.png").unlink()
-    _save(pred / "extra.png", np.zeros((200, 240, 3)))
+    save_photo(pred / "extra.png", np.zeros((200, 240, 3)))
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
     assert result.exit_code == 0
     assert "2.png has no reference" in result.output and "extra.png" in result.output
@@ -82,7 +75,7 @@ def test_missing_partner_is_reported(folders):
 
 def test_size_mismatch_names_both_files(folders):
     pred, ref = folders
-    _save(pred / "0.png", np.zeros((100, 100, 3)))
+    save_photo(pred / "0.png", np.zeros((100, 100, 3)))
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
     assert result.exit_code == 1
     assert str(pred / "0.png") in result.output and str(ref / "0.png") in result.output
@@ -129,8 +122,8 @@ def test_model_mode_enhances_then_scores(tmp_path):
     data = tmp_path / "set"
     for i in range(2):
         clean = dark_photo(100, 120, seed=i, exposure=1.0)
-        _save(data / "high" / f"{i}.png", clean)
-        _save(data / "low" / f"{i}.png", clean**2.2)
+        save_photo(data / "high" / f"{i}.png", clean)
+        save_photo(data / "low" / f"{i}.png", clean**2.2)
     report = _json(runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--json", "--device", "cpu"]))
     # the gamma curve undoes x ** 2.2 up to 8-bit rounding of the dark input
     assert report["summary"]["psnr"]["mean"] > 30 and report["model"] == "gamma"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime
@@ -31,7 +30,7 @@ from lowlight_cli.metrics import psnr
 from lowlight_cli.models import create_model, list_models, model_info, save_checkpoint
 from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config
 
-from .photos import dark_photo
+from .photos import dark_photo, save_photo
 
 runner = CliRunner()
 EXPORTABLE = [n for n in list_models(include_test=True) if model_info(n).exportable]
@@ -57,12 +56,6 @@ def perturbed(name: str, seed: int = 1, scale: float = 0.02) -> torch.nn.Module:
     return model
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.round(rgb[..., ::-1] * 255).astype(np.uint8))
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A trained-looking crnet-tiny checkpoint folder (what `--weights` takes)."""
@@ -83,8 +76,8 @@ def trained_onnx(checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture()
 def photos(tmp_path) -> Path:
     folder = tmp_path / "photos"
-    _write_png(folder / "a.png", dark_photo(60, 80, seed=1))
-    _write_png(folder / "b.png", dark_photo(50, 70, name="coffee", seed=2))
+    save_photo(folder / "a.png", dark_photo(60, 80, seed=1))
+    save_photo(folder / "b.png", dark_photo(50, 70, name="coffee", seed=2))
     return folder
 
 
@@ -222,8 +215,8 @@ def test_enhance_runs_onnx_file_like_pytorch(checkpoint, trained_onnx, photos, t
 
 def test_evaluate_runs_onnx_file(trained_onnx, tmp_path):
     data = tmp_path / "pairs"
-    _write_png(data / "low" / "1.png", dark_photo(48, 64, seed=4))
-    _write_png(data / "high" / "1.png", dark_photo(48, 64, seed=4, exposure=1.0))
+    save_photo(data / "low" / "1.png", dark_photo(48, 64, seed=4))
+    save_photo(data / "high" / "1.png", dark_photo(48, 64, seed=4, exposure=1.0))
     result = runner.invoke(app, ["evaluate", "--model", str(trained_onnx), "--data", str(data), "--metrics", "psnr", "--json"])
     assert result.exit_code == 0, result.output
     assert "psnr" in result.stdout

@@ -21,7 +21,7 @@ from lowlight_cli.data.splits import make_split
 from lowlight_cli.errors import ConfigError
 from lowlight_cli.losses import multi_consistency_loss, progressive_loss, ssim_loss
 from lowlight_cli.models import create_model, load_checkpoint
-from lowlight_cli.training import EMA, Trainer, build_config
+from lowlight_cli.training import EMA, build_config
 from lowlight_cli.training.config import LossSection
 from lowlight_cli.training.steps import MeanTeacherStep, StagesForward
 
