@@ -259,3 +259,15 @@ def test_worker_processes_load_the_same_patches():
         return list(loader)
 
     assert all(torch.equal(a, b) for a, b in zip(collect(0), collect(2)))
+
+
+def test_shipped_configs_are_valid():
+    from lowlight_cli.training.config import load_yaml, merge_mapping, TrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert files
+    for path in files:
+        cfg = TrainConfig()
+        merge_mapping(cfg, load_yaml(path), str(path))
+        cfg.validate()
