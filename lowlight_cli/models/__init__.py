@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from .base import EnhancementModel, ModelInfo, PretrainedWeights
 from .checkpoint import load_state_dict_file, load_weights_strict, read_config, save_checkpoint
 from .classical import CLAHE, GammaCurve
@@ -182,11 +182,29 @@ def create_model(
 
     pre = entry.info.pretrained
     hub_ref = HubRef(pre.hub_id, pre.revision) if pre else None
-    folder = resolve_weights(
-        name,
-        weights,
-        hub_ref=hub_ref,
-        expected_sha256=pre.sha256 if pre else None,
-        bundled_name=entry.info.bundled_weights or None,
-    )
+    try:
+        folder = resolve_weights(
+            name,
+            weights,
+            hub_ref=hub_ref,
+            expected_sha256=pre.sha256 if pre else None,
+            bundled_name=entry.info.bundled_weights or None,
+        )
+    except WeightsNotFoundError as exc:
+        if weights is None and (others := _models_with_bundled_weights()):
+            exc.hint = f"{exc.hint}; models with bundled weights: {', '.join(others)}"
+        raise
     return load_checkpoint(folder, expected_family=entry.info.family)
+
+
+def _models_with_bundled_weights() -> list[str]:
+    from ..hub import bundled_weights_dir
+
+    root = bundled_weights_dir()
+    if root is None:
+        return []
+    return [
+        n
+        for n in list_models()
+        if MODELS.get(n).info.needs_weights and (root / (MODELS.get(n).info.bundled_weights or n) / "config.json").is_file()
+    ]
