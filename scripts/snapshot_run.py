@@ -1,0 +1,50 @@
+"""Copy a run's resumable state into training-state/NAME/ (to commit), or restore it into runs/.
+
+    python scripts/snapshot_run.py save runs/crnet-s-lol-semi10        # -> training-state/crnet-s-lol-semi10/
+    python scripts/snapshot_run.py restore crnet-s-lol-semi10          # -> runs/crnet-s-lol-semi10/
+    lowlight train --resume runs/crnet-s-lol-semi10                     # continues exactly
+
+A snapshot holds config.yaml, split.json, log.jsonl, last/ (student, teacher, training state) and
+best/; it replaces the previous snapshot of the same run, so the repository keeps one copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("config.yaml", "split.json", "log.jsonl")
+FOLDERS = ("last", "best")
+
+
+def copy_run(source: Path, target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, tmp / name)
+    for name in FOLDERS:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, tmp / name)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def main() -> None:
+    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "save":
+        run = Path(sys.argv[2])
+        copy_run(run, ROOT / "training-state" / run.name)
+        print(f"saved {run} -> training-state/{run.name}")
+    else:
+        name = sys.argv[2]
+        copy_run(ROOT / "training-state" / name, ROOT / "runs" / name)
+        print(f"restored training-state/{name} -> runs/{name}")
+
+
+if __name__ == "__main__":
+    main()
