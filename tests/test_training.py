@@ -43,6 +43,12 @@ def test_progressive_loss_values_and_gradients():
     total, terms = progressive_loss(output, [stage], target, lambda_ms=2.0)
     assert terms["stages_l1"] == pytest.approx(0.1, abs=1e-6)
     assert float(total) == pytest.approx(terms["ssim"] + 0.2, abs=1e-5)
+    # the optional final L1 (ours) adds |y_G - gt|_1: a global brightness error SSIM barely sees
+    darker = target * 0.8
+    plain, _ = progressive_loss(darker, [], target)
+    with_l1, terms = progressive_loss(darker, [], target, lambda_final_l1=1.0)
+    assert float(with_l1 - plain) == pytest.approx(float((target * 0.2).mean()), rel=1e-5)
+    assert terms["final_l1"] == pytest.approx(float((target * 0.2).mean()), rel=1e-5)
     noisy = (target + 0.05 * torch.randn_like(target)).requires_grad_(True)
     ssim_loss(noisy, target).backward()
     assert noisy.grad is not None and noisy.grad.abs().sum() > 0

@@ -31,8 +31,12 @@ def progressive_loss(
     target: torch.Tensor,
     *,
     lambda_ms: float = 1.0,
+    lambda_final_l1: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``L_PE = (1 - SSIM(y_G, gt)) + lambda_ms * mean_k |y_k - gt|_1`` (SPEC-crnet.md).
+
+    ``lambda_final_l1`` (ours, 0 = the paper) adds ``|y_G - gt|_1``: SSIM barely sees a global
+    brightness error, and with few stages (small variants) little else constrains it.
 
     Args:
         output: final stage ``(B, 3, H, W)``.
@@ -49,7 +53,12 @@ def progressive_loss(
     else:
         stage_l1 = output.new_zeros((), dtype=torch.float32)
     total = structural + lambda_ms * stage_l1
-    return total, {"ssim": float(structural.detach()), "stages_l1": float(stage_l1.detach())}
+    terms = {"ssim": float(structural.detach()), "stages_l1": float(stage_l1.detach())}
+    if lambda_final_l1:
+        final_l1 = F.l1_loss(output.float(), target.float())
+        total = total + lambda_final_l1 * final_l1
+        terms["final_l1"] = float(final_l1.detach())
+    return total, terms
 
 
 class SSIMLoss(nn.Module):

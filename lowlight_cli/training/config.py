@@ -72,9 +72,13 @@ class OptimSection:
 
 @dataclass
 class LossSection:
-    """Loss weights (SPEC: all 1) and the teacher's input noise (ours: sigma 0.02)."""
+    """Loss weights (SPEC: all 1) and the teacher's input noise (ours: sigma 0.02).
+
+    ``lambda_final_l1`` (ours, default 0 = the paper's loss) adds an L1 term on the final image.
+    """
 
     lambda_ms: float = 1.0
+    lambda_final_l1: float = 0.0
     lambda_mc: float = 1.0
     lambda_c: float = 1.0
     teacher_noise: float = 0.02

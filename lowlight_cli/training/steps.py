@@ -45,7 +45,10 @@ class SupervisedStep:
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         mask = batch["labeled"]
         out = student(batch["low"][mask])
-        total, terms = progressive_loss(out["output"], out["stages"], batch["high"][mask], lambda_ms=self.loss.lambda_ms)
+        total, terms = progressive_loss(
+            out["output"], out["stages"], batch["high"][mask],
+            lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
+        )
         return StepOutput(total, {"loss": float(total.detach()), **terms})
 
 
@@ -74,7 +77,8 @@ class MeanTeacherStep:
         terms = {**c_terms, "unlabeled": float((~mask).sum())}
         if mask.any():
             supervised, s_terms = progressive_loss(
-                out["output"][mask], [s[mask] for s in out["stages"]], batch["high"][mask], lambda_ms=self.loss.lambda_ms
+                out["output"][mask], [s[mask] for s in out["stages"]], batch["high"][mask],
+                lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
             )
             total = total + supervised
             terms.update(s_terms)
