@@ -174,6 +174,21 @@ def test_two_epochs_beat_the_input_and_export_a_usable_checkpoint(tmp_path):
     assert model.info.name == "crnet-tiny"
 
 
+def test_supervised_run_can_export_an_ema_of_the_student(tmp_path):
+    run = tmp_path / "sup-ema"
+    common = ["train", *SMOKE, "--set", "run.export=teacher", "--set", "run.val_every=100"]
+    result = runner.invoke(app, [*common, "--out", str(run), "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    student, teacher = _weights(run / "last"), load_file(str(run / "last" / "ema.safetensors"))
+    best = _weights(run / "best")
+    assert any(not torch.equal(student[k], teacher[k]) for k in student)  # the EMA lags the student
+    assert all(torch.equal(best[k], teacher[k]) for k in best)  # and is what gets exported
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"])
+    assert resumed.exit_code == 0 and "resumed at step 3" in resumed.output, resumed.output
+
+
 def test_mean_teacher_uses_unlabeled_images():
     model = create_model("crnet-tiny", pretrained=False).train()
     ema = EMA(model)

@@ -105,7 +105,8 @@ class RunSection:
         log_every: steps between log lines.
         save_every: steps between resumable checkpoints (0: with each validation).
         export: which weights the best checkpoint holds: ``teacher`` (EMA) or ``student``;
-            ``auto`` = teacher for semi-supervised runs, student otherwise.
+            ``auto`` = teacher for semi-supervised runs, student otherwise. ``teacher`` in a
+            supervised run (ours) keeps an EMA of the student (``teacher.ema_decay``) and exports it.
         channels_last: use channels-last memory format on CUDA.
     """
 

@@ -125,7 +125,8 @@ class Trainer:
             total_steps = min(total_steps, cfg.optim.max_steps)
 
         model = self._build_model()
-        ema = EMA(model, cfg.teacher.ema_decay, warmup=cfg.teacher.warmup) if cfg.run.semi else None
+        keep_ema = cfg.run.semi or cfg.export_weights == "teacher"  # supervised runs may export an EMA too
+        ema = EMA(model, cfg.teacher.ema_decay, warmup=cfg.teacher.warmup) if keep_ema else None
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -143,7 +144,7 @@ class Trainer:
         student = StagesForward(model)
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        step_fn = MeanTeacherStep(cfg.loss, ema) if ema is not None else SupervisedStep(cfg.loss)
+        step_fn = MeanTeacherStep(cfg.loss, ema) if cfg.run.semi else SupervisedStep(cfg.loss)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
@@ -263,7 +264,8 @@ class Trainer:
         load_weights_strict(model, student, str(folder))
         if ema is not None:
             if teacher is None:
-                raise ConfigError(f"{folder} has no teacher weights: the run was not semi-supervised")
+                raise ConfigError(f"{folder} has no teacher (EMA) weights: the run kept none",
+                                  hint="resume with the run's own config (run.export, run.semi)")
             load_weights_strict(ema.teacher, teacher, str(folder))
             ema.updates = int(trainer["ema_updates"])
         optimizer.load_state_dict(trainer["optimizer"])
