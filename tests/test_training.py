@@ -265,6 +265,30 @@ def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
     assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output
 
 
+def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
+    import signal
+
+    import lowlight_cli.training.engine as engine
+
+    run = tmp_path / "run"
+    real = engine.SupervisedStep.__call__
+    calls = []
+
+    def terminated(self, student, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a job scheduler sends
+        return real(self, student, batch)
+
+    monkeypatch.setattr(engine.SupervisedStep, "__call__", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "50", "--out", str(run)])
+    assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is only installed while training
+    state = torch.load(run / "last" / "train_state.pt", weights_only=True)
+    assert 3 <= state["progress"]["step"] <= 4
+
+
 def test_worker_processes_load_the_same_patches():
     from lowlight_cli.data.pairs import synthetic_pairs
     from lowlight_cli.data.patches import PatchConfig, PatchDataset

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -107,4 +111,22 @@ def _fit(trainer: Trainer, *, show: bool) -> None:
             elif isinstance(event, InfoEvent):
                 progress.console.print(event.message)
 
-        trainer.fit(on_event)
+        with _sigterm_as_interrupt():
+            trainer.fit(on_event)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or `kill`'s stop) saves a resumable state like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
