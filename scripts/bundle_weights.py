@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import asdict
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--command", required=True, help="the exact training command")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "LOL")
+    parser.add_argument("--machine", default="", help="the training machine, if not this one as it is now")
     parser.add_argument("--note", default="", help="extra text for the card (how far training got, ...)")
     args = parser.parse_args()
 
@@ -89,7 +91,7 @@ def main() -> None:
     scores = lol_test_scores(target, args.data)
     model = load_checkpoint(target)
     cx = measure_complexity(model, size=256)
-    machine = describe_machine()
+    machine = args.machine or describe_machine()
 
     config = json.loads((target / "config.json").read_text())
     config["provenance"].update({
@@ -110,6 +112,16 @@ def main() -> None:
         if frac >= 1.0
         else f"{facts['labeled']} labeled pairs ({frac:.0%} of the 485 images, rounded up, drawn from the pairs with references)"
     )
+    arch = asdict(model.cfg) if hasattr(model, "cfg") else {}
+    loss = c["loss"]
+    loss_text = (f"progressive loss (1 - SSIM on y_G + lambda_ms {loss['lambda_ms']} x mean stage L1)"
+                 + (f" + lambda_final_l1 {loss['lambda_final_l1']} x L1 on y_G (ours, not in the paper)" if loss.get("lambda_final_l1") else ""))
+    if semi:
+        loss_text += (f"; MCMT: lambda_c {loss['lambda_c']}, lambda_mc {loss['lambda_mc']}, teacher input noise sigma "
+                      f"{loss['teacher_noise']} (ours), EMA decay {c['teacher']['ema_decay']} with warm-up "
+                      f"{'on' if c['teacher'].get('warmup', True) else 'off'} (ours)")
+    elif c["run"].get("export") == "teacher":
+        loss_text += f"; exported weights: an EMA of the student, decay {c['teacher']['ema_decay']} (ours)"
     batch_text = f"{c['data']['batch_size']}" + (f" labeled + {c['data']['unlabeled_batch_size']} unlabeled" if semi else "")
     card = f"""# {args.name}
 
@@ -123,6 +135,11 @@ def main() -> None:
 | training | {"semi-supervised, multi-consistency mean teacher (MCMT)" if semi else "supervised, progressive loss"} |
 | weights | {"EMA teacher" if config["provenance"].get("weights") == "teacher" else "student"} at the best validation step ({facts["best_step"]} of {facts["steps"]}) |
 | licence | Apache-2.0 (weights); LOL-v1 is licensed by its authors for research use |
+
+## SPEC-crnet.md "ours" choices
+
+Architecture: {", ".join(f"{k}={v}" for k, v in arch.items())}; layer-attention energy divided by C*H*W
+(a mean); one stage head per group. Loss: {loss_text}.
 
 ## Data and split
 

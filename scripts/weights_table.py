@@ -1,0 +1,50 @@
+"""Print the README's table of bundled weights from their config.json provenance.
+
+    python scripts/weights_table.py
+
+One row per `weights/<name>/`: architecture, parameters, MACs per pixel (measured), labels used,
+training done, LOL-v1 test PSNR / SSIM (as scored by scripts/bundle_weights.py), then the CRNet
+paper's rows for comparison. CPU speed is not re-measured here: see benchmarks/enhance_speed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
+from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
+
+PAPER = [
+    ("CRNet, 100% labels (paper)", "24.01", "0.9281"),
+    ("CRNet + MCMT, 10% labels (paper)", "23.05", "0.9354"),
+    ("CRNet, 10% labels, supervised only (paper)", "21.94", "0.9086"),
+]
+
+
+def rows() -> list[str]:
+    out = ["| weights | model | params | MACs/pixel | training | LOL test PSNR / SSIM |", "|---|---|---|---|---|---|"]
+    for folder in sorted(p for p in (ROOT / "weights").iterdir() if (p / "config.json").is_file()):
+        config = json.loads((folder / "config.json").read_text())
+        prov = config["provenance"]
+        cx = measure_complexity(load_checkpoint(folder), size=256)
+        train = prov["training"]
+        mode = "MCMT" if prov["train_config"]["run"]["semi"] else "supervised"
+        labels = f"{train['labeled']} labeled" + (f" + {train['unlabeled']} unlabeled" if prov["train_config"]["run"]["semi"] else "")
+        done = f"{train['epochs']:g} of {train['planned_epochs']} epochs"
+        scores = prov["lol_test"]
+        out.append(f"| `{folder.name}` | `{config['architecture']}` | {cx.parameters:,} | {round(cx.macs_per_pixel):,} | "
+                   f"{mode}, {labels}, {done} | {scores['psnr']:.2f} / {scores['ssim']:.4f} |")
+    paper = measure_complexity(create_model("crnet", pretrained=False), size=256)
+    for name, psnr, ssim in PAPER:
+        out.append(f"| {name} | `crnet` (ours) | {paper.parameters:,} | {round(paper.macs_per_pixel):,} | "
+                   f"LOL-v1, 485 training pairs | {psnr} / {ssim} |")
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(rows()))
