@@ -55,13 +55,16 @@ def run_facts(run: Path) -> dict:
     steps = [r for r in records if r["kind"] == "step"]
     vals = [r for r in records if r["kind"] == "validation"]
     best = max(vals, key=lambda r: r["psnr"])
+    gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
     split = json.loads((run / "split.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     return {
         "steps": steps[-1]["step"],
         "epochs": round(steps[-1]["step"] / max(1, steps[-1]["total_steps"]) * config["optim"]["epochs"], 2),
         "planned_epochs": config["optim"]["epochs"],
-        "wall_hours": round((records[-1]["time"] - records[0]["time"]) / 3600, 2),
+        # training time: gaps over 10 minutes between log lines are the run being stopped and resumed
+        "wall_hours": round(sum(d for d in gaps if d < 600) / 3600, 2),
+        "resumes": sum(d >= 600 for d in gaps),
         "best_val_psnr": round(best["psnr"], 4),
         "best_val_ssim": round(best["ssim"], 4),
         "best_step": best["step"],
@@ -158,7 +161,7 @@ Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out
 The resolved configuration of the run is in config.json (`provenance.train_config`).
 Adam lr {c["optim"]["lr"]}, halved at epochs {c["optim"]["milestones"]}, {facts["planned_epochs"]} epochs planned,
 {facts["epochs"]} done ({facts["steps"]} steps); {"EMA decay " + str(c["teacher"]["ema_decay"]) + ", teacher noise sigma " + str(c["loss"]["teacher_noise"]) + ", " if semi else ""}seed {c["run"]["seed"]}.
-Wall time {facts["wall_hours"]} h (first to last log line, including pauses for benchmarks on a shared machine).
+Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
 Machine: {machine}, CPU only.
 
 ## Results

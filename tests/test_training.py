@@ -241,20 +241,31 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
     assert (run / "best" / "model.safetensors").is_file()
 
 
-def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
+def _stop_at_call(monkeypatch, call: int, stop) -> object:
+    """Make the supervised step run ``stop()`` on its ``call``-th call; returns the real step."""
     import lowlight_cli.training.engine as engine
 
-    run = tmp_path / "run"
     real = engine.SupervisedStep.__call__
     calls = []
 
-    def interrupted(self, student, batch):
+    def stopping(self, student, batch):
         calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
+        if len(calls) == call:
+            stop()
         return real(self, student, batch)
 
-    monkeypatch.setattr(engine.SupervisedStep, "__call__", interrupted)
+    monkeypatch.setattr(engine.SupervisedStep, "__call__", stopping)
+    return real
+
+
+def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
+    import lowlight_cli.training.engine as engine
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    real = _stop_at_call(monkeypatch, 3, ctrl_c)
     result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "6", "--out", str(run)])
     assert result.exit_code == 130
     assert "resumable state saved" in result.output
@@ -268,19 +279,9 @@ def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
 def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
     import signal
 
-    import lowlight_cli.training.engine as engine
-
     run = tmp_path / "run"
-    real = engine.SupervisedStep.__call__
-    calls = []
-
-    def terminated(self, student, batch):
-        calls.append(1)
-        if len(calls) == 4:
-            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a job scheduler sends
-        return real(self, student, batch)
-
-    monkeypatch.setattr(engine.SupervisedStep, "__call__", terminated)
+    # what `kill` or a job scheduler sends
+    _stop_at_call(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
     before = signal.getsignal(signal.SIGTERM)
     result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "50", "--out", str(run)])
     assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
