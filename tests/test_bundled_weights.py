@@ -44,3 +44,17 @@ def test_bundled_checkpoint_reproduces_its_card_on_lol_test(folder):
     measured = lol_test_scores(folder, LOL)
     assert abs(measured["psnr"] - recorded["psnr"]) <= 0.05
     assert abs(measured["ssim"] - recorded["ssim"]) <= 0.001
+
+
+def _lol_psnr(folder: Path) -> float:
+    return json.loads((folder / "config.json").read_text())["provenance"]["lol_test"]["psnr"]
+
+
+def test_crnet_defaults_to_the_best_trained_crnet_weights():
+    family = [f for f in BUNDLED if MODELS.get(json.loads((f / "config.json").read_text())["architecture"]).info.family == "crnet"]
+    best = max(family, key=_lol_psnr)
+    assert MODELS.get("crnet").info.bundled_weights == best.name
+    from lowlight_cli.cli.loading import load_model
+
+    model = load_model("crnet", None, False)  # what `lowlight enhance --model crnet` runs
+    assert Path(model.checkpoint_dir).resolve() == best.resolve()

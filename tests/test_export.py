@@ -271,3 +271,16 @@ def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_p
     assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(tmp_path / "h.onnx"), "--opset", "11"]).exit_code == 2
     result = runner.invoke(app, ["export", "--model", "gamma", "--format", "safetensors", "-o", str(tmp_path / "g")])
     assert result.exit_code == 1 and "no trained weights" in result.output
+
+
+def test_global_context_crnet_exports_with_parity(tmp_path):
+    model = create_model("crnet-tiny", pretrained=False, global_context=True, context_channels=8)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+    result = export_onnx(model, tmp_path / "ctx.onnx")
+    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
+    x = parity_input(2, 44, 52, seed=6)
+    with torch.no_grad():
+        assert (OnnxModel(tmp_path / "ctx.onnx")(x) - model(x)).abs().max() <= 1e-4

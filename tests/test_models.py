@@ -146,3 +146,72 @@ def test_layer_attention_does_not_overflow_half_precision():
     assert torch.isfinite(out).all()
     reference = layer_attention(feats.float(), torch.ones(1))
     assert torch.allclose(out.float(), reference, rtol=1e-2, atol=1e-2)
+
+
+# ---- global context (ours) ----------------------------------------------------------------------
+def _context_model(seed: int = 3) -> CRNet:
+    model = create_model("crnet-tiny", pretrained=False, global_context=True, context_channels=8)
+    torch.manual_seed(seed)
+    with torch.no_grad():  # leave the zero initialisation so the branch does something
+        model.context.out.weight.normal_(0.0, 0.3)
+        model.context.out.bias.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def test_global_context_starts_as_the_model_without_it():
+    plain = create_model("crnet-s", pretrained=False).eval()
+    ctx = create_model("crnet-s", pretrained=False, global_context=True).eval()
+    missing = ctx.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("context.") for k in missing)
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.equal(plain(x), ctx(x))
+    assert not plain.uses_image_context and ctx.uses_image_context
+
+
+def test_image_context_is_exact_in_bands_and_drives_the_output():
+    model = _context_model()
+    x = torch.rand(2, 3, 40, 24)
+    whole = model.context.pixel_embedding(model._stem_input(x)).mean(dim=(-2, -1))
+    for band in (1, 7, 16, 64):
+        assert torch.allclose(model.image_context(x, band=band), whole, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x, context=whole), atol=1e-6)
+        other = model(x, context=model.image_context(torch.rand(2, 3, 40, 24) * 0.1))
+    assert (other - model(x)).abs().max() > 1e-3  # the context is not ignored
+
+
+def test_tiles_see_the_context_of_the_whole_photo():
+    from lowlight_cli.inference import Enhancer, InferenceConfig
+
+    model = _context_model()
+    seen: list[torch.Tensor] = []
+    original = model.forward
+
+    def spy(batch, context=None):
+        seen.append(context)
+        return original(batch, context=context)
+
+    model.forward = spy  # type: ignore[method-assign]
+    image = torch.rand(1, 3, 150, 170)
+    image[..., :75, :] *= 0.05  # a dark top half: a tile there alone would see other statistics
+    tiled = Enhancer(model, InferenceConfig(device="cpu", tile=64, overlap=8)).enhance_tensor(image)
+    expected = model.image_context(image)
+    assert len(seen) > 1 and all(torch.allclose(c, expected.expand(c.shape[0], -1)) for c in seen)
+    seen.clear()
+    whole = Enhancer(model, InferenceConfig(device="cpu", tile=0)).enhance_tensor(image)
+    assert torch.allclose(seen[0], expected) and tiled.shape == whole.shape
+
+
+def test_warm_start_loads_every_checkpoint_tensor(tmp_path):
+    from lowlight_cli.models.checkpoint import load_weights_strict
+
+    source = create_model("crnet-tiny", pretrained=False)
+    with torch.no_grad():
+        source.stem.weight.add_(1.0)
+    target = create_model("crnet-tiny", pretrained=False, global_context=True)
+    kept = load_weights_strict(target, source.state_dict(), "src", allow_missing=("context.",))
+    assert kept and all(k.startswith("context.") for k in kept)
+    assert torch.equal(target.stem.weight, source.stem.weight)
+    with pytest.raises(CheckpointError, match="missing"):  # only the named prefixes may be missing
+        load_weights_strict(target, {k: v for k, v in source.state_dict().items() if k != "stem.bias"},
+                            "src", allow_missing=("context.",))

@@ -317,3 +317,18 @@ def test_shipped_configs_are_valid():
         cfg = TrainConfig()
         merge_mapping(cfg, load_yaml(path), str(path))
         cfg.validate()
+
+
+def test_warm_start_from_a_checkpoint_adds_the_global_context(tmp_path):
+    base = tmp_path / "base"
+    assert runner.invoke(app, ["train", *SMOKE, "--out", str(base), "--max-steps", "2"]).exit_code == 0
+    run = tmp_path / "ctx"
+    args = ["train", *SMOKE, "--set", f"model.init_from={base / 'best'}",
+            "--set", "model.kwargs={global_context: true, context_channels: 8}", "--out", str(run), "--max-steps", "1"]
+    result = runner.invoke(app, [*args, "--lr", "1e-12"])
+    assert result.exit_code == 0, result.output
+    before, after = _weights(base / "best"), _weights(run / "last")
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)  # started from it
+    assert any(k.startswith("context.") for k in after)
+    bad = runner.invoke(app, [*args[:-4], "--set", f"model.init_from={tmp_path / 'nowhere'}", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "init_from" in bad.output and "Traceback" not in bad.output

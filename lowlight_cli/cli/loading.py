@@ -25,6 +25,10 @@ def load_model(name: str, weights: str | None, no_pretrained: bool) -> Enhanceme
         err.print(f"{name}: {model.info.name} exported to ONNX ({model.precision}), run by onnxruntime")
         return model
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
+    folder = getattr(model, "checkpoint_dir", None)
+    if folder is not None and model.info.name != name:
+        err.print(f"{name}: weights {folder} ({model.info.name} architecture)"
+                  + (", the best trained weights of its family" if weights is None else ""))
     if no_pretrained and model.info.needs_weights:
         err.print(
             f"[yellow]warning:[/] {name} runs with random weights (--no-pretrained): "

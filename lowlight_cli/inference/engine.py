@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError
 from ..models.base import EnhancementModel
 from .device import resolve_device
-from .padding import round_up
+from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
 from .tiling import tiled_forward
 
@@ -173,8 +173,21 @@ class Enhancer:
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
 
-    def _run_batch(self, batch: torch.Tensor, on_event: EventFn | None) -> torch.Tensor:
-        return guarded_forward(self.model, batch, self.precision, self.device, on_event)
+    def _context_forward(self, image: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model, bound to the whole-image context of ``image`` when it uses one.
+
+        Models with image-level statistics (CRNet with ``global_context``) get the statistics of
+        the whole photo, padded as the whole-image path pads it, so every tile agrees with the
+        others and with whole-image inference.
+        """
+        model = self.model
+        if not getattr(model, "uses_image_context", False):
+            return model
+        multiple = self.info.input_multiple
+        padded = pad_to(image, round_up(image.shape[-2], multiple), round_up(image.shape[-1], multiple))
+        with torch.inference_mode():
+            context = model.image_context(padded)  # type: ignore[attr-defined]
+        return lambda batch: model(batch, context=context.expand(batch.shape[0], -1))
 
     def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
         """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.
@@ -190,9 +203,11 @@ class Enhancer:
             if on_event:
                 on_event(TileProgress(done, total))
 
+        forward = self._context_forward(image)
+
         def run(tile: int) -> torch.Tensor:
             return tiled_forward(
-                lambda b: self._run_batch(b, on_event),
+                lambda b: guarded_forward(forward, b, self.precision, self.device, on_event),
                 image,
                 tile=tile,
                 overlap=self.config.overlap,

@@ -119,10 +119,21 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
-def load_weights_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``; every key and shape must match (:class:`CheckpointError`)."""
+def load_weights_strict(
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    allow_missing: tuple[str, ...] = (),
+) -> list[str]:
+    """Copy ``state`` into ``model``; every key and shape must match (:class:`CheckpointError`).
+
+    ``allow_missing``: key prefixes of the model that ``state`` may lack (they keep their
+    initialisation; used to warm-start a model that adds modules). Returns the keys left as they were.
+    """
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    kept = sorted(k for k in set(own) - set(state) if k.startswith(allow_missing)) if allow_missing else []
+    missing = sorted(set(own) - set(state) - set(kept))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:
@@ -138,4 +149,7 @@ def load_weights_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor
             f"{source} does not fit the architecture: " + "; ".join(parts),
             hint="the checkpoint's config.json must name the architecture and kwargs it was trained with",
         )
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    merged = {k: v.to(own[k].dtype) for k, v in state.items()}
+    merged.update({k: own[k] for k in kept})
+    model.load_state_dict(merged, strict=True)
+    return kept

@@ -38,6 +38,12 @@ class CRNetConfig:
         attention_sign: ``positive`` softmaxes the energy (the paper's formula); ``negative``
             softmaxes its negation (HAN's released code, ``max(E) - E``).
         downscale: run the body at ``1/downscale`` resolution behind pixel-unshuffle (1 = paper).
+        global_context: **ours**, not in the paper. An image-level branch: the mean over the whole
+            image of a per-pixel embedding of the stem input drives a per-channel scale and shift
+            (FiLM) before every group and a per-channel gain on every stage image. Zero-initialised,
+            so a model with it starts as the model without it. The mean is taken over the whole
+            photo even under tiled inference (see :meth:`CRNet.image_context`).
+        context_channels: width of that embedding.
     """
 
     channels: int = 32
@@ -48,9 +54,11 @@ class CRNetConfig:
     stem_input: str = "gamma"
     attention_sign: str = "positive"
     downscale: int = 1
+    global_context: bool = False
+    context_channels: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("channels", "groups", "blocks", "recurrences", "downscale"):
+        for name in ("channels", "groups", "blocks", "recurrences", "downscale", "context_channels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"crnet {name} must be >= 1, got {getattr(self, name)}")
         if self.activation not in _ACTIVATIONS:
@@ -168,6 +176,36 @@ class LayerAttentionGroup(nn.Module):
         return x + self.tail(m)
 
 
+class GlobalContext(nn.Module):
+    """Image-level statistics to per-group FiLM parameters and a per-channel output gain (**ours**).
+
+    The embedding is per pixel (a 1x1 conv and ReLU on the pixel-unshuffled stem input), so its
+    mean over a whole photo is the pixel-weighted mean of its means over any partition of the photo:
+    tiled inference computes it exactly, band by band, and hands it to every tile.
+    """
+
+    def __init__(self, in_channels: int, cfg: CRNetConfig) -> None:
+        super().__init__()
+        d, c = cfg.context_channels, cfg.channels
+        self.groups, self.channels = cfg.groups, c
+        self.embed = nn.Conv2d(in_channels, d, 1)
+        self.hidden = nn.Linear(d, d)
+        self.out = nn.Linear(d, cfg.groups * 2 * c + 3)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def pixel_embedding(self, stem_in: torch.Tensor) -> torch.Tensor:
+        """``(B, D, h, w)``: the per-pixel embedding whose spatial mean is the context."""
+        return F.relu(self.embed(stem_in))
+
+    def modulation(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From the context ``(B, D)``: FiLM scale and shift ``(B, G, C, 1, 1)`` and gain ``(B, 3, 1, 1)``."""
+        params = self.out(F.relu(self.hidden(context)))
+        film, gain = params[:, :-3], params[:, -3:]
+        film = film.reshape(-1, self.groups, 2, self.channels, 1, 1)
+        return 1.0 + film[:, :, 0], film[:, :, 1], torch.exp(gain)[:, :, None, None]
+
+
 class CRNet(EnhancementModel):
     """CRNet: stem, G layer-attention groups, a stage head after each group.
 
@@ -186,6 +224,34 @@ class CRNet(EnhancementModel):
         self.stem = nn.Conv2d(6 * s * s, c, 3, padding=1)
         self.body = nn.ModuleList(LayerAttentionGroup(cfg) for _ in range(cfg.groups))
         self.heads = nn.ModuleList(nn.Conv2d(c, 3 * s * s, 3, padding=1) for _ in range(cfg.groups))
+        self.context = GlobalContext(6 * s * s, cfg) if cfg.global_context else None
+
+    @property
+    def uses_image_context(self) -> bool:
+        """True when the output depends on whole-image statistics (see :meth:`image_context`)."""
+        return self.context is not None
+
+    @torch.no_grad()
+    def image_context(self, image: torch.Tensor, band: int = 256) -> torch.Tensor:
+        """The whole-image context ``(B, D)`` of ``image`` ``(B, 3, H, W)``, computed in row bands.
+
+        Pass it as ``forward(tile, context=...)`` so every tile of a photo sees the statistics of
+        the whole photo. ``H`` and ``W`` must be multiples of ``downscale``; ``band`` bounds the
+        rows processed at once (rounded to a multiple of ``downscale``).
+        """
+        if self.context is None:
+            raise ValueError("this CRNet has no global context (global_context=False)")
+        s = self.cfg.downscale
+        band = max(s, band - band % s)
+        weight = self.stem.weight
+        total = None
+        for top in range(0, image.shape[-2], band):
+            rows = image[..., top : top + band, :].to(weight.device, weight.dtype)
+            part = self.context.pixel_embedding(self._stem_input(rows))
+            sums = part.sum(dim=(-2, -1), dtype=torch.float32)
+            total = sums if total is None else total + sums
+        assert total is not None
+        return total / float(image.shape[-2] * image.shape[-1] / (s * s))
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.stem_input == "gamma":
@@ -197,25 +263,42 @@ class CRNet(EnhancementModel):
             stem_in = F.pixel_unshuffle(stem_in, self.cfg.downscale)
         return stem_in
 
-    def _stages(self, x: torch.Tensor, *, all_stages: bool) -> list[torch.Tensor]:
-        h = self.stem(self._stem_input(x))
+    def _stages(
+        self, x: torch.Tensor, context: torch.Tensor | None, *, all_stages: bool
+    ) -> list[torch.Tensor]:
+        stem_in = self._stem_input(x)
+        h = self.stem(stem_in)
+        film = None
+        if self.context is not None:
+            if context is None:
+                context = self.context.pixel_embedding(stem_in).mean(dim=(-2, -1))
+            film = self.context.modulation(context.to(h.dtype))
         stages = []
         last = len(self.body) - 1
         for k, (group, head) in enumerate(zip(self.body, self.heads)):
+            if film is not None:
+                h = h * film[0][:, k] + film[1][:, k]
             h = group(h)
             if all_stages or k == last:  # inference skips the intermediate heads
                 residual = head(h)
                 if self.cfg.downscale > 1:
                     residual = F.pixel_shuffle(residual, self.cfg.downscale)
-                stages.append(x + residual)
+                stage = x + residual
+                stages.append(stage if film is None else stage * film[2])
         return stages
 
-    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    def forward_train(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Return ``{"output": y_G, "stages": [y_1, ..., y_{G-1}]}``, all ``(B,3,H,W)``, unclamped."""
-        stages = self._stages(x, all_stages=True)
+        stages = self._stages(x, context, all_stages=True)
         return {"output": stages[-1], "stages": stages[:-1]}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Enhance ``x`` ``(B,3,H,W)`` in ``[0,1]``; clamped to ``[0,1]`` in eval mode."""
-        y = self._stages(x, all_stages=False)[-1]
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Enhance ``x`` ``(B,3,H,W)`` in ``[0,1]``; clamped to ``[0,1]`` in eval mode.
+
+        ``context`` (models with ``global_context`` only): the :meth:`image_context` of the whole
+        photo ``x`` is a tile of; by default the context of ``x`` itself.
+        """
+        y = self._stages(x, context, all_stages=False)[-1]
         return y if self.training else y.clamp(0.0, 1.0)

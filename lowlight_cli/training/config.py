@@ -22,10 +22,14 @@ class ModelSection:
     Attributes:
         name: registered model name (``crnet``, ``crnet-s``, ...).
         kwargs: architecture overrides (e.g. ``{"channels": 16}``), recorded in the checkpoint.
+        init_from: checkpoint folder to warm-start from (``weights/crnet-s-lol``). Every tensor in it
+            must fit the model; only modules the checkpoint lacks (``context.`` of a model with
+            ``global_context``) keep their initialisation. Empty: random initialisation.
     """
 
     name: str = "crnet"
     kwargs: dict = field(default_factory=dict)
+    init_from: str = ""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ..data.splits import Split, make_split
 from ..errors import ConfigError
 from ..inference.precision import resolve_precision
 from ..models import MODELS, save_checkpoint
-from ..models.checkpoint import load_weights_strict
+from ..models.checkpoint import load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
 from .ema import EMA
@@ -87,7 +87,15 @@ class Trainer:
     # ---- model and optimiser ----------------------------------------------------------------
     def _build_model(self) -> torch.nn.Module:
         torch.manual_seed(self.config.run.seed)  # same initialisation on every rank
-        model = self.entry.build(**self.config.model.kwargs).to(self.device)
+        model = self.entry.build(**self.config.model.kwargs)
+        if self.config.model.init_from:
+            init = Path(self.config.model.init_from)
+            if not (init / "model.safetensors").is_file():
+                raise ConfigError(f"model.init_from {init} holds no model.safetensors",
+                                  hint="point it at a checkpoint folder such as weights/crnet-s-lol")
+            load_weights_strict(model, load_state_dict_file(init / "model.safetensors"), str(init),
+                                allow_missing=("context.",))
+        model = model.to(self.device)
         if self.config.run.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         return model.train()
