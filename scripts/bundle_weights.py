@@ -125,6 +125,26 @@ def main() -> None:
                       f"{'on' if c['teacher'].get('warmup', True) else 'off'} (ours)")
     elif c["run"].get("export") == "teacher":
         loss_text += f"; exported weights: an EMA of the student, decay {c['teacher']['ema_decay']} (ours)"
+    context_text = ""
+    if arch.get("global_context"):
+        context_text = (
+            f"\nGlobal context (ours, not in the paper): the mean over the whole image of a per-pixel embedding "
+            f"({arch['context_channels']} channels, 1x1 conv + ReLU on the pixel-unshuffled stem input) feeds an MLP "
+            "that gives a per-channel scale and shift before every group and a per-channel gain on every stage "
+            "image; zero-initialised. Tiled inference computes that mean over the whole photo.\n"
+        )
+    lineage_text = ""
+    init_from = c["model"].get("init_from")
+    if init_from:
+        parent = json.loads((ROOT / init_from / "config.json").read_text())["provenance"]
+        pt = parent.get("training", {})
+        lineage_text = (
+            f"\n## Lineage\n\nWarm-started from `{init_from}` (every tensor of it; the new modules at their "
+            f"initialisation), which was trained first: `{parent.get('command', '?')}` "
+            f"({pt.get('epochs', '?')} epochs, {pt.get('steps', '?')} steps, {pt.get('wall_hours', '?')} h; "
+            f"LOL test {parent.get('lol_test', {}).get('psnr', float('nan')):.2f} dB; see its MODEL_CARD.md). "
+            f"Total training time of these weights: {round(pt.get('wall_hours', 0) + facts['wall_hours'], 2)} h.\n"
+        )
     batch_text = f"{c['data']['batch_size']}" + (f" labeled + {c['data']['unlabeled_batch_size']} unlabeled" if semi else "")
     card = f"""# {args.name}
 
@@ -143,7 +163,7 @@ def main() -> None:
 
 Architecture: {", ".join(f"{k}={v}" for k, v in arch.items())}; layer-attention energy divided by C*H*W
 (a mean); one stage head per group. Loss: {loss_text}.
-
+{context_text}
 ## Data and split
 
 LOL-v1 training set as in `../shared/data/LOL` (485 low-light images, 232 with references).
@@ -152,6 +172,7 @@ Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out
 {"used as unlabeled data" if semi else "unused (supervised run)"}. Patches {c["data"]["patch_size"]} px,
 {c["data"]["patches_per_image"]} per labeled image per epoch, batch {batch_text}, flips and 90-degree rotations.
 
+{lineage_text}
 ## Command
 
 ```

@@ -36,8 +36,14 @@ def rows() -> list[str]:
         mode = "MCMT" if prov["train_config"]["run"]["semi"] else "supervised"
         labels = f"{train['labeled']} labeled" + (f" + {train['unlabeled']} unlabeled" if prov["train_config"]["run"]["semi"] else "")
         done = f"{train['epochs']:g} of {train['planned_epochs']} epochs"
+        init_from = prov["train_config"]["model"].get("init_from")
+        if init_from:
+            done += f" from `{Path(init_from).name}`"
+        if init_from is None and train["epochs"] < train["planned_epochs"]:
+            done += f" ({train['steps']:,} steps)"
+        arch = f"`{config['architecture']}`" + (" + global context" if config.get("kwargs", {}).get("global_context") else "")
         scores = prov["lol_test"]
-        out.append(f"| `{folder.name}` | `{config['architecture']}` | {cx.parameters:,} | {round(cx.macs_per_pixel):,} | "
+        out.append(f"| `{folder.name}` | {arch} | {cx.parameters:,} | {round(cx.macs_per_pixel):,} | "
                    f"{mode}, {labels}, {done} | {scores['psnr']:.2f} / {scores['ssim']:.4f} |")
     paper = measure_complexity(create_model("crnet", pretrained=False), size=256)
     for name, psnr, ssim in PAPER:

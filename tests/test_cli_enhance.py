@@ -166,6 +166,8 @@ def test_models_lists_sizes_weights_and_scores():
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["crnet"]["parameters"] == 921_968 and rows["crnet"]["macs_per_pixel"] > 1_600_000
     assert rows["gamma"]["needs_weights"] is False and "crnet-tiny" not in rows
-    bundled = rows["crnet-s"]["bundled_weights"]
-    if bundled:  # a bundled checkpoint carries its LOL test scores
-        assert rows["crnet-s"]["lol_test_psnr"] > 0
+    # the repository bundles weights; a bundled checkpoint carries its LOL test scores
+    assert rows["crnet-s"]["bundled_weights"] == "crnet-s-lol" and rows["crnet-s"]["lol_test_psnr"] > 0
+    assert "crnet-s-lol-semi10" in rows["crnet-s"]["also_bundled"]
+    # `crnet` points at the best trained weights of its family, which the row says
+    assert rows["crnet"]["bundled_architecture"] == "crnet-s"

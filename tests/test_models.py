@@ -159,8 +159,8 @@ def _context_model(seed: int = 3) -> CRNet:
 
 
 def test_global_context_starts_as_the_model_without_it():
-    plain = create_model("crnet-s", pretrained=False).eval()
-    ctx = create_model("crnet-s", pretrained=False, global_context=True).eval()
+    plain = create_model("crnet-s", pretrained=False, global_context=False).eval()
+    ctx = create_model("crnet-s", pretrained=False).eval()  # the crnet-s default has it
     missing = ctx.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("context.") for k in missing)
     x = torch.rand(1, 3, 32, 48)

@@ -23,8 +23,21 @@ def _bundled(name: str, folder_name: str) -> dict | None:
     folder = root / (folder_name or name) if root else None
     if folder is None or not (folder / "config.json").is_file():
         return None
-    scores = read_config(folder).get("provenance", {}).get("lol_test", {})
-    return {"name": folder.name, "lol_psnr": scores.get("psnr"), "lol_ssim": scores.get("ssim")}
+    config = read_config(folder)
+    scores = config.get("provenance", {}).get("lol_test", {})
+    return {"name": folder.name, "architecture": config.get("architecture", name),
+            "lol_psnr": scores.get("psnr"), "lol_ssim": scores.get("ssim")}
+
+
+def _also_bundled(name: str, default: str | None) -> list[str]:
+    """Other bundled checkpoints of architecture ``name`` (picked with ``--weights NAME``)."""
+    root = bundled_weights_dir()
+    if root is None:
+        return []
+    return sorted(
+        f.parent.name for f in root.glob("*/config.json")
+        if f.parent.name != default and read_config(f.parent).get("architecture") == name
+    )
 
 
 @handle_errors
@@ -46,6 +59,9 @@ def models(
                 "macs_per_pixel": round(cx.macs_per_pixel),
                 "needs_weights": entry.info.needs_weights,
                 "bundled_weights": bundled["name"] if bundled else None,
+                "bundled_architecture": bundled["architecture"] if bundled else None,
+                "also_bundled": _also_bundled(name, bundled["name"] if bundled else None)
+                if entry.info.needs_weights else [],
                 "lol_test_psnr": bundled["lol_psnr"] if bundled else None,
                 "lol_test_ssim": bundled["lol_ssim"] if bundled else None,
                 "tile_exact": entry.info.tile_exact,
@@ -62,6 +78,10 @@ def models(
         table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left")
     for r in rows:
         weights = "not needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
+        if r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
+            weights += f" ({r['bundled_architecture']}: best of the family)"
+        if r["also_bundled"]:
+            weights += f"; also {', '.join(r['also_bundled'])}"
         scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
         table.add_row(
             r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", weights, scores,

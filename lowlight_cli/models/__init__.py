@@ -55,7 +55,7 @@ register_model(
     ModelInfo(
         name="crnet-s",
         family="crnet",
-        description="CRNet small: C=32, 2 groups x 3 blocks, body at 1/4 resolution; CPU-friendly",
+        description="CRNet small: C=32, 2 groups x 3 blocks, body at 1/4 resolution, global context; CPU-friendly",
         input_multiple=4,
         default_tile=1024,
         memory_per_pixel=400,
@@ -66,6 +66,7 @@ register_model(
     groups=2,
     blocks=3,
     downscale=4,
+    global_context=True,
 )
 register_model(
     ModelInfo(
