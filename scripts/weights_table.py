@@ -39,9 +39,9 @@ def rows() -> list[str]:
         init_from = prov["train_config"]["model"].get("init_from")
         if init_from:
             done += f" from `{Path(init_from).name}`"
-        if init_from is None and train["epochs"] < train["planned_epochs"]:
+        if not init_from and train["epochs"] < train["planned_epochs"]:
             done += f" ({train['steps']:,} steps)"
-        arch = f"`{config['architecture']}`" + (" + global context" if config.get("kwargs", {}).get("global_context") else "")
+        arch = f"`{config['architecture']}`" + (" without global context" if config.get("kwargs", {}).get("global_context") is False else "")
         scores = prov["lol_test"]
         out.append(f"| `{folder.name}` | {arch} | {cx.parameters:,} | {round(cx.macs_per_pixel):,} | "
                    f"{mode}, {labels}, {done} | {scores['psnr']:.2f} / {scores['ssim']:.4f} |")
