@@ -17,27 +17,28 @@ from .errors import handle_errors
 from .options import JsonOpt
 
 
-def _bundled(name: str, folder_name: str) -> dict | None:
-    """The bundled checkpoint's name and LOL test scores, or None."""
+def _bundled_configs() -> dict[str, dict]:
+    """``config.json`` of every bundled checkpoint, by folder name, read once per listing."""
     root = bundled_weights_dir()
-    folder = root / (folder_name or name) if root else None
-    if folder is None or not (folder / "config.json").is_file():
+    if root is None:
+        return {}
+    return {f.parent.name: read_config(f.parent) for f in sorted(root.glob("*/config.json"))}
+
+
+def _bundled(name: str, folder_name: str, configs: dict[str, dict]) -> dict | None:
+    """The model's default bundled checkpoint: name, architecture and LOL test scores, or None."""
+    folder = folder_name or name
+    if folder not in configs:
         return None
-    config = read_config(folder)
+    config = configs[folder]
     scores = config.get("provenance", {}).get("lol_test", {})
-    return {"name": folder.name, "architecture": config.get("architecture", name),
+    return {"name": folder, "architecture": config.get("architecture", name),
             "lol_psnr": scores.get("psnr"), "lol_ssim": scores.get("ssim")}
 
 
-def _also_bundled(name: str, default: str | None) -> list[str]:
+def _also_bundled(name: str, default: str | None, configs: dict[str, dict]) -> list[str]:
     """Other bundled checkpoints of architecture ``name`` (picked with ``--weights NAME``)."""
-    root = bundled_weights_dir()
-    if root is None:
-        return []
-    return sorted(
-        f.parent.name for f in root.glob("*/config.json")
-        if f.parent.name != default and read_config(f.parent).get("architecture") == name
-    )
+    return [n for n, c in configs.items() if n != default and c.get("architecture") == name]
 
 
 @handle_errors
@@ -47,10 +48,11 @@ def models(
 ) -> None:
     """List registered models: parameters, MACs per pixel (measured at 256x256), weights, LOL scores, licence."""
     rows = []
+    configs = _bundled_configs()
     for name in list_models(include_test=all_models):
         entry = MODELS.get(name)
         cx = measure_complexity(entry.build(), size=256)
-        bundled = _bundled(name, entry.info.bundled_weights) if entry.info.needs_weights else None
+        bundled = _bundled(name, entry.info.bundled_weights, configs) if entry.info.needs_weights else None
         rows.append(
             {
                 "name": name,
@@ -60,7 +62,7 @@ def models(
                 "needs_weights": entry.info.needs_weights,
                 "bundled_weights": bundled["name"] if bundled else None,
                 "bundled_architecture": bundled["architecture"] if bundled else None,
-                "also_bundled": _also_bundled(name, bundled["name"] if bundled else None)
+                "also_bundled": _also_bundled(name, bundled["name"] if bundled else None, configs)
                 if entry.info.needs_weights else [],
                 "lol_test_psnr": bundled["lol_psnr"] if bundled else None,
                 "lol_test_ssim": bundled["lol_ssim"] if bundled else None,
