@@ -58,9 +58,10 @@ def run_facts(run: Path) -> dict:
     gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
     split = json.loads((run / "split.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
+    done = max(r["step"] for r in steps + vals)  # a run stopped after a validation logged its step there last
     return {
-        "steps": steps[-1]["step"],
-        "epochs": round(steps[-1]["step"] / max(1, steps[-1]["total_steps"]) * config["optim"]["epochs"], 2),
+        "steps": done,
+        "epochs": round(done / max(1, steps[-1]["total_steps"]) * config["optim"]["epochs"], 2),
         "planned_epochs": config["optim"]["epochs"],
         # training time: gaps over 10 minutes between log lines are the run being stopped and resumed
         "wall_hours": round(sum(d for d in gaps if d < 600) / 3600, 2),

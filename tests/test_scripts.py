@@ -1,10 +1,11 @@
-"""The maintenance scripts: dataset packing for remote GPU runs."""
+"""The maintenance scripts: dataset packing for remote GPU runs, the LOL test breakdown."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -61,3 +63,43 @@ def test_pack_keeps_pairs_together_under_the_part_size_and_unpacks_verified(tmp_
     with pytest.raises(SystemExit, match="differ"):
         packer.unpack(parts, target)
     assert json.loads((parts / "parts.json").read_text())["root"] == "LOL"
+
+
+def _scores_csv(path: Path, rows: dict[str, tuple[float, float]]) -> Path:
+    lines = ["# lowlight 0.1.0; protocol: test", "name,psnr,ssim"]
+    lines += [f"{name},{psnr},{ssim}" for name, (psnr, ssim) in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _grey_lol(root: Path, train: dict[int, int], test: dict[int, int]) -> Path:
+    import cv2
+    import numpy as np
+
+    for split, levels in (("train", train), ("test", test)):
+        for stem, level in levels.items():
+            path = root / split / "high" / f"{stem}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.full((4, 6, 3), level, np.uint8))
+    return root
+
+
+def test_lol_breakdown_splits_test_scores_at_the_highest_training_reference(tmp_path, capsys):
+    breakdown = _script("lol_test_breakdown")
+    lol = _grey_lol(tmp_path / "LOL", train={1: 100, 2: 110, 3: 120}, test={1: 50, 3: 60, 4: 70, 20: 80})
+    scores = _scores_csv(tmp_path / "a.csv", {"1": (20.0, 0.8), "3": (22.0, 0.9), "4": (10.0, 0.5), "20": (14.0, 0.6)})
+    other = _scores_csv(tmp_path / "b.csv", {"1": (1.0, 0.1), "3": (1.0, 0.1), "4": (1.0, 0.1), "20": (1.0, 0.1)})
+    assert breakdown.main(["--lol", str(lol), f"mine={scores}", str(other)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| scores | all (4) | numbered up to 3, as the training references (2) | numbered above 3 (2) |"
+    assert lines[2] == "| mine | 16.50 / 0.7000 | 21.00 / 0.8500 | 12.00 / 0.5500 |"
+    assert lines[3].startswith("| b | 1.00 / 0.1000 |")
+    assert lines[-1] == (
+        "reference mean grey level, median per group: all (4): 0.255; "
+        "numbered up to 3, as the training references (2): 0.216; numbered above 3 (2): 0.294; "
+        "training references (3): 0.431"
+    )
+    # CSVs that score different images are refused rather than averaged over different sets
+    short = _scores_csv(tmp_path / "c.csv", {"1": (20.0, 0.8)})
+    with pytest.raises(SystemExit, match="different set of images"):
+        breakdown.main(["--lol", str(lol), str(scores), str(short)])
