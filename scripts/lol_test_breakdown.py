@@ -65,14 +65,17 @@ def mean_of(scores: dict[str, dict[str, float]], stems: tuple[str, ...], metric:
     return f"{value:.2f}" if metric == "psnr" else f"{value:.4f}"
 
 
-def table(labelled: list[tuple[str, Path]], lol: Path) -> list[str]:
-    high = highest_reference(lol)
+def load(labelled: list[tuple[str, Path]]) -> tuple[list[tuple[str, dict[str, dict[str, float]]]], list[str]]:
+    """Every CSV's scores, and the test images they score (all CSVs must score the same ones)."""
     loaded = [(label, read_scores(path)) for label, path in labelled]
     stems = sorted(loaded[0][1], key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     for label, scores in loaded[1:]:
         if sorted(scores) != sorted(stems):
             raise SystemExit(f"{label}: scores a different set of images than {loaded[0][0]}")
-    groups = groups_for(stems, high)
+    return loaded, stems
+
+
+def table(loaded: list[tuple[str, dict[str, dict[str, float]]]], groups: list[Group]) -> list[str]:
     lines = ["| scores | " + " | ".join(g.name for g in groups) + " |", "|---" * (len(groups) + 1) + "|"]
     for label, scores in loaded:
         cells = [f"{mean_of(scores, g.stems, 'psnr')} / {mean_of(scores, g.stems, 'ssim')}" for g in groups]
@@ -122,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.lol / "train" / "high").is_dir():
         parser.error(f"{args.lol / 'train' / 'high'} is not a folder")
-    lines = table(args.csvs, args.lol)
-    stems = list(read_scores(args.csvs[0][1]))
-    print("\n".join(lines))
+    loaded, stems = load(args.csvs)
+    groups = groups_for(stems, highest_reference(args.lol))
+    print("\n".join(table(loaded, groups)))
     print()
-    print(brightness_line(args.lol, groups_for(stems, highest_reference(args.lol))))
+    print(brightness_line(args.lol, groups))
     return 0
 
 
