@@ -29,6 +29,7 @@ from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  #
 from lowlight_cli.evaluation.runner import score_pairing  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
+from lowlight_cli.models.checkpoint import read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
@@ -137,7 +138,7 @@ def main() -> None:
     lineage_text = ""
     init_from = c["model"].get("init_from")
     if init_from:
-        parent = json.loads((ROOT / init_from / "config.json").read_text())["provenance"]
+        parent = read_config(ROOT / init_from)["provenance"]
         pt = parent.get("training", {})
         lineage_text = (
             f"\n## Lineage\n\nWarm-started from `{init_from}` (every tensor of it; the new modules at their "

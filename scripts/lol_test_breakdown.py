@@ -10,7 +10,7 @@ has training references from its own part of the dataset (LOL-v1 numbers neighbo
 together); one numbered above it comes from scenes whose training references are withheld here.
 Each CSV is one ``lowlight evaluate --csv`` file; the script prints one markdown row per CSV: mean
 PSNR / SSIM over all test images, over those numbered up to the highest training reference and
-over those above it; then the median mean grey level (0..1) of the references in each group and of
+over those above it; then the median mean grey level (0..1, as `--gt-mean` measures it) of the references in each group and of
 the training references.
 """
 
@@ -21,6 +21,8 @@ import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,11 @@ def table(loaded: list[tuple[str, dict[str, dict[str, float]]]], groups: list[Gr
 
 
 def mean_grey(path: Path) -> float:
-    """Mean grey level (0..1) of an 8-bit image file, as OpenCV reads it."""
-    import cv2
-    import numpy as np
+    """Mean grey level (0..1) of an image file, read and measured as ``lowlight evaluate --gt-mean`` does."""
+    from lowlight_cli.evaluation.scoring import mean_gray_level
+    from lowlight_cli.io import read_image, to_float
 
-    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if pixels is None:
-        raise SystemExit(f"cannot read {path}")
-    return float(np.mean(pixels)) / 255.0
+    return mean_gray_level(to_float(read_image(path).rgb))
 
 
 def brightness_line(lol: Path, groups: list[Group]) -> str:

@@ -24,15 +24,20 @@ class ImageScores:
     warnings: list[str] = field(default_factory=list)
 
 
+def mean_gray_level(rgb: np.ndarray) -> float:
+    """Mean gray level (BT.601 weights) of ``rgb`` ``(H, W, 3)`` float in [0, 1]: what GT-mean matches."""
+    return float((rgb @ _GRAY).mean())
+
+
 def gt_mean_scale(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Scale ``prediction`` so its mean gray level equals ``reference``'s, clipped to [0, 1].
 
     Both ``(H, W, 3)`` float in [0, 1]. A black prediction is returned unchanged.
     """
-    pred_mean = float((prediction @ _GRAY).mean())
+    pred_mean = mean_gray_level(prediction)
     if pred_mean <= 0:
         return prediction
-    return np.clip(prediction * (float((reference @ _GRAY).mean()) / pred_mean), 0.0, 1.0)
+    return np.clip(prediction * (mean_gray_level(reference) / pred_mean), 0.0, 1.0)
 
 
 class Scorer:
