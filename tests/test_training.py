@@ -232,6 +232,7 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
            "-m", "lowlight_cli", "train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--max-steps", "4", "--out", str(run)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     checks = [r for r in records if r["kind"] == "ddp_checksums"]
     assert checks and len(checks[-1]["checksums"]) == 2
@@ -239,6 +240,41 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
     assert checks[-1]["teacher_checksums"][0] == checks[-1]["teacher_checksums"][1]  # the EMA agrees too
     assert math.isfinite(checks[-1]["checksums"][0])
     assert (run / "best" / "model.safetensors").is_file()
+
+
+def _join_and_leave(rank: int, port: int, results) -> None:
+    """One process of a two-process gloo job: join, reduce, leave; report what it saw."""
+    import torch.distributed as dist
+
+    from lowlight_cli.training import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ctx, device = distributed.setup("cpu")
+    distributed.join(ctx, device)
+    total = float(distributed.all_reduce_sum(torch.tensor([rank + 1.0]), ctx))
+    distributed.leave(ctx)
+    results.put((rank, total, dist.is_initialized()))
+
+
+def test_a_finished_process_leaves_the_process_group():
+    """A gloo group left alive at exit can abort a process whose training succeeded (SIGABRT)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp_ctx = mp.get_context("spawn")
+    results = mp_ctx.SimpleQueue()
+    procs = [mp_ctx.Process(target=_join_and_leave, args=(r, port, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    seen = sorted(results.get() for _ in range(2))
+    assert seen == [(0, 3.0, False), (1, 3.0, False)]
 
 
 def _stop_at_call(monkeypatch, call: int, stop) -> object:

@@ -34,9 +34,9 @@ def launched_by_torchrun() -> bool:
 
 
 def setup(device_spec: str) -> tuple[DistContext, torch.device]:
-    """Join the process group when launched by torchrun and pick this process's device.
+    """This process's place in the job and its device (no communication yet: see :func:`join`).
 
-    Under torchrun on CUDA each process takes ``cuda:LOCAL_RANK`` and nccl; otherwise gloo.
+    Under torchrun on CUDA each process takes ``cuda:LOCAL_RANK``.
     """
     if not launched_by_torchrun():
         return DistContext(), resolve_device(device_spec)
@@ -45,9 +45,13 @@ def setup(device_spec: str) -> tuple[DistContext, torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return ctx, device
+
+
+def join(ctx: DistContext, device: torch.device) -> None:
+    """Join the process group (nccl on CUDA, gloo otherwise); a no-op outside torchrun."""
+    if ctx.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
 def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
@@ -68,11 +72,14 @@ def gather_checksums(model: torch.nn.Module, ctx: DistContext) -> list[float]:
     return [float(g) for g in gathered]
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()
+def leave(ctx: DistContext) -> None:
+    """Wait for every process, then destroy the process group.
 
-
-def teardown(ctx: DistContext) -> None:
+    Call it once communication is over and before the interpreter exits: a gloo group left alive
+    can abort the process at exit ("terminate called without an active exception", SIGABRT) after
+    the work itself succeeded. Only on the success path: after a failure the peers may be inside a
+    collective and would never reach the barrier.
+    """
     if ctx.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -107,7 +107,12 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, on_event: EventFn | None = None) -> Progress:
-        """Train; returns the final :class:`Progress`. Events go to ``on_event`` (rank 0 only)."""
+        """Train; returns the final :class:`Progress`. Events go to ``on_event`` (rank 0 only).
+
+        Under torchrun the process joins the process group here and leaves it when training ends
+        well; after an error or an interrupt the group is left to the process's exit.
+        """
+        distributed.join(self.ctx, self.device)
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
         pairs = self._load_pairs(emit)
@@ -214,7 +219,7 @@ class Trainer:
             log = RunLog(self.run_dir, enabled=self.ctx.is_main)
             log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums, "teacher_checksums": teacher_sums})
             log.close()
-        distributed.barrier(self.ctx)
+        distributed.leave(self.ctx)
         return progress
 
     # ---- helpers ----------------------------------------------------------------------------
