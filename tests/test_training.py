@@ -90,7 +90,8 @@ def test_ema_rule_with_warmup():
 # ---- splits and config --------------------------------------------------------------------------
 def _fake_lol(total: int = 485, with_ref: int = 232) -> list[ImagePair]:
     tiny = np.zeros((4, 4, 3), np.uint8)
-    return [ImagePair(str(i), tiny, tiny if i < with_ref else None) for i in range(total)]
+    refs = [np.full((4, 4, 3), (i % 256, i // 256, 0), np.uint8) for i in range(with_ref)]  # one scene each
+    return [ImagePair(str(i), tiny, refs[i] if i < with_ref else None) for i in range(total)]
 
 
 def test_split_is_seeded_and_holds_out_validation():
@@ -104,6 +105,25 @@ def test_split_is_seeded_and_holds_out_validation():
     assert len(a.validation) == 15
     assert not set(a.validation) & (set(a.labeled) | set(a.unlabeled))
     assert len(a.labeled) + len(a.unlabeled) + len(a.validation) == 485
+
+
+def test_pairs_sharing_a_reference_stay_on_one_side_of_validation():
+    """LOL has scenes shot at several exposures with one reference: never validate on a trained scene."""
+    pairs = _fake_lol()
+    shared = pairs[0].high
+    for i in range(0, 60, 3):  # 20 scenes of three exposures each
+        for j in (i + 1, i + 2):
+            pairs[j] = ImagePair(pairs[j].name, pairs[j].low, shared if i == 0 else pairs[i].high.copy())
+    split_sides = 0
+    for seed in range(20):
+        s = make_split(pairs, labeled_frac=0.1, val_count=15, seed=seed)
+        val, trained = set(s.validation), set(s.labeled) | set(s.unlabeled)
+        for i in range(0, 60, 3):
+            group = {str(i), str(i + 1), str(i + 2)}
+            assert group <= val or not group & val
+            split_sides += bool(group & val)
+        assert len(s.validation) >= 15 and not val & trained
+    assert split_sides > 0  # the groups were drawn into validation, whole
 
 
 def test_config_precedence(tmp_path):

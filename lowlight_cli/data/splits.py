@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -41,7 +42,10 @@ class Split:
 def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int) -> Split:
     """Split training pairs into validation, labeled and unlabeled sets.
 
-    ``val_count`` pairs with references are held out first (at most a fifth of them). The labeled set then has
+    ``val_count`` pairs with references are held out first (at most a fifth of them), together with
+    every pair whose reference is pixel-identical to a held-out one: LOL shoots some scenes at several
+    exposures with one reference, and a scene must not be both validated and trained on (the
+    unlabeled images of pairs whose references are absent cannot be checked). The labeled set then has
     ``ceil(labeled_frac * len(pairs))`` pairs (10% of LOL's 485 images = 49), drawn from the
     remaining pairs with references (all of them when that many do not exist). Every other
     training image is unlabeled. Draws use ``numpy.random.default_rng(seed)``.
@@ -57,8 +61,10 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}")
     val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
-    validation = sorted(order[:val_count])
-    candidates = order[val_count:]
+    scene = {p.name: hashlib.sha256(np.ascontiguousarray(p.high).tobytes()).hexdigest() for p in pairs if p.labeled}
+    held_scenes = {scene[n] for n in order[:val_count]}
+    validation = sorted(n for n in order if scene[n] in held_scenes)
+    candidates = [n for n in order if scene[n] not in held_scenes]
     wanted = min(len(candidates), math.ceil(labeled_frac * len(pairs) - 1e-9))
     labeled = set(candidates[:wanted])
     held = set(validation)
