@@ -126,6 +126,21 @@ def test_pairs_sharing_a_reference_stay_on_one_side_of_validation():
     assert split_sides > 0  # the groups were drawn into validation, whole
 
 
+def test_data_seed_fixes_the_labeled_images_while_the_run_seed_varies(tmp_path):
+    from lowlight_cli.training import Trainer
+
+    def split(*assignments: str):
+        cfg = build_config(flags={"data.root": "synthetic", "data.labeled_frac": 0.3, "data.val_count": 3}, assignments=list(assignments))
+        trainer = Trainer(cfg, tmp_path / "_".join(assignments))
+        return trainer._split(trainer._load_pairs(lambda e: None))
+
+    base = split("run.seed=0")
+    assert split("run.seed=1", "data.seed=0") == base  # same images, same split (seed recorded: 0)
+    assert split("run.seed=1").labeled != base.labeled  # without data.seed the run seed draws the split
+    with pytest.raises(ConfigError, match="data.seed"):
+        build_config(assignments=["data.seed=-2"])
+
+
 def test_config_precedence(tmp_path):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("optim:\n  lr: 0.001\n  epochs: 7\ndata:\n  batch_size: 8\n")

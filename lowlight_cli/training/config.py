@@ -46,6 +46,8 @@ class DataSection:
         unlabeled_batch_size: unlabeled patches per step in semi-supervised training.
         workers: data-loader worker processes (0 loads in the training process).
         synthetic_count: image pairs of ``--data synthetic``.
+        seed: seeds the labeled / unlabeled / validation split (and ``--data synthetic``'s pairs);
+            -1 uses ``run.seed``. Set it to vary ``run.seed`` over the same labeled images.
     """
 
     root: str = ""
@@ -58,6 +60,7 @@ class DataSection:
     unlabeled_batch_size: int = 16
     workers: int = 0
     synthetic_count: int = 24
+    seed: int = -1
 
 
 @dataclass
@@ -103,7 +106,7 @@ class RunSection:
     Attributes:
         semi: multi-consistency mean teacher on labeled + unlabeled images.
         out: run folder.
-        seed: seeds splits, patches, initialisation and noise.
+        seed: seeds patches, initialisation and noise, and the split unless ``data.seed`` is set.
         device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA).
         val_every: optimiser steps between validations (0: at the end of each epoch).
         log_every: steps between log lines.
@@ -137,6 +140,11 @@ class TrainConfig:
     teacher: TeacherSection = field(default_factory=TeacherSection)
     run: RunSection = field(default_factory=RunSection)
 
+    @property
+    def data_seed(self) -> int:
+        """The seed of the split (and of synthetic data): ``data.seed``, else ``run.seed``."""
+        return self.data.seed if self.data.seed >= 0 else self.run.seed
+
     def validate(self) -> "TrainConfig":
         """Check every value once; raises :class:`ConfigError` naming the key."""
         checks = [
@@ -147,6 +155,7 @@ class TrainConfig:
             (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
             (self.data.unlabeled_batch_size >= 0, "data.unlabeled_batch_size must be >= 0"),
             (self.data.workers >= 0, "data.workers must be >= 0"),
+            (self.data.seed >= -1, "data.seed must be >= 0, or -1 for run.seed"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
             (self.optim.max_steps >= 0, "optim.max_steps must be >= 0"),

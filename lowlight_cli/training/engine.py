@@ -65,7 +65,7 @@ class Trainer:
     def _load_pairs(self, on_event: EventFn) -> list[ImagePair]:
         root = resolve_data_root(self.config.data.root or None)
         if root == SYNTHETIC:
-            pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.run.seed)
+            pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.data_seed)
         else:
             paths = find_pairs(Path(root), "train")
             pairs = load_pairs(paths)
@@ -78,7 +78,7 @@ class Trainer:
         if self.resume and path.is_file():
             return Split.load(path)
         d = self.config.data
-        split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.run.seed)
+        split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             split.save(path)
