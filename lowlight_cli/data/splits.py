@@ -61,7 +61,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}")
     val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
-    scene = {p.name: hashlib.sha256(np.ascontiguousarray(p.high).tobytes()).hexdigest() for p in pairs if p.labeled}
+    scene = {p.name: hashlib.sha256(np.ascontiguousarray(p.high)).hexdigest() for p in pairs if p.labeled}
     held_scenes = {scene[n] for n in order[:val_count]}
     validation = sorted(n for n in order if scene[n] in held_scenes)
     candidates = [n for n in order if scene[n] not in held_scenes]

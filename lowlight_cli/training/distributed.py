@@ -75,10 +75,10 @@ def gather_checksums(model: torch.nn.Module, ctx: DistContext) -> list[float]:
 def leave(ctx: DistContext) -> None:
     """Wait for every process, then destroy the process group.
 
-    Call it once communication is over and before the interpreter exits: a gloo group left alive
-    can abort the process at exit ("terminate called without an active exception", SIGABRT) after
-    the work itself succeeded. Only on the success path: after a failure the peers may be inside a
-    collective and would never reach the barrier.
+    Call it once communication is over, before the interpreter exits (torch's shutdown rule). It
+    does not by itself stop the gloo abort at exit that ``lowlight train`` works around (see
+    ``cli.train._end_torchrun_worker``). Only on the success path: after a failure the peers may be
+    inside a collective and would never reach the barrier.
     """
     if ctx.enabled and dist.is_initialized():
         dist.barrier()
