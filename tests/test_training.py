@@ -23,7 +23,7 @@ from lowlight_cli.losses import multi_consistency_loss, progressive_loss, ssim_l
 from lowlight_cli.models import create_model, load_checkpoint
 from lowlight_cli.training import EMA, build_config
 from lowlight_cli.training.config import LossSection
-from lowlight_cli.training.steps import MeanTeacherStep, StagesForward
+from lowlight_cli.training.steps import MeanTeacherStep, StagesForward, sigmoid_rampup
 
 runner = CliRunner()
 SMOKE = [
@@ -235,6 +235,30 @@ def test_mean_teacher_uses_unlabeled_images():
     assert out.terms["unlabeled"] == 2 and out.terms["mc_final"] > 0 and "ssim" not in out.terms
     out.loss.backward()
     assert sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None) > 0
+
+
+def test_consistency_rampup_scales_lambda_c_from_near_zero_to_full():
+    assert sigmoid_rampup(0, 0) == 1.0 and sigmoid_rampup(10, 0) == 1.0  # off: the paper's constant weight
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-1.25))
+    assert sigmoid_rampup(100, 100) == 1.0 and sigmoid_rampup(500, 100) == 1.0
+    model = create_model("crnet-tiny", pretrained=False).train()
+    ema = EMA(model)
+    for p in ema.teacher.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = {"low": torch.rand(2, 3, 32, 32), "high": torch.zeros(2, 3, 32, 32), "labeled": torch.tensor([False, False])}
+    torch.manual_seed(0)
+    full = MeanTeacherStep(LossSection(lambda_c=2.0), ema)(StagesForward(model), batch)
+    torch.manual_seed(0)
+    ramped_step = MeanTeacherStep(LossSection(lambda_c=2.0, consistency_rampup=100), ema)
+    early = ramped_step(StagesForward(model), batch)
+    assert early.terms["consistency_weight"] == pytest.approx(2.0 * math.exp(-5))
+    assert float(early.loss) == pytest.approx(float(full.loss) * math.exp(-5), rel=1e-5)
+    ema.updates = 100  # the teacher's update count is the step count, restored on resume
+    torch.manual_seed(0)
+    assert float(ramped_step(StagesForward(model), batch).loss) == pytest.approx(float(full.loss), rel=1e-6)
+    with pytest.raises(ConfigError, match="consistency_rampup"):
+        build_config(flags={"loss.consistency_rampup": -1})
 
 
 def test_semi_run_logs_unlabeled_in_every_step(tmp_path):

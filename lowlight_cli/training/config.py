@@ -82,6 +82,9 @@ class LossSection:
     """Loss weights (SPEC: all 1) and the teacher's input noise (ours: sigma 0.02).
 
     ``lambda_final_l1`` (ours, default 0 = the paper's loss) adds an L1 term on the final image.
+    ``consistency_rampup`` (ours, default 0 = the paper's constant ``lambda_c``): over this many
+    optimiser steps the consistency weight rises from ``lambda_c * exp(-5)`` to ``lambda_c`` along
+    Mean Teacher's sigmoid ramp-up ``exp(-5 (1 - t/T)^2)`` (Tarvainen and Valpola, 2017).
     """
 
     lambda_ms: float = 1.0
@@ -89,6 +92,7 @@ class LossSection:
     lambda_mc: float = 1.0
     lambda_c: float = 1.0
     teacher_noise: float = 0.02
+    consistency_rampup: int = 0
 
 
 @dataclass
@@ -161,6 +165,7 @@ class TrainConfig:
             (self.optim.max_steps >= 0, "optim.max_steps must be >= 0"),
             (0.0 < self.teacher.ema_decay < 1.0, "teacher.ema_decay must be in (0, 1)"),
             (self.loss.teacher_noise >= 0, "loss.teacher_noise must be >= 0"),
+            (self.loss.consistency_rampup >= 0, "loss.consistency_rampup must be >= 0 (steps; 0 = off)"),
             (self.run.val_every >= 0 and self.run.log_every >= 1, "run.val_every >= 0 and run.log_every >= 1"),
             (self.run.export in ("auto", "teacher", "student"), "run.export must be auto, teacher or student"),
         ]

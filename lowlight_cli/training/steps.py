@@ -7,6 +7,7 @@ backward pass updates it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,12 +53,22 @@ class SupervisedStep:
         return StepOutput(total, {"loss": float(total.detach()), **terms})
 
 
+def sigmoid_rampup(step: int, length: int) -> float:
+    """Mean Teacher's ramp-up factor ``exp(-5 (1 - t)^2)``, ``t = min(step / length, 1)``; 1 when ``length`` is 0."""
+    if length <= 0:
+        return 1.0
+    t = min(max(step, 0) / length, 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
 class MeanTeacherStep:
     """Multi-consistency mean teacher (MCMT).
 
     ``L = L_PE(labeled) + lambda_c * L_MCR(labeled + unlabeled)``: the student sees the clean
     batch, the EMA teacher the batch plus Gaussian noise (sigma ``teacher_noise``), without
-    gradients; consistency is asked of the final and every intermediate stage.
+    gradients; consistency is asked of the final and every intermediate stage. With
+    ``loss.consistency_rampup`` set, ``lambda_c`` is scaled by :func:`sigmoid_rampup` of the
+    teacher's update count (= optimiser steps taken in this run, kept across resumes).
     """
 
     def __init__(self, loss: LossSection, ema: EMA) -> None:
@@ -73,8 +84,9 @@ class MeanTeacherStep:
         consistency, c_terms = multi_consistency_loss(
             out["output"], out["stages"], target["output"], target["stages"], lambda_mc=self.loss.lambda_mc
         )
-        total = self.loss.lambda_c * consistency
-        terms = {**c_terms, "unlabeled": float((~mask).sum())}
+        weight = self.loss.lambda_c * sigmoid_rampup(self.ema.updates, self.loss.consistency_rampup)
+        total = weight * consistency
+        terms = {**c_terms, "unlabeled": float((~mask).sum()), "consistency_weight": weight}
         if mask.any():
             supervised, s_terms = progressive_loss(
                 out["output"][mask], [s[mask] for s in out["stages"]], batch["high"][mask],
