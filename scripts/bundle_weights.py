@@ -11,6 +11,7 @@ in config.json's provenance, and writes MODEL_CARD.md. Needs ../shared/data/LOL 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from dataclasses import asdict
@@ -33,6 +34,19 @@ from lowlight_cli.models.checkpoint import read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
+
+
+def bundled_twin(folder: Path) -> tuple[Path, str]:
+    """The bundled ``weights/NAME`` whose model.safetensors is byte-identical to ``folder``'s, else ``folder``.
+
+    A run warm-started from another run's ``best/`` names that run folder; its bundled copy holds
+    the provenance (command, scores) the lineage paragraph quotes.
+    """
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    for candidate in sorted((ROOT / "weights").glob("*/model.safetensors")):
+        if candidate.parent.resolve() != folder.resolve() and hashlib.sha256(candidate.read_bytes()).hexdigest() == digest:
+            return candidate.parent, candidate.parent.name
+    return folder, folder.name
 
 
 def lol_test_scores(folder: Path, data: Path) -> dict:
@@ -99,7 +113,11 @@ def main() -> None:
     machine = args.machine or describe_machine()
 
     config = json.loads((target / "config.json").read_text())
+    init_from = facts["config"]["model"].get("init_from")
+    parent_folder, parent_name = bundled_twin(ROOT / init_from) if init_from else (None, None)
     config["provenance"].update({
+        # the bundled checkpoint this run started from, by name (None: not bundled, or no warm start)
+        "parent_weights": parent_name if parent_folder and parent_folder.resolve().parent == (ROOT / "weights").resolve() else None,
         "lol_test": scores,
         "training": {k: v for k, v in facts.items() if k != "config"},
         "train_config": facts["config"],
@@ -125,6 +143,9 @@ def main() -> None:
         loss_text += (f"; MCMT: lambda_c {loss['lambda_c']}, lambda_mc {loss['lambda_mc']}, teacher input noise sigma "
                       f"{loss['teacher_noise']} (ours), EMA decay {c['teacher']['ema_decay']} with warm-up "
                       f"{'on' if c['teacher'].get('warmup', True) else 'off'} (ours)")
+        if loss.get("consistency_rampup"):
+            loss_text += (f"; lambda_c ramped up over the first {loss['consistency_rampup']} steps along Mean Teacher's "
+                          "sigmoid exp(-5 (1 - t)^2) (ours)")
     elif c["run"].get("export") == "teacher":
         loss_text += f"; exported weights: an EMA of the student, decay {c['teacher']['ema_decay']} (ours)"
     context_text = ""
@@ -136,12 +157,13 @@ def main() -> None:
             "image; zero-initialised. Tiled inference computes that mean over the whole photo.\n"
         )
     lineage_text = ""
-    init_from = c["model"].get("init_from")
     if init_from:
-        parent = read_config(ROOT / init_from)["provenance"]
+        parent = read_config(parent_folder)["provenance"]
         pt = parent.get("training", {})
+        twin = (f"bundled as `weights/{parent_name}`, the same model.safetensors; "
+                if parent_folder != ROOT / init_from else "")
         lineage_text = (
-            f"\n## Lineage\n\nWarm-started from `{init_from}` (every tensor of it; the new modules at their "
+            f"\n## Lineage\n\nWarm-started from `{init_from}` ({twin}every tensor of it; the new modules at their "
             f"initialisation), which was trained first: `{parent.get('command', '?')}` "
             f"({pt.get('epochs', '?')} epochs, {pt.get('steps', '?')} steps, {pt.get('wall_hours', '?')} h; "
             f"LOL test {parent.get('lol_test', {}).get('psnr', float('nan')):.2f} dB; see its MODEL_CARD.md). "

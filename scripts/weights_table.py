@@ -38,7 +38,7 @@ def rows() -> list[str]:
         done = f"{train['epochs']:g} of {train['planned_epochs']} epochs"
         init_from = prov["train_config"]["model"].get("init_from")
         if init_from:
-            done += f" from `{Path(init_from).name}`"
+            done += f" from `{prov.get('parent_weights') or Path(init_from).name}`"
         if not init_from and train["epochs"] < train["planned_epochs"]:
             done += f" ({train['steps']:,} steps)"
         arch = f"`{config['architecture']}`" + (" without global context" if config.get("kwargs", {}).get("global_context") is False else "")

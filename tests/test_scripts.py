@@ -103,3 +103,16 @@ def test_lol_breakdown_splits_test_scores_at_the_highest_training_reference(tmp_
     short = _scores_csv(tmp_path / "c.csv", {"1": (20.0, 0.8)})
     with pytest.raises(SystemExit, match="different set of images"):
         breakdown.main(["--lol", str(lol), str(scores), str(short)])
+
+
+def test_bundling_names_the_bundled_copy_of_a_run_it_was_warm_started_from(tmp_path, monkeypatch):
+    bundler = _script("bundle_weights")
+    monkeypatch.setattr(bundler, "ROOT", tmp_path)
+    run_best, twin, other = tmp_path / "runs/a/best", tmp_path / "weights/a-stage1", tmp_path / "weights/b"
+    for folder, payload in ((run_best, b"stage one"), (twin, b"stage one"), (other, b"something else")):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(payload)
+    assert bundler.bundled_twin(run_best) == (twin, "a-stage1")  # the run's best/ was bundled as a-stage1
+    assert bundler.bundled_twin(other) == (other, "b")  # a bundled folder is its own parent
+    (run_best / "model.safetensors").write_bytes(b"retrained")
+    assert bundler.bundled_twin(run_best) == (run_best, "best")  # never bundled: the run folder itself
