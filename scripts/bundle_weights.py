@@ -30,23 +30,24 @@ from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  #
 from lowlight_cli.evaluation.runner import score_pairing  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
-from lowlight_cli.models.checkpoint import read_config  # noqa: E402
+from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
 
 
-def bundled_twin(folder: Path) -> tuple[Path, str]:
-    """The bundled ``weights/NAME`` whose model.safetensors is byte-identical to ``folder``'s, else ``folder``.
+def bundled_twin(folder: Path) -> Path | None:
+    """The bundled ``weights/NAME`` holding the same weights as checkpoint ``folder`` (itself if bundled), else None.
 
     A run warm-started from another run's ``best/`` names that run folder; its bundled copy holds
-    the provenance (command, scores) the lineage paragraph quotes.
+    the provenance (command, scores) the lineage paragraph quotes. Compares the sha256 every
+    checkpoint's config.json records for its weights.
     """
-    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-    for candidate in sorted((ROOT / "weights").glob("*/model.safetensors")):
-        if candidate.parent.resolve() != folder.resolve() and hashlib.sha256(candidate.read_bytes()).hexdigest() == digest:
-            return candidate.parent, candidate.parent.name
-    return folder, folder.name
+    digest = read_config(folder)["sha256"][WEIGHTS_NAME]
+    for candidate in sorted(p.parent for p in (ROOT / "weights").glob("*/config.json")):
+        if read_config(candidate)["sha256"].get(WEIGHTS_NAME) == digest:
+            return candidate
+    return None
 
 
 def lol_test_scores(folder: Path, data: Path) -> dict:
@@ -114,10 +115,10 @@ def main() -> None:
 
     config = json.loads((target / "config.json").read_text())
     init_from = facts["config"]["model"].get("init_from")
-    parent_folder, parent_name = bundled_twin(ROOT / init_from) if init_from else (None, None)
+    parent_bundled = bundled_twin(ROOT / init_from) if init_from else None
     config["provenance"].update({
         # the bundled checkpoint this run started from, by name (None: not bundled, or no warm start)
-        "parent_weights": parent_name if parent_folder and parent_folder.resolve().parent == (ROOT / "weights").resolve() else None,
+        "parent_weights": parent_bundled.name if parent_bundled else None,
         "lol_test": scores,
         "training": {k: v for k, v in facts.items() if k != "config"},
         "train_config": facts["config"],
@@ -158,10 +159,10 @@ def main() -> None:
         )
     lineage_text = ""
     if init_from:
-        parent = read_config(parent_folder)["provenance"]
+        parent = read_config(parent_bundled or ROOT / init_from)["provenance"]
         pt = parent.get("training", {})
-        twin = (f"bundled as `weights/{parent_name}`, the same model.safetensors; "
-                if parent_folder != ROOT / init_from else "")
+        twin = (f"bundled as `weights/{parent_bundled.name}`, the same weights; "
+                if parent_bundled and parent_bundled.resolve() != (ROOT / init_from).resolve() else "")
         lineage_text = (
             f"\n## Lineage\n\nWarm-started from `{init_from}` ({twin}every tensor of it; the new modules at their "
             f"initialisation), which was trained first: `{parent.get('command', '?')}` "

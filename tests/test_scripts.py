@@ -109,10 +109,14 @@ def test_bundling_names_the_bundled_copy_of_a_run_it_was_warm_started_from(tmp_p
     bundler = _script("bundle_weights")
     monkeypatch.setattr(bundler, "ROOT", tmp_path)
     run_best, twin, other = tmp_path / "runs/a/best", tmp_path / "weights/a-stage1", tmp_path / "weights/b"
-    for folder, payload in ((run_best, b"stage one"), (twin, b"stage one"), (other, b"something else")):
-        folder.mkdir(parents=True)
-        (folder / "model.safetensors").write_bytes(payload)
-    assert bundler.bundled_twin(run_best) == (twin, "a-stage1")  # the run's best/ was bundled as a-stage1
-    assert bundler.bundled_twin(other) == (other, "b")  # a bundled folder is its own parent
-    (run_best / "model.safetensors").write_bytes(b"retrained")
-    assert bundler.bundled_twin(run_best) == (run_best, "best")  # never bundled: the run folder itself
+
+    def checkpoint(folder: Path, digest: str) -> None:  # what save_checkpoint records for its weights
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"architecture": "crnet-s", "sha256": {"model.safetensors": digest}}))
+
+    for folder, digest in ((run_best, "stage one"), (twin, "stage one"), (other, "something else")):
+        checkpoint(folder, digest)
+    assert bundler.bundled_twin(run_best) == twin  # the run's best/ was bundled as a-stage1
+    assert bundler.bundled_twin(other) == other  # a bundled folder is its own parent
+    checkpoint(run_best, "retrained")
+    assert bundler.bundled_twin(run_best) is None  # never bundled
