@@ -23,7 +23,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts"))
 from machine import describe_machine  # noqa: E402
+from run_history import last_terms, validation_history  # noqa: E402
 
 from lowlight_cli import __version__  # noqa: E402
 from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  # noqa: E402
@@ -89,24 +91,65 @@ def run_facts(run: Path) -> dict:
         "unlabeled": len(split["unlabeled"]),
         "validation": len(split["validation"]),
         "split_seed": split["seed"],
+        # every validation of the run and the loss terms of its last logged step, so statements about
+        # how validation moved or how large a term was can be checked from the bundle alone
+        # (scripts/run_history.py prints them)
+        "validation_history": validation_history(records),
+        "last_terms": last_terms(records),
         "config": config,
     }
+
+
+def copy_checkpoint(best: Path, target: Path) -> None:
+    """Copy a run's ``best/`` checkpoint into ``target``.
+
+    Re-bundling the same weights keeps the architecture kwargs recorded in ``target``: a run saved
+    with the defaults of its day (``{}``) was pinned explicitly there when a default changed later.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    pinned = read_config(target) if (target / "config.json").is_file() else None
+    for file in ("config.json", WEIGHTS_NAME):
+        shutil.copyfile(best / file, target / file)
+    if pinned and pinned["sha256"] == read_config(target)["sha256"]:
+        fresh = json.loads((target / "config.json").read_text())
+        fresh.update(architecture=pinned["architecture"], kwargs=pinned.get("kwargs", {}))
+        (target / "config.json").write_text(json.dumps(fresh, indent=2, sort_keys=True) + "\n")
+
+
+def record_history(run: Path, target: Path) -> None:
+    """Add ``run``'s validation history and last loss terms to the provenance of bundled ``target``.
+
+    For checkpoints bundled before the history was recorded; refuses a run whose best weights are
+    not the bundled ones.
+    """
+    if read_config(run / "best")["sha256"] != read_config(target)["sha256"]:
+        raise SystemExit(f"{run}/best does not hold the weights bundled in {target}")
+    facts = run_facts(run)
+    config = json.loads((target / "config.json").read_text())
+    config["provenance"]["training"].update(validation_history=facts["validation_history"], last_terms=facts["last_terms"])
+    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
-    parser.add_argument("--command", required=True, help="the exact training command")
+    parser.add_argument("--command", help="the exact training command (required unless --history-only)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "LOL")
     parser.add_argument("--machine", default="", help="the training machine, if not this one as it is now")
     parser.add_argument("--note", default="", help="extra text for the card (how far training got, ...)")
+    parser.add_argument("--history-only", action="store_true",
+                        help="only record RUN's validation history and last loss terms in an already bundled "
+                             "weights/NAME holding the same weights; scores and card stay as they are")
     args = parser.parse_args()
+    if args.history_only:
+        record_history(args.run, ROOT / "weights" / args.name)
+        return
+    if not args.command:
+        parser.error("--command is required")
 
     target = ROOT / "weights" / args.name
-    target.mkdir(parents=True, exist_ok=True)
-    for file in ("config.json", "model.safetensors"):
-        shutil.copyfile(args.run / "best" / file, target / file)
+    copy_checkpoint(args.run / "best", target)
     facts = run_facts(args.run)
     scores = lol_test_scores(target, args.data)
     model = load_checkpoint(target)

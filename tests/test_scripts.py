@@ -120,3 +120,75 @@ def test_bundling_names_the_bundled_copy_of_a_run_it_was_warm_started_from(tmp_p
     assert bundler.bundled_twin(other) == other  # a bundled folder is its own parent
     checkpoint(run_best, "retrained")
     assert bundler.bundled_twin(run_best) is None  # never bundled
+
+
+def _log(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_run_history_is_recorded_when_bundling_and_reads_the_same_from_run_or_bundle(tmp_path, capsys):
+    history = _script("run_history")
+    bundler = _script("bundle_weights")
+    run = tmp_path / "runs/a"
+
+    def step(n: int, loss: float) -> dict:
+        return {"time": float(n), "kind": "step", "step": n, "total_steps": 40, "terms": {"loss": loss, "mc_final": 0.0004567}}
+
+    def val(n: int, psnr: float) -> dict:
+        return {"time": float(n), "kind": "validation", "step": n, "psnr": psnr, "ssim": 0.5, "best": False}
+
+    # stopped hard after step 30's validation, resumed from the step-20 state: 30 is logged twice
+    _log(run / "log.jsonl", [step(10, 0.9), val(10, 15.0), step(20, 0.8), val(20, 17.0), step(30, 0.7), val(30, 16.0),
+                             step(30, 0.65), val(30, 16.5), step(40, 0.6), val(40, 18.123456)])
+    (run / "split.json").write_text(json.dumps({"labeled": [1, 2], "unlabeled": [3], "validation": [4], "seed": 0}))
+    (run / "config.yaml").write_text("optim: {epochs: 4}\n")
+    facts = bundler.run_facts(run)
+    assert facts["validation_history"] == [
+        {"step": 10, "psnr": 15.0, "ssim": 0.5}, {"step": 20, "psnr": 17.0, "ssim": 0.5},
+        {"step": 30, "psnr": 16.5, "ssim": 0.5}, {"step": 40, "psnr": 18.1235, "ssim": 0.5},
+    ]
+    assert facts["last_terms"] == {"step": 40, "loss": 0.6, "mc_final": 0.000457}
+    # a bundle keeps them in provenance.training; the script reads either source alike
+    bundle = tmp_path / "weights/a"
+    bundle.mkdir(parents=True)
+    training = {k: v for k, v in facts.items() if k != "config"}
+    (bundle / "config.json").write_text(json.dumps({"provenance": {"training": training}}))
+    assert history.read_history(bundle) == history.read_history(run)
+    assert history.main([str(bundle), "--last", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{bundle}: 4 validations, best 18.12 dB at step 40"
+    assert "| 30 | 16.50 | 0.5000 |" in out
+    assert out[-2] == "last 3 validations (steps 20 to 40): 16.50 to 18.12 dB, mean 17.21"
+    assert out[-1] == "loss terms at step 40: loss 0.6, mc_final 0.000457"
+    # a checkpoint bundled before histories were recorded is named, not guessed at
+    (bundle / "config.json").write_text(json.dumps({"provenance": {"training": {"steps": 40}}}))
+    with pytest.raises(SystemExit, match="without a validation history"):
+        history.read_history(bundle)
+    with pytest.raises(SystemExit, match="neither a run folder"):
+        history.read_history(tmp_path)
+
+
+def test_rebundling_the_same_weights_keeps_their_pinned_architecture_kwargs(tmp_path):
+    bundler = _script("bundle_weights")
+    best, target = tmp_path / "runs/a/best", tmp_path / "weights/a"
+    for folder, kwargs, digest in ((best, {}, "w1"), (target, {"global_context": False}, "w1")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"architecture": "crnet-s", "kwargs": kwargs, "sha256": {"model.safetensors": digest}}))
+        (folder / "model.safetensors").write_bytes(digest.encode())
+    bundler.copy_checkpoint(best, target)  # same weights: the kwargs pinned in the bundle stay
+    assert json.loads((target / "config.json").read_text())["kwargs"] == {"global_context": False}
+    (best / "config.json").write_text(json.dumps({"architecture": "crnet-s", "kwargs": {}, "sha256": {"model.safetensors": "w2"}}))
+    (best / "model.safetensors").write_bytes(b"w2")
+    bundler.copy_checkpoint(best, target)  # new weights: the run's own config
+    assert json.loads((target / "config.json").read_text())["kwargs"] == {}
+    assert (target / "model.safetensors").read_bytes() == b"w2"
+
+
+def test_history_only_refuses_a_run_whose_best_is_not_the_bundled_weights(tmp_path):
+    bundler = _script("bundle_weights")
+    for folder, digest in ((tmp_path / "runs/a/best", "w1"), (tmp_path / "weights/a", "w2")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"architecture": "crnet-s", "sha256": {"model.safetensors": digest}}))
+    with pytest.raises(SystemExit, match="does not hold the weights bundled"):
+        bundler.record_history(tmp_path / "runs/a", tmp_path / "weights/a")
