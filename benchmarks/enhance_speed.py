@@ -2,6 +2,7 @@
 
     python benchmarks/enhance_speed.py                      # CPU, every model
     python benchmarks/enhance_speed.py --device cuda --models crnet crnet-s
+    python benchmarks/enhance_speed.py --precision bf16 --models crnet crnet-s   # CPUs with AVX512-BF16/AMX
 
 Random initialisations are timed (speed does not depend on the weights). Prints a markdown table.
 """
@@ -19,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
+from lowlight_cli.inference import Enhancer, InferenceConfig, resolve_device, resolve_precision  # noqa: E402
 from lowlight_cli.models import create_model, list_models  # noqa: E402
 
 # image side per model on the CPU: the paper-size CRNet runs ~0.01 MP/s there
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="image size (default per model)")
     args = parser.parse_args()
 
-    print(f"machine: {describe_machine()}; device {args.device}")
+    precision = resolve_precision(args.precision, resolve_device(args.device))
+    print(f"machine: {describe_machine()}; device {args.device} ({precision})")
     print("| model | image | whole MP/s | tiled MP/s (tile %d, overlap %d, batch %d) |" % (args.tile, args.overlap, args.batch_size))
     print("|---|---|---|---|")
     rng = np.random.default_rng(0)

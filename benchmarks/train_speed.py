@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py                         # CPU: crnet-s and crnet, supervised and MCMT
     python benchmarks/train_speed.py --device cuda --models crnet
+    python benchmarks/train_speed.py --precision bf16            # bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)
 
 Times real optimisation steps of the project's training steps (progressive loss; MCMT with the
 EMA teacher) on random patches, after warm-up steps. A LOL epoch is 217 training pairs x 30
@@ -20,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from lowlight_cli.inference import resolve_device  # noqa: E402
+from lowlight_cli.inference import resolve_device, resolve_precision  # noqa: E402
+from lowlight_cli.inference.precision import autocast  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
 from lowlight_cli.training import EMA  # noqa: E402
 from lowlight_cli.training.config import LossSection  # noqa: E402
@@ -29,7 +31,7 @@ from lowlight_cli.training.steps import MeanTeacherStep, StagesForward, Supervis
 LOL_EPOCH_PATCHES = 217 * 30
 
 
-def time_steps(name: str, semi: bool, device: torch.device, batch: int, patch: int, steps: int, warmup: int) -> float:
+def time_steps(name: str, semi: bool, device: torch.device, precision: str, batch: int, patch: int, steps: int, warmup: int) -> float:
     """Seconds per optimisation step (labeled batch of ``batch``; MCMT adds as many unlabeled)."""
     model = create_model(name, pretrained=False).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -47,7 +49,8 @@ def time_steps(name: str, semi: bool, device: torch.device, batch: int, patch: i
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        out = step(student, data)
+        with autocast(precision, device):  # as the training loop runs it
+            out = step(student, data)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
@@ -62,18 +65,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["crnet-s", "crnet"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--supervised-only", action="store_true", help="skip the MCMT rows")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    print(f"machine: {describe_machine()}; device {device}; batch {args.batch_size} x {args.patch_size} px")
+    precision = resolve_precision(args.precision, device)
+    print(f"machine: {describe_machine()}; device {device} ({precision}); batch {args.batch_size} x {args.patch_size} px")
     print("| model | mode | s/step | labeled patches/s | s per LOL epoch (6510 patches) |")
     print("|---|---|---|---|---|")
     for name in args.models:
-        for semi in (False, True):
-            seconds = time_steps(name, semi, device, args.batch_size, args.patch_size, args.steps, args.warmup)
+        for semi in (False, True) if not args.supervised_only else (False,):
+            seconds = time_steps(name, semi, device, precision, args.batch_size, args.patch_size, args.steps, args.warmup)
             rate = args.batch_size / seconds
             mode = "MCMT (+16 unlabeled)" if semi else "supervised"
             print(f"| {name} | {mode} | {seconds:.3f} | {rate:.1f} | {LOL_EPOCH_PATCHES / rate:.0f} |", flush=True)

@@ -51,7 +51,7 @@ def train(
     val_every: Annotated[Optional[int], Opt("--val-every", help="Steps between validations (default: each epoch).")] = None,
     seed: Annotated[Optional[int], Opt("--seed")] = None,
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (CUDA).")] = None,
+    precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (bf16/fp16 autocast on CUDA; bf16 also on CPUs with AVX512-BF16 or AMX).")] = None,
     workers: Annotated[Optional[int], Opt("--workers", help="Data-loader worker processes.")] = None,
 ) -> None:
     """Train CRNet fully supervised (progressive loss) or semi-supervised (MCMT)."""

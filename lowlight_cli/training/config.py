@@ -111,7 +111,8 @@ class RunSection:
         semi: multi-consistency mean teacher on labeled + unlabeled images.
         out: run folder.
         seed: seeds patches, initialisation and noise, and the split unless ``data.seed`` is set.
-        device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA).
+        device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA; ``bf16`` also on
+            CPUs with native bf16).
         val_every: optimiser steps between validations (0: at the end of each epoch).
         log_every: steps between log lines.
         save_every: steps between resumable checkpoints (0: with each validation).
