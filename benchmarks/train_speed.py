@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                         # CPU: crnet-s and crnet, supervised and MCMT
     python benchmarks/train_speed.py --device cuda --models crnet
     python benchmarks/train_speed.py --precision bf16            # bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)
+    python benchmarks/train_speed.py --compile --warmup 2        # torch.compile, as lowlight train --compile
 
 Times real optimisation steps of the project's training steps (progressive loss; MCMT with the
 EMA teacher) on random patches, after warm-up steps. A LOL epoch is 217 training pairs x 30
@@ -31,13 +32,16 @@ from lowlight_cli.training.steps import MeanTeacherStep, StagesForward, Supervis
 LOL_EPOCH_PATCHES = 217 * 30
 
 
-def time_steps(name: str, semi: bool, device: torch.device, precision: str, batch: int, patch: int, steps: int, warmup: int) -> float:
+def time_steps(name: str, semi: bool, device: torch.device, precision: str, batch: int, patch: int, steps: int, warmup: int,
+               compile_student: bool = False) -> float:
     """Seconds per optimisation step (labeled batch of ``batch``; MCMT adds as many unlabeled)."""
     model = create_model(name, pretrained=False).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     ema = EMA(model) if semi else None
     step = MeanTeacherStep(LossSection(), ema) if ema else SupervisedStep(LossSection())
     student = StagesForward(model)
+    if compile_student:  # as run.compile; the warm-up steps include the compilation
+        student = torch.compile(student)
     n = batch * (2 if semi else 1)
     data = {
         "low": torch.rand(n, 3, patch, patch, device=device) * 0.2,
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--supervised-only", action="store_true", help="skip the MCMT rows")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the student, as run.compile")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=10)
@@ -74,12 +79,14 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    print(f"machine: {describe_machine()}; device {device} ({precision}); batch {args.batch_size} x {args.patch_size} px")
+    mode = f"{precision}{', compiled' if args.compile else ''}"
+    print(f"machine: {describe_machine()}; device {device} ({mode}); batch {args.batch_size} x {args.patch_size} px")
     print("| model | mode | s/step | labeled patches/s | s per LOL epoch (6510 patches) |")
     print("|---|---|---|---|---|")
     for name in args.models:
         for semi in (False, True) if not args.supervised_only else (False,):
-            seconds = time_steps(name, semi, device, precision, args.batch_size, args.patch_size, args.steps, args.warmup)
+            seconds = time_steps(name, semi, device, precision, args.batch_size, args.patch_size, args.steps, args.warmup,
+                                 args.compile)
             rate = args.batch_size / seconds
             mode = "MCMT (+16 unlabeled)" if semi else "supervised"
             print(f"| {name} | {mode} | {seconds:.3f} | {rate:.1f} | {LOL_EPOCH_PATCHES / rate:.0f} |", flush=True)

@@ -427,3 +427,41 @@ def test_warm_start_from_a_checkpoint_adds_the_global_context(tmp_path):
     assert any(k.startswith("context.") for k in after)
     bad = runner.invoke(app, [*args[:-4], "--set", f"model.init_from={tmp_path / 'nowhere'}", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "init_from" in bad.output and "Traceback" not in bad.output
+
+
+def _has_cxx() -> bool:
+    import shutil
+
+    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_training_follows_eager_training_and_saves_plain_weights(tmp_path):
+    common = ["train", *SMOKE, "--set", "run.val_every=100", "--max-steps", "3"]
+    runs = {}
+    from torch._dynamo.utils import counters
+
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        counters.clear()
+        result = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert (counters["stats"]["unique_graphs"] > 0) == (name == "compiled")  # compiled, and only when asked
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        runs[name] = ([r["terms"]["loss"] for r in log if r["kind"] == "step"], _weights(tmp_path / name / "last"))
+    (eager_loss, eager_w), (comp_loss, comp_w) = runs["eager"], runs["compiled"]
+    assert set(comp_w) == set(eager_w)  # no torch.compile wrapper names in the checkpoint
+    assert np.allclose(comp_loss, eager_loss, rtol=1e-3)
+    assert all(torch.allclose(comp_w[k], eager_w[k], atol=1e-4) for k in eager_w)
+    assert "compile: true" in (tmp_path / "compiled" / "config.yaml").read_text()
+    load_checkpoint(tmp_path / "compiled" / "last")  # loads strictly as a plain checkpoint
+
+
+def test_compile_without_a_cpp_compiler_fails_before_training(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = runner.invoke(app, ["train", *SMOKE, "--compile", "--max-steps", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "needs a C++ compiler" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "log.jsonl").exists()

@@ -53,6 +53,7 @@ def train(
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
     precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (bf16/fp16 autocast on CUDA; bf16 also on CPUs with AVX512-BF16 or AMX).")] = None,
     workers: Annotated[Optional[int], Opt("--workers", help="Data-loader worker processes.")] = None,
+    compile_: Annotated[Optional[bool], Opt("--compile/--no-compile", help="torch.compile the student (faster steps after a slow first one; CPU: needs a C++ compiler).")] = None,
 ) -> None:
     """Train CRNet fully supervised (progressive loss) or semi-supervised (MCMT)."""
     flags = {
@@ -60,11 +61,11 @@ def train(
         "optim.epochs": epochs, "optim.max_steps": max_steps, "data.batch_size": batch_size,
         "data.patch_size": patch_size, "data.patches_per_image": patches_per_image, "optim.lr": lr,
         "run.val_every": val_every, "run.seed": seed, "run.device": device, "run.precision": precision,
-        "data.workers": workers,
+        "data.workers": workers, "run.compile": compile_,
     }
     if resume is not None:
         if config is not None or model is not None or data is not None or semi is not None or labeled_frac is not None:
-            raise UsageError("--resume continues a run as it was configured", hint="only schedule, device and worker flags may change on resume")
+            raise UsageError("--resume continues a run as it was configured", hint="only schedule, device, precision, compile and worker flags may change on resume")
         cfg = load_config(resume / "config.yaml")
         for key, value in flags.items():
             if value is not None:

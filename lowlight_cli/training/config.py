@@ -120,6 +120,9 @@ class RunSection:
             ``auto`` = teacher for semi-supervised runs, student otherwise. ``teacher`` in a
             supervised run (ours) keeps an EMA of the student (``teacher.ema_decay``) and exports it.
         channels_last: use channels-last memory format on CUDA.
+        compile: run the student's forward (and so its backward) through ``torch.compile`` (ours;
+            off by default). The first step compiles for a while; on the CPU it needs a C++ compiler.
+            Validation, the teacher and saved checkpoints use the plain model.
     """
 
     semi: bool = False
@@ -132,6 +135,7 @@ class RunSection:
     save_every: int = 0
     export: str = "auto"
     channels_last: bool = True
+    compile: bool = False
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -57,6 +59,8 @@ class Trainer:
         self.resume = resume
         self.ctx, self.device = distributed.setup(config.run.device)
         self.precision = resolve_precision(config.run.precision, self.device)
+        if config.run.compile:
+            check_compile_toolchain(self.device)
         self.entry = MODELS.get(config.model.name)
         if not self.entry.info.needs_weights:
             raise ConfigError(f"model {config.model.name!r} has nothing to train")
@@ -157,6 +161,8 @@ class Trainer:
         student = StagesForward(model)
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.run.compile:  # after the DDP wrap, as torch.compile asks; the model itself stays plain
+            student = torch.compile(student)
         step_fn = MeanTeacherStep(cfg.loss, ema) if cfg.run.semi else SupervisedStep(cfg.loss)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
@@ -286,6 +292,24 @@ class Trainer:
         scaler.load_state_dict(trainer["scaler"])
         set_rng_state(trainer["rng"])
         return Progress(**trainer["progress"])
+
+
+CXX_NAMES = ("g++", "c++", "clang++")
+
+
+def check_compile_toolchain(device: torch.device) -> None:
+    """Fail early where ``run.compile`` cannot work: on the CPU, Inductor generates C++ and needs a compiler.
+
+    Raises:
+        ConfigError: no C++ compiler on PATH (``$CXX`` if set, else g++, c++ or clang++).
+    """
+    if device.type != "cpu":
+        return
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else list(CXX_NAMES)
+    if not any(shutil.which(name) for name in names):
+        raise ConfigError("run.compile on the CPU needs a C++ compiler (torch.compile generates C++ there); "
+                          f"none of {', '.join(names)} is on PATH",
+                          hint="install one (e.g. g++), or train without --compile")
 
 
 def describe_run(run_dir: Path) -> dict:
