@@ -127,6 +127,10 @@ def test_model_mode_enhances_then_scores(tmp_path):
     report = _json(runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--json", "--device", "cpu"]))
     # the gamma curve undoes x ** 2.2 up to 8-bit rounding of the dark input
     assert report["summary"]["psnr"]["mean"] > 30 and report["model"] == "gamma"
+    from lowlight_cli.models import create_model
+
+    tile = create_model("gamma").info.default_tile  # the CPU default
+    assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile}
 
 
 def test_lpips_weights_option_and_clear_error_without(folders, tmp_path, monkeypatch):

@@ -107,6 +107,10 @@ def evaluate(
             progress.advance(task)
 
     extra = {"model": model, "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
+    if enhancer is not None:  # how the predictions were made: precision and tiling move the scores slightly
+        extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile}
+        err.print(f"enhanced with {model} on {enhancer.device} ({enhancer.precision}, "
+                  f"{'whole images' if not enhancer.tile else f'tiles of {enhancer.tile} px'})")
     if csv_path is not None:
         atomic_write_bytes(csv_path, csv_report(protocol, scores).encode())
         err.print(f"per-image scores written to {csv_path}")
