@@ -3,6 +3,7 @@
     python benchmarks/enhance_speed.py                      # CPU, every model
     python benchmarks/enhance_speed.py --device cuda --models crnet crnet-s
     python benchmarks/enhance_speed.py --precision bf16 --models crnet crnet-s   # CPUs with AVX512-BF16/AMX
+    python benchmarks/enhance_speed.py --compile --models crnet crnet-s          # torch.compile (warm-up compiles)
 
 Random initialisations are timed (speed does not depend on the weights). Prints a markdown table.
 """
@@ -52,11 +53,12 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (the warm-up run compiles)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="image size (default per model)")
     args = parser.parse_args()
 
     precision = resolve_precision(args.precision, resolve_device(args.device))
-    print(f"machine: {describe_machine()}; device {args.device} ({precision})")
+    print(f"machine: {describe_machine()}; device {args.device} ({precision}{', compiled' if args.compile else ''})")
     print("| model | image | whole MP/s | tiled MP/s (tile %d, overlap %d, batch %d) |" % (args.tile, args.overlap, args.batch_size))
     print("|---|---|---|---|")
     rng = np.random.default_rng(0)
@@ -66,7 +68,8 @@ def main() -> None:
         image = (rng.random((h, w, 3), dtype=np.float32) * 0.2).astype(np.float32)
         rates = []
         for tile in (0, args.tile):
-            config = InferenceConfig(device=args.device, precision=args.precision, tile=tile, overlap=args.overlap, batch_size=args.batch_size)
+            config = InferenceConfig(device=args.device, precision=args.precision, tile=tile, overlap=args.overlap,
+                                     batch_size=args.batch_size, compile=args.compile)
             seconds = time_enhance(Enhancer(model, config), image, args.repeats)
             rates.append(h * w / 1e6 / seconds)
         print(f"| {name} | {w}x{h} | {rates[0]:.3f} | {rates[1]:.3f} |", flush=True)

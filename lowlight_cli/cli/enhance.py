@@ -19,6 +19,7 @@ from .errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_erro
 from .loading import load_model
 from .options import (
     BatchSizeOpt,
+    CompileOpt,
     DeviceOpt,
     JsonOpt,
     ModelOpt,
@@ -60,6 +61,7 @@ def enhance(
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
+    compile_: CompileOpt = False,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     json_summary: JsonOpt = False,
 ) -> None:
@@ -68,7 +70,7 @@ def enhance(
         raise UsageError("--overwrite and --skip-existing contradict each other")
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
-    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size)
+    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
     items = find_images(inputs, recursive=recursive)
     if not items:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")
@@ -91,7 +93,8 @@ def enhance(
     tile_text = "whole image" if enhancer.tile == 0 else f"tile {enhancer.tile}"
     runtime = getattr(enhancer.model, "precision", None)  # an exported .onnx file fixes its own precision
     precision_text = f"onnxruntime {runtime}" if runtime else enhancer.precision
-    err.print(f"{model} on {enhancer.device} ({precision_text}, {tile_text}): {len(todo)} image(s)")
+    compiled = ", compiled" if config.compile else ""
+    err.print(f"{model} on {enhancer.device} ({precision_text}, {tile_text}{compiled}): {len(todo)} image(s)")
     results = _run(enhancer, todo, quality=quality, max_pixels=max_pixels)
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
     _report(results, model=model, enhancer=enhancer, json_summary=json_summary)

@@ -20,7 +20,7 @@ from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import handle_errors
 from .loading import load_model
-from .options import BatchSizeOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .options import BatchSizeOpt, CompileOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
 Examples:\n
@@ -61,6 +61,7 @@ def evaluate(
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
+    compile_: CompileOpt = False,
 ) -> None:
     """Score images with PSNR, SSIM and NIQE under an explicit protocol."""
     names = parse_metric_list(list(metrics) + list(ctx.args))
@@ -80,7 +81,7 @@ def evaluate(
         pred, ref = low, ref or high
         enhancer = Enhancer(
             load_model(model, weights, no_pretrained),
-            InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size),
+            InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_),
         )
     elif pred is None:
         raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
@@ -108,7 +109,8 @@ def evaluate(
 
     extra = {"model": model, "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
     if enhancer is not None:  # how the predictions were made: precision and tiling move the scores slightly
-        extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile}
+        extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
+                              "compiled": enhancer.config.compile}
         err.print(f"enhanced with {model} on {enhancer.device} ({enhancer.precision}, "
                   f"{'whole images' if not enhancer.tile else f'tiles of {enhancer.tile} px'})")
     if csv_path is not None:

@@ -31,6 +31,10 @@ TileOpt = Annotated[
     typer.Option("--tile", help="Tile side in pixels; 0 = whole image; default: from GPU memory / model."),
 ]
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between tiles in pixels.")]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the model: the first image waits for the compilation, the rest run faster (tiled); CPU: needs a C++ compiler."),
+]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Tiles per forward pass.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write a machine-readable summary on stdout.")]
 OutDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]

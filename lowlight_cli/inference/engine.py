@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..models.base import EnhancementModel
+from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
@@ -30,11 +31,14 @@ class InferenceConfig:
 
     Attributes:
         device: ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision on CUDA only).
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`resolve_precision`).
         tile: tile side in pixels; ``None`` chooses from free GPU memory (CPU: the model's
             default); ``0`` runs whole images.
         overlap: pixels shared by neighbouring tiles.
         batch_size: tiles per forward pass.
+        compile: run the model through ``torch.compile`` (PyTorch models only). The first image
+            pays for the compilation (tens of seconds); tiled inference then reuses one graph for
+            every tile, while whole-image inference compiles again for new image sizes.
     """
 
     device: str = "auto"
@@ -42,6 +46,7 @@ class InferenceConfig:
     tile: int | None = None
     overlap: int = 32
     batch_size: int = 4
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile < 0:
@@ -172,6 +177,13 @@ class Enhancer:
             if self.config.tile is not None
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
+        self._call: Callable[..., torch.Tensor] = self.model
+        if self.config.compile:
+            if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
+                raise UsageError(f"--compile applies to trained PyTorch models, not {self.info.name}",
+                                 hint="drop --compile")
+            check_compile_toolchain(self.device)
+            self._call = compile_module(self.model, fixed_shapes=self.tile > 0)
 
     def _context_forward(self, image: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The model, bound to the whole-image context of ``image`` when it uses one.
@@ -180,14 +192,14 @@ class Enhancer:
         the whole photo, padded as the whole-image path pads it, so every tile agrees with the
         others and with whole-image inference.
         """
-        model = self.model
+        model, call = self.model, self._call
         if not getattr(model, "uses_image_context", False):
-            return model
+            return call
         multiple = self.info.input_multiple
         padded = pad_to(image, round_up(image.shape[-2], multiple), round_up(image.shape[-1], multiple))
         with torch.inference_mode():
             context = model.image_context(padded)  # type: ignore[attr-defined]
-        return lambda batch: model(batch, context=context.expand(batch.shape[0], -1))
+        return lambda batch: call(batch, context=context.expand(batch.shape[0], -1))
 
     def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
         """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -25,6 +23,7 @@ from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_d
 from ..data.patches import PatchConfig, PatchDataset, plan_epoch
 from ..data.splits import Split, make_split
 from ..errors import ConfigError
+from ..inference.compilation import check_compile_toolchain, compile_module
 from ..inference.precision import resolve_precision
 from ..models import MODELS, save_checkpoint
 from ..models.checkpoint import load_state_dict_file, load_weights_strict
@@ -162,7 +161,7 @@ class Trainer:
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.run.compile:  # after the DDP wrap, as torch.compile asks; the model itself stays plain
-            student = torch.compile(student)
+            student = compile_module(student, fixed_shapes=False)
         step_fn = MeanTeacherStep(cfg.loss, ema) if cfg.run.semi else SupervisedStep(cfg.loss)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
@@ -292,24 +291,6 @@ class Trainer:
         scaler.load_state_dict(trainer["scaler"])
         set_rng_state(trainer["rng"])
         return Progress(**trainer["progress"])
-
-
-CXX_NAMES = ("g++", "c++", "clang++")
-
-
-def check_compile_toolchain(device: torch.device) -> None:
-    """Fail early where ``run.compile`` cannot work: on the CPU, Inductor generates C++ and needs a compiler.
-
-    Raises:
-        ConfigError: no C++ compiler on PATH (``$CXX`` if set, else g++, c++ or clang++).
-    """
-    if device.type != "cpu":
-        return
-    names = [os.environ["CXX"]] if os.environ.get("CXX") else list(CXX_NAMES)
-    if not any(shutil.which(name) for name in names):
-        raise ConfigError("run.compile on the CPU needs a C++ compiler (torch.compile generates C++ there); "
-                          f"none of {', '.join(names)} is on PATH",
-                          hint="install one (e.g. g++), or train without --compile")
 
 
 def describe_run(run_dir: Path) -> dict:
