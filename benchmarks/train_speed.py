@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from lowlight_cli.inference import resolve_device, resolve_precision  # noqa: E402
+from lowlight_cli.inference.compilation import compile_module  # noqa: E402
 from lowlight_cli.inference.precision import autocast  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
 from lowlight_cli.training import EMA  # noqa: E402
@@ -41,7 +42,7 @@ def time_steps(name: str, semi: bool, device: torch.device, precision: str, batc
     step = MeanTeacherStep(LossSection(), ema) if ema else SupervisedStep(LossSection())
     student = StagesForward(model)
     if compile_student:  # as run.compile; the warm-up steps include the compilation
-        student = torch.compile(student)
+        student = compile_module(student, fixed_shapes=False)
     n = batch * (2 if semi else 1)
     data = {
         "low": torch.rand(n, 3, patch, patch, device=device) * 0.2,

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "scripts"))
 from machine import describe_machine  # noqa: E402
-from run_history import last_terms, validation_history  # noqa: E402
+from run_history import last_terms, read_history, read_records, validation_history  # noqa: E402
 
 from lowlight_cli import __version__  # noqa: E402
 from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  # noqa: E402
@@ -69,7 +69,7 @@ def lol_test_scores(folder: Path, data: Path) -> dict:
 
 
 def run_facts(run: Path) -> dict:
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = read_records(run)
     steps = [r for r in records if r["kind"] == "step"]
     vals = [r for r in records if r["kind"] == "validation"]
     best = max(vals, key=lambda r: r["psnr"])
@@ -124,9 +124,9 @@ def record_history(run: Path, target: Path) -> None:
     """
     if read_config(run / "best")["sha256"] != read_config(target)["sha256"]:
         raise SystemExit(f"{run}/best does not hold the weights bundled in {target}")
-    facts = run_facts(run)
+    history, terms = read_history(run)
     config = json.loads((target / "config.json").read_text())
-    config["provenance"]["training"].update(validation_history=facts["validation_history"], last_terms=facts["last_terms"])
+    config["provenance"]["training"].update(validation_history=history, last_terms=terms)
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

@@ -2,10 +2,13 @@
 
     python scripts/run_history.py weights/crnet-s-lol-sup10-stage1 --last 7
     python scripts/run_history.py runs/crnet-lol
+    python scripts/run_history.py training-state/crnet-lol --step-time 1400 2650   # median s/step there
 
 FOLDER is a run folder (reads log.jsonl) or a bundled ``weights/NAME`` (reads the history that
 scripts/bundle_weights.py recorded in config.json's provenance). Prints every validation (step,
 PSNR, SSIM), the range and mean of the last N, and the loss terms at the last logged step.
+``--step-time A B`` (run folders) adds the median seconds per optimiser step between steps A and B,
+from the times of consecutive log lines (intervals over 10 minutes, stops and resumes, left out).
 """
 
 from __future__ import annotations
@@ -14,6 +17,19 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+
+
+def read_records(run: Path) -> list[dict]:
+    """The records of a run folder's ``log.jsonl``, in file order."""
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def median_step_seconds(records: list[dict], first: int, last: int) -> float:
+    """Median seconds per step between consecutive step lines within ``[first, last]``; NaN if none."""
+    steps = [r for r in records if r["kind"] == "step" and first <= r["step"] <= last]
+    rates = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(steps, steps[1:])
+             if b["step"] > a["step"] and b["time"] - a["time"] < 600]
+    return statistics.median(rates) if rates else float("nan")
 
 
 def validation_history(records: list[dict]) -> list[dict]:
@@ -33,9 +49,8 @@ def last_terms(records: list[dict]) -> dict:
 
 def read_history(folder: Path) -> tuple[list[dict], dict]:
     """(validation history, last terms) of a run folder or a bundled checkpoint folder."""
-    log = folder / "log.jsonl"
-    if log.is_file():
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if (folder / "log.jsonl").is_file():
+        records = read_records(folder)
         return validation_history(records), last_terms(records)
     config = folder / "config.json"
     if not config.is_file():
@@ -66,11 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--last", type=int, default=None, help="summarise the last N validations (default: all)")
+    parser.add_argument("--step-time", type=int, nargs=2, metavar=("A", "B"),
+                        help="median seconds per step between steps A and B (run folders only)")
     args = parser.parse_args(argv)
     if args.last is not None and args.last < 1:
         parser.error("--last must be at least 1")
     for folder in args.folders:
         print("\n".join(report(folder, *read_history(folder), args.last)))
+        if args.step_time:
+            if not (folder / "log.jsonl").is_file():
+                parser.error(f"--step-time needs a run folder with log.jsonl, not {folder}")
+            a, b = args.step_time
+            print(f"median seconds per step, steps {a} to {b}: {median_step_seconds(read_records(folder), a, b):.2f}")
     return 0
 
 

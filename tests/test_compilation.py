@@ -13,10 +13,11 @@ from lowlight_cli.cli.app import app
 from lowlight_cli.data.pairs import synthetic_pairs
 from lowlight_cli.errors import ConfigError, UsageError
 from lowlight_cli.inference import Enhancer, InferenceConfig
+from lowlight_cli.inference.compilation import CXX_NAMES
 from lowlight_cli.models import create_model
 
 runner = CliRunner()
-HAS_CXX = any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+HAS_CXX = any(shutil.which(name) for name in CXX_NAMES)
 
 
 def _photo() -> np.ndarray:

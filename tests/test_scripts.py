@@ -192,3 +192,18 @@ def test_history_only_refuses_a_run_whose_best_is_not_the_bundled_weights(tmp_pa
         (folder / "config.json").write_text(json.dumps({"architecture": "crnet-s", "sha256": {"model.safetensors": digest}}))
     with pytest.raises(SystemExit, match="does not hold the weights bundled"):
         bundler.record_history(tmp_path / "runs/a", tmp_path / "weights/a")
+
+
+def test_step_time_is_the_median_over_log_lines_leaving_out_stops(tmp_path, capsys):
+    history = _script("run_history")
+    run = tmp_path / "run"
+    lines = [(10, 0.0), (20, 30.0), (30, 60.0), (40, 100.0), (50, 5000.0), (60, 5030.0), (50, 5040.0), (70, 5070.0)]
+    _log(run / "log.jsonl", [{"time": t, "kind": "step", "step": s, "total_steps": 70, "terms": {"loss": 1.0}} for s, t in lines]
+         + [{"time": 5071.0, "kind": "validation", "step": 70, "psnr": 10.0, "ssim": 0.1, "best": True}])
+    records = history.read_records(run)
+    # 3.0, 3.0, 4.0 (10-40), the 82-minute stop left out, 3.0 (50-60), the resume back to 50 left out, 1.5 (50-70)
+    assert history.median_step_seconds(records, 10, 70) == 3.0
+    assert history.median_step_seconds(records, 30, 40) == 4.0
+    assert history.median_step_seconds(records, 80, 90) != history.median_step_seconds(records, 80, 90)  # NaN: none
+    assert history.main([str(run), "--step-time", "10", "40"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "median seconds per step, steps 10 to 40: 3.00"

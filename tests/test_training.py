@@ -432,7 +432,9 @@ def test_warm_start_from_a_checkpoint_adds_the_global_context(tmp_path):
 def _has_cxx() -> bool:
     import shutil
 
-    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+    from lowlight_cli.inference.compilation import CXX_NAMES
+
+    return any(shutil.which(name) for name in CXX_NAMES)
 
 
 @pytest.mark.skipif(not _has_cxx(), reason="torch.compile on the CPU needs a C++ compiler")
