@@ -39,10 +39,13 @@ def time_steps(name: str, semi: bool, device: torch.device, precision: str, batc
     model = create_model(name, pretrained=False).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     ema = EMA(model) if semi else None
-    step = MeanTeacherStep(LossSection(), ema) if ema else SupervisedStep(LossSection())
     student = StagesForward(model)
-    if compile_student:  # as run.compile; the warm-up steps include the compilation
+    teacher_forward = None
+    if compile_student:  # as run.compile (student, and the MCMT teacher); the warm-up steps include the compilation
         student = compile_module(student, fixed_shapes=False)
+        if ema:
+            teacher_forward = compile_module(StagesForward(ema.teacher), fixed_shapes=False)
+    step = MeanTeacherStep(LossSection(), ema, teacher_forward) if ema else SupervisedStep(LossSection())
     n = batch * (2 if semi else 1)
     data = {
         "low": torch.rand(n, 3, patch, patch, device=device) * 0.2,
@@ -72,7 +75,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--supervised-only", action="store_true", help="skip the MCMT rows")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the student, as run.compile")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the student (and MCMT teacher), as run.compile")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -283,16 +284,22 @@ def test_semi_needs_unlabeled_data():
         build_config(flags={"run.semi": True, "data.labeled_frac": 1.0})
 
 
-@pytest.mark.slow
-def test_torchrun_two_cpu_processes_agree(tmp_path):
+def _torchrun_two_cpu_processes(tmp_path: Path, *extra: str, **env_extra: str) -> tuple[Path, list[dict], str]:
+    """A 4-step MCMT run of two CPU processes under torchrun; its folder, log records and stderr."""
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env_extra}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lowlight_cli", "train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--max-steps", "4", "--out", str(run)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+           "-m", "lowlight_cli", "train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--max-steps", "4", *extra,
+           "--out", str(run)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr
-    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return run, [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()], proc.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_agree(tmp_path):
+    run, records, _ = _torchrun_two_cpu_processes(tmp_path)
     checks = [r for r in records if r["kind"] == "ddp_checksums"]
     assert checks and len(checks[-1]["checksums"]) == 2
     assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]
@@ -438,8 +445,11 @@ def _has_cxx() -> bool:
 
 
 @pytest.mark.skipif(not _has_cxx(), reason="torch.compile on the CPU needs a C++ compiler")
-def test_compiled_training_follows_eager_training_and_saves_plain_weights(tmp_path):
-    common = ["train", *SMOKE, "--set", "run.val_every=100", "--max-steps", "3"]
+@pytest.mark.parametrize("mode", ["supervised", "semi"])
+def test_compiled_training_follows_eager_training_and_saves_plain_weights(tmp_path, mode):
+    semi = ["--semi", "--labeled-frac", "0.5"] if mode == "semi" else []
+    common = ["train", *SMOKE, *semi, "--set", "run.val_every=100", "--max-steps", "3"]
+    graphs = {"supervised": 1, "semi": 2}[mode]  # the student's forward; with MCMT the teacher's no-grad forward too
     runs = {}
     from torch._dynamo.utils import counters
 
@@ -447,7 +457,7 @@ def test_compiled_training_follows_eager_training_and_saves_plain_weights(tmp_pa
         counters.clear()
         result = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
-        assert (counters["stats"]["unique_graphs"] > 0) == (name == "compiled")  # compiled, and only when asked
+        assert counters["stats"]["unique_graphs"] == (graphs if name == "compiled" else 0)  # compiled, only when asked
         log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
         runs[name] = ([r["terms"]["loss"] for r in log if r["kind"] == "step"], _weights(tmp_path / name / "last"))
     (eager_loss, eager_w), (comp_loss, comp_w) = runs["eager"], runs["compiled"]
@@ -456,6 +466,24 @@ def test_compiled_training_follows_eager_training_and_saves_plain_weights(tmp_pa
     assert all(torch.allclose(comp_w[k], eager_w[k], atol=1e-4) for k in eager_w)
     assert "compile: true" in (tmp_path / "compiled" / "config.yaml").read_text()
     load_checkpoint(tmp_path / "compiled" / "last")  # loads strictly as a plain checkpoint
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_training_under_torchrun_keeps_the_processes_in_step(tmp_path):
+    """DDP wraps the student first, torch.compile wraps DDP: gradients still all-reduce, checkpoints stay plain."""
+    run, records, stderr = _torchrun_two_cpu_processes(tmp_path, "--compile", TORCH_LOGS="dynamo")
+    for rank in (0, 1):  # each process handed the student's forward to the compiler (dynamo's log, torch 2.x)
+        assert re.search(rf"\[rank{rank}\].*done tracing forward.*\n(.*\n)*\[rank{rank}\].*calling compiler function",
+                         stderr), stderr[-3000:]
+    checks = [r for r in records if r["kind"] == "ddp_checksums"]
+    assert checks and len(checks[-1]["checksums"]) == 2
+    assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]  # gradients were averaged across both
+    assert checks[-1]["teacher_checksums"][0] == checks[-1]["teacher_checksums"][1]
+    losses = [r["terms"]["loss"] for r in records if r["kind"] == "step"]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    assert "compile: true" in (run / "config.yaml").read_text()
+    load_checkpoint(run / "last")  # strict, no wrapper prefixes
 
 
 def test_compile_without_a_cpp_compiler_fails_before_training(tmp_path, monkeypatch):

@@ -160,9 +160,12 @@ class Trainer:
         student = StagesForward(model)
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        teacher_forward = None
         if cfg.run.compile:  # after the DDP wrap, as torch.compile asks; the model itself stays plain
             student = compile_module(student, fixed_shapes=False)
-        step_fn = MeanTeacherStep(cfg.loss, ema) if cfg.run.semi else SupervisedStep(cfg.loss)
+            if cfg.run.semi:  # the teacher's no-grad forward too; the EMA updates its plain weights in place
+                teacher_forward = compile_module(StagesForward(ema.teacher), fixed_shapes=False)
+        step_fn = MeanTeacherStep(cfg.loss, ema, teacher_forward) if cfg.run.semi else SupervisedStep(cfg.loss)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -69,18 +70,22 @@ class MeanTeacherStep:
     gradients; consistency is asked of the final and every intermediate stage. With
     ``loss.consistency_rampup`` set, ``lambda_c`` is scaled by :func:`sigmoid_rampup` of the
     teacher's update count (= optimiser steps taken in this run, kept across resumes).
+
+    ``teacher_forward`` replaces the teacher's ``forward_train`` (e.g. a compiled
+    ``StagesForward(ema.teacher)``); it must run the same module, whose weights the EMA updates.
     """
 
-    def __init__(self, loss: LossSection, ema: EMA) -> None:
+    def __init__(self, loss: LossSection, ema: EMA, teacher_forward: Callable[[torch.Tensor], dict] | None = None) -> None:
         self.loss = loss
         self.ema = ema
+        self.teacher_forward = ema.teacher.forward_train if teacher_forward is None else teacher_forward
 
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         x, mask = batch["low"], batch["labeled"]
         out = student(x)
         with torch.no_grad():
             noisy = x + torch.randn_like(x) * self.loss.teacher_noise
-            target = self.ema.teacher.forward_train(noisy)
+            target = self.teacher_forward(noisy)
         consistency, c_terms = multi_consistency_loss(
             out["output"], out["stages"], target["output"], target["stages"], lambda_mc=self.loss.lambda_mc
         )
