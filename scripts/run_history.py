@@ -38,7 +38,13 @@ def validation_history(records: list[dict]) -> list[dict]:
     A resume from a state older than the last log line logs those steps again; the later record counts.
     """
     by_step = {r["step"]: r for r in records if r["kind"] == "validation"}
-    return [{"step": s, "psnr": round(r["psnr"], 4), "ssim": round(r["ssim"], 4)} for s, r in sorted(by_step.items())]
+    history = []
+    for s, r in sorted(by_step.items()):
+        entry = {"step": s, "psnr": round(r["psnr"], 4), "ssim": round(r["ssim"], 4)}
+        if "psnr_gt_mean" in r:  # logged since 2026-11-25
+            entry["psnr_gt_mean"] = round(r["psnr_gt_mean"], 4)
+        history.append(entry)
+    return history
 
 
 def last_terms(records: list[dict]) -> dict:
@@ -66,8 +72,9 @@ def report(folder: Path, history: list[dict], terms: dict, last: int | None) -> 
         return [f"{folder}: no validation logged yet"]
     best = max(history, key=lambda h: h["psnr"])
     lines = [f"{folder}: {len(history)} validations, best {best['psnr']:.2f} dB at step {best['step']}",
-             "| step | PSNR | SSIM |", "|---|---|---|"]
-    lines += [f"| {h['step']} | {h['psnr']:.2f} | {h['ssim']:.4f} |" for h in history]
+             "| step | PSNR | SSIM | PSNR, GT-mean |", "|---|---|---|---|"]
+    lines += [f"| {h['step']} | {h['psnr']:.2f} | {h['ssim']:.4f} | "
+              + (f"{h['psnr_gt_mean']:.2f} |" if "psnr_gt_mean" in h else "(not logged) |") for h in history]
     tail = history[-last:] if last else history
     psnr = [h["psnr"] for h in tail]
     lines.append(f"last {len(tail)} validations (steps {tail[0]['step']} to {tail[-1]['step']}): "

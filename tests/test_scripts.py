@@ -135,19 +135,19 @@ def test_run_history_is_recorded_when_bundling_and_reads_the_same_from_run_or_bu
     def step(n: int, loss: float) -> dict:
         return {"time": float(n), "kind": "step", "step": n, "total_steps": 40, "terms": {"loss": loss, "mc_final": 0.0004567}}
 
-    def val(n: int, psnr: float) -> dict:
-        return {"time": float(n), "kind": "validation", "step": n, "psnr": psnr, "ssim": 0.5, "best": False}
+    def val(n: int, psnr: float, **extra: float) -> dict:
+        return {"time": float(n), "kind": "validation", "step": n, "psnr": psnr, "ssim": 0.5, "best": False, **extra}
 
     # stopped hard after step 30's validation, resumed from the step-20 state: 30 is logged twice
     _log(run / "log.jsonl", [step(10, 0.9), val(10, 15.0), step(20, 0.8), val(20, 17.0), step(30, 0.7), val(30, 16.0),
-                             step(30, 0.65), val(30, 16.5), step(40, 0.6), val(40, 18.123456)])
+                             step(30, 0.65), val(30, 16.5), step(40, 0.6), val(40, 18.123456, psnr_gt_mean=22.0)])
     (run / "split.json").write_text(json.dumps({"labeled": [1, 2], "unlabeled": [3], "validation": [4], "seed": 0}))
     (run / "config.yaml").write_text("optim: {epochs: 4}\n")
     facts = bundler.run_facts(run)
     assert facts["validation_history"] == [
         {"step": 10, "psnr": 15.0, "ssim": 0.5}, {"step": 20, "psnr": 17.0, "ssim": 0.5},
-        {"step": 30, "psnr": 16.5, "ssim": 0.5}, {"step": 40, "psnr": 18.1235, "ssim": 0.5},
-    ]
+        {"step": 30, "psnr": 16.5, "ssim": 0.5}, {"step": 40, "psnr": 18.1235, "ssim": 0.5, "psnr_gt_mean": 22.0},
+    ]  # GT-mean PSNR where the log has it (runs before 2026-11-25 did not log it)
     assert facts["last_terms"] == {"step": 40, "loss": 0.6, "mc_final": 0.000457}
     # a bundle keeps them in provenance.training; the script reads either source alike
     bundle = tmp_path / "weights/a"
@@ -158,7 +158,8 @@ def test_run_history_is_recorded_when_bundling_and_reads_the_same_from_run_or_bu
     assert history.main([str(bundle), "--last", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{bundle}: 4 validations, best 18.12 dB at step 40"
-    assert "| 30 | 16.50 | 0.5000 |" in out
+    assert "| 30 | 16.50 | 0.5000 | (not logged) |" in out
+    assert "| 40 | 18.12 | 0.5000 | 22.00 |" in out
     assert out[-2] == "last 3 validations (steps 20 to 40): 16.50 to 18.12 dB, mean 17.21"
     assert out[-1] == "loss terms at step 40: loss 0.6, mc_final 0.000457"
     # a checkpoint bundled before histories were recorded is named, not guessed at

@@ -262,6 +262,35 @@ def test_consistency_rampup_scales_lambda_c_from_near_zero_to_full():
         build_config(flags={"loss.consistency_rampup": -1})
 
 
+def test_validation_separates_exposure_from_the_rest_of_the_error():
+    """An output that is its reference at half the brightness: poor PSNR, near-perfect after GT-mean scaling."""
+    from lowlight_cli.evaluation.scoring import gt_mean_scale
+    from lowlight_cli.metrics import psnr
+    from lowlight_cli.training.distributed import DistContext
+    from lowlight_cli.training.validation import validate
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(3):
+        high = (rng.random((24, 32, 3)) * 0.6 + 0.2 + 0.1 * i)
+        pairs.append(ImagePair(f"p{i}", np.round(high * 127.5).astype(np.uint8), np.round(high * 255).astype(np.uint8)))
+    scores = validate(torch.nn.Identity(), pairs, torch.device("cpu"), DistContext(), multiple=1)
+    expected = [float(psnr(torch.from_numpy(p.low / 255.0).permute(2, 0, 1)[None], torch.from_numpy(p.high / 255.0).permute(2, 0, 1)[None]))
+                for p in pairs]
+    assert scores.psnr == pytest.approx(np.mean(expected), abs=1e-4) and scores.psnr < 12
+    scaled = [float(psnr(torch.from_numpy(gt_mean_scale(p.low / 255.0, p.high / 255.0)).permute(2, 0, 1)[None],
+                         torch.from_numpy(p.high / 255.0).permute(2, 0, 1)[None])) for p in pairs]
+    assert scores.psnr_gt_mean == pytest.approx(np.mean(scaled), abs=1e-4) and scores.psnr_gt_mean > 40
+
+
+def test_run_log_records_validation_after_gt_mean_scaling(tmp_path):
+    result = runner.invoke(app, ["train", *SMOKE, "--set", "run.val_every=2", "--max-steps", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "after GT-mean scaling" in result.output
+    vals = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"validation"' in x]
+    assert vals and all(v["psnr_gt_mean"] >= v["psnr"] - 1.0 for v in vals)
+
+
 def test_semi_run_logs_unlabeled_in_every_step(tmp_path):
     run = tmp_path / "semi"
     result = runner.invoke(app, ["train", "--semi", "--labeled-frac", "0.3", *SMOKE, "--max-steps", "3", "--out", str(run)])

@@ -252,14 +252,14 @@ class Trainer:
     def _validate(self, state: dict, val_pairs: list[ImagePair], log: "RunLog", emit: EventFn) -> None:
         progress: Progress = state["progress"]
         model = self._export_model(state)
-        value_psnr, value_ssim = validate(model, val_pairs, self.device, self.ctx, self.entry.info.input_multiple)
-        best = value_psnr > progress.best_psnr
+        scores = validate(model, val_pairs, self.device, self.ctx, self.entry.info.input_multiple)
+        best = scores.psnr > progress.best_psnr
         if best:
-            progress.best_psnr, progress.best_step = value_psnr, progress.step
+            progress.best_psnr, progress.best_step = scores.psnr, progress.step
             if self.ctx.is_main:
                 save_checkpoint(model, self.run_dir / "best", architecture=self.config.model.name,
                                 kwargs=self.config.model.kwargs, provenance=self._provenance(progress))
-        event = ValidationEvent(progress.step, value_psnr, value_ssim, best)
+        event = ValidationEvent(progress.step, scores.psnr, scores.ssim, best, scores.psnr_gt_mean)
         log.write({"kind": "validation", **asdict(event)})
         emit(event)
 

@@ -19,12 +19,14 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class ValidationEvent:
-    """Validation scores (PSNR dB, SSIM) on the held-out training pairs."""
+    """Validation scores on the held-out training pairs: PSNR (dB; selects the best checkpoint), SSIM,
+    and PSNR with each output scaled to its reference's mean grey level (exposure error left out)."""
 
     step: int
     psnr: float
     ssim: float
     best: bool
+    psnr_gt_mean: float
 
 
 @dataclass(frozen=True)
