@@ -6,7 +6,8 @@
 
 FOLDER is a run folder (reads log.jsonl) or a bundled ``weights/NAME`` (reads the history that
 scripts/bundle_weights.py recorded in config.json's provenance). Prints every validation (step,
-PSNR, SSIM), the range and mean of the last N, and the loss terms at the last logged step.
+PSNR, SSIM, and PSNR after GT-mean scaling where the run logged it), the range and mean of the
+last N, and the loss terms at the last logged step.
 ``--step-time A B`` (run folders) adds the median seconds per optimiser step between steps A and B,
 from the times of consecutive log lines (intervals over 10 minutes, stops and resumes, left out).
 """

@@ -124,8 +124,8 @@ def _fit(trainer: Trainer, *, show: bool) -> None:
                 progress.update(task, completed=event.step, total=event.total_steps, info=info, description=f"epoch {event.epoch}")
             elif isinstance(event, ValidationEvent):
                 star = " (best)" if event.best else ""
-                progress.console.print(f"step {event.step}: validation PSNR {event.psnr:.2f} dB, SSIM {event.ssim:.4f}{star}; "
-                                       f"PSNR after GT-mean scaling {event.psnr_gt_mean:.2f} dB")
+                progress.console.print(f"step {event.step}: validation PSNR {event.psnr:.2f} dB, SSIM {event.ssim:.4f}, "
+                                       f"PSNR after GT-mean scaling {event.psnr_gt_mean:.2f} dB{star}")
             elif isinstance(event, InfoEvent):
                 progress.console.print(event.message)
 

@@ -31,6 +31,8 @@ def check_compile_toolchain(device: torch.device) -> None:
 def compile_module(module: torch.nn.Module, *, fixed_shapes: bool) -> Callable[..., torch.Tensor]:
     """``torch.compile(module)``; ``fixed_shapes`` compiles for the exact shapes seen (tiles, patches).
 
-    The module itself stays plain (its state dict, attributes and checkpoints are unchanged).
+    The module itself stays plain (its state dict, attributes and checkpoints are unchanged), and
+    the compiled callable reads its current weights on every call (tested for the mean teacher,
+    whose weights the EMA changes in place).
     """
     return torch.compile(module, dynamic=False if fixed_shapes else None)

@@ -23,7 +23,7 @@ from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_d
 from ..data.patches import PatchConfig, PatchDataset, plan_epoch
 from ..data.splits import Split, make_split
 from ..errors import ConfigError
-from ..inference.compilation import check_compile_toolchain, compile_module
+from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
 from ..models import MODELS, save_checkpoint
 from ..models.checkpoint import load_state_dict_file, load_weights_strict
@@ -33,7 +33,7 @@ from .ema import EMA
 from .events import InfoEvent, StepEvent, ValidationEvent
 from .logging import RunLog
 from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
-from .steps import MeanTeacherStep, StagesForward, SupervisedStep
+from .steps import MeanTeacherStep, StagesForward, SupervisedStep, training_forwards
 from .validation import validate
 
 EventFn = Callable[[object], None]
@@ -160,11 +160,8 @@ class Trainer:
         student = StagesForward(model)
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        teacher_forward = None
-        if cfg.run.compile:  # after the DDP wrap, as torch.compile asks; the model itself stays plain
-            student = compile_module(student, fixed_shapes=False)
-            if cfg.run.semi:  # the teacher's no-grad forward too; the EMA updates its plain weights in place
-                teacher_forward = compile_module(StagesForward(ema.teacher), fixed_shapes=False)
+        # compiled after the DDP wrap, as torch.compile asks; the model and teacher modules stay plain
+        student, teacher_forward = training_forwards(student, ema, semi=cfg.run.semi, compile=cfg.run.compile)
         step_fn = MeanTeacherStep(cfg.loss, ema, teacher_forward) if cfg.run.semi else SupervisedStep(cfg.loss)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch

@@ -8,12 +8,13 @@ backward pass updates it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from ..inference.compilation import compile_module
 from ..losses import multi_consistency_loss, progressive_loss
 from .config import LossSection
 from .ema import EMA
@@ -28,6 +29,20 @@ class StagesForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         return self.model.forward_train(x)
+
+
+def training_forwards(student: nn.Module, ema: EMA | None, *, semi: bool, compile: bool) -> tuple[Callable, Callable | None]:
+    """The student's forward to train through and, for MCMT, the teacher's forward.
+
+    ``student`` is a :class:`StagesForward` (possibly DDP-wrapped: ``torch.compile`` goes outside
+    DDP). With ``compile`` both run through ``torch.compile``; the teacher's keeps reading the
+    weights the EMA updates in place. Without MCMT the teacher's forward is None.
+    """
+    teacher = StagesForward(ema.teacher) if semi and ema is not None else None
+    if not compile:
+        return student, teacher
+    return (compile_module(student, fixed_shapes=False),
+            compile_module(teacher, fixed_shapes=False) if teacher is not None else None)
 
 
 @dataclass

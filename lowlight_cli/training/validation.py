@@ -50,4 +50,5 @@ def validate(model: nn.Module, pairs: list[ImagePair], device: torch.device, ctx
     model.train(was_training)
     totals = all_reduce_sum(totals.to(device) if device.type == "cuda" else totals, ctx).cpu()
     count = max(1.0, float(totals[3]))
-    return ValidationScores(*(float(totals[i]) / count for i in range(3)))
+    psnr_mean, ssim_mean, psnr_gt_mean = (float(totals[i]) / count for i in range(3))
+    return ValidationScores(psnr=psnr_mean, ssim=ssim_mean, psnr_gt_mean=psnr_gt_mean)
