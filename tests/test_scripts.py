@@ -208,3 +208,33 @@ def test_step_time_is_the_median_over_log_lines_leaving_out_stops(tmp_path, caps
     assert history.median_step_seconds(records, 80, 90) != history.median_step_seconds(records, 80, 90)  # NaN: none
     assert history.main([str(run), "--step-time", "10", "40"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "median seconds per step, steps 10 to 40: 3.00"
+
+
+def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys):
+    import cv2
+    from typer.testing import CliRunner
+
+    from lowlight_cli.cli.app import app
+    from lowlight_cli.data.pairs import synthetic_pairs
+
+    data = tmp_path / "data"
+    for pair in synthetic_pairs(8, size=(64, 80), seed=3):
+        for side, pixels in (("low", pair.low), ("high", pair.high)):
+            (data / "train" / side).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(data / "train" / side / f"{pair.name}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(data), "--set", "model.name=crnet-tiny", "--set", "data.val_count=3",
+        "--set", "data.patch_size=32", "--set", "data.patches_per_image=2", "--set", "data.batch_size=4",
+        "--set", "run.device=cpu", "--set", "run.val_every=3", "--max-steps", "3", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    logged = [r for r in logged if r["kind"] == "validation"][-1]
+    assert _script("validate_run").main([str(run), "best", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    held_out = len(json.loads((run / "split.json").read_text())["validation"])
+    assert out[0].startswith(f"{run}: {held_out} validation pairs from {data}")
+    assert out[-1] == (f"| best | {logged['step']} | {logged['psnr']:.2f} | {logged['ssim']:.4f} | "
+                       f"{logged['psnr_gt_mean']:.2f} |")
+    with pytest.raises(SystemExit):
+        _script("validate_run").main([str(tmp_path), "best"])  # not a run folder

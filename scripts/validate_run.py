@@ -1,0 +1,67 @@
+"""Score checkpoints on a training run's own validation pairs, as `lowlight train` validates.
+
+    python scripts/validate_run.py training-state/crnet-lol best last
+    python scripts/validate_run.py runs/crnet-lol best --data ../shared/data/LOL --device cuda
+
+RUN is a run folder (or a `training-state/NAME` snapshot) holding `split.json` and `config.yaml`;
+each CHECKPOINT is a folder in it (`best`, `last`) or any checkpoint folder path. Prints PSNR,
+SSIM and PSNR after GT-mean scaling, the numbers training logs (whole images, float32, as training
+validates), for checkpoints that predate the GT-mean column or were never validated (a `last/`
+between validations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from lowlight_cli.data.pairs import find_pairs, load_pairs
+from lowlight_cli.data.splits import Split
+from lowlight_cli.inference import resolve_device
+from lowlight_cli.models import MODELS, load_checkpoint
+from lowlight_cli.training.distributed import DistContext
+from lowlight_cli.training.validation import validate
+
+
+def checkpoint_folder(run: Path, name: str) -> Path:
+    folder = run / name if (run / name).is_dir() else Path(name)
+    if not (folder / "model.safetensors").is_file():
+        raise SystemExit(f"{name}: neither {run / name} nor {name} is a checkpoint folder (no model.safetensors)")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--data", type=Path, help="dataset root (default: the run's data.root)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if not (args.run / "split.json").is_file():
+        parser.error(f"{args.run} has no split.json: not a run folder")
+    split = Split.load(args.run / "split.json")
+    root = args.data or Path(yaml.safe_load((args.run / "config.yaml").read_text())["data"]["root"])
+    wanted = set(split.validation)
+    paths = [p for p in find_pairs(root, "train") if p.name in wanted]
+    if len(paths) != len(wanted):
+        parser.error(f"{root}: found {len(paths)} of the run's {len(wanted)} validation pairs")
+    pairs = load_pairs(paths)
+    device = resolve_device(args.device)
+    print(f"{args.run}: {len(pairs)} validation pairs from {root}; {device}, float32")
+    print("| checkpoint | step | PSNR | SSIM | PSNR, GT-mean |")
+    print("|---|---|---|---|---|")
+    for name in args.checkpoints:
+        folder = checkpoint_folder(args.run, name)
+        model = load_checkpoint(folder).to(device)
+        config = json.loads((folder / "config.json").read_text())
+        step = config.get("provenance", {}).get("step", "?")
+        scores = validate(model, pairs, device, DistContext(), MODELS.get(config["architecture"]).info.input_multiple)
+        print(f"| {name} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
