@@ -13,7 +13,6 @@ between validations).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import yaml
@@ -21,7 +20,8 @@ import yaml
 from lowlight_cli.data.pairs import find_pairs, load_pairs
 from lowlight_cli.data.splits import Split
 from lowlight_cli.inference import resolve_device
-from lowlight_cli.models import MODELS, load_checkpoint
+from lowlight_cli.models import load_checkpoint
+from lowlight_cli.models.checkpoint import read_config
 from lowlight_cli.training.distributed import DistContext
 from lowlight_cli.training.validation import validate
 
@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.checkpoints:
         folder = checkpoint_folder(args.run, name)
         model = load_checkpoint(folder).to(device)
-        config = json.loads((folder / "config.json").read_text())
-        step = config.get("provenance", {}).get("step", "?")
-        scores = validate(model, pairs, device, DistContext(), MODELS.get(config["architecture"]).info.input_multiple)
+        step = read_config(folder).get("provenance", {}).get("step", "?")
+        scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)
         print(f"| {name} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
     return 0
 
