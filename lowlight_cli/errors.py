@@ -86,6 +86,10 @@ class CheckpointError(WeightsError):
     """A checkpoint folder is malformed or does not match the architecture."""
 
 
+class ModelOutputError(LowlightError):
+    """The model produced no usable image (non-finite, or one flat colour): that file fails, nothing is written."""
+
+
 class DeviceError(LowlightError):
     """The requested compute device is not available."""
 

@@ -58,6 +58,9 @@ def lol_test_scores(folder: Path, data: Path) -> dict:
     enhancer = Enhancer(load_checkpoint(folder), InferenceConfig(device="cpu", tile=0))
     pairing = pair_by_stem(data / "test" / "low", data / "test" / "high")
     scores = list(score_pairing(Scorer(protocol), pairing, enhancer))
+    failed = [s.error for s in scores if s.error is not None]
+    if failed:  # a card's scores are over the whole test set or not at all
+        raise SystemExit(f"{len(failed)} test image(s) could not be scored, e.g. {failed[0]}")
     summary = summarize(scores, protocol.metrics)
     return {
         "psnr": round(summary["psnr"].mean, 4),

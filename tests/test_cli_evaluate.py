@@ -146,3 +146,30 @@ def test_lpips_weights_option_and_clear_error_without(folders, tmp_path, monkeyp
     weights = write_safetensors_folder(tmp_path / "lpips", standin_state("alex"))
     report = _json(runner.invoke(app, [*base, "--lpips-weights", str(weights), "--json"]))
     assert report["protocol"]["lpips_net"] == "alex" and report["summary"]["lpips"]["count"] == 3
+
+
+def test_unreadable_and_too_small_images_fail_alone(folders, tmp_path):
+    pred, _ = folders
+    (pred / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    save_photo(pred / "tiny.png", dark_photo(40, 40, exposure=1.0))  # NIQE needs 96x96
+    target = tmp_path / "scores.csv"
+    base = ["evaluate", "--pred", str(pred), "--metrics", "niqe"]
+    result = runner.invoke(app, [*base, "--json", "--csv", str(target)])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    errors = {img["name"]: img["error"] for img in report["images"] if "error" in img}
+    assert set(errors) == {"bad", "tiny"} and "not a readable image" in errors["bad"] and "96x96" in errors["tiny"]
+    assert report["failed"] == 2 and report["summary"]["niqe"]["count"] == 3  # the means leave them out
+    rows = {r["name"]: r for r in csv.DictReader(target.read_text().splitlines()[1:])}
+    assert rows["bad"]["niqe"] == "" and "not a readable image" in rows["bad"]["error"] and rows["0"]["error"] == ""
+    table = runner.invoke(app, base)
+    assert table.exit_code == 3 and "not scored" in table.output and "tiny" in table.output
+
+
+def test_no_reference_scoring_takes_files_sharing_a_stem(folders):
+    pred, _ = folders
+    save_photo(pred / "0.jpg", dark_photo(200, 240, seed=7, exposure=1.0))
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "niqe", "--json"]))
+    assert sorted(img["name"] for img in report["images"]) == ["0.jpg", "0.png", "1", "2"]
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(folders[1]), "--metrics", "psnr"])
+    assert result.exit_code == 1 and "share the stem" in result.output  # pairing by stem needs them unique

@@ -7,13 +7,17 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
+from ..inference.allocator import keep_freed_memory
 from .enhance import EPILOG as ENHANCE_EPILOG
 from .enhance import enhance
 from .evaluate import EPILOG as EVALUATE_EPILOG
 from .evaluate import evaluate
 from .export import EPILOG as EXPORT_EPILOG
 from .export import export
+from .import_ import EPILOG as IMPORT_EPILOG
+from .import_ import import_checkpoint
 from .models import models
+from .priors import priors
 from .train import EPILOG as TRAIN_EPILOG
 from .train import train
 
@@ -51,8 +55,11 @@ app.command(
 app.command(epilog=TRAIN_EPILOG)(train)
 app.command(epilog=EXPORT_EPILOG)(export)
 app.command()(models)
+app.command()(priors)
+app.command("import", epilog=IMPORT_EPILOG)(import_checkpoint)
 
 
 def main() -> None:
     """Console-script entry point."""
+    keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
     app()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
 from ..errors import UsageError
 from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
-from ..inference.files import FileResult, enhance_file, plan_jobs
-from ..io import DEFAULT_MAX_PIXELS, find_images
+from ..inference.files import FileJob, FileResult, enhance_file, plan_jobs
+from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
+from ..io.write import check_output_folder, remove_stale_temps
 from .console import err, out
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_errors
-from .loading import load_model
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_errors, interrupt_text
+from .loading import announce, build_enhancer, describe_run, load_model
 from .options import (
     BatchSizeOpt,
     CompileOpt,
@@ -28,10 +30,11 @@ from .options import (
     OverlapOpt,
     PrecisionOpt,
     TileOpt,
+    VerboseOpt,
     WeightsOpt,
 )
 
-DEFAULT_MODEL = "crnet-s"  # bundled weights: weights/crnet-s-lol
+DEFAULT_MODEL = "crnet-curve"  # bundled weights: weights/crnet-curve-lol
 EXT_CHOICES = ("auto", "png", "jpg", "tif", "webp")
 
 EPILOG = """
@@ -62,19 +65,24 @@ def enhance(
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    verbose: VerboseOpt = False,
     json_summary: JsonOpt = False,
 ) -> None:
-    """Enhance low-light photos. Bit depth, alpha, EXIF and ICC profiles are kept; writes are atomic."""
+    """Enhance low-light photos. Bit depth, alpha, EXIF and ICC profiles are kept; writes are atomic.
+
+    Ctrl-C or SIGTERM stops at once and leaves no half-written file; rerun with --skip-existing to do the rest.
+    """
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other")
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
-    items = find_images(inputs, recursive=recursive)
-    if not items:
+    found = scan_inputs(inputs, recursive=recursive)
+    if not found.files:
+        _report_passed_over(found.skipped, [], verbose=verbose)
         raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")
-    jobs = plan_jobs(items, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive)
+    jobs = plan_jobs(found.files, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive)
     existing = [j for j in jobs if j.target.exists()]
     if existing and not (overwrite or skip_existing):
         shown = ", ".join(str(j.target) for j in existing[:3]) + (" ..." if len(existing) > 3 else "")
@@ -84,18 +92,30 @@ def enhance(
     skipped = {j.target for j in existing} if skip_existing else set()
     todo = [j for j in jobs if j.target not in skipped]
     if dry_run:
+        _report_passed_over(found.skipped, [], verbose=verbose)
         for job in todo:
             out.print(f"{job.source.path} -> {job.target}")
         err.print(f"dry run: {len(todo)} to write, {len(skipped)} to skip")
         raise typer.Exit(EXIT_OK)
 
-    enhancer = Enhancer(load_model(model, weights, no_pretrained), config)
-    tile_text = "whole image" if enhancer.tile == 0 else f"tile {enhancer.tile}"
-    runtime = getattr(enhancer.model, "precision", None)  # an exported .onnx file fixes its own precision
-    precision_text = f"onnxruntime {runtime}" if runtime else enhancer.precision
-    compiled = ", compiled" if config.compile else ""
-    err.print(f"{model} on {enhancer.device} ({precision_text}, {tile_text}{compiled}): {len(todo)} image(s)")
-    results = _run(enhancer, todo, quality=quality, max_pixels=max_pixels)
+    check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
+    stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
+    net = load_model(model, weights, no_pretrained)
+    enhancer = build_enhancer(net, config)
+    megapixels = sum(j.megapixels for j in todo)
+    run = describe_run(model, net, enhancer, explicit=weights is not None)
+    announce(model, net, f"{run}: {len(todo)} image(s), {megapixels:.2f} MP")
+    _report_passed_over(found.skipped, stale, verbose=verbose)
+    results: list[FileResult] = []
+    try:
+        _run(enhancer, todo, results, quality=quality, max_pixels=max_pixels)
+    except KeyboardInterrupt as exc:
+        written = sum(r.status == "written" for r in results)
+        failed = sum(r.status == "failed" for r in results)
+        err.print(f"[yellow]{interrupt_text(exc)}[/] after {len(results)} of {len(todo)} image(s): {written} written to {output}"
+                  + (f", {failed} failed" if failed else "") + "; nothing is left half-written")
+        err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
     _report(results, model=model, enhancer=enhancer, json_summary=json_summary)
     failed = sum(r.status == "failed" for r in results)
@@ -104,11 +124,31 @@ def enhance(
         raise typer.Exit(EXIT_PARTIAL if written or len(results) > failed else EXIT_FAILURE)
 
 
-def _run(enhancer: Enhancer, jobs: list, *, quality: int, max_pixels: int) -> list[FileResult]:
-    results: list[FileResult] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbose: bool) -> None:
+    """Say what was found but not taken: a count by reason, every name with ``--verbose``."""
+    if skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in Counter(s.reason for s in skipped).most_common())
+        more = "" if verbose else " (--verbose lists them)"
+        err.print(f"[yellow]ignored {len(skipped)} file(s):[/] {reasons}{more}")
+    if stale:
+        err.print(f"removed {len(stale)} temporary file(s) left by an interrupted run")
+    if verbose:
+        for item in skipped:
+            err.print(f"  ignored {item.path}: {item.reason}")
+        for path in stale:
+            err.print(f"  removed {path}")
+
+
+def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, quality: int, max_pixels: int) -> None:
+    """Enhance ``jobs`` in order, appending to ``results`` (so an interrupt leaves the ones done).
+
+    Progress counts megapixels (from the headers), so the time estimate holds when sizes vary.
+    """
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.2f}/{task.total:.2f} MP"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    hints: set[str] = set()
     with Progress(*columns, console=err, transient=True) as progress:
-        files_task = progress.add_task("images", total=len(jobs))
+        files_task = progress.add_task("images", total=sum(j.megapixels for j in jobs))
         tiles_task = progress.add_task("tiles", total=1, visible=False)
 
         def on_event(event: object) -> None:
@@ -117,17 +157,19 @@ def _run(enhancer: Enhancer, jobs: list, *, quality: int, max_pixels: int) -> li
             elif isinstance(event, Notice):
                 progress.console.print(f"[yellow]note:[/] {event.message}")
 
-        for job in jobs:
-            progress.update(files_task, description=f"{job.source.path.name}")
+        for number, job in enumerate(jobs, 1):
+            progress.update(files_task, description=f"{number}/{len(jobs)} {job.source.path.name}")
             result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event)
             results.append(result)
             if result.status == "failed":
                 progress.console.print(f"[red]failed:[/] {result.error}")
+                if result.hint and result.hint not in hints:  # said once, not for every file
+                    hints.add(result.hint)
+                    progress.console.print(f"[dim]hint:[/] {result.hint}")
             for note in result.notes:
                 progress.console.print(f"[yellow]note:[/] {job.target.name}: {note}")
             progress.update(tiles_task, visible=False)
-            progress.advance(files_task)
-    return results
+            progress.advance(files_task, job.megapixels)
 
 
 def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_summary: bool) -> None:
@@ -147,7 +189,5 @@ def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_s
     seconds = sum(r.seconds for r in written)
     mp = sum(r.megapixels for r in written)
     rate = f", {mp / seconds:.2f} MP/s" if seconds > 0 else ""
-    err.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed{rate}")
-    for r in results:
-        if r.status == "failed":
-            err.print(f"  [red]failed:[/] {r.error}")
+    listed = " (listed above)" if counts["failed"] else ""
+    err.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed{listed}{rate}")

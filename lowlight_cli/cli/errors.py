@@ -1,10 +1,17 @@
-"""Map library exceptions to one-line messages and exit codes; unknown exceptions stay loud."""
+"""Map library exceptions to one-line messages and exit codes; unknown exceptions stay loud.
+
+Ctrl-C and SIGTERM (``kill``, a job scheduler) stop a command the same way: as a
+``KeyboardInterrupt`` that commands may catch to clean up or report, then exit code 130.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -22,6 +29,32 @@ EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program was, so that it stops like after Ctrl-C."""
+
+
+def interrupt_text(exc: KeyboardInterrupt) -> str:
+    """``terminated (SIGTERM)`` or ``interrupted (Ctrl-C)``."""
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def debug_enabled() -> bool:
     """``LOWLIGHT_DEBUG=1`` shows full tracebacks instead of one-line messages."""
     return os.environ.get("LOWLIGHT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
@@ -35,19 +68,20 @@ def report_error(exc: LowlightError) -> None:
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a command: :class:`LowlightError` -> message + its exit code; Ctrl-C -> exit 130."""
+    """Decorate a command: :class:`LowlightError` -> message + its exit code; Ctrl-C or SIGTERM -> exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except LowlightError as exc:
             if debug_enabled():
                 raise
             report_error(exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
+        except KeyboardInterrupt as exc:
+            err.print(f"[yellow]{interrupt_text(exc)}[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper

@@ -14,12 +14,12 @@ from ..errors import DataError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
 from ..evaluation.runner import score_pairing
 from ..evaluation.summary import csv_report, json_report
-from ..inference import Enhancer, InferenceConfig
+from ..inference import InferenceConfig
 from ..metrics import metric_info
 from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
-from .errors import handle_errors
-from .loading import load_model
+from .errors import EXIT_FAILURE, EXIT_PARTIAL, handle_errors
+from .loading import announce, build_enhancer, describe_run, load_model
 from .options import BatchSizeOpt, CompileOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
@@ -48,7 +48,7 @@ def evaluate(
     gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first.")] = False,
     ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
     niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
-    crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels removed from each side before scoring.")] = 0,
+    crop_border: Annotated[int, typer.Option("--crop-border", min=0, help="Pixels removed from each side before scoring.")] = 0,
     lpips_net: Annotated[str, typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg.")] = "alex",
     lpips_weights: Annotated[Optional[str], typer.Option("--lpips-weights", help="LPIPS weights: folder, file or hf-hub id (default $LOWLIGHT_LPIPS_WEIGHTS).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Pair files in sub-folders too (stem includes the sub-folder).")] = False,
@@ -63,7 +63,10 @@ def evaluate(
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
 ) -> None:
-    """Score images with PSNR, SSIM and NIQE under an explicit protocol."""
+    """Score images with PSNR, SSIM and NIQE under an explicit protocol.
+
+    An image that cannot be scored (unreadable, too small for NIQE) is listed with its error in the output, CSV and JSON, left out of the means, and the exit code is 3.
+    """
     names = parse_metric_list(list(metrics) + list(ctx.args))
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
@@ -79,10 +82,10 @@ def evaluate(
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
-        enhancer = Enhancer(
-            load_model(model, weights, no_pretrained),
-            InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_),
-        )
+        config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
+        net = load_model(model, weights, no_pretrained)
+        enhancer = build_enhancer(net, config)
+        announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
     elif pred is None:
         raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
     if protocol.needs_reference and ref is None:
@@ -104,6 +107,8 @@ def evaluate(
         for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=pair.name)):
             for note in result.warnings:
                 progress.console.print(f"[yellow]warning:[/] {result.name}: {note}")
+            if result.error is not None:
+                progress.console.print(f"[red]failed:[/] {result.error}")
             scores.append(result)
             progress.advance(task)
 
@@ -111,15 +116,17 @@ def evaluate(
     if enhancer is not None:  # how the predictions were made: precision and tiling move the scores slightly
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
                               "compiled": enhancer.config.compile}
-        err.print(f"enhanced with {model} on {enhancer.device} ({enhancer.precision}, "
-                  f"{'whole images' if not enhancer.tile else f'tiles of {enhancer.tile} px'})")
     if csv_path is not None:
         atomic_write_bytes(csv_path, csv_report(protocol, scores).encode())
         err.print(f"per-image scores written to {csv_path}")
     if json_output:
         typer.echo(json.dumps(json_report(protocol, scores, extra), indent=2))
-        return
-    _table(protocol, scores)
+    else:
+        _table(protocol, scores)
+    failed = sum(s.error is not None for s in scores)
+    if failed:
+        err.print(f"{failed} of {len(scores)} image(s) could not be scored: left out of the summary")
+        raise typer.Exit(EXIT_PARTIAL if failed < len(scores) else EXIT_FAILURE)
 
 
 def _table(protocol: Protocol, scores: list) -> None:
@@ -132,3 +139,11 @@ def _table(protocol: Protocol, scores: list) -> None:
         better = "higher" if metric_info(name).higher_is_better else "lower"
         table.add_row(name, f"{s.mean:.4f}", f"{s.median:.4f}", f"{s.std:.4f}", count, better)
     out.print(table)
+    failed = [s for s in scores if s.error is not None]
+    if failed:
+        errors = Table(title="not scored")
+        errors.add_column("image")
+        errors.add_column("error")
+        for s in failed:
+            errors.add_row(s.name, s.error)
+        out.print(errors)

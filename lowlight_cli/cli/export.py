@@ -11,11 +11,11 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..export import DEFAULT_OPSET, EXPORT_FORMATS, ExportResult, check_format, default_output, export_model
+from ..export import DEFAULT_OPSET, EXPORT_FORMATS, MAX_OPSET, MIN_OPSET, ExportResult, check_format, default_output, export_model
 from ..inference.onnx_backend import is_onnx_path
-from .console import err, out
+from .console import out
 from .errors import handle_errors
-from .loading import load_model
+from .loading import announce, describe_weights, load_model
 from .options import JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
 
 EPILOG = """
@@ -38,7 +38,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision: float16 weights (ONNX: float16 arithmetic, float32 input/output).")] = False,
     weights: WeightsOpt = None,
     no_pretrained: NoPretrainedOpt = False,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17-20).")] = DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}).")] = DEFAULT_OPSET,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -51,7 +51,8 @@ def export(
         raise UsageError(f"{model} is already an ONNX file", hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
     target = output or default_output(model, fmt, fp16=fp16)
     net = load_model(model, weights, no_pretrained)
-    err.print(f"exporting {model} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
+    weights_text = describe_weights(model, net, explicit=weights is not None)
+    announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
     result = export_model(net, target, format=fmt, fp16=fp16, opset=opset, overwrite=overwrite)
     if json_output:
         typer.echo(json.dumps(result.as_dict(), indent=2))

@@ -1,15 +1,22 @@
-"""Build the model a command asked for, warning when its output cannot mean anything."""
+"""Build the model and engine a command asked for, and say in one line what will actually run."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from ..errors import UsageError
+from ..hub import bundled_weights_dir
+from ..inference import Enhancer, InferenceConfig
 from ..inference.onnx_backend import OnnxModel, is_onnx_path
 from ..models import EnhancementModel, create_model
 from .console import err
 
+LoadedModel = EnhancementModel | OnnxModel
 
-def load_model(name: str, weights: str | None, no_pretrained: bool) -> EnhancementModel | OnnxModel:
-    """``create_model`` with the CLI's flags; warns on stderr for a random initialisation.
+
+def load_model(name: str, weights: str | None, no_pretrained: bool) -> LoadedModel:
+    """``create_model`` with the CLI's flags; prints nothing (see :func:`describe_weights`).
 
     ``name`` ending in ``.onnx`` loads that exported file, run by onnxruntime; its weights are
     inside it, so ``--weights`` and ``--no-pretrained`` are usage errors then.
@@ -21,17 +28,66 @@ def load_model(name: str, weights: str | None, no_pretrained: bool) -> Enhanceme
                     f"{flag} does not apply to {name}: an ONNX file carries its own weights",
                     hint=f"drop {flag}, or export the weights you want: lowlight export --model ARCH --weights PATH",
                 )
-        model = OnnxModel(name)
-        err.print(f"{name}: {model.info.name} exported to ONNX ({model.precision}), run by onnxruntime")
-        return model
-    model = create_model(name, pretrained=not no_pretrained, weights=weights)
+        return OnnxModel(name)
+    return create_model(name, pretrained=not no_pretrained, weights=weights)
+
+
+def describe_weights(name: str, model: LoadedModel, *, explicit: bool = False) -> str:
+    """What ``name`` runs, in words: the weights folder actually loaded (and its architecture when
+    it is not ``name``'s own), an ONNX file's architecture, no weights, or random weights.
+
+    ``explicit``: the weights were named with ``--weights`` (not picked by default)."""
+    if isinstance(model, OnnxModel):
+        return f"{model.info.name} exported to ONNX ({model.precision})"
+    if not model.info.needs_weights:
+        return "no weights needed"
     folder = getattr(model, "checkpoint_dir", None)
-    if folder is not None and model.info.name != name:
-        err.print(f"{name}: weights {folder} ({model.info.name} architecture)"
-                  + (", the best trained weights of its family" if weights is None else ""))
-    if no_pretrained and model.info.needs_weights:
+    if folder is None:
+        return "random weights (--no-pretrained)"
+    folder = Path(folder)
+    bundled = bundled_weights_dir()
+    text = f"bundled weights {folder.name}" if bundled is not None and folder.parent.resolve() == bundled.resolve() else f"weights {folder}"
+    if model.info.name != name:
+        family = "" if explicit else ", the best trained weights of its family"
+        text += f" ({model.info.name} architecture{family})"
+    return text
+
+
+def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit: bool = False) -> str:
+    """``NAME with WEIGHTS on DEVICE (PRECISION, TILING)``: what a run of ``enhancer`` uses."""
+    tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"
+    precision = f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
+    compiled = ", compiled" if enhancer.config.compile else ""
+    weights = describe_weights(name, model, explicit=explicit)
+    return f"{name} with {weights} on {enhancer.device} ({precision}, {tile_text}{compiled})"
+
+
+def announce(name: str, model: LoadedModel, first_line: str) -> None:
+    """Print ``first_line`` (naming the weights, see :func:`describe_weights`), then what the user
+    should know about the model: random weights, an ONNX model that runs whole images only."""
+    err.print(first_line)
+    if isinstance(model, OnnxModel):
+        if model.whole_image_context:
+            err.print(f"[yellow]note:[/] {model.info.name} uses statistics of the whole photo, which its ONNX graph "
+                      "cannot share between tiles: it runs whole images")
+    elif model.info.needs_weights and getattr(model, "checkpoint_dir", None) is None:
         err.print(
             f"[yellow]warning:[/] {name} runs with random weights (--no-pretrained): "
             "its output means nothing; use it for tests and benchmarks only"
         )
-    return model
+
+
+def build_enhancer(model: LoadedModel, config: InferenceConfig) -> Enhancer:
+    """The :class:`Enhancer` for ``model``; an ONNX model with a whole-image context runs whole images.
+
+    Such a graph computes its image statistics per tile, so tiles would differ in exposure: with
+    no ``--tile`` it runs whole images (:func:`announce` says so), with ``--tile N`` (N > 0) it is
+    refused.
+
+    Raises:
+        UsageError: tiles asked for an ONNX model with a whole-image context.
+    """
+    if isinstance(model, OnnxModel) and model.whole_image_context:
+        model.check_tile(config.tile)
+        config = dataclasses.replace(config, tile=0)
+    return Enhancer(model, config)

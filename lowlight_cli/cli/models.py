@@ -26,13 +26,16 @@ def _bundled_configs() -> dict[str, dict]:
 
 
 def _bundled(name: str, folder_name: str, configs: dict[str, dict]) -> dict | None:
-    """The model's default bundled checkpoint: name, architecture and LOL test scores, or None."""
+    """The model's default bundled checkpoint: name, architecture, its parameters and LOL test
+    scores, or None."""
     folder = folder_name or name
     if folder not in configs:
         return None
     config = configs[folder]
     scores = config.get("provenance", {}).get("lol_test", {})
-    return {"name": folder, "architecture": config.get("architecture", name),
+    architecture = config.get("architecture", name)
+    net = MODELS.get(architecture).build(**config.get("kwargs", {}))
+    return {"name": folder, "architecture": architecture, "parameters": sum(p.numel() for p in net.parameters()),
             "lol_psnr": scores.get("psnr"), "lol_ssim": scores.get("ssim")}
 
 
@@ -46,7 +49,10 @@ def models(
     json_output: JsonOpt = False,
     all_models: Annotated[bool, typer.Option("--all", help="Include test-size variants.")] = False,
 ) -> None:
-    """List registered models: parameters, MACs per pixel (measured at 256x256), weights, LOL scores, licence."""
+    """List registered models: parameters, MACs per pixel (measured at 256x256), the weights each runs by default, LOL scores, licence.
+
+    A name may run the weights of another architecture of its family by default (the best trained ones): the "runs by default" column says which, with their size.
+    """
     rows = []
     configs = _bundled_configs()
     for name in list_models(include_test=all_models):
@@ -62,6 +68,7 @@ def models(
                 "needs_weights": entry.info.needs_weights,
                 "bundled_weights": bundled["name"] if bundled else None,
                 "bundled_architecture": bundled["architecture"] if bundled else None,
+                "bundled_parameters": bundled["parameters"] if bundled else None,
                 "also_bundled": _also_bundled(name, bundled["name"] if bundled else None, configs)
                 if entry.info.needs_weights else [],
                 "lol_test_psnr": bundled["lol_psnr"] if bundled else None,
@@ -75,18 +82,18 @@ def models(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="lowlight models", caption="MACs measured at 256x256; LOL-v1 test, RGB, no GT-mean")
-    for col in ("model", "params", "MACs/pixel", "weights", "LOL PSNR/SSIM", "tile-exact", "ONNX", "licence"):
+    table = Table(title="lowlight models", caption="params and MACs (at 256x256) of the named architecture; LOL-v1 test scores of the weights it runs by default, RGB, no GT-mean")
+    columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
+               "tile-exact", "ONNX", "licence")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left")
     for r in rows:
-        weights = "not needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
+        default = "no weights needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
         if r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
-            weights += f" ({r['bundled_architecture']}: best of the family)"
-        if r["also_bundled"]:
-            weights += f"; also {', '.join(r['also_bundled'])}"
+            default += f" ({r['bundled_architecture']}, {r['bundled_parameters']:,} params: best of the family)"
         scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
         table.add_row(
-            r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", weights, scores,
+            r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores, ", ".join(r["also_bundled"]) or "-",
             "yes" if r["tile_exact"] else "no", "yes" if r["exportable"] else "no", r["licence"],
         )
     out.print(table)

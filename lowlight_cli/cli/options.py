@@ -1,11 +1,40 @@
-"""Option aliases shared by several commands, so each is spelled and documented once."""
+"""Option aliases shared by several commands, so each is spelled and documented once.
+
+Numeric options are checked when the command line is parsed (ranges and the callbacks below), so a
+bad value is a usage error (exit 2) before any model is loaded or any file is touched.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ..inference.engine import MIN_TILE
+
+
+def check_positive(value: float | None) -> float | None:
+    """Option callback: the value must be > 0 (and finite)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number > 0")
+    return value
+
+
+def check_fraction(value: float | None) -> float | None:
+    """Option callback: the value must be in (0, 1]."""
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"{value} is not in (0, 1]")
+    return value
+
+
+def check_tile(value: int | None) -> int | None:
+    """Option callback: a tile side is 0 (whole image) or at least :data:`MIN_TILE` pixels."""
+    if value is not None and value != 0 and value < MIN_TILE:
+        raise typer.BadParameter(f"{value} is neither 0 (whole image) nor >= {MIN_TILE}")
+    return value
+
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`) or an exported .onnx file.")
@@ -28,13 +57,14 @@ PrecisionOpt = Annotated[
 ]
 TileOpt = Annotated[
     Optional[int],
-    typer.Option("--tile", help="Tile side in pixels; 0 = whole image; default: from GPU memory / model."),
+    typer.Option("--tile", callback=check_tile, help=f"Tile side in pixels (0 = whole image, else >= {MIN_TILE}); default: from GPU memory / model."),
 ]
-OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between tiles in pixels.")]
+OverlapOpt = Annotated[int, typer.Option("--overlap", min=0, help="Overlap between tiles in pixels (less than half the tile).")]
 CompileOpt = Annotated[
     bool,
     typer.Option("--compile", help="torch.compile the model: the first image waits for the compilation, the rest run faster (tiled); CPU: needs a C++ compiler."),
 ]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Tiles per forward pass.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write a machine-readable summary on stdout.")]
 OutDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,10 +11,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import UsageError
-from ..training import InfoEvent, StepEvent, Trainer, ValidationEvent, build_config, load_config
+from ..models import MODELS
+from ..models.complexity import measure_complexity
+from ..training import InfoEvent, PaceEvent, PlanEvent, StepEvent, Trainer, TrainConfig, ValidationEvent, build_config, load_config
 from ..training.config import parse_assignment, set_value
 from .console import err
 from .errors import handle_errors
+from .options import check_fraction, check_positive
 
 EPILOG = """
 Examples:\n
@@ -30,6 +29,7 @@ Examples:\n
 """
 
 Opt = typer.Option
+CPU_MODEL = "crnet-curve"  # the model sized for training on a CPU
 
 
 @handle_errors
@@ -38,21 +38,21 @@ def train(
     data: Annotated[Optional[str], Opt("--data", help="Dataset folder, or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
     out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN>).")] = None,
     semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images.")] = None,
-    labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", help="Fraction of training images whose reference is used.")] = None,
+    labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1].")] = None,
     config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
-    epochs: Annotated[Optional[int], Opt("--epochs")] = None,
-    max_steps: Annotated[Optional[int], Opt("--max-steps", help="Stop after N optimiser steps (smoke runs).")] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Labeled patches per step and process.")] = None,
-    patch_size: Annotated[Optional[int], Opt("--patch-size")] = None,
-    patches_per_image: Annotated[Optional[int], Opt("--patches-per-image")] = None,
-    lr: Annotated[Optional[float], Opt("--lr")] = None,
-    val_every: Annotated[Optional[int], Opt("--val-every", help="Steps between validations (default: each epoch).")] = None,
-    seed: Annotated[Optional[int], Opt("--seed")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default 100, as in the paper).")] = None,
+    max_steps: Annotated[Optional[int], Opt("--max-steps", min=0, help="Stop after N optimiser steps (smoke runs; 0 = no limit).")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Labeled patches per step and process.")] = None,
+    patch_size: Annotated[Optional[int], Opt("--patch-size", min=16, help="Side of the square training patches in pixels (default 96).")] = None,
+    patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each labeled image per epoch (default 30).")] = None,
+    lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
+    val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
+    seed: Annotated[Optional[int], Opt("--seed", min=0, help="Seeds initialisation, patches and noise, and the labeled split (default 0).")] = None,
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
     precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (bf16/fp16 autocast on CUDA; bf16 also on CPUs with AVX512-BF16 or AMX).")] = None,
-    workers: Annotated[Optional[int], Opt("--workers", help="Data-loader worker processes.")] = None,
+    workers: Annotated[Optional[int], Opt("--workers", min=0, help="Data-loader worker processes.")] = None,
     compile_: Annotated[Optional[bool], Opt("--compile/--no-compile", help="torch.compile the student (faster steps after a slow first one; CPU: needs a C++ compiler).")] = None,
 ) -> None:
     """Train CRNet fully supervised (progressive loss) or semi-supervised (MCMT)."""
@@ -91,7 +91,7 @@ def train(
     if main:
         mode = f"semi-supervised MCMT on {cfg.data.labeled_frac:.0%} labels" if cfg.run.semi else f"supervised on {cfg.data.labeled_frac:.0%} labels"
         err.print(f"training {cfg.model.name} ({mode}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
-    _fit(trainer, show=main)
+    _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
     if main:
         err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
     if trainer.ctx.enabled:
@@ -111,14 +111,43 @@ def _end_torchrun_worker() -> None:
     os._exit(0)
 
 
-def _fit(trainer: Trainer, *, show: bool) -> None:
+def cpu_alternative(cfg: TrainConfig) -> str | None:
+    """:data:`CPU_MODEL` when the configured model costs more per pixel than it (to suggest on a CPU)."""
+    if cfg.model.name == CPU_MODEL:
+        return None
+
+    def macs(name: str, kwargs: dict) -> float:
+        return measure_complexity(MODELS.get(name).build(**kwargs), size=64).macs_per_pixel
+
+    return CPU_MODEL if macs(cfg.model.name, cfg.model.kwargs) > macs(CPU_MODEL, {}) else None
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, disable=not show) as progress:
         task = progress.add_task("steps", total=None, info="")
 
         def on_event(event: object) -> None:
-            if isinstance(event, StepEvent):
+            if isinstance(event, PlanEvent):
+                progress.update(task, completed=event.start_step, total=event.total_steps)
+            elif isinstance(event, PaceEvent):
+                epoch = event.seconds_per_step * event.steps_per_epoch
+                progress.console.print(f"pace: {event.seconds_per_step:.2f} s per step, about {duration(epoch)} per epoch "
+                                       f"({event.steps_per_epoch} steps), {duration(event.seconds_per_step * event.steps_left)} to go")
+                if cpu_alternative:
+                    progress.console.print(f"[yellow]note:[/] {trainer.config.model.name} is sized for GPUs; on this CPU, "
+                                           f"--model {cpu_alternative} trains far faster")
+            elif isinstance(event, StepEvent):
                 terms = " ".join(f"{k} {v:.4f}" for k, v in event.terms.items() if k != "unlabeled")
                 info = f"{terms} lr {event.lr:.2e} {event.patches_per_s:.0f} patches/s"
                 progress.update(task, completed=event.step, total=event.total_steps, info=info, description=f"epoch {event.epoch}")
@@ -129,22 +158,4 @@ def _fit(trainer: Trainer, *, show: bool) -> None:
             elif isinstance(event, InfoEvent):
                 progress.console.print(event.message)
 
-        with _sigterm_as_interrupt():
-            trainer.fit(on_event)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler's or `kill`'s stop) saves a resumable state like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        trainer.fit(on_event)  # SIGTERM arrives as KeyboardInterrupt (handle_errors): a resumable state is saved

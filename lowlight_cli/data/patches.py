@@ -30,11 +30,15 @@ class PatchConfig:
         size: side of the square patches in pixels.
         per_image: patches drawn from each labeled image per epoch.
         augment: random horizontal/vertical flips and 90-degree rotations (same for low and high).
+        identity_prob: probability that a labeled patch is replaced by its reference as both input
+            and target (ours): the model learns to leave a well-exposed photo as it is, which
+            low-light pairs alone never show it.
     """
 
     size: int = 96
     per_image: int = 30
     augment: bool = True
+    identity_prob: float = 0.0
 
 
 def augment_pair(low: np.ndarray, high: np.ndarray | None, code: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -80,6 +84,9 @@ class PatchDataset(Dataset):
         high = pair.high[top : top + p, left : left + p] if pair.high is not None else None
         if self.config.augment:
             low, high = augment_pair(low, high, int(rng.integers(0, 8)))
+        # drawn after the crop and symmetry, and only when enabled, so earlier runs' patches are unchanged
+        if high is not None and self.config.identity_prob > 0 and rng.random() < self.config.identity_prob:
+            low = high
         low_t = torch.from_numpy(np.ascontiguousarray(to_float(low).transpose(2, 0, 1)))
         high_t = (
             torch.from_numpy(np.ascontiguousarray(to_float(high).transpose(2, 0, 1)))

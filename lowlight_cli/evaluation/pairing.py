@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,20 +42,33 @@ def _by_stem(items: Sequence[InputFile], role: str) -> dict[str, Path]:
     return stems
 
 
+def _unpaired(items: Sequence[InputFile]) -> list[ImagePair]:
+    """No-reference pairs named by stem; files sharing a stem (``1.png``, ``1.jpg``) keep their extension."""
+    stems = Counter(item.relative.with_suffix("").as_posix() for item in items)
+
+    def name(item: InputFile) -> str:
+        stem = item.relative.with_suffix("").as_posix()
+        return stem if stems[stem] == 1 else item.relative.as_posix()
+
+    return sorted((ImagePair(name(item), item.path, None) for item in items), key=lambda pair: pair.name)
+
+
 def pair_by_stem(predictions: Path, references: Path | None, *, recursive: bool = False) -> Pairing:
     """Pair the images under ``predictions`` with those under ``references`` by stem.
 
     ``1.png`` pairs with ``1.jpg``; with ``recursive`` the stem includes the sub-folder path.
-    Without ``references`` every prediction is a pair with reference None.
+    Without ``references`` every prediction is a pair with reference None, named by its stem (by
+    its file name where two files share a stem: no pairing is needed then).
 
     Raises:
-        DataError: a folder holds no images, or two files in one folder share a stem.
+        DataError: a folder holds no images, or two files in one folder share a stem (with references).
     """
-    preds = _by_stem(find_images([predictions], recursive=recursive), "prediction")
-    if not preds:
+    found = find_images([predictions], recursive=recursive)
+    if not found:
         raise DataError(f"no images found in {predictions}")
     if references is None:
-        return Pairing([ImagePair(stem, path, None) for stem, path in sorted(preds.items())])
+        return Pairing(_unpaired(found))
+    preds = _by_stem(found, "prediction")
     refs = _by_stem(find_images([references], recursive=recursive), "reference")
     if not refs:
         raise DataError(f"no images found in {references}")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from ..errors import ImageError, MetricError, ModelOutputError
 from ..inference import Enhancer
 from ..io import read_image, to_float
 from ..metrics import quantize
@@ -35,8 +36,19 @@ def score_pairing(
     enhancer: Enhancer | None = None,
     on_pair: Callable[[ImagePair], None] | None = None,
 ) -> Iterator[ImageScores]:
-    """Yield the scores of every pair in order; ``on_pair`` is called before each (for progress)."""
+    """Yield the scores of every pair in order; ``on_pair`` is called before each (for progress).
+
+    A pair that cannot be scored (an unreadable file, an image too small for a metric, unusable
+    model output) yields :class:`ImageScores` with ``error`` set, and the run goes on; other
+    errors (e.g. a size mismatch, which means the folders do not correspond) propagate.
+    """
     for pair in pairing.pairs:
         if on_pair:
             on_pair(pair)
-        yield score_pair(scorer, pair, enhancer)
+        try:
+            scores = score_pair(scorer, pair, enhancer)
+        except ImageError as exc:  # names its file
+            scores = ImageScores(pair.name, {}, error=str(exc))
+        except (MetricError, ModelOutputError) as exc:
+            scores = ImageScores(pair.name, {}, error=f"{pair.prediction}: {exc}")
+        yield scores

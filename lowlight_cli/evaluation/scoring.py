@@ -17,11 +17,16 @@ _GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 @dataclass
 class ImageScores:
-    """The scores of one image, by metric name; ``warnings`` holds metric notes (e.g. NaN NIQE)."""
+    """The scores of one image, by metric name; ``warnings`` holds metric notes (e.g. NaN NIQE).
+
+    ``error``: why the image could not be scored (unreadable, too small for a metric); ``values``
+    is then empty and the image counts in no summary.
+    """
 
     name: str
     values: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def mean_gray_level(rgb: np.ndarray) -> float:

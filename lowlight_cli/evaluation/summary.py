@@ -40,7 +40,8 @@ class MetricSummary:
 
 
 def summarize(scores: Sequence[ImageScores], metrics: Sequence[str]) -> dict[str, MetricSummary]:
-    """Mean, median, population std and count of each metric over the finite scores."""
+    """Mean, median, population std and count of each metric over the finite scores (images that
+    failed have none)."""
     result = {}
     for name in metrics:
         values = np.array([s.values[name] for s in scores if name in s.values], dtype=np.float64)
@@ -66,23 +67,35 @@ def json_number(value: float) -> float | str:
 
 
 def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict | None = None) -> dict:
-    """``{"version", "protocol", "summary", "images"}``: the stable JSON shape of ``lowlight evaluate``."""
+    """``{"version", "protocol", "summary", "images", "failed"}``: the stable JSON shape of ``lowlight evaluate``.
+
+    An image that could not be scored is ``{"name", "error"}`` in ``images``, counted in ``failed``
+    and left out of ``summary``.
+    """
     summary = summarize(scores, protocol.metrics)
+
+    def image(s: ImageScores) -> dict:
+        if s.error is not None:
+            return {"name": s.name, "error": s.error}
+        return {"name": s.name, **{k: json_number(v) for k, v in s.values.items()}}
+
     return {
         "version": __version__,
         "protocol": protocol.as_dict(),
         "summary": {k: {kk: json_number(vv) for kk, vv in v.as_dict().items()} for k, v in summary.items()},
-        "images": [{"name": s.name, **{k: json_number(v) for k, v in s.values.items()}} for s in scores],
+        "images": [image(s) for s in scores],
+        "failed": sum(s.error is not None for s in scores),
         **(extra or {}),
     }
 
 
 def csv_report(protocol: Protocol, scores: Sequence[ImageScores]) -> str:
-    """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>``."""
+    """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>,error``
+    (``error`` is empty for scored images; failed ones have empty scores)."""
     buffer = io.StringIO()
     buffer.write(f"# lowlight {__version__}; protocol: {protocol.describe()}\n")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", *protocol.metrics])
+    writer.writerow(["name", *protocol.metrics, "error"])
     for s in scores:
-        writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics)])
+        writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or ""])
     return buffer.getvalue()

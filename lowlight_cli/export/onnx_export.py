@@ -113,7 +113,8 @@ def export_onnx(
 
     The file's input ``input`` and output ``output`` are ``(B, 3, H, W)`` float32 RGB in ``[0, 1]``
     with ``H`` and ``W`` multiples of ``model.info.input_multiple`` (recorded in the metadata
-    props with the architecture, version, input range and weights provenance). Before the file is
+    props with the architecture, version, input range, weights provenance and whether the model
+    uses a whole-image context, which makes the file run whole images only). Before the file is
     put in place, onnxruntime (CPU provider) runs it on :func:`~.parity.parity_sizes` and must
     match PyTorch float32 within max abs 1e-4 (fp32) or PSNR 40 dB (fp16).
 
@@ -151,7 +152,9 @@ def export_onnx(
     precision = "fp16" if fp16 else "fp32"
     with staged_file(path, overwrite=overwrite) as tmp:
         _trace(module, tmp, info, opset, device)
-        _annotate(tmp, info, onnx_metadata(info, precision=precision, weights=weights_provenance(model, info)))
+        whole_image = bool(getattr(model, "uses_image_context", False))
+        props = onnx_metadata(info, precision=precision, weights=weights_provenance(model, info), whole_image_context=whole_image)
+        _annotate(tmp, info, props)
         exported = OnnxModel(tmp, providers=[CPU_PROVIDER])
         checks = check_parity(lambda x: model(x.to(device)).cpu(), exported, checked_sizes, tolerance, what=path.name)
         size = tmp.stat().st_size

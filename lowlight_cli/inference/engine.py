@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, ModelOutputError, UsageError
 from ..models.base import EnhancementModel
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
@@ -23,6 +23,9 @@ from .precision import autocast, resolve_precision
 from .tiling import tiled_forward
 
 MIN_TILE = 64
+# an input tile spanning at least this much (4 levels of 8 bits) must not come out as one flat colour
+FLAT_CHECK_MIN_RANGE = 4 / 255
+_BROKEN_WEIGHTS_HINT = "the weights are probably broken (e.g. from a diverged training run): use another checkpoint, such as the run's best/"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ def guarded_forward(
 
     Returns:
         float32 output clamped to ``[0, 1]``, same shape as ``batch``.
+
+    Raises:
+        ModelOutputError: the output is still unusable after the fp32 redo (:func:`check_output`).
     """
     with torch.inference_mode():
         with autocast(precision, device):
@@ -120,7 +126,28 @@ def guarded_forward(
             if on_event:
                 on_event(Notice(f"non-finite {precision} output: redoing the tile batch in fp32"))
             out = model(batch.float()).float()
+        check_output(batch, out)
     return out.clamp(0.0, 1.0)
+
+
+def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
+    """Refuse an output no enhancer gives: non-finite values, or one flat colour for a varied input.
+
+    Both come from broken weights; clamped and written they would be black or flat images that
+    look like a success. ``batch`` and ``out`` are ``(B, 3, H, W)``, ``out`` before clamping; a
+    tile is checked for flatness only when its input spans at least :data:`FLAT_CHECK_MIN_RANGE`.
+
+    Raises:
+        ModelOutputError: NaN or inf anywhere, or a tile whose every channel is constant.
+    """
+    if not torch.isfinite(out).all():
+        raise ModelOutputError("the model's output is not finite (NaN or inf), even in fp32", hint=_BROKEN_WEIGHTS_HINT)
+    values = out.flatten(2)
+    flat = (values.amax(2) == values.amin(2)).all(1)
+    inputs = batch.float().flatten(1)
+    varied = inputs.amax(1) - inputs.amin(1) >= FLAT_CHECK_MIN_RANGE
+    if bool((flat & varied).any()):
+        raise ModelOutputError("the model's output is one flat colour for an input that is not flat", hint=_BROKEN_WEIGHTS_HINT)
 
 
 def run_with_tile_fallback(

@@ -7,17 +7,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImageError, UsageError
-from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, replace_rgb, to_float, write_image
+from ..errors import ImageError, ModelOutputError, UsageError
+from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, read_size, replace_rgb, to_float, write_image
 from .engine import Enhancer, EventFn
 
 
 @dataclass(frozen=True)
 class FileJob:
-    """One input image and where its enhanced version goes."""
+    """One input image and where its enhanced version goes.
+
+    ``megapixels``: the input's size from its header (0 when unreadable), to measure progress by.
+    """
 
     source: InputFile
     target: Path
+    megapixels: float = 0.0
 
 
 @dataclass
@@ -27,6 +31,7 @@ class FileResult:
     job: FileJob
     status: str
     error: str | None = None
+    hint: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
@@ -37,6 +42,7 @@ class FileResult:
             "output": str(self.job.target),
             "status": self.status,
             "error": self.error,
+            "hint": self.hint,
             "notes": self.notes,
             "seconds": round(self.seconds, 4),
             "megapixels": round(self.megapixels, 4),
@@ -51,13 +57,16 @@ def plan_jobs(
     ext: str | None = None,
     mirror_tree: bool = True,
 ) -> list[FileJob]:
-    """Pair every input with its output path.
+    """Pair every input with its output path (and its size, read from the header).
 
     Raises:
         UsageError: two inputs would write the same output (e.g. ``a.png`` and ``a.jpg`` with
             ``--ext png``), or an output would overwrite its own input.
     """
-    jobs = [FileJob(item, output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree)) for item in items]
+    jobs = [
+        FileJob(item, output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree), _megapixels(item.path))
+        for item in items
+    ]
     seen: dict[Path, FileJob] = {}
     for job in jobs:
         key = job.target.resolve()
@@ -72,6 +81,11 @@ def plan_jobs(
     return jobs
 
 
+def _megapixels(path: Path) -> float:
+    size = read_size(path)
+    return size[0] * size[1] / 1e6 if size else 0.0
+
+
 def enhance_file(
     enhancer: Enhancer,
     job: FileJob,
@@ -82,8 +96,9 @@ def enhance_file(
 ) -> FileResult:
     """Read ``job.source``, enhance it, write ``job.target`` atomically (bit depth, alpha, metadata kept).
 
-    Image problems (unreadable input, unwritable output) are caught and returned as a ``failed``
-    result naming the file, so a batch goes on; anything else propagates.
+    Image problems (unreadable input, unwritable output) and unusable model output (NaN, a flat
+    image) are caught and returned as a ``failed`` result naming the file, so a batch goes on and
+    nothing is written for it; anything else propagates.
     """
     start = time.perf_counter()
     try:
@@ -91,7 +106,9 @@ def enhance_file(
         enhanced = enhancer.enhance(to_float(image.rgb), on_event)
         notes = write_image(job.target, replace_rgb(image, enhanced), quality=quality)
     except ImageError as exc:
-        return FileResult(job, "failed", error=str(exc), seconds=time.perf_counter() - start)
+        return FileResult(job, "failed", error=str(exc), hint=exc.hint, seconds=time.perf_counter() - start)
+    except ModelOutputError as exc:
+        return FileResult(job, "failed", error=f"{job.source.path}: {exc}", hint=exc.hint, seconds=time.perf_counter() - start)
     return FileResult(
         job,
         "written",

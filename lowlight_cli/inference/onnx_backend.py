@@ -27,6 +27,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 INPUT_RANGE = "[0, 1]"
 INPUT_LAYOUT = "NCHW float RGB"
+WHOLE_IMAGE_CONTEXT = "whole_image_context"
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _INSTALL_HINT = "pip install onnxruntime (or onnxruntime-gpu for the CUDA provider)"
@@ -37,7 +38,9 @@ def is_onnx_path(name: str | Path) -> bool:
     return str(name).lower().endswith(".onnx")
 
 
-def onnx_metadata(info: ModelInfo, *, precision: str, weights: Mapping[str, Any]) -> dict[str, str]:
+def onnx_metadata(
+    info: ModelInfo, *, precision: str, weights: Mapping[str, Any], whole_image_context: bool = False
+) -> dict[str, str]:
     """Metadata props written into every exported ONNX file (all values are strings).
 
     Human-readable keys (``architecture``, ``input_range``, ``input_multiple``, ``weights`` ...)
@@ -49,6 +52,9 @@ def onnx_metadata(info: ModelInfo, *, precision: str, weights: Mapping[str, Any]
         precision: ``fp32`` or ``fp16`` (the arithmetic inside the graph; its input and output
             are float32 either way).
         weights: provenance of the weights (JSON-serialisable), e.g. checkpoint path and sha256.
+        whole_image_context: the model uses statistics of the whole photo (CRNet's
+            ``global_context``). The graph computes them from whatever it is given, so a tile
+            would get its own and tiles would differ in exposure: such a file runs whole images.
     """
     return {
         "lowlight_metadata_version": METADATA_VERSION,
@@ -62,6 +68,7 @@ def onnx_metadata(info: ModelInfo, *, precision: str, weights: Mapping[str, Any]
         "input_layout": INPUT_LAYOUT,
         "input_multiple": str(info.input_multiple),
         "tile_exact": str(info.tile_exact).lower(),
+        WHOLE_IMAGE_CONTEXT: str(whole_image_context).lower(),
         "precision": precision,
         "weights": json.dumps(dict(weights), sort_keys=True),
         "model_info": json.dumps(dataclasses.asdict(info), sort_keys=True),
@@ -125,6 +132,8 @@ class OnnxModel:
 
     Attributes:
         info: the exported architecture's :class:`ModelInfo`.
+        whole_image_context: the file's metadata says the model uses whole-image statistics, so it
+            must run whole images (``InferenceConfig(tile=0)``; :meth:`check_tile` refuses tiles).
         metadata: all metadata props of the file.
         precision: ``fp32`` or ``fp16`` (arithmetic inside the graph).
         path: the file.
@@ -147,6 +156,7 @@ class OnnxModel:
         session = self._session(tuple(self._fixed_providers or [CPU_PROVIDER]))
         self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self.info = info_from_metadata(self.metadata, str(self.path))
+        self.whole_image_context = self.metadata.get(WHOLE_IMAGE_CONTEXT) == "true"
         self.precision = self.metadata.get("precision", "fp32")
         inputs = session.get_inputs()
         if len(inputs) != 1 or len(session.get_outputs()) != 1:
@@ -165,6 +175,19 @@ class OnnxModel:
             except self._errors as exc:
                 raise CheckpointError(f"{self.path} is not a model onnxruntime can load: {exc}") from None
         return self._sessions[providers]
+
+    def check_tile(self, tile: int | None) -> None:
+        """Refuse tiles (``tile`` > 0) for a model with a whole-image context.
+
+        Raises:
+            UsageError: the model uses whole-image statistics and ``tile`` asks for tiles.
+        """
+        if self.whole_image_context and tile:
+            raise UsageError(
+                f"{self.path.name} cannot be tiled: {self.info.name} uses statistics of the whole photo, which "
+                "an ONNX graph computes per tile, so tiles would differ in exposure",
+                hint=f"drop --tile (or use --tile 0) to run whole images, or run the PyTorch model (--model {self.info.name}), which tiles exactly",
+            )
 
     def providers_for(self, device: torch.device) -> tuple[str, ...]:
         """The onnxruntime providers used for batches on ``device``."""

@@ -47,6 +47,19 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def balanced_tile(length: int, max_tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest tile side (a multiple of ``multiple``) that covers ``length`` with as few tiles of
+    at most about ``max_tile`` as possible, each overlapping the next by at least ``overlap``.
+
+    Cutting 1920 px into tiles of at most 1024 gives two tiles of 976 (not two of 1024 that
+    overlap by 128): tiling costs only the overlap, so it is never much slower than one pass.
+    """
+    if length <= max_tile:
+        return round_up(length, multiple)
+    count = math.ceil((length - overlap) / (max_tile - overlap))
+    return min(round_up(math.ceil((length + (count - 1) * overlap) / count), multiple), round_up(length, multiple))
+
+
 def plan_tiles(height: int, width: int, tile_h: int, tile_w: int, overlap: int) -> list[Tile]:
     """Grid of equal-size tiles covering a ``height`` x ``width`` image, row-major."""
     return [
@@ -93,9 +106,11 @@ def tiled_forward(
     Args:
         fn: maps a batch ``(N, 3, h, w)`` on ``device`` to an output of the same shape.
         image: ``(1, 3, H, W)`` float in ``[0, 1]`` (stays where it is, usually host memory).
-        tile: tile side in pixels (rounded up to ``multiple``); ``0`` runs the whole image at once.
+        tile: largest tile side in pixels; each side is cut into the fewest tiles of at most about
+            that size, all of one size (:func:`balanced_tile`); ``0`` runs the whole image at once.
         overlap: minimum overlap between neighbouring tiles, in pixels.
-        batch_size: tiles per call of ``fn``.
+        batch_size: tiles per call of ``fn``, at most; a batch never holds more pixels than one
+            ``tile`` x ``tile`` square, so large tiles go one at a time and memory stays bounded.
         multiple: the model's input multiple; tiles and the whole image are padded to it.
         margin: receptive radius of a tile-exact model (see :func:`window_1d`).
         device: where tiles are sent for ``fn`` (default: the image's device).
@@ -114,9 +129,9 @@ def tiled_forward(
         if on_progress:
             on_progress(1, 1)
         return out
-    tile = round_up(tile, multiple)
-    tile_h = min(tile, round_up(height, multiple))
-    tile_w = min(tile, round_up(width, multiple))
+    tile_h = balanced_tile(height, tile, overlap, multiple)
+    tile_w = balanced_tile(width, tile, overlap, multiple)
+    batch_size = max(1, min(batch_size, (tile * tile) // (tile_h * tile_w)))
     source = pad_to(image, max(height, tile_h), max(width, tile_w))
     full_h, full_w = source.shape[-2:]
     tiles = plan_tiles(full_h, full_w, tile_h, tile_w, overlap)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lowlight_cli.errors import ImageReadError
 from lowlight_cli.io.formats import SUPPORTED_EXTENSIONS
+from lowlight_cli.io.write import is_temp_file
 
 
 @dataclass(frozen=True)
@@ -25,49 +27,92 @@ class InputFile:
     relative: Path
 
 
-def find_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> list[InputFile]:
-    """The image files named by ``inputs``: files as given, folders scanned for image extensions.
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file found in an input folder (or named) that is not processed, and why (one short phrase)."""
 
-    A file argument is taken whatever its extension (reading it raises if it is not an image). A
-    folder contributes its files whose extension is in ``SUPPORTED_EXTENSIONS`` (any case), including
-    sub-folders when ``recursive``. Hidden files and folders (name starting with ".") inside a scanned
-    folder are skipped; symbolic links to folders are not followed.
+    path: Path
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """The images to process, sorted by path, and the files passed over (reported, never silently)."""
+
+    files: list[InputFile]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False) -> Discovery:
+    """The image files named by ``inputs``, and the files passed over on the way.
+
+    A file argument is taken whatever its extension (reading it raises if it is not an image),
+    except a temporary file of this package (``.<name>.<8 hex>.tmp``, left by a killed run). A
+    folder contributes its files whose extension is in ``SUPPORTED_EXTENSIONS`` (any case),
+    including sub-folders when ``recursive``. Inside a scanned folder, hidden files and folders
+    (name starting with ".") are skipped without a word; files of other formats, broken symbolic
+    links and symbolic-link loops are listed in ``skipped``. Symbolic links to folders are not followed.
 
     Returns:
-        Sorted by path; a file reached twice (same resolved path) appears once, with the
+        ``files`` sorted by path; a file reached twice (same resolved path) appears once, with the
         ``relative`` of its first mention. Empty when the folders hold no images.
 
     Raises:
         ImageReadError: an input does not exist, or a folder cannot be listed.
     """
     found: dict[Path, InputFile] = {}
+    skipped: list[SkippedFile] = []
     for argument in inputs:
         root = Path(argument)
         if root.is_dir():
-            items: Iterator[InputFile] = _scan(root, recursive=recursive)
+            items: Iterator[InputFile] = _scan(root, recursive=recursive, skipped=skipped)
+        elif is_temp_file(root) and root.exists():
+            skipped.append(SkippedFile(root, "temporary file of an interrupted write"))
+            continue
         elif root.exists():
             items = iter([InputFile(root, Path(root.name))])
         else:
             raise ImageReadError(root, "no such file or folder", hint="check the path")
         for item in items:
             found.setdefault(item.path.resolve(), item)
-    return sorted(found.values(), key=lambda item: item.path)
+    return Discovery(sorted(found.values(), key=lambda item: item.path), sorted(skipped, key=lambda s: s.path))
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in SUPPORTED_EXTENSIONS
+def find_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> list[InputFile]:
+    """The image files named by ``inputs`` (see :func:`scan_inputs`), without the skipped ones."""
+    return scan_inputs(inputs, recursive=recursive).files
 
 
-def _scan(root: Path, *, recursive: bool) -> Iterator[InputFile]:
+def _skip_reason(path: Path) -> str | None:
+    """Why a non-hidden folder entry is not an input, or None when it is an image file."""
+    if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as error:
+            return "symbolic link loop" if error.errno == errno.ELOOP else "broken symbolic link"
+    extension = os.path.splitext(path.name)[1].lower()
+    if extension not in SUPPORTED_EXTENSIONS:
+        return f"unsupported format ({extension or 'no extension'})"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile]) -> Iterator[InputFile]:
     def fail(error: OSError) -> None:
         raise ImageReadError(error.filename or root, f"cannot list folder: {error.strerror or error}") from None
 
     for folder, subfolders, names in os.walk(root, onerror=fail):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")] if recursive else []
         for name in names:
+            if name.startswith("."):
+                continue
             path = Path(folder) / name
-            if _is_image_name(name) and path.is_file():
+            reason = _skip_reason(path)
+            if reason is None:
                 yield InputFile(path, path.relative_to(root))
+            else:
+                skipped.append(SkippedFile(path, reason))
 
 
 def output_path(

@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from lowlight_cli.errors import ImageReadError, ImageTooLargeError
 from lowlight_cli.io.formats import FORMATS, format_for_pillow_name
 from lowlight_cli.io.image import ImageData
+from lowlight_cli.io.memory import DECODE_MARGIN, decoded_bytes, memory_shortfall
 from lowlight_cli.io.metadata import apply_orientation, read_metadata
 from lowlight_cli.io.quiet import opencv_silenced, pillow_guarded
 
@@ -22,12 +23,14 @@ DEFAULT_MAX_PIXELS: int = 250_000_000
 
 _SUPPORTED_LIST = ", ".join(info.label for info in FORMATS.values())
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-_PNG_COLOR_TYPE_OFFSET = 25  # signature 8, IHDR length and type 8, width and height 8, bit depth 1
+_PNG_BIT_DEPTH_OFFSET = 24  # signature 8, IHDR length and type 8, width and height 8
+_PNG_COLOR_TYPE_OFFSET = 25  # then the bit depth, 1 byte
 _PNG_GRAY_TYPES = (0, 4)
 # OpenCV's TIFF decoder (even with IMREAD_UNCHANGED) and Pillow's both turn TIFF pixels upright.
 _DECODER_APPLIES_ORIENTATION = frozenset({"tiff"})
 _BITS_PER_SAMPLE = 258
 _TOO_LARGE_HINT = "raise the pixel limit if you trust this file, or downscale it first"
+_NO_MEMORY_HINT = "free memory (close other programs), or downscale the image first"
 _CORRUPT_HINT = "re-export or re-copy the file"
 
 
@@ -35,7 +38,9 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     """Read a PNG, JPEG, TIFF, WebP or BMP file, upright, at its own bit depth.
 
     The header is read first and its pixel count checked against ``max_pixels`` before anything is
-    decoded. Pixels are decoded by OpenCV from the file's bytes (so non-ASCII paths work everywhere);
+    decoded, and the decoded size (width x height x channels x bytes per sample, from the header)
+    against the memory available (:mod:`lowlight_cli.io.memory`, Linux only). Pixels are decoded
+    by OpenCV from the file's bytes (so non-ASCII paths work everywhere);
     EXIF orientation is applied, and EXIF (orientation reset to 1) and the ICC profile are kept.
 
     Args:
@@ -49,7 +54,8 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     Raises:
         ImageReadError: the file is missing, a folder, unreadable, empty, not an image, of an
             unsupported format or sample type, corrupt or truncated.
-        ImageTooLargeError: the image has more than ``max_pixels`` pixels.
+        ImageTooLargeError: the image has more than ``max_pixels`` pixels, or its decoded pixels
+            would not fit in the memory available.
         ValueError: ``max_pixels`` is not positive.
     """
     if max_pixels < 1:
@@ -66,6 +72,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             _check_size(path, header.size, max_pixels)
             file.seek(0)
             data = file.read()
+            _check_memory(path, header, data, fmt)
             metadata = read_metadata(header, data, fmt)
             gray_source = _is_gray_source(header, data, fmt)
         if _pillow_decodes(header, fmt):
@@ -131,6 +138,43 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
+def _check_memory(path: Path, header: Image.Image, data: bytes, fmt: str) -> None:
+    width, height = header.size
+    channels = 4 if _declares_alpha(header) else 3  # gray is widened to RGB after decoding
+    needed = decoded_bytes(width, height, channels, _sample_bytes(header, data, fmt))
+    free = memory_shortfall(needed)
+    if free is not None:
+        raise ImageTooLargeError(
+            path,
+            f"{width}x{height} would take {needed / 1e6:,.0f} MB decoded (about {DECODE_MARGIN:g}x that while "
+            f"processing), but only {free / 1e6:,.0f} MB of memory is available",
+            hint=_NO_MEMORY_HINT,
+        )
+
+
+def _tiff_bits(header: Image.Image, default: int) -> int:
+    bits = header.tag_v2.get(_BITS_PER_SAMPLE, (default,))
+    return max(bits if isinstance(bits, tuple) else (bits,))
+
+
+def _sample_bytes(header: Image.Image, data: bytes, fmt: str) -> int:
+    """Bytes per decoded sample, from the header (Pillow reports 16-bit RGB PNGs as 8-bit ``RGB``)."""
+    if fmt == "png":
+        return 2 if len(data) > _PNG_BIT_DEPTH_OFFSET and data[_PNG_BIT_DEPTH_OFFSET] == 16 else 1
+    if fmt == "tiff":
+        return max(1, (_tiff_bits(header, 8) + 7) // 8)
+    return 1
+
+
+def read_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` from an image file's header, nothing decoded; None when it cannot be read."""
+    try:
+        with pillow_guarded(DEFAULT_MAX_PIXELS), Image.open(path) as header:
+            return header.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def _decode_opencv(path: Path, data: bytes, label: str) -> np.ndarray:
     with opencv_silenced():
         try:
@@ -168,8 +212,7 @@ def _pillow_decodes(header: Image.Image, fmt: str) -> bool:
     the alpha of gray+alpha."""
     if fmt != "tiff" or not _declares_alpha(header):
         return False
-    bits = header.tag_v2.get(_BITS_PER_SAMPLE, (1,))
-    return max(bits if isinstance(bits, tuple) else (bits,)) <= 8
+    return _tiff_bits(header, 1) <= 8
 
 
 def _is_gray_source(header: Image.Image, data: bytes, fmt: str) -> bool:

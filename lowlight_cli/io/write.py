@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import time
 from pathlib import Path
 
 from lowlight_cli.errors import ImageWriteError, OutputExistsError, UsageError
@@ -13,6 +15,12 @@ from lowlight_cli.io.formats import format_for_path
 from lowlight_cli.io.image import ImageData
 
 TEMP_SUFFIX = ".tmp"
+# ".<name>.<8 hex digits>.tmp", as _temp_name makes them; nothing else is ever removed as stale
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
+# a temporary file lives while one encoded image is written and synced; an older one was left by a
+# killed run (a live one of a concurrent run is never this old)
+STALE_TEMP_SECONDS = 60.0
+_PROBE_BYTES = 64 * 1024
 
 
 def write_image(path: str | Path, image: ImageData, *, quality: int = 95, overwrite: bool = True) -> list[str]:
@@ -88,7 +96,7 @@ def _create_temp(path: Path) -> tuple[Path, int]:
     """A new, exclusively created temporary file next to ``path`` (mode 0o666 minus the umask)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(10):
-        temp = path.with_name(f".{path.name[:100]}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = path.with_name(_temp_name(path.name))
         try:
             return temp, os.open(temp, flags, 0o666)
         except FileExistsError:
@@ -96,6 +104,78 @@ def _create_temp(path: Path) -> tuple[Path, int]:
         except OSError as error:
             raise ImageWriteError(path, f"cannot write in {path.parent}: {error.strerror or error}") from None
     raise ImageWriteError(path, f"cannot create a temporary file in {path.parent}")
+
+
+def _temp_name(name: str) -> str:
+    return f".{name[:100]}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like this package's temporary files (``.<name>.<8 hex>.tmp``)."""
+    return _TEMP_NAME.fullmatch(Path(path).name) is not None
+
+
+def remove_stale_temps(folder: str | Path, *, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temporary files a killed run left in ``folder`` (not in sub-folders).
+
+    Only files named as :func:`is_temp_file` says and last modified more than ``older_than``
+    seconds ago are removed; a missing or unreadable folder removes nothing.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    deadline = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if is_temp_file(entry.name) and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < deadline:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """Make sure files can be written in ``folder`` before any work is done.
+
+    Creates the folder (and its parents) if needed, writes, syncs and deletes a small probe file
+    named like a temporary file; folders it created are removed again, so nothing is left behind.
+
+    Raises:
+        ImageWriteError: ``folder`` is a file, cannot be created, or a file cannot be written there
+            (read-only, no permission, disk full); the message says which.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ImageWriteError(folder, "is a file, not a folder", hint="choose another output folder (--output)")
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImageWriteError(
+            folder, f"cannot create this folder: {error.strerror or error}", hint="check the path and its permissions, or choose another --output"
+        ) from None
+    try:
+        probe = folder / _temp_name("probe")
+        try:
+            with open(probe, "xb") as file:
+                file.write(b"\0" * _PROBE_BYTES)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise ImageWriteError(
+                folder, f"cannot write files here: {error.strerror or error}", hint="free disk space or fix the folder's permissions, or choose another --output"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+    finally:
+        for path in created:  # innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _commit(temp: Path, path: Path, *, overwrite: bool) -> None:

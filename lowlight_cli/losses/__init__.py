@@ -11,12 +11,37 @@ from torch import nn
 
 from ..registry import Registry
 from .consistency import MultiConsistencyLoss, multi_consistency_loss
+from .contrastive import (
+    BrightnessContrastiveLoss,
+    TextureContrastiveLoss,
+    brightness_contrastive_loss,
+    texture_contrastive_loss,
+    texture_infonce_loss,
+)
+from .curves import CurveNegatives, bag_of_curves
+from .features import FeaturePreservationLoss, feature_preservation_loss, gram_matrix
 from .progressive import ProgressiveLoss, SSIMLoss, progressive_loss, ssim_loss
+from .regions import RegionBrightnessLoss, region_brightness_loss
+from .zero_reference import (
+    ColourConstancyLoss,
+    ExposureControlLoss,
+    IlluminationSmoothnessLoss,
+    colour_constancy_loss,
+    exposure_control_loss,
+    illumination_smoothness_loss,
+)
 
 LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
 LOSSES.register("ssim", SSIMLoss)
 LOSSES.register("progressive", ProgressiveLoss)
 LOSSES.register("multi_consistency", MultiConsistencyLoss)
+LOSSES.register("illumination_smoothness", IlluminationSmoothnessLoss)
+LOSSES.register("colour_constancy", ColourConstancyLoss)
+LOSSES.register("exposure_control", ExposureControlLoss)
+LOSSES.register("brightness_contrastive", BrightnessContrastiveLoss)
+LOSSES.register("texture_contrastive", TextureContrastiveLoss)  # network=..., form="hinge" | "infonce"
+LOSSES.register("feature_preservation", FeaturePreservationLoss)  # network=...
+LOSSES.register("region_brightness", RegionBrightnessLoss)
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
@@ -26,11 +51,29 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
 
 __all__ = [
     "LOSSES",
+    "BrightnessContrastiveLoss",
+    "ColourConstancyLoss",
+    "CurveNegatives",
+    "ExposureControlLoss",
+    "FeaturePreservationLoss",
+    "IlluminationSmoothnessLoss",
     "MultiConsistencyLoss",
     "ProgressiveLoss",
+    "RegionBrightnessLoss",
     "SSIMLoss",
+    "TextureContrastiveLoss",
+    "bag_of_curves",
+    "brightness_contrastive_loss",
+    "colour_constancy_loss",
     "create_loss",
+    "exposure_control_loss",
+    "feature_preservation_loss",
+    "gram_matrix",
+    "illumination_smoothness_loss",
     "multi_consistency_loss",
     "progressive_loss",
+    "region_brightness_loss",
     "ssim_loss",
+    "texture_contrastive_loss",
+    "texture_infonce_loss",
 ]

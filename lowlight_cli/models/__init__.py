@@ -70,6 +70,25 @@ register_model(
 )
 register_model(
     ModelInfo(
+        name="crnet-curve",
+        family="crnet",
+        description="CRNet photo model (ours): body at 1/8 resolution, global context, curve output that never darkens or clips",
+        input_multiple=8,
+        default_tile=2048,
+        memory_per_pixel=160,
+        paper=CRNET_PAPER,
+        bundled_weights="crnet-curve-lol",
+    ),
+    CRNet,
+    groups=2,
+    blocks=3,
+    downscale=8,
+    global_context=True,
+    output="curve",
+    padding_mode="replicate",
+)
+register_model(
+    ModelInfo(
         name="crnet-tiny",
         family="crnet",
         description="CRNet test size (C=8, 2 groups x 2 blocks x 1 recurrence)",
@@ -113,6 +132,8 @@ register_model(
     ),
     CLAHE,
 )
+
+from . import dce  # noqa: E402,F401 - the DCE-Net family registers its own sizes (STYLE.md)
 
 
 def load_checkpoint(folder: str | Path, *, expected_family: str | None = None) -> EnhancementModel:

@@ -126,7 +126,8 @@ def load_weights_strict(
     *,
     allow_missing: tuple[str, ...] = (),
 ) -> list[str]:
-    """Copy ``state`` into ``model``; every key and shape must match (:class:`CheckpointError`).
+    """Copy ``state`` into ``model``; every key and shape must match and every float must be finite
+    (:class:`CheckpointError`; a diverged run's NaN weights would give black images).
 
     ``allow_missing``: key prefixes of the model that ``state`` may lack (they keep their
     initialisation; used to warm-start a model that adds modules). Returns the keys left as they were.
@@ -148,6 +149,13 @@ def load_weights_strict(
         raise CheckpointError(
             f"{source} does not fit the architecture: " + "; ".join(parts),
             hint="the checkpoint's config.json must name the architecture and kwargs it was trained with",
+        )
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if broken:
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or inf) in {len(broken)} tensor(s), e.g. {broken[0]}: "
+            "the model would give black images",
+            hint="the training run probably diverged: use an earlier checkpoint (e.g. the run's best/), or retrain with a lower --lr",
         )
     merged = {k: v.to(own[k].dtype) for k, v in state.items()}
     merged.update({k: own[k] for k in kept})

@@ -8,6 +8,7 @@ pixel-unshuffle so that it sees 1/s^2 of the pixels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,6 +23,10 @@ PAPER = (
     "Enhancement, CVPR Workshops 2023"
 )
 _ACTIVATIONS = ("none", "relu", "lrelu", "elu")
+_OUTPUTS = ("residual", "curve")
+_PADDINGS = ("zeros", "replicate", "reflect")
+# bound of the curve head's input-domain correction: it removes noise, it does not brighten
+_CORRECTION_BOUND = 0.05
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,21 @@ class CRNetConfig:
             so a model with it starts as the model without it. The mean is taken over the whole
             photo even under tiled inference (see :meth:`CRNet.image_context`).
         context_channels: width of that embedding.
+        output: ``residual`` (the paper: each stage is ``x + head(h)``) or ``curve`` (**ours**):
+            each stage head gives a bounded input-domain correction ``r`` (full resolution,
+            through pixel-shuffle; it removes noise) and a per-channel exposure gain ``g`` in
+            ``[1, max_gain]`` (at body resolution, upsampled bilinearly, so it is smooth); the
+            stage is the tone curve ``g y / (1 + (g - 1) y)`` of ``y = clamp(x + r)``
+            (:func:`gain_curve`). The curve is monotone, keeps 0 at 0 and 1 at 1, never darkens,
+            and is linear near black with slope ``g`` (a gain, as a longer exposure gives), so
+            blacks stay proportionally dark instead of being lifted as a gamma or iterated
+            Zero-DCE curve lifts them; an output is darker than its input only by ``r``.
+        max_gain: curve output: the largest exposure gain ``g``.
+        highlight_exponent: curve output: the log-gain at a pixel is scaled by ``1 - m^k`` with
+            ``m`` the pixel's largest channel and ``k`` this exponent, so bright pixels (lamps,
+            sky) are left nearly as they are instead of being pushed to white; 0 turns it off.
+        padding_mode: padding of the 3x3 convolutions; ``zeros`` is the paper's, ``replicate``
+            (ours) keeps the zero border from darkening the outermost pixels.
     """
 
     channels: int = 32
@@ -56,6 +76,10 @@ class CRNetConfig:
     downscale: int = 1
     global_context: bool = False
     context_channels: int = 64
+    output: str = "residual"
+    max_gain: float = 64.0
+    highlight_exponent: float = 4.0
+    padding_mode: str = "zeros"
 
     def __post_init__(self) -> None:
         for name in ("channels", "groups", "blocks", "recurrences", "downscale", "context_channels"):
@@ -67,6 +91,12 @@ class CRNetConfig:
             raise ConfigError(f"crnet stem_input must be gamma or self, got {self.stem_input!r}")
         if self.attention_sign not in ("positive", "negative"):
             raise ConfigError("crnet attention_sign must be positive or negative")
+        if self.output not in _OUTPUTS:
+            raise ConfigError(f"crnet output must be one of {_OUTPUTS}, got {self.output!r}")
+        if self.padding_mode not in _PADDINGS:
+            raise ConfigError(f"crnet padding_mode must be one of {_PADDINGS}, got {self.padding_mode!r}")
+        if self.max_gain <= 1 or self.highlight_exponent < 0:
+            raise ConfigError("crnet max_gain must be > 1 and highlight_exponent >= 0")
 
 
 def _activation(name: str) -> nn.Module:
@@ -85,9 +115,9 @@ class MaskedConv(nn.Module):
     outputs (same parameters and arithmetic, one kernel launch).
     """
 
-    def __init__(self, channels: int, activation: str) -> None:
+    def __init__(self, channels: int, activation: str, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, padding=1, padding_mode=padding_mode)
         self.act = _activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,10 +128,10 @@ class MaskedConv(nn.Module):
 class MaskedResidualBlock(nn.Module):
     """``MRB(x) = x + MC2(MC1(x))``."""
 
-    def __init__(self, channels: int, activation: str) -> None:
+    def __init__(self, channels: int, activation: str, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.mc1 = MaskedConv(channels, activation)
-        self.mc2 = MaskedConv(channels, activation)
+        self.mc1 = MaskedConv(channels, activation, padding_mode)
+        self.mc2 = MaskedConv(channels, activation, padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mc2(self.mc1(x))
@@ -155,12 +185,13 @@ class LayerAttentionGroup(nn.Module):
     def __init__(self, cfg: CRNetConfig) -> None:
         super().__init__()
         c = cfg.channels
-        self.head = MaskedConv(c, cfg.activation)
+        pad = cfg.padding_mode
+        self.head = MaskedConv(c, cfg.activation, pad)
         self.memory = nn.Conv2d(2 * c, c, 1)
-        self.blocks = nn.ModuleList(MaskedResidualBlock(c, cfg.activation) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(MaskedResidualBlock(c, cfg.activation, pad) for _ in range(cfg.blocks))
         sign = 1.0 if cfg.attention_sign == "positive" else -1.0
         self.attention = LayerAttention(cfg.blocks, c, sign)
-        self.tail = MaskedConv(c, cfg.activation)
+        self.tail = MaskedConv(c, cfg.activation, pad)
         self.recurrences = cfg.recurrences
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,11 +230,28 @@ class GlobalContext(nn.Module):
         return F.relu(self.embed(stem_in))
 
     def modulation(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From the context ``(B, D)``: FiLM scale and shift ``(B, G, C, 1, 1)`` and gain ``(B, 3, 1, 1)``."""
+        """From the context ``(B, D)``: FiLM scale and shift ``(B, G, C, 1, 1)`` and a per-channel
+        log-gain ``(B, 3, 1, 1)`` (residual output: the stage is multiplied by its exp; curve
+        output: it is added to the gain logits)."""
         params = self.out(F.relu(self.hidden(context)))
         film, gain = params[:, :-3], params[:, -3:]
         film = film.reshape(-1, self.groups, 2, self.channels, 1, 1)
-        return 1.0 + film[:, :, 0], film[:, :, 1], torch.exp(gain)[:, :, None, None]
+        return 1.0 + film[:, :, 0], film[:, :, 1], gain[:, :, None, None]
+
+
+def gain_curve(y: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """The exposure tone curve ``g y / (1 + (g - 1) y)``.
+
+    Args:
+        y: ``(B, C, H, W)`` in ``[0, 1]``.
+        gain: ``g >= 1``, broadcastable to ``y``.
+
+    Returns:
+        Like ``y``, in ``[0, 1]``: ``g y`` near black (slope ``g`` at 0), 1 at 1, ``>= y``,
+        monotone in ``y``. It is Reinhard's operator ``L / (1 + L)`` of the gained value,
+        normalised so that white stays white.
+    """
+    return gain * y / (1.0 + (gain - 1.0) * y)
 
 
 class CRNet(EnhancementModel):
@@ -221,9 +269,12 @@ class CRNet(EnhancementModel):
         self.config = asdict(cfg)
         self.info = info
         s, c = cfg.downscale, cfg.channels
-        self.stem = nn.Conv2d(6 * s * s, c, 3, padding=1)
+        pad = cfg.padding_mode
+        self.stem = nn.Conv2d(6 * s * s, c, 3, padding=1, padding_mode=pad)
         self.body = nn.ModuleList(LayerAttentionGroup(cfg) for _ in range(cfg.groups))
-        self.heads = nn.ModuleList(nn.Conv2d(c, 3 * s * s, 3, padding=1) for _ in range(cfg.groups))
+        # curve output: 3 s^2 correction channels (pixel-shuffled) + 3 gain logits
+        head_out = 3 * s * s + (3 if cfg.output == "curve" else 0)
+        self.heads = nn.ModuleList(nn.Conv2d(c, head_out, 3, padding=1, padding_mode=pad) for _ in range(cfg.groups))
         self.context = GlobalContext(6 * s * s, cfg) if cfg.global_context else None
 
     @property
@@ -280,12 +331,33 @@ class CRNet(EnhancementModel):
                 h = h * film[0][:, k] + film[1][:, k]
             h = group(h)
             if all_stages or k == last:  # inference skips the intermediate heads
+                gain = None if film is None else film[2]
+                if self.cfg.output == "curve":
+                    stages.append(self._curve_stage(x, head(h), gain))
+                    continue
                 residual = head(h)
                 if self.cfg.downscale > 1:
                     residual = F.pixel_shuffle(residual, self.cfg.downscale)
                 stage = x + residual
-                stages.append(stage if film is None else stage * film[2])
+                stages.append(stage if gain is None else stage * torch.exp(gain))
         return stages
+
+    def _curve_stage(self, x: torch.Tensor, raw: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
+        """A curve-output stage (see :class:`CRNetConfig`): ``x`` ``(B,3,H,W)`` in ``[0,1]``, ``raw``
+        the head's ``(B, 3 s^2 + 3, H/s, W/s)``; returns ``(B,3,H,W)`` in ``[0,1]``."""
+        s = self.cfg.downscale
+        correction, logits = raw[:, : 3 * s * s], raw[:, 3 * s * s :]
+        if s > 1:
+            correction = F.pixel_shuffle(correction, s)
+            logits = F.interpolate(logits, scale_factor=float(s), mode="bilinear", align_corners=False)
+        if gain is not None:
+            logits = logits + gain
+        log_gain = math.log(self.cfg.max_gain) * torch.sigmoid(logits)
+        if self.cfg.highlight_exponent > 0:
+            peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
+            log_gain = log_gain * (1.0 - peak.pow(self.cfg.highlight_exponent))
+        y = (x + _CORRECTION_BOUND * torch.tanh(correction)).clamp(0.0, 1.0)
+        return gain_curve(y, torch.exp(log_gain))
 
     def forward_train(
         self, x: torch.Tensor, context: torch.Tensor | None = None

@@ -5,6 +5,6 @@ from __future__ import annotations
 from .config import TrainConfig, build_config, load_config, save_config
 from .ema import EMA
 from .engine import Trainer
-from .events import InfoEvent, StepEvent, ValidationEvent
+from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
 
-__all__ = ["EMA", "InfoEvent", "StepEvent", "TrainConfig", "Trainer", "ValidationEvent", "build_config", "load_config", "save_config"]
+__all__ = ["EMA", "InfoEvent", "PaceEvent", "PlanEvent", "StepEvent", "TrainConfig", "Trainer", "ValidationEvent", "build_config", "load_config", "save_config"]

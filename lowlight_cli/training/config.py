@@ -42,6 +42,8 @@ class DataSection:
         labeled_frac: fraction of the training images whose reference is used.
         val_count: pairs held out of the training set for validation.
         patch_size, patches_per_image, augment: patch sampling (SPEC: 30 patches per image).
+        identity_prob: share of labeled patches trained as reference -> reference (ours; 0 = off):
+            teaches the model to leave well-exposed photos alone.
         batch_size: labeled patches per step (per process under torchrun).
         unlabeled_batch_size: unlabeled patches per step in semi-supervised training.
         workers: data-loader worker processes (0 loads in the training process).
@@ -56,6 +58,7 @@ class DataSection:
     patch_size: int = 96
     patches_per_image: int = 30
     augment: bool = True
+    identity_prob: float = 0.0
     batch_size: int = 16
     unlabeled_batch_size: int = 16
     workers: int = 0
@@ -161,6 +164,7 @@ class TrainConfig:
             (self.data.val_count >= 1, "data.val_count must be >= 1"),
             (self.data.patch_size >= 16, "data.patch_size must be >= 16"),
             (self.data.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
+            (0.0 <= self.data.identity_prob < 1.0, "data.identity_prob must be in [0, 1)"),
             (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
             (self.data.unlabeled_batch_size >= 0, "data.unlabeled_batch_size must be >= 0"),
             (self.data.workers >= 0, "data.workers must be >= 0"),

@@ -30,13 +30,14 @@ from ..models.checkpoint import load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
 from .ema import EMA
-from .events import InfoEvent, StepEvent, ValidationEvent
+from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
 from .logging import RunLog
 from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
 from .steps import MeanTeacherStep, StagesForward, SupervisedStep, training_forwards
 from .validation import validate
 
 EventFn = Callable[[object], None]
+PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -130,7 +131,7 @@ class Trainer:
         emit(InfoEvent(f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled"
                        f"{' (used)' if cfg.run.semi else ' (not used: supervised)'}, {len(val_pairs)} validation"))
 
-        patch_cfg = PatchConfig(cfg.data.patch_size, cfg.data.patches_per_image, cfg.data.augment)
+        patch_cfg = PatchConfig(cfg.data.patch_size, cfg.data.patches_per_image, cfg.data.augment, cfg.data.identity_prob)
         dataset = PatchDataset(train_pairs, patch_cfg, cfg.run.seed)
         world = self.ctx.world_size
         steps_per_epoch = (len(labeled_idx) * cfg.data.patches_per_image // cfg.data.batch_size) // world
@@ -169,6 +170,8 @@ class Trainer:
         state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress)
         patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if unlabeled_idx else 0)) * world
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
+        pace_step, pace_time = progress.step + 1, 0.0  # the pace is timed from the end of the first step
         try:
             while progress.step < total_steps:
                 batches = plan_epoch(labeled_idx, unlabeled_idx, per_image=cfg.data.patches_per_image,
@@ -197,6 +200,11 @@ class Trainer:
                         ema.update(model)
                     progress.step += 1
                     progress.batch_in_epoch += 1
+                    if progress.step == pace_step:
+                        pace_time = time.perf_counter()
+                    elif progress.step == pace_step + PACE_STEPS:
+                        seconds = (time.perf_counter() - pace_time) / PACE_STEPS
+                        emit(PaceEvent(seconds, steps_per_epoch, total_steps - progress.step))
                     if progress.step % cfg.run.log_every == 0 or progress.step == total_steps:
                         rate = patches_per_step * cfg.run.log_every / max(1e-9, time.perf_counter() - tick)
                         tick = time.perf_counter()

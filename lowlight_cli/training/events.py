@@ -6,6 +6,24 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class PlanEvent:
+    """Training is about to start: ``start_step`` of ``total_steps`` optimiser steps are done."""
+
+    start_step: int
+    total_steps: int
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class PaceEvent:
+    """Seconds per optimiser step, measured over the first steps after the first (which warms up)."""
+
+    seconds_per_step: float
+    steps_per_epoch: int
+    steps_left: int
+
+
+@dataclass(frozen=True)
 class StepEvent:
     """An optimiser step finished (reported every ``log_every`` steps)."""
 

@@ -1,0 +1,89 @@
+"""`lowlight priors`: the frozen networks the semantic and perceptual losses read, and whether their weights are here."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import torch
+import typer
+from rich.table import Table
+
+from ..errors import LowlightError
+from ..priors import NETS_ENV, PRIORS, create_prior, list_priors, locate_weights
+from .console import out
+from .errors import handle_errors
+from .options import JsonOpt
+
+CAPTION = (
+    f"Weights are looked up in ${NETS_ENV}, then lowlight's cache (nets/), then ../shared/nets beside the checkout; "
+    "code passes another file or hf-hub:org/repo explicitly."
+)
+
+
+def _parameters(name: str) -> int:
+    with torch.device("meta"):  # count without allocating or initialising
+        network = PRIORS.get(name).build()
+    return sum(p.numel() for p in network.parameters())
+
+
+def _check(name: str) -> str:
+    """Load the network as a loss would (sha256 of default files, strict tensor match): ``ok`` or the error."""
+    try:
+        create_prior(name)
+    except LowlightError as exc:
+        return f"error: {exc.message}"
+    return "ok"
+
+
+@handle_errors
+def priors(
+    json_output: JsonOpt = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Load each network found: verify its sha256 and that every tensor fits.")
+    ] = False,
+) -> None:
+    """List the frozen networks (priors) of the semantic, perceptual and recognition losses: what each provides, its size, and where its real weights were found.
+
+    Tests use seeded random stand-ins of the same architectures when the weights are absent; training never does.
+    """
+    rows = []
+    for name in list_priors():
+        info = PRIORS.get(name).info
+        found = locate_weights(info)
+        row = {
+            "name": name,
+            "kind": info.kind,
+            "provides": info.provides,
+            "layers": list(info.layers),
+            "num_classes": info.num_classes,
+            "parameters": _parameters(name),
+            "input": info.input_convention.describe(),
+            "weights_found": found is not None,
+            "weights_path": str(found.path) if found else None,
+            "weights_place": found.place if found else None,
+            "weights_file": info.weights.filename,
+            "weights_origin": info.weights.origin,
+            "hub_id": info.weights.hub_id,
+            "licence": info.licence,
+            "replaces": info.replaces,
+            "description": info.description,
+        }
+        if check:
+            row["check"] = _check(name) if found else "not found"
+        rows.append(row)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="lowlight priors (frozen networks)", caption=CAPTION)
+    for col in ("network", "provides", "params", "input", "weights", "licence", "stands in for"):
+        table.add_column(col, justify="right" if col == "params" else "left", overflow="fold")
+    for r in rows:
+        if r["weights_found"]:
+            weights = f"{r['weights_path']} ({r['weights_place']})"
+        else:
+            weights = f"not found: {r['weights_file']}" + (f" or hf-hub:{r['hub_id']}" if r["hub_id"] else "")
+        if "check" in r:
+            weights += f"\n{r['check']}"
+        table.add_row(r["name"], r["provides"], f"{r['parameters']:,}", r["input"], weights, r["licence"], r["replaces"])
+    out.print(table)

@@ -1,0 +1,163 @@
+"""Score an enhancer on photos it never trained on, as issue 15 asks (README "Photo quality").
+
+    python scripts/photo_eval.py --model crnet-curve            # bundled weights
+    python scripts/photo_eval.py --model crnet-s --weights weights/crnet-s-lol --save out/
+    python scripts/photo_eval.py --model gamma --json gamma.json
+
+Four sets, built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
+on them; LOL's *test* split only):
+
+- ``dark``: the 15 real low-light photos of the LOL-v1 test set.
+- ``lights``: 20 well-exposed photos (the 15 LOL test references, 4 scikit-image photos and
+  ``calibration/baboon.png``) darkened through the camera model of ``lowlight_cli.data.synthetic``
+  (exposure 0.02, 0.05, 0.1 in turn), with their bright parts (gray above 0.8) kept bright, as
+  lamps and windows stay bright in a night photo.
+- ``bright``: those 20 well-exposed photos as they are: an enhancer should pass them nearly
+  unchanged (PSNR of the output against the input).
+- ``examples``: the README's bundled examples (``examples/*.png``) against the clean photos they
+  were made from (``examples/make_examples.py``).
+- ``noise``: the 20 photos darkened without lights at exposures 0.015, 0.03 and 0.06 (60 images):
+  PSNR / SSIM of the input and of the output against the clean original.
+
+Measures per set: NIQE of input and output, mean gray of both, how many outputs are darker than
+their input by more than 0.02, the share of pixels the output clips that the input did not
+(``evaluation.photo_checks``), the 1st-percentile gray (black level). Prints a markdown table
+and the machine; ``--json`` writes everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import describe_machine  # noqa: E402
+from lowlight_cli.data.synthetic import DarkeningModel, darken, sample_photo  # noqa: E402
+from lowlight_cli.evaluation import photo_checks as checks  # noqa: E402
+from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
+from lowlight_cli.io import from_float, read_image, to_float  # noqa: E402
+from lowlight_cli.metrics import niqe, psnr, ssim  # noqa: E402
+from lowlight_cli.models import create_model  # noqa: E402
+from examples.make_examples import EXAMPLES, SIZE as EXAMPLE_SIZE  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
+LIGHT_EXPOSURES = (0.02, 0.05, 0.1)
+NOISE_EXPOSURES = (0.015, 0.03, 0.06)
+
+
+def _u8(path: Path) -> np.ndarray:
+    return from_float(to_float(read_image(path).rgb), 8)
+
+
+def well_exposed(shared: Path) -> dict[str, np.ndarray]:
+    """The 20 clean photos, uint8 RGB, by name."""
+    photos = {f"lol-{p.stem}": _u8(p) for p in sorted((shared / "LOL" / "test" / "high").glob("*.png"))}
+    for name in SAMPLES:
+        photos[name] = sample_photo(name)
+    photos["baboon"] = _u8(shared / "calibration" / "baboon.png")
+    return photos
+
+
+def keep_lights(clean: np.ndarray, dark: np.ndarray) -> np.ndarray:
+    """``dark`` with the parts that are bright in ``clean`` (gray 0.8 -> 0.95: fade in) put back."""
+    gray = (clean.astype(np.float64) / 255.0) @ np.array([0.299, 0.587, 0.114])
+    mask = np.clip((gray - 0.8) / 0.15, 0.0, 1.0)[..., None]
+    mask = cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None] if mask.ndim == 3 else mask
+    return mask * (clean / 255.0) + (1.0 - mask) * dark
+
+
+def build_sets(shared: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
+    """``{set: [(name, input uint8, clean reference uint8 or None)]}``."""
+    clean = well_exposed(shared)
+    dark = [(p.stem, _u8(p), None) for p in sorted((shared / "LOL" / "test" / "low").glob("*.png"))]
+    lights, noise = [], []
+    for i, (name, photo) in enumerate(clean.items()):
+        rgb = photo.astype(np.float32) / 255.0
+        exposure = LIGHT_EXPOSURES[i % len(LIGHT_EXPOSURES)]
+        lit = keep_lights(photo, darken(rgb, DarkeningModel(exposure=exposure), np.random.default_rng(i)))
+        lights.append((f"{name}-e{exposure}", from_float(lit.astype(np.float32), 8), photo))
+        for j, e in enumerate(NOISE_EXPOSURES):
+            noisy = darken(rgb, DarkeningModel(exposure=e), np.random.default_rng(1000 + 10 * i + j))
+            noise.append((f"{name}-e{e}", from_float(noisy, 8), photo))
+    bright = [(name, photo, photo) for name, photo in clean.items()]
+    examples = []
+    for name in EXAMPLES:
+        original = cv2.resize(sample_photo(name), EXAMPLE_SIZE, interpolation=cv2.INTER_AREA)
+        examples.append((name, _u8(ROOT / "examples" / f"{name}.png"), original))
+    return {"dark": dark, "lights": lights, "bright": bright, "examples": examples, "noise": noise}
+
+
+def _pair_scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    a = torch.from_numpy(out.astype(np.float64) / 255.0).permute(2, 0, 1)[None]
+    b = torch.from_numpy(ref.astype(np.float64) / 255.0).permute(2, 0, 1)[None]
+    return float(psnr(a, b)), float(ssim(a, b))
+
+
+def score_set(enhancer: Enhancer, items: list, save: Path | None, set_name: str) -> dict:
+    rows = []
+    for name, low, ref in items:
+        out = from_float(enhancer.enhance(to_float(low)), 8)
+        if save is not None:
+            (save / set_name).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(save / set_name / f"{name}.png"), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        row = {
+            "name": name,
+            "niqe_in": niqe(low), "niqe_out": niqe(out),
+            "gray_in": checks.mean_gray(low), "gray_out": checks.mean_gray(out),
+            "darkening": checks.darkening(low, out),
+            "new_clipping": checks.new_clipping_share(low, out),
+            "black_in": checks.black_level(low), "black_out": checks.black_level(out),
+        }
+        if ref is not None:
+            row["psnr_in"], row["ssim_in"] = _pair_scores(low, ref)
+            row["psnr_out"], row["ssim_out"] = _pair_scores(out, ref)
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "name"]
+    summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    summary["darker_count"] = sum(r["darkening"] > 0.02 for r in rows)
+    summary["count"] = len(rows)
+    if "psnr_out" in rows[0]:
+        summary["psnr_out_min"] = float(min(r["psnr_out"] for r in rows))
+    return {"summary": summary, "images": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="crnet-curve")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--tile", type=int, default=None)
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
+    parser.add_argument("--save", type=Path, default=None, help="write the outputs here, by set")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--sets", nargs="+", default=["dark", "lights", "bright", "examples", "noise"])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = create_model(args.model, weights=args.weights) if args.weights else create_model(args.model, pretrained=True)
+    enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile))
+    sets = build_sets(args.shared)
+    start = time.perf_counter()
+    results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
+    print(f"# {args.model} ({args.weights or 'bundled weights'}); {describe_machine()}; {time.perf_counter() - start:.0f} s\n")
+    print("| set | images | NIQE in -> out | mean gray in -> out | darker by > 0.02 | new clipping | black level in -> out | PSNR / SSIM in -> out |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        s = result["summary"]
+        pair = (f"{s['psnr_in']:.2f} / {s['ssim_in']:.3f} -> {s['psnr_out']:.2f} / {s['ssim_out']:.3f} (min {s['psnr_out_min']:.2f})"
+                if "psnr_out" in s else "")
+        print(f"| {name} | {s['count']} | {s['niqe_in']:.2f} -> {s['niqe_out']:.2f} | {s['gray_in']:.3f} -> {s['gray_out']:.3f} "
+              f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f} | {pair} |")
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The CLI's allocator setting: large temporaries are reused instead of re-mapped every pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import resource, sys
+import torch
+if sys.argv[1] == "on":
+    from lowlight_cli.inference.allocator import keep_freed_memory
+    assert keep_freed_memory()
+torch.set_num_threads(1)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 3, 3, padding=1)).eval()
+x = torch.rand(1, 3, 512, 512)
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+with torch.inference_mode():
+    for _ in range(2): net(x)
+    before = faults()
+    for _ in range(5): net(x)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_freed_large_blocks_are_reused_without_page_faults():
+    def run(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    default, kept = run("off"), run("on")
+    # a 512x512 conv net's 16-channel activations (16 MiB) are re-mapped on every forward pass by
+    # default (~40,000 page faults in 5 passes); with the setting they are reused: no faults
+    assert default > 10_000
+    assert kept < 100

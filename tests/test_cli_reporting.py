@@ -1,0 +1,118 @@
+"""What the CLI tells the user: files passed over, the weights that actually run, progress by megapixels,
+training steps and pace from the start."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.io import scan_inputs
+from lowlight_cli.training import InfoEvent, PaceEvent, PlanEvent, StepEvent, Trainer, build_config
+
+from .photos import dark_photo, save_photo
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+
+
+@pytest.fixture()
+def mixed(tmp_path) -> Path:
+    """A folder with two photos of different sizes and what is not an image."""
+    folder = tmp_path / "in"
+    save_photo(folder / "big.png", dark_photo(300, 400))
+    save_photo(folder / "small.jpg", dark_photo(30, 40, seed=1))
+    (folder / "anim.gif").write_bytes(b"GIF89a" + b"\0" * 20)
+    os.symlink(folder / "gone.png", folder / "broken.png")
+    os.symlink(folder / "loop.jpg", folder / "loop.jpg")
+    (folder / ".hidden.png").write_bytes(b"not listed")
+    return folder
+
+
+def test_files_passed_over_are_counted_and_listed_with_verbose(mixed, tmp_path):
+    found = scan_inputs([mixed])
+    assert [f.path.name for f in found.files] == ["big.png", "small.jpg"]
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert reasons == {"anim.gif": "unsupported format (.gif)", "broken.png": "broken symbolic link", "loop.jpg": "symbolic link loop"}
+    result = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out"), "-m", "gamma"])
+    assert result.exit_code == 0, result.output
+    assert "ignored 3 file(s)" in result.stderr and "--verbose" in result.stderr and "anim.gif" not in result.stderr
+    verbose = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out2"), "-m", "gamma", "--verbose"])
+    assert all(name in verbose.stderr for name in ("anim.gif", "broken.png", "loop.jpg")) and ".hidden" not in verbose.stderr
+
+
+def test_first_line_names_the_weights_that_run(tmp_path):
+    photo = save_photo(tmp_path / "a.png", dark_photo(32, 48))
+    result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"), "-m", "crnet"])
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("crnet with bundled weights crnet-s-lol (crnet-s architecture"), first
+
+
+def test_models_says_what_each_name_runs_by_default():
+    rows = {r["name"]: r for r in json.loads(runner.invoke(app, ["models", "--json"]).stdout)}
+    assert rows["crnet"]["bundled_parameters"] == rows["crnet-s"]["parameters"] != rows["crnet"]["parameters"]
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "300"}).stdout
+    assert "runs by default" in table and f"crnet-s, {rows['crnet-s']['parameters']:,} params" in table
+
+
+def test_enhance_progress_counts_megapixels(mixed, tmp_path, monkeypatch):
+    import lowlight_cli.cli.enhance as cli_enhance
+
+    seen: dict[str, float] = {}
+
+    class Recording(cli_enhance.Progress):
+        def add_task(self, description, *args, total=None, **kwargs):
+            seen.setdefault(f"{description} total", total)
+            return super().add_task(description, *args, total=total, **kwargs)
+
+        def advance(self, task_id, advance=1):
+            seen.setdefault("steps", [])
+            seen["steps"].append(advance)
+            super().advance(task_id, advance)
+
+    monkeypatch.setattr(cli_enhance, "Progress", Recording)
+    result = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out"), "-m", "gamma"])
+    assert result.exit_code == 0, result.output
+    megapixels = [300 * 400 / 1e6, 30 * 40 / 1e6]
+    assert seen["images total"] == pytest.approx(sum(megapixels))
+    assert seen["steps"] == pytest.approx(megapixels)  # the big image moves the bar 100 times as far
+
+
+SMOKE = {"model.name": "crnet-tiny", "data.root": "synthetic", "data.synthetic_count": 10, "data.patch_size": 32,
+         "data.patches_per_image": 4, "data.batch_size": 4, "run.device": "cpu", "run.log_every": 5, "optim.max_steps": 6}
+
+
+def test_training_reports_its_steps_before_the_first_and_its_pace_early(tmp_path):
+    events: list[object] = []
+    cfg = build_config(flags=SMOKE).validate()
+    Trainer(cfg, tmp_path / "run").fit(events.append)
+    kinds = [type(e) for e in events if not isinstance(e, InfoEvent)]
+    plan = next(e for e in events if isinstance(e, PlanEvent))
+    assert kinds.index(PlanEvent) < kinds.index(StepEvent) and plan.total_steps == 6 and plan.start_step == 0
+    pace = next(e for e in events if isinstance(e, PaceEvent))
+    assert kinds.index(PaceEvent) < kinds.index(StepEvent)  # before the first log line (step 5)
+    assert pace.seconds_per_step > 0 and pace.steps_left == 2
+
+
+def test_train_on_a_cpu_gives_the_time_per_epoch_and_the_cpu_model(tmp_path, monkeypatch):
+    from lowlight_cli.cli import train as cli_train
+
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet"})) == "crnet-s"
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-tiny"})) is None
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-s"})) is None
+    monkeypatch.setattr(cli_train, "cpu_alternative", lambda cfg: "crnet-s")  # as for crnet, without its slow steps
+    args = [a for key, value in SMOKE.items() for a in ("--set", f"{key}={value}")]
+    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "per epoch" in result.output and "--model crnet-s" in result.output

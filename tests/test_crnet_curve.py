@@ -1,0 +1,93 @@
+"""CRNet's curve output (ours): the guarantees the photo model is built on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_cli.data.pairs import ImagePair
+from lowlight_cli.data.patches import PatchConfig, PatchDataset
+from lowlight_cli.errors import ConfigError
+from lowlight_cli.models import create_model
+
+
+def _random_curve_model(correction: bool = True) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model("crnet-curve", pretrained=False)
+    for head in model.heads:
+        torch.nn.init.normal_(head.weight, std=0.05)
+        if not correction:  # the first 3 s^2 channels are the input-domain correction
+            with torch.no_grad():
+                head.weight[: -3].zero_()
+                head.bias[: -3].zero_()
+    return model.eval()
+
+
+def test_curve_never_darkens_keeps_black_and_white():
+    model = _random_curve_model(correction=False)
+    x = torch.rand(2, 3, 64, 80) * 0.6
+    x[..., :8, :8] = 0.0
+    x[..., -8:, -8:] = 1.0
+    with torch.no_grad():
+        y = model(x)
+    assert (y >= x - 1e-6).all()
+    assert (y[..., :8, :8] == 0).all() and (y[..., -8:, -8:] == 1).all()
+    assert y.mean() > x.mean() + 0.05  # random logits ~0: gains ~8 brighten a lot
+
+
+def test_correction_is_bounded_so_an_output_is_never_much_darker():
+    model = _random_curve_model(correction=True)
+    with torch.no_grad():
+        for head in model.heads:
+            head.bias[: -3].fill_(-50.0)  # push the correction to its negative bound
+            head.bias[-3:].fill_(-50.0)  # and the gain to 1
+        x = torch.rand(1, 3, 64, 64)
+        y = model(x)
+    assert (y >= (x - 0.05 - 1e-5).clamp(min=0)).all()
+
+
+def test_highlights_are_guarded_from_clipping():
+    model = _random_curve_model(correction=False)
+    with torch.no_grad():
+        for head in model.heads:
+            head.bias[-3:].fill_(50.0)  # the largest gain everywhere
+        x = torch.full((1, 3, 64, 64), 0.02)
+        x[..., 20:40, 20:40] = 0.96  # a lamp, not clipped in the input (245)
+        y = model(x)
+    assert y[..., 0, 0].min() > 0.5  # the dark part is lifted hard
+    assert (y[..., 20:40, 20:40] * 255 < 254.5).all()  # the lamp is not pushed to 255
+
+
+@pytest.mark.parametrize("bad", [{"output": "gain"}, {"padding_mode": "circular"}, {"max_gain": 1.0}])
+def test_curve_options_are_validated(bad):
+    with pytest.raises(ConfigError):
+        create_model("crnet-curve", pretrained=False, **bad)
+
+
+def test_identity_patches_are_references_at_the_requested_rate():
+    rng = np.random.default_rng(0)
+    low = (rng.random((64, 64, 3)) * 60).astype(np.uint8)
+    high = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    pairs = [ImagePair("a", low, high)]
+    plain = PatchDataset(pairs, PatchConfig(size=32, per_image=400), seed=1)
+    mixed = PatchDataset(pairs, PatchConfig(size=32, per_image=400, identity_prob=0.25), seed=1)
+    same = [bool(torch.equal(mixed[(0, k)]["low"], mixed[(0, k)]["high"])) for k in range(400)]
+    assert 0.18 < np.mean(same) < 0.32
+    assert not any(torch.equal(plain[(0, k)]["low"], plain[(0, k)]["high"]) for k in range(50))
+    # the crop is drawn as before: a non-identity patch equals the plain dataset's patch
+    k = same.index(False)
+    assert torch.equal(mixed[(0, k)]["low"], plain[(0, k)]["low"])
+
+
+
+def test_gain_curve_is_a_gain_near_black_and_keeps_white():
+    from lowlight_cli.models.crnet import gain_curve
+
+    y = torch.linspace(0, 1, 101, dtype=torch.float64)
+    out = gain_curve(y, torch.tensor(10.0, dtype=torch.float64))
+    assert out[0] == 0 and out[-1] == 1
+    assert (out[1:] - out[:-1] > 0).all() and (out >= y).all()
+    assert abs(out[1] / y[1] - 10 / (1 + 9 * 0.01)) < 1e-9  # ~ a 9x gain at 0.01
+    # blacks stay proportionally dark: the ratio of 0.01 to 0.1 shrinks only from 0.1 to ~0.19
+    assert out[1] / out[10] < 0.2

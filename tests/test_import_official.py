@@ -1,0 +1,220 @@
+"""`lowlight import`: an authors' DCE-Net checkpoint becomes a lowlight checkpoint that enhances exactly
+as the authors' test script does with the same file.
+
+The authors' script (SCL-LLE and PIE ``lowlight_test.py``, as Zero-DCE's): ``PIL.Image.open``,
+``np.asarray(image) / 255.0``, ``float()``, the network's forward (no clamp inside it), then
+``torchvision.utils.save_image``, which clamps to [0, 1] and writes ``floor(255 x + 0.5)``.
+:func:`reference_enhance` re-implements that from the raw state dict with plain tensor functions,
+independently of :mod:`lowlight_cli.models.dce`. Checkpoints are made here with ``torch.save`` in
+both formats; the published files themselves are not downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.errors import CheckpointError
+from lowlight_cli.models import create_model, load_checkpoint
+from lowlight_cli.models.official import import_official_checkpoint, read_official_checkpoint
+
+from .photos import dark_photo, save_photo
+
+runner = CliRunner()
+MARKER = "lowlight-test-pickle-ran"
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+
+
+def authors_state_dict(seed: int = 0, width: int = 32) -> dict[str, torch.Tensor]:
+    """A state dict as ``enhance_net_nopool().state_dict()`` names it, with weights that brighten."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(width, 3), (width, width), (width, width), (width, width), (width, 2 * width), (width, 2 * width), (24, 2 * width)]
+    state = {}
+    for i, (cout, cin) in enumerate(shapes, start=1):
+        state[f"e_conv{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=generator) * 1.5 * (2 / (9 * cin)) ** 0.5
+        state[f"e_conv{i}.bias"] = torch.full((cout,), -1.0) if i == 7 else 0.05 * torch.randn(cout, generator=generator)
+    return state
+
+
+def reference_forward(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The authors' network, written from their lowlight_model.py as plain functions (unclamped)."""
+
+    def conv(i: int, t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, state[f"e_conv{i}.weight"], state[f"e_conv{i}.bias"], padding=1)
+
+    x1 = torch.relu(conv(1, x))
+    x2 = torch.relu(conv(2, x1))
+    x3 = torch.relu(conv(3, x2))
+    x4 = torch.relu(conv(4, x3))
+    x5 = torch.relu(conv(5, torch.cat([x3, x4], 1)))
+    x6 = torch.relu(conv(6, torch.cat([x2, x5], 1)))
+    x_r = torch.tanh(conv(7, torch.cat([x1, x6], 1)))
+    for r in torch.split(x_r, 3, dim=1):
+        x = x + r * (torch.pow(x, 2) - x)
+    return x
+
+
+def reference_enhance(state: dict[str, torch.Tensor], image_path: Path) -> np.ndarray:
+    """The authors' test script on one 8-bit image: the uint8 ``(H, W, 3)`` it would save."""
+    data = torch.from_numpy(np.asarray(Image.open(image_path)) / 255.0).float().permute(2, 0, 1).unsqueeze(0)
+    with torch.no_grad():
+        enhanced = reference_forward(state, data)
+    return enhanced[0].mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # save_image
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    return authors_state_dict()
+
+
+@pytest.fixture(params=["zip", "legacy"])
+def official_file(request, state, tmp_path) -> Path:
+    path = tmp_path / f"SCL-LLE-{request.param}.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=request.param == "zip")
+    return path
+
+
+def import_cli(*args: str):
+    return runner.invoke(app, ["import", *args])
+
+
+def test_import_matches_the_authors_forward(official_file, state, tmp_path):
+    out = tmp_path / "ckpt"
+    result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    source = config["provenance"]["imported_from"]
+    assert config["architecture"] == "scl-lle"
+    assert source["sha256"] == hashlib.sha256(official_file.read_bytes()).hexdigest()
+    assert source["format"] == ("zip" if "zip" in official_file.name else "legacy") and source["file"] == official_file.name
+    assert source["sha256"] in result.output
+    model = load_checkpoint(out)
+    x = torch.from_numpy(dark_photo(70, 90)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = reference_forward(state, x)
+        assert (expected - x).abs().mean() > 0.1  # these weights brighten a lot
+        assert torch.allclose(model(x), expected.clamp(0, 1), atol=2e-6)
+        assert torch.allclose(model.forward_train(x)["output"], expected, atol=2e-6)
+
+
+def test_enhance_with_the_imported_folder_writes_what_the_authors_script_saves(official_file, state, tmp_path):
+    folder = tmp_path / "ckpt"
+    assert import_cli(str(official_file), "--arch", "pie", "-o", str(folder)).exit_code == 0
+    photo = save_photo(tmp_path / "in" / "night.png", dark_photo(61, 83, name="coffee", seed=4))
+    result = runner.invoke(
+        app,
+        ["enhance", str(photo), "--model", "pie", "--weights", str(folder), "-o", str(tmp_path / "out"),
+         "--device", "cpu", "--precision", "fp32", "--tile", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    ours = np.asarray(Image.open(tmp_path / "out" / "night.png").convert("RGB")).astype(int)
+    theirs = reference_enhance(state, photo).astype(int)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 1  # a rounding tie may fall either way
+    assert (ours == theirs).mean() > 0.999
+    assert np.abs(theirs - np.asarray(Image.open(photo))).mean() > 20
+
+
+def test_data_parallel_prefix_and_nested_state_dicts(state, tmp_path):
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 99}
+    path = tmp_path / "wrapped.pth"
+    torch.save(wrapped, path)
+    found = read_official_checkpoint(path, lambda k: k if k.startswith("e_conv") else None)
+    assert found.container_key == "state_dict" and found.removed_prefix == "module." and set(found.state) == set(state)
+    folder = import_official_checkpoint(path, "scl-lle", tmp_path / "ckpt")
+    model = load_checkpoint(folder)
+    assert torch.equal(model.conv3.weight, state["e_conv3.weight"]) and torch.equal(model.conv7.bias, state["e_conv7.bias"])
+
+
+def test_a_pickle_with_code_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / MARKER
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    path = tmp_path / "evil.pth"
+    for legacy in (False, True):
+        torch.save({"e_conv1.weight": Payload()}, path, _use_new_zipfile_serialization=not legacy)
+        result = import_cli(str(path), "--arch", "scl-lle", "-o", str(tmp_path / "ckpt"))
+        assert result.exit_code == 1, result.output
+        assert "refusing" in result.output and "weights_only" in result.output and "GLOBAL" in result.output
+        assert not marker.exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_checkpoints_that_do_not_fit_fail_clearly(state, tmp_path):
+    path = tmp_path / "full.pth"
+    torch.save(state, path)
+    result = import_cli(str(path), "--arch", "dce-tiny", "-o", str(tmp_path / "tiny"))
+    assert result.exit_code == 1 and "does not fit" in result.output and "shape mismatch" in result.output
+    partial = {k: v for k, v in state.items() if k != "e_conv5.bias"}
+    torch.save(partial, path)
+    with pytest.raises(CheckpointError, match=r"missing 1 \(e.g. conv5.bias\)"):
+        import_official_checkpoint(path, "scl-lle", tmp_path / "a")
+    torch.save({**state, "e_conv8.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match=r"unexpected 1 \(e.g. e_conv8.weight\)"):
+        import_official_checkpoint(path, "scl-lle", tmp_path / "b")
+    broken = dict(state)
+    broken["e_conv2.weight"] = broken["e_conv2.weight"].clone()
+    broken["e_conv2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        import_official_checkpoint(path, "scl-lle", tmp_path / "c")
+    assert not any((tmp_path / n).exists() for n in ("tiny", "a", "b", "c"))
+
+
+def test_files_that_are_not_state_dicts(tmp_path):
+    garbage = tmp_path / "notes.pth"
+    garbage.write_text("not a checkpoint")
+    result = import_cli(str(garbage), "--arch", "scl-lle", "-o", str(tmp_path / "x"))
+    assert result.exit_code == 1 and "not a readable PyTorch checkpoint" in result.output
+    tensor_only = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), tensor_only)
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        import_official_checkpoint(tensor_only, "scl-lle", tmp_path / "y")
+    mixed = tmp_path / "mixed.pth"
+    torch.save({"e_conv1.weight": torch.zeros(1), "epoch": 3}, mixed)
+    with pytest.raises(CheckpointError, match="not tensors"):
+        import_official_checkpoint(mixed, "scl-lle", tmp_path / "z")
+    result = import_cli(str(tmp_path / "absent.pth"), "--arch", "scl-lle", "-o", str(tmp_path / "w"))
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_usage_errors(official_file, tmp_path):
+    out = tmp_path / "ckpt"
+    result = import_cli(str(official_file), "--arch", "crnet-s", "-o", str(out))
+    assert result.exit_code == 2 and "no official checkpoint format" in result.output and "scl-lle" in result.output
+    result = import_cli(str(official_file), "--arch", "scl-lle-x", "-o", str(out))
+    assert result.exit_code == 2 and "did you mean" in result.output
+    assert import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out)).exit_code == 0
+    result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out))
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    result = import_cli(str(official_file), "--arch", "pie", "-o", str(out), "--overwrite", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["architecture"] == "pie" and summary["folder"] == str(out)
+    assert json.loads((out / "config.json").read_text())["architecture"] == "pie"
+
+
+def test_imported_weights_run_through_create_model(official_file, state, tmp_path):
+    folder = import_official_checkpoint(official_file, "scl-lle", tmp_path / "ckpt")
+    model = create_model("scl-lle", weights=folder)
+    assert model.provenance["imported_from"]["tensors"] == len(state)
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference_forward(state, x).clamp(0, 1), atol=2e-6)
