@@ -21,6 +21,8 @@ class Registry(Generic[T]):
 
     Args:
         kind: what is registered ("model", "metric", "loss"); used in error messages.
+        listing: the command that lists the names, for the hint of an unknown name without close
+            matches (default ``lowlight <kind>s``).
 
     Example:
         >>> reg = Registry[int]("number")
@@ -29,8 +31,9 @@ class Registry(Generic[T]):
         1
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, listing: str | None = None) -> None:
         self.kind = kind
+        self.listing = listing or f"lowlight {kind}s"
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
@@ -58,7 +61,7 @@ class Registry(Generic[T]):
             available = ", ".join(sorted(self._entries))
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r} (available: {available})",
-                hint=hint or f"run `lowlight {self.kind}s` to list them",
+                hint=hint or f"run `{self.listing}` to list them",
             ) from None
 
     def names(self) -> list[str]:

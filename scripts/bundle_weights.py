@@ -237,7 +237,7 @@ Architecture: {", ".join(f"{k}={v}" for k, v in arch.items())}; layer-attention 
 {context_text}
 ## Data and split
 
-LOL-v1 training set as in `../shared/data/LOL` (485 low-light images, 232 with references).
+LOL-v1 training set as in `../shared/data/LOL` ({facts["validation"] + facts["labeled"] + facts["unlabeled"]} low-light images, {facts["validation"] + facts["labeled"]} of them with references used; the earlier bundles saw 232 references, all there were until 2026-11-29).
 Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out for validation;
 {labeled_text}; {facts["unlabeled"]} other low-light images
 {"used as unlabeled data" if semi else "unused (supervised run)"}. Patches {c["data"]["patch_size"]} px,

@@ -108,11 +108,11 @@ def test_training_reports_its_steps_before_the_first_and_its_pace_early(tmp_path
 def test_train_on_a_cpu_gives_the_time_per_epoch_and_the_cpu_model(tmp_path, monkeypatch):
     from lowlight_cli.cli import train as cli_train
 
-    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet"})) == "crnet-s"
-    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-tiny"})) is None
-    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-s"})) is None
-    monkeypatch.setattr(cli_train, "cpu_alternative", lambda cfg: "crnet-s")  # as for crnet, without its slow steps
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet"})) == "crnet-curve"
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-s"})) == "crnet-curve"
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-curve"})) is None
+    monkeypatch.setattr(cli_train, "cpu_alternative", lambda cfg: "crnet-curve")  # as for crnet, without its slow steps
     args = [a for key, value in SMOKE.items() for a in ("--set", f"{key}={value}")]
     result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "per epoch" in result.output and "--model crnet-s" in result.output
+    assert "per epoch" in result.output and "--model crnet-curve" in result.output

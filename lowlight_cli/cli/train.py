@@ -1,7 +1,8 @@
-"""`lowlight train`: CRNet fully or semi-supervised (MCMT), resumable, distributed under torchrun."""
+"""`lowlight train`: a registered method (CRNet supervised or MCMT, SCL-LLE, PIE), resumable, distributed under torchrun."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -13,9 +14,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import UsageError
 from ..models import MODELS
 from ..models.complexity import measure_complexity
-from ..training import InfoEvent, PaceEvent, PlanEvent, StepEvent, Trainer, TrainConfig, ValidationEvent, build_config, load_config
+from ..training import (
+    METHODS,
+    InfoEvent,
+    Method,
+    PaceEvent,
+    PlanEvent,
+    StepEvent,
+    Trainer,
+    TrainConfig,
+    ValidationEvent,
+    build_config,
+    load_config,
+)
 from ..training.config import parse_assignment, set_value
-from .console import err
+from ..training.methods import DATA_KINDS
+from .console import err, out
 from .errors import handle_errors
 from .options import check_fraction, check_positive
 
@@ -23,6 +37,9 @@ EPILOG = """
 Examples:\n
   lowlight train --model crnet --data LOL/ --out runs/crnet-full\n
   lowlight train --semi --labeled-frac 0.1 --data LOL/ --out runs/crnet-semi10\n
+  lowlight train --method scl-lle --data LOL/ --set scl_lle.tv=100\n
+  lowlight train --method pie --data LOL/ --positives photos/well-exposed/\n
+  lowlight train --list-methods;  lowlight train --method pie --explain\n
   lowlight train --config configs/crnet-semi.yaml --set optim.lr=2e-4\n
   lowlight train --resume runs/crnet-semi10\n
   torchrun --nproc_per_node 2 -m lowlight_cli train --semi --labeled-frac 0.1 --data LOL/
@@ -30,16 +47,22 @@ Examples:\n
 
 Opt = typer.Option
 CPU_MODEL = "crnet-curve"  # the model sized for training on a CPU
+METHOD_HELP = ("Training method (default crnet, or mcmt with --semi): "
+               + "; ".join(f"{n}: {METHODS.get(n).summary}" for n in METHODS)
+               + ". --list-methods lists them, --explain describes one.")
 
 
 @handle_errors
 def train(
-    model: Annotated[Optional[str], Opt("--model", "-m", help="Model to train (default crnet).")] = None,
+    method: Annotated[Optional[str], Opt("--method", help=METHOD_HELP)] = None,
+    model: Annotated[Optional[str], Opt("--model", "-m", help="Model to train (default: the method's, crnet for crnet and mcmt).")] = None,
     data: Annotated[Optional[str], Opt("--data", help="Dataset folder, or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
-    out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN>).")] = None,
-    semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images.")] = None,
+    out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN|unpaired>).")] = None,
+    semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images (= --method mcmt).")] = None,
     labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1].")] = None,
-    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run).")] = None,
+    positives: Annotated[Optional[str], Opt("--positives", help="Unpaired methods: folder of normal-light images to draw positives from (default: the training references, never an input's own).")] = None,
+    negatives: Annotated[Optional[str], Opt("--negatives", help="Unpaired methods: folder of badly exposed images to draw negatives from (default: made with curves).")] = None,
+    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
     epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default 100, as in the paper).")] = None,
@@ -54,17 +77,24 @@ def train(
     precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (bf16/fp16 autocast on CUDA; bf16 also on CPUs with AVX512-BF16 or AMX).")] = None,
     workers: Annotated[Optional[int], Opt("--workers", min=0, help="Data-loader worker processes.")] = None,
     compile_: Annotated[Optional[bool], Opt("--compile/--no-compile", help="torch.compile the student (faster steps after a slow first one; CPU: needs a C++ compiler).")] = None,
+    list_methods: Annotated[bool, Opt("--list-methods", help="List the training methods and exit.")] = False,
+    explain: Annotated[bool, Opt("--explain", help="Describe the method (--method, or the config's): losses, data, defaults, loss-section keys; then exit.")] = False,
 ) -> None:
-    """Train CRNet fully supervised (progressive loss) or semi-supervised (MCMT)."""
+    """Train an enhancement model with a registered method: CRNet supervised (crnet) or with the mean teacher (mcmt, --semi), or DCE-Net unpaired (scl-lle, pie)."""
+    if list_methods:
+        _list_methods()
+        return
     flags = {
-        "model.name": model, "data.root": data, "run.semi": semi, "data.labeled_frac": labeled_frac,
+        "run.method": method, "model.name": model, "data.root": data, "run.semi": semi, "data.labeled_frac": labeled_frac,
+        "data.positives": positives, "data.negatives": negatives,
         "optim.epochs": epochs, "optim.max_steps": max_steps, "data.batch_size": batch_size,
         "data.patch_size": patch_size, "data.patches_per_image": patches_per_image, "optim.lr": lr,
         "run.val_every": val_every, "run.seed": seed, "run.device": device, "run.precision": precision,
         "data.workers": workers, "run.compile": compile_,
     }
     if resume is not None:
-        if config is not None or model is not None or data is not None or semi is not None or labeled_frac is not None:
+        fixed = (config, method, model, data, semi, labeled_frac, positives, negatives)
+        if any(value is not None for value in fixed):
             raise UsageError("--resume continues a run as it was configured", hint="only schedule, device, precision, compile and worker flags may change on resume")
         cfg = load_config(resume / "config.yaml")
         for key, value in flags.items():
@@ -74,28 +104,77 @@ def train(
             set_value(cfg, *parse_assignment(text))
         run_dir = resume
     else:
-        if semi and labeled_frac is None and "data.labeled_frac=" not in " ".join(assignments or []):
-            flags["data.labeled_frac"] = 0.1
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
         if out is not None:
             cfg.run.out = str(out)
         elif config is None or "out" not in (assignments or []):
-            tag = f"semi{round(cfg.data.labeled_frac * 100)}" if cfg.run.semi else "full"
-            cfg.run.out = f"runs/{cfg.model.name}-{tag}"
+            cfg.run.out = f"runs/{cfg.model.name}-{_run_tag(cfg, METHODS.get(cfg.method))}"
         run_dir = Path(cfg.run.out)
-        if (run_dir / "last").exists():
-            raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
     cfg.validate()
+    if explain:
+        _explain(METHODS.get(cfg.method))
+        return
+    if resume is None and (run_dir / "last").exists():
+        raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
     main = os.environ.get("RANK", "0") == "0"
     trainer = Trainer(cfg, run_dir, resume=resume is not None)
     if main:
-        mode = f"semi-supervised MCMT on {cfg.data.labeled_frac:.0%} labels" if cfg.run.semi else f"supervised on {cfg.data.labeled_frac:.0%} labels"
-        err.print(f"training {cfg.model.name} ({mode}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
+        err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
     _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
     if main:
         err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
     if trainer.ctx.enabled:
         _end_torchrun_worker()
+
+
+def _run_tag(cfg: TrainConfig, method: Method) -> str:
+    """The default run folder's suffix: ``full``, ``semiNN`` (MCMT on NN% labels) or ``unpaired``."""
+    if method.uses_unlabeled:
+        return f"semi{round(cfg.data.labeled_frac * 100)}"
+    return "unpaired" if method.unpaired else "full"
+
+
+def _mode(cfg: TrainConfig, method: Method) -> str:
+    """``supervised on 100% labels``, ``semi-supervised MCMT on 10% labels``, ``PIE, unpaired``."""
+    if method.unpaired:
+        return f"{method.name.upper()}, unpaired"
+    kind = f"semi-supervised {method.name.upper()}" if method.uses_unlabeled else "supervised"
+    return f"{kind} on {cfg.data.labeled_frac:.0%} labels"
+
+
+def _list_methods() -> None:
+    """The registered methods, one per line, on stdout."""
+    width = max(len(n) for n in METHODS)
+    for name in METHODS:
+        m = METHODS.get(name)
+        out.print(f"{name:<{width}}  {m.data:<16}  {m.summary}", markup=False)
+    out.print("\nlowlight train --method NAME --explain describes one.", markup=False)
+
+
+def _yaml_value(value: object) -> str:
+    """A config value as one would write it in YAML: ``[relu1_2, relu2_2]``, ``""``."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return '""' if value == "" else str(value)
+
+
+def _explain(method: Method) -> None:
+    """What ``method`` trains, on which data, with which defaults and loss-section keys, on stdout."""
+    models = ", ".join(n for n in MODELS.names() if MODELS.get(n).info.family in method.families)
+    section = dataclasses.asdict(method.losses())
+    lines = [
+        f"{method.name}: {method.summary}",
+        f"models: {models} (default {method.default_model})",
+        f"data: {method.data} ({DATA_KINDS[method.data]})",
+        f"EMA teacher: {'kept and exported' if method.teacher else 'none (--set run.export=teacher keeps one)'}",
+        "",
+        method.doc.rstrip(),
+        "",
+        "method defaults: " + (", ".join(f"{k}={_yaml_value(v)}" for k, v in method.defaults.items()) or "none"),
+        f"loss section '{method.section}' (YAML '{method.section}: {{key: value}}', or --set {method.section}.KEY=VALUE):",
+        *(f"  {key} = {_yaml_value(value)}" for key, value in section.items()),
+    ]
+    out.print("\n".join(lines), markup=False)
 
 
 def _end_torchrun_worker() -> None:
@@ -112,8 +191,8 @@ def _end_torchrun_worker() -> None:
 
 
 def cpu_alternative(cfg: TrainConfig) -> str | None:
-    """:data:`CPU_MODEL` when the configured model costs more per pixel than it (to suggest on a CPU)."""
-    if cfg.model.name == CPU_MODEL:
+    """:data:`CPU_MODEL` when the method can train it and the configured model costs more per pixel (to suggest on a CPU)."""
+    if cfg.model.name == CPU_MODEL or MODELS.get(CPU_MODEL).info.family not in METHODS.get(cfg.method).families:
         return None
 
     def macs(name: str, kwargs: dict) -> float:

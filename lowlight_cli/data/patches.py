@@ -56,6 +56,36 @@ def augment_pair(low: np.ndarray, high: np.ndarray | None, code: int) -> tuple[n
     return apply(low), apply(high) if high is not None else None
 
 
+def random_patch(
+    rng: np.random.Generator, size: int, low: np.ndarray, high: np.ndarray | None = None, *, augment: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random ``size`` x ``size`` crop of ``low`` ``(h, w, c)`` (and the same crop of ``high``), turned
+    by one of the 8 flip/rotation symmetries when ``augment``.
+
+    Draws, in this order: the top row, the left column, the symmetry (only with ``augment``), so
+    a seeded ``rng`` always gives the same patch.
+    """
+    h, w = low.shape[:2]
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    low = low[top : top + size, left : left + size]
+    high = high[top : top + size, left : left + size] if high is not None else None
+    if augment:
+        low, high = augment_pair(low, high, int(rng.integers(0, 8)))
+    return low, high
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """``(h, w, 3)`` uint8/uint16/float pixels -> ``(3, h, w)`` float32 tensor in ``[0, 1]``."""
+    return torch.from_numpy(np.ascontiguousarray(to_float(pixels).transpose(2, 0, 1)))
+
+
+def check_patch_size(images: dict[str, np.ndarray], size: int, what: str = "image") -> None:
+    """Raise :class:`DataError` when any of ``images`` (by name) is smaller than ``size`` on a side."""
+    small = [name for name, pixels in images.items() if min(pixels.shape[:2]) < size]
+    if small:
+        raise DataError(f"{len(small)} {what}(s) are smaller than the patch size {size} (e.g. {small[0]})")
+
+
 class PatchDataset(Dataset):
     """Map-style dataset indexed by patch keys; items are dicts of ``(3, p, p)`` float32 tensors.
 
@@ -63,9 +93,7 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, pairs: list[ImagePair], config: PatchConfig, seed: int) -> None:
-        small = [p.name for p in pairs if min(p.low.shape[:2]) < config.size]
-        if small:
-            raise DataError(f"{len(small)} image(s) are smaller than the patch size {config.size} (e.g. {small[0]})")
+        check_patch_size({p.name: p.low for p in pairs}, config.size)
         self.pairs = pairs
         self.config = config
         self.seed = seed
@@ -77,22 +105,12 @@ class PatchDataset(Dataset):
         index, patch_id = key
         pair = self.pairs[index]
         rng = np.random.default_rng([self.seed, index, patch_id])
-        p = self.config.size
-        h, w = pair.low.shape[:2]
-        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        low = pair.low[top : top + p, left : left + p]
-        high = pair.high[top : top + p, left : left + p] if pair.high is not None else None
-        if self.config.augment:
-            low, high = augment_pair(low, high, int(rng.integers(0, 8)))
+        low, high = random_patch(rng, self.config.size, pair.low, pair.high, augment=self.config.augment)
         # drawn after the crop and symmetry, and only when enabled, so earlier runs' patches are unchanged
         if high is not None and self.config.identity_prob > 0 and rng.random() < self.config.identity_prob:
             low = high
-        low_t = torch.from_numpy(np.ascontiguousarray(to_float(low).transpose(2, 0, 1)))
-        high_t = (
-            torch.from_numpy(np.ascontiguousarray(to_float(high).transpose(2, 0, 1)))
-            if high is not None
-            else torch.zeros_like(low_t)
-        )
+        low_t = to_tensor(low)
+        high_t = to_tensor(high) if high is not None else torch.zeros_like(low_t)
         return {"low": low_t, "high": high_t, "labeled": torch.tensor(high is not None)}
 
 

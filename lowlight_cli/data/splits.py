@@ -39,6 +39,11 @@ class Split:
         return cls(tuple(raw["labeled"]), tuple(raw["unlabeled"]), tuple(raw["validation"]), raw["seed"], raw["labeled_frac"])
 
 
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of an image's pixels (``(H, W, C)`` array, any dtype): equal digests = byte-identical images."""
+    return hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest()
+
+
 def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int) -> Split:
     """Split training pairs into validation, labeled and unlabeled sets.
 
@@ -61,7 +66,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}")
     val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
-    scene = {p.name: hashlib.sha256(np.ascontiguousarray(p.high)).hexdigest() for p in pairs if p.labeled}
+    scene = {p.name: pixel_digest(p.high) for p in pairs if p.labeled}
     held_scenes = {scene[n] for n in order[:val_count]}
     validation = sorted(n for n in order if scene[n] in held_scenes)
     candidates = [n for n in order if scene[n] not in held_scenes]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..registry import Registry
+from .adversarial import AdversarialDiscriminatorLoss, AdversarialGeneratorLoss, discriminator_loss, generator_loss
 from .consistency import MultiConsistencyLoss, multi_consistency_loss
 from .contrastive import (
     BrightnessContrastiveLoss,
@@ -20,6 +21,7 @@ from .contrastive import (
 )
 from .curves import CurveNegatives, bag_of_curves
 from .features import FeaturePreservationLoss, feature_preservation_loss, gram_matrix
+from .histogram import SemanticHistogramLoss, semantic_histogram_loss
 from .progressive import ProgressiveLoss, SSIMLoss, progressive_loss, ssim_loss
 from .regions import RegionBrightnessLoss, region_brightness_loss
 from .zero_reference import (
@@ -42,6 +44,9 @@ LOSSES.register("brightness_contrastive", BrightnessContrastiveLoss)
 LOSSES.register("texture_contrastive", TextureContrastiveLoss)  # network=..., form="hinge" | "infonce"
 LOSSES.register("feature_preservation", FeaturePreservationLoss)  # network=...
 LOSSES.register("region_brightness", RegionBrightnessLoss)
+LOSSES.register("semantic_histogram", SemanticHistogramLoss)  # SKF; forward(output, target, regions)
+LOSSES.register("adversarial_generator", AdversarialGeneratorLoss)  # SKF; forward(discriminator, output, regions)
+LOSSES.register("adversarial_discriminator", AdversarialDiscriminatorLoss)  # SKF; forward(discriminator, output, target, regions)
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
@@ -51,6 +56,8 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
 
 __all__ = [
     "LOSSES",
+    "AdversarialDiscriminatorLoss",
+    "AdversarialGeneratorLoss",
     "BrightnessContrastiveLoss",
     "ColourConstancyLoss",
     "CurveNegatives",
@@ -61,18 +68,22 @@ __all__ = [
     "ProgressiveLoss",
     "RegionBrightnessLoss",
     "SSIMLoss",
+    "SemanticHistogramLoss",
     "TextureContrastiveLoss",
     "bag_of_curves",
     "brightness_contrastive_loss",
     "colour_constancy_loss",
     "create_loss",
+    "discriminator_loss",
     "exposure_control_loss",
     "feature_preservation_loss",
+    "generator_loss",
     "gram_matrix",
     "illumination_smoothness_loss",
     "multi_consistency_loss",
     "progressive_loss",
     "region_brightness_loss",
+    "semantic_histogram_loss",
     "ssim_loss",
     "texture_contrastive_loss",
     "texture_infonce_loss",

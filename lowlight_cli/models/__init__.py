@@ -86,6 +86,7 @@ register_model(
     global_context=True,
     output="curve",
     padding_mode="replicate",
+    gate_correction=True,
 )
 register_model(
     ModelInfo(
@@ -134,6 +135,7 @@ register_model(
 )
 
 from . import dce  # noqa: E402,F401 - the DCE-Net family registers its own sizes (STYLE.md)
+from . import mamba  # noqa: E402,F401 - Semi-LLIE's Mamba backbone registers its own sizes
 
 
 def load_checkpoint(folder: str | Path, *, expected_family: str | None = None) -> EnhancementModel:

@@ -62,6 +62,9 @@ class CRNetConfig:
         highlight_exponent: curve output: the log-gain at a pixel is scaled by ``1 - m^k`` with
             ``m`` the pixel's largest channel and ``k`` this exponent, so bright pixels (lamps,
             sky) are left nearly as they are instead of being pushed to white; 0 turns it off.
+        gate_correction: curve output: scale the correction by ``1 - 1/g``, so it acts where the
+            curve brightens (noise of dark regions) and vanishes where the gain is ~1 (a
+            well-exposed photo, which it would otherwise darken by its learned black-level pull).
         padding_mode: padding of the 3x3 convolutions; ``zeros`` is the paper's, ``replicate``
             (ours) keeps the zero border from darkening the outermost pixels.
     """
@@ -80,6 +83,7 @@ class CRNetConfig:
     max_gain: float = 64.0
     highlight_exponent: float = 4.0
     padding_mode: str = "zeros"
+    gate_correction: bool = False
 
     def __post_init__(self) -> None:
         for name in ("channels", "groups", "blocks", "recurrences", "downscale", "context_channels"):
@@ -356,8 +360,12 @@ class CRNet(EnhancementModel):
         if self.cfg.highlight_exponent > 0:
             peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
             log_gain = log_gain * (1.0 - peak.pow(self.cfg.highlight_exponent))
-        y = (x + _CORRECTION_BOUND * torch.tanh(correction)).clamp(0.0, 1.0)
-        return gain_curve(y, torch.exp(log_gain))
+        gain = torch.exp(log_gain)
+        correction = _CORRECTION_BOUND * torch.tanh(correction)
+        if self.cfg.gate_correction:  # only where the curve brightens: a well-exposed photo passes
+            correction = correction * (1.0 - 1.0 / gain)
+        y = (x + correction).clamp(0.0, 1.0)
+        return gain_curve(y, gain)
 
     def forward_train(
         self, x: torch.Tensor, context: torch.Tensor | None = None

@@ -1,10 +1,19 @@
-"""Training: one fit loop driven by step objects (supervised, mean teacher), resumable, distributed."""
+"""Training: one fit loop driven by the step objects of registered methods, resumable, distributed.
+
+Each system's module registers its methods (``steps``: crnet, mcmt; ``unpaired_curves``: scl-lle,
+pie); importing them here fills :data:`METHODS`.
+"""
 
 from __future__ import annotations
 
+from . import steps, unpaired_curves  # noqa: F401 - registration of the methods
 from .config import TrainConfig, build_config, load_config, save_config
 from .ema import EMA
 from .engine import Trainer
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
+from .methods import METHODS, Method, StepContext, register_method
 
-__all__ = ["EMA", "InfoEvent", "PaceEvent", "PlanEvent", "StepEvent", "TrainConfig", "Trainer", "ValidationEvent", "build_config", "load_config", "save_config"]
+__all__ = [
+    "EMA", "InfoEvent", "METHODS", "Method", "PaceEvent", "PlanEvent", "StepContext", "StepEvent", "TrainConfig", "Trainer",
+    "ValidationEvent", "build_config", "load_config", "register_method", "save_config",
+]

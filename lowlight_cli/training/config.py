@@ -1,18 +1,24 @@
-"""Typed training configuration: defaults < YAML file < command-line flags and ``--set key=value``.
+"""Typed training configuration: defaults < the method's defaults < YAML file < command-line flags
+and ``--set key=value``.
 
-Validated once, here; nothing below sees a raw dict. The resolved configuration is written to the
-run folder (``config.yaml``) and read back by ``--resume``.
+Validated once, here; nothing below sees a raw dict. Besides the fixed sections, each training
+method (:mod:`lowlight_cli.training.methods`) declares a typed loss section named after it
+(``scl_lle: {tv: 200}``, ``--set pie.texture=5``); CRNet's methods keep ``loss``. The resolved
+configuration is written to the run folder (``config.yaml``) and read back by ``--resume``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..models import MODELS
+from .config_values import coerce
+from .methods import METHODS, Method, loss_sections, methods_of_section
 
 
 @dataclass
@@ -50,6 +56,10 @@ class DataSection:
         synthetic_count: image pairs of ``--data synthetic``.
         seed: seeds the labeled / unlabeled / validation split (and ``--data synthetic``'s pairs);
             -1 uses ``run.seed``. Set it to vary ``run.seed`` over the same labeled images.
+        positives: unpaired methods: a folder of normal-light images to draw positives from
+            (empty: the references of the training pairs, never an input's own).
+        negatives: unpaired methods: a folder of badly exposed images to draw negatives from
+            (empty: the method makes them with curves).
     """
 
     root: str = ""
@@ -64,6 +74,8 @@ class DataSection:
     workers: int = 0
     synthetic_count: int = 24
     seed: int = -1
+    positives: str = ""
+    negatives: str = ""
 
 
 @dataclass
@@ -111,7 +123,10 @@ class RunSection:
     """How the run is carried out.
 
     Attributes:
-        semi: multi-consistency mean teacher on labeled + unlabeled images.
+        method: the training method (``lowlight train --list-methods``); empty: ``mcmt`` when
+            ``semi`` is set, else ``crnet``. The resolved name is written back.
+        semi: multi-consistency mean teacher on labeled + unlabeled images (the ``mcmt`` method);
+            after validation: whether the method trains on unlabeled images.
         out: run folder.
         seed: seeds patches, initialisation and noise, and the split unless ``data.seed`` is set.
         device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA; ``bf16`` also on
@@ -126,8 +141,11 @@ class RunSection:
         compile: run the student's forward (and so its backward) through ``torch.compile`` (ours;
             off by default). The first step compiles for a while; on the CPU it needs a C++ compiler.
             Validation, the teacher and saved checkpoints use the plain model.
+        stand_in_priors: build the frozen networks of the losses as seeded random stand-ins
+            (tests and smoke runs only: the checkpoint's provenance says so).
     """
 
+    method: str = ""
     semi: bool = False
     out: str = "runs/crnet"
     seed: int = 0
@@ -139,11 +157,16 @@ class RunSection:
     export: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    stand_in_priors: bool = False
 
 
 @dataclass
 class TrainConfig:
-    """The whole training configuration."""
+    """The whole training configuration.
+
+    ``method_sections`` holds the loss sections of methods beyond the fixed ones (``scl_lle``,
+    ``pie``), by section name, as their typed dataclasses; use :attr:`method_loss`.
+    """
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -151,6 +174,34 @@ class TrainConfig:
     loss: LossSection = field(default_factory=LossSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     run: RunSection = field(default_factory=RunSection)
+    method_sections: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_method(cls, name: str) -> "TrainConfig":
+        """The defaults of method ``name``: its default model and :attr:`Method.defaults`.
+
+        Raises:
+            UnknownNameError: no such method (with "did you mean").
+        """
+        method = METHODS.get(name)
+        config = cls()
+        config.model.name = method.default_model
+        for key, value in method.defaults.items():
+            set_value(config, key, value)
+        return config
+
+    @property
+    def method(self) -> str:
+        """The method's name: ``run.method``, else ``mcmt`` with ``run.semi``, else ``crnet``."""
+        return self.run.method or ("mcmt" if self.run.semi else "crnet")
+
+    @property
+    def method_loss(self) -> Any:
+        """The typed loss section of the method being trained (``loss`` for crnet and mcmt)."""
+        section = METHODS.get(self.method).section
+        if section in _FIXED_SECTIONS:
+            return getattr(self, section)
+        return self.method_sections.setdefault(section, METHODS.get(self.method).losses())
 
     @property
     def data_seed(self) -> int:
@@ -181,75 +232,84 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.run.semi and self.data.labeled_frac >= 1.0:
+        method = self._validate_method()
+        if method.uses_unlabeled and self.data.labeled_frac >= 1.0:
             raise ConfigError(
                 "semi-supervised training needs unlabeled data: --labeled-frac below 1",
                 hint="e.g. --semi --labeled-frac 0.1",
             )
         return self
 
+    def _validate_method(self) -> Method:
+        """Resolve ``run.method`` (written back, with ``run.semi`` to match) and check what depends on it."""
+        method = METHODS.get(self.method)
+        if self.run.semi and not method.uses_unlabeled:
+            raise ConfigError(f"run.semi (--semi) is the mcmt method, not {method.name}",
+                              hint="drop --semi, or use --method mcmt")
+        self.run.method, self.run.semi = method.name, method.uses_unlabeled
+        family = MODELS.get(self.model.name).info.family
+        if family not in method.families:
+            trainable = ", ".join(n for n in MODELS.names() if MODELS.get(n).info.family in method.families)
+            raise ConfigError(f"method {method.name} trains {'/'.join(method.families)} models, not {self.model.name} ({family})",
+                              hint=f"--model one of {trainable}")
+        if method.unpaired and (self.data.labeled_frac < 1.0 or self.data.identity_prob > 0):
+            key = "labeled_frac" if self.data.labeled_frac < 1.0 else "identity_prob"
+            raise ConfigError(f"data.{key} is for paired methods: {method.name} trains unpaired on every training image")
+        for key in ("positives", "negatives"):
+            if getattr(self.data, key) and not method.unpaired:
+                unpaired = ", ".join(n for n in METHODS.names() if METHODS.get(n).unpaired)
+                raise ConfigError(f"data.{key} (--{key}) is for unpaired methods ({unpaired}), not {method.name}")
+        for section in self.method_sections:
+            if section != method.section:
+                owners = ", ".join(methods_of_section(section))
+                raise ConfigError(f"section {section!r} configures {owners}, but this run trains {method.name}",
+                                  hint=f"drop it, or --method {owners.split(', ')[0]}")
+        check = getattr(self.method_loss, "validate", None)
+        if check is not None:
+            check(method.section)
+        return method
+
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every section as a plain mapping (method sections by their names), for YAML and provenance."""
+        fixed = {name: dataclasses.asdict(getattr(self, name)) for name in _FIXED_SECTIONS}
+        return {**fixed, **{name: dataclasses.asdict(section) for name, section in self.method_sections.items()}}
 
     @property
     def export_weights(self) -> str:
         """``teacher`` or ``student``: the weights exported as the run's best checkpoint."""
         if self.run.export != "auto":
             return self.run.export
-        return "teacher" if self.run.semi else "student"
+        return "teacher" if METHODS.get(self.method).teacher else "student"
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert ``value`` (from YAML or a ``--set`` string) to the field's declared type."""
-    kind = annotation if isinstance(annotation, type) else typing.get_origin(annotation) or annotation
-    if isinstance(annotation, str):  # postponed annotations
-        kind = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "tuple": tuple}.get(annotation, str)
-    try:
-        if kind is bool:
-            if isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return lowered in ("true", "1", "yes")
-            return bool(value)
-        if kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if kind is float:
-            return float(value)
-        if kind is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.strip("()[] ").split(",") if v.strip()]
-            return tuple(float(v) if "." in str(v) or "e" in str(v).lower() else int(v) for v in value)
-        if kind is dict:
-            if isinstance(value, str):
-                import yaml
-
-                value = yaml.safe_load(value)
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return dict(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(kind, '__name__', kind)}") from None
+_FIXED_SECTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "method_sections")
 
 
 def _section_fields(section: Any) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(section)}
 
 
+def _section(config: TrainConfig, name: str) -> Any | None:
+    """The section ``name`` of ``config`` (a method's loss section is created on first use); None if unknown."""
+    if name in _FIXED_SECTIONS:
+        return getattr(config, name)
+    losses = loss_sections().get(name)
+    return None if losses is None else config.method_sections.setdefault(name, losses())
+
+
 def set_value(config: TrainConfig, key: str, value: Any) -> None:
-    """Set ``section.field`` (e.g. ``optim.lr``) with type checking; unknown keys raise."""
+    """Set ``section.field`` (e.g. ``optim.lr``, ``scl_lle.tv``) with type checking; unknown keys raise."""
     parts = key.split(".")
-    if len(parts) != 2 or parts[0] not in _section_fields(config):
-        sections = ", ".join(_section_fields(config))
+    section = _section(config, parts[0]) if len(parts) == 2 else None
+    if section is None:
+        sections = ", ".join([*_FIXED_SECTIONS, *(s for s in loss_sections() if s not in _FIXED_SECTIONS)])
         raise ConfigError(f"unknown config key {key!r}", hint=f"keys look like section.field, sections: {sections}")
-    section = getattr(config, parts[0])
     fields = _section_fields(section)
     if parts[1] not in fields:
-        raise ConfigError(f"unknown config key {key!r}", hint=f"{parts[0]} has: {', '.join(fields)}")
-    setattr(section, parts[1], _coerce(value, fields[parts[1]].type, key))
+        close = difflib.get_close_matches(parts[1], list(fields), n=1)
+        guess = f"did you mean {parts[0]}.{close[0]}? " if close else ""
+        raise ConfigError(f"unknown config key {key!r}", hint=f"{guess}{parts[0]} has: {', '.join(fields)}")
+    setattr(section, parts[1], coerce(value, fields[parts[1]].type, key))
 
 
 def merge_mapping(config: TrainConfig, mapping: dict[str, Any], source: str) -> None:
@@ -290,16 +350,26 @@ def build_config(
     flags: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
 ) -> TrainConfig:
-    """Defaults, then the YAML file, then command-line flags, then ``--set`` assignments."""
-    config = TrainConfig()
-    if yaml_path is not None:
-        merge_mapping(config, load_yaml(yaml_path), str(yaml_path))
-    for key, value in (flags or {}).items():
-        if value is not None:
-            set_value(config, key, value)
-    for text in assignments or []:
-        set_value(config, *parse_assignment(text))
-    return config.validate()
+    """Defaults, then the method's defaults, then the YAML file, then command-line flags, then ``--set``.
+
+    The method is read from the layers above its defaults first (``run.method``, or ``run.semi``),
+    so that e.g. ``--method scl-lle`` brings SCL-LLE's optimiser settings, which the file, the
+    flags and ``--set`` may still override.
+    """
+    mapping = load_yaml(yaml_path) if yaml_path is not None else None
+
+    def layered(config: TrainConfig) -> TrainConfig:
+        if mapping is not None:
+            merge_mapping(config, mapping, str(yaml_path))
+        for key, value in (flags or {}).items():
+            if value is not None:
+                set_value(config, key, value)
+        for text in assignments or []:
+            set_value(config, *parse_assignment(text))
+        return config
+
+    probe = layered(TrainConfig())
+    return layered(TrainConfig.for_method(probe.method)).validate()
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
@@ -313,7 +383,5 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> TrainConfig:
-    """Read a resolved configuration written by :func:`save_config`."""
-    config = TrainConfig()
-    merge_mapping(config, load_yaml(path), str(path))
-    return config.validate()
+    """Read a resolved configuration written by :func:`save_config` (older runs' files too)."""
+    return build_config(yaml_path=path)

@@ -3,6 +3,10 @@
 ``Trainer(config, run_dir).fit(on_event)`` trains until ``optim.epochs`` or ``optim.max_steps``;
 ``resume=True`` continues exactly from ``run_dir/last``. Under torchrun it runs DDP; only rank 0
 writes files. Ctrl-C saves a resumable state before the KeyboardInterrupt propagates.
+
+What is trained is the configured method's (:mod:`.methods`): it decides the data
+(:func:`.data.training_data`), whether an EMA teacher is kept, and builds the step object the loop
+calls; the step may own frozen networks, which are never saved with the model.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
-from ..data.patches import PatchConfig, PatchDataset, plan_epoch
+from ..data.patches import plan_epoch
 from ..data.splits import Split, make_split
 from ..errors import ConfigError
 from ..inference.compilation import check_compile_toolchain
@@ -29,11 +33,14 @@ from ..models import MODELS, save_checkpoint
 from ..models.checkpoint import load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
+from .data import training_data
 from .ema import EMA
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
 from .logging import RunLog
+from .methods import METHODS, StepContext, TrainingStep
 from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
-from .steps import MeanTeacherStep, StagesForward, SupervisedStep, training_forwards
+from .steps import StagesForward, training_forwards
+from .steps import SupervisedStep  # noqa: F401 - crnet's step, kept reachable here: tests interrupt runs through it
 from .validation import validate
 
 EventFn = Callable[[object], None]
@@ -61,9 +68,12 @@ class Trainer:
         self.precision = resolve_precision(config.run.precision, self.device)
         if config.run.compile:
             check_compile_toolchain(self.device)
+        self.method = METHODS.get(config.method)
         self.entry = MODELS.get(config.model.name)
         if not self.entry.info.needs_weights:
             raise ConfigError(f"model {config.model.name!r} has nothing to train")
+        self.frozen_networks: dict[str, str] = {}  # what the step's frozen networks were loaded from
+        self.data_summary = ""  # what the run trains on, for the provenance
 
     # ---- data -----------------------------------------------------------------------------
     def _load_pairs(self, on_event: EventFn) -> list[ImagePair]:
@@ -104,6 +114,15 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         return model.train()
 
+    def _build_step(self, ema: EMA | None, teacher_forward: Callable | None, emit: EventFn) -> TrainingStep:
+        context = StepContext(self.config.method_loss, self.config, self.device, ema, teacher_forward)
+        with torch.random.fork_rng(devices=[]):  # initialising frozen networks must not move the training RNG
+            step = self.method.build_step(context)
+        self.frozen_networks = context.networks
+        if context.networks:
+            emit(InfoEvent("frozen networks: " + ", ".join(f"{k} ({v})" for k, v in context.networks.items())))
+        return step
+
     def _lr_factor(self, steps_per_epoch: int) -> Callable[[int], float]:
         o = self.config.optim
         bounds = [m * steps_per_epoch for m in o.milestones]
@@ -120,29 +139,19 @@ class Trainer:
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
         pairs = self._load_pairs(emit)
-        split = self._split(pairs)
-        index = {p.name: i for i, p in enumerate(pairs)}
-        # labeled pairs first, then unlabeled images stripped of any reference they had
-        train_pairs = [pairs[index[n]] for n in split.labeled]
-        train_pairs += [ImagePair(n, pairs[index[n]].low, None) for n in split.unlabeled]
-        labeled_idx = list(range(len(split.labeled)))
-        unlabeled_idx = list(range(len(split.labeled), len(train_pairs))) if cfg.run.semi else []
-        val_pairs = [pairs[index[n]] for n in split.validation]
-        emit(InfoEvent(f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled"
-                       f"{' (used)' if cfg.run.semi else ' (not used: supervised)'}, {len(val_pairs)} validation"))
-
-        patch_cfg = PatchConfig(cfg.data.patch_size, cfg.data.patches_per_image, cfg.data.augment, cfg.data.identity_prob)
-        dataset = PatchDataset(train_pairs, patch_cfg, cfg.run.seed)
+        data = training_data(self.method, cfg, pairs, self._split(pairs))
+        self.data_summary = data.summary
+        emit(InfoEvent(data.summary))
         world = self.ctx.world_size
-        steps_per_epoch = (len(labeled_idx) * cfg.data.patches_per_image // cfg.data.batch_size) // world
+        steps_per_epoch = (len(data.batched) * cfg.data.patches_per_image // cfg.data.batch_size) // world
         if steps_per_epoch < 1:
-            raise ConfigError("fewer labeled patches than one batch per process", hint="lower --batch-size or raise --patches-per-image")
+            raise ConfigError("fewer training patches than one batch per process", hint="lower --batch-size or raise --patches-per-image")
         total_steps = cfg.optim.epochs * steps_per_epoch
         if cfg.optim.max_steps:
             total_steps = min(total_steps, cfg.optim.max_steps)
 
         model = self._build_model()
-        keep_ema = cfg.run.semi or cfg.export_weights == "teacher"  # supervised runs may export an EMA too
+        keep_ema = self.method.teacher or cfg.export_weights == "teacher"  # supervised runs may export an EMA too
         ema = EMA(model, cfg.teacher.ema_decay, warmup=cfg.teacher.warmup) if keep_ema else None
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch))
@@ -162,23 +171,23 @@ class Trainer:
         if self.ctx.enabled:
             student = DistributedDataParallel(student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         # compiled after the DDP wrap, as torch.compile asks; the model and teacher modules stay plain
-        student, teacher_forward = training_forwards(student, ema, semi=cfg.run.semi, compile=cfg.run.compile)
-        step_fn = MeanTeacherStep(cfg.loss, ema, teacher_forward) if cfg.run.semi else SupervisedStep(cfg.loss)
+        student, teacher_forward = training_forwards(student, ema, semi=self.method.teacher, compile=cfg.run.compile)
+        step_fn = self._build_step(ema, teacher_forward, emit)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
         state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress)
-        patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if unlabeled_idx else 0)) * world
+        patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if data.extra else 0)) * world
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
         pace_step, pace_time = progress.step + 1, 0.0  # the pace is timed from the end of the first step
         try:
             while progress.step < total_steps:
-                batches = plan_epoch(labeled_idx, unlabeled_idx, per_image=cfg.data.patches_per_image,
+                batches = plan_epoch(data.batched, data.extra, per_image=cfg.data.patches_per_image,
                                      batch_size=cfg.data.batch_size, unlabeled_batch_size=cfg.data.unlabeled_batch_size,
                                      seed=cfg.run.seed, epoch=progress.epoch)
                 mine = batches[: steps_per_epoch * world][self.ctx.rank :: world]
-                loader = DataLoader(dataset, batch_sampler=mine[progress.batch_in_epoch :], num_workers=cfg.data.workers,
+                loader = DataLoader(data.dataset, batch_sampler=mine[progress.batch_in_epoch :], num_workers=cfg.data.workers,
                                     collate_fn=_collate, pin_memory=self.device.type == "cuda",
                                     # its own generator: creating a loader must not draw from the global RNG,
                                     # or a resumed run (one more loader) would drift from a straight one
@@ -212,7 +221,7 @@ class Trainer:
                         log.write({"kind": "step", **asdict(event)})
                         emit(event)
                     if progress.step % val_every == 0 or progress.step == total_steps:
-                        self._validate(state, val_pairs, log, emit)
+                        self._validate(state, data.validation, log, emit)
                     if progress.step % save_every == 0 or progress.step == total_steps:
                         self._save(state)
                     if progress.step >= total_steps:
@@ -245,13 +254,16 @@ class Trainer:
         return {
             "software": f"lowlight {__version__}",
             "trained_with": "lowlight train",
+            "method": self.method.name,
             "semi": c.run.semi,
             "labeled_frac": c.data.labeled_frac,
             "data": c.data.root or "default",
+            "training_data": self.data_summary,
             "step": progress.step,
             "epoch": progress.epoch,
             "weights": self.config.export_weights,
             "val_psnr": progress.best_psnr if math.isfinite(progress.best_psnr) else None,
+            **({"frozen_networks": self.frozen_networks} if self.frozen_networks else {}),
         }
 
     def _validate(self, state: dict, val_pairs: list[ImagePair], log: "RunLog", emit: EventFn) -> None:

@@ -1,8 +1,9 @@
-"""Step objects: what one optimisation step computes, for the one fit loop to drive.
+"""Step objects: what one optimisation step computes, for the one fit loop to drive; CRNet's methods.
 
 A step takes the student (possibly DDP-wrapped) and a batch and returns the loss to back-propagate
-and its terms for logging. Both steps run the student once on the whole batch, so a single
-backward pass updates it.
+and its terms for logging. Both steps here run the student once on the whole batch, so a single
+backward pass updates it. This module registers CRNet's training methods: ``crnet`` (supervised,
+:class:`SupervisedStep`) and ``mcmt`` (``--semi``, :class:`MeanTeacherStep`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..inference.compilation import compile_module
 from ..losses import multi_consistency_loss, progressive_loss
 from .config import LossSection
 from .ema import EMA
+from .methods import Method, register_method
 
 
 class StagesForward(nn.Module):
@@ -115,3 +117,33 @@ class MeanTeacherStep:
             total = total + supervised
             terms.update(s_terms)
         return StepOutput(total, {"loss": float(total.detach()), **terms})
+
+
+CRNET_DOC = """\
+CRNet fully supervised with the progressive loss of SPEC-crnet.md: SSIM loss on the final image
+plus lambda_ms times the L1 of every intermediate stage against the reference (loss.lambda_ms,
+default 1; loss.lambda_final_l1 adds an L1 on the final image, ours, default 0). Trains on the
+labeled pairs only (--labeled-frac of the training images keep their reference). Adam 5e-4 halved
+at epochs 20, 40, 60, 90; 100 epochs of 30 patches of 96 px per image, batch 16. With
+--set run.export=teacher it also keeps an EMA of the student and exports that.
+"""
+
+MCMT_DOC = """\
+CRNet with the multi-consistency mean teacher (MCMT, SPEC-crnet.md), also spelled --semi:
+L = L_PE(labeled) + lambda_c * L_MCR(labeled + unlabeled). The student sees the clean batch, the
+EMA teacher (teacher.ema_decay, 0.99) the batch plus Gaussian noise (loss.teacher_noise), and the
+student's final and intermediate stages are pulled towards the teacher's (loss.lambda_mc).
+Each step has data.batch_size labeled and data.unlabeled_batch_size unlabeled patches;
+--labeled-frac (default 0.1 here) sets the labeled share. The exported weights are the teacher's.
+"""
+
+register_method(Method(
+    name="crnet", summary="CRNet, supervised (progressive loss) on paired images", doc=CRNET_DOC,
+    families=("crnet",), default_model="crnet", data="paired", teacher=False, losses=LossSection, section="loss",
+    build_step=lambda ctx: SupervisedStep(ctx.losses),
+))
+register_method(Method(
+    name="mcmt", summary="CRNet + multi-consistency mean teacher on labeled and unlabeled images (= --semi)", doc=MCMT_DOC,
+    families=("crnet",), default_model="crnet", data="paired+unlabeled", teacher=True, losses=LossSection, section="loss",
+    build_step=lambda ctx: MeanTeacherStep(ctx.losses, ctx.ema, ctx.teacher_forward), defaults={"data.labeled_frac": 0.1},
+))

@@ -1,0 +1,139 @@
+"""Unpaired training data (SCL-LLE, PIE): low-light inputs, normal-light positives, optional negatives.
+
+Each patch key ``(image_index, patch_id)`` gives a patch of the low-light input, a patch of a
+positive drawn at random from a pool of normal-light images, and, when a folder of negatives is
+given, a patch of a random negative. The positive is never the input's own reference, nor any
+image byte-identical to it: LOL shoots several exposures of a scene with one reference, so one
+reference file can stand for many inputs. Every draw is seeded by ``(seed, image_index,
+patch_id)``, like :class:`~lowlight_cli.data.patches.PatchDataset`, so a resumed run loads the
+same patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from ..io import find_images, read_image
+from .pairs import ImagePair
+from .patches import PatchConfig, PatchKey, check_patch_size, random_patch, to_tensor
+from .splits import pixel_digest
+
+POSITIVE_STREAM, NEGATIVE_STREAM = 1, 2  # the draws of a positive and a negative, apart from the input's crop
+
+
+@dataclass(frozen=True)
+class ImagePool:
+    """Distinct images (no two byte-identical) and their :func:`pixel_digest`."""
+
+    images: tuple[np.ndarray, ...]
+    digests: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def image_pool(images: Iterable[np.ndarray], withheld: Iterable[str] = ()) -> ImagePool:
+    """Keep the first of byte-identical images, and none byte-identical to a ``withheld`` digest.
+
+    Args:
+        images: ``(H, W, 3)`` arrays.
+        withheld: digests of images that must not be drawn (e.g. the validation references).
+    """
+    seen = set(withheld)
+    kept, digests = [], []
+    for pixels in images:
+        digest = pixel_digest(pixels)
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(pixels)
+            digests.append(digest)
+    return ImagePool(tuple(kept), tuple(digests))
+
+
+def read_image_folder(folder: str | Path, what: str) -> list[np.ndarray]:
+    """Decode every image under ``folder`` (recursively, sorted by path) to ``(H, W, 3)`` RGB arrays.
+
+    Raises:
+        DataError: the folder does not exist or holds no images (``what`` names the option).
+        ImageReadError: an unreadable file (named).
+    """
+    if not Path(folder).is_dir():
+        raise DataError(f"{what} folder {folder} not found", hint=f"--{what} takes a folder of images")
+    files = find_images([folder], recursive=True)
+    if not files:
+        raise DataError(f"no images in the {what} folder {folder}")
+    return [read_image(item.path).rgb for item in files]
+
+
+class UnpairedPatchDataset(Dataset):
+    """Map-style dataset of unpaired patches, indexed by patch keys.
+
+    Items: ``{"low": (3, p, p), "positive": (3, p, p)}`` float32 in ``[0, 1]``, plus
+    ``"negative"`` when ``negatives`` is given.
+
+    Args:
+        inputs: the low-light images; ``high`` is the input's own reference when known (only
+            used to keep it, and its byte-identical copies, out of the input's positives).
+        positives: normal-light images (see :func:`image_pool`).
+        negatives: badly exposed images, or None (the step then makes its own).
+        config: patch size and augmentation (``per_image`` is the epoch plan's).
+        seed: seeds every draw, with the patch key.
+
+    Raises:
+        DataError: an image smaller than the patch size, or an input with no positive it may use.
+    """
+
+    def __init__(
+        self,
+        inputs: list[ImagePair],
+        positives: ImagePool,
+        negatives: ImagePool | None,
+        config: PatchConfig,
+        seed: int,
+    ) -> None:
+        check_patch_size({p.name: p.low for p in inputs}, config.size)
+        check_patch_size({f"positive {i}": image for i, image in enumerate(positives.images)}, config.size, "positive")
+        if negatives is not None:
+            check_patch_size({f"negative {i}": image for i, image in enumerate(negatives.images)}, config.size, "negative")
+        where = {digest: j for j, digest in enumerate(positives.digests)}
+        # the one positive (pool images are distinct) an input must never get: its own reference
+        self.excluded = [where.get(pixel_digest(p.high)) if p.high is not None else None for p in inputs]
+        for pair, excluded in zip(inputs, self.excluded):
+            if len(positives) - (excluded is not None) < 1:
+                raise DataError(f"no positive for {pair.name}: the only normal-light image is its own reference",
+                                hint="add references, or pass --positives DIR")
+        self.inputs, self.positives, self.negatives = inputs, positives, negatives
+        self.config, self.seed = config, seed
+
+    def __len__(self) -> int:
+        return len(self.inputs) * self.config.per_image
+
+    def positive_index(self, index: int, patch_id: int) -> int:
+        """Which positive the patch key draws: uniform over the pool without the input's own reference."""
+        rng = np.random.default_rng([self.seed, index, patch_id, POSITIVE_STREAM])
+        return self._positive_index(index, rng)
+
+    def _positive_index(self, index: int, rng: np.random.Generator) -> int:
+        excluded = self.excluded[index]
+        j = int(rng.integers(0, len(self.positives) - (excluded is not None)))
+        return j + 1 if excluded is not None and j >= excluded else j
+
+    def __getitem__(self, key: PatchKey) -> dict[str, torch.Tensor]:
+        index, patch_id = key
+        size, augment = self.config.size, self.config.augment
+        low, _ = random_patch(np.random.default_rng([self.seed, index, patch_id]), size, self.inputs[index].low, augment=augment)
+        rng = np.random.default_rng([self.seed, index, patch_id, POSITIVE_STREAM])
+        positive = self.positives.images[self._positive_index(index, rng)]
+        item = {"low": to_tensor(low), "positive": to_tensor(random_patch(rng, size, positive, augment=augment)[0])}
+        if self.negatives is not None:
+            rng = np.random.default_rng([self.seed, index, patch_id, NEGATIVE_STREAM])
+            negative = self.negatives.images[int(rng.integers(0, len(self.negatives)))]
+            item["negative"] = to_tensor(random_patch(rng, size, negative, augment=augment)[0])
+        return item

@@ -1,0 +1,86 @@
+"""What a method trains on: the patch dataset and the images each epoch batches, from the split.
+
+The fit loop asks :func:`training_data` once per run; the method's :attr:`~.methods.Method.data`
+decides the composition:
+
+- ``paired``: patches of the labeled pairs (low + reference);
+- ``paired+unlabeled``: the same, plus patches of unlabeled images stripped of any reference;
+- ``unpaired``: patches of every training low image, each with a normal-light positive drawn at
+  random (never its own reference, see :mod:`lowlight_cli.data.unpaired`), and negatives from
+  ``data.negatives`` when given.
+
+Validation is the same for all: PSNR on the held-out pairs of the split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from ..data.pairs import ImagePair
+from ..data.patches import PatchConfig, PatchDataset
+from ..data.splits import Split, pixel_digest
+from ..data.unpaired import UnpairedPatchDataset, image_pool, read_image_folder
+from .config import TrainConfig
+from .methods import Method
+
+
+@dataclass
+class TrainingData:
+    """A run's data.
+
+    Attributes:
+        dataset: map-style dataset indexed by patch keys.
+        batched: dataset image indices whose patches fill each epoch's batches (``data.batch_size``).
+        extra: image indices drawn for ``data.unlabeled_batch_size`` more patches per batch (MCMT), or empty.
+        validation: held-out pairs.
+        summary: what the run sees, in one line, for the log.
+    """
+
+    dataset: Dataset
+    batched: list[int]
+    extra: list[int]
+    validation: list[ImagePair]
+    summary: str
+
+
+def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], split: Split) -> TrainingData:
+    """The dataset and epoch composition of ``method`` over ``pairs`` split by ``split``.
+
+    Raises:
+        DataError: images smaller than the patch size, unreadable or empty ``data.positives`` /
+            ``data.negatives`` folders, an input without any allowed positive.
+    """
+    d = config.data
+    by_name = {p.name: p for p in pairs}
+    validation = [by_name[n] for n in split.validation]
+    patches = PatchConfig(d.patch_size, d.patches_per_image, d.augment, d.identity_prob)
+    if method.unpaired:
+        return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches)
+    # labeled pairs first, then unlabeled images stripped of any reference they had
+    train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled]
+    labeled = list(range(len(split.labeled)))
+    unlabeled = list(range(len(split.labeled), len(train_pairs))) if method.uses_unlabeled else []
+    used = " (used)" if method.uses_unlabeled else " (not used: supervised)"
+    summary = f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled{used}, {len(validation)} validation"
+    return TrainingData(PatchDataset(train_pairs, patches, config.run.seed), labeled, unlabeled, validation, summary)
+
+
+def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig) -> TrainingData:
+    d = config.data
+    withheld = [pixel_digest(p.high) for p in validation]  # a validated scene is never a positive
+    if d.positives:
+        positives = image_pool(read_image_folder(d.positives, "positives"), withheld)
+        source = f"{d.positives}"
+    else:
+        positives = image_pool((p.high for p in inputs if p.high is not None), withheld)
+        source = "the references of the training pairs"
+    negatives = image_pool(read_image_folder(d.negatives, "negatives")) if d.negatives else None
+    dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed)
+    own = sum(e is not None for e in dataset.excluded)
+    made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"
+    summary = (f"unpaired: {len(inputs)} low-light inputs, {len(positives)} distinct normal-light positives from {source} "
+               f"drawn at random ({own} inputs have their own reference among them, never drawn for them), "
+               f"negatives {made}; {len(validation)} held-out pairs for validation")
+    return TrainingData(dataset, list(range(len(inputs))), [], validation, summary)

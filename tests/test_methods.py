@@ -1,0 +1,303 @@
+"""Training methods: the registry, `lowlight train --method`, typed loss sections, unpaired data, SCL-LLE and PIE.
+
+SCL-LLE and PIE train here with seeded random stand-ins of their frozen networks
+(``run.stand_in_priors``), so the tests run without ``../shared/nets``; the stand-ins have the
+real architectures, so shapes, layer names and gradients are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.data.pairs import ImagePair, synthetic_pairs
+from lowlight_cli.data.patches import PatchConfig
+from lowlight_cli.data.splits import make_split, pixel_digest
+from lowlight_cli.data.unpaired import UnpairedPatchDataset, image_pool
+from lowlight_cli.errors import ConfigError, DataError, UnknownNameError
+from lowlight_cli.models import create_model
+from lowlight_cli.training import METHODS, StepContext, build_config, load_config
+from lowlight_cli.training.data import training_data
+from lowlight_cli.training.steps import StagesForward
+from lowlight_cli.training.unpaired_curves import over_exposed
+
+from .test_training import SMOKE as CRNET_SMOKE
+
+runner = CliRunner()
+UNPAIRED = [
+    "--set", "model.name=dce-tiny", "--set", "data.root=synthetic", "--set", "data.synthetic_count=10",
+    "--patch-size", "32", "--batch-size", "2", "--patches-per-image", "2", "--set", "run.device=cpu",
+    "--set", "run.log_every=1", "--set", "run.stand_in_priors=true", "--set", "run.val_every=100",
+]
+
+
+# ---- registry and command line -------------------------------------------------------------------
+def test_every_system_registers_its_methods():
+    assert METHODS.names() == ["crnet", "mcmt", "scl-lle", "pie"]
+    crnet, mcmt, scl, pie = (METHODS.get(n) for n in METHODS.names())
+    assert (crnet.data, mcmt.data, scl.data, pie.data) == ("paired", "paired+unlabeled", "unpaired", "unpaired")
+    assert mcmt.teacher and not crnet.teacher and not scl.teacher
+    assert (scl.section, pie.section, crnet.section, mcmt.section) == ("scl_lle", "pie", "loss", "loss")
+    assert (scl.default_model, pie.default_model) == ("scl-lle", "pie")
+    with pytest.raises(UnknownNameError) as info:
+        METHODS.get("scl_lle")
+    assert "did you mean scl-lle" in info.value.hint
+
+
+def test_list_methods_explain_and_help():
+    listed = runner.invoke(app, ["train", "--list-methods"])
+    assert listed.exit_code == 0
+    for name in METHODS:
+        assert any(line.startswith(name) and METHODS.get(name).summary in line for line in listed.stdout.splitlines())
+    explained = runner.invoke(app, ["train", "--method", "scl-lle", "--explain"])
+    assert explained.exit_code == 0, explained.output
+    text = explained.stdout
+    assert "SCL-LLE" in text and "loss section 'scl_lle'" in text and "  tv = 200.0" in text
+    assert "texture_layers = [relu1_2, relu2_2]" in text and "optim.grad_clip=0.1" in text
+    assert "relu4_3" in text  # the substitution is documented
+    assert "mcmt: " in runner.invoke(app, ["train", "--semi", "--explain"]).stdout  # --semi is MCMT
+    help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
+    assert "--method" in help_text and "--list-methods" in help_text and "--explain" in help_text and "pie" in help_text
+
+
+def test_an_unknown_method_is_a_usage_error_with_a_suggestion(tmp_path):
+    result = runner.invoke(app, ["train", "--method", "pei", "--data", "synthetic", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "did you mean pie" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+# ---- typed loss sections and method defaults -----------------------------------------------------
+def test_method_sections_are_typed_validated_and_layered(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("run:\n  method: scl-lle\nscl_lle:\n  tv: 150\n  texture_layers: [relu1_1, relu2_1]\noptim:\n  lr: 0.0003\n")
+    cfg = build_config(yaml_path=yaml_file, assignments=["scl_lle.brightness=4"])
+    losses = cfg.method_loss
+    assert type(losses).__name__ == "SclLleLosses"
+    assert (losses.tv, losses.brightness, losses.texture, losses.texture_layers) == (150.0, 4.0, 5.0, ("relu1_1", "relu2_1"))
+    assert cfg.model.name == "scl-lle"  # the method's default model
+    assert cfg.optim.lr == 3e-4  # the file beats the method's default 1e-4 ...
+    assert (cfg.optim.weight_decay, cfg.optim.grad_clip, cfg.data.batch_size) == (1e-4, 0.1, 2)  # ... which beat the generic ones
+    assert build_config(flags={"run.method": "scl-lle", "optim.grad_clip": 0.0}).optim.grad_clip == 0.0
+    assert build_config(flags={"run.method": "pie"}).optim.grad_clip == 0.0  # PIE's paper clips nothing
+    with pytest.raises(ConfigError, match="scl_lle.tvv") as info:
+        build_config(flags={"run.method": "scl-lle"}, assignments=["scl_lle.tvv=1"])
+    assert "did you mean scl_lle.tv" in info.value.hint
+    with pytest.raises(ConfigError, match="scl_lle.tv"):
+        build_config(flags={"run.method": "scl-lle"}, assignments=["scl_lle.tv=strong"])
+    with pytest.raises(ConfigError, match="scl_lle.regions"):
+        build_config(flags={"run.method": "scl-lle"}, assignments=["scl_lle.regions=watershed"])
+    with pytest.raises(ConfigError, match="'pie' configures pie, but this run trains scl-lle"):
+        build_config(flags={"run.method": "scl-lle"}, assignments=["pie.tv=1"])
+    with pytest.raises(ConfigError, match="method pie trains dce models, not crnet-s"):
+        build_config(flags={"run.method": "pie", "model.name": "crnet-s"})
+    with pytest.raises(ConfigError, match="mcmt method"):
+        build_config(flags={"run.method": "pie", "run.semi": True})
+    with pytest.raises(ConfigError, match="data.positives"):
+        build_config(flags={"data.positives": str(tmp_path)})
+
+
+def test_semi_is_mcmt_and_configs_of_earlier_runs_still_load(tmp_path):
+    cfg = build_config(flags={"run.semi": True})
+    assert cfg.method == cfg.run.method == "mcmt" and cfg.data.labeled_frac == 0.1 and cfg.export_weights == "teacher"
+    assert build_config(flags={"run.method": "mcmt"}).run.semi  # and the other way round
+    assert build_config().method == "crnet" and not build_config().run.semi
+    # a run folder's config.yaml from before methods: no run.method, no method sections
+    old = tmp_path / "config.yaml"
+    old.write_text("model:\n  name: crnet-tiny\ndata:\n  labeled_frac: 0.3\nrun:\n  semi: true\n  out: runs/x\n")
+    loaded = load_config(old)
+    assert loaded.method == "mcmt" and loaded.data.labeled_frac == 0.3 and loaded.method_loss is loaded.loss
+
+
+def test_resume_refuses_to_change_the_method(tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "1", "--out", str(run)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--resume", str(run), "--method", "scl-lle"])
+    assert result.exit_code == 2 and "--resume continues a run" in result.output
+
+
+# ---- unpaired data -------------------------------------------------------------------------------
+def _lol_like(scenes: int = 12, exposures: int = 3, size: int = 20) -> list[ImagePair]:
+    """Scenes shot at several exposures with one reference each (byte-identical copies), like LOL."""
+    rng = np.random.default_rng(0)
+    pairs = []
+    for s in range(scenes):
+        reference = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        for e in range(exposures):
+            low = (reference // (4 + e)).astype(np.uint8)
+            pairs.append(ImagePair(f"{s}-{e}", low, reference.copy()))  # a copy: the same bytes, another array
+    pairs.append(ImagePair("no-reference", pairs[0].low.copy(), None))
+    return pairs
+
+
+def test_a_positive_is_never_the_inputs_own_reference_nor_a_copy_of_it():
+    pairs = _lol_like()
+    config = build_config(flags={"run.method": "pie", "data.patch_size": 16, "data.patches_per_image": 1, "data.val_count": 2})
+    split = make_split(pairs, labeled_frac=1.0, val_count=2, seed=0)
+    data = training_data(METHODS.get("pie"), config, pairs, split)
+    dataset: UnpairedPatchDataset = data.dataset
+    inputs = dataset.inputs
+    assert len(inputs) == len(pairs) - len(split.validation)  # every training low image, the one without a reference too
+    validation = {pixel_digest(p.high) for p in data.validation}
+    assert len(dataset.positives) == 12 - len(validation)  # one per scene: copies count once; validated scenes withheld
+    assert not validation & set(dataset.positives.digests)
+    drawn = set()
+    for index, pair in enumerate(inputs):
+        own = pixel_digest(pair.high) if pair.high is not None else None
+        for patch_id in range(60):
+            j = dataset.positive_index(index, patch_id)
+            assert dataset.positives.digests[j] != own
+            drawn.add(j)
+    assert drawn == set(range(len(dataset.positives)))  # every other positive can be drawn
+    # what the items hold is that positive: a crop of it, not of the own reference
+    index = next(i for i, p in enumerate(inputs) if p.high is not None)
+    item = dataset[(index, 5)]
+    chosen = dataset.positives.images[dataset.positive_index(index, 5)]
+    assert set(item) == {"low", "positive"} and item["positive"].shape == (3, 16, 16)
+    crops = {np.round(item["positive"].numpy() * 255).astype(np.uint8).tobytes()}
+    assert _contains_patch(chosen, crops) and not _contains_patch(inputs[index].high, crops)
+
+
+def _contains_patch(image: np.ndarray, crops: set[bytes], size: int = 16) -> bool:
+    """Whether one of the 8 flips/rotations of some ``size`` crop of ``image`` is in ``crops`` ((3, s, s) bytes)."""
+    from lowlight_cli.data.patches import augment_pair
+
+    for top in range(image.shape[0] - size + 1):
+        for left in range(image.shape[1] - size + 1):
+            patch = image[top : top + size, left : left + size]
+            for code in range(8):
+                if np.ascontiguousarray(augment_pair(patch, None, code)[0].transpose(2, 0, 1)).tobytes() in crops:
+                    return True
+    return False
+
+
+def test_unpaired_patches_depend_only_on_the_key():
+    pairs = _lol_like(scenes=4)
+    pool = image_pool(p.high for p in pairs if p.high is not None)
+    make = lambda: UnpairedPatchDataset(pairs, pool, image_pool([pairs[0].low]), PatchConfig(size=8, per_image=2), seed=3)  # noqa: E731
+    a, b = make(), make()
+    for key in [(0, 0), (5, 1), (7, 9), (0, 0)]:
+        assert all(torch.equal(a[key][k], b[key][k]) for k in ("low", "positive", "negative"))
+    assert not torch.equal(a[(5, 1)]["positive"], a[(5, 2)]["positive"])  # other keys, other draws
+    with pytest.raises(DataError, match="its own reference"):  # the only positive there is
+        UnpairedPatchDataset(pairs[:1], image_pool([pairs[0].high]), None, PatchConfig(size=8), seed=0)
+
+
+@pytest.mark.parametrize("kind", ["positives", "negatives"])
+def test_folders_of_positives_and_negatives(tmp_path, kind):
+    folder = tmp_path / kind
+    (folder / "nested").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / "nested" / f"{i}.png"), np.full((40, 48, 3), 60 * i + 30, np.uint8))
+    config = build_config(flags={"run.method": "scl-lle", "data.root": "synthetic", "data.patch_size": 32,
+                                 f"data.{kind}": str(folder)})
+    pairs = synthetic_pairs(6)
+    data = training_data(METHODS.get("scl-lle"), config, pairs, make_split(pairs, labeled_frac=1.0, val_count=1, seed=0))
+    item = data.dataset[(0, 0)]
+    if kind == "positives":
+        assert len(data.dataset.positives) == 3 and str(folder) in data.summary
+        assert item["positive"].unique().numel() == 1  # a crop of one of the flat images
+    else:
+        assert "negative" in item and item["negative"].unique().numel() == 1 and "3 from" in data.summary
+    config.data.negatives = config.data.positives = str(tmp_path / "missing")
+    with pytest.raises(DataError, match="missing"):
+        training_data(METHODS.get("scl-lle"), config, pairs, make_split(pairs, labeled_frac=1.0, val_count=1, seed=0))
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+def _step(method: str, *assignments: str):
+    config = build_config(flags={"run.method": method, "model.name": "dce-tiny", "run.stand_in_priors": True},
+                          assignments=list(assignments))
+    context = StepContext(config.method_loss, config, torch.device("cpu"))
+    return METHODS.get(method).build_step(context), context
+
+
+def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"low": torch.rand(2, 3, 32, 32, generator=g) * 0.15,
+            "positive": (0.3 + 0.5 * torch.rand(2, 3, 32, 32, generator=g)).clamp(0, 1)}
+
+
+@pytest.mark.parametrize("method,regions", [("scl-lle", "semantic"), ("scl-lle", "felzenszwalb"), ("pie", "felzenszwalb")])
+def test_every_loss_term_trains_the_curve_model(method, regions):
+    section = method.replace("-", "_")
+    step, context = _step(method, f"{section}.regions={regions}")
+    assert set(context.networks) == ({"vgg19-normalised", "espnetv2-voc"} if regions == "semantic" else {"vgg19-normalised"})
+    torch.manual_seed(0)
+    model = create_model("dce-tiny", pretrained=False).train()
+    torch.manual_seed(1)  # the curve negatives are drawn from the global RNG
+    terms = step.loss_terms(StagesForward(model), _batch())
+    assert set(terms) == {"tv", "colour", "brightness", "region", "feature", "texture"}
+    for name, term in terms.items():
+        grads = torch.autograd.grad(term, list(model.parameters()), retain_graph=True)
+        assert sum(float(g.abs().sum()) for g in grads) > 0, f"{method}: {name} gives no gradient"
+    torch.manual_seed(1)
+    out = step(StagesForward(model), _batch())
+    expected = sum(getattr(context.losses, n) * float(t.detach()) for n, t in terms.items())
+    assert out.terms["loss"] == pytest.approx(expected, rel=1e-4)
+    assert not any(p.requires_grad for p in step.network.parameters())  # frozen: only the model learns
+
+
+def test_negatives_of_each_method():
+    low = torch.rand(3, 3, 16, 16) * 0.1
+    bright = over_exposed(low, torch.Generator().manual_seed(0))
+    assert bright.shape == low.shape and float(bright.mean()) > 2 * float(low.mean()) and 0 <= float(bright.min())
+    step, _ = _step("scl-lle")
+    negatives = step.make_negatives(low, torch.full((2, 3, 16, 16), 0.5))
+    assert negatives.shape[0] == 5 and torch.equal(negatives[:3], low)  # the inputs, then the positives over-exposed
+    assert float(negatives[3:].amin()) > 0.5
+    step, _ = _step("pie")
+    assert step.make_negatives(low, torch.rand(3, 3, 16, 16)).shape[0] == 3  # Bag of Curves of the positives
+
+
+def test_zero_weights_drop_terms_and_their_networks():
+    step, context = _step("scl-lle", "scl_lle.region=0", "scl_lle.texture=0", "scl_lle.feature=0")
+    assert step.network is None and step.regions is None and not context.networks
+    terms = step.loss_terms(StagesForward(create_model("dce-tiny", pretrained=False)), _batch())
+    assert set(terms) == {"tv", "colour", "brightness"}
+    with pytest.raises(UnknownNameError, match="relu4_3"):
+        _step("pie", "pie.feature_layers=relu4_3")  # vgg19-normalised stops at relu3_1: said, with the layers it has
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["scl-lle", "pie"])
+def test_unpaired_resume_is_exact_and_checkpoints_hold_only_the_model(tmp_path, method):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    common = ["train", "--method", method, *UNPAIRED]
+    result = runner.invoke(app, [*common, "--out", str(straight), "--max-steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert "unpaired: 8 low-light inputs" in result.output and "stand-in" in result.output
+    first = runner.invoke(app, [*common, "--out", str(halves), "--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "4"])
+    assert second.exit_code == 0 and "resumed at step 2" in second.output, second.output
+    a, b = load_file(str(straight / "last" / "model.safetensors")), load_file(str(halves / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(x) for x in (straight / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if r["kind"] == "step"]
+    assert len(steps) == 4 and all({"tv", "brightness", "texture", "region", "feature"} <= set(r["terms"]) for r in steps)
+    # the frozen networks stay out of every checkpoint; the provenance names them
+    model_keys = set(create_model("dce-tiny", pretrained=False).state_dict())
+    for folder in ("last", "best"):
+        assert set(load_file(str(straight / folder / "model.safetensors"))) == model_keys
+        assert sorted(p.name for p in (straight / folder).iterdir()) == sorted(
+            ["config.json", "model.safetensors", *(["train_state.pt"] if folder == "last" else [])])
+    provenance = json.loads((straight / "best" / "config.json").read_text())["provenance"]
+    assert provenance["method"] == method and "vgg19-normalised" in provenance["frozen_networks"]
+    assert f"method: {method}" in (straight / "config.yaml").read_text()
+
+
+def test_mcmt_by_name_trains_like_semi(tmp_path):
+    runs = {}
+    for name, spelling in (("semi", ["--semi", "--labeled-frac", "0.5"]), ("method", ["--method", "mcmt", "--labeled-frac", "0.5"])):
+        result = runner.invoke(app, ["train", *spelling, *CRNET_SMOKE, "--max-steps", "2", "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        runs[name] = load_file(str(tmp_path / name / "last" / "ema.safetensors"))
+    assert all(torch.equal(runs["semi"][k], runs["method"][k]) for k in runs["semi"])
+
