@@ -98,7 +98,7 @@ def test_json_summary_on_stdout(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0
     summary = json.loads(result.stdout[result.stdout.index("{") :])
-    assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "crnet-s"
+    assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "crnet-curve"
     assert summary["files"][0]["status"] == "written"
 
 
