@@ -19,14 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import rss_mb  # noqa: E402
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(model_name: str, megapixels: float, tile: int) -> dict:
@@ -44,7 +39,7 @@ def measure(model_name: str, megapixels: float, tile: int) -> dict:
     image = np.full((height, width, 3), 0.1, np.float32)
     output_buffer = np.empty_like(image)  # stands for the output array so the baseline counts it
     output_buffer.fill(0)
-    baseline = _rss_mb()
+    baseline = rss_mb()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     del output_buffer
     enhancer.enhance(image)

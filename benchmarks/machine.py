@@ -33,3 +33,15 @@ def describe_machine() -> str:
     if torch.cuda.is_available():
         parts.append(f"GPU {torch.cuda.get_device_name()}")
     return ", ".join(parts)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux ``/proc/self/status``; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")

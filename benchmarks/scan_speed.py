@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import rss_mb  # noqa: E402
 
 D_INNER, STATE, DIRECTIONS = 128, 16, 4
 LOOP_SECONDS_PER_STEP = 2e-4  # measured on the development CPU for 512 x 16 states, for the skip rule
@@ -42,12 +43,6 @@ LOOP_BYTES_PER_STEP = 3 * DIRECTIONS * D_INNER * STATE * 4  # autograd keeps ~3 
 MAX_LOOP_SECONDS = 120.0
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _inputs(side: int, requires_grad: bool):  # noqa: ANN202 - tuple of tensors
@@ -107,7 +102,7 @@ def measure(method: str, side: int, mode: str, chunk: int | None, repeats: int) 
         u = torch.randn(1, DIRECTIONS * D_INNER, 64)
         if not torch.allclose(sequential_scan(u, *warm[1:]), selective_scan(u, *warm[1:]), atol=1e-4):
             raise AssertionError("the sequential loop and the chunked scan disagree")
-    baseline = _rss_mb()
+    baseline = rss_mb()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

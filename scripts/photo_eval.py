@@ -146,7 +146,7 @@ def main() -> None:
     sets = build_sets(args.shared)
     start = time.perf_counter()
     results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
-    print(f"# {args.model} ({args.weights or 'bundled weights'}); {describe_machine()}; {time.perf_counter() - start:.0f} s\n")
+    print(f"# {args.model} ({args.weights or ('bundled weights' if model.info.needs_weights else 'no weights')}); {describe_machine()}; {time.perf_counter() - start:.0f} s\n")
     print("| set | images | NIQE in -> out | mean gray in -> out | darker by > 0.02 | new clipping | black level in -> out | PSNR / SSIM in -> out |")
     print("|---|---|---|---|---|---|---|---|")
     for name, result in results.items():

@@ -17,12 +17,7 @@ from .photos import dark_photo, save_photo
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(tmp_path, monkeypatch):
-    """No network and an empty weights cache: only bundled or explicit weights can be found."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+pytestmark = pytest.mark.usefixtures("no_hub")
 
 
 @pytest.fixture()

@@ -38,12 +38,7 @@ NOT_EXPORTABLE = [n for n in list_models(include_test=True) if not model_info(n)
 TILED = InferenceConfig(device="cpu", tile=64, overlap=16, batch_size=2)
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(tmp_path, monkeypatch):
-    """No network and an empty weights cache: only explicit weights can be found."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+pytestmark = pytest.mark.usefixtures("no_hub")
 
 
 def perturbed(name: str, seed: int = 1, scale: float = 0.02) -> torch.nn.Module:

@@ -33,11 +33,7 @@ runner = CliRunner()
 MARKER = "lowlight-test-pickle-ran"
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LOWLIGHT_DEBUG", raising=False)
+pytestmark = pytest.mark.usefixtures("no_hub")
 
 
 def authors_state_dict(seed: int = 0, width: int = 32) -> dict[str, torch.Tensor]:
