@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/curve_speed.py                 # scales 1 2 4 8, three photos
     python benchmarks/curve_speed.py --size 1200 1600 --fit-steps 0     # bigger images, random weights only
+    python benchmarks/curve_speed.py --weights weights/scl-lle-lol weights/pie-lol   # and trained weights
 
 The photos are scikit-image samples resized to ``--size`` and darkened with
 ``lowlight_cli.data.synthetic`` (seeded). Speed: megapixels per second of whole-image inference,
@@ -15,7 +16,11 @@ at a coarser scale. Two seeded sets of weights:
   noise (no smoothness), a pessimistic case;
 - ``fitted``: the authors' initialisation after ``--fit-steps`` Adam steps of Zero-DCE's
   zero-reference losses (200 TV + 5 colour + 10 exposure) on crops of two other sample photos:
-  smooth curves like a trained model's (not a trained model: no data set, half a minute of fitting).
+  smooth curves like a trained model's (not a trained model: no data set, half a minute of fitting);
+- each ``--weights DIR``: a trained checkpoint (``weights/scl-lle-lol``, ``weights/pie-lol``).
+
+The cost on LOL-v1 test itself: ``lowlight evaluate --model scl-lle --data ../shared/data/LOL/test
+--curve-scale 4`` (README).
 
 Prints the machine line and a markdown table.
 """
@@ -38,8 +43,9 @@ from machine import describe_machine  # noqa: E402
 
 from lowlight_cli.data.synthetic import DarkeningModel, darken, sample_photo  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
+from lowlight_cli.inference.allocator import keep_freed_memory  # noqa: E402
 from lowlight_cli.losses import colour_constancy_loss, exposure_control_loss, illumination_smoothness_loss  # noqa: E402
-from lowlight_cli.models import create_model  # noqa: E402
+from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 from lowlight_cli.models.dce import DCENet  # noqa: E402
 
 EVAL_PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -118,10 +124,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--fit-steps", type=int, default=150, help="0: random weights only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", nargs="*", default=[], metavar="DIR",
+                        help="trained DCE-Net checkpoints (e.g. weights/scl-lle-lol) whose quality cost to measure too")
     args = parser.parse_args()
     if 1 not in args.scales:
         parser.error("--scales must include 1 (the reference)")
 
+    keep_freed_memory()  # as the CLI does: large temporaries are not re-mapped on every pass
     height, width = args.size
     images = {name: dark_photo(name, height, width, seed=args.seed + i) for i, name in enumerate(args.photos)}
     weights = {"random": random_weights(args.seed)}
@@ -129,6 +138,8 @@ def main() -> None:
     if args.fit_steps:
         weights["fitted"], seconds = fitted_weights(args.seed, args.fit_steps)
         fit_note = f"; fitted: {args.fit_steps} steps in {seconds:.0f} s"
+    for folder in args.weights:
+        weights[Path(folder).name] = load_checkpoint(folder).eval()
 
     config = InferenceConfig(device="cpu", precision="fp32", tile=0)
     outputs: dict[tuple[str, int, str], np.ndarray] = {}

@@ -34,8 +34,26 @@ from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
 from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
+from lowlight_cli.training.methods import METHODS  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
+UNPAIRED_ROWS = (
+    "the authors' checkpoints scored the same way (LOL-v1 test, RGB, no GT-mean; figures of issue 17, "
+    "not re-measured here: those checkpoints are not in this repository, `lowlight import` converts them): "
+    "SCL-LLE 12.42 / 0.520, PIE 11.54 / 0.485, Zero-DCE 14.86 / 0.559"
+)
+REGION_FIX = (
+    "Region brightness consistency is computed as the papers describe it: the variance of brightness "
+    "inside each region, per image, each region weighted by its area "
+    "(`lowlight_cli.losses.regions.region_brightness_loss`). The authors' code pools a label's pixels over "
+    "all images of the batch and divides by the batch's pixel count instead of the region's; these weights "
+    "were not trained with that."
+)
+# Per training method: the reference line and the method-specific paragraphs of the card.
+METHOD_NOTES = {
+    "scl-lle": (UNPAIRED_ROWS, REGION_FIX),
+    "pie": (UNPAIRED_ROWS, REGION_FIX),
+}
 
 
 def bundled_twin(folder: Path) -> Path | None:
@@ -141,6 +159,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "LOL")
     parser.add_argument("--machine", default="", help="the training machine, if not this one as it is now")
     parser.add_argument("--note", default="", help="extra text for the card (how far training got, ...)")
+    parser.add_argument("--parent-run", type=Path, default=None,
+                        help="the run whose weights RUN was warm-started from (model.init_from), when it is not bundled: "
+                             "its facts go into the provenance and the card's lineage")
+    parser.add_argument("--parent-command", default="", help="the exact command of --parent-run")
     parser.add_argument("--history-only", action="store_true",
                         help="only record RUN's validation history and last loss terms in an already bundled "
                              "weights/NAME holding the same weights; scores and card stay as they are")
@@ -172,9 +194,24 @@ def main() -> None:
         "machine": machine,
         "bundled": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     })
+    if args.parent_run is not None:
+        parent = run_facts(args.parent_run)
+        # the step of the weights warm-started from (a run stopped between log lines logged fewer)
+        start = read_config(ROOT / init_from)["provenance"].get("step", parent["steps"]) if init_from else parent["steps"]
+        config["provenance"]["parent_run"] = {
+            "command": args.parent_command, "steps": start, "epochs": round(start / parent["steps"] * parent["epochs"], 2),
+            "wall_hours": parent["wall_hours"], "best_val_psnr": parent["best_val_psnr"],
+            "validation_history": parent["validation_history"], "train_config": parent["config"],
+        }
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     c = facts["config"]
+    method = c["run"].get("method") or ("mcmt" if c["run"]["semi"] else "crnet")
+    if method not in ("crnet", "mcmt"):
+        card = method_card(args, model, cx, config, facts, scores, machine, method)
+        (target / "MODEL_CARD.md").write_text(card)
+        print(json.dumps({"name": args.name, **scores}, indent=2))
+        return
     semi = c["run"]["semi"]
     frac = c["data"]["labeled_frac"]
     labeled_text = (
@@ -272,6 +309,85 @@ For reference, {PAPER_ROWS}.
 """
     (target / "MODEL_CARD.md").write_text(card)
     print(json.dumps({"name": args.name, **scores}, indent=2))
+
+
+def method_card(args: argparse.Namespace, model, cx, config: dict, facts: dict, scores: dict, machine: str, method: str) -> str:
+    """The model card of a run of a method other than CRNet's (``crnet``, ``mcmt``): what the method
+    is (its ``--explain`` text), its loss section as run, the frozen networks, the data, the command."""
+    entry = METHODS.get(method)
+    c = facts["config"]
+    prov = config["provenance"]
+    reference_rows, *paragraphs = METHOD_NOTES.get(method, ("", ))
+    paragraphs = list(paragraphs)
+    section = c.get(entry.section, {})
+    networks = prov.get("frozen_networks") or {}
+    networks_text = "; ".join(f"`{name}` from `{Path(path).name if '/' in path else path}`" for name, path in networks.items()) or "none"
+    losses_text = ", ".join(f"{k} {v}" for k, v in section.items())
+    parent = prov.get("parent_run")
+    if parent:
+        paragraphs.append(
+            f"## Lineage\n\nWarm-started from `{c['model']['init_from']}`: the weights after step {parent['steps']} "
+            f"({parent['epochs']} epochs, {parent['wall_hours']} h) of `{parent['command']}` (its validation history is in "
+            f"config.json, `provenance.parent_run`). Both stages together: "
+            f"{round(parent['wall_hours'] + facts['wall_hours'], 2)} h, {parent['steps'] + facts['steps']} steps; these weights "
+            f"are stage 2's step {facts['best_step']}, {parent['steps'] + facts['best_step']} steps from the initialisation."
+        )
+    extra = "\n\n".join(paragraphs)
+    optim = c["optim"]
+    return f"""# {args.name}
+
+{model.info.description}. Trained by `lowlight train --method {method}` (lowlight {__version__}).
+
+| | |
+|---|---|
+| architecture | `{config["architecture"]}` {json.dumps(config["kwargs"]) if config["kwargs"] else ""} |
+| parameters | {cx.parameters:,} |
+| MACs per pixel | {round(cx.macs_per_pixel):,} (measured at 256x256) |
+| training | {entry.summary} |
+| frozen networks ({"the model runs them, and training" if model.frozen_networks() else "training only"}; never in this checkpoint) | {networks_text} |
+| weights | {"EMA teacher" if prov.get("weights") == "teacher" else "student"} at the best validation step ({facts["best_step"]} of {facts["steps"]}) |
+| licence | Apache-2.0 (weights); LOL-v1 is licensed by its authors for research use |
+
+## Method
+
+{entry.doc.strip()}
+
+As run: `{entry.section}:` {losses_text}.
+
+{extra}
+
+## Data
+
+{prov.get("training_data") or f"{facts['labeled']} labeled pairs" + (f" and {facts['unlabeled']} unlabeled low-light images" if prov.get("semi") else "") + f"; {facts['validation']} held-out pairs for validation"}.
+LOL-v1 training set as in `../shared/data/LOL`; split seed {facts["split_seed"]}. Patches {c["data"]["patch_size"]} px,
+{c["data"]["patches_per_image"]} per input per epoch, batch {c["data"]["batch_size"]}, flips and 90-degree rotations.
+
+## Command
+
+```
+{args.command}
+```
+
+The resolved configuration of the run is in config.json (`provenance.train_config`).
+Adam lr {optim["lr"]}{f", weight decay {optim['weight_decay']}" if optim.get("weight_decay") else ""}{f", grad-norm clip {optim['grad_clip']}" if optim.get("grad_clip") else ""}{f", halved at epochs {optim['milestones']}" if optim.get("milestones") else ", constant"}; {facts["planned_epochs"]} epochs planned,
+{facts["epochs"]} done ({facts["steps"]} steps); precision {c["run"].get("precision", "auto")}; seed {c["run"]["seed"]}.
+Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
+Machine: {machine}, CPU only.
+
+## Results
+
+Validation (held-out training pairs, PSNR is how the checkpoint was chosen): best PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f}.
+
+LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f}**, NIQE {scores["niqe"]:.3f}.
+Protocol: {scores["protocol"]}. Reproduce with
+
+```
+lowlight evaluate --model {config["architecture"]} --weights weights/{args.name} --data ../shared/data/LOL/test --metrics psnr ssim niqe
+```
+
+{"For reference, " + reference_rows + "." if reference_rows else ""}
+{args.note}
+"""
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_paper_sizes_have_the_published_parameter_count_and_their_own_papers():
             (32, 3, 3, 3), (32, 32, 3, 3), (32, 32, 3, 3), (32, 32, 3, 3), (32, 64, 3, 3), (32, 64, 3, 3), (24, 64, 3, 3)
         ]
         info = model_info(name)
-        assert info.family == "dce" and info.tile_exact and info.receptive_radius == 7 and info.bundled_weights == ""
+        assert info.family == "dce" and info.tile_exact and info.receptive_radius == 7 and info.bundled_weights == f"{name}-lol"
     assert "Semantically Contrastive" in model_info("scl-lle").paper and "Physics-inspired" in model_info("pie").paper
     assert sum(p.numel() for p in create_model("dce-tiny", pretrained=False).parameters()) < 10_000
 
@@ -164,7 +164,7 @@ def test_random_initialisation_is_seeded_and_small():
 def test_missing_trained_weights_say_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(WeightsNotFoundError, match="no trained weights for model 'scl-lle'") as caught:
-        create_model("scl-lle")
+    with pytest.raises(WeightsNotFoundError, match="no trained weights for model 'dce-tiny'") as caught:
+        create_model("dce-tiny")
     assert "--weights" in caught.value.hint
     assert "lowlight import" in MODELS.get("scl-lle").info.description

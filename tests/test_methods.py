@@ -8,6 +8,11 @@ real architectures, so shapes, layer names and gradients are the real ones.
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -40,12 +45,13 @@ UNPAIRED = [
 
 # ---- registry and command line -------------------------------------------------------------------
 def test_every_system_registers_its_methods():
-    assert METHODS.names() == ["crnet", "mcmt", "scl-lle", "pie"]
-    crnet, mcmt, scl, pie = (METHODS.get(n) for n in METHODS.names())
+    assert METHODS.names() == ["crnet", "mcmt", "scl-lle", "pie", "semi-llie", "skf"]
+    crnet, mcmt, scl, pie, semi_llie = (METHODS.get(n) for n in ("crnet", "mcmt", "scl-lle", "pie", "semi-llie"))
     assert (crnet.data, mcmt.data, scl.data, pie.data) == ("paired", "paired+unlabeled", "unpaired", "unpaired")
-    assert mcmt.teacher and not crnet.teacher and not scl.teacher
+    assert mcmt.teacher and semi_llie.teacher and not crnet.teacher and not scl.teacher
     assert (scl.section, pie.section, crnet.section, mcmt.section) == ("scl_lle", "pie", "loss", "loss")
     assert (scl.default_model, pie.default_model) == ("scl-lle", "pie")
+    assert (semi_llie.data, semi_llie.section, semi_llie.default_model) == ("paired+unlabeled", "semi_llie", "semi-llie-s")
     with pytest.raises(UnknownNameError) as info:
         METHODS.get("scl_lle")
     assert "did you mean scl-lle" in info.value.hint
@@ -301,3 +307,40 @@ def test_mcmt_by_name_trains_like_semi(tmp_path):
         runs[name] = load_file(str(tmp_path / name / "last" / "ema.safetensors"))
     assert all(torch.equal(runs["semi"][k], runs["method"][k]) for k in runs["semi"])
 
+
+
+@pytest.mark.parametrize("method", ["scl-lle", "pie"])
+def test_unpaired_methods_train_in_bf16_and_track_fp32(method, tmp_path, monkeypatch):
+    """The bundled scl-lle-lol / pie-lol were trained with --precision bf16 (AMX): the frozen networks
+    and losses run under autocast, the master weights stay fp32 and the losses follow fp32's."""
+    from lowlight_cli.inference import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # PyTorch emulates bf16 elsewhere
+    runs = {}
+    for name in ("fp32", "bf16"):
+        result = runner.invoke(app, ["train", "--method", method, *UNPAIRED, "--precision", name, "--max-steps", "3",
+                                     "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert f"on cpu ({name})" in result.output
+        log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        runs[name] = ([r["terms"]["loss"] for r in log if r["kind"] == "step"], load_file(str(tmp_path / name / "last" / "model.safetensors")))
+    (loss32, w32), (loss16, w16) = runs["fp32"], runs["bf16"]
+    assert all(t.dtype == torch.float32 for t in w16.values())
+    assert any(not torch.equal(w32[k], w16[k]) for k in w32)
+    assert all(np.isfinite(loss16)) and np.allclose(loss16, loss32, rtol=0.05, atol=0.01)
+
+
+@pytest.mark.slow
+def test_unpaired_method_under_torchrun_keeps_the_processes_in_step(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lowlight_cli", "train", "--method", "pie", *UNPAIRED, "--max-steps", "3", "--out", str(run)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    checks = [r for r in records if r["kind"] == "ddp_checksums"]
+    assert checks and len(checks[-1]["checksums"]) == 2
+    assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]
+    assert math.isfinite(checks[-1]["checksums"][0])
+    assert json.loads((run / "best" / "config.json").read_text())["provenance"]["method"] == "pie"

@@ -238,3 +238,41 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
                        f"{logged['psnr_gt_mean']:.2f} |")
     with pytest.raises(SystemExit):
         _script("validate_run").main([str(tmp_path), "best"])  # not a run folder
+
+
+def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_with(tmp_path):
+    """A run of an unpaired method (here a 2-step PIE run of the test-size DCE-Net) gets a card built from
+    its method's --explain text, its loss section as run, its frozen networks, data and lineage."""
+    import argparse
+
+    from typer.testing import CliRunner
+
+    from lowlight_cli.cli.app import app
+    from lowlight_cli.models import load_checkpoint
+    from lowlight_cli.models.complexity import measure_complexity
+
+    from .test_methods import UNPAIRED
+
+    bundler = _script("bundle_weights")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "2", "--set", "run.val_every=1",
+                                      "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    facts = bundler.run_facts(run)
+    model = load_checkpoint(run / "best")
+    config = json.loads((run / "best" / "config.json").read_text())
+    parent = {"command": "lowlight train --method pie (first stage)", "steps": 1057, "epochs": 4.6, "wall_hours": 0.5}
+    config["provenance"]["parent_run"] = parent
+    facts["config"]["model"]["init_from"] = "runs/pie-parent"
+    scores = {"psnr": 17.0, "ssim": 0.56, "niqe": 4.2, "images": 15, "protocol": "the protocol"}
+    args = argparse.Namespace(name="pie-test", command="lowlight train --method pie ...", note="")
+    card = bundler.method_card(args, model, measure_complexity(model, size=64), config, facts, scores, "the machine", "pie")
+    assert card.startswith("# pie-test\n") and "lowlight train --method pie`" in card
+    assert "PIE (Liang et al." in card or "PIE" in card.split("## Method")[1]
+    assert "As run: `pie:` tv 200.0, colour 8.0" in card
+    assert "`vgg19-normalised` from `stand-in: seeded random weights`" in card
+    assert "unpaired: 8 low-light inputs" in card
+    assert "Region brightness consistency is computed as the papers describe it" in card
+    assert "SCL-LLE 12.42 / 0.520, PIE 11.54 / 0.485, Zero-DCE 14.86 / 0.559" in card
+    assert "## Lineage" in card and "after step 1057" in card and "Both stages together" in card
+    assert "**PSNR 17.00 dB, SSIM 0.5600**" in card

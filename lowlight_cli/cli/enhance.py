@@ -22,6 +22,7 @@ from .loading import announce, build_enhancer, describe_run, load_model
 from .options import (
     BatchSizeOpt,
     CompileOpt,
+    CurveScaleOpt,
     DeviceOpt,
     JsonOpt,
     ModelOpt,
@@ -65,6 +66,7 @@ def enhance(
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
+    curve_scale: CurveScaleOpt = None,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
     json_summary: JsonOpt = False,
@@ -100,7 +102,7 @@ def enhance(
 
     check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
-    net = load_model(model, weights, no_pretrained)
+    net = load_model(model, weights, no_pretrained, curve_scale)
     enhancer = build_enhancer(net, config)
     megapixels = sum(j.megapixels for j in todo)
     run = describe_run(model, net, enhancer, explicit=weights is not None)

@@ -20,7 +20,7 @@ from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, handle_errors
 from .loading import announce, build_enhancer, describe_run, load_model
-from .options import BatchSizeOpt, CompileOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .options import BatchSizeOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
 Examples:\n
@@ -62,6 +62,7 @@ def evaluate(
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
+    curve_scale: CurveScaleOpt = None,
 ) -> None:
     """Score images with PSNR, SSIM and NIQE under an explicit protocol.
 
@@ -83,7 +84,7 @@ def evaluate(
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
         config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
-        net = load_model(model, weights, no_pretrained)
+        net = load_model(model, weights, no_pretrained, curve_scale)
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
     elif pred is None:

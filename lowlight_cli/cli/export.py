@@ -12,11 +12,13 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..export import DEFAULT_OPSET, EXPORT_FORMATS, MAX_OPSET, MIN_OPSET, ExportResult, check_format, default_output, export_model
+from ..export.artefact import require_onnx_exportable
 from ..inference.onnx_backend import is_onnx_path
+from ..models import model_info
 from .console import out
 from .errors import handle_errors
 from .loading import announce, describe_weights, load_model
-from .options import JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
+from .options import CurveScaleOpt, JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
 
 EPILOG = """
 Examples:\n
@@ -38,6 +40,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision: float16 weights (ONNX: float16 arithmetic, float32 input/output).")] = False,
     weights: WeightsOpt = None,
     no_pretrained: NoPretrainedOpt = False,
+    curve_scale: CurveScaleOpt = None,
     opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}).")] = DEFAULT_OPSET,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
     json_output: JsonOpt = False,
@@ -50,7 +53,9 @@ def export(
     if is_onnx_path(model):
         raise UsageError(f"{model} is already an ONNX file", hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
     target = output or default_output(model, fmt, fp16=fp16)
-    net = load_model(model, weights, no_pretrained)
+    if fmt == "onnx":
+        require_onnx_exportable(model_info(model))  # say why before loading any weights
+    net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)
     announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
     result = export_model(net, target, format=fmt, fp16=fp16, opset=opset, overwrite=overwrite)

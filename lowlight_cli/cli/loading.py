@@ -15,21 +15,34 @@ from .console import err
 LoadedModel = EnhancementModel | OnnxModel
 
 
-def load_model(name: str, weights: str | None, no_pretrained: bool) -> LoadedModel:
+def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | None = None) -> LoadedModel:
     """``create_model`` with the CLI's flags; prints nothing (see :func:`describe_weights`).
 
     ``name`` ending in ``.onnx`` loads that exported file, run by onnxruntime; its weights are
-    inside it, so ``--weights`` and ``--no-pretrained`` are usage errors then.
+    inside it, so ``--weights``, ``--no-pretrained`` and ``--curve-scale`` are usage errors then.
+    ``curve_scale`` (``--curve-scale``) applies to curve models only (those with ``set_curve_scale``).
+
+    Raises:
+        UsageError: a flag that does not apply to the model.
     """
     if is_onnx_path(name):
-        for flag, given in (("--weights", weights is not None), ("--no-pretrained", no_pretrained)):
+        flags = (("--weights", weights is not None), ("--no-pretrained", no_pretrained), ("--curve-scale", curve_scale is not None))
+        for flag, given in flags:
             if given:
                 raise UsageError(
                     f"{flag} does not apply to {name}: an ONNX file carries its own weights",
                     hint=f"drop {flag}, or export the weights you want: lowlight export --model ARCH --weights PATH",
                 )
         return OnnxModel(name)
-    return create_model(name, pretrained=not no_pretrained, weights=weights)
+    model = create_model(name, pretrained=not no_pretrained, weights=weights)
+    if curve_scale is not None:
+        if not hasattr(model, "set_curve_scale"):
+            raise UsageError(
+                f"--curve-scale applies to curve models, and {model.info.name} is not one",
+                hint="curve models estimate per-pixel curves: scl-lle, pie (see `lowlight models`)",
+            )
+        model.set_curve_scale(curve_scale)
+    return model
 
 
 def describe_weights(name: str, model: LoadedModel, *, explicit: bool = False) -> str:
@@ -58,6 +71,9 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
     tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"
     precision = f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
     compiled = ", compiled" if enhancer.config.compile else ""
+    scale = getattr(model, "curve_scale", 1)
+    if scale > 1:
+        compiled += f", curves at 1/{scale} resolution"
     weights = describe_weights(name, model, explicit=explicit)
     return f"{name} with {weights} on {enhancer.device} ({precision}, {tile_text}{compiled})"
 

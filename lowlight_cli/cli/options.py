@@ -67,4 +67,13 @@ CompileOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write a machine-readable summary on stdout.")]
 OutDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]
+CurveScaleOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--curve-scale",
+        min=1,
+        help="Curve models (scl-lle, pie): estimate the curves at 1/N resolution and apply them at full resolution "
+        "(Zero-DCE++'s speed-up; 4 is about 17x faster on CPU, see docs/performance.md); default: the checkpoint's (1).",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

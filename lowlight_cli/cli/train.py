@@ -1,4 +1,4 @@
-"""`lowlight train`: a registered method (CRNet supervised or MCMT, SCL-LLE, PIE), resumable, distributed under torchrun."""
+"""`lowlight train`: a registered method (CRNet supervised or MCMT, SCL-LLE, PIE, Semi-LLIE), resumable, distributed under torchrun."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ Examples:\n
   lowlight train --semi --labeled-frac 0.1 --data LOL/ --out runs/crnet-semi10\n
   lowlight train --method scl-lle --data LOL/ --set scl_lle.tv=100\n
   lowlight train --method pie --data LOL/ --positives photos/well-exposed/\n
+  lowlight train --method semi-llie --labeled-frac 0.1 --data LOL/\n
   lowlight train --list-methods;  lowlight train --method pie --explain\n
   lowlight train --config configs/crnet-semi.yaml --set optim.lr=2e-4\n
   lowlight train --resume runs/crnet-semi10\n
@@ -62,7 +63,7 @@ def train(
     labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1].")] = None,
     positives: Annotated[Optional[str], Opt("--positives", help="Unpaired methods: folder of normal-light images to draw positives from (default: the training references, never an input's own).")] = None,
     negatives: Annotated[Optional[str], Opt("--negatives", help="Unpaired methods: folder of badly exposed images to draw negatives from (default: made with curves).")] = None,
-    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie).")] = None,
+    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
     epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default 100, as in the paper).")] = None,
@@ -80,7 +81,7 @@ def train(
     list_methods: Annotated[bool, Opt("--list-methods", help="List the training methods and exit.")] = False,
     explain: Annotated[bool, Opt("--explain", help="Describe the method (--method, or the config's): losses, data, defaults, loss-section keys; then exit.")] = False,
 ) -> None:
-    """Train an enhancement model with a registered method: CRNet supervised (crnet) or with the mean teacher (mcmt, --semi), or DCE-Net unpaired (scl-lle, pie)."""
+    """Train an enhancement model with a registered method: CRNet supervised (crnet) or with the mean teacher (mcmt, --semi), DCE-Net unpaired (scl-lle, pie), or Semi-LLIE's Mamba backbone with its semantic mean teacher (semi-llie)."""
     if list_methods:
         _list_methods()
         return
@@ -138,7 +139,10 @@ def _mode(cfg: TrainConfig, method: Method) -> str:
     """``supervised on 100% labels``, ``semi-supervised MCMT on 10% labels``, ``PIE, unpaired``."""
     if method.unpaired:
         return f"{method.name.upper()}, unpaired"
-    kind = f"semi-supervised {method.name.upper()}" if method.uses_unlabeled else "supervised"
+    # a semi-supervised method with its unlabeled stream switched off (data.unlabeled_batch_size 0)
+    # trains on the labels alone: say so, it is the comparison run
+    unlabeled = method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0
+    kind = f"semi-supervised {method.name.upper()}" if unlabeled else "supervised" + ("" if method.name == "crnet" else f" {method.name.upper()}")
     return f"{kind} on {cfg.data.labeled_frac:.0%} labels"
 
 

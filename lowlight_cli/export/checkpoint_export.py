@@ -63,7 +63,8 @@ def export_checkpoint(
     names = (CONFIG_NAME, WEIGHTS_NAME)
     with staged_folder(folder, names, overwrite=overwrite) as tmp:
         save_checkpoint(model, tmp, architecture=info.name, kwargs=model.config, provenance=provenance, state_dict=state)
-        reloaded = load_checkpoint(tmp, expected_family=info.family)
+        # with the model's own frozen networks (never in a checkpoint): the weights are what is checked
+        reloaded = load_checkpoint(tmp, expected_family=info.family, frozen_networks=model.frozen_networks())
         device = next((p.device for p in model.parameters()), None)
         checks = check_parity(
             lambda x: model(x.to(device)).cpu(), reloaded, checked_sizes, tolerance, what=f"the {precision} checkpoint"

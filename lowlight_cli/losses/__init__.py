@@ -21,9 +21,11 @@ from .contrastive import (
 )
 from .curves import CurveNegatives, bag_of_curves
 from .features import FeaturePreservationLoss, feature_preservation_loss, gram_matrix
+from .gradient import GradientMapL1Loss, gradient_map, gradient_map_l1_loss
 from .histogram import SemanticHistogramLoss, semantic_histogram_loss
 from .progressive import ProgressiveLoss, SSIMLoss, progressive_loss, ssim_loss
 from .regions import RegionBrightnessLoss, region_brightness_loss
+from .semantic_contrastive import SemanticContrastiveLoss, semantic_contrastive_loss
 from .zero_reference import (
     ColourConstancyLoss,
     ExposureControlLoss,
@@ -44,6 +46,8 @@ LOSSES.register("brightness_contrastive", BrightnessContrastiveLoss)
 LOSSES.register("texture_contrastive", TextureContrastiveLoss)  # network=..., form="hinge" | "infonce"
 LOSSES.register("feature_preservation", FeaturePreservationLoss)  # network=...
 LOSSES.register("region_brightness", RegionBrightnessLoss)
+LOSSES.register("gradient_map_l1", GradientMapL1Loss)  # Semi-LLIE
+LOSSES.register("semantic_contrastive", SemanticContrastiveLoss)  # Semi-LLIE; network=... (recognition)
 LOSSES.register("semantic_histogram", SemanticHistogramLoss)  # SKF; forward(output, target, regions)
 LOSSES.register("adversarial_generator", AdversarialGeneratorLoss)  # SKF; forward(discriminator, output, regions)
 LOSSES.register("adversarial_discriminator", AdversarialDiscriminatorLoss)  # SKF; forward(discriminator, output, target, regions)
@@ -63,11 +67,13 @@ __all__ = [
     "CurveNegatives",
     "ExposureControlLoss",
     "FeaturePreservationLoss",
+    "GradientMapL1Loss",
     "IlluminationSmoothnessLoss",
     "MultiConsistencyLoss",
     "ProgressiveLoss",
     "RegionBrightnessLoss",
     "SSIMLoss",
+    "SemanticContrastiveLoss",
     "SemanticHistogramLoss",
     "TextureContrastiveLoss",
     "bag_of_curves",
@@ -78,11 +84,14 @@ __all__ = [
     "exposure_control_loss",
     "feature_preservation_loss",
     "generator_loss",
+    "gradient_map",
+    "gradient_map_l1_loss",
     "gram_matrix",
     "illumination_smoothness_loss",
     "multi_consistency_loss",
     "progressive_loss",
     "region_brightness_loss",
+    "semantic_contrastive_loss",
     "semantic_histogram_loss",
     "ssim_loss",
     "texture_contrastive_loss",

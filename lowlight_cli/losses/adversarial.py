@@ -66,7 +66,10 @@ def region_errors(errors: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
             f"need errors (B, 1, h, w) and masks (B, k, h, w) of one size, got {tuple(errors.shape)} and {tuple(masks.shape)}"
         )
     covered = masks.sum(dim=(2, 3))
-    return (masks * errors).sum(dim=(2, 3)) / covered.where(covered > 0, torch.nan)
+    means = (masks * errors).sum(dim=(2, 3)) / covered.clamp(min=torch.finfo(covered.dtype).tiny)
+    # NaN marks an empty region without entering the graph: dividing by NaN would give NaN gradients
+    # (0 * NaN) to every patch error, even with the empty region never chosen
+    return means.where(covered > 0, torch.nan)
 
 
 def worst_region(errors: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

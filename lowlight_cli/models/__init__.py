@@ -30,6 +30,7 @@ __all__ = [
     "create_model",
     "list_models",
     "load_checkpoint",
+    "load_frozen_networks",
     "model_info",
     "save_checkpoint",
 ]
@@ -136,17 +137,49 @@ register_model(
 
 from . import dce  # noqa: E402,F401 - the DCE-Net family registers its own sizes (STYLE.md)
 from . import mamba  # noqa: E402,F401 - Semi-LLIE's Mamba backbone registers its own sizes
+from . import crnet_skf  # noqa: E402,F401 - CRNet with SKF's semantic guidance registers its own sizes
 
 
-def load_checkpoint(folder: str | Path, *, expected_family: str | None = None) -> EnhancementModel:
+def load_frozen_networks(model: EnhancementModel, *, stand_in: bool = False) -> dict[str, str]:
+    """Give ``model`` the trained weights of the frozen networks it runs (:meth:`EnhancementModel.frozen_networks`).
+
+    Each is built by :func:`~lowlight_cli.priors.create_prior` under its registered name, so it is
+    found as ``lowlight priors`` finds it (``$LOWLIGHT_NETS``, the cache, ``../shared/nets``);
+    with ``stand_in`` a seeded random stand-in of the same architecture instead (tests, smoke runs).
+    A model without frozen networks is left as it is.
+
+    Returns:
+        ``{network name: weights file, or "stand-in: seeded random weights"}``.
+
+    Raises:
+        WeightsNotFoundError, WeightsIntegrityError, CheckpointError: as ``create_prior``.
+    """
+    from ..priors import create_prior
+
+    sources = {}
+    for slot, current in model.frozen_networks().items():
+        name = current.info.name
+        network = create_prior(name, stand_in=stand_in)
+        model.attach_frozen_network(slot, network)
+        sources[name] = "stand-in: seeded random weights" if stand_in else str(network.weights_path)
+    return sources
+
+
+def load_checkpoint(
+    folder: str | Path, *, expected_family: str | None = None, frozen_networks: dict | None = None
+) -> EnhancementModel:
     """Rebuild a model from a checkpoint folder (strict, no pickle), in eval mode.
 
     Args:
         folder: holds ``config.json`` and ``model.safetensors``.
         expected_family: when given, the checkpoint's architecture must belong to this family.
+        frozen_networks: for a model that runs frozen networks (never stored in its checkpoint),
+            the networks to use by slot, e.g. another model's ``frozen_networks()``; by default
+            their trained weights are found by :func:`load_frozen_networks`.
 
     Raises:
         CheckpointError: malformed folder, unknown architecture, family or tensor mismatch.
+        WeightsNotFoundError: the model's frozen networks have no weights here.
     """
     folder = Path(folder)
     config = read_config(folder)
@@ -164,6 +197,11 @@ def load_checkpoint(folder: str | Path, *, expected_family: str | None = None) -
     except TypeError as exc:
         raise CheckpointError(f"{folder}/config.json has kwargs {arch!r} does not take: {exc}") from None
     load_weights_strict(model, load_state_dict_file(folder / "model.safetensors"), str(folder))
+    if frozen_networks is None:
+        load_frozen_networks(model)
+    else:
+        for slot, network in frozen_networks.items():
+            model.attach_frozen_network(slot, network)
     model.checkpoint_dir = folder  # type: ignore[attr-defined]
     model.provenance = config.get("provenance", {})  # type: ignore[attr-defined]
     return model.eval()
@@ -180,9 +218,11 @@ def create_model(
 
     Args:
         name: registered name (``lowlight models`` lists them).
-        pretrained: load trained weights (explicit ``weights`` > bundled > cache > Hub). Models
+        pretrained: load trained weights (explicit ``weights`` > bundled > cache > Hub), and
+            those of the frozen networks the model runs (:func:`load_frozen_networks`). Models
             that need none (``gamma``, ``clahe``) ignore it. ``False`` gives a seeded random
-            initialisation, reproducible but meaningless as an enhancer.
+            initialisation, frozen networks included (seeded stand-ins), reproducible but
+            meaningless as an enhancer.
         weights: a checkpoint folder or ``hf-hub:org/repo@revision``.
         overrides: architecture kwargs for a random initialisation (not with ``weights``).
 

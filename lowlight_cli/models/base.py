@@ -81,6 +81,26 @@ class EnhancementModel(nn.Module):
 
     info: ModelInfo
     config: dict
+    # state-dict key prefixes of zero-initialised modules that a warm-start checkpoint may lack
+    warm_start_additions: tuple[str, ...] = ()
+
+    def frozen_networks(self) -> dict[str, nn.Module]:
+        """The frozen networks this model runs inside ``forward``, by slot (none by default).
+
+        They are part of the computation (``.to()`` moves them, ONNX export traces them) but not of
+        the model's checkpoint (:func:`keep_out_of_checkpoints`): whoever builds the model gives them
+        their trained weights with :meth:`attach_frozen_network` (``create_model``,
+        ``load_checkpoint`` and the trainer do, see :func:`lowlight_cli.models.load_frozen_networks`).
+        """
+        return {}
+
+    def attach_frozen_network(self, slot: str, network: nn.Module) -> None:
+        """Put ``network`` (a frozen network, see :meth:`frozen_networks`) in ``slot``.
+
+        Raises:
+            KeyError: the model has no such slot.
+        """
+        raise KeyError(f"{type(self).__name__} has no frozen network slot {slot!r}")
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Return ``{"output": (B,3,H,W) unclamped, "stages": [intermediate images]}`` for losses."""
@@ -88,3 +108,38 @@ class EnhancementModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _drop_own_tensors(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    if getattr(module, "_listing_own_tensors", False):
+        return
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _supply_own_tensors(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+    module._listing_own_tensors = True
+    try:
+        own = module.state_dict(keep_vars=True)
+    finally:
+        module._listing_own_tensors = False
+    state_dict.update({prefix + key: value for key, value in own.items()})
+
+
+def keep_out_of_checkpoints(module: nn.Module) -> nn.Module:
+    """Leave ``module``'s parameters and buffers out of every ``state_dict`` that contains it, and let
+    a strict ``load_state_dict`` of its parent succeed without them (they keep their values).
+
+    For a frozen network an enhancer runs inside its forward: its weights come from its own file,
+    so they are neither written into the enhancer's checkpoint nor read from it. Returns ``module``.
+
+    Example:
+        >>> parent = nn.Sequential(nn.Linear(2, 2), keep_out_of_checkpoints(nn.Linear(2, 2)))
+        >>> sorted(parent.state_dict())
+        ['0.bias', '0.weight']
+        >>> parent.load_state_dict(parent.state_dict())
+        <All keys matched successfully>
+    """
+    module.register_state_dict_post_hook(_drop_own_tensors)
+    module.register_load_state_dict_pre_hook(_supply_own_tensors)
+    return module

@@ -9,6 +9,7 @@ pixel-unshuffle so that it sees 1/s^2 of the pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -266,6 +267,8 @@ class CRNet(EnhancementModel):
     eval mode); ``forward_train`` returns it unclamped plus the earlier stages.
     """
 
+    warm_start_additions = ("context.",)  # zero-initialised: a checkpoint without global context warm-starts one with it
+
     def __init__(self, info: ModelInfo, **kwargs: object) -> None:
         super().__init__()
         cfg = CRNetConfig(**kwargs)  # type: ignore[arg-type]
@@ -319,8 +322,16 @@ class CRNet(EnhancementModel):
         return stem_in
 
     def _stages(
-        self, x: torch.Tensor, context: torch.Tensor | None, *, all_stages: bool
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        *,
+        all_stages: bool,
+        after_group: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
+        """Stage images of ``x``; ``after_group(k, h)``, when given, rewrites group ``k``'s output
+        features ``h`` ``(B, C, H/s, W/s)`` before its stage head reads them and the next group
+        continues from them (the decoder side, where plug-ins such as SKF's semantic embedding sit)."""
         stem_in = self._stem_input(x)
         h = self.stem(stem_in)
         film = None
@@ -334,6 +345,8 @@ class CRNet(EnhancementModel):
             if film is not None:
                 h = h * film[0][:, k] + film[1][:, k]
             h = group(h)
+            if after_group is not None:
+                h = after_group(k, h)
             if all_stages or k == last:  # inference skips the intermediate heads
                 gain = None if film is None else film[2]
                 if self.cfg.output == "curve":

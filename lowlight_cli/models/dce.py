@@ -142,13 +142,15 @@ class DCENet(EnhancementModel):
     def estimate_curves(self, x: torch.Tensor) -> torch.Tensor:
         """Curves for every pixel of ``x`` ``(B, 3, H, W)``: ``(B, 3 * iterations, H, W)`` in ``[-1, 1]``.
 
-        At ``curve_scale`` s > 1 they are estimated on ``x`` area-downscaled to ``ceil(H/s) x
-        ceil(W/s)`` and upsampled bilinearly (half-pixel centres), which keeps them in ``[-1, 1]``.
+        At ``curve_scale`` s > 1 they are estimated on the means of ``x``'s s x s blocks (``ceil(H/s) x
+        ceil(W/s)``) and upsampled bilinearly (half-pixel centres), which keeps them in ``[-1, 1]``.
         """
         if self.curve_scale == 1:
             return self.curve_maps(x)
         height, width = x.shape[-2:]
-        small = F.interpolate(x, size=(-(-height // self.curve_scale), -(-width // self.curve_scale)), mode="area")
+        # Mean of each s x s block (the last row / column of blocks may be partial): area downscaling
+        # to ceil(H/s) x ceil(W/s) that ONNX can export for any input size, unlike adaptive pooling.
+        small = F.avg_pool2d(x, self.curve_scale, stride=self.curve_scale, ceil_mode=True, count_include_pad=False)
         return F.interpolate(self.curve_maps(small), size=(height, width), mode="bilinear", align_corners=False)
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -170,7 +172,8 @@ class DCENet(EnhancementModel):
 def register() -> None:
     """Register the DCE-Net sizes: ``scl-lle``, ``pie`` (same network, their papers) and ``dce-tiny``.
 
-    No bundled weights yet: ``lowlight import`` converts the authors' checkpoints.
+    ``scl-lle`` and ``pie`` run their bundled weights (``weights/scl-lle-lol``, ``weights/pie-lol``,
+    trained here by ``lowlight train --method``); ``lowlight import`` converts the authors' checkpoints.
     """
     common = dict(
         family="dce",
@@ -188,8 +191,9 @@ def register() -> None:
             ModelInfo(
                 name=name,
                 description=f"{system}: Zero-DCE's DCE-Net (79k parameters, 8 pixel-wise curves), full resolution, "
-                "tile-exact; no bundled weights yet: `lowlight import` converts the authors' checkpoint",
+                "tile-exact (--curve-scale N: curves at 1/N resolution); `lowlight import` converts the authors' checkpoint",
                 paper=paper,
+                bundled_weights=f"{name}-lol",
                 **common,
             ),
             DCENet,

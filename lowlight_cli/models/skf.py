@@ -26,13 +26,16 @@ input to a mean of 0.4 first did not help (90%), so the input goes in as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..priors import FrozenNetwork
+
+if TYPE_CHECKING:  # lowlight_cli.priors imports the models package (through the hub): no import at load time
+    from ..priors import FrozenNetwork
 
 # Decoder scale (1, 1/2, 1/4 of the image) -> semantic input, following the authors' pairing of each
 # decoder scale with segmentation features one octave deeper (HRNet 1/4 and 1/8 features for DRBN's

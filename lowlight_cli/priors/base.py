@@ -197,6 +197,20 @@ class FrozenNetwork(nn.Module):
         """All named feature maps; see :meth:`features`."""
         return self.features(x)
 
+    def embedding_and_probabilities(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Recognition networks: the image embedding ``(B, D)`` and class probabilities ``(B, K)`` of
+        ``x`` ``(B, 3, H, W)`` RGB ``[0, 1]``, both differentiable in ``x``.
+
+        This default calls ``embedding`` and ``probabilities`` (two passes); networks override it
+        with one pass.
+
+        Raises:
+            UsageError: the network is not a recognition network.
+        """
+        if self.info.kind != "recognition":
+            raise UsageError(f"{self.info.name} is a {self.info.kind} network: it has no embedding or class probabilities")
+        return self.embedding(x), self.probabilities(x)  # type: ignore[attr-defined]
+
     def prepare(self, x: Tensor) -> Tensor:
         """RGB ``[0, 1]`` -> the network's input convention, same shape."""
         return apply_input_convention(x, self.info.input_convention)

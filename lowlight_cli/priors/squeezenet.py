@@ -82,6 +82,11 @@ class SqueezeNet(FrozenNetwork):
         """Global average of fire9: ``(B, 3, H, W)`` RGB ``[0, 1]`` -> ``(B, 512)``, values >= 0."""
         return self.features(x, ("fire9",))["fire9"].mean(dim=(2, 3))
 
+    def embedding_and_probabilities(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`embedding` and :meth:`probabilities` from one pass: ``(B, 512)`` and ``(B, 1000)``."""
+        found = self.features(x, ("fire9", "conv_final"))
+        return found["fire9"].mean(dim=(2, 3)), found["conv_final"].mean(dim=(2, 3)).softmax(dim=1)
+
     def logits(self, x: Tensor) -> Tensor:
         """Pooled class scores (the input of the softmax): ``(B, 3, H, W)`` -> ``(B, 1000)``, values >= 0."""
         return self.features(x, ("conv_final",))["conv_final"].mean(dim=(2, 3))

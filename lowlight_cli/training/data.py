@@ -61,8 +61,10 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     # labeled pairs first, then unlabeled images stripped of any reference they had
     train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled]
     labeled = list(range(len(split.labeled)))
-    unlabeled = list(range(len(split.labeled), len(train_pairs))) if method.uses_unlabeled else []
-    used = " (used)" if method.uses_unlabeled else " (not used: supervised)"
+    draws_unlabeled = method.uses_unlabeled and d.unlabeled_batch_size > 0
+    unlabeled = list(range(len(split.labeled), len(train_pairs))) if draws_unlabeled else []
+    used = (" (used)" if draws_unlabeled else " (not used: data.unlabeled_batch_size is 0)" if method.uses_unlabeled
+            else " (not used: supervised)")
     summary = f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled{used}, {len(validation)} validation"
     return TrainingData(PatchDataset(train_pairs, patches, config.run.seed), labeled, unlabeled, validation, summary)
 

@@ -63,10 +63,17 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 
 def gather_checksums(model: torch.nn.Module, ctx: DistContext) -> list[float]:
     """Each process's sum of all parameters (float64), gathered to every process."""
-    local = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    local = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    return gather_values(float(local), ctx, next(model.parameters()).device)
+
+
+def gather_values(value: float, ctx: DistContext, device: torch.device) -> list[float]:
+    """Each process's ``value`` (float64), gathered to every process in rank order; ``device``:
+    where the collective runs (the process's training device)."""
+    local = torch.tensor([value], dtype=torch.float64)
     if not ctx.enabled:
-        return [float(local)]
-    local = local.to(next(model.parameters()).device)
+        return [value]
+    local = local.to(device)
     gathered = [torch.zeros_like(local) for _ in range(ctx.world_size)]
     dist.all_gather(gathered, local)
     return [float(g) for g in gathered]

@@ -6,7 +6,14 @@ writes files. Ctrl-C saves a resumable state before the KeyboardInterrupt propag
 
 What is trained is the configured method's (:mod:`.methods`): it decides the data
 (:func:`.data.training_data`), whether an EMA teacher is kept, and builds the step object the loop
-calls; the step may own frozen networks, which are never saved with the model.
+calls; the step may own frozen networks, which are never saved with the model, and the model may
+run frozen networks of its own (SKF's segmentation network), which get their trained weights here.
+
+A step may also own trainable state beside the model (SKF's discriminator and its optimiser). It
+then has ``after_step()``, which the loop calls after every optimiser step of the model (the step
+updates its own state there), and ``state_dict()`` / ``load_state_dict()``: the loop saves that
+state with the run's resumable state (``last/train_state.pt``, key ``step``) and restores it on
+resume, so resume stays exact for it too.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from ..data.splits import Split, make_split
 from ..errors import ConfigError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
-from ..models import MODELS, save_checkpoint
+from ..models import MODELS, load_frozen_networks, save_checkpoint
 from ..models.checkpoint import load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
@@ -72,7 +79,8 @@ class Trainer:
         self.entry = MODELS.get(config.model.name)
         if not self.entry.info.needs_weights:
             raise ConfigError(f"model {config.model.name!r} has nothing to train")
-        self.frozen_networks: dict[str, str] = {}  # what the step's frozen networks were loaded from
+        self.frozen_networks: dict[str, str] = {}  # what the model's and the step's frozen networks were loaded from
+        self._step_state: dict | None = None  # a resumed run's saved step state
         self.data_summary = ""  # what the run trains on, for the provenance
 
     # ---- data -----------------------------------------------------------------------------
@@ -108,19 +116,22 @@ class Trainer:
                 raise ConfigError(f"model.init_from {init} holds no model.safetensors",
                                   hint="point it at a checkpoint folder such as weights/crnet-s-lol")
             load_weights_strict(model, load_state_dict_file(init / "model.safetensors"), str(init),
-                                allow_missing=("context.",))
+                                allow_missing=model.warm_start_additions)
+        # the model's own frozen networks (never in its checkpoints): trained weights, or stand-ins
+        self.frozen_networks.update(load_frozen_networks(model, stand_in=self.config.run.stand_in_priors))
         model = model.to(self.device)
         if self.config.run.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         return model.train()
 
     def _build_step(self, ema: EMA | None, teacher_forward: Callable | None, emit: EventFn) -> TrainingStep:
-        context = StepContext(self.config.method_loss, self.config, self.device, ema, teacher_forward)
+        context = StepContext(self.config.method_loss, self.config, self.device, ema, teacher_forward,
+                              distributed=self.ctx.enabled)
         with torch.random.fork_rng(devices=[]):  # initialising frozen networks must not move the training RNG
             step = self.method.build_step(context)
-        self.frozen_networks = context.networks
-        if context.networks:
-            emit(InfoEvent("frozen networks: " + ", ".join(f"{k} ({v})" for k, v in context.networks.items())))
+        self.frozen_networks.update(context.networks)
+        if self.frozen_networks:  # the model's and the step's
+            emit(InfoEvent("frozen networks: " + ", ".join(f"{k} ({v})" for k, v in self.frozen_networks.items())))
         return step
 
     def _lr_factor(self, steps_per_epoch: int) -> Callable[[int], float]:
@@ -173,10 +184,14 @@ class Trainer:
         # compiled after the DDP wrap, as torch.compile asks; the model and teacher modules stay plain
         student, teacher_forward = training_forwards(student, ema, semi=self.method.teacher, compile=cfg.run.compile)
         step_fn = self._build_step(ema, teacher_forward, emit)
+        if self.resume:
+            self._restore_step(step_fn)
+        after_step = getattr(step_fn, "after_step", None)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
-        state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress)
+        state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress,
+                     step=step_fn)
         patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if data.extra else 0)) * world
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
@@ -207,6 +222,8 @@ class Trainer:
                     scheduler.step()
                     if ema is not None:
                         ema.update(model)
+                    if after_step is not None:  # the step's own update (e.g. SKF's discriminator)
+                        after_step()
                     progress.step += 1
                     progress.batch_in_epoch += 1
                     if progress.step == pace_step:
@@ -238,8 +255,11 @@ class Trainer:
         if self.ctx.enabled:  # every process must end with the same weights; record the proof
             sums = distributed.gather_checksums(model, self.ctx)
             teacher_sums = distributed.gather_checksums(ema.teacher, self.ctx) if ema is not None else []
+            own = getattr(step_fn, "state_dict", None)
+            step_sums = distributed.gather_values(state_checksum(own()), self.ctx, self.device) if own is not None else []
             log = RunLog(self.run_dir, enabled=self.ctx.is_main)
-            log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums, "teacher_checksums": teacher_sums})
+            log.write({"kind": "ddp_checksums", "step": progress.step, "checksums": sums, "teacher_checksums": teacher_sums,
+                       "step_checksums": step_sums})
             log.close()
         distributed.leave(self.ctx)
         return progress
@@ -292,6 +312,9 @@ class Trainer:
             "progress": progress_dict(progress),
             "ema_updates": state["ema"].updates if state["ema"] is not None else 0,
         }
+        own = getattr(state["step"], "state_dict", None)
+        if own is not None:
+            trainer_state["step"] = own()
         save_run_state(self.run_dir, student=state["model"], teacher=state["ema"].teacher if state["ema"] else None,
                        architecture=self.config.model.name, kwargs=self.config.model.kwargs,
                        provenance=self._provenance(progress), trainer_state=trainer_state)
@@ -310,7 +333,30 @@ class Trainer:
         scheduler.load_state_dict(trainer["scheduler"])
         scaler.load_state_dict(trainer["scaler"])
         set_rng_state(trainer["rng"])
+        self._step_state = trainer.get("step")
         return Progress(**trainer["progress"])
+
+    def _restore_step(self, step: TrainingStep) -> None:
+        """Give a step with trainable state of its own the state saved with the run (see the module docstring)."""
+        load = getattr(step, "load_state_dict", None)
+        if load is None:
+            return
+        if self._step_state is None:
+            raise ConfigError(f"{find_last(self.run_dir)} holds no state of the {self.method.name} step "
+                              "(it was saved by a step without any)", hint="resume with the run's own config")
+        load(self._step_state)
+
+
+def state_checksum(state: object) -> float:
+    """Sum of every floating-point tensor in a nested state (dicts, lists, tensors), in float64:
+    processes that hold the same state give the same number."""
+    if isinstance(state, torch.Tensor):
+        return float(state.detach().double().sum()) if state.is_floating_point() else 0.0
+    if isinstance(state, dict):
+        return sum(state_checksum(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_checksum(v) for v in state)
+    return 0.0
 
 
 def describe_run(run_dir: Path) -> dict:

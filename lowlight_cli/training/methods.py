@@ -33,7 +33,13 @@ DATA_KINDS: dict[str, str] = {
 
 
 class TrainingStep(Protocol):
-    """What the fit loop calls once per optimiser step: the loss to back-propagate and its terms."""
+    """What the fit loop calls once per optimiser step: the loss to back-propagate and its terms.
+
+    A step that owns trainable state of its own (SKF's discriminator and its optimiser) also has
+    ``after_step()`` (called after each optimiser step of the model: the step updates its state
+    there), ``state_dict()`` and ``load_state_dict(state)`` (saved with and restored from the run's
+    resumable state; tensors and plain values only).
+    """
 
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput: ...
 
@@ -51,6 +57,8 @@ class StepContext:
             a teacher, else None.
         networks: filled by :meth:`frozen_network`: what each frozen network was loaded from
             (a weights file, or ``stand-in``); the run's provenance records it.
+        distributed: the run is one of several DDP processes (under torchrun), and the process
+            group is joined: trainable state a step owns must be kept in step across them.
     """
 
     losses: Any
@@ -59,6 +67,7 @@ class StepContext:
     ema: EMA | None = None
     teacher_forward: Callable[[torch.Tensor], dict] | None = None
     networks: dict[str, str] = field(default_factory=dict)
+    distributed: bool = False
 
     def frozen_network(self, name: str, weights: str = "") -> FrozenNetwork:
         """A frozen network on :attr:`device`: ``weights`` (path or ``hf-hub:``), else the default lookup.
