@@ -84,8 +84,11 @@ def test_skf_is_registered_with_its_section_and_says_what_it_fixed():
     text = " ".join(explained.stdout.split())
     assert "max_2_seg = max_1_seg" in text and "62-channel" in text
     assert "histogram = 0.05" in text and "adversarial = 0.01" in text  # the loss section's keys
-    with pytest.raises(ConfigError, match="crnet-s") as info:  # an enhancer without the plug-in is refused
-        build_config(flags={"run.method": "skf", "model.name": "crnet-s"})
+    # a plain enhancer with an SKF variant trains that variant (--method skf --model crnet-s)
+    assert build_config(flags={"run.method": "skf", "model.name": "crnet-s"}).model.name == "crnet-s-skf"
+    assert build_config(flags={"run.method": "skf", "model.name": "crnet-tiny"}).model.name == "crnet-tiny-skf"
+    with pytest.raises(ConfigError, match="crnet-curve") as info:  # an enhancer without the plug-in is refused
+        build_config(flags={"run.method": "skf", "model.name": "crnet-curve"})
     assert "crnet-s-skf" in info.value.hint  # and the ones with it are named
     with pytest.raises(ConfigError, match="skf.regions"):
         build_config(flags={"run.method": "skf"}, assignments=["skf.regions=semantic"])

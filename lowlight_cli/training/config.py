@@ -247,6 +247,8 @@ class TrainConfig:
             raise ConfigError(f"run.semi (--semi) is the mcmt method, not {method.name}",
                               hint="drop --semi, or use --method mcmt")
         self.run.method, self.run.semi = method.name, method.uses_unlabeled
+        if self.model.name in method.variants:  # a plug-in method on a plain enhancer trains its variant
+            self.model.name = method.variants[self.model.name]
         family = MODELS.get(self.model.name).info.family
         if family not in method.families:
             trainable = ", ".join(n for n in MODELS.names() if MODELS.get(n).info.family in method.families)

@@ -104,6 +104,8 @@ class Method:
         build_step: factory of the step object, from a :class:`StepContext`.
         defaults: config values (``"optim.lr": 1e-4``) that differ from the generic defaults for
             this method; a config file, flags and ``--set`` still override them.
+        variants: for a plug-in method, the model it trains when given a plain enhancer
+            (``{"crnet-s": "crnet-s-skf"}``: ``--method skf --model crnet-s`` trains ``crnet-s-skf``).
     """
 
     name: str
@@ -117,6 +119,7 @@ class Method:
     build_step: Callable[[StepContext], TrainingStep]
     section: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.section:

@@ -199,7 +199,7 @@ class SkfStep:
 
 
 SKF_DOC = """\
-SKF (Wu et al., CVPR 2023), semantic-aware knowledge guidance, on CRNet: the model (crnet-s-skf)
+SKF (Wu et al., CVPR 2023), semantic-aware knowledge guidance, on CRNet: the model (crnet-s-skf; --model crnet-s trains it)
 runs a frozen segmentation network (espnetv2-voc, for the paper's HRNet-W48) on the low-light
 input, never the reference, and feeds its class probabilities and encoder features to semantic
 embedding modules after CRNet's groups (zero-initialised: model.init_from=weights/crnet-s-lol
@@ -227,4 +227,7 @@ register_method(Method(
     name="skf", summary="SKF: CRNet + semantic guidance, semantic histogram and adversarial losses, paired", doc=SKF_DOC,
     families=("crnet-skf",), default_model="crnet-s-skf", data="paired", teacher=False, losses=SkfLosses,
     build_step=lambda ctx: SkfStep(ctx.losses, ctx),
+    # --model crnet-s means CRNet-s with the plug-in: the SKF variants are their own family, so that
+    # plain crnet never picks weights that need a segmentation network
+    variants={"crnet-s": "crnet-s-skf", "crnet-tiny": "crnet-tiny-skf"},
 ))
