@@ -8,6 +8,11 @@ each CHECKPOINT is a folder in it (`best`, `last`) or any checkpoint folder path
 SSIM and PSNR after GT-mean scaling, the numbers training logs (whole images, float32, as training
 validates), for checkpoints that predate the GT-mean column or were never validated (a `last/`
 between validations).
+
+    python scripts/validate_run.py runs/scl-lle-lol best last --exposure --test ../shared/data/LOL/test
+
+``--exposure`` adds the mean gray of the inputs, the outputs and the references (exposure error
+shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` and ``DIR/high``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from pathlib import Path
 
 import yaml
 
+import numpy as np
+
 from lowlight_cli.data.pairs import find_pairs, load_pairs
+from lowlight_cli.inference import Enhancer, InferenceConfig
+from lowlight_cli.io import read_image, to_float
 from lowlight_cli.data.splits import Split
 from lowlight_cli.inference import resolve_device
 from lowlight_cli.models import load_checkpoint
@@ -39,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--data", type=Path, help="dataset root (default: the run's data.root)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--exposure", action="store_true", help="also print mean gray of inputs, outputs and references")
+    parser.add_argument("--test", type=Path, help="with --exposure: a DIR/{low,high} test set to measure too")
     args = parser.parse_args(argv)
     if not (args.run / "split.json").is_file():
         parser.error(f"{args.run} has no split.json: not a run folder")
@@ -59,7 +70,28 @@ def main(argv: list[str] | None = None) -> int:
         step = read_config(folder).get("provenance", {}).get("step", "?")
         scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)
         print(f"| {name} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
+        if args.exposure:
+            sets = {"validation": [(p.low, p.high) for p in pairs]}
+            if args.test is not None:
+                sets["test"] = [(read_image(low).rgb, read_image(args.test / "high" / low.name).rgb)
+                                for low in sorted((args.test / "low").iterdir()) if (args.test / "high" / low.name).is_file()]
+            enhancer = Enhancer(model, InferenceConfig(device=str(device), tile=0))
+            for label, images in sets.items():
+                print(f"  {label} ({len(images)}): mean gray input / output / reference "
+                      + " / ".join(f"{v:.3f}" for v in exposure(enhancer, images)), flush=True)
     return 0
+
+
+def exposure(enhancer: Enhancer, images: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
+    """Mean gray (0..1, averaged over images) of the inputs, their enhanced outputs and the references."""
+    def gray(rgb: np.ndarray) -> float:
+        return float(np.mean(rgb, dtype=np.float64))
+
+    values = []
+    for low, high in images:
+        low, high = to_float(low), to_float(high)
+        values.append((gray(low), gray(enhancer.enhance(low)), gray(high)))
+    return tuple(float(np.mean(column)) for column in zip(*values))
 
 
 if __name__ == "__main__":

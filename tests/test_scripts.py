@@ -238,6 +238,11 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
                        f"{logged['psnr_gt_mean']:.2f} |")
     with pytest.raises(SystemExit):
         _script("validate_run").main([str(tmp_path), "best"])  # not a run folder
+    # --exposure: mean gray of inputs, outputs and references, each in [0, 1]
+    assert _script("validate_run").main([str(run), "best", "--device", "cpu", "--exposure"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"  validation ({held_out}): mean gray input / output / reference ")
+    assert all(0.0 <= float(v) <= 1.0 for v in line.rsplit(" ", 5)[-5::2])
 
 
 def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_with(tmp_path):
