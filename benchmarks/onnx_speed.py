@@ -51,12 +51,12 @@ def main() -> None:
             model = create_model(name, pretrained=False)
             h, w = args.size or CPU_SIZES.get(name, DEFAULT_SIZE)
             image = (rng.random((h, w, 3), dtype=np.float32) * 0.2).astype(np.float32)
-            rates = [h * w / 1e6 / time_enhance(Enhancer(model, config), image, args.repeats)]
+            rates = [h * w / 1e6 / time_enhance(Enhancer(model, config), image, args.repeats)[1]]
             for fp16 in (False, True):
                 path = Path(tmp) / f"{name}-{fp16}.onnx"
                 export_onnx(model, path, fp16=fp16)
                 exported = OnnxModel(path, providers=[CPU_PROVIDER], threads=args.threads)
-                rates.append(h * w / 1e6 / time_enhance(Enhancer(exported, config), image, args.repeats))
+                rates.append(h * w / 1e6 / time_enhance(Enhancer(exported, config), image, args.repeats)[1])
             print(f"| {name} | {w}x{h} | {rates[0]:.3f} | {rates[1]:.3f} | {rates[2]:.3f} | {rates[1] / rates[0]:.2f}x |", flush=True)
 
 

@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  # noqa: E402
-from lowlight_cli.evaluation.runner import score_pairing  # noqa: E402
+from lowlight_cli.errors import MetricError  # noqa: E402
+from lowlight_cli.evaluation import score_test_set  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.inference.allocator import keep_freed_memory  # noqa: E402
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
@@ -45,6 +45,7 @@ SYSTEMS = (
     ("SCL-LLE", "Liang et al., AAAI 2022", "scl-lle-lol", "scl-lle"),
     ("PIE", "Liang et al., IJCV 2024", "pie-lol", "pie"),
     ("Semi-LLIE, 10% labels", "Li et al., arXiv 2409.16604", "semi-llie-s-lol-semi10", "semi-llie-s"),
+    ("Semi-LLIE backbone, same labels, supervised only", "Li et al., arXiv 2409.16604", "semi-llie-s-lol-sup10", "semi-llie-s"),
     ("SKF (on CRNet-s)", "Wu et al., CVPR 2023", "crnet-s-skf-lol", "crnet-s-skf"),
 )
 
@@ -57,7 +58,8 @@ def trained_on(provenance: dict) -> str:
         return "LOL-v1 low images, unpaired"
     labeled = training.get("labeled", "?")
     unlabeled = training.get("unlabeled", 0)
-    if provenance.get("semi"):
+    unlabeled_batch = provenance.get("train_config", {}).get("data", {}).get("unlabeled_batch_size", 1)
+    if provenance.get("semi") and unlabeled_batch:  # a semi method run with its unlabeled stream off is supervised
         return f"LOL-v1, {labeled} pairs + {unlabeled} unlabeled"
     return f"LOL-v1, {labeled} pairs"
 
@@ -73,14 +75,10 @@ def megapixels_per_second(enhancer: Enhancer, image: np.ndarray, repeats: int) -
 
 
 def lol_scores(data: Path, enhancer: Enhancer | None) -> dict[str, float]:
-    protocol = Protocol(("psnr", "ssim", "niqe"))
-    pairing = pair_by_stem(data / "test" / "low", data / "test" / "high")
-    scores = list(score_pairing(Scorer(protocol), pairing, enhancer))
-    failed = [s.error for s in scores if s.error is not None]
-    if failed:
-        raise SystemExit(f"{len(failed)} test image(s) could not be scored, e.g. {failed[0]}")
-    summary = summarize(scores, protocol.metrics)
-    return {name: summary[name].mean for name in protocol.metrics}
+    try:
+        return score_test_set(data / "test" / "low", data / "test" / "high", enhancer).means
+    except MetricError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from machine import describe_machine  # noqa: E402
 from run_history import last_terms, read_history, read_records, validation_history  # noqa: E402
 
 from lowlight_cli import __version__  # noqa: E402
-from lowlight_cli.evaluation import Protocol, Scorer, pair_by_stem, summarize  # noqa: E402
-from lowlight_cli.evaluation.runner import score_pairing  # noqa: E402
+from lowlight_cli.errors import MetricError  # noqa: E402
+from lowlight_cli.evaluation import score_test_set  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
 from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config  # noqa: E402
@@ -72,28 +72,21 @@ def bundled_twin(folder: Path) -> Path | None:
 
 def lol_test_scores(folder: Path, data: Path) -> dict:
     """PSNR / SSIM / NIQE of the checkpoint on ``data/test`` under the default protocol (CPU, whole images)."""
-    protocol = Protocol(("psnr", "ssim", "niqe"))
     enhancer = Enhancer(load_checkpoint(folder), InferenceConfig(device="cpu", tile=0))
-    pairing = pair_by_stem(data / "test" / "low", data / "test" / "high")
-    scores = list(score_pairing(Scorer(protocol), pairing, enhancer))
-    failed = [s.error for s in scores if s.error is not None]
-    if failed:  # a card's scores are over the whole test set or not at all
-        raise SystemExit(f"{len(failed)} test image(s) could not be scored, e.g. {failed[0]}")
-    summary = summarize(scores, protocol.metrics)
-    return {
-        "psnr": round(summary["psnr"].mean, 4),
-        "ssim": round(summary["ssim"].mean, 4),
-        "niqe": round(summary["niqe"].mean, 4),
-        "images": len(scores),
-        "protocol": protocol.describe(),
-    }
+    try:  # a card's scores are over the whole test set or not at all
+        result = score_test_set(data / "test" / "low", data / "test" / "high", enhancer)
+    except MetricError as exc:
+        raise SystemExit(str(exc)) from exc
+    return {**{k: round(v, 4) for k, v in result.means.items()}, "images": result.images, "protocol": result.protocol}
 
 
 def run_facts(run: Path) -> dict:
     records = read_records(run)
     steps = [r for r in records if r["kind"] == "step"]
     vals = [r for r in records if r["kind"] == "validation"]
-    best = max(vals, key=lambda r: r["psnr"])
+    # the checkpoint in best/ is the last validation marked best (by the run's select_on metric)
+    marked = [r for r in vals if r.get("best")]
+    best = marked[-1] if marked else max(vals, key=lambda r: r["psnr"])
     gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
     split = json.loads((run / "split.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -108,6 +101,7 @@ def run_facts(run: Path) -> dict:
         "best_val_psnr": round(best["psnr"], 4),
         "best_val_ssim": round(best["ssim"], 4),
         "best_step": best["step"],
+        "selected_on": "SSIM" if config.get("run", {}).get("select_on") == "ssim" else "PSNR",
         "labeled": len(split["labeled"]),
         "unlabeled": len(split["unlabeled"]),
         "validation": len(split["validation"]),
@@ -295,7 +289,7 @@ Machine: {machine}, CPU only.
 
 ## Results
 
-Validation (held-out training pairs): best PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f}.
+Validation (held-out training pairs, {facts["selected_on"]} chose the checkpoint): PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f} at the chosen step.
 
 LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f}**, NIQE {scores["niqe"]:.3f}.
 Protocol: {scores["protocol"]}. Reproduce with
@@ -376,7 +370,7 @@ Machine: {machine}, CPU only.
 
 ## Results
 
-Validation (held-out training pairs, PSNR is how the checkpoint was chosen): best PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f}.
+Validation (held-out training pairs, {facts["selected_on"]} chose the checkpoint): PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f} at the chosen step.
 
 LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f}**, NIQE {scores["niqe"]:.3f}.
 Protocol: {scores["protocol"]}. Reproduce with

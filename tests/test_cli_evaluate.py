@@ -173,3 +173,18 @@ def test_no_reference_scoring_takes_files_sharing_a_stem(folders):
     assert sorted(img["name"] for img in report["images"]) == ["0.jpg", "0.png", "1", "2"]
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(folders[1]), "--metrics", "psnr"])
     assert result.exit_code == 1 and "share the stem" in result.output  # pairing by stem needs them unique
+
+
+def test_score_test_set_agrees_with_evaluate_and_refuses_a_partial_set(folders):
+    from lowlight_cli.errors import MetricError
+    from lowlight_cli.evaluation import score_test_set
+
+    pred, ref = folders
+    cli = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr,ssim", "--json"]))
+    result = score_test_set(pred, ref, None, ("psnr", "ssim"))
+    assert result.images == 3 and "gt-mean off" in result.protocol
+    for name in ("psnr", "ssim"):
+        assert result.means[name] == pytest.approx(cli["summary"][name]["mean"], rel=1e-6)
+    (pred / "1.png").write_bytes(b"not an image")  # a card's scores cover the whole set or nothing
+    with pytest.raises(MetricError, match="1 test image"):
+        score_test_set(pred, ref, None, ("psnr", "ssim"))

@@ -91,3 +91,34 @@ def test_gain_curve_is_a_gain_near_black_and_keeps_white():
     assert abs(out[1] / y[1] - 10 / (1 + 9 * 0.01)) < 1e-9  # ~ a 9x gain at 0.01
     # blacks stay proportionally dark: the ratio of 0.01 to 0.1 shrinks only from 0.1 to ~0.19
     assert out[1] / out[10] < 0.2
+
+
+def _curve_stage_as_documented(model, x, raw, gain):
+    """CRNetConfig's curve output written out at full resolution, operation by operation."""
+    import math
+
+    import torch.nn.functional as F
+
+    from lowlight_cli.models.crnet import _CORRECTION_BOUND, gain_curve
+
+    s = model.cfg.downscale
+    correction = F.pixel_shuffle(raw[:, : 3 * s * s], s)
+    logits = F.interpolate(raw[:, 3 * s * s :], scale_factor=float(s), mode="bilinear", align_corners=False) + gain
+    log_gain = math.log(model.cfg.max_gain) * torch.sigmoid(logits)
+    peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
+    g = torch.exp(log_gain * (1.0 - peak.pow(model.cfg.highlight_exponent)))
+    correction = _CORRECTION_BOUND * torch.tanh(correction) * (1.0 - 1.0 / g)
+    return gain_curve((x + correction).clamp(0.0, 1.0), g)
+
+
+def test_curve_stage_computes_the_documented_curve():
+    """The stage works at body resolution where the operations commute with the upsampling and
+    evaluates the curve through 1/g; it must still be the curve written out at full resolution."""
+    model = create_model("crnet-curve", pretrained=False, gate_correction=True).double()
+    s = model.cfg.downscale
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8 * s, 12 * s, dtype=torch.float64, generator=generator)
+    raw = 2 * torch.randn(2, 3 * s * s + 3, 8, 12, dtype=torch.float64, generator=generator)
+    gain = torch.randn(2, 3, 1, 1, dtype=torch.float64, generator=generator)
+    fast = model._curve_stage(x, raw, gain)
+    assert torch.allclose(fast, _curve_stage_as_documented(model, x, raw, gain), atol=1e-12, rtol=0)

@@ -58,13 +58,15 @@ def test_authors_network_has_their_size_and_layers():
     assert torch.all(ss2d.D == 1) and 0.001 <= steps.min() and steps.max() <= 0.1 + 1e-6
 
 
-def test_registered_sizes_declare_a_global_model_without_weights():
+def test_registered_sizes_declare_a_global_model():
     assert {"semi-llie", "semi-llie-s"} <= set(list_models()) and "semi-llie-tiny" not in list_models()
     for name in ("semi-llie", "semi-llie-s", "semi-llie-tiny"):
         info = model_info(name)
         assert info.family == "semi-llie" and not info.tile_exact and info.receptive_radius == 0
-        assert info.exportable and info.bundled_weights == "" and "2409.16604" in info.paper
+        assert info.exportable and "2409.16604" in info.paper
         assert info.default_tile % info.input_multiple == 0
+    assert model_info("semi-llie").bundled_weights == model_info("semi-llie-tiny").bundled_weights == ""
+    assert model_info("semi-llie-s").bundled_weights == "semi-llie-s-lol-sup10"  # the better of the two trained
     assert model_info("semi-llie-s").input_multiple == 4 and model_info("semi-llie").input_multiple == 1
     tiny = create_model("semi-llie-tiny", pretrained=False)
     assert sum(p.numel() for p in tiny.parameters()) < 20_000
@@ -179,7 +181,7 @@ def test_bad_configurations_are_config_errors():
 def test_missing_trained_weights_say_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("LOWLIGHT_CACHE", str(tmp_path / "cache"))
-    for name in ("semi-llie", "semi-llie-s"):
+    for name in ("semi-llie",):
         with pytest.raises(WeightsNotFoundError, match=f"no trained weights for model '{name}'") as caught:
             create_model(name)
         assert "--weights" in caught.value.hint

@@ -551,3 +551,37 @@ def test_compile_without_a_cpp_compiler_fails_before_training(tmp_path, monkeypa
     assert result.exit_code == 2, result.output
     assert "needs a C++ compiler" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def _running_max_flags(values: list[float]) -> list[bool]:
+    flags, best = [], -math.inf
+    for v in values:
+        flags.append(v > best)
+        best = max(best, v)
+    return flags
+
+
+@pytest.mark.parametrize("metric", ["ssim", "psnr"])
+def test_select_on_picks_the_best_checkpoint_by_that_validation_score(tmp_path, monkeypatch, metric):
+    # scripted validation scores on which PSNR and SSIM disagree: PSNR peaks at step 2, SSIM at step 4
+    from lowlight_cli.training import engine
+    from lowlight_cli.training.validation import ValidationScores
+
+    script = iter([(15.0, 0.50), (16.0, 0.52), (15.5, 0.55), (15.8, 0.60), (14.0, 0.58)])
+    monkeypatch.setattr(engine, "validate", lambda *a, **k: ValidationScores(*next(script), psnr_gt_mean=20.0))
+    run = tmp_path / metric
+    args = ["train", *SMOKE, "--set", "run.val_every=1", "--set", f"run.select_on={metric}"]
+    result = runner.invoke(app, [*args, "--max-steps", "5", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    vals = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["kind"] == "validation"]
+    assert [v["best"] for v in vals] == _running_max_flags([v[metric] for v in vals])
+    chosen = max(vals, key=lambda v: v[metric])
+    assert chosen["step"] == {"psnr": 2, "ssim": 4}[metric]
+    provenance = json.loads((run / "best" / "config.json").read_text())["provenance"]
+    assert provenance["selected_on"] == metric and provenance["step"] == chosen["step"]
+    assert provenance["val_ssim"] == pytest.approx(chosen["ssim"]) and provenance["val_psnr"] == pytest.approx(chosen["psnr"])
+
+
+def test_select_on_rejects_other_scores():
+    with pytest.raises(ConfigError, match="select_on"):
+        build_config(assignments=["run.select_on=niqe"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .pairing import ImagePair, Pairing, pair_by_stem
 from .protocol import Protocol
+from .runner import SetScores, score_test_set
 from .scoring import ImageScores, Scorer
 from .summary import MetricSummary, summarize
 
@@ -14,6 +15,8 @@ __all__ = [
     "Pairing",
     "Protocol",
     "Scorer",
+    "SetScores",
     "pair_by_stem",
+    "score_test_set",
     "summarize",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,8 +13,10 @@ from ..errors import ImageError, MetricError, ModelOutputError
 from ..inference import Enhancer
 from ..io import read_image, to_float
 from ..metrics import quantize
-from .pairing import ImagePair, Pairing
+from .pairing import ImagePair, Pairing, pair_by_stem
+from .protocol import Protocol
 from .scoring import ImageScores, Scorer
+from .summary import summarize
 
 
 def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None) -> ImageScores:
@@ -52,3 +56,31 @@ def score_pairing(
         except (MetricError, ModelOutputError) as exc:
             scores = ImageScores(pair.name, {}, error=f"{pair.prediction}: {exc}")
         yield scores
+
+
+@dataclass(frozen=True)
+class SetScores:
+    """Mean scores over a whole test set (every pair scored), with the protocol that produced them."""
+
+    means: dict[str, float]
+    images: int
+    protocol: str
+
+
+def score_test_set(
+    low: Path, high: Path, enhancer: Enhancer | None, metrics: tuple[str, ...] = ("psnr", "ssim", "niqe")
+) -> SetScores:
+    """Score the inputs of ``low`` (enhanced first with ``enhancer``, or as they are) against ``high``.
+
+    For statements about a whole test set (model cards, tables): every pair must score.
+
+    Raises:
+        MetricError: some pair could not be scored (the message counts them and names one).
+    """
+    protocol = Protocol(metrics)
+    scores = list(score_pairing(Scorer(protocol), pair_by_stem(low, high), enhancer))
+    failed = [s.error for s in scores if s.error is not None]
+    if failed:
+        raise MetricError(f"{len(failed)} test image(s) could not be scored, e.g. {failed[0]}")
+    summary = summarize(scores, protocol.metrics)
+    return SetScores({name: summary[name].mean for name in protocol.metrics}, len(scores), protocol.describe())

@@ -312,14 +312,13 @@ class CRNet(EnhancementModel):
         return total / float(image.shape[-2] * image.shape[-1] / (s * s))
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.stem_input == "gamma":
-            view = x.clamp(min=1e-6).pow(1.0 / 2.2)
-        else:
-            view = x
-        stem_in = torch.cat((x, view), dim=1)
+        """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
+        unshuffled ``x``: the same tensor (the view is per element), with one full-resolution
+        rearrangement of 3 channels instead of a concatenation and a rearrangement of 6."""
         if self.cfg.downscale > 1:
-            stem_in = F.pixel_unshuffle(stem_in, self.cfg.downscale)
-        return stem_in
+            x = F.pixel_unshuffle(x, self.cfg.downscale)
+        view = x.clamp(min=1e-6).pow(1.0 / 2.2) if self.cfg.stem_input == "gamma" else x
+        return torch.cat((x, view), dim=1)
 
     def _stages(
         self,
@@ -361,24 +360,33 @@ class CRNet(EnhancementModel):
 
     def _curve_stage(self, x: torch.Tensor, raw: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         """A curve-output stage (see :class:`CRNetConfig`): ``x`` ``(B,3,H,W)`` in ``[0,1]``, ``raw``
-        the head's ``(B, 3 s^2 + 3, H/s, W/s)``; returns ``(B,3,H,W)`` in ``[0,1]``."""
+        the head's ``(B, 3 s^2 + 3, H/s, W/s)``; returns ``(B,3,H,W)`` in ``[0,1]``.
+
+        Element-wise work is done at body resolution where it commutes with the upsampling (the
+        bound ``tanh`` before ``pixel_shuffle``; the context's per-channel gain before the bilinear
+        upsampling, whose weights sum to 1), and the curve is evaluated through ``r = 1 / g``
+        (``g y / (1 + (g - 1) y) = y / (r + (1 - r) y)``), which the gate needs anyway: fewer
+        passes over the full-resolution image.
+        """
         s = self.cfg.downscale
-        correction, logits = raw[:, : 3 * s * s], raw[:, 3 * s * s :]
+        correction = _CORRECTION_BOUND * torch.tanh(raw[:, : 3 * s * s])
+        logits = raw[:, 3 * s * s :]
+        if gain is not None:
+            logits = logits + gain
         if s > 1:
             correction = F.pixel_shuffle(correction, s)
             logits = F.interpolate(logits, scale_factor=float(s), mode="bilinear", align_corners=False)
-        if gain is not None:
-            logits = logits + gain
-        log_gain = math.log(self.cfg.max_gain) * torch.sigmoid(logits)
+        # -log(g) = -log(max_gain) * sigmoid(logits) [* (1 - peak^k)]
+        neg_log_gain = torch.sigmoid(logits) * -math.log(self.cfg.max_gain)
         if self.cfg.highlight_exponent > 0:
             peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
-            log_gain = log_gain * (1.0 - peak.pow(self.cfg.highlight_exponent))
-        gain = torch.exp(log_gain)
-        correction = _CORRECTION_BOUND * torch.tanh(correction)
+            neg_log_gain = neg_log_gain * (1.0 - peak.pow(self.cfg.highlight_exponent))
+        inverse_gain = torch.exp(neg_log_gain)  # r = 1 / g in [1 / max_gain, 1]
+        brightening = 1.0 - inverse_gain
         if self.cfg.gate_correction:  # only where the curve brightens: a well-exposed photo passes
-            correction = correction * (1.0 - 1.0 / gain)
+            correction = correction * brightening
         y = (x + correction).clamp(0.0, 1.0)
-        return gain_curve(y, gain)
+        return y / (inverse_gain + brightening * y)
 
     def forward_train(
         self, x: torch.Tensor, context: torch.Tensor | None = None

@@ -279,7 +279,9 @@ class SemiLLIENet(EnhancementModel):
 def register() -> None:
     """Register ``semi-llie`` (the authors' network), ``semi-llie-s`` (CPU) and ``semi-llie-tiny`` (tests).
 
-    No bundled weights yet: ``create_model(name)`` without ``--weights`` says so.
+    ``semi-llie-s`` runs the bundled ``semi-llie-s-lol-sup10`` by default (the better of the two
+    trained here, see its card); the paper-size ``semi-llie`` has no trained weights, and
+    ``create_model("semi-llie")`` without ``--weights`` says so.
     """
     common = dict(family="semi-llie", tile_exact=False, receptive_radius=0, paper=PAPER)
     register_model(
@@ -298,10 +300,11 @@ def register() -> None:
         ModelInfo(
             name="semi-llie-s",
             description="Semi-LLIE backbone (ours, for CPUs): behind 4x pixel-unshuffle, SS2D inner width 64, "
-            "d_state 8; no trained weights yet",
+            "d_state 8",
             input_multiple=4,
             default_tile=1024,  # the body then sees 256x256, as the full model in its 256 tiles
             memory_per_pixel=1024,  # measured: ~0.8 kB per pixel at 512-1024 px
+            bundled_weights="semi-llie-s-lol-sup10",
             **common,
         ),
         SemiLLIENet,

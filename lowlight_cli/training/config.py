@@ -132,6 +132,8 @@ class RunSection:
         device, precision: as in ``lowlight enhance`` (``auto`` = bf16/fp16 autocast on CUDA; ``bf16`` also on
             CPUs with native bf16).
         val_every: optimiser steps between validations (0: at the end of each epoch).
+        select_on: the validation score that picks the ``best/`` checkpoint: ``psnr`` (default) or
+            ``ssim``.
         log_every: steps between log lines.
         save_every: steps between resumable checkpoints (0: with each validation).
         export: which weights the best checkpoint holds: ``teacher`` (EMA) or ``student``;
@@ -152,6 +154,7 @@ class RunSection:
     device: str = "auto"
     precision: str = "auto"
     val_every: int = 0
+    select_on: str = "psnr"
     log_every: int = 10
     save_every: int = 0
     export: str = "auto"
@@ -228,6 +231,7 @@ class TrainConfig:
             (self.loss.consistency_rampup >= 0, "loss.consistency_rampup must be >= 0 (steps; 0 = off)"),
             (self.run.val_every >= 0 and self.run.log_every >= 1, "run.val_every >= 0 and run.log_every >= 1"),
             (self.run.export in ("auto", "teacher", "student"), "run.export must be auto, teacher or student"),
+            (self.run.select_on in ("psnr", "ssim"), "run.select_on must be psnr or ssim"),
         ]
         for ok, message in checks:
             if not ok:

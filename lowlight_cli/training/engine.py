@@ -283,6 +283,8 @@ class Trainer:
             "epoch": progress.epoch,
             "weights": self.config.export_weights,
             "val_psnr": progress.best_psnr if math.isfinite(progress.best_psnr) else None,
+            "val_ssim": progress.best_ssim if math.isfinite(progress.best_ssim) else None,
+            "selected_on": self.config.run.select_on,
             **({"frozen_networks": self.frozen_networks} if self.frozen_networks else {}),
         }
 
@@ -290,9 +292,12 @@ class Trainer:
         progress: Progress = state["progress"]
         model = self._export_model(state)
         scores = validate(model, val_pairs, self.device, self.ctx, self.entry.info.input_multiple)
-        best = scores.psnr > progress.best_psnr
+        if self.config.run.select_on == "ssim":
+            best = scores.ssim > progress.best_ssim
+        else:
+            best = scores.psnr > progress.best_psnr
         if best:
-            progress.best_psnr, progress.best_step = scores.psnr, progress.step
+            progress.best_psnr, progress.best_ssim, progress.best_step = scores.psnr, scores.ssim, progress.step
             if self.ctx.is_main:
                 save_checkpoint(model, self.run_dir / "best", architecture=self.config.model.name,
                                 kwargs=self.config.model.kwargs, provenance=self._provenance(progress))

@@ -26,13 +26,15 @@ EMA_NAME = "ema.safetensors"
 
 @dataclass
 class Progress:
-    """Where training stands: optimiser steps done, epoch, batches done within the epoch, best score."""
+    """Where training stands: optimiser steps done, epoch, batches done within the epoch, and the
+    validation PSNR / SSIM of the best checkpoint so far (best by ``run.select_on``)."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     best_psnr: float = float("-inf")
     best_step: int = -1
+    best_ssim: float = float("-inf")
 
 
 def rng_state() -> dict[str, Any]:

@@ -33,7 +33,7 @@ def validate(model: nn.Module, pairs: list[ImagePair], device: torch.device, ctx
     """Scores of ``model`` over ``pairs``, whole images, split across processes.
 
     Every process scores ``pairs[rank::world_size]``; sums are all-reduced, so all processes
-    return the same numbers. Model selection uses ``psnr``; the others are for the log.
+    return the same numbers. Model selection uses ``psnr`` or ``ssim`` (``run.select_on``).
     """
     was_training = model.training
     model.eval()
