@@ -284,7 +284,18 @@ Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out
 The resolved configuration of the run is in config.json (`provenance.train_config`).
 Adam lr {c["optim"]["lr"]}, halved at epochs {c["optim"]["milestones"]}, {facts["planned_epochs"]} epochs planned,
 {facts["epochs"]} done ({facts["steps"]} steps); {"EMA decay " + str(c["teacher"]["ema_decay"]) + ", teacher noise sigma " + str(c["loss"]["teacher_noise"]) + ", " if semi else ""}seed {c["run"]["seed"]}.
-Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
+{results_section(args.name, config, facts, scores, machine)}
+
+For reference, {PAPER_ROWS}.
+{args.note}
+"""
+    (target / "MODEL_CARD.md").write_text(card)
+    print(json.dumps({"name": args.name, **scores}, indent=2))
+
+
+def results_section(name: str, config: dict, facts: dict, scores: dict, machine: str) -> str:
+    """The wall time, machine and results part every card shares (validation, LOL test, how to rerun)."""
+    return f"""Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
 Machine: {machine}, CPU only.
 
 ## Results
@@ -295,14 +306,8 @@ LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM
 Protocol: {scores["protocol"]}. Reproduce with
 
 ```
-lowlight evaluate --model {config["architecture"]} --weights weights/{args.name} --data ../shared/data/LOL/test --metrics psnr ssim niqe
-```
-
-For reference, {PAPER_ROWS}.
-{args.note}
-"""
-    (target / "MODEL_CARD.md").write_text(card)
-    print(json.dumps({"name": args.name, **scores}, indent=2))
+lowlight evaluate --model {config["architecture"]} --weights weights/{name} --data ../shared/data/LOL/test --metrics psnr ssim niqe
+```"""
 
 
 def method_card(args: argparse.Namespace, model, cx, config: dict, facts: dict, scores: dict, machine: str, method: str) -> str:
@@ -365,19 +370,7 @@ LOL-v1 training set as in `../shared/data/LOL`; split seed {facts["split_seed"]}
 The resolved configuration of the run is in config.json (`provenance.train_config`).
 Adam lr {optim["lr"]}{f", weight decay {optim['weight_decay']}" if optim.get("weight_decay") else ""}{f", grad-norm clip {optim['grad_clip']}" if optim.get("grad_clip") else ""}{f", halved at epochs {optim['milestones']}" if optim.get("milestones") else ", constant"}; {facts["planned_epochs"]} epochs planned,
 {facts["epochs"]} done ({facts["steps"]} steps); precision {c["run"].get("precision", "auto")}; seed {c["run"]["seed"]}.
-Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
-Machine: {machine}, CPU only.
-
-## Results
-
-Validation (held-out training pairs, {facts["selected_on"]} chose the checkpoint): PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f} at the chosen step.
-
-LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f}**, NIQE {scores["niqe"]:.3f}.
-Protocol: {scores["protocol"]}. Reproduce with
-
-```
-lowlight evaluate --model {config["architecture"]} --weights weights/{args.name} --data ../shared/data/LOL/test --metrics psnr ssim niqe
-```
+{results_section(args.name, config, facts, scores, machine)}
 
 {"For reference, " + reference_rows + "." if reference_rows else ""}
 {args.note}
