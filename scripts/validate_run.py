@@ -10,9 +10,12 @@ validates), for checkpoints that predate the GT-mean column or were never valida
 between validations).
 
     python scripts/validate_run.py runs/scl-lle-lol best last --exposure --test ../shared/data/LOL/test
+    python scripts/validate_run.py runs/pie-lol-tv weights/pie-lol --curve-scale 1 2 4 8
 
 ``--exposure`` adds the mean gray of the inputs, the outputs and the references (exposure error
 shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` and ``DIR/high``.
+``--curve-scale N [N ...]`` scores curve models (DCE-Net) with their curves estimated at each 1/N
+resolution, one row per scale (as ``lowlight evaluate --curve-scale N``, on validation pairs).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--exposure", action="store_true", help="also print mean gray of inputs, outputs and references")
     parser.add_argument("--test", type=Path, help="with --exposure: a DIR/{low,high} test set to measure too")
+    parser.add_argument("--curve-scale", type=int, nargs="+", default=[], help="curve models: score at each of these curve scales")
     args = parser.parse_args(argv)
     if not (args.run / "split.json").is_file():
         parser.error(f"{args.run} has no split.json: not a run folder")
@@ -68,8 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         folder = checkpoint_folder(args.run, name)
         model = load_checkpoint(folder).to(device)
         step = read_config(folder).get("provenance", {}).get("step", "?")
-        scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)
-        print(f"| {name} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
+        for scale in args.curve_scale or [None]:
+            label = name
+            if scale is not None:
+                if not hasattr(model, "set_curve_scale"):
+                    parser.error(f"--curve-scale: {name} is not a curve model")
+                model.set_curve_scale(scale)
+                label = f"{name}, curve scale {scale}"
+            scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)
+            print(f"| {label} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:

@@ -40,7 +40,7 @@ def border_steps(out: np.ndarray) -> list[float]:
 
 
 def _models() -> list:
-    params = [pytest.param("random", id="random-weights")]
+    params = [pytest.param("random", id="random-weights"), pytest.param("random-refined", id="random-weights-crnet-curve-dn")]
     folder = MODELS.get(DEFAULT).info.bundled_weights
     params.append(pytest.param("trained", id=f"trained-{folder}"))
     return params
@@ -50,10 +50,12 @@ def _models() -> list:
 @pytest.mark.parametrize("tile", [0, 128], ids=["whole", "tiled"])
 def test_default_model_output_has_no_dark_frame(weights, tile):
     torch.manual_seed(0)
-    if weights == "random":
-        model = create_model(DEFAULT, pretrained=False)
+    if weights.startswith("random"):
+        model = create_model(DEFAULT if weights == "random" else "crnet-curve-dn", pretrained=False)
         for head in model.heads:  # a random head barely moves the image: make the body matter
             torch.nn.init.normal_(head.weight, std=0.05)
+        if model.refine is not None:  # and the refinement stage (zero-initialised) too
+            torch.nn.init.normal_(model.refine.out.weight, std=0.05)
     else:
         model = create_model(DEFAULT)
     photo = smooth_dark_photo()

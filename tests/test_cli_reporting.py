@@ -107,6 +107,7 @@ def test_train_on_a_cpu_gives_the_time_per_epoch_and_the_cpu_model(tmp_path, mon
     assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet"})) == "crnet-curve"
     assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-s"})) == "crnet-curve"
     assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-curve"})) is None
+    assert cli_train.cpu_alternative(build_config(flags={"model.name": "crnet-curve-dn"})) is None  # 1.2x: a CPU model too
     monkeypatch.setattr(cli_train, "cpu_alternative", lambda cfg: "crnet-curve")  # as for crnet, without its slow steps
     args = [a for key, value in SMOKE.items() for a in ("--set", f"{key}={value}")]
     result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])

@@ -120,5 +120,65 @@ def test_curve_stage_computes_the_documented_curve():
     x = torch.rand(2, 3, 8 * s, 12 * s, dtype=torch.float64, generator=generator)
     raw = 2 * torch.randn(2, 3 * s * s + 3, 8, 12, dtype=torch.float64, generator=generator)
     gain = torch.randn(2, 3, 1, 1, dtype=torch.float64, generator=generator)
-    fast = model._curve_stage(x, raw, gain)
+    fast, _ = model._curve_stage(x, raw, gain)
     assert torch.allclose(fast, _curve_stage_as_documented(model, x, raw, gain), atol=1e-12, rtol=0)
+
+
+def test_refinement_stage_warm_starts_as_the_model_without_it():
+    base = _random_curve_model()
+    torch.manual_seed(1)
+    refined = create_model("crnet-curve-dn", pretrained=False)
+    missing, unexpected = refined.load_state_dict(base.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith(refined.warm_start_additions) for k in missing)
+    refined.eval()
+    x = torch.rand(2, 3, 64, 48) * 0.3
+    with torch.no_grad():
+        assert torch.equal(refined(x), base(x))  # the stage's last convolution starts at zero
+        torch.nn.init.normal_(refined.refine.out.weight, std=0.05)
+        changed = refined(x)
+    assert (changed - base(x)).abs().max() > 1e-3  # ... and is not dead once trained
+
+
+def test_refinement_acts_only_where_the_curve_brightens():
+    model = _random_curve_model(correction=False)
+    refined = create_model("crnet-curve-dn", pretrained=False)
+    refined.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.nn.init.normal_(refined.refine.out.weight, std=0.5)
+        for head in refined.heads:
+            head.bias[-3:].fill_(-50.0)  # gain 1 everywhere: nothing to brighten
+        x = torch.rand(1, 3, 64, 64)
+        assert torch.allclose(refined.eval()(x), x, atol=1e-5)  # a well-exposed photo passes
+
+
+def test_refinement_is_trained_by_the_final_stage_loss():
+    model = create_model("crnet-curve-dn", pretrained=False).train()
+    out = model.forward_train(torch.rand(2, 3, 32, 32) * 0.2)
+    out["output"].mean().backward()
+    assert model.refine.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="output: curve"):
+        create_model("crnet-s", pretrained=False, refine_channels=8)
+
+
+def test_thumbnail_context_is_the_same_in_bands_and_sees_the_scene_layout():
+    torch.manual_seed(0)
+    model = create_model("crnet-photo", pretrained=False).eval()
+    with torch.no_grad():
+        for p in model.context.parameters():
+            p.add_(torch.randn(p.shape) * 0.05)
+        x = torch.rand(1, 3, 96, 136) * 0.3
+        whole = model.context.context(model._stem_input(x), model.cfg.downscale)
+        assert whole.shape == (1, model.cfg.context_channels + 64)
+        for band in (8, 40, 96):
+            assert torch.allclose(model.image_context(x, band=band), whole, atol=1e-5)
+        # the same 8x8 blocks in another order: the mean embedding cannot tell, the thumbnail can
+        flipped = x.reshape(1, 3, 12, 8, 136).flip(2).reshape(x.shape)
+        other = model.image_context(flipped)
+        d = model.cfg.context_channels
+        assert torch.allclose(other[:, :d], whole[:, :d], atol=1e-5)
+        assert (other[:, d:] - whole[:, d:]).abs().max() > 1e-4
+
+
+def test_thumbnail_context_needs_the_global_context():
+    with pytest.raises(ConfigError, match="thumbnail_context needs global_context"):
+        create_model("crnet-tiny", pretrained=False, thumbnail_context=True)

@@ -519,3 +519,14 @@ def test_bundled_checkpoints_are_found_by_their_own_name(tmp_path: Path, monkeyp
     assert resolve_weights(MODEL, "tiny-lol-semi10", bundled_name="tiny-lol") == bundled / "tiny-lol-semi10"
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         resolve_weights(MODEL, "tiny-lol-semi99")
+
+
+def test_the_cli_starts_without_huggingface_hub():
+    """huggingface_hub and its HTTP stack load on first download only: local weights never need
+    them, and they are a share of every command's start-up (issue 15's whole-command timing)."""
+    import subprocess
+    import sys
+
+    code = "import sys, lowlight_cli.cli.app; print('huggingface_hub' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -195,14 +195,15 @@ def _end_torchrun_worker() -> None:
 
 
 def cpu_alternative(cfg: TrainConfig) -> str | None:
-    """:data:`CPU_MODEL` when the method can train it and the configured model costs more per pixel (to suggest on a CPU)."""
+    """:data:`CPU_MODEL` when the method can train it and the configured model costs over twice as much per
+    pixel (to suggest on a CPU; a model within a factor of two of it is a CPU model too)."""
     if cfg.model.name == CPU_MODEL or MODELS.get(CPU_MODEL).info.family not in METHODS.get(cfg.method).families:
         return None
 
     def macs(name: str, kwargs: dict) -> float:
         return measure_complexity(MODELS.get(name).build(**kwargs), size=64).macs_per_pixel
 
-    return CPU_MODEL if macs(cfg.model.name, cfg.model.kwargs) > macs(CPU_MODEL, {}) else None
+    return CPU_MODEL if macs(cfg.model.name, cfg.model.kwargs) > 2 * macs(CPU_MODEL, {}) else None
 
 
 def duration(seconds: float) -> str:

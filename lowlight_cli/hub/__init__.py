@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 from ..models.checkpoint import CONFIG_NAME
-from .download import download_checkpoint
 from .integrity import FOLDER_HINT, sha256_file, verify_checkpoint
 from .refs import HUB_PREFIX, HubRef, bundled_weights_dir, cache_dir, is_hub_ref
 
@@ -27,6 +26,17 @@ __all__ = [
     "sha256_file",
     "verify_checkpoint",
 ]
+
+
+
+def download_checkpoint(ref: HubRef, *, expected_sha256: str | None = None) -> Path:
+    """:func:`lowlight_cli.hub.download.download_checkpoint`, imported on first use: huggingface_hub
+    and its HTTP stack take a noticeable share of the command's start-up, and local weights
+    (bundled or a folder) never need them."""
+    from .download import download_checkpoint as download
+
+    return download(ref, expected_sha256=expected_sha256)
+
 
 _NO_WEIGHTS_HINT = "pass --weights PATH or hf-hub:org/repo@rev, or --no-pretrained for a random initialisation"
 

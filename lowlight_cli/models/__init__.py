@@ -91,6 +91,49 @@ register_model(
 )
 register_model(
     ModelInfo(
+        name="crnet-curve-dn",
+        family="crnet",
+        description="crnet-curve + a denoising stage at 1/2 resolution on its output (ours)",
+        input_multiple=8,
+        default_tile=2048,
+        memory_per_pixel=200,
+        paper=CRNET_PAPER,
+    ),
+    CRNet,
+    groups=2,
+    blocks=3,
+    downscale=8,
+    global_context=True,
+    output="curve",
+    padding_mode="replicate",
+    gate_correction=True,
+    refine_channels=16,
+    refine_layers=2,
+)
+register_model(
+    ModelInfo(
+        name="crnet-photo",
+        family="crnet",
+        description="crnet-curve-dn + scene features from a 64x64 thumbnail in its global context (ours)",
+        input_multiple=8,
+        default_tile=2048,
+        memory_per_pixel=200,
+        paper=CRNET_PAPER,
+    ),
+    CRNet,
+    groups=2,
+    blocks=3,
+    downscale=8,
+    global_context=True,
+    thumbnail_context=True,
+    output="curve",
+    padding_mode="replicate",
+    gate_correction=True,
+    refine_channels=16,
+    refine_layers=2,
+)
+register_model(
+    ModelInfo(
         name="crnet-tiny",
         family="crnet",
         description="CRNet test size (C=8, 2 groups x 2 blocks x 1 recurrence)",
