@@ -234,6 +234,16 @@ def main() -> None:
             "that gives a per-channel scale and shift before every group and a per-channel gain on every stage "
             "image; zero-initialised. Tiled inference computes that mean over the whole photo.\n"
         )
+    if arch.get("refine_channels"):
+        context_text += (
+            f"\nRefinement stage (ours, not in the paper): a denoiser at 1/2 resolution on the last stage's curve output "
+            f"(pixel-unshuffle by 2 and the curve's brightening 1 - 1/g in, {arch['refine_layers'] + 2} 3x3 convolutions of "
+            f"{arch['refine_channels']} channels, pixel-shuffle out), added where the curve brightened (times 1 - 1/g, so a "
+            "well-exposed photo passes); its last convolution zero-initialised.\n"
+        )
+    identity = c["data"].get("identity_prob", 0)
+    identity_text = (f"; {identity:.0%} of the labeled patches trained reference -> reference (`data.identity_prob`, "
+                     "ours), so that well-exposed photos pass" if identity else "")
     lineage_text = ""
     if init_from:
         parent = read_config(parent_bundled or ROOT / init_from)["provenance"]
@@ -272,7 +282,7 @@ LOL-v1 training set as in `../shared/data/LOL` ({facts["validation"] + facts["la
 Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out for validation;
 {labeled_text}; {facts["unlabeled"]} other low-light images
 {"used as unlabeled data" if semi else "unused (supervised run)"}. Patches {c["data"]["patch_size"]} px,
-{c["data"]["patches_per_image"]} per labeled image per epoch, batch {batch_text}, flips and 90-degree rotations.
+{c["data"]["patches_per_image"]} per labeled image per epoch, batch {batch_text}, flips and 90-degree rotations{identity_text}.
 
 {lineage_text}
 ## Command

@@ -1,6 +1,6 @@
 """Score an enhancer on photos it never trained on, as issue 15 asks (README "Photo quality").
 
-    python scripts/photo_eval.py --model crnet-curve            # bundled weights
+    python scripts/photo_eval.py --model crnet-curve-dn         # bundled weights (the default photo model)
     python scripts/photo_eval.py --model crnet-s --weights weights/crnet-s-lol --save out/
     python scripts/photo_eval.py --model gamma --json gamma.json
 
@@ -132,7 +132,7 @@ def score_set(enhancer: Enhancer, items: list, save: Path | None, set_name: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="crnet-curve")
+    parser.add_argument("--model", default="crnet-curve-dn")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")

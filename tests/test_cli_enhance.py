@@ -93,7 +93,7 @@ def test_json_summary_on_stdout(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0
     summary = json.loads(result.stdout[result.stdout.index("{") :])
-    assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "crnet-curve"
+    assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "crnet-curve-dn"
     assert summary["files"][0]["status"] == "written"
 
 
@@ -165,4 +165,4 @@ def test_models_lists_sizes_weights_and_scores():
     assert rows["crnet-s"]["bundled_weights"] == "crnet-s-lol" and rows["crnet-s"]["lol_test_psnr"] > 0
     assert "crnet-s-lol-semi10" in rows["crnet-s"]["also_bundled"]
     # `crnet` points at the best trained weights of its family, which the row says
-    assert rows["crnet"]["bundled_architecture"] == "crnet-s"
+    assert rows["crnet"]["bundled_architecture"] == "crnet-curve-dn"

@@ -160,25 +160,15 @@ def test_refinement_is_trained_by_the_final_stage_loss():
         create_model("crnet-s", pretrained=False, refine_channels=8)
 
 
-def test_thumbnail_context_is_the_same_in_bands_and_sees_the_scene_layout():
-    torch.manual_seed(0)
-    model = create_model("crnet-photo", pretrained=False).eval()
+def test_refinement_never_clips_what_the_curve_left_unclipped():
+    model = _random_curve_model(correction=False)
+    refined = create_model("crnet-curve-dn", pretrained=False)
+    refined.load_state_dict(model.state_dict(), strict=False)
     with torch.no_grad():
-        for p in model.context.parameters():
-            p.add_(torch.randn(p.shape) * 0.05)
-        x = torch.rand(1, 3, 96, 136) * 0.3
-        whole = model.context.context(model._stem_input(x), model.cfg.downscale)
-        assert whole.shape == (1, model.cfg.context_channels + 64)
-        for band in (8, 40, 96):
-            assert torch.allclose(model.image_context(x, band=band), whole, atol=1e-5)
-        # the same 8x8 blocks in another order: the mean embedding cannot tell, the thumbnail can
-        flipped = x.reshape(1, 3, 12, 8, 136).flip(2).reshape(x.shape)
-        other = model.image_context(flipped)
-        d = model.cfg.context_channels
-        assert torch.allclose(other[:, :d], whole[:, :d], atol=1e-5)
-        assert (other[:, d:] - whole[:, d:]).abs().max() > 1e-4
-
-
-def test_thumbnail_context_needs_the_global_context():
-    with pytest.raises(ConfigError, match="thumbnail_context needs global_context"):
-        create_model("crnet-tiny", pretrained=False, thumbnail_context=True)
+        refined.refine.out.bias.fill_(5.0)  # a stage that pushes every pixel up hard
+        x = torch.rand(1, 3, 64, 64) * 0.5
+        base = model.eval()(x)
+        out = refined.eval()(x)
+    assert (out > base + 0.01).any()  # it does brighten ...
+    unclipped = base * 255 < 254.5
+    assert (out[unclipped] * 255 < 254.5).all()  # ... but never into 255 where the curve stayed below

@@ -35,7 +35,7 @@ from .options import (
     WeightsOpt,
 )
 
-DEFAULT_MODEL = "crnet-curve"  # bundled weights: weights/crnet-curve-lol
+DEFAULT_MODEL = "crnet-curve-dn"  # bundled weights: weights/crnet-curve-dn-lol
 EXT_CHOICES = ("auto", "png", "jpg", "tif", "webp")
 
 EPILOG = """

@@ -28,6 +28,8 @@ _OUTPUTS = ("residual", "curve")
 _PADDINGS = ("zeros", "replicate", "reflect")
 # bound of the curve head's input-domain correction: it removes noise, it does not brighten
 _CORRECTION_BOUND = 0.05
+# the refinement stage's ceiling: below the 255 of an 8-bit output, after rounding
+REFINE_CEILING = 254.0 / 255.0
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,6 @@ class CRNetConfig:
             :class:`CurveRefinement`). The body at 1/8 resolution sees noise only through 8x8 blocks;
             this stage works on the brightened image, where the noise it must remove is visible.
         refine_layers: curve output: hidden 3x3 convolutions of the refinement stage.
-        thumbnail_context: **ours**, needs ``global_context``: a small CNN on a 64x64 thumbnail of
-            the whole photo adds scene-level features (what the scene is, where it is dark) to the
-            global context's per-pixel statistics (see :class:`ThumbnailContext`). Its cost does
-            not grow with the photo; zero-initialised.
     """
 
     channels: int = 32
@@ -96,7 +94,6 @@ class CRNetConfig:
     gate_correction: bool = False
     refine_channels: int = 0
     refine_layers: int = 2
-    thumbnail_context: bool = False
 
     def __post_init__(self) -> None:
         for name in ("channels", "groups", "blocks", "recurrences", "downscale", "context_channels"):
@@ -116,8 +113,6 @@ class CRNetConfig:
             raise ConfigError("crnet max_gain must be > 1 and highlight_exponent >= 0")
         if self.refine_channels < 0 or self.refine_layers < 0:
             raise ConfigError("crnet refine_channels and refine_layers must be >= 0")
-        if self.thumbnail_context and not self.global_context:
-            raise ConfigError("crnet thumbnail_context needs global_context: true")
         if self.refine_channels and self.output != "curve":
             raise ConfigError("crnet refine_channels needs output: curve (it refines the curve output)")
 
@@ -230,49 +225,6 @@ class LayerAttentionGroup(nn.Module):
         return x + self.tail(m)
 
 
-THUMBNAIL_SIZE = 64
-
-
-class ThumbnailContext(nn.Module):
-    """Scene-level features of a photo from a 64x64 thumbnail (**ours**).
-
-    The thumbnail is the photo averaged over the body's blocks and resized to 64x64, fed as
-    ``cat(t, t ** (1/2.2))``; four stride-2 3x3 convolutions (16, 32, 64, 64 channels, ReLU) and a
-    spatial mean give ``(B, 64)``. Unlike the per-pixel embedding of :class:`GlobalContext`, it sees
-    the layout of the scene; its cost is the same for any photo size.
-    """
-
-    features = 64
-
-    def __init__(self) -> None:
-        super().__init__()
-        widths = (6, 16, 32, 64, self.features)
-        self.convs = nn.ModuleList(
-            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:])
-        )
-
-    @staticmethod
-    def thumbnail(blocks: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, 64, 64)`` from ``blocks`` ``(B, 3, h, w)``, the photo's means over its
-        ``downscale`` x ``downscale`` blocks, resized bilinearly (fixed output size: exportable to
-        ONNX at any input size, where adaptive pooling is not)."""
-        return F.interpolate(blocks.float(), size=(THUMBNAIL_SIZE, THUMBNAIL_SIZE), mode="bilinear", align_corners=False)
-
-    def forward(self, thumbnail: torch.Tensor) -> torch.Tensor:
-        h = torch.cat((thumbnail, thumbnail.clamp(min=1e-6).pow(1.0 / 2.2)), dim=1)
-        for conv in self.convs:
-            h = F.relu(conv(h))
-        return h.mean(dim=(-2, -1))
-
-
-def block_means(stem_in: torch.Tensor, downscale: int) -> torch.Tensor:
-    """``(B, 3, H/s, W/s)``: the image's mean over each ``s`` x ``s`` block, read from the stem input
-    (whose first ``3 s^2`` channels are the pixel-unshuffled image, channel-major)."""
-    b, _, h, w = stem_in.shape
-    s2 = downscale * downscale
-    return stem_in[:, : 3 * s2].reshape(b, 3, s2, h, w).mean(dim=2)
-
-
 class GlobalContext(nn.Module):
     """Image-level statistics to per-group FiLM parameters and a per-channel output gain (**ours**).
 
@@ -290,21 +242,6 @@ class GlobalContext(nn.Module):
         self.out = nn.Linear(d, cfg.groups * 2 * c + 3)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.dims = d
-        self.thumbnail = ThumbnailContext() if cfg.thumbnail_context else None
-        if self.thumbnail is not None:  # its own zero-initialised projection: warm starts are exact
-            self.thumbnail_out = nn.Linear(ThumbnailContext.features, cfg.groups * 2 * c + 3)
-            nn.init.zeros_(self.thumbnail_out.weight)
-            nn.init.zeros_(self.thumbnail_out.bias)
-
-    def context(self, stem_in: torch.Tensor, downscale: int) -> torch.Tensor:
-        """The context ``(B, D [+ 64])`` of one image from its stem input ``stem_in`` (the
-        pixel-unshuffled ``cat(x, view)``): the mean pixel embedding [and the thumbnail features]."""
-        mean = self.pixel_embedding(stem_in).mean(dim=(-2, -1))
-        if self.thumbnail is None:
-            return mean
-        blocks = block_means(stem_in, downscale)
-        return torch.cat((mean, self.thumbnail(ThumbnailContext.thumbnail(blocks)).to(mean.dtype)), dim=1)
 
 
     def pixel_embedding(self, stem_in: torch.Tensor) -> torch.Tensor:
@@ -315,9 +252,7 @@ class GlobalContext(nn.Module):
         """From the context ``(B, D)``: FiLM scale and shift ``(B, G, C, 1, 1)`` and a per-channel
         log-gain ``(B, 3, 1, 1)`` (residual output: the stage is multiplied by its exp; curve
         output: it is added to the gain logits)."""
-        params = self.out(F.relu(self.hidden(context[:, : self.dims])))
-        if self.thumbnail is not None:
-            params = params + self.thumbnail_out(context[:, self.dims :])
+        params = self.out(F.relu(self.hidden(context)))
         film, gain = params[:, :-3], params[:, -3:]
         film = film.reshape(-1, self.groups, 2, self.channels, 1, 1)
         return 1.0 + film[:, :, 0], film[:, :, 1], gain[:, :, None, None]
@@ -330,7 +265,9 @@ class CurveRefinement(nn.Module):
     shuffle2(z)``, with ``y`` the curve output and ``b = 1 - 1/g`` its brightening (the gain ``g``
     per pixel and channel; ``b`` also tells the stage how much the noise was amplified). The last
     convolution is zero-initialised, so a checkpoint without the stage warm-starts one with it and
-    computes the same image; the gate keeps a well-exposed photo (``g ~ 1``) as it is.
+    computes the same image; the gate keeps a well-exposed photo (``g ~ 1``) as it is. The result
+    is capped at ``max(y, 254/255)``: the stage removes noise, it never clips a highlight the
+    curve kept (the curve's own guard against clipping stays in force).
     Pixel-unshuffle by 2 is lossless: the stage sees every pixel, at a quarter of the positions.
     """
 
@@ -351,7 +288,9 @@ class CurveRefinement(nn.Module):
         h = F.relu(self.inp(h))
         for conv in self.hidden:
             h = F.relu(conv(h))
-        return y + brightening * F.pixel_shuffle(self.out(h), 2)
+        refined = y + brightening * F.pixel_shuffle(self.out(h), 2)
+        # no new clipping: the stage may not lift a pixel above 254/255 unless the curve put it there
+        return torch.minimum(refined, y.clamp(min=REFINE_CEILING))
 
 
 def gain_curve(y: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
@@ -405,8 +344,7 @@ class CRNet(EnhancementModel):
 
     @torch.no_grad()
     def image_context(self, image: torch.Tensor, band: int = 256) -> torch.Tensor:
-        """The whole-image context ``(B, D [+ 64])`` of ``image`` ``(B, 3, H, W)``, computed in row bands
-        (and the thumbnail features of the whole image, with ``thumbnail_context``).
+        """The whole-image context ``(B, D)`` of ``image`` ``(B, 3, H, W)``, computed in row bands.
 
         Pass it as ``forward(tile, context=...)`` so every tile of a photo sees the statistics of
         the whole photo. ``H`` and ``W`` must be multiples of ``downscale``; ``band`` bounds the
@@ -418,21 +356,13 @@ class CRNet(EnhancementModel):
         band = max(s, band - band % s)
         weight = self.stem.weight
         total = None
-        blocks = []
         for top in range(0, image.shape[-2], band):
             rows = image[..., top : top + band, :].to(weight.device, weight.dtype)
-            stem_in = self._stem_input(rows)
-            part = self.context.pixel_embedding(stem_in)
+            part = self.context.pixel_embedding(self._stem_input(rows))
             sums = part.sum(dim=(-2, -1), dtype=torch.float32)
             total = sums if total is None else total + sums
-            if self.context.thumbnail is not None:
-                blocks.append(block_means(stem_in, s))
         assert total is not None
-        mean = total / float(image.shape[-2] * image.shape[-1] / (s * s))
-        if self.context.thumbnail is None:
-            return mean
-        thumbnail = ThumbnailContext.thumbnail(torch.cat(blocks, dim=-2)).to(weight.dtype)
-        return torch.cat((mean, self.context.thumbnail(thumbnail).float()), dim=1)
+        return total / float(image.shape[-2] * image.shape[-1] / (s * s))
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
@@ -459,7 +389,7 @@ class CRNet(EnhancementModel):
         film = None
         if self.context is not None:
             if context is None:
-                context = self.context.context(stem_in, self.cfg.downscale)
+                context = self.context.pixel_embedding(stem_in).mean(dim=(-2, -1))
             film = self.context.modulation(context.to(h.dtype))
         stages = []
         last = len(self.body) - 1
