@@ -52,14 +52,14 @@ def test_first_line_names_the_weights_that_run(tmp_path):
     result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"), "-m", "crnet"])
     assert result.exit_code == 0, result.output
     first = result.stderr.splitlines()[0]
-    assert first.startswith("crnet with bundled weights crnet-s-lol (crnet-s architecture"), first
+    assert first.startswith("crnet with bundled weights crnet-curve-dn-lol (crnet-curve-dn architecture"), first
 
 
 def test_models_says_what_each_name_runs_by_default():
     rows = {r["name"]: r for r in json.loads(runner.invoke(app, ["models", "--json"]).stdout)}
-    assert rows["crnet"]["bundled_parameters"] == rows["crnet-s"]["parameters"] != rows["crnet"]["parameters"]
+    assert rows["crnet"]["bundled_parameters"] == rows["crnet-curve-dn"]["parameters"] != rows["crnet"]["parameters"]
     table = runner.invoke(app, ["models"], env={"COLUMNS": "300"}).stdout
-    assert "runs by default" in table and f"crnet-s, {rows['crnet-s']['parameters']:,} params" in table
+    assert "runs by default" in table and f"crnet-curve-dn, {rows['crnet-curve-dn']['parameters']:,} params" in table
 
 
 def test_enhance_progress_counts_megapixels(mixed, tmp_path, monkeypatch):
