@@ -69,6 +69,9 @@ register_model(
     downscale=4,
     global_context=True,
 )
+# the photo model's architecture; crnet-curve-dn is it plus the refinement stage
+CRNET_CURVE = dict(groups=2, blocks=3, downscale=8, global_context=True, output="curve",
+                   padding_mode="replicate", gate_correction=True)
 register_model(
     ModelInfo(
         name="crnet-curve",
@@ -81,13 +84,7 @@ register_model(
         bundled_weights="crnet-curve-lol",
     ),
     CRNet,
-    groups=2,
-    blocks=3,
-    downscale=8,
-    global_context=True,
-    output="curve",
-    padding_mode="replicate",
-    gate_correction=True,
+    **CRNET_CURVE,
 )
 register_model(
     ModelInfo(
@@ -101,13 +98,7 @@ register_model(
         bundled_weights="crnet-curve-dn-lol",
     ),
     CRNet,
-    groups=2,
-    blocks=3,
-    downscale=8,
-    global_context=True,
-    output="curve",
-    padding_mode="replicate",
-    gate_correction=True,
+    **CRNET_CURVE,
     refine_channels=16,
     refine_layers=2,
 )
