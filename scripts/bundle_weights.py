@@ -56,18 +56,30 @@ METHOD_NOTES = {
 }
 
 
-def bundled_twin(folder: Path) -> Path | None:
+def bundled_twin(folder: Path, exclude: Path | None = None) -> Path | None:
     """The bundled ``weights/NAME`` holding the same weights as checkpoint ``folder`` (itself if bundled), else None.
 
     A run warm-started from another run's ``best/`` names that run folder; its bundled copy holds
     the provenance (command, scores) the lineage paragraph quotes. Compares the sha256 every
-    checkpoint's config.json records for its weights.
+    checkpoint's config.json records for its weights. ``exclude``: a folder not to return (the one
+    being re-bundled, when a run was warm-started from the weights it replaces).
     """
     digest = read_config(folder)["sha256"][WEIGHTS_NAME]
     for candidate in sorted(p.parent for p in (ROOT / "weights").glob("*/config.json")):
+        if exclude is not None and candidate.resolve() == exclude.resolve():
+            continue
         if read_config(candidate)["sha256"].get(WEIGHTS_NAME) == digest:
             return candidate
     return None
+
+
+def lineage_hours(provenance: dict) -> float:
+    """Training hours of a bundled checkpoint and of the bundled checkpoints it was warm-started from."""
+    hours = provenance.get("training", {}).get("wall_hours", 0.0)
+    parent = provenance.get("parent_weights")
+    if parent and (ROOT / "weights" / parent / "config.json").is_file():
+        hours += lineage_hours(read_config(ROOT / "weights" / parent)["provenance"])
+    return hours
 
 
 def lol_test_scores(folder: Path, data: Path) -> dict:
@@ -168,16 +180,20 @@ def main() -> None:
         parser.error("--command is required")
 
     target = ROOT / "weights" / args.name
-    copy_checkpoint(args.run / "best", target)
     facts = run_facts(args.run)
+    init_from = facts["config"]["model"].get("init_from")
+    # before the copy: a second stage re-bundled under its parent's name replaces the parent, whose
+    # bundled twin (e.g. NAME-stage1) then holds the provenance the lineage quotes
+    parent_bundled = bundled_twin(ROOT / init_from, exclude=target) if init_from else None
+    if init_from and parent_bundled is None and (ROOT / init_from).resolve() == target.resolve():
+        raise SystemExit(f"{init_from} is the parent of {args.run} and would be replaced: bundle it under another name first")
+    copy_checkpoint(args.run / "best", target)
     scores = lol_test_scores(target, args.data)
     model = load_checkpoint(target)
     cx = measure_complexity(model, size=256)
     machine = args.machine or describe_machine()
 
     config = json.loads((target / "config.json").read_text())
-    init_from = facts["config"]["model"].get("init_from")
-    parent_bundled = bundled_twin(ROOT / init_from) if init_from else None
     config["provenance"].update({
         # the bundled checkpoint this run started from, by name (None: not bundled, or no warm start)
         "parent_weights": parent_bundled.name if parent_bundled else None,
@@ -248,14 +264,16 @@ def main() -> None:
     if init_from:
         parent = read_config(parent_bundled or ROOT / init_from)["provenance"]
         pt = parent.get("training", {})
+        replaced = (ROOT / init_from).resolve() == target.resolve()
         twin = (f"bundled as `weights/{parent_bundled.name}`, the same weights; "
                 if parent_bundled and parent_bundled.resolve() != (ROOT / init_from).resolve() else "")
+        source = f"the previous `{init_from}`" if replaced else f"`{init_from}`"
         lineage_text = (
-            f"\n## Lineage\n\nWarm-started from `{init_from}` ({twin}every tensor of it; the new modules at their "
+            f"\n## Lineage\n\nWarm-started from {source} ({twin}every tensor of it; the new modules at their "
             f"initialisation), which was trained first: `{parent.get('command', '?')}` "
             f"({pt.get('epochs', '?')} epochs, {pt.get('steps', '?')} steps, {pt.get('wall_hours', '?')} h; "
             f"LOL test {parent.get('lol_test', {}).get('psnr', float('nan')):.2f} dB; see its MODEL_CARD.md). "
-            f"Total training time of these weights: {round(pt.get('wall_hours', 0) + facts['wall_hours'], 2)} h.\n"
+            f"Total training time of these weights: {round(lineage_hours(parent) + facts['wall_hours'], 2)} h.\n"
         )
     batch_text = f"{c['data']['batch_size']}" + (f" labeled + {c['data']['unlabeled_batch_size']} unlabeled" if semi else "")
     card = f"""# {args.name}

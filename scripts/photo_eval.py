@@ -3,6 +3,7 @@
     python scripts/photo_eval.py --model crnet-curve-dn         # bundled weights (the default photo model)
     python scripts/photo_eval.py --model crnet-s --weights weights/crnet-s-lol --save out/
     python scripts/photo_eval.py --model gamma --json gamma.json
+    python scripts/photo_eval.py --curve-scale 2 --upscale 2 --sets lights bright noise
 
 Four sets, built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
 on them; LOL's *test* split only):
@@ -75,9 +76,14 @@ def keep_lights(clean: np.ndarray, dark: np.ndarray) -> np.ndarray:
     return mask * (clean / 255.0) + (1.0 - mask) * dark
 
 
-def build_sets(shared: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
-    """``{set: [(name, input uint8, clean reference uint8 or None)]}``."""
+def build_sets(shared: Path, upscale: int = 1) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
+    """``{set: [(name, input uint8, clean reference uint8 or None)]}``; ``upscale`` > 1 enlarges
+    the clean photos (bicubic) before they are darkened, as a proxy for high-resolution photos
+    (detail spread over several pixels, sensor noise still per pixel)."""
     clean = well_exposed(shared)
+    if upscale > 1:
+        clean = {name: cv2.resize(photo, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+                 for name, photo in clean.items()}
     dark = [(p.stem, _u8(p), None) for p in sorted((shared / "LOL" / "test" / "low").glob("*.png"))]
     lights, noise = [], []
     for i, (name, photo) in enumerate(clean.items()):
@@ -138,15 +144,23 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     parser.add_argument("--save", type=Path, default=None, help="write the outputs here, by set")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--curve-scale", type=int, default=1, help="curve models: estimate the curves at 1/N resolution")
+    parser.add_argument("--upscale", type=int, default=1,
+                        help="enlarge the clean photos N times before darkening (lights, bright, noise sets: large-photo proxy)")
     parser.add_argument("--sets", nargs="+", default=["dark", "lights", "bright", "examples", "noise"])
     args = parser.parse_args()
     torch.manual_seed(0)
     model = create_model(args.model, weights=args.weights) if args.weights else create_model(args.model, pretrained=True)
+    if args.curve_scale != 1:
+        model.set_curve_scale(args.curve_scale)
     enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile))
-    sets = build_sets(args.shared)
+    sets = build_sets(args.shared, args.upscale)
     start = time.perf_counter()
     results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
-    print(f"# {args.model} ({args.weights or ('bundled weights' if model.info.needs_weights else 'no weights')}); {describe_machine()}; {time.perf_counter() - start:.0f} s\n")
+    setting = f", curve scale {args.curve_scale}" if args.curve_scale != 1 else ""
+    setting += f", clean photos upscaled {args.upscale}x" if args.upscale != 1 else ""
+    print(f"# {args.model} ({args.weights or ('bundled weights' if model.info.needs_weights else 'no weights')}{setting}); "
+          f"{describe_machine()}; {time.perf_counter() - start:.0f} s\n")
     print("| set | images | NIQE in -> out | mean gray in -> out | darker by > 0.02 | new clipping | black level in -> out | PSNR / SSIM in -> out |")
     print("|---|---|---|---|---|---|---|---|")
     for name, result in results.items():
@@ -156,7 +170,7 @@ def main() -> None:
         print(f"| {name} | {s['count']} | {s['niqe_in']:.2f} -> {s['niqe_out']:.2f} | {s['gray_in']:.3f} -> {s['gray_out']:.3f} "
               f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f} | {pair} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "curve_scale": args.curve_scale, "upscale": args.upscale, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

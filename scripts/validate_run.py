@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for scale in args.curve_scale or [None]:
             label = name
             if scale is not None:
-                if not hasattr(model, "set_curve_scale"):
+                if not getattr(model, "supports_curve_scale", False):
                     parser.error(f"--curve-scale: {name} is not a curve model")
                 model.set_curve_scale(scale)
                 label = f"{name}, curve scale {scale}"

@@ -156,8 +156,10 @@ def test_from_float_inverts_to_float_exactly(pixels: np.ndarray, bit_depth: int)
 
 
 def test_from_float_clips_rounds_and_zeroes_nan() -> None:
-    values = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 7.0, np.nan], np.float32)
-    assert from_float(values, 8).tolist() == [0, 0, 0, 1, 255, 255, 0]
+    values = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 7.0, np.nan, np.inf, -np.inf], np.float32)
+    assert from_float(values, 8).tolist() == [0, 0, 0, 1, 255, 255, 0, 255, 0]
+    assert from_float(values.astype(np.float64), 16).tolist() == [0, 0, 103, 154, 65535, 65535, 0, 65535, 0]
+    assert np.isnan(values[6])  # the caller's array is left as it was
     assert from_float(values, 16).dtype == np.uint16
     with pytest.raises(ValueError, match="bit_depth"):
         from_float(values, 12)

@@ -22,8 +22,8 @@ from .loading import announce, build_enhancer, describe_run, load_model
 from .options import (
     BatchSizeOpt,
     CompileOpt,
-    CurveScaleOpt,
     DeviceOpt,
+    EnhanceCurveScaleOpt,
     JsonOpt,
     ModelOpt,
     NoPretrainedOpt,
@@ -33,6 +33,7 @@ from .options import (
     TileOpt,
     VerboseOpt,
     WeightsOpt,
+    parse_curve_scale,
 )
 
 DEFAULT_MODEL = "crnet-curve-dn"  # bundled weights: weights/crnet-curve-dn-lol
@@ -66,7 +67,7 @@ def enhance(
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
-    curve_scale: CurveScaleOpt = None,
+    curve_scale: EnhanceCurveScaleOpt = None,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
     json_summary: JsonOpt = False,
@@ -79,7 +80,6 @@ def enhance(
         raise UsageError("--overwrite and --skip-existing contradict each other")
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
-    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
     found = scan_inputs(inputs, recursive=recursive)
     if not found.files:
         _report_passed_over(found.skipped, [], verbose=verbose)
@@ -102,7 +102,10 @@ def enhance(
 
     check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
-    net = load_model(model, weights, no_pretrained, curve_scale)
+    scale = parse_curve_scale(curve_scale)
+    net = load_model(model, weights, no_pretrained, scale if isinstance(scale, int) else None)
+    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
+                             compile=compile_, curve_scale="auto" if scale == "auto" else None)
     enhancer = build_enhancer(net, config)
     megapixels = sum(j.megapixels for j in todo)
     run = describe_run(model, net, enhancer, explicit=weights is not None)

@@ -20,7 +20,7 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
 
     ``name`` ending in ``.onnx`` loads that exported file, run by onnxruntime; its weights are
     inside it, so ``--weights``, ``--no-pretrained`` and ``--curve-scale`` are usage errors then.
-    ``curve_scale`` (``--curve-scale``) applies to curve models only (those with ``set_curve_scale``).
+    ``curve_scale`` (``--curve-scale``) applies to curve models only (``supports_curve_scale``).
 
     Raises:
         UsageError: a flag that does not apply to the model.
@@ -36,10 +36,10 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
         return OnnxModel(name)
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
     if curve_scale is not None:
-        if not hasattr(model, "set_curve_scale"):
+        if not getattr(model, "supports_curve_scale", False):
             raise UsageError(
                 f"--curve-scale applies to curve models, and {model.info.name} is not one",
-                hint="curve models estimate per-pixel curves: scl-lle, pie (see `lowlight models`)",
+                hint="curve models estimate per-pixel curves: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)",
             )
         model.set_curve_scale(curve_scale)
     return model
@@ -72,7 +72,9 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
     precision = f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)
-    if scale > 1:
+    if enhancer.config.curve_scale == "auto":
+        compiled += ", curves at reduced resolution above 8 MP"
+    elif scale > 1:
         compiled += f", curves at 1/{scale} resolution"
     weights = describe_weights(name, model, explicit=explicit)
     return f"{name} with {weights} on {enhancer.device} ({precision}, {tile_text}{compiled})"

@@ -36,6 +36,20 @@ def check_tile(value: int | None) -> int | None:
     return value
 
 
+def check_curve_scale(value: str | None) -> str | None:
+    """Option callback: ``--curve-scale`` is ``auto`` or an integer >= 1."""
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"{value!r} is neither auto nor an integer >= 1")
+    return value
+
+
+def parse_curve_scale(value: str | None) -> int | str | None:
+    """``None``, ``"auto"`` or the integer of a checked ``--curve-scale`` value."""
+    return value if value in (None, "auto") else int(value)  # type: ignore[arg-type]
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`) or an exported .onnx file.")
 ]
@@ -72,8 +86,19 @@ CurveScaleOpt = Annotated[
     typer.Option(
         "--curve-scale",
         min=1,
-        help="Curve models (scl-lle, pie): estimate the curves at 1/N resolution and apply them at full resolution "
-        "(Zero-DCE++'s speed-up; 4 is about 17x faster on CPU, see docs/performance.md); default: the checkpoint's (1).",
+        help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and apply "
+        "them at full resolution (Zero-DCE++'s speed-up, README \"Speed\"); default: the checkpoint's (1).",
+    ),
+]
+EnhanceCurveScaleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--curve-scale",
+        callback=check_curve_scale,
+        metavar="auto|N",
+        help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and "
+        "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
+        "resolution up to 8 MP, 1/2 for a 12 or 24 MP photo, 1/4 from 32 MP. Default: the checkpoint's (1).",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

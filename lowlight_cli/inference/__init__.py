@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .device import resolve_device
-from .engine import Enhancer, Event, InferenceConfig, Notice, TileProgress, auto_tile_size
+from .engine import Enhancer, Event, InferenceConfig, Notice, TileProgress, auto_curve_scale, auto_tile_size
 from .padding import pad_to, pad_to_multiple, round_up
 from .precision import PRECISIONS, resolve_precision
 from .tiling import Tile, plan_tiles, tile_starts, tiled_forward, window_1d
@@ -16,6 +16,7 @@ __all__ = [
     "Notice",
     "Tile",
     "TileProgress",
+    "auto_curve_scale",
     "auto_tile_size",
     "pad_to",
     "pad_to_multiple",

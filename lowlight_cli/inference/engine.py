@@ -23,6 +23,9 @@ from .precision import autocast, resolve_precision
 from .tiling import tiled_forward
 
 MIN_TILE = 64
+# curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
+# get their curve maps at 1/2, 1/4, ... resolution; README "Speed" gives the cost and the gain)
+AUTO_CURVE_MAX_PIXELS = 8_000_000
 # an input tile spanning at least this much (4 levels of 8 bits) must not come out as one flat colour
 FLAT_CHECK_MIN_RANGE = 4 / 255
 _BROKEN_WEIGHTS_HINT = "the weights are probably broken (e.g. from a diverged training run): use another checkpoint, such as the run's best/"
@@ -43,6 +46,9 @@ class InferenceConfig:
             pays for the compilation (about 20 s for ``crnet-s`` on the 2-core development CPU,
             README "Measured performance"); tiled inference then reuses one graph for
             every tile, while whole-image inference compiles again for new image sizes.
+        curve_scale: curve models only (``supports_curve_scale``): ``None`` runs the model as it
+            is set, ``N`` estimates its curve maps at ``1/N`` resolution, ``"auto"`` chooses per
+            photo with :func:`auto_curve_scale` (1 up to 8 MP).
     """
 
     device: str = "auto"
@@ -51,8 +57,12 @@ class InferenceConfig:
     overlap: int = 32
     batch_size: int = 4
     compile: bool = False
+    curve_scale: int | str | None = None
 
     def __post_init__(self) -> None:
+        scale = self.curve_scale
+        if scale is not None and scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+            raise ConfigError(f"curve_scale must be an integer >= 1, 'auto' or None, got {scale!r}")
         if self.tile is not None and self.tile < 0:
             raise ConfigError(f"tile must be >= 0, got {self.tile}")
         if self.tile and self.tile < MIN_TILE:
@@ -61,6 +71,15 @@ class InferenceConfig:
             raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {self.overlap}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+def auto_curve_scale(height: int, width: int, max_pixels: int = AUTO_CURVE_MAX_PIXELS) -> int:
+    """The smallest power of two ``s`` with ``height * width / s**2 <= max_pixels``: 1 up to
+    8 MP, 2 for a 12 or 24 MP photo, 4 from 32 MP."""
+    scale = 1
+    while height * width > max_pixels * scale * scale:
+        scale *= 2
+    return scale
 
 
 @dataclass(frozen=True)
@@ -205,6 +224,12 @@ class Enhancer:
             if self.config.tile is not None
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
+        if self.config.curve_scale is not None:
+            if not getattr(self.model, "supports_curve_scale", False):
+                raise UsageError(f"--curve-scale applies to curve models, and {self.info.name} is not one",
+                                 hint="curve models: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)")
+            if self.config.curve_scale != "auto":
+                self._use_curve_scale(int(self.config.curve_scale))
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -212,6 +237,16 @@ class Enhancer:
                                  hint="drop --compile")
             check_compile_toolchain(self.device)
             self._call = compile_module(self.model, fixed_shapes=self.tile > 0)
+
+    @property
+    def curve_scale(self) -> int:
+        """The curve scale the model runs at now (1 for models without curves)."""
+        return int(getattr(self.model, "curve_scale", 1))
+
+    def _use_curve_scale(self, scale: int) -> None:
+        if scale != self.curve_scale:
+            self.model.set_curve_scale(scale)  # type: ignore[union-attr]
+            self.info = self.model.info
 
     def _context_forward(self, image: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The model, bound to the whole-image context of ``image`` when it uses one.
@@ -235,6 +270,8 @@ class Enhancer:
         On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
         :class:`Notice` says so and the smaller tile is kept for later images.
         """
+        if self.config.curve_scale == "auto":
+            self._use_curve_scale(auto_curve_scale(*image.shape[-2:], AUTO_CURVE_MAX_PIXELS))
         info = self.info
         margin = info.receptive_radius if info.tile_exact else 0
         margin = min(margin, max(0, (self.config.overlap - 1) // 2))

@@ -26,7 +26,8 @@ class FileJob:
 
 @dataclass
 class FileResult:
-    """What happened to one file; ``status`` is ``written``, ``skipped`` or ``failed``."""
+    """What happened to one file; ``status`` is ``written``, ``skipped`` or ``failed``;
+    ``curve_scale``: the curve model's maps were estimated at ``1/curve_scale`` resolution."""
 
     job: FileJob
     status: str
@@ -35,6 +36,7 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
+    curve_scale: int = 1
 
     def as_dict(self) -> dict:
         return {
@@ -46,6 +48,7 @@ class FileResult:
             "notes": self.notes,
             "seconds": round(self.seconds, 4),
             "megapixels": round(self.megapixels, 4),
+            "curve_scale": self.curve_scale,
         }
 
 
@@ -115,4 +118,5 @@ def enhance_file(
         notes=notes,
         seconds=time.perf_counter() - start,
         megapixels=image.height * image.width / 1e6,
+        curve_scale=enhancer.curve_scale,
     )

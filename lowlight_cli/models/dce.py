@@ -108,6 +108,8 @@ class DCENet(EnhancementModel):
         """``conv1 .. conv7`` in order."""
         return (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.conv6, self.conv7)
 
+    supports_curve_scale = True
+
     def set_curve_scale(self, curve_scale: int) -> DCENet:
         """Estimate the curves at ``1/curve_scale`` resolution from now on (weights unchanged); returns self.
 

@@ -1,0 +1,155 @@
+"""``--curve-scale N`` on CRNet's curve models: the body runs on an area-downscaled copy of the photo,
+its correction and gain maps are upsampled, and the curve is applied at full resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from lowlight_cli.cli.app import app
+from lowlight_cli.errors import ConfigError, UsageError
+from lowlight_cli.export import export_onnx
+from lowlight_cli.inference import Enhancer, InferenceConfig, auto_curve_scale, engine
+from lowlight_cli.io import read_image
+from lowlight_cli.models import create_model, load_checkpoint, save_checkpoint
+
+from .photos import dark_photo, save_photo
+
+runner = CliRunner()
+
+
+def _trained_like(name: str = "crnet-curve-dn") -> torch.nn.Module:
+    """Random weights with every zero-initialised part (context, refinement, heads) switched on."""
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().max() == 0:
+                p.normal_(std=0.05)
+    return model.eval()
+
+
+def _head_inputs(model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The raw head output the curve stage receives when ``model`` enhances ``x``."""
+    seen = []
+    original = model._curve_stage
+    model._curve_stage = lambda x_, raw, gain: seen.append(raw) or original(x_, raw, gain)  # type: ignore[method-assign]
+    try:
+        with torch.no_grad():
+            model(x, context=context)
+    finally:
+        del model._curve_stage
+    return seen[0]
+
+
+def test_the_body_sees_the_block_means_and_the_context_the_full_photo():
+    model = _trained_like()
+    x = torch.rand(1, 3, 64, 96) * 0.3
+    context = model.image_context(x)
+    full_raw = _head_inputs(model, F.avg_pool2d(x, 2), context)  # scale 1 on the downscaled photo
+    model.set_curve_scale(2)
+    assert torch.allclose(_head_inputs(model, x, context), full_raw, atol=1e-6)
+    with torch.no_grad():  # by default the context is the full-resolution photo's, as tiles get it
+        assert torch.allclose(model(x), model(x, context=context), atol=1e-6)
+        out = model(x)
+    assert out.shape == x.shape and (out >= 0).all() and (out <= 1).all()
+
+
+def test_scale_one_is_the_model_as_trained_and_the_setting_is_validated():
+    model = _trained_like()
+    x = torch.rand(1, 3, 64, 64) * 0.3
+    with torch.no_grad():
+        before = model(x)
+        model.set_curve_scale(4)
+        assert model.info.input_multiple == 32 and model.config["curve_scale"] == 4
+        assert not torch.equal(model(x), before)
+        model.set_curve_scale(1)
+        assert model.info.input_multiple == 8
+        assert torch.equal(model(x), before)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="curve_scale"):
+            model.set_curve_scale(bad)
+    residual = create_model("crnet-s", pretrained=False)
+    assert not residual.supports_curve_scale and model.supports_curve_scale
+    with pytest.raises(ConfigError, match="output: curve"):
+        residual.set_curve_scale(2)
+
+
+def test_smooth_photos_barely_change_and_checkpoints_keep_the_scale(tmp_path):
+    model = create_model("crnet-curve-dn", pretrained=True).eval()  # the bundled weights: trained maps
+
+    def mean_change(height: int, width: int) -> float:
+        yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+        x = torch.stack([0.05 + 0.1 * xx, 0.04 + 0.1 * yy, 0.03 + 0.05 * xx * yy])[None]
+        with torch.no_grad():
+            full = model.set_curve_scale(1)(x)
+            fast = model.set_curve_scale(2)(x)
+        return float((full - fast).abs().mean())
+
+    small, large = mean_change(128, 160), mean_change(512, 640)
+    # the option is for large photos: the larger the photo, the less the half-size body loses
+    assert large < small and large < 4e-3  # about 1 gray level on a smooth 512x640 photo
+    model = _trained_like().set_curve_scale(2)
+    save_checkpoint(model, tmp_path / "w", architecture="crnet-curve-dn", kwargs=model.config)
+    again = load_checkpoint(tmp_path / "w")
+    assert again.curve_scale == 2 and again.info.input_multiple == 16
+
+
+def test_tiles_and_odd_sizes_work_at_reduced_resolution():
+    model = _trained_like().set_curve_scale(2)
+    photo = np.random.default_rng(0).random((150, 203, 3), dtype=np.float32) * 0.3
+    whole = Enhancer(model, InferenceConfig(device="cpu", tile=0)).enhance(photo)
+    tiled = Enhancer(model, InferenceConfig(device="cpu", tile=96, overlap=16)).enhance(photo)
+    assert whole.shape == tiled.shape == photo.shape
+    assert np.abs(whole - tiled).mean() < 0.02
+
+
+def test_auto_scale_keeps_photos_up_to_8_mp_whole_and_halves_larger_ones(monkeypatch):
+    assert [auto_curve_scale(h, w) for h, w in ((2000, 2000), (3000, 4000), (4248, 5664), (6000, 8000))] == [1, 2, 2, 4]
+    model = _trained_like()
+    enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=0, curve_scale="auto"))
+    monkeypatch.setattr(engine, "AUTO_CURVE_MAX_PIXELS", 64 * 64)
+    photo = np.random.default_rng(1).random((64, 80, 3), dtype=np.float32) * 0.3
+    large = enhancer.enhance(photo)
+    assert enhancer.curve_scale == 2 and enhancer.info.input_multiple == 16
+    assert np.array_equal(large, Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=0, curve_scale=2)).enhance(photo))
+    small = enhancer.enhance(photo[:48])
+    assert enhancer.curve_scale == 1
+    assert np.array_equal(small, Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=0)).enhance(photo[:48]))
+    with pytest.raises(UsageError, match="curve models"):
+        Enhancer(create_model("crnet-s", pretrained=False), InferenceConfig(device="cpu", curve_scale="auto"))
+    with pytest.raises(ConfigError, match="curve_scale"):
+        InferenceConfig(curve_scale="fast")
+
+
+def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
+    save_photo(tmp_path / "in" / "a.png", dark_photo(70, 90, seed=3))
+    auto = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "auto"), "--model", "crnet-curve-dn",
+                               "--no-pretrained", "--json", "--curve-scale", "auto"])
+    whole = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "full"), "--model", "crnet-curve-dn",
+                                "--no-pretrained"])
+    fast = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "fast"), "--model", "crnet-curve-dn",
+                               "--no-pretrained", "--curve-scale", "2", "--json"])
+    assert auto.exit_code == 0 and whole.exit_code == 0 and fast.exit_code == 0, fast.output
+    assert "curves at reduced resolution above 8 MP" in auto.output
+    assert "curves at 1/2 resolution" in fast.output and "curves at" not in whole.output
+    assert '"curve_scale": 2' in fast.stdout and '"curve_scale": 1' in auto.stdout  # per file, in --json
+    assert np.array_equal(read_image(tmp_path / "auto" / "a.png").rgb, read_image(tmp_path / "full" / "a.png").rgb)
+    bad = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--curve-scale", "half"])
+    assert bad.exit_code == 2 and "neither auto nor an integer" in bad.output
+    other = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--model", "crnet-tiny",
+                                "--no-pretrained", "--curve-scale", "auto"])
+    assert other.exit_code == 2 and "--curve-scale applies to curve models" in other.output
+    assert read_image(tmp_path / "fast" / "a.png").rgb.shape == read_image(tmp_path / "full" / "a.png").rgb.shape
+    model = _trained_like().set_curve_scale(2)
+    export_onnx(model, tmp_path / "m.onnx")
+    x = torch.rand(1, 3, 64, 96) * 0.3
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4
