@@ -73,12 +73,12 @@ def bundled_twin(folder: Path, exclude: Path | None = None) -> Path | None:
     return None
 
 
-def lineage_hours(provenance: dict) -> float:
+def lineage_hours(provenance: dict, seen: frozenset[str] = frozenset()) -> float:
     """Training hours of a bundled checkpoint and of the bundled checkpoints it was warm-started from."""
     hours = provenance.get("training", {}).get("wall_hours", 0.0)
     parent = provenance.get("parent_weights")
-    if parent and (ROOT / "weights" / parent / "config.json").is_file():
-        hours += lineage_hours(read_config(ROOT / "weights" / parent)["provenance"])
+    if parent and parent not in seen and (ROOT / "weights" / parent / "config.json").is_file():
+        hours += lineage_hours(read_config(ROOT / "weights" / parent)["provenance"], seen | {parent})
     return hours
 
 
@@ -185,8 +185,11 @@ def main() -> None:
     # before the copy: a second stage re-bundled under its parent's name replaces the parent, whose
     # bundled twin (e.g. NAME-stage1) then holds the provenance the lineage quotes
     parent_bundled = bundled_twin(ROOT / init_from, exclude=target) if init_from else None
-    if init_from and parent_bundled is None and (ROOT / init_from).resolve() == target.resolve():
-        raise SystemExit(f"{init_from} is the parent of {args.run} and would be replaced: bundle it under another name first")
+    only_copy = bundled_twin(ROOT / init_from) if init_from and parent_bundled is None else None
+    if only_copy is not None and only_copy.resolve() == target.resolve():
+        raise SystemExit(f"{init_from}, the parent of {args.run}, is bundled only as {target}, which this would "
+                         "replace: bundle it under another name first (e.g. NAME-stage1)")
+    parent_step = read_config(ROOT / init_from)["provenance"].get("step") if init_from else None
     copy_checkpoint(args.run / "best", target)
     scores = lol_test_scores(target, args.data)
     model = load_checkpoint(target)
@@ -207,7 +210,7 @@ def main() -> None:
     if args.parent_run is not None:
         parent = run_facts(args.parent_run)
         # the step of the weights warm-started from (a run stopped between log lines logged fewer)
-        start = read_config(ROOT / init_from)["provenance"].get("step", parent["steps"]) if init_from else parent["steps"]
+        start = parent_step if parent_step is not None else parent["steps"]
         config["provenance"]["parent_run"] = {
             "command": args.parent_command, "steps": start, "epochs": round(start / parent["steps"] * parent["epochs"], 2),
             "wall_hours": parent["wall_hours"], "best_val_psnr": parent["best_val_psnr"],

@@ -126,6 +126,29 @@ def test_auto_scale_keeps_photos_up_to_8_mp_whole_and_halves_larger_ones(monkeyp
         InferenceConfig(curve_scale="fast")
 
 
+def test_enhancers_sharing_one_model_each_run_at_their_own_scale():
+    model = _trained_like()
+    plain = Enhancer(model, InferenceConfig(device="cpu", tile=0))
+    half = Enhancer(model, InferenceConfig(device="cpu", tile=0, curve_scale=2))
+    photo = np.random.default_rng(2).random((72, 100, 3), dtype=np.float32) * 0.3
+    first = plain.enhance(photo)  # runs at the model's own scale (1) ...
+    fast = half.enhance(photo)  # ... this one sets 2 for its photo ...
+    assert half.curve_scale == 2 and not np.array_equal(first, fast)
+    model.set_curve_scale(1)  # ... and keeps it even when the model was changed in between
+    assert np.array_equal(half.enhance(photo), fast)
+    # without a scale of its own an enhancer runs the model as it is now set (72x100 is no multiple of
+    # 16: it pads for the scale the model has, instead of failing on the size it cached)
+    assert np.array_equal(plain.enhance(photo), fast) and plain.info.input_multiple == 16
+
+
+def test_scale_values_are_plain_integers():
+    assert create_model("crnet-curve", pretrained=False, curve_scale=np.int64(2)).config["curve_scale"] == 2
+    assert type(create_model("crnet-curve", pretrained=False, curve_scale=np.int64(2)).config["curve_scale"]) is int
+    for bad in (2.0, True, "2"):
+        with pytest.raises(ConfigError, match="curve_scale"):
+            create_model("crnet-curve", pretrained=False, curve_scale=bad)
+
+
 def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     save_photo(tmp_path / "in" / "a.png", dark_photo(70, 90, seed=3))
     auto = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "auto"), "--model", "crnet-curve-dn",
@@ -144,6 +167,8 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     other = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--model", "crnet-tiny",
                                 "--no-pretrained", "--curve-scale", "auto"])
     assert other.exit_code == 2 and "--curve-scale applies to curve models" in other.output
+    digit = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--curve-scale", "\u00b2"])
+    assert digit.exit_code == 2 and "neither auto nor an integer" in digit.output
     assert read_image(tmp_path / "fast" / "a.png").rgb.shape == read_image(tmp_path / "full" / "a.png").rgb.shape
     model = _trained_like().set_curve_scale(2)
     export_onnx(model, tmp_path / "m.onnx")
@@ -153,3 +178,6 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4
+    onnx_auto = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "y"), "--model",
+                                    str(tmp_path / "m.onnx"), "--curve-scale", "auto"])
+    assert onnx_auto.exit_code == 2 and "an ONNX file carries its own weights" in onnx_auto.output

@@ -160,6 +160,7 @@ def test_from_float_clips_rounds_and_zeroes_nan() -> None:
     assert from_float(values, 8).tolist() == [0, 0, 0, 1, 255, 255, 0, 255, 0]
     assert from_float(values.astype(np.float64), 16).tolist() == [0, 0, 103, 154, 65535, 65535, 0, 65535, 0]
     assert np.isnan(values[6])  # the caller's array is left as it was
+    assert int(from_float(np.float32(0.5), 8)) == 128 and int(from_float(np.array(np.nan), 8)) == 0  # 0-d too
     assert from_float(values, 16).dtype == np.uint16
     with pytest.raises(ValueError, match="bit_depth"):
         from_float(values, 12)

@@ -15,12 +15,13 @@ from .console import err
 LoadedModel = EnhancementModel | OnnxModel
 
 
-def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | None = None) -> LoadedModel:
+def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | str | None = None) -> LoadedModel:
     """``create_model`` with the CLI's flags; prints nothing (see :func:`describe_weights`).
 
     ``name`` ending in ``.onnx`` loads that exported file, run by onnxruntime; its weights are
     inside it, so ``--weights``, ``--no-pretrained`` and ``--curve-scale`` are usage errors then.
-    ``curve_scale`` (``--curve-scale``) applies to curve models only (``supports_curve_scale``).
+    ``curve_scale`` (``--curve-scale``) applies to curve models only (``supports_curve_scale``);
+    ``"auto"`` is checked here and applied per photo by the enhancer.
 
     Raises:
         UsageError: a flag that does not apply to the model.
@@ -41,7 +42,8 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
                 f"--curve-scale applies to curve models, and {model.info.name} is not one",
                 hint="curve models estimate per-pixel curves: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)",
             )
-        model.set_curve_scale(curve_scale)
+        if curve_scale != "auto":
+            model.set_curve_scale(int(curve_scale))
     return model
 
 

@@ -40,7 +40,7 @@ def check_curve_scale(value: str | None) -> str | None:
     """Option callback: ``--curve-scale`` is ``auto`` or an integer >= 1."""
     if value is None or value == "auto":
         return value
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise typer.BadParameter(f"{value!r} is neither auto nor an integer >= 1")
     return value
 
@@ -98,7 +98,7 @@ EnhanceCurveScaleOpt = Annotated[
         metavar="auto|N",
         help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and "
         "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
-        "resolution up to 8 MP, 1/2 for a 12 or 24 MP photo, 1/4 from 32 MP. Default: the checkpoint's (1).",
+        "resolution up to 8 MP, 1/2 for a 12 or 24 MP photo, 1/4 above 32 MP. Default: the checkpoint's (1).",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

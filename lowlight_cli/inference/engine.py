@@ -48,7 +48,9 @@ class InferenceConfig:
             every tile, while whole-image inference compiles again for new image sizes.
         curve_scale: curve models only (``supports_curve_scale``): ``None`` runs the model as it
             is set, ``N`` estimates its curve maps at ``1/N`` resolution, ``"auto"`` chooses per
-            photo with :func:`auto_curve_scale` (1 up to 8 MP).
+            photo with :func:`auto_curve_scale` (1 up to 8 MP). The enhancer sets the model's
+            scale (``set_curve_scale``) before every photo, so enhancers sharing one model each
+            run at their own scale; the model keeps the last one set.
     """
 
     device: str = "auto"
@@ -75,7 +77,7 @@ class InferenceConfig:
 
 def auto_curve_scale(height: int, width: int, max_pixels: int = AUTO_CURVE_MAX_PIXELS) -> int:
     """The smallest power of two ``s`` with ``height * width / s**2 <= max_pixels``: 1 up to
-    8 MP, 2 for a 12 or 24 MP photo, 4 from 32 MP."""
+    8 MP, 2 for a 12 or 24 MP photo, 4 above 32 MP."""
     scale = 1
     while height * width > max_pixels * scale * scale:
         scale *= 2
@@ -228,8 +230,6 @@ class Enhancer:
             if not getattr(self.model, "supports_curve_scale", False):
                 raise UsageError(f"--curve-scale applies to curve models, and {self.info.name} is not one",
                                  hint="curve models: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)")
-            if self.config.curve_scale != "auto":
-                self._use_curve_scale(int(self.config.curve_scale))
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -243,10 +243,15 @@ class Enhancer:
         """The curve scale the model runs at now (1 for models without curves)."""
         return int(getattr(self.model, "curve_scale", 1))
 
-    def _use_curve_scale(self, scale: int) -> None:
-        if scale != self.curve_scale:
-            self.model.set_curve_scale(scale)  # type: ignore[union-attr]
-            self.info = self.model.info
+    def _apply_curve_scale(self, image: torch.Tensor) -> None:
+        """Set the model's curve scale for ``image`` (see ``InferenceConfig.curve_scale``) and
+        read its ``info`` again: the model may be shared with other enhancers."""
+        scale = self.config.curve_scale
+        if scale == "auto":
+            scale = auto_curve_scale(*image.shape[-2:], AUTO_CURVE_MAX_PIXELS)
+        if scale is not None and scale != self.curve_scale:
+            self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
+        self.info = self.model.info
 
     def _context_forward(self, image: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The model, bound to the whole-image context of ``image`` when it uses one.
@@ -270,8 +275,7 @@ class Enhancer:
         On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
         :class:`Notice` says so and the smaller tile is kept for later images.
         """
-        if self.config.curve_scale == "auto":
-            self._use_curve_scale(auto_curve_scale(*image.shape[-2:], AUTO_CURVE_MAX_PIXELS))
+        self._apply_curve_scale(image)
         info = self.info
         margin = info.receptive_radius if info.tile_exact else 0
         margin = min(margin, max(0, (self.config.overlap - 1) // 2))

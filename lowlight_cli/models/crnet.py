@@ -9,6 +9,7 @@ pixel-unshuffle so that it sees 1/s^2 of the pixels.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -123,8 +124,13 @@ class CRNetConfig:
             raise ConfigError("crnet refine_channels and refine_layers must be >= 0")
         if self.refine_channels and self.output != "curve":
             raise ConfigError("crnet refine_channels needs output: curve (it refines the curve output)")
-        if isinstance(self.curve_scale, bool) or int(self.curve_scale) != self.curve_scale or self.curve_scale < 1:
-            raise ConfigError(f"crnet curve_scale must be an integer >= 1, got {self.curve_scale}")
+        try:
+            scale = operator.index(self.curve_scale) if not isinstance(self.curve_scale, bool) else 0
+        except TypeError:
+            scale = 0
+        if scale < 1:
+            raise ConfigError(f"crnet curve_scale must be an integer >= 1, got {self.curve_scale!r}")
+        object.__setattr__(self, "curve_scale", int(scale))  # a plain int (numpy integers too), for JSON
         if self.curve_scale > 1 and self.output != "curve":
             raise ConfigError(f"crnet curve_scale applies to output: curve (this CRNet has output: {self.output})")
 
@@ -301,7 +307,7 @@ class CurveRefinement(nn.Module):
         h = F.relu(self.inp(h.contiguous(memory_format=torch.channels_last)), inplace=True)
         for conv in self.hidden:
             h = F.relu(conv(h), inplace=True)
-        refined = torch.addcmul(y, brightening, F.pixel_shuffle(self.out(h).contiguous(), 2))
+        refined = y + brightening * F.pixel_shuffle(self.out(h).contiguous(), 2)
         # no new clipping: the stage may not lift a pixel above 254/255 unless the curve put it there
         return torch.minimum(refined, y.clamp(min=REFINE_CEILING))
 
@@ -351,7 +357,8 @@ class CRNet(EnhancementModel):
 
     def _configure(self, cfg: CRNetConfig) -> None:
         self.cfg = cfg
-        self.config = asdict(cfg)
+        # subclasses (SKF) add keys of their own to the config: keep them
+        self.config = {**getattr(self, "config", {}), **asdict(cfg)}
         multiple = self._registered_info.input_multiple * cfg.curve_scale
         self.info = dataclasses.replace(self._registered_info, input_multiple=multiple)
 
