@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -71,6 +72,13 @@ def bundled_twin(folder: Path, exclude: Path | None = None) -> Path | None:
         if read_config(candidate)["sha256"].get(WEIGHTS_NAME) == digest:
             return candidate
     return None
+
+
+def new_modules_text(model, parent_weights: Path) -> str:
+    """The lineage's words for tensors of ``model`` that the warm start's weights file lacks ("" if none)."""
+    with safe_open(str(parent_weights), framework="pt") as f:
+        parent_keys = set(f.keys())
+    return "" if set(model.state_dict()) <= parent_keys else "; the new modules at their initialisation"
 
 
 def lineage_hours(provenance: dict, seen: frozenset[str] = frozenset()) -> float:
@@ -271,9 +279,10 @@ def main() -> None:
         twin = (f"bundled as `weights/{parent_bundled.name}`, the same weights; "
                 if parent_bundled and parent_bundled.resolve() != (ROOT / init_from).resolve() else "")
         source = f"the previous `{init_from}`" if replaced else f"`{init_from}`"
+        added = new_modules_text(model, (parent_bundled or ROOT / init_from) / WEIGHTS_NAME)
         lineage_text = (
-            f"\n## Lineage\n\nWarm-started from {source} ({twin}every tensor of it; the new modules at their "
-            f"initialisation), which was trained first: `{parent.get('command', '?')}` "
+            f"\n## Lineage\n\nWarm-started from {source} ({twin}every tensor of it{added}), "
+            f"which was trained first: `{parent.get('command', '?')}` "
             f"({pt.get('epochs', '?')} epochs, {pt.get('steps', '?')} steps, {pt.get('wall_hours', '?')} h; "
             f"LOL test {parent.get('lol_test', {}).get('psnr', float('nan')):.2f} dB; see its MODEL_CARD.md). "
             f"Total training time of these weights: {round(lineage_hours(parent) + facts['wall_hours'], 2)} h.\n"

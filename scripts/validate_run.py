@@ -28,7 +28,9 @@ import yaml
 import numpy as np
 
 from lowlight_cli.data.pairs import find_pairs, load_pairs
+from lowlight_cli.errors import UsageError
 from lowlight_cli.inference import Enhancer, InferenceConfig
+from lowlight_cli.inference.engine import require_curve_model
 from lowlight_cli.io import read_image, to_float
 from lowlight_cli.data.splits import Split
 from lowlight_cli.inference import resolve_device
@@ -75,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         for scale in args.curve_scale or [None]:
             label = name
             if scale is not None:
-                if not getattr(model, "supports_curve_scale", False):
-                    parser.error(f"--curve-scale: {name} is not a curve model")
+                try:
+                    require_curve_model(model)
+                except UsageError as error:
+                    parser.error(f"{name}: {error}")
                 model.set_curve_scale(scale)
                 label = f"{name}, curve scale {scale}"
             scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)

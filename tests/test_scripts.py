@@ -281,3 +281,17 @@ def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_w
     assert "SCL-LLE 12.42 / 0.520, PIE 11.54 / 0.485, Zero-DCE 14.86 / 0.559" in card
     assert "## Lineage" in card and "after step 1057" in card and "Both stages together" in card
     assert "**PSNR 17.00 dB, SSIM 0.5600**" in card
+
+
+def test_lineage_mentions_new_modules_only_when_the_warm_start_lacked_some(tmp_path):
+    from safetensors.torch import save_file
+
+    from lowlight_cli.models import create_model
+
+    bundler = _script("bundle_weights")
+    model = create_model("crnet-s")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / "same.safetensors"))
+    assert bundler.new_modules_text(model, tmp_path / "same.safetensors") == ""
+    save_file({k: v for k, v in list(state.items())[1:]}, str(tmp_path / "fewer.safetensors"))
+    assert "new modules" in bundler.new_modules_text(model, tmp_path / "fewer.safetensors")

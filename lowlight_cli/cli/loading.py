@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..hub import bundled_weights_dir
 from ..inference import Enhancer, InferenceConfig
+from ..inference.engine import AUTO_CURVE_MAX_PIXELS, require_curve_model
 from ..inference.onnx_backend import OnnxModel, is_onnx_path
 from ..models import EnhancementModel, create_model
 from .console import err
@@ -37,11 +38,7 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
         return OnnxModel(name)
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
     if curve_scale is not None:
-        if not getattr(model, "supports_curve_scale", False):
-            raise UsageError(
-                f"--curve-scale applies to curve models, and {model.info.name} is not one",
-                hint="curve models estimate per-pixel curves: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)",
-            )
+        require_curve_model(model)
         if curve_scale != "auto":
             model.set_curve_scale(int(curve_scale))
     return model
@@ -75,7 +72,7 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)
     if enhancer.config.curve_scale == "auto":
-        compiled += ", curves at reduced resolution above 8 MP"
+        compiled += f", curves at reduced resolution above {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP"
     elif scale > 1:
         compiled += f", curves at 1/{scale} resolution"
     weights = describe_weights(name, model, explicit=explicit)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelOutputError, UsageError
-from ..models.base import EnhancementModel
+from ..models.base import EnhancementModel, check_curve_scale
+from ..models.registry import curve_model_names
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
@@ -62,9 +63,10 @@ class InferenceConfig:
     curve_scale: int | str | None = None
 
     def __post_init__(self) -> None:
-        scale = self.curve_scale
-        if scale is not None and scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
-            raise ConfigError(f"curve_scale must be an integer >= 1, 'auto' or None, got {scale!r}")
+        if self.curve_scale is not None and self.curve_scale != "auto":
+            if isinstance(self.curve_scale, str):
+                raise ConfigError(f"curve_scale must be an integer >= 1, 'auto' or None, got {self.curve_scale!r}")
+            object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale))
         if self.tile is not None and self.tile < 0:
             raise ConfigError(f"tile must be >= 0, got {self.tile}")
         if self.tile and self.tile < MIN_TILE:
@@ -82,6 +84,18 @@ def auto_curve_scale(height: int, width: int, max_pixels: int = AUTO_CURVE_MAX_P
     while height * width > max_pixels * scale * scale:
         scale *= 2
     return scale
+
+
+def require_curve_model(model: object) -> None:
+    """Refuse a curve scale for a model without curve maps (``supports_curve_scale``).
+
+    Raises:
+        UsageError: ``model`` is not a curve model; the hint lists the registered ones.
+    """
+    if not getattr(model, "supports_curve_scale", False):
+        name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+        raise UsageError(f"--curve-scale applies to curve models, and {name} is not one",
+                         hint=f"curve models estimate per-pixel curves: {', '.join(curve_model_names())} (see `lowlight models`)")
 
 
 @dataclass(frozen=True)
@@ -227,9 +241,7 @@ class Enhancer:
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
         if self.config.curve_scale is not None:
-            if not getattr(self.model, "supports_curve_scale", False):
-                raise UsageError(f"--curve-scale applies to curve models, and {self.info.name} is not one",
-                                 hint="curve models: scl-lle, pie, crnet-curve, crnet-curve-dn (see `lowlight models`)")
+            require_curve_model(self.model)
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:

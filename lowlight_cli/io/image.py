@@ -104,7 +104,7 @@ def from_float(values: np.ndarray, bit_depth: int) -> np.ndarray:
     if bit_depth not in _MAX_VALUE:
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     # fmax / fmin return the number when one side is NaN: NaN -> 0, -inf -> 0, +inf -> 1, in two
-    # passes where nan_to_num and clip took five (a 12 MP photo: 0.15 s instead of 0.6 s)
+    # passes where nan_to_num and clip took five (the whole command's A/B: README "Speed")
     work = np.asarray(np.fmax(np.asarray(values, dtype=np.float32), np.float32(0.0)))  # a new array, 0-d too
     np.fmin(work, np.float32(1.0), out=work)
     work *= np.float32(_MAX_VALUE[bit_depth])

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
+
+
+def check_curve_scale(value: object, what: str = "curve_scale") -> int:
+    """The curve-scale rule every curve model and the engine share: an integer >= 1 (numpy integers
+    too; bools, floats and strings refused), returned as a plain ``int`` (for JSON).
+
+    Raises:
+        ConfigError: anything else, naming ``what``.
+    """
+    try:
+        scale = 0 if isinstance(value, bool) else operator.index(value)  # type: ignore[call-overload]
+    except TypeError:
+        scale = 0
+    if scale < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(scale)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ pixel-unshuffle so that it sees 1/s^2 of the pixels.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import EnhancementModel, ModelInfo
+from .base import EnhancementModel, ModelInfo, check_curve_scale
 
 PAPER = (
     "Lee, Jang, Kim: Temporally Averaged Regression for Semi-Supervised Low-Light Image "
@@ -124,13 +123,8 @@ class CRNetConfig:
             raise ConfigError("crnet refine_channels and refine_layers must be >= 0")
         if self.refine_channels and self.output != "curve":
             raise ConfigError("crnet refine_channels needs output: curve (it refines the curve output)")
-        try:
-            scale = operator.index(self.curve_scale) if not isinstance(self.curve_scale, bool) else 0
-        except TypeError:
-            scale = 0
-        if scale < 1:
-            raise ConfigError(f"crnet curve_scale must be an integer >= 1, got {self.curve_scale!r}")
-        object.__setattr__(self, "curve_scale", int(scale))  # a plain int (numpy integers too), for JSON
+        # a plain int (numpy integers too), for JSON
+        object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale, "crnet curve_scale"))
         if self.curve_scale > 1 and self.output != "curve":
             raise ConfigError(f"crnet curve_scale applies to output: curve (this CRNet has output: {self.output})")
 
@@ -303,7 +297,8 @@ class CurveRefinement(nn.Module):
     def forward(self, y: torch.Tensor, brightening: torch.Tensor) -> torch.Tensor:
         """``y`` ``(B, 3, H, W)``, ``brightening`` ``(B, 3, H, W)`` in ``[0, 1)``, ``H, W`` even."""
         h = torch.cat((F.pixel_unshuffle(y, 2), F.avg_pool2d(brightening, 2)), dim=1)
-        # channels-last: oneDNN runs these narrow convolutions 1.5-2x faster that way on CPU
+        # channels-last: oneDNN runs these narrow convolutions faster that way on CPU (the whole
+        # command's A/B: README "Speed", benchmarks/enhance_command.py)
         h = F.relu(self.inp(h.contiguous(memory_format=torch.channels_last)), inplace=True)
         for conv in self.hidden:
             h = F.relu(conv(h), inplace=True)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import EnhancementModel, ModelInfo
+from .base import EnhancementModel, ModelInfo, check_curve_scale
 from .registry import register_model
 
 ZERO_DCE_PAPER = "Guo, Li, Guo, Loy, Hou, Kwong, Cong, Zero-Reference Deep Curve Estimation for Low-Light Image Enhancement, CVPR 2020"
@@ -119,9 +119,7 @@ class DCENet(EnhancementModel):
         Raises:
             ConfigError: ``curve_scale`` is not an integer >= 1.
         """
-        if int(curve_scale) != curve_scale or curve_scale < 1:
-            raise ConfigError(f"curve_scale must be an integer >= 1, got {curve_scale}")
-        self.curve_scale = int(curve_scale)
+        self.curve_scale = check_curve_scale(curve_scale)
         self.config = {"width": self.width, "iterations": self.iterations, "curve_scale": self.curve_scale}
         exact = self.curve_scale == 1
         self.info = dataclasses.replace(
