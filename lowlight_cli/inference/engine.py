@@ -162,7 +162,7 @@ def guarded_forward(
                 on_event(Notice(f"non-finite {precision} output: redoing the tile batch in fp32"))
             out = model(batch.float()).float()
         check_output(batch, out)
-    return out.clamp(0.0, 1.0)
+        return out.clamp_(0.0, 1.0)  # the model's own tensor (``float()`` of fp32 is no copy), in place
 
 
 def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
@@ -175,12 +175,13 @@ def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
     Raises:
         ModelOutputError: NaN or inf anywhere, or a tile whose every channel is constant.
     """
-    if not torch.isfinite(out).all():
+    # one pass over each tensor: NaN and inf surface in the per-channel extremes
+    low, high = torch.aminmax(out.flatten(2), dim=2)
+    if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
         raise ModelOutputError("the model's output is not finite (NaN or inf), even in fp32", hint=_BROKEN_WEIGHTS_HINT)
-    values = out.flatten(2)
-    flat = (values.amax(2) == values.amin(2)).all(1)
-    inputs = batch.float().flatten(1)
-    varied = inputs.amax(1) - inputs.amin(1) >= FLAT_CHECK_MIN_RANGE
+    flat = (high == low).all(1)
+    in_low, in_high = torch.aminmax(batch.flatten(1), dim=1)
+    varied = in_high.float() - in_low.float() >= FLAT_CHECK_MIN_RANGE
     if bool((flat & varied).any()):
         raise ModelOutputError("the model's output is one flat colour for an input that is not flat", hint=_BROKEN_WEIGHTS_HINT)
 

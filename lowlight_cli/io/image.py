@@ -83,7 +83,9 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
         ValueError: for any other dtype.
     """
     scale = np.float32(1.0 / _MAX_VALUE[_bit_depth_of(pixels.dtype)])
-    return pixels.astype(np.float32) * scale
+    values = pixels.astype(np.float32)
+    values *= scale  # in place: one float array, not two
+    return values
 
 
 def from_float(values: np.ndarray, bit_depth: int) -> np.ndarray:

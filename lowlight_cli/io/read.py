@@ -239,5 +239,8 @@ def _split_channels(path: Path, pixels: np.ndarray, gray_source: bool) -> tuple[
         pixels = pixels[..., None]
     gray = channels in (1, 2) or (channels == 4 and gray_source)
     alpha = pixels[..., -1] if channels in (2, 4) else None
-    rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., 2::-1]
+    if gray:
+        rgb = np.repeat(pixels[..., :1], 3, axis=2)
+    else:  # one contiguous RGB array in one pass (a reversed view costs a slow strided copy later)
+        rgb = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGRA2RGB if channels == 4 else cv2.COLOR_BGR2RGB)
     return rgb, alpha, gray
