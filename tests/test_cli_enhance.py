@@ -97,6 +97,23 @@ def test_json_summary_on_stdout(photos, tmp_path):
     assert summary["files"][0]["status"] == "written"
 
 
+def test_weights_alone_run_the_architecture_their_checkpoint_names(photos, tmp_path):
+    from lowlight_cli.models import create_model, save_checkpoint
+
+    net = create_model("dce-tiny", pretrained=False)
+    folder = save_checkpoint(net, tmp_path / "ckpt", architecture="dce-tiny", kwargs=net.config)
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["model"] == "dce-tiny" and summary["written"] == 1
+    # an explicit --model still wins, and a mismatch is still refused with the families named
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o2"), "--weights", str(folder),
+                                 "--model", "crnet-curve-dn"])
+    assert result.exit_code == 1 and "not a crnet model" in result.output
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o3"), "--weights", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+
+
 def test_model_without_weights_exits_with_a_clear_message(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--model", "crnet-tiny"])
     assert result.exit_code == 1

@@ -18,14 +18,14 @@ from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
 from ..io.write import check_output_folder, remove_stale_temps
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_errors, interrupt_text
-from .loading import announce, build_enhancer, describe_run, load_model
+from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
     CompileOpt,
     DeviceOpt,
     EnhanceCurveScaleOpt,
     JsonOpt,
-    ModelOpt,
+    EnhanceModelOpt,
     NoPretrainedOpt,
     OutDirOpt,
     OverlapOpt,
@@ -51,7 +51,7 @@ Examples:\n
 def enhance(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)],
     output: OutDirOpt = Path("enhanced"),
-    model: ModelOpt = DEFAULT_MODEL,
+    model: EnhanceModelOpt = None,
     weights: WeightsOpt = None,
     no_pretrained: NoPretrainedOpt = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror the tree under OUTPUT.")] = False,
@@ -103,6 +103,7 @@ def enhance(
     check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     scale = parse_curve_scale(curve_scale)
+    model = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None)

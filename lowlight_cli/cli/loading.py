@@ -6,14 +6,30 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import UsageError
-from ..hub import bundled_weights_dir
+from ..hub import bundled_weights_dir, resolve_weights
 from ..inference import Enhancer, InferenceConfig
 from ..inference.engine import AUTO_CURVE_MAX_PIXELS, require_curve_model
 from ..inference.onnx_backend import OnnxModel, is_onnx_path
 from ..models import EnhancementModel, create_model
+from ..models.checkpoint import read_config
 from .console import err
 
 LoadedModel = EnhancementModel | OnnxModel
+
+
+def model_for_weights(name: str | None, weights: str | None, default: str) -> str:
+    """The model a command runs: ``--model`` as given; without it, the architecture that the
+    ``--weights`` checkpoint names (so ``--weights weights/pie-lol`` runs a ``pie``), else ``default``.
+
+    Raises:
+        WeightsNotFoundError, CheckpointError: ``--weights`` names no readable checkpoint.
+    """
+    if name is not None:
+        return name
+    if weights is None:
+        return default
+    folder = resolve_weights(default, weights)  # a folder, a bundled name or hf-hub:, as create_model finds it
+    return str(read_config(folder)["architecture"])
 
 
 def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | str | None = None) -> LoadedModel:

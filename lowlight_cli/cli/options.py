@@ -53,6 +53,16 @@ def parse_curve_scale(value: str | None) -> int | str | None:
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`) or an exported .onnx file.")
 ]
+EnhanceModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registered model name (see `lowlight models`) or an exported .onnx file. Default: the architecture "
+        "that --weights' checkpoint names, else crnet-curve-dn.",
+        show_default=False,
+    ),
+]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option(
