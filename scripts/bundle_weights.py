@@ -100,6 +100,17 @@ def lol_test_scores(folder: Path, data: Path) -> dict:
     return {**{k: round(v, 4) for k, v in result.means.items()}, "images": result.images, "protocol": result.protocol}
 
 
+def hours_until(records: list[dict], step: int) -> float:
+    """Training hours up to ``step`` (the log lines through that step; gaps over 10 minutes between
+    lines are stops and resumes, left out, as in :func:`run_facts`)."""
+    upto = []
+    for record in records:
+        if record.get("step", 0) > step:
+            break
+        upto.append(record)
+    return round(sum(d for d in (b["time"] - a["time"] for a, b in zip(upto, upto[1:])) if d < 600) / 3600, 2)
+
+
 def run_facts(run: Path) -> dict:
     records = read_records(run)
     steps = [r for r in records if r["kind"] == "step"]
@@ -221,7 +232,8 @@ def main() -> None:
         start = parent_step if parent_step is not None else parent["steps"]
         config["provenance"]["parent_run"] = {
             "command": args.parent_command, "steps": start, "epochs": round(start / parent["steps"] * parent["epochs"], 2),
-            "wall_hours": parent["wall_hours"], "best_val_psnr": parent["best_val_psnr"],
+            # the hours that led to the weights warm-started from, not the whole run's
+            "wall_hours": hours_until(read_records(args.parent_run), start), "best_val_psnr": parent["best_val_psnr"],
             "validation_history": parent["validation_history"], "train_config": parent["config"],
         }
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

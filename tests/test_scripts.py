@@ -295,3 +295,12 @@ def test_lineage_mentions_new_modules_only_when_the_warm_start_lacked_some(tmp_p
     assert bundler.new_modules_text(model, tmp_path / "same.safetensors") == ""
     save_file({k: v for k, v in list(state.items())[1:]}, str(tmp_path / "fewer.safetensors"))
     assert "new modules" in bundler.new_modules_text(model, tmp_path / "fewer.safetensors")
+
+
+def test_a_parent_run_counts_the_hours_up_to_the_weights_taken_from_it():
+    bundler = _script("bundle_weights")
+    records = [{"kind": "step", "step": s, "time": t} for s, t in ((10, 0.0), (20, 360.0), (30, 3960.0), (40, 4320.0), (50, 7920.0))]
+    # 10 -> 20: 0.1 h; 20 -> 30: a stop of an hour, left out; 30 -> 40: 0.1 h; after step 40: not these weights'
+    assert bundler.hours_until(records, 40) == 0.2
+    assert bundler.hours_until(records, 20) == 0.1
+    assert bundler.hours_until(records, 10**9) == 0.2  # 40 -> 50 is another hour-long gap
