@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,3 +305,17 @@ def test_a_parent_run_counts_the_hours_up_to_the_weights_taken_from_it():
     assert bundler.hours_until(records, 40) == 0.2
     assert bundler.hours_until(records, 20) == 0.1
     assert bundler.hours_until(records, 10**9) == 0.2  # 40 -> 50 is another hour-long gap
+
+
+def test_exposure_predictability_finds_a_predictable_error_and_not_noise():
+    script = _script("exposure_predictability")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    groups = np.repeat(np.arange(100), 2)  # pairs sharing a reference stay in one fold
+    predictable = 0.5 * x[:, 0] - 0.2 * x[:, 2] + rng.normal(scale=0.05, size=200)
+    noise = rng.normal(scale=0.2, size=200)
+    r2 = lambda y: 1 - script.cross_validated_residuals(x, y, groups, ridge=1.0).var() / y.var()
+    assert r2(predictable) > 0.9 and r2(noise) < 0.05
+    low = np.full((4, 4, 3), 0.1, np.float32)
+    features = script.image_features(low, low * 4)
+    assert len(features) == len(script.FEATURES) and abs(features[0] - np.log(0.1 + script.EPS)) < 1e-6
