@@ -52,7 +52,10 @@ def test_first_line_names_the_weights_that_run(tmp_path):
     result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"), "-m", "crnet"])
     assert result.exit_code == 0, result.output
     first = result.stderr.splitlines()[0]
-    assert first.startswith("crnet with bundled weights crnet-curve-dn-lol (crnet-curve-dn architecture"), first
+    from lowlight_cli.models import MODELS
+
+    best = MODELS.get("crnet").info.bundled_weights  # the family's best LOL weights, a crnet-curve-dn checkpoint
+    assert first.startswith(f"crnet with bundled weights {best} (crnet-curve-dn architecture"), first
 
 
 def test_models_says_what_each_name_runs_by_default():
