@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..inference.engine import MIN_TILE
+from ..inference.engine import AUTO_CURVE_MAX_PIXELS, MIN_TILE, auto_curve_scale
 
 
 def check_positive(value: float | None) -> float | None:
@@ -108,7 +108,8 @@ EnhanceCurveScaleOpt = Annotated[
         metavar="auto|N",
         help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and "
         "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
-        "resolution up to 8 MP, 1/2 for a 12 or 24 MP photo, 1/4 above 32 MP. Default: the checkpoint's (1).",
+        f"resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP photo, "
+        f"1/{auto_curve_scale(6000, 8000)} for 48 MP. Default: the checkpoint's (1).",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

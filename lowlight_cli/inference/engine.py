@@ -162,7 +162,8 @@ def guarded_forward(
                 on_event(Notice(f"non-finite {precision} output: redoing the tile batch in fp32"))
             out = model(batch.float()).float()
         check_output(batch, out)
-        return out.clamp_(0.0, 1.0)  # the model's own tensor (``float()`` of fp32 is no copy), in place
+        # in place on the model's own output; out of place if the model handed back its input
+        return out.clamp(0.0, 1.0) if out is batch else out.clamp_(0.0, 1.0)
 
 
 def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
