@@ -10,6 +10,13 @@ pixels, per-channel log means, the output's log mean) are regressed on it with r
 cross-validated over five folds that keep every reference's pairs together (LOL shares references
 between exposures). A cross-validated R^2 near 0 says the error is not in those statistics: a global
 exposure head reading them could not remove it.
+
+``--content squeezenet|espnetv2-voc|vgg19-normalised`` adds what a content-aware exposure head could
+read: the frozen network's globally pooled features of the model's output (SqueezeNet's fire9
+embedding, 512; ESPNetv2's share of each of the 21 VOC classes; VGG19's relu3_1 channel means, 256),
+regressed together with the statistics, ridge strengths up to 10000. A cross-validated R^2 near 0
+with them too says that, on these 484 pairs, the scene's content does not tell its reference's
+exposure either (within what these networks see).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from machine import describe_machine  # noqa: E402
 from lowlight_cli.data.pairs import find_pairs, load_pairs  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
+from lowlight_cli.priors import create_prior  # noqa: E402
 
 EPS = 1e-3
 FEATURES = ("log mean", "log p50", "log p90", "log p99", "log p99.9", "contrast", "saturation", "near-black share",
@@ -42,6 +50,18 @@ def image_features(low: np.ndarray, out: np.ndarray) -> list[float]:
     return [float(np.log(gray.mean() + EPS)), *np.log(percentiles + EPS).tolist(), float(gray.std() / (gray.mean() + EPS)),
             float(saturation.mean()), float((gray < 0.02).mean()), *np.log(low.reshape(-1, 3).mean(0) + EPS).tolist(),
             float(np.log(out.mean() + EPS))]
+
+
+@torch.no_grad()
+def content_features(network, name: str, image: np.ndarray) -> list[float]:
+    """Globally pooled features of ``image`` ``(H, W, 3)`` in [0, 1] by a frozen network (see the module doc)."""
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
+    if name == "squeezenet":
+        return network.embedding(x)[0].tolist()
+    if name == "espnetv2-voc":
+        labels = network.logits(x).argmax(dim=1)
+        return torch.bincount(labels.flatten(), minlength=21).float().div(labels.numel()).tolist()
+    return network.features(x, ("relu3_1",))["relu3_1"].mean(dim=(2, 3))[0].tolist()
 
 
 def cross_validated_residuals(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, ridge: float, folds: int = 5,
@@ -68,29 +88,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="crnet-curve-dn")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared/data/LOL")
+    parser.add_argument("--content", choices=("squeezenet", "espnetv2-voc", "vgg19-normalised"), default=None,
+                        help="add a frozen network's pooled features of the output (see above)")
     args = parser.parse_args(argv)
     if not (args.data / "train").is_dir():
         parser.error(f"{args.data}/train not found (pass --data LOL_ROOT)")
     torch.set_num_threads(1)
     enhancer = Enhancer(create_model(args.model, weights=args.weights), InferenceConfig(device="cpu", tile=0))
+    network = create_prior(args.content) if args.content else None
     rows, errors, groups = [], [], []
     for pair in load_pairs(find_pairs(args.data, "train")):
         if pair.high is None:
             continue
         low, high = pair.low.astype(np.float32) / 255, pair.high.astype(np.float32) / 255
         out = enhancer.enhance(low)
-        rows.append(image_features(low, out))
+        rows.append(image_features(low, out) + (content_features(network, args.content, out) if network else []))
         errors.append(float(np.log(high.mean() / out.mean())))
         groups.append(hashlib.sha1(pair.high.tobytes()).hexdigest())
     x, y, g = np.array(rows), np.array(errors), np.array(groups)
     print(f"# {args.model} ({args.weights or 'default weights'}) on {len(y)} LOL training pairs "
           f"({len(set(groups))} distinct references); {describe_machine()}")
     print(f"exposure error log(reference mean / output mean): mean {y.mean():+.3f}, std {y.std():.3f}")
-    for ridge in (0.1, 1.0, 10.0):
+    if network is not None:
+        print(f"with {x.shape[1] - len(FEATURES)} pooled features of {args.content} on the output")
+    for ridge in ((0.1, 1.0, 10.0) if network is None else (10.0, 100.0, 1000.0, 10000.0)):
         residuals = cross_validated_residuals(x, y, g, ridge=ridge)
         print(f"ridge {ridge:g}: cross-validated residual std {residuals.std():.3f}, R^2 {1 - residuals.var() / y.var():+.2f}")
     print("correlation of each statistic with the error: "
           + ", ".join(f"{name} {np.corrcoef(x[:, j], y)[0, 1]:+.2f}" for j, name in enumerate(FEATURES)))
+    if network is not None:
+        content = np.array([abs(np.corrcoef(x[:, j], y)[0, 1]) if x[:, j].std() > 0 else 0.0
+                            for j in range(len(FEATURES), x.shape[1])])
+        print(f"largest |correlation| of one {args.content} feature with the error: {content.max():.2f}")
     return 0
 
 

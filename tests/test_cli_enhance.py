@@ -114,6 +114,19 @@ def test_weights_alone_run_the_architecture_their_checkpoint_names(photos, tmp_p
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
 
 
+def test_weights_alone_are_looked_up_once_and_loaded_from_the_folder_found():
+    from lowlight_cli.cli.loading import model_for_weights
+    from lowlight_cli.hub import bundled_weights_dir
+
+    bundled = bundled_weights_dir()
+    if bundled is None or not (bundled / "pie-lol").is_dir():
+        pytest.skip("the bundled weights/ folder is not installed with this copy")
+    # a bundled name is resolved to its folder here, and that folder is what the model is loaded from
+    assert model_for_weights(None, "pie-lol", "crnet-curve-dn") == ("pie", str(bundled / "pie-lol"))
+    assert model_for_weights("crnet", "pie-lol", "crnet-curve-dn") == ("crnet", "pie-lol")  # --model given: untouched
+    assert model_for_weights(None, None, "crnet-curve-dn") == ("crnet-curve-dn", None)
+
+
 def test_model_without_weights_exits_with_a_clear_message(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--model", "crnet-tiny"])
     assert result.exit_code == 1

@@ -37,7 +37,7 @@ def _head_inputs(model: torch.nn.Module, x: torch.Tensor, context: torch.Tensor)
     """The raw head output the curve stage receives when ``model`` enhances ``x``."""
     seen = []
     original = model._curve_stage
-    model._curve_stage = lambda x_, raw, gain: seen.append(raw) or original(x_, raw, gain)  # type: ignore[method-assign]
+    model._curve_stage = lambda x_, raw, *rest: seen.append(raw) or original(x_, raw, *rest)  # type: ignore[method-assign]
     try:
         with torch.no_grad():
             model(x, context=context)
@@ -188,6 +188,12 @@ def test_one_rule_for_scales_and_one_refusal_naming_the_registered_curve_models(
     from lowlight_cli.models.registry import curve_model_names
 
     assert set(curve_model_names()) == {"crnet-curve", "crnet-curve-dn", "scl-lle", "pie"}
+    from lowlight_cli.models import MODELS, list_models
+
+    for name in list_models(include_test=True):  # answered from the registry agrees with a built model
+        entry = MODELS.get(name)
+        built = create_model(name, pretrained=False)
+        assert entry.builder.curve_capable(entry.kwargs) == bool(getattr(built, "supports_curve_scale", False)), name
     with pytest.raises(UsageError, match="crnet-s is not one") as refused:
         require_curve_model(create_model("crnet-s", pretrained=False))
     assert all(name in refused.value.hint for name in curve_model_names())
@@ -199,3 +205,21 @@ def test_one_rule_for_scales_and_one_refusal_naming_the_registered_curve_models(
             with pytest.raises(ConfigError, match="curve_scale"):
                 make(bad)
     assert InferenceConfig(curve_scale=np.int64(2)).curve_scale == 2
+
+
+def test_forward_train_at_a_curve_scale_is_the_model_set_to_that_scale():
+    model = _trained_like()
+    x = torch.rand(2, 3, 64, 96) * 0.3
+    with torch.no_grad():
+        trained_at_2 = model.forward_train(x, curve_scale=2)
+        full = model.forward_train(x)
+        model.set_curve_scale(2)
+        set_to_2 = model.forward_train(x)
+    assert torch.allclose(trained_at_2["output"], set_to_2["output"], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(trained_at_2["stages"], set_to_2["stages"]))
+    assert not torch.allclose(full["output"], set_to_2["output"], atol=1e-4)  # the override took effect
+    model.set_curve_scale(1)
+    with pytest.raises(ConfigError):
+        model.forward_train(x, curve_scale=0)
+    with pytest.raises(ConfigError, match="output: curve"):
+        create_model("crnet-tiny", pretrained=False).forward_train(x, curve_scale=2)

@@ -43,7 +43,7 @@ def test_tile_exact_model_tiled_equals_whole():
     assert model.info.tile_exact
     image = torch.from_numpy(dark_photo(300, 410)).permute(2, 0, 1)[None]
     whole = tiled_forward(model, image, tile=0)
-    for tile, overlap in ((64, 8), (128, 32), (100, 0)):
+    for tile, overlap in ((64, 8), (128, 32), (100, 0), (128, 100)):  # the last shifts the strip in 4 blocks
         tiled = tiled_forward(model, image, tile=tile, overlap=overlap, batch_size=3)
         assert (tiled - whole).abs().max() <= 1e-5, (tile, overlap)
 
@@ -172,3 +172,64 @@ def test_tiling_costs_only_the_overlap(size, tile):
     processed = sum(s[0] * s[-2] * s[-1] for s in seen)
     assert processed <= 1.08 * size[0] * size[1]
     assert torch.allclose(out, image * 0.5, atol=1e-6)
+
+
+# ---- integer photos in, integer photos out, no whole-image float copy (Enhancer.enhance_pixels) ------
+@pytest.mark.parametrize("name", ["gamma", "crnet-tiny"])
+@pytest.mark.parametrize("tile", [0, 64])
+def test_enhance_pixels_equals_the_float_path_at_both_bit_depths(name, tile):
+    from lowlight_cli.io import from_float, to_float
+
+    model = create_model(name, pretrained=False)
+    enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=tile, overlap=8))
+    rgb = dark_photo(90, 131)
+    for depth, dtype in ((8, np.uint8), (16, np.uint16)):
+        pixels = from_float(rgb, depth)
+        out = enhancer.enhance_pixels(pixels)
+        assert out.dtype == dtype and out.shape == pixels.shape
+        expected = from_float(enhancer.enhance(to_float(pixels)), depth)
+        assert np.array_equal(out, expected)
+    gray = from_float(np.repeat(rgb.mean(axis=2, keepdims=True), 3, axis=2), 8)
+    out = enhancer.enhance_pixels(gray, gray=True)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+
+
+def test_tiled_rows_hands_on_each_row_once_top_to_bottom():
+    bands = []
+    image = torch.rand(1, 3, 300, 410)
+    tiled_rows_fn = __import__("lowlight_cli.inference.tiling", fromlist=["tiled_rows"])
+    tiled_rows_fn.tiled_rows(lambda b: b * 0.5, tiled_rows_fn.tensor_reader(image), 300, 410,
+                             lambda top, rows: bands.append((top, rows.clone())), tile=128, overlap=16, multiple=8)
+    tops = [top for top, _ in bands]
+    assert tops[0] == 0 and tops == sorted(tops) and len(bands) > 1
+    assert all(a + r.shape[-2] == b for (a, r), b in zip(bands, tops[1:]))
+    assert bands[-1][0] + bands[-1][1].shape[-2] == 300
+    assert torch.allclose(torch.cat([r for _, r in bands], dim=2), image * 0.5, atol=1e-6)
+
+
+def test_enhance_pixels_never_holds_the_photo_in_float():
+    """Issue 15's flat memory: the photo is converted to float a tile at a time, and the output
+    rounded band by band; numpy never allocates a float copy of the whole photo (torch tensors
+    are the tiles and one strip of tiles)."""
+    import tracemalloc
+
+    enhancer = Enhancer(create_model("gamma"), InferenceConfig(device="cpu", tile=128, overlap=16))
+    pixels = (np.random.default_rng(0).random((600, 900, 3)) * 80).astype(np.uint8)
+    whole_float = pixels.size * 4
+    tracemalloc.start()
+    try:
+        out = enhancer.enhance_pixels(pixels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == pixels.shape
+    assert peak < pixels.nbytes + whole_float / 2, (peak, whole_float)  # the uint8 output and a band of float
+    from lowlight_cli.io import from_float, to_float
+
+    tracemalloc.start()  # the float path the CLI took before: fails the same bound
+    try:
+        from_float(enhancer.enhance(to_float(pixels)), 8)
+        _, float_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert float_peak > pixels.nbytes + whole_float / 2

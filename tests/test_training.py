@@ -585,3 +585,42 @@ def test_select_on_picks_the_best_checkpoint_by_that_validation_score(tmp_path, 
 def test_select_on_rejects_other_scores():
     with pytest.raises(ConfigError, match="select_on"):
         build_config(assignments=["run.select_on=niqe"])
+
+
+# ---- training at several curve scales (model.curve_scales) ----------------------------------------
+CURVE_SMOKE = [*SMOKE,
+    "--set", 'model.kwargs={"output": "curve"}', "--set", "model.curve_scales=1,2", "--set", "run.val_every=100"]
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_curve_scales_alternate_per_step_and_resume_where_they_were(tmp_path):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    result = runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(straight), "--max-steps", "5"])
+    assert result.exit_code == 0, result.output
+    scales = [r["terms"]["curve_scale"] for r in _log(straight) if r.get("kind") == "step"]
+    assert scales == [1.0, 2.0, 1.0, 2.0, 1.0]
+    assert runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(halves), "--max-steps", "3"]).exit_code == 0
+    second = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "5"])
+    assert second.exit_code == 0, second.output
+    assert [r["terms"]["curve_scale"] for r in _log(halves) if r.get("kind") == "step"][-2:] == [2.0, 1.0]
+    a, b = _weights(straight / "last"), _weights(halves / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    model = load_checkpoint(straight / "best")
+    assert model.curve_scale == 1  # the checkpoint runs at full resolution unless told otherwise
+
+
+def test_curve_scales_are_checked_before_training():
+    with pytest.raises(ConfigError, match="crnet method"):
+        build_config(flags={"run.method": "mcmt", "data.labeled_frac": 0.5}, assignments=["model.curve_scales=1,2"]).validate()
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        build_config(flags={"model.name": "crnet-curve-dn", "data.patch_size": 72}, assignments=["model.curve_scales=1,2"]).validate()
+    with pytest.raises(ConfigError):
+        build_config(assignments=["model.curve_scales=1,0"]).validate()
+
+
+def test_curve_scales_need_a_curve_model(tmp_path):
+    result = runner.invoke(app, ["train", *SMOKE, "--set", "model.curve_scales=1,2", "--out", str(tmp_path / "r"), "--max-steps", "1"])
+    assert result.exit_code != 0 and "curve model" in result.output

@@ -103,7 +103,7 @@ def enhance(
     check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     scale = parse_curve_scale(curve_scale)
-    model = model_for_weights(model, weights, DEFAULT_MODEL)
+    model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None)

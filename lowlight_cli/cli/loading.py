@@ -17,19 +17,24 @@ from .console import err
 LoadedModel = EnhancementModel | OnnxModel
 
 
-def model_for_weights(name: str | None, weights: str | None, default: str) -> str:
-    """The model a command runs: ``--model`` as given; without it, the architecture that the
-    ``--weights`` checkpoint names (so ``--weights weights/pie-lol`` runs a ``pie``), else ``default``.
+def model_for_weights(name: str | None, weights: str | None, default: str) -> tuple[str, str | None]:
+    """The model a command runs and the weights to load: ``--model`` as given; without it, the
+    architecture that the ``--weights`` checkpoint names (so ``--weights weights/pie-lol`` runs a
+    ``pie``), else ``default``.
+
+    When the architecture had to be read, ``--weights`` has been resolved to its local folder (a
+    bundled name or ``hf-hub:`` reference found once), and that folder is returned as the weights,
+    so loading does not look it up again; otherwise ``weights`` comes back as given.
 
     Raises:
         WeightsNotFoundError, CheckpointError: ``--weights`` names no readable checkpoint.
     """
     if name is not None:
-        return name
+        return name, weights
     if weights is None:
-        return default
+        return default, None
     folder = resolve_weights(default, weights)  # a folder, a bundled name or hf-hub:, as create_model finds it
-    return str(read_config(folder)["architecture"])
+    return str(read_config(folder)["architecture"]), str(folder)
 
 
 def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | str | None = None) -> LoadedModel:

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..inference.engine import AUTO_CURVE_MAX_PIXELS, MIN_TILE, auto_curve_scale
+from ..models.registry import curve_model_names
 
 
 def check_positive(value: float | None) -> float | None:
@@ -96,7 +97,7 @@ CurveScaleOpt = Annotated[
     typer.Option(
         "--curve-scale",
         min=1,
-        help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and apply "
+        help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and apply "
         "them at full resolution (Zero-DCE++'s speed-up, README \"Speed\"); default: the checkpoint's (1).",
     ),
 ]
@@ -106,7 +107,7 @@ EnhanceCurveScaleOpt = Annotated[
         "--curve-scale",
         callback=check_curve_scale,
         metavar="auto|N",
-        help="Curve models (crnet-curve, crnet-curve-dn, scl-lle, pie): estimate the curve maps at 1/N resolution and "
+        help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and "
         "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
         f"resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP photo, "
         f"1/{auto_curve_scale(6000, 8000)} for 48 MP. Default: the checkpoint's (1).",

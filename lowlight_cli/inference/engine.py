@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelOutputError, UsageError
+from ..io.image import bit_depth_of, from_float, to_float
 from ..models.base import EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
-from .tiling import tiled_forward
+from .tiling import RowsFn, TileReader, tensor_reader, tiled_rows
 
 MIN_TILE = 64
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
@@ -217,6 +218,31 @@ def run_with_tile_fallback(
             tile = smaller
 
 
+def banded_context(model: torch.nn.Module, read: TileReader, height: int, width: int, multiple: int,
+                   band: int = 256) -> torch.Tensor:
+    """The whole-image context ``(1, D)`` of a model with ``image_context``, from row bands of the image
+    ``read`` gives, padded to ``multiple`` as the whole-image path pads it.
+
+    Each band's context is a mean over its pixels; the bands' means are weighted by their pixel
+    counts. A last band shorter than ``2 * multiple`` rows joins the one before it, so the
+    padding rows it reflects lie inside it, as they lie inside the whole padded image.
+    """
+    padded_h, padded_w = round_up(height, multiple), round_up(width, multiple)
+    band = max(multiple, band - band % multiple)
+    starts = list(range(0, padded_h, band))
+    if len(starts) > 1 and padded_h - starts[-1] < 2 * multiple:
+        starts.pop()
+    total = None
+    with torch.inference_mode():
+        for index, top in enumerate(starts):
+            rows = (starts[index + 1] if index + 1 < len(starts) else padded_h) - top
+            part = model.image_context(read(top, 0, rows, padded_w), band=rows)  # type: ignore[attr-defined]
+            weighted = part.double() * float(rows * padded_w)
+            total = weighted if total is None else total + weighted
+    assert total is not None
+    return (total / float(padded_h * padded_w)).float()
+
+
 class Enhancer:
     """Runs an enhancement model on images of any size.
 
@@ -257,39 +283,34 @@ class Enhancer:
         """The curve scale the model runs at now (1 for models without curves)."""
         return int(getattr(self.model, "curve_scale", 1))
 
-    def _apply_curve_scale(self, image: torch.Tensor) -> None:
-        """Set the model's curve scale for ``image`` (see ``InferenceConfig.curve_scale``) and
-        read its ``info`` again: the model may be shared with other enhancers."""
+    def _apply_curve_scale(self, height: int, width: int) -> None:
+        """Set the model's curve scale for a ``height`` x ``width`` image (see ``InferenceConfig.curve_scale``)
+        and read its ``info`` again: the model may be shared with other enhancers."""
         scale = self.config.curve_scale
         if scale == "auto":
-            scale = auto_curve_scale(*image.shape[-2:], AUTO_CURVE_MAX_PIXELS)
+            scale = auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS)
         if scale is not None and scale != self.curve_scale:
             self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
         self.info = self.model.info
 
-    def _context_forward(self, image: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The model, bound to the whole-image context of ``image`` when it uses one.
+    def _context_forward(self, read: TileReader, height: int, width: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model, bound to the whole-image context of the image ``read`` gives, when it uses one.
 
         Models with image-level statistics (CRNet with ``global_context``) get the statistics of
         the whole photo, padded as the whole-image path pads it, so every tile agrees with the
-        others and with whole-image inference.
+        others and with whole-image inference. The statistics are gathered band by band
+        (:func:`banded_context`): the photo is never held in float as a whole.
         """
         model, call = self.model, self._call
         if not getattr(model, "uses_image_context", False):
             return call
-        multiple = self.info.input_multiple
-        padded = pad_to(image, round_up(image.shape[-2], multiple), round_up(image.shape[-1], multiple))
-        with torch.inference_mode():
-            context = model.image_context(padded)  # type: ignore[attr-defined]
+        context = banded_context(model, read, height, width, self.info.input_multiple)
         return lambda batch: call(batch, context=context.expand(batch.shape[0], -1))
 
-    def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
-        """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.
-
-        On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
-        :class:`Notice` says so and the smaller tile is kept for later images.
-        """
-        self._apply_curve_scale(image)
+    def _run(self, read: TileReader, height: int, width: int, emit: RowsFn, on_event: EventFn | None) -> None:
+        """Enhance the ``height`` x ``width`` image ``read`` gives, handing the output on in row bands
+        (:func:`~lowlight_cli.inference.tiling.tiled_rows`); the tile fallback of :meth:`enhance_tensor`."""
+        self._apply_curve_scale(height, width)
         info = self.info
         margin = info.receptive_radius if info.tile_exact else 0
         margin = min(margin, max(0, (self.config.overlap - 1) // 2))
@@ -298,12 +319,15 @@ class Enhancer:
             if on_event:
                 on_event(TileProgress(done, total))
 
-        forward = self._context_forward(image)
+        forward = self._context_forward(read, height, width)
 
-        def run(tile: int) -> torch.Tensor:
-            return tiled_forward(
+        def run(tile: int) -> None:
+            tiled_rows(
                 lambda b: guarded_forward(forward, b, self.precision, self.device, on_event),
-                image,
+                read,
+                height,
+                width,
+                emit,
                 tile=tile,
                 overlap=self.config.overlap,
                 batch_size=self.config.batch_size,
@@ -313,7 +337,52 @@ class Enhancer:
                 on_progress=progress,
             )
 
-        out, self.tile = run_with_tile_fallback(run, self.tile, max(image.shape[-2:]), info.input_multiple, on_event)
+        _, self.tile = run_with_tile_fallback(run, self.tile, max(height, width), info.input_multiple, on_event)
+
+    def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
+        """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.
+
+        On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
+        :class:`Notice` says so and the smaller tile is kept for later images.
+        """
+        if image.ndim != 4 or image.shape[0] != 1:
+            raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
+        height, width = image.shape[-2:]
+        out = torch.empty((1, image.shape[1], height, width), dtype=torch.float32)
+
+        def keep(top: int, rows: torch.Tensor) -> None:
+            out[:, :, top : top + rows.shape[-2]] = rows
+
+        self._run(tensor_reader(image), height, width, keep, on_event)
+        return out
+
+    def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False) -> np.ndarray:
+        """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
+
+        The same result as ``from_float(enhance(to_float(pixels)), bit_depth)``, without a float copy
+        of the whole photo in or out: tiles are converted as they are read and the output is
+        rounded band by band as the tiles finish it, so memory beyond the two integer images stays
+        about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
+        are averaged before rounding (a gray photo stays gray, as ``io.replace_rgb`` keeps it).
+        """
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
+        bit_depth = bit_depth_of(pixels.dtype)
+        height, width = pixels.shape[:2]
+
+        def read(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
+            region = torch.from_numpy(to_float(pixels[top : top + rows, left : left + cols])).permute(2, 0, 1)[None]
+            return pad_to(region, rows, cols)
+
+        out = np.empty_like(pixels)
+
+        def write(top: int, rows: torch.Tensor) -> None:
+            block = rows[0].permute(1, 2, 0).numpy()
+            if gray:
+                block = np.repeat(block.mean(axis=2, keepdims=True), 3, axis=2)
+            out[top : top + block.shape[0]] = from_float(block, bit_depth)
+
+        self._run(read, height, width, write, on_event)
         return out
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageError, ModelOutputError, UsageError
-from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, read_size, replace_rgb, to_float, write_image
+from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
 
 
@@ -106,8 +107,8 @@ def enhance_file(
     start = time.perf_counter()
     try:
         image = read_image(job.source.path, max_pixels=max_pixels)
-        enhanced = enhancer.enhance(to_float(image.rgb), on_event)
-        notes = write_image(job.target, replace_rgb(image, enhanced), quality=quality)
+        enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray)
+        notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
     except ImageError as exc:
         return FileResult(job, "failed", error=str(exc), hint=exc.hint, seconds=time.perf_counter() - start)
     except ModelOutputError as exc:

@@ -89,6 +89,106 @@ def _coverage(length: int, starts: list[int], window: torch.Tensor) -> torch.Ten
     return total
 
 
+TileReader = Callable[[int, int, int, int], torch.Tensor]
+RowsFn = Callable[[int, torch.Tensor], None]
+
+
+def tensor_reader(image: torch.Tensor) -> TileReader:
+    """Read regions of ``image`` ``(1, C, H, W)``: ``read(top, left, height, width)`` gives ``(1, C,
+    height, width)``, the part past the bottom or right edge padded as :func:`pad_to` pads the image
+    (a region that runs past an edge spans the image from that edge to the other)."""
+
+    def read(top: int, left: int, height: int, width: int) -> torch.Tensor:
+        region = image[..., top : top + height, left : left + width]
+        return pad_to(region, height, width)
+
+    return read
+
+
+def tiled_rows(
+    fn: TileFn,
+    read: TileReader,
+    height: int,
+    width: int,
+    emit: RowsFn,
+    *,
+    tile: int,
+    overlap: int = 32,
+    batch_size: int = 4,
+    multiple: int = 1,
+    margin: int = 0,
+    device: torch.device | None = None,
+    on_progress: ProgressFn | None = None,
+) -> None:
+    """Run ``fn`` over an image tile by tile and hand its blended result on in finished row bands.
+
+    The image is only ever read a tile at a time (``read``, see :func:`tensor_reader`), and the
+    output is blended in a strip one tile high: when a row of tiles is done, the rows no later
+    tile reaches are normalised and passed to ``emit(top, rows)`` (``rows`` ``(1, C, r, width)``
+    float32 on the CPU, top to bottom, covering ``height`` once; a view into the strip, valid
+    during the call only: copy or convert it there). So no float copy of the whole
+    image, in or out, is needed: the caller converts each band as it comes (see
+    ``Enhancer.enhance_pixels``). Arguments as :func:`tiled_forward`; tiles of one batch come
+    from one row of tiles.
+    """
+    if tile <= 0 or (tile >= height and tile >= width):
+        whole = read(0, 0, round_up(height, multiple), round_up(width, multiple))
+        emit(0, fn(whole.to(device) if device is not None else whole)[..., :height, :width].float().cpu())
+        if on_progress:
+            on_progress(1, 1)
+        return
+    tile_h = balanced_tile(height, tile, overlap, multiple)
+    tile_w = balanced_tile(width, tile, overlap, multiple)
+    batch_size = max(1, min(batch_size, (tile * tile) // (tile_h * tile_w)))
+    full_h, full_w = max(height, tile_h), max(width, tile_w)
+    tiles = plan_tiles(full_h, full_w, tile_h, tile_w, overlap)
+    ys = sorted({t.top for t in tiles})
+    xs = sorted({t.left for t in tiles})
+    wy, wx = window_1d(tile_h, overlap, margin), window_1d(tile_w, overlap, margin)
+    window = (wy[:, None] * wx[None, :]).float()
+    if device is not None:
+        window = window.to(device)
+    # the weight sum is separable: rows and columns are divided by their 1-D sums, no full-size map
+    row_cover = _coverage(full_h, ys, wy).float().view(-1, 1)
+    col_cover = _coverage(full_w, xs, wx).float().view(1, -1)
+    strip: torch.Tensor | None = None  # rows [strip_top, strip_top + tile_h) of the blended output, allocated once
+    strip_top, done = 0, 0
+
+    def finish(rows: int) -> None:  # the strip's first ``rows`` rows are final: normalise and hand on
+        assert strip is not None
+        block = strip[:, :, :rows]
+        block /= row_cover[strip_top : strip_top + rows]
+        block /= col_cover
+        keep = min(rows, height - strip_top)
+        if keep > 0:
+            emit(strip_top, block[:, :, :keep, :width])
+
+    for top in ys:
+        if strip is not None and top != strip_top:
+            finished = top - strip_top
+            finish(finished)
+            # the rows still open move up, in blocks of at most ``finished`` rows, top first, so no
+            # block overlaps its source (in place: no second strip) ...
+            for start in range(0, tile_h - finished, finished):
+                rows = min(finished, tile_h - finished - start)
+                strip[:, :, start : start + rows] = strip[:, :, start + finished : start + finished + rows]
+            strip[:, :, tile_h - finished :] = 0.0  # ... and the new rows start empty
+            strip_top = top
+        row = [t for t in tiles if t.top == top]
+        for first in range(0, len(row), batch_size):
+            chunk = row[first : first + batch_size]
+            batch = torch.cat([read(t.top, t.left, t.height, t.width) for t in chunk])
+            result = (fn(batch.to(device) if device is not None else batch).float() * window).cpu()
+            if strip is None:
+                strip = torch.zeros((1, result.shape[1], tile_h, full_w), dtype=torch.float32)
+            for t, r in zip(chunk, result):
+                strip[0, :, :, t.left : t.left + t.width] += r
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, len(tiles))
+    finish(full_h - strip_top)
+
+
 def tiled_forward(
     fn: TileFn,
     image: torch.Tensor,
@@ -121,34 +221,12 @@ def tiled_forward(
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
-    device = device or image.device
-    _, _, height, width = image.shape
-    if tile <= 0 or (tile >= height and tile >= width):
-        padded = pad_to(image, round_up(height, multiple), round_up(width, multiple)).to(device)
-        out = fn(padded)[..., :height, :width].float().to(image.device)
-        if on_progress:
-            on_progress(1, 1)
-        return out
-    tile_h = balanced_tile(height, tile, overlap, multiple)
-    tile_w = balanced_tile(width, tile, overlap, multiple)
-    batch_size = max(1, min(batch_size, (tile * tile) // (tile_h * tile_w)))
-    source = pad_to(image, max(height, tile_h), max(width, tile_w))
-    full_h, full_w = source.shape[-2:]
-    tiles = plan_tiles(full_h, full_w, tile_h, tile_w, overlap)
-    wy, wx = window_1d(tile_h, overlap, margin), window_1d(tile_w, overlap, margin)
-    window = (wy[:, None] * wx[None, :]).float().to(device)
-    acc = torch.zeros((1, image.shape[1], full_h, full_w), dtype=torch.float32, device=image.device)
-    for first in range(0, len(tiles), batch_size):
-        chunk = tiles[first : first + batch_size]
-        batch = torch.cat([source[..., t.top : t.top + t.height, t.left : t.left + t.width] for t in chunk])
-        result = (fn(batch.to(device)).float() * window).to(image.device)
-        for t, r in zip(chunk, result):
-            acc[0, :, t.top : t.top + t.height, t.left : t.left + t.width] += r
-        if on_progress:
-            on_progress(first + len(chunk), len(tiles))
-    ys = sorted({t.top for t in tiles})
-    xs = sorted({t.left for t in tiles})
-    # the weight sum is separable: divide by its row and column factors in place, no full-size map
-    acc /= _coverage(full_h, ys, wy).float().to(acc.device).view(-1, 1)
-    acc /= _coverage(full_w, xs, wx).float().to(acc.device).view(1, -1)
-    return acc[..., :height, :width]
+    height, width = image.shape[-2:]
+    out = torch.empty((1, image.shape[1], height, width), dtype=torch.float32)
+
+    def keep(top: int, rows: torch.Tensor) -> None:
+        out[:, :, top : top + rows.shape[-2]] = rows
+
+    tiled_rows(fn, tensor_reader(image), height, width, keep, tile=tile, overlap=overlap, batch_size=batch_size,
+               multiple=multiple, margin=margin, device=device or image.device, on_progress=on_progress)
+    return out.to(image.device)

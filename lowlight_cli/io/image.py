@@ -63,7 +63,8 @@ class ImageData:
         return int(self.rgb.shape[1])
 
 
-def _bit_depth_of(dtype: np.dtype) -> int:
+def bit_depth_of(dtype: np.dtype) -> int:
+    """8 for uint8 pixels, 16 for uint16; ``ValueError`` for any other dtype."""
     for depth, known in _DTYPE.items():
         if dtype == known:
             return depth
@@ -82,7 +83,7 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: for any other dtype.
     """
-    scale = np.float32(1.0 / _MAX_VALUE[_bit_depth_of(pixels.dtype)])
+    scale = np.float32(1.0 / _MAX_VALUE[bit_depth_of(pixels.dtype)])
     values = pixels.astype(np.float32)
     values *= scale  # in place: one float array, not two
     return values
@@ -121,7 +122,7 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     """
     if pixels.dtype == np.uint8:
         return pixels
-    _bit_depth_of(pixels.dtype)
+    bit_depth_of(pixels.dtype)
     return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 

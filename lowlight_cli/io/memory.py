@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 MEMINFO = Path("/proc/meminfo")
-# the decoded pixels are copied a few times on the way to the model (RGB split, float conversion)
+# the decoded pixels are copied a few times on the way (RGB split, the enhanced image of the same size;
+# the float tiles the model sees are bounded by the tile size, not the photo)
 DECODE_MARGIN = 3.0
 
 

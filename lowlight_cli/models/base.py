@@ -103,6 +103,12 @@ class EnhancementModel(nn.Module):
     # state-dict key prefixes of zero-initialised modules that a warm-start checkpoint may lack
     warm_start_additions: tuple[str, ...] = ()
 
+    @classmethod
+    def curve_capable(cls, kwargs: dict) -> bool:
+        """Whether a model built with ``kwargs`` would have ``supports_curve_scale`` (curve maps it
+        can estimate at reduced resolution), answered without building it; False by default."""
+        return False
+
     def frozen_networks(self) -> dict[str, nn.Module]:
         """The frozen networks this model runs inside ``forward``, by slot (none by default).
 

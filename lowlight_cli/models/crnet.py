@@ -362,6 +362,11 @@ class CRNet(EnhancementModel):
         """True for curve outputs, whose maps :meth:`set_curve_scale` can estimate at lower resolution."""
         return self.cfg.output == "curve"
 
+    @classmethod
+    def curve_capable(cls, kwargs: dict) -> bool:
+        """A CRNet built with ``kwargs`` has a curve output (see :attr:`supports_curve_scale`)."""
+        return kwargs.get("output", CRNetConfig.output) == "curve"
+
     @property
     def curve_scale(self) -> int:
         """The body runs on a ``1/curve_scale`` copy of the input (see :class:`CRNetConfig`)."""
@@ -422,11 +427,13 @@ class CRNet(EnhancementModel):
         *,
         all_stages: bool,
         after_group: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        curve_scale: int | None = None,
     ) -> list[torch.Tensor]:
         """Stage images of ``x``; ``after_group(k, h)``, when given, rewrites group ``k``'s output
         features ``h`` ``(B, C, H/s, W/s)`` before its stage head reads them and the next group
-        continues from them (the decoder side, where plug-ins such as SKF's semantic embedding sit)."""
-        scale = self.cfg.curve_scale
+        continues from them (the decoder side, where plug-ins such as SKF's semantic embedding sit).
+        ``curve_scale`` overrides the configured one for this call (training at several scales)."""
+        scale = self.cfg.curve_scale if curve_scale is None else curve_scale
         stem_in = self._stem_input(x if scale == 1 else F.avg_pool2d(x, scale))
         h = self.stem(stem_in)
         film = None
@@ -446,7 +453,7 @@ class CRNet(EnhancementModel):
             if all_stages or k == last:  # inference skips the intermediate heads
                 gain = None if film is None else film[2]
                 if self.cfg.output == "curve":
-                    curve, brightening = self._curve_stage(x, head(h), gain)
+                    curve, brightening = self._curve_stage(x, head(h), gain, scale)
                     if k == last and self.refine is not None:
                         curve = self.refine(curve, brightening)
                     stages.append(curve)
@@ -459,7 +466,7 @@ class CRNet(EnhancementModel):
         return stages
 
     def _curve_stage(
-        self, x: torch.Tensor, raw: torch.Tensor, gain: torch.Tensor | None
+        self, x: torch.Tensor, raw: torch.Tensor, gain: torch.Tensor | None, curve_scale: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A curve-output stage (see :class:`CRNetConfig`): ``x`` ``(B,3,H,W)`` in ``[0,1]``, ``raw``
         the head's ``(B, 3 s^2 + 3, H/(s c), W/(s c))`` (``c`` the curve scale); returns the stage ``(B,3,H,W)`` in ``[0,1]`` and
@@ -478,7 +485,9 @@ class CRNet(EnhancementModel):
             logits = logits + gain
         if s > 1:
             correction = F.pixel_shuffle(correction, s)
-        if self.cfg.curve_scale > 1:  # body on a downscaled copy: maps upsampled to the input's size
+        if curve_scale is None:
+            curve_scale = self.cfg.curve_scale
+        if curve_scale > 1:  # body on a downscaled copy: maps upsampled to the input's size
             correction = F.interpolate(correction, size=x.shape[-2:], mode="bilinear", align_corners=False)
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         elif s > 1:
@@ -496,10 +505,19 @@ class CRNet(EnhancementModel):
         return y / (inverse_gain + brightening * y), brightening
 
     def forward_train(
-        self, x: torch.Tensor, context: torch.Tensor | None = None
+        self, x: torch.Tensor, context: torch.Tensor | None = None, *, curve_scale: int | None = None
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Return ``{"output": y_G, "stages": [y_1, ..., y_{G-1}]}``, all ``(B,3,H,W)``, unclamped."""
-        stages = self._stages(x, context, all_stages=True)
+        """Return ``{"output": y_G, "stages": [y_1, ..., y_{G-1}]}``, all ``(B,3,H,W)``, unclamped.
+
+        ``curve_scale`` (curve outputs): run this call's body at that scale instead of the
+        configured one (``model.curve_scales`` of a training config); ``H, W`` must be multiples
+        of ``downscale * curve_scale``.
+        """
+        if curve_scale is not None:
+            check_curve_scale(curve_scale, "curve_scale")
+            if curve_scale > 1 and self.cfg.output != "curve":
+                raise ConfigError(f"curve_scale applies to output: curve (this CRNet has output: {self.cfg.output})")
+        stages = self._stages(x, context, all_stages=True, curve_scale=curve_scale)
         return {"output": stages[-1], "stages": stages[:-1]}
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -110,6 +110,11 @@ class DCENet(EnhancementModel):
 
     supports_curve_scale = True
 
+    @classmethod
+    def curve_capable(cls, kwargs: dict) -> bool:
+        """Every DCE-Net estimates curve maps."""
+        return True
+
     def set_curve_scale(self, curve_scale: int) -> DCENet:
         """Estimate the curves at ``1/curve_scale`` resolution from now on (weights unchanged); returns self.
 

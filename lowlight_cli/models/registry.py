@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import torch
 
 from ..registry import Registry
 from .base import EnhancementModel, ModelInfo
@@ -43,13 +40,13 @@ def list_models(*, include_test: bool = False) -> list[str]:
     return [n for n in MODELS.names() if include_test or "test" not in MODELS.get(n).info.tags]
 
 
-@functools.cache
 def curve_model_names() -> tuple[str, ...]:
     """Registered models (test sizes left out) whose curve maps can be estimated at reduced resolution
-    (``supports_curve_scale``): built once, untrained, to ask them."""
+    (``supports_curve_scale``), from their classes and registered kwargs, without building them."""
     names = []
-    with torch.random.fork_rng(devices=[]):  # building must not move anyone's random state
-        for name in list_models():
-            if getattr(MODELS.get(name).build(), "supports_curve_scale", False):
-                names.append(name)
+    for name in list_models():
+        entry = MODELS.get(name)
+        capable = getattr(entry.builder, "curve_capable", None)
+        if capable is not None and capable(entry.kwargs):
+            names.append(name)
     return tuple(names)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models import MODELS
+from ..models.base import check_curve_scale
 from .config_values import coerce
 from .methods import METHODS, Method, loss_sections, methods_of_section
 
@@ -31,11 +32,17 @@ class ModelSection:
         init_from: checkpoint folder to warm-start from (``weights/crnet-s-lol``). Every tensor in it
             must fit the model; only modules the checkpoint lacks (``context.`` of a model with
             ``global_context``) keep their initialisation. Empty: random initialisation.
+        curve_scales: CRNet curve models, method ``crnet`` (ours): the curve scales the body is
+            trained at, in turn, one per step (``[1, 2]``: every other step runs the body on a
+            half-size copy, as ``--curve-scale 2`` does at inference), so one set of weights
+            serves both. Empty: the model's own scale only. Validation and the saved checkpoint
+            use the model's own scale (1).
     """
 
     name: str = "crnet"
     kwargs: dict = field(default_factory=dict)
     init_from: str = ""
+    curve_scales: tuple = ()
 
 
 @dataclass
@@ -265,6 +272,14 @@ class TrainConfig:
             if getattr(self.data, key) and not method.unpaired:
                 unpaired = ", ".join(n for n in METHODS.names() if METHODS.get(n).unpaired)
                 raise ConfigError(f"data.{key} (--{key}) is for unpaired methods ({unpaired}), not {method.name}")
+        if self.model.curve_scales:
+            if method.name != "crnet":
+                raise ConfigError(f"model.curve_scales is for the crnet method (CRNet curve models), not {method.name}")
+            self.model.curve_scales = tuple(check_curve_scale(s, "model.curve_scales entries") for s in self.model.curve_scales)
+            multiple = MODELS.get(self.model.name).info.input_multiple * max(self.model.curve_scales)
+            if self.data.patch_size % multiple:
+                raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple} "
+                                  f"({self.model.name} at curve scale {max(self.model.curve_scales)})")
         for section in self.method_sections:
             if section != method.section:
                 owners = ", ".join(methods_of_section(section))

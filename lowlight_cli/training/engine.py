@@ -117,6 +117,8 @@ class Trainer:
                                   hint="point it at a checkpoint folder such as weights/crnet-s-lol")
             load_weights_strict(model, load_state_dict_file(init / "model.safetensors"), str(init),
                                 allow_missing=model.warm_start_additions)
+        if self.config.model.curve_scales and not getattr(model, "supports_curve_scale", False):
+            raise ConfigError(f"model.curve_scales needs a curve model; {self.config.model.name} has no curve output")
         # the model's own frozen networks (never in its checkpoints): trained weights, or stand-ins
         self.frozen_networks.update(load_frozen_networks(model, stand_in=self.config.run.stand_in_priors))
         model = model.to(self.device)

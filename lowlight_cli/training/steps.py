@@ -19,7 +19,7 @@ from ..inference.compilation import compile_module
 from ..losses import multi_consistency_loss, progressive_loss
 from .config import LossSection
 from .ema import EMA
-from .methods import Method, register_method
+from .methods import Method, StepContext, register_method
 
 
 class StagesForward(nn.Module):
@@ -29,8 +29,8 @@ class StagesForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> dict:
-        return self.model.forward_train(x)
+    def forward(self, x: torch.Tensor, **kwargs: object) -> dict:
+        return self.model.forward_train(x, **kwargs)
 
 
 def training_forwards(student: nn.Module, ema: EMA | None, *, semi: bool, compile: bool) -> tuple[Callable, Callable | None]:
@@ -69,6 +69,42 @@ class SupervisedStep:
             lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
         )
         return StepOutput(total, {"loss": float(total.detach()), **terms})
+
+
+class MultiScaleSupervisedStep(SupervisedStep):
+    """:class:`SupervisedStep` with the body at ``curve_scales[k % n]`` in step ``k`` (``model.curve_scales``).
+
+    The count of steps taken is the step's own state (saved with the run, so a resumed run goes on
+    with the scale it would have used).
+    """
+
+    def __init__(self, loss: LossSection, curve_scales: tuple[int, ...]) -> None:
+        super().__init__(loss)
+        self.curve_scales = curve_scales
+        self.steps = 0
+
+    def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        scale = self.curve_scales[self.steps % len(self.curve_scales)]
+        mask = batch["labeled"]
+        out = student(batch["low"][mask], curve_scale=scale)
+        total, terms = progressive_loss(
+            out["output"], out["stages"], batch["high"][mask],
+            lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
+        )
+        self.steps += 1
+        return StepOutput(total, {"loss": float(total.detach()), **terms, "curve_scale": float(scale)})
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+
+
+def supervised_step(context: StepContext) -> SupervisedStep:
+    """The ``crnet`` method's step: :class:`MultiScaleSupervisedStep` when ``model.curve_scales`` is set."""
+    scales = tuple(context.config.model.curve_scales)
+    return MultiScaleSupervisedStep(context.losses, scales) if scales else SupervisedStep(context.losses)
 
 
 def sigmoid_rampup(step: int, length: int) -> float:
@@ -125,7 +161,9 @@ plus lambda_ms times the L1 of every intermediate stage against the reference (l
 default 1; loss.lambda_final_l1 adds an L1 on the final image, ours, default 0). Trains on the
 labeled pairs only (--labeled-frac of the training images keep their reference). Adam 5e-4 halved
 at epochs 20, 40, 60, 90; 100 epochs of 30 patches of 96 px per image, batch 16. With
---set run.export=teacher it also keeps an EMA of the student and exports that.
+--set run.export=teacher it also keeps an EMA of the student and exports that. CRNet curve models:
+model.curve_scales [1, 2] trains the body at full and at half resolution in turn (ours), so the
+weights also serve --curve-scale 2.
 """
 
 MCMT_DOC = """\
@@ -140,7 +178,7 @@ Each step has data.batch_size labeled and data.unlabeled_batch_size unlabeled pa
 register_method(Method(
     name="crnet", summary="CRNet, supervised (progressive loss) on paired images", doc=CRNET_DOC,
     families=("crnet",), default_model="crnet", data="paired", teacher=False, losses=LossSection, section="loss",
-    build_step=lambda ctx: SupervisedStep(ctx.losses),
+    build_step=supervised_step,
 ))
 register_method(Method(
     name="mcmt", summary="CRNet + multi-consistency mean teacher on labeled and unlabeled images (= --semi)", doc=MCMT_DOC,
