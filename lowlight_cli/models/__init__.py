@@ -48,7 +48,7 @@ register_model(
         paper=CRNET_PAPER,
         # the best trained CRNet weights bundled (highest LOL test PSNR in the family; a test checks
         # it): the paper-size network has had too little training for its own to be the default
-        bundled_weights="crnet-curve-dn-lol-stage3",
+        bundled_weights="crnet-curve-dn-lol",
     ),
     CRNet,
 )
