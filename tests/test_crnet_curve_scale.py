@@ -187,7 +187,7 @@ def test_one_rule_for_scales_and_one_refusal_naming_the_registered_curve_models(
     from lowlight_cli.inference.engine import require_curve_model
     from lowlight_cli.models.registry import curve_model_names
 
-    assert set(curve_model_names()) == {"crnet-curve", "crnet-curve-dn", "scl-lle", "pie"}
+    assert set(curve_model_names()) == {"crnet-curve", "crnet-curve-dn", "scl-lle", "pie", "zero-dce"}
     from lowlight_cli.models import MODELS, list_models
 
     for name in list_models(include_test=True):  # answered from the registry agrees with a built model

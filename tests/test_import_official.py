@@ -214,3 +214,24 @@ def test_imported_weights_run_through_create_model(official_file, state, tmp_pat
     x = torch.rand(1, 3, 20, 24)
     with torch.no_grad():
         assert torch.allclose(model(x), reference_forward(state, x).clamp(0, 1), atol=2e-6)
+
+
+def test_zero_dce_is_the_same_network_for_its_authors_checkpoint(official_file, state, tmp_path):
+    """Zero-DCE's release (``Epoch99.pth``) names its tensors as SCL-LLE's and PIE's do; ``--arch
+    zero-dce`` runs it under its own paper, with no bundled weights of its own."""
+    from lowlight_cli.models import model_info
+
+    info = model_info("zero-dce")
+    assert info.bundled_weights == "" and "Zero-Reference" in info.paper and info.family == "dce"
+    out = tmp_path / "zero-dce"
+    result = import_cli(str(official_file), "--arch", "zero-dce", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    model = load_checkpoint(out)
+    assert model.info.name == "zero-dce"
+    x = torch.from_numpy(dark_photo(48, 64)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference_forward(state, x).clamp(0, 1), atol=2e-6)
+    photo = save_photo(tmp_path / "in" / "a.png", dark_photo(20, 24))
+    refused = runner.invoke(app, ["enhance", str(photo), "--model", "zero-dce", "-o", str(tmp_path / "o")])
+    assert refused.exit_code == 1 and "no trained weights" in refused.output
+    assert "lowlight import FILE.pth --arch zero-dce" in refused.output

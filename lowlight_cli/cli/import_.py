@@ -18,6 +18,7 @@ EPILOG = """
 Examples:\n
   lowlight import SCL-LLE.pth --arch scl-lle -o weights-scl-lle/\n
   lowlight import PiLLE.pth --arch pie -o weights-pie/\n
+  lowlight import Epoch99.pth --arch zero-dce -o weights-zero-dce/\n
   lowlight enhance photos/ --model scl-lle --weights weights-scl-lle/ -o out/
 """
 

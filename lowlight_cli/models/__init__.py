@@ -273,6 +273,10 @@ def create_model(
     except WeightsNotFoundError as exc:
         if weights is None and (others := _models_with_bundled_weights()):
             exc.hint = f"{exc.hint}; models with bundled weights: {', '.join(others)}"
+        from .official import importable_architectures  # the families `lowlight import` converts
+
+        if weights is None and name in importable_architectures():
+            exc.hint = f"{exc.hint}; the authors' checkpoint: lowlight import FILE.pth --arch {name} -o DIR, then --weights DIR"
         raise
     return load_checkpoint(folder, expected_family=entry.info.family)
 

@@ -175,10 +175,12 @@ class DCENet(EnhancementModel):
 
 
 def register() -> None:
-    """Register the DCE-Net sizes: ``scl-lle``, ``pie`` (same network, their papers) and ``dce-tiny``.
+    """Register the DCE-Net sizes: ``scl-lle``, ``pie``, ``zero-dce`` (same network, their papers) and ``dce-tiny``.
 
     ``scl-lle`` and ``pie`` run their bundled weights (``weights/scl-lle-lol``, ``weights/pie-lol``,
     trained here by ``lowlight train --method``); ``lowlight import`` converts the authors' checkpoints.
+    ``zero-dce`` bundles no weights: it is there to run Zero-DCE's own checkpoint
+    (``lowlight import Epoch99.pth --arch zero-dce -o DIR``), the baseline of issues 15 and 17.
     """
     common = dict(
         family="dce",
@@ -203,6 +205,16 @@ def register() -> None:
             ),
             DCENet,
         )
+    register_model(
+        ModelInfo(
+            name="zero-dce",
+            description="Zero-DCE (CVPR 2020): DCE-Net, 8 pixel-wise curves, tile-exact; no bundled weights: "
+            "`lowlight import Epoch99.pth --arch zero-dce -o DIR` converts the authors' checkpoint",
+            paper=ZERO_DCE_PAPER,
+            **common,
+        ),
+        DCENet,
+    )
     register_model(
         ModelInfo(
             name="dce-tiny",
