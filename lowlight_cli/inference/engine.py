@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelOutputError, UsageError
-from ..io.image import bit_depth_of, from_float, to_float
+from ..io.image import bit_depth_of, from_float, gray_channels, to_float
 from ..models.base import EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
-from .tiling import RowsFn, TileReader, tensor_reader, tiled_rows
+from .tiling import RowsFn, TileReader, float_output, tensor_reader, tiled_rows
 
 MIN_TILE = 64
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
@@ -347,13 +347,8 @@ class Enhancer:
         """
         if image.ndim != 4 or image.shape[0] != 1:
             raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
-        height, width = image.shape[-2:]
-        out = torch.empty((1, image.shape[1], height, width), dtype=torch.float32)
-
-        def keep(top: int, rows: torch.Tensor) -> None:
-            out[:, :, top : top + rows.shape[-2]] = rows
-
-        self._run(tensor_reader(image), height, width, keep, on_event)
+        out, keep = float_output(image)
+        self._run(tensor_reader(image), *image.shape[-2:], keep, on_event)
         return out
 
     def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False) -> np.ndarray:
@@ -379,7 +374,7 @@ class Enhancer:
         def write(top: int, rows: torch.Tensor) -> None:
             block = rows[0].permute(1, 2, 0).numpy()
             if gray:
-                block = np.repeat(block.mean(axis=2, keepdims=True), 3, axis=2)
+                block = gray_channels(block)
             out[top : top + block.shape[0]] = from_float(block, bit_depth)
 
         self._run(read, height, width, write, on_event)

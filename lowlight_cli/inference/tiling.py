@@ -221,12 +221,18 @@ def tiled_forward(
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
-    height, width = image.shape[-2:]
-    out = torch.empty((1, image.shape[1], height, width), dtype=torch.float32)
+    out, keep = float_output(image)
+    tiled_rows(fn, tensor_reader(image), *image.shape[-2:], keep, tile=tile, overlap=overlap, batch_size=batch_size,
+               multiple=multiple, margin=margin, device=device or image.device, on_progress=on_progress)
+    return out.to(image.device)
+
+
+def float_output(image: torch.Tensor) -> tuple[torch.Tensor, RowsFn]:
+    """A float32 CPU tensor shaped like ``image`` ``(1, C, H, W)`` and the ``emit`` of
+    :func:`tiled_rows` that copies each finished band into it."""
+    out = torch.empty((1, image.shape[1], *image.shape[-2:]), dtype=torch.float32)
 
     def keep(top: int, rows: torch.Tensor) -> None:
         out[:, :, top : top + rows.shape[-2]] = rows
 
-    tiled_rows(fn, tensor_reader(image), height, width, keep, tile=tile, overlap=overlap, batch_size=batch_size,
-               multiple=multiple, margin=margin, device=device or image.device, on_progress=on_progress)
-    return out.to(image.device)
+    return out, keep

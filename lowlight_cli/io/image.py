@@ -152,6 +152,12 @@ def replace_rgb(image: ImageData, rgb_float: np.ndarray) -> ImageData:
     if rgb_float.shape != image.rgb.shape:
         raise ValueError(f"new rgb has shape {rgb_float.shape}, expected {image.rgb.shape}")
     if image.gray:
-        mean = np.asarray(rgb_float, dtype=np.float32).mean(axis=2, keepdims=True)
-        rgb_float = np.repeat(mean, 3, axis=2)
+        rgb_float = gray_channels(rgb_float)
     return dataclasses.replace(image, rgb=from_float(rgb_float, image.bit_depth))
+
+
+def gray_channels(rgb_float: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` float -> float32 of the same shape whose three channels are all the channel mean:
+    what a gray photo's enhanced pixels are stored as, so it stays gray."""
+    mean = np.asarray(rgb_float, dtype=np.float32).mean(axis=-1, keepdims=True)
+    return np.repeat(mean, 3, axis=-1)

@@ -62,8 +62,12 @@ class SupervisedStep:
         self.loss = loss
 
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        return self._step(student, batch)
+
+    def _step(self, student: nn.Module, batch: dict[str, torch.Tensor], **forward: object) -> StepOutput:
+        """The progressive loss of ``student(labeled lows, **forward)`` against their references."""
         mask = batch["labeled"]
-        out = student(batch["low"][mask])
+        out = student(batch["low"][mask], **forward)
         total, terms = progressive_loss(
             out["output"], out["stages"], batch["high"][mask],
             lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
@@ -85,14 +89,10 @@ class MultiScaleSupervisedStep(SupervisedStep):
 
     def __call__(self, student: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         scale = self.curve_scales[self.steps % len(self.curve_scales)]
-        mask = batch["labeled"]
-        out = student(batch["low"][mask], curve_scale=scale)
-        total, terms = progressive_loss(
-            out["output"], out["stages"], batch["high"][mask],
-            lambda_ms=self.loss.lambda_ms, lambda_final_l1=self.loss.lambda_final_l1,
-        )
+        result = self._step(student, batch, curve_scale=scale)
+        result.terms["curve_scale"] = float(scale)
         self.steps += 1
-        return StepOutput(total, {"loss": float(total.detach()), **terms, "curve_scale": float(scale)})
+        return result
 
     def state_dict(self) -> dict:
         return {"steps": self.steps}
