@@ -4,6 +4,7 @@
     python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 3
     python benchmarks/enhance_command.py --model crnet-s --tile 0 --megapixels 12
     python benchmarks/enhance_command.py --megapixels 12 --curve-scale 2
+    python benchmarks/enhance_command.py --megapixels 12 --weights weights/crnet-curve-dn-lol-stage5
 
 What a user waits for: process start, model load, JPEG decode, inference, JPEG encode with
 metadata, atomic rename. The photo is a smooth synthetic scene with noise, written once per size
@@ -65,6 +66,8 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace) -> tuple[float, f
     command = [sys.executable, "-m", "lowlight_cli", "enhance", str(photo), "-o", str(out), "--overwrite", "--device", "cpu"]
     if args.model:
         command += ["--model", args.model]
+    if args.weights:
+        command += ["--weights", args.weights]
     if args.tile is not None:
         command += ["--tile", str(args.tile)]
     if args.curve_scale is not None:
@@ -81,13 +84,14 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="default: the CLI's default model")
+    parser.add_argument("--weights", default=None, help="checkpoint folder (default: the model's bundled weights)")
     parser.add_argument("--tile", type=int, default=None, help="default: the CLI's choice")
     parser.add_argument("--curve-scale", default=None, help="curve models: --curve-scale auto|N (default: the CLI's)")
     parser.add_argument("--megapixels", type=float, nargs="+", default=[6.0, 12.0, 24.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
     args = parser.parse_args()
-    print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, tile {args.tile if args.tile is not None else 'default'}, "
+    print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}")
     print("| photo | best s | median s | peak RSS (MB) |")
     print("|---|---|---|---|")

@@ -172,3 +172,47 @@ def test_refinement_never_clips_what_the_curve_left_unclipped():
     assert (out > base + 0.01).any()  # it does brighten ...
     unclipped = base * 255 < 254.5
     assert (out[unclipped] * 255 < 254.5).all()  # ... but never into 255 where the curve stayed below
+
+
+def test_stem_input_is_the_unshuffled_image_and_its_gamma_view():
+    """The stem input is written in place (no separate rearrangement and concatenation passes); it
+    must equal ``cat(unshuffle(x), unshuffle(x) ** (1/2.2))`` exactly, with and without autograd."""
+    import torch.nn.functional as F
+
+    for stem_input in ("gamma", "self"):
+        model = create_model("crnet-curve", pretrained=False, stem_input=stem_input)
+        s = model.cfg.downscale
+        x = torch.rand(2, 3, 3 * s, 5 * s)
+        x[0, 0, :2, :2] = 0.0  # the clamp below 1e-6 matters there
+        unshuffled = F.pixel_unshuffle(x, s)
+        view = unshuffled.clamp(min=1e-6).pow(1.0 / 2.2) if stem_input == "gamma" else unshuffled
+        expected = torch.cat((unshuffled, view), dim=1)
+        assert torch.equal(model._stem_input(x), expected)
+        assert torch.equal(model._stem_input(x.clone().requires_grad_()), expected)
+
+
+def test_refinement_is_its_documented_formula():
+    """``y + b * shuffle2(out(relu(hidden(relu(inp(cat(unshuffle2(y), pool2(b)))))))``, capped;
+    the stage runs its convolutions in channels-last memory and in place and must still compute
+    exactly that, gradients included."""
+    import torch.nn.functional as F
+
+    from lowlight_cli.models.crnet import REFINE_CEILING
+
+    stage = create_model("crnet-curve-dn", pretrained=False).refine
+    torch.nn.init.normal_(stage.out.weight, std=0.2)
+
+    def documented(y, b):
+        h = F.relu(stage.inp(torch.cat((F.pixel_unshuffle(y, 2), F.avg_pool2d(b, 2)), dim=1)))
+        for conv in stage.hidden:
+            h = F.relu(conv(h))
+        return torch.minimum(y + b * F.pixel_shuffle(stage.out(h), 2), y.clamp(min=REFINE_CEILING))
+
+    generator = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 3, 10, 14, generator=generator).requires_grad_()
+    b = torch.rand(2, 3, 10, 14, generator=generator)
+    fast, slow = stage(y, b), documented(y, b)
+    assert torch.allclose(fast, slow, atol=1e-6, rtol=0)
+    (grad_fast,) = torch.autograd.grad(fast.sum(), y)
+    (grad_slow,) = torch.autograd.grad(slow.sum(), y)
+    assert torch.allclose(grad_fast, grad_slow, atol=1e-6, rtol=0)

@@ -9,6 +9,7 @@ pixel-unshuffle so that it sees 1/s^2 of the pixels.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -307,6 +308,14 @@ class CurveRefinement(nn.Module):
         return torch.minimum(refined, y.clamp(min=REFINE_CEILING))
 
 
+def _tracing() -> bool:
+    """True while the model is traced or compiled (ONNX export, ``torch.compile``): in-place writes
+    into slices of a fresh tensor are eager-mode work; graphs get the functional form."""
+    # torch.onnx is imported by an export, not here (importing it costs a command 0.1 s)
+    exporting = "torch.onnx" in sys.modules and torch.onnx.is_in_onnx_export()
+    return exporting or torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def gain_curve(y: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """The exposure tone curve ``g y / (1 + (g - 1) y)``.
 
@@ -415,10 +424,24 @@ class CRNet(EnhancementModel):
         """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
         unshuffled ``x``: the same tensor (the view is per element), with one full-resolution
         rearrangement of 3 channels instead of a concatenation and a rearrangement of 6."""
-        if self.cfg.downscale > 1:
-            x = F.pixel_unshuffle(x, self.cfg.downscale)
-        view = x.clamp(min=1e-6).pow(1.0 / 2.2) if self.cfg.stem_input == "gamma" else x
-        return torch.cat((x, view), dim=1)
+        s = self.cfg.downscale
+        if x.requires_grad or _tracing():  # the differentiable, exportable form
+            if s > 1:
+                x = F.pixel_unshuffle(x, s)
+            view = x.clamp(min=1e-6).pow(1.0 / 2.2) if self.cfg.stem_input == "gamma" else x
+            return torch.cat((x, view), dim=1)
+        # the same tensor written in place: no separate rearrangement and concatenation passes
+        b, c, height, width = x.shape
+        out = x.new_empty(b, 2 * c * s * s, height // s, width // s)
+        unshuffled = out[:, : c * s * s]
+        unshuffled.view(b, c, s, s, height // s, width // s).copy_(
+            x.view(b, c, height // s, s, width // s, s).permute(0, 1, 3, 5, 2, 4)
+        )
+        if self.cfg.stem_input == "gamma":
+            torch.pow(unshuffled.clamp(min=1e-6), 1.0 / 2.2, out=out[:, c * s * s :])
+        else:
+            out[:, c * s * s :].copy_(unshuffled)
+        return out
 
     def _stages(
         self,
