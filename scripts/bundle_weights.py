@@ -284,7 +284,19 @@ def main() -> None:
     identity_text = (f"; {identity:.0%} of the labeled patches trained reference -> reference (`data.identity_prob`, "
                      "ours), so that well-exposed photos pass" if identity else "")
     lineage_text = ""
-    if init_from:
+    run_parent = config["provenance"].get("parent_run")
+    if init_from and run_parent:  # warm-started from a run that is not bundled (--parent-run)
+        grand = run_parent["train_config"]["model"].get("init_from")
+        grand_prov = read_config(ROOT / grand)["provenance"] if grand and (ROOT / grand / "config.json").is_file() else {}
+        grand_text = (f", which itself continued from `{grand}` (see its MODEL_CARD.md)" if grand_prov else "")
+        total = lineage_hours(grand_prov) + run_parent["wall_hours"] + facts["wall_hours"]
+        lineage_text = (
+            f"\n## Lineage\n\nWarm-started from `{init_from}` (every tensor of it): the weights after step "
+            f"{run_parent['steps']} ({run_parent['epochs']} epochs, {run_parent['wall_hours']} h) of "
+            f"`{run_parent['command']}`, not bundled (its validation history is in config.json, "
+            f"`provenance.parent_run`){grand_text}. Total training time of these weights: {round(total, 2)} h.\n"
+        )
+    elif init_from:
         parent = read_config(parent_bundled or ROOT / init_from)["provenance"]
         pt = parent.get("training", {})
         replaced = (ROOT / init_from).resolve() == target.resolve()

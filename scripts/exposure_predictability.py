@@ -11,6 +11,12 @@ cross-validated over five folds that keep every reference's pairs together (LOL 
 between exposures). A cross-validated R^2 near 0 says the error is not in those statistics: a global
 exposure head reading them could not remove it.
 
+``--noise`` adds six noise-level statistics of the low image (the median absolute deviation of its
+gray image from a 3x3 median, over all pixels and over the darker half, each alone and relative to
+the mean; the mean absolute Laplacian; the per-channel standard deviations): LOL's low images were
+taken with different exposure times and gains, so their noise could tell how far a scene is from
+its reference's exposure.
+
 ``--content squeezenet|espnetv2-voc|vgg19-normalised`` adds what a content-aware exposure head could
 read: the frozen network's globally pooled features of the model's output (SqueezeNet's fire9
 embedding, 512; ESPNetv2's share of each of the 21 VOC classes; VGG19's relu3_1 channel means, 256),
@@ -26,6 +32,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -50,6 +57,24 @@ def image_features(low: np.ndarray, out: np.ndarray) -> list[float]:
     return [float(np.log(gray.mean() + EPS)), *np.log(percentiles + EPS).tolist(), float(gray.std() / (gray.mean() + EPS)),
             float(saturation.mean()), float((gray < 0.02).mean()), *np.log(low.reshape(-1, 3).mean(0) + EPS).tolist(),
             float(np.log(out.mean() + EPS))]
+
+
+NOISE_FEATURES = ("log noise", "log noise / mean", "log mean |Laplacian|", "log noise, darker half",
+                  "log noise / mean, darker half", "mean log channel std")
+
+
+def noise_features(low: np.ndarray) -> list[float]:
+    """The statistics of :data:`NOISE_FEATURES` of a low image ``(H, W, 3)`` in [0, 1]."""
+    gray = low.mean(axis=2).astype(np.float32)
+    median = cv2.medianBlur(np.round(gray * 255).astype(np.uint8), 3).astype(np.float32) / 255
+    residual = np.abs(gray - median)
+    dark = gray < np.median(gray)
+    noise = float(np.median(residual)) / 0.6745 + 1e-4
+    noise_dark = float(np.median(residual[dark])) / 0.6745 + 1e-4 if dark.any() else noise
+    laplacian = float(np.abs(cv2.Laplacian(gray, cv2.CV_32F)).mean())
+    return [np.log(noise), np.log(noise / (gray.mean() + EPS)), np.log(laplacian + 1e-5), np.log(noise_dark),
+            np.log(noise_dark / (gray[dark].mean() + EPS)) if dark.any() else np.log(noise / (gray.mean() + EPS)),
+            float(np.log(low.reshape(-1, 3).std(0) + 1e-4).mean())]
 
 
 @torch.no_grad()
@@ -90,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared/data/LOL")
     parser.add_argument("--content", choices=("squeezenet", "espnetv2-voc", "vgg19-normalised"), default=None,
                         help="add a frozen network's pooled features of the output (see above)")
+    parser.add_argument("--noise", action="store_true", help="add noise-level statistics of the low image (see above)")
     args = parser.parse_args(argv)
     if not (args.data / "train").is_dir():
         parser.error(f"{args.data}/train not found (pass --data LOL_ROOT)")
@@ -102,15 +128,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         low, high = pair.low.astype(np.float32) / 255, pair.high.astype(np.float32) / 255
         out = enhancer.enhance(low)
-        rows.append(image_features(low, out) + (content_features(network, args.content, out) if network else []))
+        rows.append(image_features(low, out) + (noise_features(low) if args.noise else [])
+                    + (content_features(network, args.content, out) if network else []))
         errors.append(float(np.log(high.mean() / out.mean())))
         groups.append(hashlib.sha1(pair.high.tobytes()).hexdigest())
     x, y, g = np.array(rows), np.array(errors), np.array(groups)
     print(f"# {args.model} ({args.weights or 'default weights'}) on {len(y)} LOL training pairs "
           f"({len(set(groups))} distinct references); {describe_machine()}")
     print(f"exposure error log(reference mean / output mean): mean {y.mean():+.3f}, std {y.std():.3f}")
+    extra = len(FEATURES) + (len(NOISE_FEATURES) if args.noise else 0)
+    if args.noise:
+        print("with the noise-level statistics of the low image: correlation with the error "
+              + ", ".join(f"{name} {np.corrcoef(x[:, len(FEATURES) + j], y)[0, 1]:+.2f}" for j, name in enumerate(NOISE_FEATURES)))
     if network is not None:
-        print(f"with {x.shape[1] - len(FEATURES)} pooled features of {args.content} on the output")
+        print(f"with {x.shape[1] - extra} pooled features of {args.content} on the output")
     for ridge in ((0.1, 1.0, 10.0) if network is None else (10.0, 100.0, 1000.0, 10000.0)):
         residuals = cross_validated_residuals(x, y, g, ridge=ridge)
         print(f"ridge {ridge:g}: cross-validated residual std {residuals.std():.3f}, R^2 {1 - residuals.var() / y.var():+.2f}")
@@ -118,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{name} {np.corrcoef(x[:, j], y)[0, 1]:+.2f}" for j, name in enumerate(FEATURES)))
     if network is not None:
         content = np.array([abs(np.corrcoef(x[:, j], y)[0, 1]) if x[:, j].std() > 0 else 0.0
-                            for j in range(len(FEATURES), x.shape[1])])
+                            for j in range(extra, x.shape[1])])
         print(f"largest |correlation| of one {args.content} feature with the error: {content.max():.2f}")
     return 0
 

@@ -319,3 +319,14 @@ def test_exposure_predictability_finds_a_predictable_error_and_not_noise():
     low = np.full((4, 4, 3), 0.1, np.float32)
     features = script.image_features(low, low * 4)
     assert len(features) == len(script.FEATURES) and abs(features[0] - np.log(0.1 + script.EPS)) < 1e-6
+
+
+def test_exposure_predictability_noise_statistics_rise_with_the_noise():
+    script = _script("exposure_predictability")
+    rng = np.random.default_rng(0)
+    clean = np.clip(np.linspace(0.02, 0.2, 64, dtype=np.float32)[None, :, None] * np.ones((64, 1, 3), np.float32), 0, 1)
+    quiet = np.clip(clean + rng.normal(scale=0.005, size=clean.shape), 0, 1).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(scale=0.04, size=clean.shape), 0, 1).astype(np.float32)
+    a, b = script.noise_features(quiet), script.noise_features(noisy)
+    assert len(a) == len(script.NOISE_FEATURES)
+    assert all(y > x for x, y in zip(a, b))  # every statistic is larger for the noisier image
