@@ -423,7 +423,8 @@ class CRNet(EnhancementModel):
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
         unshuffled ``x``: the same tensor (the view is per element), with one full-resolution
-        rearrangement of 3 channels instead of a concatenation and a rearrangement of 6."""
+        rearrangement of 3 channels instead of a concatenation and a rearrangement of 6. Outside
+        autograd and graph capture both halves are written straight into the result."""
         s = self.cfg.downscale
         if x.requires_grad or _tracing():  # the differentiable, exportable form
             if s > 1:
