@@ -177,12 +177,15 @@ def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
     Raises:
         ModelOutputError: NaN or inf anywhere, or a tile whose every channel is constant.
     """
-    # one pass over each tensor: NaN and inf surface in the per-channel extremes
-    low, high = torch.aminmax(out.flatten(2), dim=2)
+    # NaN and inf surface in the per-channel extremes; amin and amax as two reductions, which on
+    # CPU are several times faster together than the fused aminmax
+    channels = out.flatten(2)
+    low, high = channels.amin(dim=2), channels.amax(dim=2)
     if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
         raise ModelOutputError("the model's output is not finite (NaN or inf), even in fp32", hint=_BROKEN_WEIGHTS_HINT)
     flat = (high == low).all(1)
-    in_low, in_high = torch.aminmax(batch.flatten(1), dim=1)
+    pixels = batch.flatten(1)
+    in_low, in_high = pixels.amin(dim=1), pixels.amax(dim=1)
     varied = in_high.float() - in_low.float() >= FLAT_CHECK_MIN_RANGE
     if bool((flat & varied).any()):
         raise ModelOutputError("the model's output is one flat colour for an input that is not flat", hint=_BROKEN_WEIGHTS_HINT)
