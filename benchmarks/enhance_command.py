@@ -5,6 +5,11 @@
     python benchmarks/enhance_command.py --model crnet-s --tile 0 --megapixels 12
     python benchmarks/enhance_command.py --megapixels 12 --curve-scale 2
     python benchmarks/enhance_command.py --megapixels 12 --weights weights/crnet-curve-dn-lol-stage5
+    python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 4 --against /tmp/old
+
+``--against CHECKOUT`` times another checkout of lowlight (``git worktree add /tmp/old COMMIT``)
+in the same run, alternating with this tree round by round, so that both see the same state of a
+machine whose speed drifts; it prints both and the per-round differences.
 
 What a user waits for: process start, model load, JPEG decode, inference, JPEG encode with
 metadata, atomic rename. The photo is a smooth synthetic scene with noise, written once per size
@@ -58,9 +63,14 @@ def make_photo_elsewhere(path: Path, megapixels: float) -> tuple[int, int]:
     return width, height
 
 
-def run_once(photo: Path, out: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """One fresh `lowlight enhance` process; returns (seconds, peak RSS of the child in MB)."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT) -> tuple[float, float]:
+    """One fresh `lowlight enhance` process of the checkout ``tree``; returns (seconds, peak RSS of
+    the child in MB)."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     if args.isa == "avx2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
     command = [sys.executable, "-m", "lowlight_cli", "enhance", str(photo), "-o", str(out), "--overwrite", "--device", "cpu"]
@@ -73,7 +83,7 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace) -> tuple[float, f
     if args.curve_scale is not None:
         command += ["--curve-scale", str(args.curve_scale)]
     start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -90,18 +100,39 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, nargs="+", default=[6.0, 12.0, 24.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
+    parser.add_argument("--against", type=Path, default=None, metavar="CHECKOUT",
+                        help="another checkout of lowlight, timed alternately with this tree (see above)")
     args = parser.parse_args()
+    if args.against is not None and not (args.against / "lowlight_cli" / "__init__.py").is_file():
+        parser.error(f"{args.against} is not a checkout of lowlight (no lowlight_cli/__init__.py)")
     print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}")
-    print("| photo | best s | median s | peak RSS (MB) |")
-    print("|---|---|---|---|")
+    if args.against is None:
+        print("| photo | best s | median s | peak RSS (MB) |")
+        print("|---|---|---|---|")
+    else:
+        print(f"# alternating this tree ({ROOT}) with {args.against.resolve()}, round by round")
+        print("| photo | checkout | best s | median s | each round (s) | peak RSS (MB) |")
+        print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for mp in sorted(args.megapixels):
             photo = Path(tmp) / f"photo-{mp:g}mp.jpg"
             width, height = make_photo_elsewhere(photo, mp)
-            runs = [run_once(photo, Path(tmp) / "out", args) for _ in range(args.repeats)]
-            times = [t for t, _ in runs]
-            print(f"| {width}x{height} JPEG ({mp:g} MP) | {min(times):.2f} | {statistics.median(times):.2f} | {max(r for _, r in runs):.0f} |")
+            label = f"{width}x{height} JPEG ({mp:g} MP)"
+            if args.against is None:
+                runs = [run_once(photo, Path(tmp) / "out", args) for _ in range(args.repeats)]
+                times = [t for t, _ in runs]
+                print(f"| {label} | {min(times):.2f} | {statistics.median(times):.2f} | {max(r for _, r in runs):.0f} |")
+                continue
+            rounds = [(run_once(photo, Path(tmp) / "out", args, args.against), run_once(photo, Path(tmp) / "out", args))
+                      for _ in range(args.repeats)]
+            for name, index in ((str(args.against), 0), ("this tree", 1)):
+                times = [r[index][0] for r in rounds]
+                print(f"| {label} | {name} | {min(times):.2f} | {statistics.median(times):.2f} | "
+                      f"{', '.join(f'{t:.2f}' for t in times)} | {max(r[index][1] for r in rounds):.0f} |")
+            gains = [other[0] - this[0] for other, this in rounds]
+            print(f"# {label}: this tree faster in {sum(g > 0 for g in gains)} of {len(gains)} rounds, "
+                  f"by {', '.join(f'{g:+.2f}' for g in gains)} s (median {statistics.median(gains):+.2f} s)")
 
 
 if __name__ == "__main__":

@@ -330,3 +330,18 @@ def test_exposure_predictability_noise_statistics_rise_with_the_noise():
     a, b = script.noise_features(quiet), script.noise_features(noisy)
     assert len(a) == len(script.NOISE_FEATURES)
     assert all(y > x for x, y in zip(a, b))  # every statistic is larger for the noisier image
+
+
+def test_lol_neighbours_layout_ignores_exposure_and_finds_the_same_scene():
+    script = _script("lol_neighbours")
+    rng = np.random.default_rng(0)
+    scenes = [rng.uniform(0.05, 0.9, size=(48, 64, 3)) for _ in range(3)]
+    library = np.stack([script.layout((s * 255).astype(np.uint8)) for s in scenes])
+    darker = (scenes[1] * 0.25 * 255).astype(np.uint8)  # the same room at a quarter of the exposure
+    index, similarity = script.nearest(script.layout(darker), library)
+    assert index == 1 and similarity > 0.95
+    other = script.nearest(script.layout((rng.uniform(0.05, 0.9, size=(48, 64, 3)) * 255).astype(np.uint8)), library)[1]
+    assert other < 0.5
+    ref = (scenes[0] * 255).astype(np.uint8)
+    psnr, ssim = script.scores(ref, ref)
+    assert psnr > 60 and abs(ssim - 1) < 1e-6
