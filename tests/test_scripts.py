@@ -345,3 +345,30 @@ def test_lol_neighbours_layout_ignores_exposure_and_finds_the_same_scene():
     ref = (scenes[0] * 255).astype(np.uint8)
     psnr, ssim = script.scores(ref, ref)
     assert psnr > 60 and abs(ssim - 1) < 1e-6
+
+
+def test_average_weights_writes_a_loadable_mean_checkpoint(tmp_path):
+    import torch
+
+    from lowlight_cli.models import create_model, load_checkpoint
+    from lowlight_cli.models.checkpoint import save_checkpoint
+
+    script = _script("average_weights")
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("crnet-curve-dn", pretrained=False, channels=4, groups=1, blocks=1, context_channels=4,
+                             refine_channels=4)
+        folders.append(save_checkpoint(model, tmp_path / f"m{seed}", architecture="crnet-curve-dn",
+                                       kwargs={"channels": 4, "groups": 1, "blocks": 1, "context_channels": 4,
+                                               "refine_channels": 4}))
+    assert script.main([str(f) for f in folders] + ["-o", str(tmp_path / "soup")]) == 0
+    soup = load_checkpoint(tmp_path / "soup").state_dict()  # loads: config, sha256 and shapes agree
+    a, b = (load_checkpoint(f).state_dict() for f in folders)
+    for key in soup:
+        if soup[key].is_floating_point():
+            assert torch.allclose(soup[key], (a[key] + b[key]) / 2, atol=1e-7)
+    other = tmp_path / "other"
+    save_checkpoint(create_model("gamma", pretrained=False), other, architecture="gamma", kwargs={})
+    with pytest.raises(SystemExit):
+        script.main([str(folders[0]), str(other), "-o", str(tmp_path / "bad")])
