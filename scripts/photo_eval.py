@@ -4,6 +4,7 @@
     python scripts/photo_eval.py --model crnet-s --weights weights/crnet-s-lol --save out/
     python scripts/photo_eval.py --model gamma --json gamma.json
     python scripts/photo_eval.py --curve-scale 2 --upscale 2 --sets lights bright noise
+    python scripts/photo_eval.py --sets lights --noise-free     # darkened without sensor noise
 
 Four sets, built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
 on them; LOL's *test* split only):
@@ -22,8 +23,10 @@ on them; LOL's *test* split only):
 
 Measures per set: NIQE of input and output, mean gray of both, how many outputs are darker than
 their input by more than 0.02, the share of pixels the output clips that the input did not
-(``evaluation.photo_checks``), the 1st-percentile gray (black level). Prints a markdown table
-and the machine; ``--json`` writes everything.
+(``evaluation.photo_checks``), the 1st-percentile gray (black level; "clean" is the clean
+photo's, where a set has one). Prints a markdown table and the machine; ``--json`` writes
+everything. ``--noise-free`` darkens the ``lights`` and ``noise`` sets without shot or read noise
+(exposure only): what an enhancer does to the tones, apart from what noise does.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ def keep_lights(clean: np.ndarray, dark: np.ndarray) -> np.ndarray:
     return mask * (clean / 255.0) + (1.0 - mask) * dark
 
 
-def build_sets(shared: Path, upscale: int = 1) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
+def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
     """``{set: [(name, input uint8, clean reference uint8 or None)]}``; ``upscale`` > 1 enlarges
     the clean photos (bicubic) before they are darkened, as a proxy for high-resolution photos
-    (detail spread over several pixels, sensor noise still per pixel)."""
+    (detail spread over several pixels, sensor noise still per pixel); ``noise_free`` darkens
+    without shot and read noise."""
+    sensor = dict(full_well=1e12, read_noise=0.0) if noise_free else {}
     clean = well_exposed(shared)
     if upscale > 1:
         clean = {name: cv2.resize(photo, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
@@ -89,10 +94,10 @@ def build_sets(shared: Path, upscale: int = 1) -> dict[str, list[tuple[str, np.n
     for i, (name, photo) in enumerate(clean.items()):
         rgb = photo.astype(np.float32) / 255.0
         exposure = LIGHT_EXPOSURES[i % len(LIGHT_EXPOSURES)]
-        lit = keep_lights(photo, darken(rgb, DarkeningModel(exposure=exposure), np.random.default_rng(i)))
+        lit = keep_lights(photo, darken(rgb, DarkeningModel(exposure=exposure, **sensor), np.random.default_rng(i)))
         lights.append((f"{name}-e{exposure}", from_float(lit.astype(np.float32), 8), photo))
         for j, e in enumerate(NOISE_EXPOSURES):
-            noisy = darken(rgb, DarkeningModel(exposure=e), np.random.default_rng(1000 + 10 * i + j))
+            noisy = darken(rgb, DarkeningModel(exposure=e, **sensor), np.random.default_rng(1000 + 10 * i + j))
             noise.append((f"{name}-e{e}", from_float(noisy, 8), photo))
     bright = [(name, photo, photo) for name, photo in clean.items()]
     examples = []
@@ -126,6 +131,7 @@ def score_set(enhancer: Enhancer, items: list, save: Path | None, set_name: str)
         if ref is not None:
             row["psnr_in"], row["ssim_in"] = _pair_scores(low, ref)
             row["psnr_out"], row["ssim_out"] = _pair_scores(out, ref)
+            row["black_clean"] = checks.black_level(ref)
         rows.append(row)
     keys = [k for k in rows[0] if k != "name"]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
@@ -148,29 +154,32 @@ def main() -> None:
     parser.add_argument("--upscale", type=int, default=1,
                         help="enlarge the clean photos N times before darkening (lights, bright, noise sets: large-photo proxy)")
     parser.add_argument("--sets", nargs="+", default=["dark", "lights", "bright", "examples", "noise"])
+    parser.add_argument("--noise-free", action="store_true", help="darken the lights and noise sets without sensor noise")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = create_model(args.model, weights=args.weights) if args.weights else create_model(args.model, pretrained=True)
     if args.curve_scale != 1:
         model.set_curve_scale(args.curve_scale)
     enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile))
-    sets = build_sets(args.shared, args.upscale)
+    sets = build_sets(args.shared, args.upscale, args.noise_free)
     start = time.perf_counter()
     results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
     setting = f", curve scale {args.curve_scale}" if args.curve_scale != 1 else ""
     setting += f", clean photos upscaled {args.upscale}x" if args.upscale != 1 else ""
+    setting += ", darkened without sensor noise" if args.noise_free else ""
     print(f"# {args.model} ({args.weights or ('bundled weights' if model.info.needs_weights else 'no weights')}{setting}); "
           f"{describe_machine()}; {time.perf_counter() - start:.0f} s\n")
-    print("| set | images | NIQE in -> out | mean gray in -> out | darker by > 0.02 | new clipping | black level in -> out | PSNR / SSIM in -> out |")
+    print("| set | images | NIQE in -> out | mean gray in -> out | darker by > 0.02 | new clipping | black level in -> out (clean) | PSNR / SSIM in -> out |")
     print("|---|---|---|---|---|---|---|---|")
     for name, result in results.items():
         s = result["summary"]
+        clean = f" (clean {s['black_clean']:.3f})" if "black_clean" in s else ""
         pair = (f"{s['psnr_in']:.2f} / {s['ssim_in']:.3f} -> {s['psnr_out']:.2f} / {s['ssim_out']:.3f} (min {s['psnr_out_min']:.2f})"
                 if "psnr_out" in s else "")
         print(f"| {name} | {s['count']} | {s['niqe_in']:.2f} -> {s['niqe_out']:.2f} | {s['gray_in']:.3f} -> {s['gray_out']:.3f} "
-              f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f} | {pair} |")
+              f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f}{clean} | {pair} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "curve_scale": args.curve_scale, "upscale": args.upscale, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "curve_scale": args.curve_scale, "upscale": args.upscale, "noise_free": args.noise_free, "results": results}, indent=1))
 
 
 if __name__ == "__main__":
