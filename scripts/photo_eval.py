@@ -6,7 +6,7 @@
     python scripts/photo_eval.py --curve-scale 2 --upscale 2 --sets lights bright noise
     python scripts/photo_eval.py --sets lights --noise-free     # darkened without sensor noise
 
-Four sets, built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
+Five sets (and one more on request), built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
 on them; LOL's *test* split only):
 
 - ``dark``: the 15 real low-light photos of the LOL-v1 test set.
@@ -20,6 +20,9 @@ on them; LOL's *test* split only):
   were made from (``examples/make_examples.py``).
 - ``noise``: the 20 photos darkened without lights at exposures 0.015, 0.03 and 0.06 (60 images):
   PSNR / SSIM of the input and of the output against the clean original.
+- ``dim`` (not in the default run): the 20 photos mildly under-exposed (exposure 0.25 and 0.5, 40
+  images, mean gray about 0.25-0.33): the regime of issue 15's held-out set A (inputs at mean
+  gray 0.33), where an enhancer should still lower NIQE rather than pass the photo as it is.
 
 Measures per set: NIQE of input and output, mean gray of both, how many outputs are darker than
 their input by more than 0.02, the share of pixels the output clips that the input did not
@@ -56,6 +59,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 LIGHT_EXPOSURES = (0.02, 0.05, 0.1)
 NOISE_EXPOSURES = (0.015, 0.03, 0.06)
+DIM_EXPOSURES = (0.25, 0.5)
 
 
 def _u8(path: Path) -> np.ndarray:
@@ -90,7 +94,7 @@ def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False) -> dict
         clean = {name: cv2.resize(photo, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
                  for name, photo in clean.items()}
     dark = [(p.stem, _u8(p), None) for p in sorted((shared / "LOL" / "test" / "low").glob("*.png"))]
-    lights, noise = [], []
+    lights, noise, dim = [], [], []
     for i, (name, photo) in enumerate(clean.items()):
         rgb = photo.astype(np.float32) / 255.0
         exposure = LIGHT_EXPOSURES[i % len(LIGHT_EXPOSURES)]
@@ -99,12 +103,15 @@ def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False) -> dict
         for j, e in enumerate(NOISE_EXPOSURES):
             noisy = darken(rgb, DarkeningModel(exposure=e, **sensor), np.random.default_rng(1000 + 10 * i + j))
             noise.append((f"{name}-e{e}", from_float(noisy, 8), photo))
+        for j, e in enumerate(DIM_EXPOSURES):
+            under = darken(rgb, DarkeningModel(exposure=e, **sensor), np.random.default_rng(2000 + 10 * i + j))
+            dim.append((f"{name}-e{e}", from_float(under, 8), photo))
     bright = [(name, photo, photo) for name, photo in clean.items()]
     examples = []
     for name in EXAMPLES:
         original = cv2.resize(sample_photo(name), EXAMPLE_SIZE, interpolation=cv2.INTER_AREA)
         examples.append((name, _u8(ROOT / "examples" / f"{name}.png"), original))
-    return {"dark": dark, "lights": lights, "bright": bright, "examples": examples, "noise": noise}
+    return {"dark": dark, "lights": lights, "bright": bright, "examples": examples, "noise": noise, "dim": dim}
 
 
 def _pair_scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -153,7 +160,8 @@ def main() -> None:
     parser.add_argument("--curve-scale", type=int, default=1, help="curve models: estimate the curves at 1/N resolution")
     parser.add_argument("--upscale", type=int, default=1,
                         help="enlarge the clean photos N times before darkening (lights, bright, noise sets: large-photo proxy)")
-    parser.add_argument("--sets", nargs="+", default=["dark", "lights", "bright", "examples", "noise"])
+    parser.add_argument("--sets", nargs="+", default=["dark", "lights", "bright", "examples", "noise"],
+                        help="dark lights bright examples noise (default) and dim")
     parser.add_argument("--noise-free", action="store_true", help="darken the lights and noise sets without sensor noise")
     args = parser.parse_args()
     torch.manual_seed(0)
