@@ -80,6 +80,45 @@ def test_identity_patches_are_references_at_the_requested_rate():
     assert torch.equal(mixed[(0, k)]["low"], plain[(0, k)]["low"])
 
 
+def test_under_exposed_patches_are_their_reference_darkened_at_the_requested_rate():
+    rng = np.random.default_rng(0)
+    low = (rng.random((64, 64, 3)) * 20).astype(np.uint8)  # LOL-dark: mean gray ~0.04
+    high = (rng.random((64, 64, 3)) * 200 + 40).astype(np.uint8)
+    pairs = [ImagePair("a", low, high)]
+    plain = PatchDataset(pairs, PatchConfig(size=32, per_image=300), seed=1)
+    config = PatchConfig(size=32, per_image=300, identity_prob=0.2, dim_prob=0.5, dim_exposure=(0.25, 0.5))
+    mixed = PatchDataset(pairs, config, seed=1)
+    kinds = []
+    for k in range(300):
+        item = mixed[(0, k)]
+        if torch.equal(item["low"], item["high"]):
+            kinds.append("identity")
+        elif torch.equal(item["low"], plain[(0, k)]["low"]):
+            kinds.append("pair")  # the crop is drawn as before
+        else:
+            # a gain in linear light: display values scale by exposure ** (1/2.2), plus noise
+            ratio = float(item["low"].mean() / item["high"].mean())
+            assert 0.25 ** (1 / 2.2) - 0.05 < ratio < 0.5 ** (1 / 2.2) + 0.05
+            levels = item["low"] * 255
+            assert (levels - torch.round(levels)).abs().max() < 1e-3  # 8-bit
+            kinds.append("dim")
+    shares = {kind: kinds.count(kind) / len(kinds) for kind in ("identity", "dim", "pair")}
+    assert 0.13 < shares["identity"] < 0.27 and 0.32 < shares["dim"] < 0.48  # 0.2, then half of 0.8
+
+
+def test_under_exposed_patches_are_validated_and_for_paired_methods_only():
+    from lowlight_cli.training.config import TrainConfig, set_value
+
+    config = TrainConfig()
+    set_value(config, "data.dim_exposure", [0.6, 0.2])
+    with pytest.raises(ConfigError, match="dim_exposure"):
+        config.validate()
+    config = TrainConfig()
+    set_value(config, "data.dim_prob", 1.0)
+    with pytest.raises(ConfigError, match="dim_prob"):
+        config.validate()
+
+
 
 def test_gain_curve_is_a_gain_near_black_and_keeps_white():
     from lowlight_cli.models.crnet import gain_curve

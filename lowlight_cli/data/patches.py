@@ -33,12 +33,20 @@ class PatchConfig:
         identity_prob: probability that a labeled patch is replaced by its reference as both input
             and target (ours): the model learns to leave a well-exposed photo as it is, which
             low-light pairs alone never show it.
+        dim_prob: probability that a labeled patch's input (if not an identity patch) is its
+            reference under-exposed instead (ours): darkened by an exposure drawn uniformly from
+            ``dim_exposure`` through the camera model of :mod:`lowlight_cli.data.synthetic`
+            (shot and read noise, 8-bit), with the reference as target. LOL's low images are all
+            very dark and the identity patches well exposed; these fill the middle.
+        dim_exposure: ``(lowest, highest)`` exposure of those patches, in ``(0, 1]``.
     """
 
     size: int = 96
     per_image: int = 30
     augment: bool = True
     identity_prob: float = 0.0
+    dim_prob: float = 0.0
+    dim_exposure: tuple[float, float] = (0.2, 0.6)
 
 
 def augment_pair(low: np.ndarray, high: np.ndarray | None, code: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -72,6 +80,16 @@ def random_patch(
     if augment:
         low, high = augment_pair(low, high, int(rng.integers(0, 8)))
     return low, high
+
+
+def under_exposed(reference: np.ndarray, exposure: float, rng: np.random.Generator) -> np.ndarray:
+    """``reference`` ``(h, w, 3)`` (uint8/uint16/float) as a short exposure would record it: the
+    camera model of :func:`lowlight_cli.data.synthetic.darken` (gain in linear light, shot and
+    read noise), as ``(h, w, 3)`` uint8."""
+    from .synthetic import DarkeningModel, darken  # numpy only; imported where it is used
+
+    dark = darken(to_float(reference), DarkeningModel(exposure=exposure), rng)
+    return np.round(dark * 255.0).astype(np.uint8)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -109,6 +127,8 @@ class PatchDataset(Dataset):
         # drawn after the crop and symmetry, and only when enabled, so earlier runs' patches are unchanged
         if high is not None and self.config.identity_prob > 0 and rng.random() < self.config.identity_prob:
             low = high
+        elif high is not None and self.config.dim_prob > 0 and rng.random() < self.config.dim_prob:
+            low = under_exposed(high, float(rng.uniform(*self.config.dim_exposure)), rng)
         low_t = to_tensor(low)
         high_t = to_tensor(high) if high is not None else torch.zeros_like(low_t)
         return {"low": low_t, "high": high_t, "labeled": torch.tensor(high is not None)}

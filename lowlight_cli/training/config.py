@@ -57,6 +57,9 @@ class DataSection:
         patch_size, patches_per_image, augment: patch sampling (SPEC: 30 patches per image).
         identity_prob: share of labeled patches trained as reference -> reference (ours; 0 = off):
             teaches the model to leave well-exposed photos alone.
+        dim_prob, dim_exposure: share of the other labeled patches whose input is the reference
+            under-exposed by an exposure in ``dim_exposure`` (ours; 0 = off; see
+            :class:`lowlight_cli.data.patches.PatchConfig`).
         batch_size: labeled patches per step (per process under torchrun).
         unlabeled_batch_size: unlabeled patches per step in semi-supervised training.
         workers: data-loader worker processes (0 loads in the training process).
@@ -76,6 +79,8 @@ class DataSection:
     patches_per_image: int = 30
     augment: bool = True
     identity_prob: float = 0.0
+    dim_prob: float = 0.0
+    dim_exposure: tuple = (0.2, 0.6)
     batch_size: int = 16
     unlabeled_batch_size: int = 16
     workers: int = 0
@@ -226,6 +231,9 @@ class TrainConfig:
             (self.data.patch_size >= 16, "data.patch_size must be >= 16"),
             (self.data.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
             (0.0 <= self.data.identity_prob < 1.0, "data.identity_prob must be in [0, 1)"),
+            (0.0 <= self.data.dim_prob < 1.0, "data.dim_prob must be in [0, 1)"),
+            (len(self.data.dim_exposure) == 2 and 0.0 < self.data.dim_exposure[0] <= self.data.dim_exposure[1] <= 1.0,
+             "data.dim_exposure must be [lowest, highest] with 0 < lowest <= highest <= 1"),
             (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
             (self.data.unlabeled_batch_size >= 0, "data.unlabeled_batch_size must be >= 0"),
             (self.data.workers >= 0, "data.workers must be >= 0"),
@@ -265,8 +273,9 @@ class TrainConfig:
             trainable = ", ".join(n for n in MODELS.names() if MODELS.get(n).info.family in method.families)
             raise ConfigError(f"method {method.name} trains {'/'.join(method.families)} models, not {self.model.name} ({family})",
                               hint=f"--model one of {trainable}")
-        if method.unpaired and (self.data.labeled_frac < 1.0 or self.data.identity_prob > 0):
-            key = "labeled_frac" if self.data.labeled_frac < 1.0 else "identity_prob"
+        if method.unpaired and (self.data.labeled_frac < 1.0 or self.data.identity_prob > 0 or self.data.dim_prob > 0):
+            key = ("labeled_frac" if self.data.labeled_frac < 1.0
+                   else "identity_prob" if self.data.identity_prob > 0 else "dim_prob")
             raise ConfigError(f"data.{key} is for paired methods: {method.name} trains unpaired on every training image")
         for key in ("positives", "negatives"):
             if getattr(self.data, key) and not method.unpaired:

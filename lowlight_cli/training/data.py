@@ -55,7 +55,8 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     d = config.data
     by_name = {p.name: p for p in pairs}
     validation = [by_name[n] for n in split.validation]
-    patches = PatchConfig(d.patch_size, d.patches_per_image, d.augment, d.identity_prob)
+    patches = PatchConfig(d.patch_size, d.patches_per_image, d.augment, d.identity_prob, d.dim_prob,
+                          tuple(d.dim_exposure))
     if method.unpaired:
         return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches)
     # labeled pairs first, then unlabeled images stripped of any reference they had
