@@ -15,9 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-from lowlight_cli.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_state_dict
+from lowlight_cli.errors import CheckpointError
+from lowlight_cli.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_file, read_config, save_state_dict
 
 
 def average_state(states: list[dict]) -> dict:
@@ -43,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.checkpoints) < 2:
         parser.error("give two or more checkpoint folders")
-    configs = []
-    for folder in args.checkpoints:
-        if not (folder / WEIGHTS_NAME).is_file() or not (folder / CONFIG_NAME).is_file():
-            parser.error(f"{folder} is not a checkpoint folder (config.json and model.safetensors)")
-        configs.append(json.loads((folder / CONFIG_NAME).read_text()))
+    try:
+        configs = [read_config(folder) for folder in args.checkpoints]
+        states = [load_state_dict_file(folder / WEIGHTS_NAME) for folder in args.checkpoints]
+    except CheckpointError as exc:
+        parser.error(str(exc))
     if len({(c.get("architecture"), json.dumps(c.get("kwargs", {}), sort_keys=True)) for c in configs}) > 1:
         parser.error("the checkpoints are of different architectures or settings")
-    state = average_state([load_file(folder / WEIGHTS_NAME) for folder in args.checkpoints])
+    state = average_state(states)
     digest = save_state_dict(state, args.out / WEIGHTS_NAME, metadata={"architecture": configs[0]["architecture"]})
     config = configs[0]
     config.setdefault("provenance", {})["averaged_from"] = [str(folder) for folder in args.checkpoints]

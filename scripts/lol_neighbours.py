@@ -13,16 +13,16 @@ later. For every test pair this prints:
   training set are used: it is an enhancer that memorises, with no network at all.
 - **by number**: the training reference numbered within 3 of the test image that is closest to the
   test reference (an oracle: it looks at the test reference, to show how near the nearest is).
-- the model's own output, and the same output scaled to the lookup reference's mean gray (a
-  diagnostic of how much of the model's error is the exposure a memorising model would recall;
-  not an enhancement mode).
+- the model's own output, and the same output scaled to the lookup reference's mean gray (GT-mean
+  scaling with the recalled reference in place of the true one: a diagnostic of how much of the
+  model's error is the exposure a memorising model would recall; not an enhancement mode).
 
 ``--validation RUN`` asks the same of a training run's validation pairs (its ``split.json``)
 against the pairs it trained on, instead of the test set against the whole training set: the split
 holds out whole groups of pairs that share a reference, so its validation scenes are further from
 what the run trained on.
 
-PSNR / SSIM as ``lowlight evaluate`` scores LOL (RGB, 0..255, no GT-mean).
+PSNR / SSIM by ``lowlight evaluate``'s scorer under its default protocol (RGB, no GT-mean).
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from machine import describe_machine  # noqa: E402
 
 from lowlight_cli.data.pairs import find_pairs, load_pairs  # noqa: E402
+from lowlight_cli.evaluation import Protocol, Scorer  # noqa: E402
+from lowlight_cli.evaluation.scoring import gt_mean_scale  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
-from lowlight_cli.metrics import psnr, ssim  # noqa: E402
+from lowlight_cli.io import from_float, to_float  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
 
 THUMB = (32, 24)  # width, height
@@ -64,11 +66,14 @@ def nearest(query: np.ndarray, library: np.ndarray) -> tuple[int, float]:
     return index, float(similarity[index])
 
 
+SCORER = Scorer(Protocol(metrics=("psnr", "ssim")))
+
+
 def scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """PSNR / SSIM of two ``(H, W, 3)`` uint8 images, as ``lowlight evaluate`` scores LOL."""
-    a = torch.from_numpy(out.astype(np.float64) / 255).permute(2, 0, 1)[None]
-    b = torch.from_numpy(ref.astype(np.float64) / 255).permute(2, 0, 1)[None]
-    return float(psnr(a, b)), float(ssim(a, b))
+    """PSNR / SSIM of two ``(H, W, 3)`` images (uint8, or float in [0, 1]), as ``lowlight evaluate``
+    scores them."""
+    values = SCORER.score("", to_float(out) if out.dtype.kind == "u" else out, to_float(ref)).values
+    return values["psnr"], values["ssim"]
 
 
 @dataclass
@@ -116,12 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         candidates = [by_name[str(int(pair.name) + d)] for d in (-3, -2, -1, 1, 2, 3)
                       if pair.name.isdigit() and str(int(pair.name) + d) in by_name]
         closest = max(candidates, key=lambda p: scores(p.high, pair.high)[0], default=None)
-        out = enhancer.enhance(pair.low.astype(np.float32) / 255)
-        out8 = np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
-        rescaled = np.clip(np.rint(out * 255 * recalled.mean() / max(out8.mean(), 1e-6)), 0, 255).astype(np.uint8)
+        out = from_float(enhancer.enhance(to_float(pair.low)), 8)  # as written to disk
+        rescaled = from_float(gt_mean_scale(to_float(out), to_float(recalled)), 8)
         rows.append(Row(pair.name, train[index].name, similarity, scores(recalled, pair.high),
                         closest.name if closest else "-", scores(closest.high, pair.high)[0] if closest else float("nan"),
-                        scores(out8, pair.high), scores(rescaled, pair.high)))
+                        scores(out, pair.high), scores(rescaled, pair.high)))
     print(f"# {what} ({len(rows)} pairs) against {len(train)} training pairs; model {args.model} "
           f"({args.weights or 'default weights'}); {describe_machine()}")
     print("| test | lookup: training pair (similarity) | lookup reference PSNR / SSIM | closest training reference by number (PSNR) "

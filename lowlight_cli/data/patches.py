@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import to_float
+from ..io import from_float, to_float
 from .pairs import ImagePair
 
 PatchKey = tuple[int, int]
@@ -88,8 +88,7 @@ def under_exposed(reference: np.ndarray, exposure: float, rng: np.random.Generat
     read noise), as ``(h, w, 3)`` uint8."""
     from .synthetic import DarkeningModel, darken  # numpy only; imported where it is used
 
-    dark = darken(to_float(reference), DarkeningModel(exposure=exposure), rng)
-    return np.round(dark * 255.0).astype(np.uint8)
+    return from_float(darken(to_float(reference), DarkeningModel(exposure=exposure), rng), 8)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import operator
+import sys
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+
+
+def needs_graph(*tensors: torch.Tensor) -> bool:
+    """True when an operation on ``tensors`` must keep the differentiable, exportable form: autograd
+    records it (grad mode on and some tensor requires grad), or a model is being traced or compiled
+    (ONNX export, ``torch.jit.trace``, ``torch.compile``). Otherwise inference code may write into
+    fresh tensors in place, which graphs cannot capture."""
+    # torch.onnx is imported by an export, not here (importing it costs a command 0.1 s)
+    if "torch.onnx" in sys.modules and torch.onnx.is_in_onnx_export():
+        return True
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def check_curve_scale(value: object, what: str = "curve_scale") -> int:

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import EnhancementModel, ModelInfo, check_curve_scale
-from .replicate_conv import conv3x3, graph_capture
+from .base import EnhancementModel, ModelInfo, check_curve_scale, needs_graph
+from .replicate_conv import conv3x3
 
 PAPER = (
     "Lee, Jang, Kim: Temporally Averaged Regression for Semi-Supervised Low-Light Image "
@@ -419,7 +419,7 @@ class CRNet(EnhancementModel):
         autograd and graph capture both halves are written straight into the result (the gamma
         view as ``exp(log(x) / 2.2)``, within 1e-7 of the power)."""
         s = self.cfg.downscale
-        if x.requires_grad or graph_capture():  # the differentiable, exportable form
+        if needs_graph(x):  # the differentiable, exportable form
             if s > 1:
                 x = F.pixel_unshuffle(x, s)
             view = x.clamp(min=1e-6).pow(1.0 / 2.2) if self.cfg.stem_input == "gamma" else x
@@ -432,8 +432,8 @@ class CRNet(EnhancementModel):
             x.view(b, c, height // s, s, width // s, s).permute(0, 1, 3, 5, 2, 4)
         )
         if self.cfg.stem_input == "gamma":
-            # x ** (1/2.2) as exp(log(x) / 2.2), in place: within 1e-7 of pow, which computes a
-            # scalar power element by element and is 3 to 4 times slower on CPU (AVX2 and AVX-512)
+            # x ** (1/2.2) as exp(log(x) / 2.2), in place: within 1e-7 of pow, which is 1.6 to
+            # 2.6 times slower on CPU (benchmarks/inference_ops.py)
             view = out[:, c * s * s :]
             torch.log(unshuffled.clamp(min=1e-6), out=view).mul_(1.0 / 2.2).exp_()
         else:
@@ -512,7 +512,7 @@ class CRNet(EnhancementModel):
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         elif s > 1:
             logits = F.interpolate(logits, scale_factor=float(s), mode="bilinear", align_corners=False)
-        if not (x.requires_grad or raw.requires_grad or graph_capture()):
+        if not needs_graph(x, raw):
             return self._curve_in_place(x, correction, logits)
         # -log(g) = -log(max_gain) * sigmoid(logits) [* (1 - peak^k)]
         neg_log_gain = torch.sigmoid(logits) * -math.log(self.cfg.max_gain)

@@ -11,23 +11,15 @@ frame is what replication padding changes, so nothing else needs fixing.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import needs_graph
+
 # below this many input elements per image the padded copy is cheap and one convolution call
-# beats five (measured: a 32-channel 256x256 input breaks even)
+# beats five (a 32-channel 256x256 input breaks even: benchmarks/inference_ops.py)
 MIN_ELEMENTS = 4 * 1024 * 1024
-
-
-def graph_capture() -> bool:
-    """True while a model is traced or compiled (ONNX export, ``torch.jit.trace``,
-    ``torch.compile``): in-place writes are eager-mode work; graphs get the functional form."""
-    # torch.onnx is imported by an export, not here (importing it costs a command 0.1 s)
-    exporting = "torch.onnx" in sys.modules and torch.onnx.is_in_onnx_export()
-    return exporting or torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def replicate_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -59,8 +51,7 @@ class ReplicateConv2d(nn.Conv2d):
         fast = (
             x.shape[-3] * x.shape[-2] * x.shape[-1] >= MIN_ELEMENTS
             and min(x.shape[-2:]) >= 2
-            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-            and not graph_capture()
+            and not needs_graph(x, self.weight)
         )
         return replicate_conv3x3(x, self.weight, self.bias) if fast else super().forward(x)
 

@@ -1,0 +1,76 @@
+"""The operations the curve models' inference path chose between, timed on this machine.
+
+    python benchmarks/inference_ops.py              # this CPU's own ISA
+    python benchmarks/inference_ops.py --isa avx2   # re-runs itself limited to AVX2
+
+For one 2048x2048 tile of the default photo model (`crnet-curve-dn`, 2 threads, best of 5):
+the stem's gamma view as ``pow(x, 1/2.2)`` against in-place ``exp(log(x)/2.2)``; the output check's
+per-channel extremes as ``aminmax`` against ``amin`` + ``amax``; and replicate-padded 3x3
+convolutions as ``nn.Conv2d`` pads them (a padded copy) against
+``lowlight_cli.models.replicate_conv`` (zero padding + the frame from four strips) at the sizes
+the model runs them: the stem (384 -> 32 at 256x256), the denoiser (16 -> 16 at 1024x1024,
+channels-last) and a body convolution (32 -> 64 at 256x256, below the size where the strips are used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+from lowlight_cli.models.replicate_conv import replicate_conv3x3  # noqa: E402
+
+
+def best(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native")
+    args = parser.parse_args()
+    if args.isa == "avx2" and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2":
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
+        raise SystemExit(subprocess.call([sys.executable, __file__, "--isa", "avx2"], env=env))
+    torch.manual_seed(0)
+    print(f"# {describe_machine()}; ISA: {args.isa}; ms, best of 5")
+    print("| operation | before | after |")
+    print("|---|---|---|")
+    with torch.inference_mode():
+        stem = torch.rand(1, 192, 256, 256)
+        out = torch.empty_like(stem)
+        before = best(lambda: torch.pow(stem.clamp(min=1e-6), 1 / 2.2, out=out))
+        after = best(lambda: torch.log(stem.clamp(min=1e-6), out=out).mul_(1 / 2.2).exp_())
+        print(f"| gamma view of a tile's stem input (192 x 256 x 256): pow / in-place exp(log) | {before:.1f} | {after:.1f} |")
+        tile = torch.rand(1, 3, 2048 * 2048)
+        before = best(lambda: torch.aminmax(tile, dim=2))
+        after = best(lambda: (tile.amin(dim=2), tile.amax(dim=2)))
+        print(f"| per-channel extremes of an output tile (3 x 2048 x 2048): aminmax / amin + amax | {before:.1f} | {after:.1f} |")
+        for name, c_in, c_out, side, channels_last in (("stem", 384, 32, 256, False), ("denoiser", 16, 16, 1024, True),
+                                                         ("body", 32, 64, 256, False)):
+            x = torch.rand(1, c_in, side, side)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            w, b = torch.randn(c_out, c_in, 3, 3) * 0.1, torch.randn(c_out)
+            before = best(lambda: F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, b))
+            after = best(lambda: replicate_conv3x3(x, w, b))
+            print(f"| replicate-padded 3x3 conv, {name} ({c_in} -> {c_out} at {side}x{side}): padded copy / strips "
+                  f"| {before:.1f} | {after:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
