@@ -1,9 +1,12 @@
-"""Compose the README's before/after strip from examples/ and an enhanced folder.
+"""Compose the README's before/after strips from examples/ and one or more enhanced folders.
 
-    lowlight enhance examples/ -o enhanced/ --model gamma
+    lowlight enhance examples/ -o enhanced/
     python examples/before_after.py enhanced/ docs/before_after.jpg
+    lowlight enhance examples/ -o enhanced-colour/ --colour input
+    python examples/before_after.py enhanced/ enhanced-colour/ docs/colour.jpg
 
-Each row: the low-light example, then its enhanced version; written as a JPEG at half size.
+Each row: the low-light example, then its enhanced versions in the order given; written as a JPEG
+at half size.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from lowlight_cli.io import ImageData, find_images, read_image, write_image
 
 
 def main() -> None:
-    enhanced_dir, target = Path(sys.argv[1]), Path(sys.argv[2])
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    enhanced_dirs, target = [Path(a) for a in sys.argv[1:-1]], Path(sys.argv[-1])
     here = Path(__file__).resolve().parent
     rows = []
     for item in find_images([here]):
-        after = enhanced_dir / item.path.name
-        if after.exists():
-            rows.append(np.hstack([read_image(item.path).rgb, read_image(after).rgb]))
+        afters = [folder / item.path.name for folder in enhanced_dirs]
+        if all(after.exists() for after in afters):
+            rows.append(np.hstack([read_image(item.path).rgb] + [read_image(after).rgb for after in afters]))
     if not rows:
-        sys.exit(f"no enhanced versions of {here}/*.png in {enhanced_dir}")
+        sys.exit(f"no enhanced versions of {here}/*.png in {', '.join(map(str, enhanced_dirs))}")
     strip = np.vstack(rows)
     strip = cv2.resize(strip, (strip.shape[1] // 2, strip.shape[0] // 2), interpolation=cv2.INTER_AREA)
     write_image(target, ImageData(rgb=np.ascontiguousarray(strip)), quality=85)

@@ -11,11 +11,13 @@ between validations).
 
     python scripts/validate_run.py runs/scl-lle-lol best last --exposure --test ../shared/data/LOL/test
     python scripts/validate_run.py runs/pie-lol-tv weights/pie-lol --curve-scale 1 2 4 8
+    python scripts/validate_run.py runs/crnet-curve-dn-lol-stage7b weights/crnet-curve-dn-lol --colour model input
 
 ``--exposure`` adds the mean gray of the inputs, the outputs and the references (exposure error
 shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` and ``DIR/high``.
 ``--curve-scale N [N ...]`` scores curve models (DCE-Net) with their curves estimated at each 1/N
 resolution, one row per scale (as ``lowlight evaluate --curve-scale N``, on validation pairs).
+``--colour model input`` scores each checkpoint as it is and with the input's colour kept.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exposure", action="store_true", help="also print mean gray of inputs, outputs and references")
     parser.add_argument("--test", type=Path, help="with --exposure: a DIR/{low,high} test set to measure too")
     parser.add_argument("--curve-scale", type=int, nargs="+", default=[], help="curve models: score at each of these curve scales")
+    parser.add_argument("--colour", nargs="+", choices=["model", "input"], default=["model"],
+                        help="score with the model's colours and/or the input's kept (lowlight enhance --colour input)")
     args = parser.parse_args(argv)
     if not (args.run / "split.json").is_file():
         parser.error(f"{args.run} has no split.json: not a run folder")
@@ -83,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"{name}: {error}")
                 model.set_curve_scale(scale)
                 label = f"{name}, curve scale {scale}"
-            scores = validate(model, pairs, device, DistContext(), model.info.input_multiple)
-            print(f"| {label} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
+            for colour in args.colour:
+                scores = validate(model, pairs, device, DistContext(), model.info.input_multiple, colour=colour)
+                shown = label + (", the input's colour" if colour == "input" else "")
+                print(f"| {shown} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:

@@ -130,7 +130,7 @@ def test_model_mode_enhances_then_scores(tmp_path):
     from lowlight_cli.models import create_model
 
     tile = create_model("gamma").info.default_tile  # the CPU default
-    assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile, "compiled": False}
+    assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile, "compiled": False, "colour": "model"}
 
 
 def test_lpips_weights_option_and_clear_error_without(folders, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_
 from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
+    ColourOpt,
     CompileOpt,
     DeviceOpt,
     EnhanceCurveScaleOpt,
@@ -68,6 +69,7 @@ def enhance(
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
     curve_scale: EnhanceCurveScaleOpt = None,
+    colour: ColourOpt = "model",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
     json_summary: JsonOpt = False,
@@ -106,7 +108,7 @@ def enhance(
     model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
-                             compile=compile_, curve_scale="auto" if scale == "auto" else None)
+                             compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour)
     enhancer = build_enhancer(net, config)
     megapixels = sum(j.megapixels for j in todo)
     run = describe_run(model, net, enhancer, explicit=weights is not None)
@@ -187,6 +189,7 @@ def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_s
             "device": str(enhancer.device),
             "precision": enhancer.precision,
             "tile": enhancer.tile,
+            "colour": enhancer.config.colour,
             **counts,
             "files": [r.as_dict() for r in results],
         }

@@ -20,7 +20,7 @@ from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, handle_errors
 from .loading import announce, build_enhancer, describe_run, load_model
-from .options import BatchSizeOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .options import BatchSizeOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
 Examples:\n
@@ -63,6 +63,7 @@ def evaluate(
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
     curve_scale: CurveScaleOpt = None,
+    colour: ColourOpt = "model",
 ) -> None:
     """Score images with PSNR, SSIM and NIQE under an explicit protocol.
 
@@ -77,13 +78,15 @@ def evaluate(
         lpips_net=lpips_net, lpips_weights=lpips_weights,
     )
     enhancer = None
+    if colour != "model" and model is None:
+        raise UsageError("--colour applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --colour input")
     if model is not None:
         if pred is not None or data is None:
             raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
-        config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_)
+        config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_, colour=colour)
         net = load_model(model, weights, no_pretrained, curve_scale)
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
@@ -116,7 +119,7 @@ def evaluate(
     extra = {"model": model, "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
     if enhancer is not None:  # how the predictions were made: precision and tiling move the scores slightly
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
-                              "compiled": enhancer.config.compile}
+                              "compiled": enhancer.config.compile, "colour": enhancer.config.colour}
     if csv_path is not None:
         atomic_write_bytes(csv_path, csv_report(protocol, scores).encode())
         err.print(f"per-image scores written to {csv_path}")

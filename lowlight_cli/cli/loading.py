@@ -96,6 +96,8 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
         compiled += f", curves at reduced resolution above {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP"
     elif scale > 1:
         compiled += f", curves at 1/{scale} resolution"
+    if enhancer.config.colour == "input":
+        compiled += ", the input's colour"
     weights = describe_weights(name, model, explicit=explicit)
     return f"{name} with {weights} on {enhancer.device} ({precision}, {tile_text}{compiled})"
 

@@ -10,9 +10,10 @@ import math
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 
-from ..inference.engine import AUTO_CURVE_MAX_PIXELS, MIN_TILE, auto_curve_scale
+from ..inference.engine import AUTO_CURVE_MAX_PIXELS, COLOUR_MODES, MIN_TILE, auto_curve_scale
 from ..models.registry import curve_model_names
 
 
@@ -111,6 +112,15 @@ EnhanceCurveScaleOpt = Annotated[
         "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
         f"resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP photo, "
         f"1/{auto_curve_scale(6000, 8000)} for 48 MP. Default: the checkpoint's (1).",
+    ),
+]
+ColourOpt = Annotated[
+    str,
+    typer.Option(
+        "--colour",
+        click_type=click.Choice(list(COLOUR_MODES)),
+        help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
+        "colour balance at low resolution, with the model's brightness, detail and denoising (README \"Photo quality\").",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

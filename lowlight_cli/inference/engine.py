@@ -18,6 +18,7 @@ from ..errors import ConfigError, ModelOutputError, UsageError
 from ..io.image import bit_depth_of, from_float, gray_channels, to_float
 from ..models.base import EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
+from .colour import keep_input_colour
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
@@ -25,6 +26,8 @@ from .precision import autocast, resolve_precision
 from .tiling import RowsFn, TileReader, float_output, tensor_reader, tiled_rows
 
 MIN_TILE = 64
+# InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
+COLOUR_MODES = ("model", "input")
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
 # get their curve maps at 1/2, 1/4, ... resolution; README "Speed" gives the cost and the gain)
 AUTO_CURVE_MAX_PIXELS = 8_000_000
@@ -53,6 +56,10 @@ class InferenceConfig:
             photo with :func:`auto_curve_scale` (1 up to 8 MP). The enhancer sets the model's
             scale (``set_curve_scale``) before every photo, so enhancers sharing one model each
             run at their own scale; the model keeps the last one set.
+        colour: ``"model"`` keeps the model's colours; ``"input"`` gives the output the input's
+            colour at low resolution (:func:`~lowlight_cli.inference.colour.keep_input_colour`):
+            the photo's own white balance and saturation, the model's brightness, detail and
+            denoising.
     """
 
     device: str = "auto"
@@ -62,8 +69,11 @@ class InferenceConfig:
     batch_size: int = 4
     compile: bool = False
     curve_scale: int | str | None = None
+    colour: str = "model"
 
     def __post_init__(self) -> None:
+        if self.colour not in COLOUR_MODES:
+            raise ConfigError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {self.colour!r}")
         if self.curve_scale is not None and self.curve_scale != "auto":
             if isinstance(self.curve_scale, str):
                 raise ConfigError(f"curve_scale must be an integer >= 1, 'auto' or None, got {self.curve_scale!r}")
@@ -352,12 +362,15 @@ class Enhancer:
             raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
         out, keep = float_output(image)
         self._run(tensor_reader(image), *image.shape[-2:], keep, on_event)
+        if self.config.colour == "input" and image.shape[1] == 3:
+            keep_input_colour(image[0].detach().permute(1, 2, 0).float().numpy(), out[0].permute(1, 2, 0).numpy())
         return out
 
     def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False) -> np.ndarray:
         """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
 
-        The same result as ``from_float(enhance(to_float(pixels)), bit_depth)``, without a float copy
+        The same result as ``from_float(enhance(to_float(pixels)), bit_depth)`` (with ``colour="input"``
+        to within a level or two: the colour step then corrects the rounded output), without a float copy
         of the whole photo in or out: tiles are converted as they are read and the output is
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
@@ -381,6 +394,8 @@ class Enhancer:
             out[top : top + block.shape[0]] = from_float(block, bit_depth)
 
         self._run(read, height, width, write, on_event)
+        if self.config.colour == "input" and not gray:
+            keep_input_colour(pixels, out)
         return out
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:

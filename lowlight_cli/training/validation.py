@@ -9,6 +9,7 @@ from torch import nn
 
 from ..data.pairs import ImagePair
 from ..evaluation.scoring import gt_mean_scale
+from ..inference.colour import keep_input_colour
 from ..inference.tiling import tiled_forward
 from ..io import to_float
 from ..metrics import psnr, quantize, ssim
@@ -29,8 +30,13 @@ class ValidationScores:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, pairs: list[ImagePair], device: torch.device, ctx: DistContext, multiple: int) -> ValidationScores:
+def validate(
+    model: nn.Module, pairs: list[ImagePair], device: torch.device, ctx: DistContext, multiple: int, *, colour: str = "model"
+) -> ValidationScores:
     """Scores of ``model`` over ``pairs``, whole images, split across processes.
+
+    ``colour="input"`` scores the outputs with the input's colour kept
+    (:func:`~lowlight_cli.inference.colour.keep_input_colour`, ``lowlight enhance --colour input``).
 
     Every process scores ``pairs[rank::world_size]``; sums are all-reduced, so all processes
     return the same numbers. Model selection uses ``psnr`` or ``ssim`` (``run.select_on``).
@@ -42,7 +48,10 @@ def validate(model: nn.Module, pairs: list[ImagePair], device: torch.device, ctx
         low = torch.from_numpy(to_float(pair.low)).permute(2, 0, 1)[None]
         high = torch.from_numpy(to_float(pair.high)).permute(2, 0, 1)[None].double()
         out = tiled_forward(lambda b: model(b).clamp(0, 1), low, tile=0, multiple=multiple, device=device)
-        pred = quantize(out.double().cpu())
+        out = out.float().cpu()
+        if colour == "input":
+            keep_input_colour(low[0].permute(1, 2, 0).numpy(), out[0].permute(1, 2, 0).numpy())
+        pred = quantize(out.double())
         scaled = gt_mean_scale(pred[0].permute(1, 2, 0).numpy(), high[0].permute(1, 2, 0).numpy())
         scaled_t = torch.from_numpy(scaled).permute(2, 0, 1)[None]
         totals += torch.tensor([float(psnr(pred, high)), float(ssim(pred, high)), float(psnr(scaled_t, high)), 1.0],

@@ -1,0 +1,127 @@
+"""Keeping a photo's own colour balance through enhancement.
+
+Models trained on LOL-v1 pull colours towards neutral: LOL's references correct the casts of
+their low images, and a regression trained under heavy noise shrinks the chroma it is unsure of.
+On a photo whose camera already balanced its colours, the output then comes out desaturated (a
+red saucer turns brown, a blue dusk sky grey). :func:`keep_input_colour` gives the output the
+input's colour at low resolution and keeps everything else of the model's: each channel is
+multiplied by a smooth map, the input's share of that channel over the output's, both measured on
+thumbnails ``grid`` pixels on the long side and the ratio upsampled bilinearly. Brightness (the
+Rec. 601 luma of a thumbnail cell), fine detail and denoising stay the model's; only colour that
+varies over more than about ``1/grid`` of the photo is the input's. Where the corrected colour
+would not fit under :data:`CEILING`, a pixel gets only as much of the correction as fits (its
+hue moves part of the way), so no highlight is clipped that the model left unclipped.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+DEFAULT_GRID = 64
+EPS = 1e-4  # keeps the shares of black cells finite (and equal)
+# input cells darker than this (luma) get only part of the correction, fading to none at black:
+# within a few 8-bit levels of black a cell's colour is sensor noise and black level, not the scene's
+FULL_CORRECTION_LUMA = 6 / 255
+# the correction never lifts a pixel's largest channel above this (or above the model's own
+# largest channel, if higher), so it clips nothing the model left unclipped (the photo checks
+# count an output pixel at 255 whose input was below 250 in every channel as newly clipped)
+CEILING = 250 / 255
+BAND_ROWS = 256
+
+
+def _full_scale(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def thumbnail(pixels: np.ndarray, grid: int) -> np.ndarray:
+    """``(H, W, 3)`` pixels (uint8, uint16 or float in [0, 1]) -> float32 in [0, 1], area-averaged to
+    ``grid`` pixels on the long side (never enlarged).
+
+    The averages are not rounded to whole levels (cv2 would round a uint8 average): 8-bit pixels
+    are averaged as 16-bit (times 257), others as float32, so a dark cell averaging a few levels
+    keeps its channel shares.
+    """
+    height, width = pixels.shape[:2]
+    factor = min(1.0, grid / max(height, width))
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if pixels.dtype == np.uint8:
+        source, scale = pixels.astype(np.uint16) * np.uint16(257), 65535.0
+    else:
+        source, scale = pixels.astype(np.float32, copy=False), _full_scale(pixels.dtype)
+    small = cv2.resize(source, size, interpolation=cv2.INTER_AREA) if size != (width, height) else source
+    return small.astype(np.float32) / scale
+
+
+def colour_gain(low_thumb: np.ndarray, out_thumb: np.ndarray) -> np.ndarray:
+    """Per-cell, per-channel gain ``(h, w, 3)`` that gives ``out_thumb`` the channel shares of
+    ``low_thumb`` (shares relative to luma) and leaves its luma unchanged; in input cells darker
+    than :data:`FULL_CORRECTION_LUMA` the gain fades towards 1 (none at black)."""
+    low = low_thumb + EPS
+    out = out_thumb + EPS
+    low_luma = low @ LUMA
+    gain = (low / low_luma[..., None]) / (out / (out @ LUMA)[..., None])
+    weight = np.clip(low_luma / FULL_CORRECTION_LUMA, 0.0, 1.0)[..., None]
+    return (1.0 + weight * (gain - 1.0)).astype(np.float32)
+
+
+def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID) -> None:
+    """Give ``out`` (enhanced from ``low``) ``low``'s colour at low resolution, in place.
+
+    ``low`` and ``out`` are ``(H, W, 3)`` RGB arrays of one size (uint8, uint16 or float in [0, 1];
+    their dtypes may differ). ``out`` is rewritten in bands of rows, so memory beyond the two images
+    is a few rows of floats. A grey input keeps a grey output; no pixel's largest channel rises above
+    :data:`CEILING` or the model's own largest channel, whichever is higher.
+
+    Raises:
+        ValueError: shapes differ, are not ``(H, W, 3)``, or ``grid`` < 1.
+    """
+    if low.shape != out.shape or low.ndim != 3 or low.shape[2] != 3:
+        raise ValueError(f"expected two (H, W, 3) images of one size, got {low.shape} and {out.shape}")
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1, got {grid}")
+    height, width = out.shape[:2]
+    gain = colour_gain(thumbnail(low, grid), thumbnail(out, grid))
+    rows_small = gain.shape[0]
+    # separable bilinear upsampling with pixel centres aligned (as cv2.INTER_LINEAR): columns once,
+    # rows band by band
+    wide = cv2.resize(gain, (width, rows_small), interpolation=cv2.INTER_LINEAR) if gain.shape[1] != width else gain
+    scale = _full_scale(out.dtype)
+    ceiling = CEILING * scale  # the band is worked on in the image's own units
+    for top in range(0, height, BAND_ROWS):
+        rows = np.arange(top, min(height, top + BAND_ROWS))
+        source = np.clip((rows + 0.5) * rows_small / height - 0.5, 0, rows_small - 1)
+        first = np.floor(source).astype(np.int64)
+        second = np.minimum(first + 1, rows_small - 1)
+        weight = (source - first).astype(np.float32)[:, None, None]
+        corrected = wide[second] - wide[first]
+        corrected *= weight
+        corrected += wide[first]  # the band's gain
+        model = out[top : top + len(rows)].astype(np.float32)
+        corrected *= model
+        band = _fit_under_ceiling(model, corrected, ceiling)
+        if np.issubdtype(out.dtype, np.integer):
+            np.rint(band, out=band)
+        out[top : top + len(rows)] = np.clip(band, 0.0, scale, out=band)
+
+
+def _fit_under_ceiling(model: np.ndarray, corrected: np.ndarray, limit: float) -> np.ndarray:
+    """``model + t (corrected - model)`` per pixel, with the largest ``t`` in ``[0, 1]`` that keeps
+    every channel under ``max(limit, the model's largest channel)``; ``corrected`` is reused.
+
+    Channel maxima are taken channel by channel (a numpy reduction over a last axis of 3 is many
+    times slower), and only the pixels over the ceiling, usually few, are fitted.
+    """
+    ceiling = np.maximum(np.maximum(np.maximum(model[..., 0], model[..., 1]), model[..., 2]), limit)
+    over = corrected > ceiling[..., None]
+    rows, cols = np.nonzero(over[..., 0] | over[..., 1] | over[..., 2])
+    if rows.size == 0:
+        return corrected
+    start, end, top = model[rows, cols], corrected[rows, cols], ceiling[rows, cols][:, None]
+    delta = end - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(end > top, (top - start) / delta, np.inf)  # only channels over the ceiling limit t
+    t = np.clip(np.minimum(np.minimum(room[:, 0], room[:, 1]), room[:, 2]), 0.0, 1.0)[:, None]
+    corrected[rows, cols] = start + t * delta
+    return corrected
