@@ -84,11 +84,14 @@ def keep_lights(clean: np.ndarray, dark: np.ndarray) -> np.ndarray:
     return mask * (clean / 255.0) + (1.0 - mask) * dark
 
 
-def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
+def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False,
+               only: set[str] | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray | None]]]:
     """``{set: [(name, input uint8, clean reference uint8 or None)]}``; ``upscale`` > 1 enlarges
     the clean photos (bicubic) before they are darkened, as a proxy for high-resolution photos
     (detail spread over several pixels, sensor noise still per pixel); ``noise_free`` darkens
-    without shot and read noise."""
+    without shot and read noise. ``only``: the darkened sets to make (the others come back
+    empty); each photo's noise has its own seed, so a set is the same whichever others are made."""
+    wanted = only if only is not None else {"lights", "noise", "dim"}
     sensor = dict(full_well=1e12, read_noise=0.0) if noise_free else {}
     clean = well_exposed(shared)
     if upscale > 1:
@@ -99,12 +102,13 @@ def build_sets(shared: Path, upscale: int = 1, noise_free: bool = False) -> dict
     for i, (name, photo) in enumerate(clean.items()):
         rgb = photo.astype(np.float32) / 255.0
         exposure = LIGHT_EXPOSURES[i % len(LIGHT_EXPOSURES)]
-        lit = keep_lights(photo, darken(rgb, DarkeningModel(exposure=exposure, **sensor), np.random.default_rng(i)))
-        lights.append((f"{name}-e{exposure}", from_float(lit.astype(np.float32), 8), photo))
-        for j, e in enumerate(NOISE_EXPOSURES):
+        if "lights" in wanted:
+            lit = keep_lights(photo, darken(rgb, DarkeningModel(exposure=exposure, **sensor), np.random.default_rng(i)))
+            lights.append((f"{name}-e{exposure}", from_float(lit.astype(np.float32), 8), photo))
+        for j, e in enumerate(NOISE_EXPOSURES if "noise" in wanted else ()):
             noisy = darken(rgb, DarkeningModel(exposure=e, **sensor), np.random.default_rng(1000 + 10 * i + j))
             noise.append((f"{name}-e{e}", from_float(noisy, 8), photo))
-        for j, e in enumerate(DIM_EXPOSURES):
+        for j, e in enumerate(DIM_EXPOSURES if "dim" in wanted else ()):
             under = darken(rgb, DarkeningModel(exposure=e, **sensor), np.random.default_rng(2000 + 10 * i + j))
             dim.append((f"{name}-e{e}", from_float(under, 8), photo))
     bright = [(name, photo, photo) for name, photo in clean.items()]
@@ -172,7 +176,7 @@ def main() -> None:
     if args.curve_scale != 1:
         model.set_curve_scale(args.curve_scale)
     enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile, colour=args.colour))
-    sets = build_sets(args.shared, args.upscale, args.noise_free)
+    sets = build_sets(args.shared, args.upscale, args.noise_free, only=set(args.sets))
     start = time.perf_counter()
     results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
     setting = f", curve scale {args.curve_scale}" if args.curve_scale != 1 else ""
