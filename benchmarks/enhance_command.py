@@ -84,6 +84,8 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT
         command += ["--curve-scale", str(args.curve_scale)]
     if args.colour is not None:
         command += ["--colour", args.colour]
+    if args.precision is not None:
+        command += ["--precision", args.precision]
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=None, help="default: the CLI's choice")
     parser.add_argument("--curve-scale", default=None, help="curve models: --curve-scale auto|N (default: the CLI's)")
     parser.add_argument("--colour", default=None, choices=["model", "input"], help="--colour (default: the CLI's)")
+    parser.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"], help="--precision (default: the CLI's)")
     parser.add_argument("--megapixels", type=float, nargs="+", default=[6.0, 12.0, 24.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
@@ -110,7 +113,7 @@ def main() -> None:
         parser.error(f"{args.against} is not a checkout of lowlight (no lowlight_cli/__init__.py)")
     print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}"
-          + (f", colour {args.colour}" if args.colour else ""))
+          + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else ""))
     if args.against is None:
         print("| photo | best s | median s | peak RSS (MB) |")
         print("|---|---|---|---|")

@@ -39,7 +39,25 @@ def test_cpu_precision_is_fp32_unless_bf16_is_asked_for_and_native(monkeypatch):
         precision.resolve_precision("fp16", torch.device("mps"))
 
 
+def test_auto_is_bf16_on_a_cpu_with_it_only_where_the_caller_asks(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_precision("auto", CPU, cpu_bf16=True) == "bf16"  # lowlight enhance
+    assert precision.resolve_precision("auto", CPU) == "fp32"  # evaluate, training
+    assert precision.resolve_precision("fp32", CPU, cpu_bf16=True) == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_precision("auto", CPU, cpu_bf16=True) == "fp32"
+
+
+def test_a_onednn_isa_limit_below_bf16_means_no_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    for isa, native in [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_VNNI", False), ("AVX512_CORE_BF16", True),
+                        ("AVX512_CORE_AMX", True), ("ALL", True), ("", True)]:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert precision.cpu_has_native_bf16() is native, isa
+
+
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert precision.cpu_has_native_bf16() is False
@@ -82,6 +100,21 @@ def test_enhance_cli_runs_bf16_on_the_cpu_and_says_so(native_bf16, tmp_path):
                                  "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "(bf16" in result.output and (tmp_path / "out" / "dark.png").is_file()
+
+
+def test_enhance_runs_bf16_by_default_on_a_cpu_with_it_and_evaluate_stays_fp32(monkeypatch, tmp_path):
+    photo = _photo_file(tmp_path)
+    for native, expected in [(True, "(bf16"), (False, "(fp32")]:
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        result = runner.invoke(app, ["enhance", photo, "--model", "crnet-curve-dn", "--no-pretrained", "--device", "cpu",
+                                     "-o", str(tmp_path / f"out-{native}")])
+        assert result.exit_code == 0 and expected in result.output, result.output
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    unmeasured = runner.invoke(app, ["enhance", photo, "--model", "scl-lle", "--no-pretrained", "--device", "cpu",
+                                     "-o", str(tmp_path / "out-dce")])  # not measured in bf16: fp32
+    assert unmeasured.exit_code == 0 and "(fp32" in unmeasured.output, unmeasured.output
+    scored = runner.invoke(app, ["evaluate", "--model", "crnet-curve-dn", "--no-pretrained", "--data", str(tmp_path), "--metrics", "niqe", "--json"])
+    assert json.loads(scored.stdout[scored.stdout.index("{"):])["inference"]["precision"] == "fp32", scored.output
 
 
 def test_enhance_cli_refuses_bf16_on_a_cpu_without_it(monkeypatch, tmp_path):

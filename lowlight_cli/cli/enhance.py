@@ -25,12 +25,12 @@ from .options import (
     CompileOpt,
     DeviceOpt,
     EnhanceCurveScaleOpt,
-    JsonOpt,
     EnhanceModelOpt,
+    EnhancePrecisionOpt,
+    JsonOpt,
     NoPretrainedOpt,
     OutDirOpt,
     OverlapOpt,
-    PrecisionOpt,
     TileOpt,
     VerboseOpt,
     WeightsOpt,
@@ -63,7 +63,7 @@ def enhance(
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    precision: EnhancePrecisionOpt = "auto",
     tile: TileOpt = None,
     overlap: OverlapOpt = 32,
     batch_size: BatchSizeOpt = 4,
@@ -108,7 +108,7 @@ def enhance(
     model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
-                             compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour)
+                             compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour, cpu_bf16=True)
     enhancer = build_enhancer(net, config)
     megapixels = sum(j.megapixels for j in todo)
     run = describe_run(model, net, enhancer, explicit=weights is not None)

@@ -81,6 +81,14 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU; bf16 also on CPUs with AVX512-BF16 or AMX).")
 ]
+EnhancePrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA; on the CPU bf16 where it has AVX512-BF16 or AMX, "
+        "faster with outputs within a few hundredths of a dB, else fp32).",
+    ),
+]
 TileOpt = Annotated[
     Optional[int],
     typer.Option("--tile", callback=check_tile, help=f"Tile side in pixels (0 = whole image, else >= {MIN_TILE}); default: from GPU memory / model."),

@@ -56,6 +56,10 @@ class InferenceConfig:
             photo with :func:`auto_curve_scale` (1 up to 8 MP). The enhancer sets the model's
             scale (``set_curve_scale``) before every photo, so enhancers sharing one model each
             run at their own scale; the model keeps the last one set.
+        cpu_bf16: ``precision="auto"`` runs bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) for
+            models measured to keep their outputs there (``ModelInfo.cpu_bf16``): ``lowlight
+            enhance`` sets it (faster, README "Speed"); off, ``auto`` is fp32 on the CPU, so that
+            ``lowlight evaluate``'s scores do not depend on the machine.
         colour: ``"model"`` keeps the model's colours; ``"input"`` gives the output the input's
             colour at low resolution (:func:`~lowlight_cli.inference.colour.keep_input_colour`):
             the photo's own white balance and saturation, the model's brightness, detail and
@@ -69,6 +73,7 @@ class InferenceConfig:
     batch_size: int = 4
     compile: bool = False
     curve_scale: int | str | None = None
+    cpu_bf16: bool = False
     colour: str = "model"
 
     def __post_init__(self) -> None:
@@ -273,7 +278,8 @@ class Enhancer:
     def __init__(self, model: EnhancementModel, config: InferenceConfig | None = None) -> None:
         self.config = config or InferenceConfig()
         self.device = resolve_device(self.config.device)
-        self.precision = resolve_precision(self.config.precision, self.device)
+        self.precision = resolve_precision(self.config.precision, self.device,
+                                           cpu_bf16=self.config.cpu_bf16 and getattr(model.info, "cpu_bf16", False))
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.info = model.info
         self.tile = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -19,15 +20,23 @@ def cpu_has_native_bf16() -> bool:
     """
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return onednn_isa_allows_bf16() and any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
+def onednn_isa_allows_bf16() -> bool:
+    """False when ``ONEDNN_MAX_CPU_ISA`` limits oneDNN below AVX512-BF16 (``AVX2``, ``AVX512_CORE``, ...):
+    the CPU may have bf16, but oneDNN would emulate it."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return not isa or isa == "ALL" or any(key in isa for key in ("BF16", "AMX", "FP16", "AVX10"))
+
+
+def resolve_precision(requested: str, device: torch.device, *, cpu_bf16: bool = False) -> str:
     """Pick the precision actually used: ``fp32``, ``fp16`` or ``bf16``.
 
-    ``auto`` means fp32 on the CPU and MPS, bf16 on CUDA GPUs that support it, else fp16. ``bf16``
-    on the CPU is honoured where the CPU has native bf16 (:func:`cpu_has_native_bf16`): opt-in,
-    since it changes the numbers slightly.
+    ``auto`` means bf16 on CUDA GPUs that support it, else fp16; fp32 on MPS; on the CPU fp32, or
+    with ``cpu_bf16`` bf16 where the CPU has native bf16 (:func:`cpu_has_native_bf16`; ``lowlight
+    enhance`` asks for it: faster, outputs within a few hundredths of a dB, README "Speed"). An
+    explicit ``bf16`` on the CPU is honoured where the CPU has native bf16.
 
     Raises:
         UsageError: unknown value, fp16 off CUDA, or bf16 on a CPU (or MPS) without native bf16.
@@ -35,9 +44,10 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if requested not in PRECISIONS:
         raise UsageError(f"unknown precision {requested!r}", hint=f"use one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
-        if requested == "bf16" and device.type == "cpu":
+        if device.type == "cpu" and (requested == "bf16" or (requested == "auto" and cpu_bf16)):
             if cpu_has_native_bf16():
                 return "bf16"
+        if requested == "bf16" and device.type == "cpu":
             raise UsageError("bf16 needs a CUDA GPU or a CPU with AVX512-BF16 or AMX; this CPU would only emulate it",
                              hint="drop --precision (fp32)")
         if requested in ("fp16", "bf16"):

@@ -82,6 +82,9 @@ class ModelInfo:
         pretrained: where the default trained weights live on the Hub, if published.
         bundled_weights: name of the folder under ``weights/`` holding this model's default
             trained checkpoint (e.g. ``crnet-s-lol``); empty = the model's own name.
+        cpu_bf16: bf16 on a CPU with native bf16 was measured to keep this model's outputs within a
+            few hundredths of a dB of fp32, so ``lowlight enhance --precision auto`` runs it in bf16
+            there (README "Speed"); others stay fp32 unless ``--precision bf16`` is given.
     """
 
     name: str
@@ -100,6 +103,7 @@ class ModelInfo:
     pretrained: PretrainedWeights | None = None
     bundled_weights: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    cpu_bf16: bool = False
 
 
 class EnhancementModel(nn.Module):
