@@ -17,7 +17,8 @@ between validations).
 shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` and ``DIR/high``.
 ``--curve-scale N [N ...]`` scores curve models (DCE-Net) with their curves estimated at each 1/N
 resolution, one row per scale (as ``lowlight evaluate --curve-scale N``, on validation pairs).
-``--colour model input`` scores each checkpoint as it is and with the input's colour kept.
+``--colour model input`` scores each checkpoint as it is and with the input's colour kept (the
+``--exposure`` rows use the model's colours: the colour step keeps luma, so mean gray barely moves).
 """
 
 from __future__ import annotations

@@ -376,7 +376,7 @@ class Enhancer:
         """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
 
         The same result as ``from_float(enhance(to_float(pixels)), bit_depth)`` (with ``colour="input"``
-        to within a level or two: the colour step then corrects the rounded output), without a float copy
+        to within a few levels: the colour step then corrects the rounded output; tests/test_colour.py), without a float copy
         of the whole photo in or out: tiles are converted as they are read and the output is
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels

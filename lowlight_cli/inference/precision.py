@@ -44,10 +44,10 @@ def resolve_precision(requested: str, device: torch.device, *, cpu_bf16: bool = 
     if requested not in PRECISIONS:
         raise UsageError(f"unknown precision {requested!r}", hint=f"use one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
-        if device.type == "cpu" and (requested == "bf16" or (requested == "auto" and cpu_bf16)):
-            if cpu_has_native_bf16():
-                return "bf16"
-        if requested == "bf16" and device.type == "cpu":
+        wants_bf16 = requested == "bf16" or (requested == "auto" and cpu_bf16)
+        if device.type == "cpu" and wants_bf16 and cpu_has_native_bf16():
+            return "bf16"
+        if device.type == "cpu" and requested == "bf16":
             raise UsageError("bf16 needs a CUDA GPU or a CPU with AVX512-BF16 or AMX; this CPU would only emulate it",
                              hint="drop --precision (fp32)")
         if requested in ("fp16", "bf16"):
