@@ -267,3 +267,40 @@ def test_refinement_is_its_documented_formula():
     (grad_fast,) = torch.autograd.grad(fast.sum(), y)
     (grad_slow,) = torch.autograd.grad(slow.sum(), y)
     assert torch.allclose(grad_fast, grad_slow, atol=1e-6, rtol=0)
+    # inference builds the input and undoes the shuffle in channels-last memory, in place
+    with torch.inference_mode():
+        for shape in ((2, 3, 10, 14), (1, 3, 64, 40)):
+            y = torch.rand(*shape, generator=generator)
+            b = torch.rand(*shape, generator=generator)
+            assert torch.allclose(stage(y, b), documented(y, b), atol=1e-6, rtol=0)
+            assert stage(y, b).is_contiguous()
+        # other memory layouts take the general path
+        y_cl = y.contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(stage(y_cl, b), documented(y, b), atol=1e-6, rtol=0)
+
+
+def test_refinement_inference_path_matches_the_general_one_bit_for_bit():
+    """The in-place inference path (channels-last input built in one copy, shuffle undone in one
+    copy) gives the general path's bits, in fp32 and under CPU bf16 autocast, leaves its inputs
+    alone, and steps aside when the stage's own weights are being trained on a frozen body."""
+    stage = create_model("crnet-curve-dn", pretrained=False).refine
+    torch.nn.init.normal_(stage.out.weight, std=0.2)
+    generator = torch.Generator().manual_seed(1)
+    # (a 2x2 image, whose 1x1 half-size layout is ambiguous, may differ in the last bit: not here)
+    for shape in ((1, 3, 4, 6), (3, 3, 10, 14), (2, 3, 6, 22)):
+        y = torch.rand(*shape, generator=generator)
+        b = torch.rand(*shape, generator=generator)
+        y0, b0 = y.clone(), b.clone()
+        for autocast in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.inference_mode():
+                fast = stage(y, b)
+                # a channels-last y takes the general path, with the same convolution inputs
+                general = stage(y.contiguous(memory_format=torch.channels_last), b)
+            assert fast.dtype == general.dtype == torch.float32
+            assert torch.equal(fast, general.contiguous()), (shape, autocast)
+        assert torch.equal(y, y0) and torch.equal(b, b0)
+    # a frozen body (its output needs no gradient) and a trainable stage: the general path, with gradients
+    y = torch.rand(2, 3, 8, 8, generator=generator)
+    out = stage(y, torch.rand(2, 3, 8, 8, generator=generator))
+    out.sum().backward()
+    assert stage.out.weight.grad is not None and stage.out.weight.grad.abs().sum() > 0

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from lowlight_cli.cli.app import app
+from lowlight_cli.cli.loading import describe_run
 from lowlight_cli.errors import ConfigError, UsageError
 from lowlight_cli.export import export_onnx
 from lowlight_cli.inference import Enhancer, InferenceConfig, auto_curve_scale, engine
 from lowlight_cli.io import read_image
-from lowlight_cli.models import create_model, load_checkpoint, save_checkpoint
+from lowlight_cli.models import MODELS, create_model, load_checkpoint, save_checkpoint
 
 from .photos import dark_photo, save_photo
 
@@ -120,6 +121,17 @@ def test_auto_scale_keeps_photos_up_to_8_mp_whole_and_halves_larger_ones(monkeyp
     small = enhancer.enhance(photo[:48])
     assert enhancer.curve_scale == 1
     assert np.array_equal(small, Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=0)).enhance(photo[:48]))
+    # never finer than the scale the model was built with (its checkpoint's) ...
+    coarse = Enhancer(create_model("crnet-curve-dn", pretrained=False, curve_scale=4),
+                      InferenceConfig(device="cpu", tile=0, curve_scale="auto"))
+    coarse.enhance(photo[:48])
+    assert coarse.curve_scale == 4
+    # ... whatever another enhancer of the same model set before this one was made
+    shared = _trained_like()
+    Enhancer(shared, InferenceConfig(device="cpu", tile=0, curve_scale=2)).enhance(photo)
+    later = Enhancer(shared, InferenceConfig(device="cpu", tile=0, curve_scale="auto"))
+    later.enhance(photo[:48])
+    assert later.curve_scale == 1
     with pytest.raises(UsageError, match="curve models"):
         Enhancer(create_model("crnet-s", pretrained=False), InferenceConfig(device="cpu", curve_scale="auto"))
     with pytest.raises(ConfigError, match="curve_scale"):
@@ -154,12 +166,26 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     auto = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "auto"), "--model", "crnet-curve-dn",
                                "--no-pretrained", "--json", "--curve-scale", "auto"])
     whole = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "full"), "--model", "crnet-curve-dn",
-                                "--no-pretrained"])
+                                "--no-pretrained", "--curve-scale", "1"])
+    default = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "default"), "--model",
+                                  "crnet-curve-dn", "--no-pretrained", "--json"])
     fast = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "fast"), "--model", "crnet-curve-dn",
                                "--no-pretrained", "--curve-scale", "2", "--json"])
     assert auto.exit_code == 0 and whole.exit_code == 0 and fast.exit_code == 0, fast.output
     assert "curves at reduced resolution above 8 MP" in auto.output
-    assert "curves at 1/2 resolution" in fast.output and "curves at" not in whole.output
+    assert "curves at 1/2 resolution" not in auto.output and "curves at" not in whole.output
+    # auto is enhance's default for the photo models (crnet-curve, crnet-curve-dn), not for DCE-Net
+    assert default.exit_code == 0 and "curves at reduced resolution above 8 MP" in default.output
+    assert '"curve_scale": 1' in default.stdout
+    assert [n for n in MODELS.names() if MODELS.get(n).info.enhance_auto_curve_scale] == ["crnet-curve", "crnet-curve-dn"]
+    dce = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "dce"), "--model", "scl-lle",
+                              "--no-pretrained"])
+    assert dce.exit_code == 0 and "curves at" not in dce.output
+    # a checkpoint built at scale 2 says so under auto
+    trained_at_2 = create_model("crnet-curve-dn", pretrained=False, curve_scale=2)
+    text = describe_run("crnet-curve-dn", trained_at_2, Enhancer(trained_at_2, InferenceConfig(device="cpu", curve_scale="auto")))
+    assert "curves at 1/2 resolution, coarser above 8 MP" in text
+    assert "curves at 1/2 resolution" in fast.output
     assert '"curve_scale": 2' in fast.stdout and '"curve_scale": 1' in auto.stdout  # per file, in --json
     assert np.array_equal(read_image(tmp_path / "auto" / "a.png").rgb, read_image(tmp_path / "full" / "a.png").rgb)
     bad = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--curve-scale", "half"])

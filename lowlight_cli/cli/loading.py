@@ -93,7 +93,9 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)
     if enhancer.config.curve_scale == "auto":
-        compiled += f", curves at reduced resolution above {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP"
+        own = int(getattr(model, "built_curve_scale", 1))
+        at = f"at 1/{own} resolution, coarser" if own > 1 else "at reduced resolution"
+        compiled += f", curves {at} above {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP"
     elif scale > 1:
         compiled += f", curves at 1/{scale} resolution"
     if enhancer.config.colour == "input":

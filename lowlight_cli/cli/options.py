@@ -117,9 +117,10 @@ EnhanceCurveScaleOpt = Annotated[
         callback=check_curve_scale,
         metavar="auto|N",
         help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and "
-        "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto: full "
-        f"resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP photo, "
-        f"1/{auto_curve_scale(6000, 8000)} for 48 MP. Default: the checkpoint's (1).",
+        "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto (the "
+        f"default for crnet-curve and crnet-curve-dn; the others keep their checkpoint's scale): full resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP "
+        f"photo, 1/{auto_curve_scale(6000, 8000)} for 48 MP, never finer than the checkpoint's own scale; 1: full "
+        "resolution at any size.",
     ),
 ]
 ColourOpt = Annotated[

@@ -53,7 +53,8 @@ class InferenceConfig:
             every tile, while whole-image inference compiles again for new image sizes.
         curve_scale: curve models only (``supports_curve_scale``): ``None`` runs the model as it
             is set, ``N`` estimates its curve maps at ``1/N`` resolution, ``"auto"`` chooses per
-            photo with :func:`auto_curve_scale` (1 up to 8 MP). The enhancer sets the model's
+            photo with :func:`auto_curve_scale` (1 up to 8 MP), never finer than the scale the
+            model was built with (``built_curve_scale``: its checkpoint's). The enhancer sets the model's
             scale (``set_curve_scale``) before every photo, so enhancers sharing one model each
             run at their own scale; the model keeps the last one set.
         cpu_bf16: ``precision="auto"`` runs bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) for
@@ -289,6 +290,8 @@ class Enhancer:
         )
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
+        # the scale the model was built with (its checkpoint's), whatever enhancers set since
+        self._own_curve_scale = int(getattr(self.model, "built_curve_scale", self.curve_scale))
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -306,8 +309,8 @@ class Enhancer:
         """Set the model's curve scale for a ``height`` x ``width`` image (see ``InferenceConfig.curve_scale``)
         and read its ``info`` again: the model may be shared with other enhancers."""
         scale = self.config.curve_scale
-        if scale == "auto":
-            scale = auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS)
+        if scale == "auto":  # never finer than the checkpoint's own scale
+            scale = max(self._own_curve_scale, auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS))
         if scale is not None and scale != self.curve_scale:
             self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
         self.info = self.model.info

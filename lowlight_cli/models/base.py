@@ -85,6 +85,10 @@ class ModelInfo:
         cpu_bf16: bf16 on a CPU with native bf16 was measured to keep this model's outputs within a
             few hundredths of a dB of fp32, so ``lowlight enhance --precision auto`` runs it in bf16
             there (README "Speed"); others stay fp32 unless ``--precision bf16`` is given.
+        enhance_auto_curve_scale: ``lowlight enhance`` estimates this curve model's curves at
+            reduced resolution above 8 MP unless told otherwise (``--curve-scale auto``), its
+            quality cost having been measured on enlarged photos (README "Speed"); others run at
+            their checkpoint's scale unless ``--curve-scale`` is given.
     """
 
     name: str
@@ -104,6 +108,7 @@ class ModelInfo:
     bundled_weights: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
     cpu_bf16: bool = False
+    enhance_auto_curve_scale: bool = False
 
 
 class EnhancementModel(nn.Module):

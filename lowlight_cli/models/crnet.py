@@ -297,15 +297,45 @@ class CurveRefinement(nn.Module):
 
     def forward(self, y: torch.Tensor, brightening: torch.Tensor) -> torch.Tensor:
         """``y`` ``(B, 3, H, W)``, ``brightening`` ``(B, 3, H, W)`` in ``[0, 1)``, ``H, W`` even."""
-        h = torch.cat((F.pixel_unshuffle(y, 2), F.avg_pool2d(brightening, 2)), dim=1)
-        # channels-last: oneDNN runs these narrow convolutions faster that way on CPU (the whole
-        # command's A/B: README "Speed", benchmarks/enhance_command.py)
-        h = F.relu(self.inp(h.contiguous(memory_format=torch.channels_last)), inplace=True)
+        fast = (not needs_graph(y, brightening, self.out.weight) and y.dtype == brightening.dtype
+                and y.is_contiguous())
+        if fast:  # inference: the same tensor, written straight into channels-last memory
+            h = self._input_in_place(y, brightening)
+        else:
+            h = torch.cat((F.pixel_unshuffle(y, 2), F.avg_pool2d(brightening, 2)), dim=1)
+            # channels-last: oneDNN runs these narrow convolutions faster that way on CPU (the whole
+            # command's A/B: README "Speed", benchmarks/enhance_command.py)
+            h = h.contiguous(memory_format=torch.channels_last)
+        h = F.relu(self.inp(h), inplace=True)
         for conv in self.hidden:
             h = F.relu(conv(h), inplace=True)
-        refined = y + brightening * F.pixel_shuffle(self.out(h).contiguous(), 2)
+        out = self.out(h)
+        if fast and out.is_contiguous(memory_format=torch.channels_last):
+            # pixel_shuffle by 2 of channels-last memory is one permuted copy; then in place
+            # (a bf16 detail under autocast is promoted by the copy, as the out-of-place form does)
+            b, _, half_h, half_w = out.shape
+            refined = torch.empty_like(y)
+            refined.view(b, 3, half_h, 2, half_w, 2).copy_(
+                out.permute(0, 2, 3, 1).reshape(b, half_h, half_w, 3, 2, 2).permute(0, 3, 1, 4, 2, 5)
+            )
+            refined.mul_(brightening).add_(y)
+            return torch.minimum(refined, y.clamp(min=REFINE_CEILING), out=refined)
+        refined = y + brightening * F.pixel_shuffle(out.contiguous(), 2)
         # no new clipping: the stage may not lift a pixel above 254/255 unless the curve put it there
         return torch.minimum(refined, y.clamp(min=REFINE_CEILING))
+
+    @staticmethod
+    def _input_in_place(y: torch.Tensor, brightening: torch.Tensor) -> torch.Tensor:
+        """``cat(pixel_unshuffle(y, 2), avg_pool2d(brightening, 2))`` in channels-last memory, built
+        with one rearranging copy of ``y`` instead of an unshuffle, a concatenation and a
+        conversion (three passes over a full-resolution tensor)."""
+        b, c, height, width = y.shape
+        memory = y.new_empty(b, height // 2, width // 2, 5 * c)  # NHWC: c*4 unshuffled + c pooled
+        memory[..., : 4 * c].view(b, height // 2, width // 2, c, 2, 2).copy_(
+            y.view(b, c, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        )
+        memory[..., 4 * c :].copy_(F.avg_pool2d(brightening, 2).permute(0, 2, 3, 1))
+        return memory.permute(0, 3, 1, 2)  # (B, 5c, H/2, W/2), channels-last strides
 
 
 def gain_curve(y: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
@@ -339,6 +369,7 @@ class CRNet(EnhancementModel):
         cfg = CRNetConfig(**kwargs)  # type: ignore[arg-type]
         self._registered_info = info
         self._configure(cfg)
+        self.built_curve_scale = cfg.curve_scale  # the checkpoint's; set_curve_scale leaves it
         s, c = cfg.downscale, cfg.channels
         pad = cfg.padding_mode
         self.stem = conv3x3(6 * s * s, c, pad)

@@ -94,6 +94,7 @@ class DCENet(EnhancementModel):
         self.conv7 = nn.Conv2d(2 * width, 3 * iterations, 3, padding=1)
         self._registered_info = info
         self.set_curve_scale(curve_scale)
+        self.built_curve_scale = self.curve_scale  # the checkpoint's; set_curve_scale leaves it
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
