@@ -9,7 +9,10 @@ per-channel extremes as ``aminmax`` against ``amin`` + ``amax``; and replicate-p
 convolutions as ``nn.Conv2d`` pads them (a padded copy) against
 ``lowlight_cli.models.replicate_conv`` (zero padding + the frame from four strips) at the sizes
 the model runs them: the stem (384 -> 32 at 256x256), the denoiser (16 -> 16 at 1024x1024,
-channels-last) and a body convolution (32 -> 64 at 256x256, below the size where the strips are used).
+channels-last) and a body convolution (32 -> 64 at 256x256, below the size where the strips are used);
+and the whole denoiser stage as the general path runs it (unshuffle, concatenation, conversion to
+channels-last; contiguous copy and pixel shuffle after) against its inference path (input and
+shuffle in one copy each, session 19), best of 20, the two alternated.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
+from lowlight_cli.models import create_model  # noqa: E402
 from lowlight_cli.models.replicate_conv import replicate_conv3x3  # noqa: E402
 
 
@@ -70,6 +74,16 @@ def main() -> None:
             after = best(lambda: replicate_conv3x3(x, w, b))
             print(f"| replicate-padded 3x3 conv, {name} ({c_in} -> {c_out} at {side}x{side}): padded copy / strips "
                   f"| {before:.1f} | {after:.1f} |")
+        stage = create_model("crnet-curve-dn", pretrained=False).refine.eval()
+        y, bright = torch.rand(1, 3, 2048, 2048), torch.rand(1, 3, 2048, 2048) * 0.5
+        general_y = y.contiguous(memory_format=torch.channels_last)  # a channels-last y takes the general path
+        assert torch.equal(stage(y, bright), stage(general_y, bright).contiguous())
+        before, after = float("inf"), float("inf")
+        for _ in range(4):
+            before = min(before, best(lambda: stage(general_y, bright), 5))
+            after = min(after, best(lambda: stage(y, bright), 5))
+        print(f"| denoiser stage on a 2048x2048 tile (best of 20, alternated): general path / inference path "
+              f"| {before:.1f} | {after:.1f} |")
 
 
 if __name__ == "__main__":
