@@ -320,7 +320,11 @@ def _torchrun_two_cpu_processes(tmp_path: Path, *extra: str, **env_extra: str) -
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env_extra}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "lowlight_cli", "train", *SMOKE, "--max-steps", "4", *extra, "--out", str(run)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    try:  # about 15 s on 2 cores; one CI run hung here for the whole timeout (session 19): say what it printed
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    except subprocess.TimeoutExpired as exc:
+        tail = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        pytest.fail(f"torchrun did not finish in 300 s; its stderr ends with:\n{tail[-3000:]}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr
     return run, [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()], proc.stderr
