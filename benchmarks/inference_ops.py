@@ -12,7 +12,8 @@ the model runs them: the stem (384 -> 32 at 256x256), the denoiser (16 -> 16 at 
 channels-last) and a body convolution (32 -> 64 at 256x256, below the size where the strips are used);
 and the whole denoiser stage as the general path runs it (unshuffle, concatenation, conversion to
 channels-last; contiguous copy and pixel shuffle after) against its inference path (input and
-shuffle in one copy each, session 19), best of 20, the two alternated.
+shuffle in one copy each, session 19), best of 20, the two alternated; and the denoiser stage's
+share of a whole tile's network time at the setting `lowlight enhance` uses for a 12 MP photo.
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def main() -> None:
             after = min(after, best(lambda: stage(y, bright), 5))
         print(f"| denoiser stage on a 2048x2048 tile (best of 20, alternated): general path / inference path "
               f"| {before:.1f} | {after:.1f} |")
+        # where a tile's network time goes: the whole model as `lowlight enhance` runs it on a 12 MP
+        # photo (one recurrence as bundled, curves at 1/2 resolution: --curve-scale auto) and its denoiser
+        model = create_model("crnet-curve-dn", pretrained=False, recurrences=1).eval().set_curve_scale(2)
+        x = torch.rand(1, 3, 2048, 2048)
+        whole, denoiser = float("inf"), float("inf")
+        for _ in range(4):
+            whole = min(whole, best(lambda: model(x), 5))
+            denoiser = min(denoiser, best(lambda: model.refine(y, bright), 5))
+        print(f"\nA 2048x2048 tile of crnet-curve-dn (one recurrence, --curve-scale 2, best of 20, alternated): "
+              f"the whole model {whole:.0f} ms, its denoiser stage {denoiser:.0f} ms ({denoiser / whole:.0%}).")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,21 @@ def test_ssim_matches_skimage_on_a_real_dark_noisy_image(
     assert 0.05 < ours < 0.9  # a real, imperfect score, not a degenerate 0 or 1
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 11, 11), (1, 3, 18, 30), (2, 3, 37, 23), (1, 3, 64, 41)])
+@pytest.mark.parametrize("space,window", [("rgb", 11), ("y", 7)])
+def test_ssim_banded_cpu_path_equals_the_convolution(shape: tuple[int, ...], space: str, window: int) -> None:
+    """float64 on the CPU is scored band by band (``lowlight evaluate``'s path); with gradients it
+    takes the convolution: the two agree to rounding at heights below, at and across the band."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    a = torch.rand(shape, generator=gen, dtype=torch.float64)
+    b = (a + 0.2 * torch.randn(shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    banded = ssim(a, b, space=space, window_size=window)
+    convolved = ssim(a.clone().requires_grad_(), b, space=space, window_size=window).detach()
+    assert banded.shape == (shape[0],)
+    assert torch.allclose(banded, convolved, rtol=0, atol=1e-12)
+    assert (banded < 0.99).all()  # a real score, not the identity's 1
+
+
 @pytest.mark.parametrize("space", ["y", "gray"])
 def test_ssim_single_channel_spaces_match_skimage(
     space: str, astronaut_pair: tuple[np.ndarray, np.ndarray]

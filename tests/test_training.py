@@ -342,21 +342,40 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
 
 
 def _join_and_leave(rank: int, port: int, results) -> None:
-    """One process of a two-process gloo job: join, reduce, leave; report what it saw."""
+    """One process of a two-process gloo job: join, reduce, gather, leave; report what it saw."""
+    import gc
+    import weakref
+
     import torch.distributed as dist
 
     from lowlight_cli.training import distributed
 
+    works = []  # weak references to the work of every collective (None: a blocking call kept none)
+
+    def watched(collective):
+        def call(*args, **kwargs):
+            work = collective(*args, **kwargs)
+            works.append(None if work is None else weakref.ref(work))
+            return work
+        return call
+
+    dist.all_reduce, dist.all_gather, dist.barrier = (watched(dist.all_reduce), watched(dist.all_gather),
+                                                      watched(dist.barrier))
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     ctx, device = distributed.setup("cpu")
     distributed.join(ctx, device)
     total = float(distributed.all_reduce_sum(torch.tensor([rank + 1.0]), ctx))
+    gathered = distributed.gather_values(rank + 0.5, ctx, device)
     distributed.leave(ctx)
-    results.put((rank, total, dist.is_initialized()))
+    gc.collect()
+    # Python still holds every collective's work, so a gloo thread never frees one (see distributed._RECENT_WORK)
+    alive = len(works) == 3 and all(ref is not None and ref() is not None for ref in works)
+    results.put((rank, total, gathered, dist.is_initialized(), alive))
 
 
 def test_a_finished_process_leaves_the_process_group():
-    """A gloo group left alive at exit can abort a process whose training succeeded (SIGABRT)."""
+    """A gloo group left alive at exit can abort a process whose training succeeded (SIGABRT); a
+    collective's work freed by a gloo thread while the group is destroyed deadlocks the teardown."""
     import socket
 
     import torch.multiprocessing as mp
@@ -373,7 +392,7 @@ def test_a_finished_process_leaves_the_process_group():
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
     seen = sorted(results.get() for _ in range(2))
-    assert seen == [(0, 3.0, False), (1, 3.0, False)]
+    assert seen == [(0, 3.0, [0.5, 1.5], False, True), (1, 3.0, [0.5, 1.5], False, True)]
 
 
 def _stop_at_call(monkeypatch, call: int, stop) -> object:

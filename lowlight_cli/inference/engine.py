@@ -290,8 +290,6 @@ class Enhancer:
         )
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
-        # the scale the model was built with (its checkpoint's), whatever enhancers set since
-        self._own_curve_scale = int(getattr(self.model, "built_curve_scale", self.curve_scale))
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -309,8 +307,9 @@ class Enhancer:
         """Set the model's curve scale for a ``height`` x ``width`` image (see ``InferenceConfig.curve_scale``)
         and read its ``info`` again: the model may be shared with other enhancers."""
         scale = self.config.curve_scale
-        if scale == "auto":  # never finer than the checkpoint's own scale
-            scale = max(self._own_curve_scale, auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS))
+        if scale == "auto":  # never finer than the scale the model was built with (its checkpoint's)
+            built = int(getattr(self.model, "built_curve_scale", 1))
+            scale = max(built, auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS))
         if scale is not None and scale != self.curve_scale:
             self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
         self.info = self.model.info

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from ..inference.device import resolve_device
+
+
+# The work objects of this module's recent collectives, kept referenced from Python. Why: a gloo
+# worker thread drops its reference to a finished work under the process group's mutex; if that is
+# the last one, the work's tensors go with it, and freeing a tensor Python has seen takes the GIL.
+# If the main thread is meanwhile destroying the process group (the DDP wrapper's reducer going away
+# after `leave`), it holds the GIL and waits for that thread: a deadlock, seen in CI and again under
+# load here (gdb: the main thread in ~ProcessGroupGloo joining a pt_gloo_runloop thread that waits
+# for the GIL inside ~AsyncAllgatherWork, the work of `gather_values`). Keeping the tensors alone
+# does not help (torch lets go of a tensor's Python object when its C++ count falls to one); with
+# the work held here the worker's drop only lowers a count, and the work is freed by Python, under
+# the GIL. A gloo thread drops each work before it takes the next, so a few dozen cover it.
+_RECENT_WORK: deque[dist.Work] = deque(maxlen=64)
+
+
+def _wait(work: dist.Work) -> None:
+    """Wait for an asynchronous collective, keeping its work referenced (see ``_RECENT_WORK``)."""
+    _RECENT_WORK.append(work)
+    work.wait()
 
 
 @dataclass(frozen=True)
@@ -57,7 +77,7 @@ def join(ctx: DistContext, device: torch.device) -> None:
 def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Sum ``values`` over processes (identity when not distributed)."""
     if ctx.enabled:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        _wait(dist.all_reduce(values, op=dist.ReduceOp.SUM, async_op=True))
     return values
 
 
@@ -75,7 +95,7 @@ def gather_values(value: float, ctx: DistContext, device: torch.device) -> list[
         return [value]
     local = local.to(device)
     gathered = [torch.zeros_like(local) for _ in range(ctx.world_size)]
-    dist.all_gather(gathered, local)
+    _wait(dist.all_gather(gathered, local, async_op=True))
     return [float(g) for g in gathered]
 
 
@@ -88,5 +108,5 @@ def leave(ctx: DistContext) -> None:
     inside a collective and would never reach the barrier.
     """
     if ctx.enabled and dist.is_initialized():
-        dist.barrier()
+        _wait(dist.barrier(async_op=True))
         dist.destroy_process_group()
