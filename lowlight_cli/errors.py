@@ -98,6 +98,10 @@ class DataError(LowlightError):
     """A dataset is missing or malformed."""
 
 
+class SizeMismatchError(DataError):
+    """A prediction and its reference differ in size: that pair cannot be scored."""
+
+
 class MetricError(LowlightError):
     """A metric cannot be computed on this input (e.g. image too small for NIQE)."""
 

@@ -22,7 +22,7 @@ class Registry(Generic[T]):
     Args:
         kind: what is registered ("model", "metric", "loss"); used in error messages.
         listing: the command that lists the names, for the hint of an unknown name without close
-            matches (default ``lowlight <kind>s``).
+            matches (None: the error's own list of the names is all there is).
 
     Example:
         >>> reg = Registry[int]("number")
@@ -33,7 +33,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, *, listing: str | None = None) -> None:
         self.kind = kind
-        self.listing = listing or f"lowlight {kind}s"
+        self.listing = listing
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
@@ -56,13 +56,13 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            folded = [n for n in self._entries if n.lower() == name.lower()]  # CRNet -> crnet
+            close = folded or difflib.get_close_matches(name.lower(), list(self._entries), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}?" if close else None
+            if hint is None and self.listing:
+                hint = f"run `{self.listing}` to list them"
             available = ", ".join(sorted(self._entries))
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r} (available: {available})",
-                hint=hint or f"run `{self.listing}` to list them",
-            ) from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r} (available: {available})", hint=hint) from None
 
     def names(self) -> list[str]:
         """Registered names in registration order."""

@@ -4,6 +4,7 @@ full resolution, from ``enhance``, ``evaluate`` and ``export``; other models and
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnxruntime as ort
 import torch
 from typer.testing import CliRunner
@@ -72,3 +73,17 @@ def test_export_keeps_the_scale_and_onnxruntime_agrees_at_sizes_it_does_not_divi
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_curve_scale_is_bounded(tmp_path):
+    """A scale of 100000 once asked CRNet's padding for terabytes; 64 is the coarsest accepted."""
+    from lowlight_cli.errors import ConfigError
+    from lowlight_cli.models import create_model
+
+    for scale in ("65", "100000"):
+        result = runner.invoke(app, ["enhance", str(tmp_path), "--model", "crnet-curve", "--curve-scale", scale])
+        text = " ".join(result.output.replace("│", " ").split())  # Typer's error box wraps
+        assert result.exit_code == 2 and "an integer from 1 to 64" in text
+    with pytest.raises(ConfigError, match="from 1 to 64"):
+        create_model("crnet-curve", pretrained=False).set_curve_scale(65)
+    assert create_model("pie", pretrained=False).set_curve_scale(64).curve_scale == 64

@@ -196,3 +196,38 @@ def test_models_lists_sizes_weights_and_scores():
     assert "crnet-s-lol-semi10" in rows["crnet-s"]["also_bundled"]
     # `crnet` points at the best trained weights of its family, which the row says
     assert rows["crnet"]["bundled_architecture"] == "crnet-curve-dn"
+
+
+def test_a_rerun_never_takes_the_last_runs_outputs_inside_the_input_tree(photos):
+    out = photos / "out"
+    assert runner.invoke(app, ["enhance", str(photos), "-r", "-o", str(out), "--model", "gamma"]).exit_code == 0
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    result = runner.invoke(app, ["enhance", str(photos), "-r", "-o", str(out), "--model", "gamma", "--skip-existing", "-v"])
+    assert result.exit_code == 0, result.output
+    assert "0 written, 3 skipped" in result.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == written  # no out/out/...
+
+
+def test_a_multi_frame_file_says_only_its_first_frame_was_enhanced(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray((dark_photo(40, 48, seed=s) * 255).astype("uint8")) for s in range(3)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    result = runner.invoke(app, ["enhance", str(tmp_path / "pages.tif"), "-o", str(tmp_path / "out"), "--model", "gamma", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout[result.stdout.index("{"):])["files"][0]["notes"]
+    assert any("first of its 3 frames" in note for note in notes)
+
+
+@pytest.mark.parametrize("tile,overlap,code", [("64", None, 0), ("65", "32", 0), ("64", "32", 2)])
+def test_the_smallest_tiles_work_with_the_default_overlap(photos, tmp_path, tile, overlap, code):
+    args = ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "gamma", "--tile", tile]
+    result = runner.invoke(app, args + (["--overlap", overlap] if overlap else []))
+    assert result.exit_code == code, result.output
+    if code:
+        assert "hint: use --overlap 31 or less" in result.output
+
+
+def test_model_names_are_matched_whatever_their_case_in_suggestions(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "CRNet"])
+    assert result.exit_code == 2 and "did you mean crnet?" in result.output

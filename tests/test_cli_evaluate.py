@@ -30,8 +30,8 @@ def folders(tmp_path):
     return pred, ref
 
 
-def _json(result) -> dict:
-    assert result.exit_code == 0, result.output
+def _json(result, exit_code: int = 0) -> dict:
+    assert result.exit_code == exit_code, result.output
     return json.loads(result.stdout[result.stdout.index("{") :])
 
 
@@ -73,12 +73,16 @@ def test_missing_partner_is_reported(folders):
     assert "2.png has no reference" in result.output and "extra.png" in result.output
 
 
-def test_size_mismatch_names_both_files(folders):
+def test_size_mismatch_fails_that_pair_naming_both_files(folders):
     pred, ref = folders
     save_photo(pred / "0.png", np.zeros((100, 100, 3)))
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # the other pairs are scored
     assert str(pred / "0.png") in result.output and str(ref / "0.png") in result.output
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json"]), 3)
+    failed = [img for img in report["images"] if img.get("error")]
+    assert len(failed) == 1 and "size mismatch" in failed[0]["error"]
+    assert report["summary"]["psnr"]["count"] == 2
 
 
 def test_no_reference_mode_and_missing_reference_error(folders):
@@ -93,6 +97,9 @@ def test_unknown_metric_suggests(folders):
     pred, ref = folders
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "pnsr"])
     assert result.exit_code == 2 and "psnr" in result.output
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "foo"])
+    assert result.exit_code == 2 and "available: " in result.output and "niqe" in result.output
+    assert "lowlight metrics" not in result.output  # no such command
 
 
 def test_csv_has_protocol_header_and_rows(folders, tmp_path):
@@ -188,3 +195,8 @@ def test_score_test_set_agrees_with_evaluate_and_refuses_a_partial_set(folders):
     (pred / "1.png").write_bytes(b"not an image")  # a card's scores cover the whole set or nothing
     with pytest.raises(MetricError, match="1 test image"):
         score_test_set(pred, ref, None, ("psnr", "ssim"))
+
+
+def test_a_missing_data_folder_is_named(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no such folder" in result.output and "need references" not in result.output

@@ -65,6 +65,14 @@ def test_models_says_what_each_name_runs_by_default():
     assert "runs by default" in table and f"crnet-curve-dn, {rows['crnet-curve-dn']['parameters']:,} params" in table
 
 
+def test_models_keeps_every_name_whole_in_80_columns():
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in table.splitlines() if line[:1] in "┏┃┡│└") <= 80
+    listed = {line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    assert {"crnet-s", "crnet-curve", "crnet-curve-dn", "semi-llie-s"} <= listed
+    assert "--json" in table  # says where the other columns are
+
+
 def test_enhance_progress_counts_megapixels(mixed, tmp_path, monkeypatch):
     import lowlight_cli.cli.enhance as cli_enhance
 

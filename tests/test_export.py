@@ -279,3 +279,20 @@ def test_global_context_crnet_exports_with_parity(tmp_path):
     x = parity_input(2, 44, 52, seed=6)
     with torch.no_grad():
         assert (OnnxModel(tmp_path / "ctx.onnx")(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_an_unwritable_destination_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """A read-only folder (monkeypatched: tests may run as root, who may write anywhere)."""
+    import errno
+
+    from lowlight_cli.export import staging
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", kwargs.get("dir"))
+
+    monkeypatch.setattr(staging.tempfile, "mkstemp", read_only)
+    target = tmp_path / "g.onnx"
+    result = runner.invoke(app, ["export", "--model", "gamma", "-o", str(target)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {target}: Read-only file system" in result.output and "hint:" in result.output
+    assert "Traceback" not in result.output and not target.exists()

@@ -235,3 +235,29 @@ def test_zero_dce_is_the_same_network_for_its_authors_checkpoint(official_file, 
     refused = runner.invoke(app, ["enhance", str(photo), "--model", "zero-dce", "-o", str(tmp_path / "o")])
     assert refused.exit_code == 1 and "no trained weights" in refused.output
     assert "lowlight import FILE.pth --arch zero-dce" in refused.output
+
+
+def test_a_failed_write_leaves_nothing_and_says_so_in_one_line(official_file, tmp_path, monkeypatch):
+    """A full disk while saving (safetensors' own error): one `error:` line, exit 1, no folder left."""
+    import lowlight_cli.models.checkpoint as checkpoint
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    out = tmp_path / "new" / "ckpt"
+    result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out))
+    assert result.exit_code == 1, result.output
+    assert "error:" in result.output and "No space left" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_overwrite_never_takes_a_folder_without_a_checkpoint(official_file, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"not really a photo")
+    result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(photos), "--overwrite")
+    assert result.exit_code == 2 and "no checkpoint" in result.output
+    assert "pass --overwrite" not in result.output  # it was passed: the hint must not ask for it again
+    assert (photos / "a.jpg").read_bytes() == b"not really a photo"

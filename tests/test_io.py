@@ -585,6 +585,33 @@ def test_text_file_named_png_raises(tmp_path: Path) -> None:
     assert caught.value.path == tmp_path / "notes.png"
 
 
+def test_float_tiff_is_named_as_such(tmp_path: Path) -> None:
+    """An RGB float32 TIFF, written by hand (baseline tags, sample format 3): Pillow cannot open it."""
+    height, width = 4, 5
+    pixels = np.random.default_rng(0).random((height, width, 3), dtype=np.float32).tobytes()
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, 0), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, 0), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)), (339, 3, 3, 0)]
+    ifd_at = 8
+    extra_at = ifd_at + 2 + 12 * len(tags) + 4  # bits per sample and sample format: three shorts each
+    data_at = extra_at + 12
+    entries = b""
+    for tag, kind, count, value in tags:
+        if tag == 258:
+            value = extra_at
+        elif tag == 339:
+            value = extra_at + 6
+        elif tag == 273:
+            value = data_at
+        packed = struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value))
+        entries += packed
+    blob = (b"II*\0" + struct.pack("<I", ifd_at) + struct.pack("<H", len(tags)) + entries + b"\0\0\0\0"
+            + struct.pack("<3H", 32, 32, 32) + struct.pack("<3H", 3, 3, 3) + pixels)
+    (tmp_path / "f32.tif").write_bytes(blob)
+    with pytest.raises(ImageReadError, match="sample format that is not supported") as caught:
+        read_image(tmp_path / "f32.tif")
+    assert "16-bit" in caught.value.hint
+
+
 def test_unsupported_image_format_raises(tmp_path: Path) -> None:
     path = save_with_pillow(tmp_path / "anim.gif", photo())
     with pytest.raises(ImageReadError, match="GIF images are not supported"):

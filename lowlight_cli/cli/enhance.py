@@ -65,7 +65,7 @@ def enhance(
     device: DeviceOpt = "auto",
     precision: EnhancePrecisionOpt = "auto",
     tile: TileOpt = None,
-    overlap: OverlapOpt = 32,
+    overlap: OverlapOpt = None,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
     curve_scale: EnhanceCurveScaleOpt = None,
@@ -82,7 +82,7 @@ def enhance(
         raise UsageError("--overwrite and --skip-existing contradict each other")
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
-    found = scan_inputs(inputs, recursive=recursive)
+    found = scan_inputs(inputs, recursive=recursive, exclude=[output])  # a rerun must not take the last run's outputs
     if not found.files:
         _report_passed_over(found.skipped, [], verbose=verbose)
         raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")

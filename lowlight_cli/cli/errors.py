@@ -7,6 +7,7 @@ Ctrl-C and SIGTERM (``kill``, a job scheduler) stop a command the same way: as a
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -60,6 +61,19 @@ def debug_enabled() -> bool:
     return os.environ.get("LOWLIGHT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
+# file-system failures a user can act on (permissions, a read-only or full disk): one line, not a traceback
+_FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                       errno.ENAMETOOLONG, errno.EIO}
+
+
+def report_file_system_error(exc: OSError) -> None:
+    """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True, highlight=False)
+    err.print("[dim]hint:[/] check that the folder exists, that you may write there and that its disk has room; "
+              "nothing half-written was left", markup=True, highlight=False)
+
+
 def report_error(exc: LowlightError) -> None:
     """Print ``error: message`` and ``hint: ...`` on stderr."""
     err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
@@ -68,7 +82,8 @@ def report_error(exc: LowlightError) -> None:
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a command: :class:`LowlightError` -> message + its exit code; Ctrl-C or SIGTERM -> exit 130."""
+    """Decorate a command: :class:`LowlightError` -> message + its exit code; Ctrl-C or SIGTERM -> exit 130;
+    an ``OSError`` of the file system (permissions, a read-only or full disk) -> message, exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -83,5 +98,10 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt as exc:
             err.print(f"[yellow]{interrupt_text(exc)}[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:
+            if debug_enabled() or exc.errno not in _FILE_SYSTEM_ERRNOS:
+                raise
+            report_file_system_error(exc)
+            raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper

@@ -59,7 +59,7 @@ def evaluate(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
-    overlap: OverlapOpt = 32,
+    overlap: OverlapOpt = None,
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
     curve_scale: CurveScaleOpt = None,
@@ -83,6 +83,8 @@ def evaluate(
     if model is not None:
         if pred is not None or data is None:
             raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
+        if not data.is_dir():
+            raise UsageError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high

@@ -16,6 +16,8 @@ from .console import out
 from .errors import handle_errors
 from .options import JsonOpt
 
+WIDE_TABLE = 150  # terminal columns from which `lowlight models` shows every column
+
 
 def _bundled_configs() -> dict[str, dict]:
     """``config.json`` of every bundled checkpoint, by folder name, read once per listing."""
@@ -84,18 +86,25 @@ def models(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="lowlight models", caption="params and MACs per pixel of the named architecture; LOL-v1 test scores of the weights it runs by default, RGB, no GT-mean")
+    # the full table needs about 150 columns; a narrower terminal gets the columns that tell models apart
+    wide = out.width >= WIDE_TABLE
+    table = Table(title="lowlight models", caption="params and MACs per pixel of the named architecture; LOL-v1 test scores of the weights it runs by default, RGB, no GT-mean"
+                  + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
                "tile-exact", "ONNX", "licence")
+    if not wide:
+        columns = columns[:5]
     for col in columns:
-        table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left")
+        if col == "model":  # never cut: crnet-s, crnet-curve and crnet-curve-dn must stay apart
+            table.add_column(col, no_wrap=True, min_width=max(len(r["name"]) for r in rows))
+        else:
+            table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left", overflow="fold")
     for r in rows:
         default = "no weights needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
-        if r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
+        if wide and r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
             default += f" ({r['bundled_architecture']}, {r['bundled_parameters']:,} params: best of the family)"
         scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
-        table.add_row(
-            r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores, ", ".join(r["also_bundled"]) or "-",
-            "yes" if r["tile_exact"] else "no", "yes" if r["exportable"] else "no", r["licence"],
-        )
+        cells = [r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores, ", ".join(r["also_bundled"]) or "-",
+                 "yes" if r["tile_exact"] else "no", "yes" if r["exportable"] else "no", r["licence"]]
+        table.add_row(*cells[: len(columns)])
     out.print(table)

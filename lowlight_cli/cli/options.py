@@ -14,6 +14,7 @@ import click
 import typer
 
 from ..inference.engine import AUTO_CURVE_MAX_PIXELS, COLOUR_MODES, MIN_TILE, auto_curve_scale
+from ..models.base import MAX_CURVE_SCALE
 from ..models.registry import curve_model_names
 
 
@@ -39,11 +40,11 @@ def check_tile(value: int | None) -> int | None:
 
 
 def check_curve_scale(value: str | None) -> str | None:
-    """Option callback: ``--curve-scale`` is ``auto`` or an integer >= 1."""
+    """Option callback: ``--curve-scale`` is ``auto`` or an integer from 1 to ``MAX_CURVE_SCALE``."""
     if value is None or value == "auto":
         return value
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise typer.BadParameter(f"{value!r} is neither auto nor an integer >= 1")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_CURVE_SCALE:
+        raise typer.BadParameter(f"{value!r} is neither auto nor an integer from 1 to {MAX_CURVE_SCALE}")
     return value
 
 
@@ -93,7 +94,7 @@ TileOpt = Annotated[
     Optional[int],
     typer.Option("--tile", callback=check_tile, help=f"Tile side in pixels (0 = whole image, else >= {MIN_TILE}); default: from GPU memory / model."),
 ]
-OverlapOpt = Annotated[int, typer.Option("--overlap", min=0, help="Overlap between tiles in pixels (less than half the tile).")]
+OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", min=0, help="Overlap between tiles in pixels, less than half the tile; default: 32 (less for tiles under 66 px).")]
 CompileOpt = Annotated[
     bool,
     typer.Option("--compile", help="torch.compile the model: the first image waits for the compilation, the rest run faster (tiled); CPU: needs a C++ compiler."),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ImageError, MetricError, ModelOutputError
+from ..errors import ImageError, MetricError, ModelOutputError, SizeMismatchError
 from ..inference import Enhancer
 from ..io import read_image, to_float
 from ..metrics import quantize
@@ -42,9 +42,9 @@ def score_pairing(
 ) -> Iterator[ImageScores]:
     """Yield the scores of every pair in order; ``on_pair`` is called before each (for progress).
 
-    A pair that cannot be scored (an unreadable file, an image too small for a metric, unusable
-    model output) yields :class:`ImageScores` with ``error`` set, and the run goes on; other
-    errors (e.g. a size mismatch, which means the folders do not correspond) propagate.
+    A pair that cannot be scored (an unreadable file, images of different sizes, an image too small
+    for a metric, unusable model output) yields :class:`ImageScores` with ``error`` set, and the run
+    goes on; other errors propagate.
     """
     for pair in pairing.pairs:
         if on_pair:
@@ -52,6 +52,8 @@ def score_pairing(
         try:
             scores = score_pair(scorer, pair, enhancer)
         except ImageError as exc:  # names its file
+            scores = ImageScores(pair.name, {}, error=str(exc))
+        except SizeMismatchError as exc:  # names both files
             scores = ImageScores(pair.name, {}, error=str(exc))
         except (MetricError, ModelOutputError) as exc:
             scores = ImageScores(pair.name, {}, error=f"{pair.prediction}: {exc}")

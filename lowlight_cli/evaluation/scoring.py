@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, SizeMismatchError
 from ..metrics import MetricWarning, create_metric, metric_info
 from .protocol import Protocol
 
@@ -72,11 +72,12 @@ class Scorer:
         ``labels`` name the two images in errors (e.g. their file paths).
 
         Raises:
-            DataError: sizes differ, or a full-reference metric was asked for without a reference.
+            SizeMismatchError: sizes differ.
+            DataError: a full-reference metric was asked for without a reference.
         """
         p = self.protocol
         if reference is not None and prediction.shape != reference.shape:
-            raise DataError(
+            raise SizeMismatchError(
                 f"size mismatch: {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "
                 f"{labels[1]} is {reference.shape[1]}x{reference.shape[0]}",
                 hint="scores compare images pixel by pixel; no resizing is done",

@@ -41,8 +41,11 @@ def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists", hint=_OVERWRITE_HINT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # named by the destination, not by a temporary name
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(name)
     try:

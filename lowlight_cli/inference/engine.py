@@ -26,6 +26,7 @@ from .precision import autocast, resolve_precision
 from .tiling import RowsFn, TileReader, float_output, tensor_reader, tiled_rows
 
 MIN_TILE = 64
+DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles, unless told (less for tiles under 66 px)
 # InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
 COLOUR_MODES = ("model", "input")
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
@@ -45,7 +46,7 @@ class InferenceConfig:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`resolve_precision`).
         tile: tile side in pixels; ``None`` chooses from free GPU memory (CPU: the model's
             default); ``0`` runs whole images.
-        overlap: pixels shared by neighbouring tiles.
+        overlap: pixels shared by neighbouring tiles; None: 32, or less than half a tile smaller than 66 px.
         batch_size: tiles per forward pass.
         compile: run the model through ``torch.compile`` (PyTorch models only). The first image
             pays for the compilation (about 20 s for ``crnet-s`` on the 2-core development CPU,
@@ -70,7 +71,7 @@ class InferenceConfig:
     device: str = "auto"
     precision: str = "auto"
     tile: int | None = None
-    overlap: int = 32
+    overlap: int | None = None
     batch_size: int = 4
     compile: bool = False
     curve_scale: int | str | None = None
@@ -82,14 +83,17 @@ class InferenceConfig:
             raise ConfigError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {self.colour!r}")
         if self.curve_scale is not None and self.curve_scale != "auto":
             if isinstance(self.curve_scale, str):
-                raise ConfigError(f"curve_scale must be an integer >= 1, 'auto' or None, got {self.curve_scale!r}")
+                raise ConfigError(f"curve_scale must be an integer from 1 to 64, 'auto' or None, got {self.curve_scale!r}")
             object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale))
         if self.tile is not None and self.tile < 0:
             raise ConfigError(f"tile must be >= 0, got {self.tile}")
         if self.tile and self.tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (whole image) or >= {MIN_TILE}, got {self.tile}")
-        if self.overlap < 0 or (self.tile and self.overlap >= self.tile // 2):
-            raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {self.overlap}")
+        if self.overlap is None:
+            object.__setattr__(self, "overlap", min(DEFAULT_OVERLAP, (self.tile - 1) // 2) if self.tile else DEFAULT_OVERLAP)
+        if self.overlap < 0 or (self.tile and 2 * self.overlap >= self.tile):
+            raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {self.overlap} for tiles of {self.tile} px",
+                              hint=f"use --overlap {max(0, (self.tile - 1) // 2)} or less, or a larger --tile" if self.tile else None)
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
 

@@ -43,7 +43,7 @@ class Discovery:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False) -> Discovery:
+def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclude: Sequence[str | Path] = ()) -> Discovery:
     """The image files named by ``inputs``, and the files passed over on the way.
 
     A file argument is taken whatever its extension (reading it raises if it is not an image),
@@ -52,6 +52,8 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False) -> Dis
     including sub-folders when ``recursive``. Inside a scanned folder, hidden files and folders
     (name starting with ".") are skipped without a word; files of other formats, broken symbolic
     links and symbolic-link loops are listed in ``skipped``. Symbolic links to folders are not followed.
+    A sub-folder named in ``exclude`` (the output folder of a run, so that a rerun does not enhance
+    the last run's outputs again) is not entered and is listed in ``skipped``.
 
     Returns:
         ``files`` sorted by path; a file reached twice (same resolved path) appears once, with the
@@ -62,10 +64,11 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False) -> Dis
     """
     found: dict[Path, InputFile] = {}
     skipped: list[SkippedFile] = []
+    excluded = {Path(folder).resolve() for folder in exclude}
     for argument in inputs:
         root = Path(argument)
         if root.is_dir():
-            items: Iterator[InputFile] = _scan(root, recursive=recursive, skipped=skipped)
+            items: Iterator[InputFile] = _scan(root, recursive=recursive, skipped=skipped, excluded=excluded)
         elif is_temp_file(root) and root.exists():
             skipped.append(SkippedFile(root, "temporary file of an interrupted write"))
             continue
@@ -98,12 +101,21 @@ def _skip_reason(path: Path) -> str | None:
     return None
 
 
-def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile]) -> Iterator[InputFile]:
+def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: set[Path]) -> Iterator[InputFile]:
     def fail(error: OSError) -> None:
         raise ImageReadError(error.filename or root, f"cannot list folder: {error.strerror or error}") from None
 
+    def entered(folder: str, name: str) -> bool:
+        if name.startswith("."):
+            return False
+        path = Path(folder) / name
+        if excluded and path.resolve() in excluded:
+            skipped.append(SkippedFile(path, "the output folder"))
+            return False
+        return True
+
     for folder, subfolders, names in os.walk(root, onerror=fail):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")] if recursive else []
+        subfolders[:] = [name for name in subfolders if entered(folder, name)] if recursive else []
         for name in names:
             if name.startswith("."):
                 continue

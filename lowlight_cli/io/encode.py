@@ -76,6 +76,8 @@ def encode_image(path: Path, image: ImageData, fmt: str, quality: int) -> tuple[
     exif = image.exif if info.exif else None
     icc, icc_notes = _fitting_profile(image.icc_profile if info.icc else None, pixels, info.label)
     notes += icc_notes
+    if image.frames > 1:
+        notes.append(f"only the first of its {image.frames} frames or pages was enhanced and written")
     try:
         if fmt == "webp":
             return _encode_webp(pixels, quality, exif, icc), notes

@@ -24,6 +24,8 @@ class ImageData:
             ``Exif\\0\\0`` prefix, orientation tag reset to 1; None when the file had none.
         icc_profile: the embedded ICC profile, or None.
         source_format: ``"png" | "jpeg" | "tiff" | "webp" | "bmp"``; ``"png"`` for images made in memory.
+        frames: how many frames or pages the file holds (an animation, a multi-page TIFF); only
+            the first is decoded, and writers say so.
 
     Raises:
         ValueError: on construction, when the arrays do not have the shapes and dtypes above.
@@ -35,6 +37,7 @@ class ImageData:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     source_format: str = "png"
+    frames: int = 1
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:

@@ -42,6 +42,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     against the memory available (:mod:`lowlight_cli.io.memory`, Linux only). Pixels are decoded
     by OpenCV from the file's bytes (so non-ASCII paths work everywhere);
     EXIF orientation is applied, and EXIF (orientation reset to 1) and the ICC profile are kept.
+    Of an animation or a multi-page TIFF, the first frame is read (``frames`` counts them).
 
     Args:
         path: the image file.
@@ -75,6 +76,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             _check_memory(path, header, data, fmt)
             metadata = read_metadata(header, data, fmt)
             gray_source = _is_gray_source(header, data, fmt)
+            frames = max(1, int(getattr(header, "n_frames", 1) or 1))
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
@@ -96,6 +98,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         exif=metadata.exif,
         icc_profile=metadata.icc_profile,
         source_format=fmt,
+        frames=frames,
     )
 
 
@@ -123,6 +126,12 @@ def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
             path, f"image has far more than the limit of {max_pixels:,} pixels", hint=_TOO_LARGE_HINT
         ) from None
     except (OSError, ValueError):
+        file.seek(0)
+        if file.read(4) in (b"II*\0", b"MM\0*"):  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
+            raise ImageReadError(
+                path, "a TIFF with a sample format that is not supported (float or 32-bit samples?), or a corrupt one",
+                hint="save it as an 8- or 16-bit integer TIFF or PNG",
+            ) from None
         raise ImageReadError(
             path, "not a readable image (unknown format or corrupt header)", hint=f"expected {_SUPPORTED_LIST}"
         ) from None

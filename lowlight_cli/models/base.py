@@ -25,9 +25,16 @@ def needs_graph(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+# The coarsest curve scale: curve maps from 1/64 of the photo's side. Coarser would mean a few
+# curve values for a whole photo and, for CRNet, padding every photo to a multiple of 512 x scale
+# (a scale of 100000 asked for terabytes).
+MAX_CURVE_SCALE = 64
+
+
 def check_curve_scale(value: object, what: str = "curve_scale") -> int:
-    """The curve-scale rule every curve model and the engine share: an integer >= 1 (numpy integers
-    too; bools, floats and strings refused), returned as a plain ``int`` (for JSON).
+    """The curve-scale rule every curve model and the engine share: an integer from 1 to
+    :data:`MAX_CURVE_SCALE` (numpy integers too; bools, floats and strings refused), returned as a
+    plain ``int`` (for JSON).
 
     Raises:
         ConfigError: anything else, naming ``what``.
@@ -36,8 +43,8 @@ def check_curve_scale(value: object, what: str = "curve_scale") -> int:
         scale = 0 if isinstance(value, bool) else operator.index(value)  # type: ignore[call-overload]
     except TypeError:
         scale = 0
-    if scale < 1:
-        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
+    if not 1 <= scale <= MAX_CURVE_SCALE:
+        raise ConfigError(f"{what} must be an integer from 1 to {MAX_CURVE_SCALE}, got {value!r}")
     return int(scale)
 
 

@@ -6,6 +6,7 @@ renamed into place, so an interrupted save never leaves a half-written checkpoin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -47,7 +48,10 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: Path, metadata: dic
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as exc:  # its I/O failures (a full disk) as the OSError they are
+            raise OSError(errno.EIO, f"cannot write the weights ({exc})", str(path)) from None
         digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
         os.replace(tmp, path)
     except BaseException:

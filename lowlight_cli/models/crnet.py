@@ -411,7 +411,7 @@ class CRNet(EnhancementModel):
         (inputs must be multiples of ``downscale * curve_scale``). Returns self.
 
         Raises:
-            ConfigError: not an integer >= 1, or this CRNet has no curve output.
+            ConfigError: not an integer from 1 to 64, or this CRNet has no curve output.
         """
         self._configure(dataclasses.replace(self.cfg, curve_scale=curve_scale))
         return self

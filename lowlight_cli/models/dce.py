@@ -123,7 +123,7 @@ class DCENet(EnhancementModel):
         with a 7-pixel radius at scale 1, not tile-exact above.
 
         Raises:
-            ConfigError: ``curve_scale`` is not an integer >= 1.
+            ConfigError: ``curve_scale`` is not an integer from 1 to 64.
         """
         self.curve_scale = check_curve_scale(curve_scale)
         self.config = {"width": self.width, "iterations": self.iterations, "curve_scale": self.curve_scale}

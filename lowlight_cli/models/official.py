@@ -15,6 +15,7 @@ import hashlib
 import io
 import pickle
 import re
+import shutil
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -188,8 +189,8 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
         raise UsageError(f"{folder} is a file, not a folder", hint="choose a folder for the checkpoint with -o")
     if folder.is_dir() and any(folder.iterdir()) and not (overwrite and (folder / CONFIG_NAME).is_file()):
         raise UsageError(
-            f"{folder} is not empty",
-            hint="choose a new folder, or pass --overwrite to replace the checkpoint it holds",
+            f"{folder} is not empty" + (" and holds no checkpoint (no config.json)" if overwrite else ""),
+            hint="choose a new folder" + ("" if overwrite else ", or pass --overwrite to replace the checkpoint it holds"),
         )
     official = read_official_checkpoint(path, name_of)
     state = {(name_of(k) or k): v for k, v in official.state.items()}  # unknown names stay, strict loading reports them
@@ -208,4 +209,10 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
         "paper": entry.info.paper,
         "weights": "the authors' tensors, values unchanged, stored as float32",
     }
-    return save_checkpoint(model, folder, architecture=architecture, kwargs=model.config, provenance=provenance)
+    created = not folder.exists()
+    try:
+        return save_checkpoint(model, folder, architecture=architecture, kwargs=model.config, provenance=provenance)
+    except BaseException:
+        if created:  # a failed import leaves nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -22,7 +22,7 @@ class ModelEntry:
         return self.builder(self.info, **{**self.kwargs, **overrides})
 
 
-MODELS: Registry[ModelEntry] = Registry("model")
+MODELS: Registry[ModelEntry] = Registry("model", listing="lowlight models")
 
 
 def register_model(info: ModelInfo, builder: Callable[..., EnhancementModel], **kwargs: object) -> None:

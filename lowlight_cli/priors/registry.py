@@ -32,7 +32,7 @@ class PriorEntry:
         return self.builder(self.info)
 
 
-PRIORS: Registry[PriorEntry] = Registry("prior")
+PRIORS: Registry[PriorEntry] = Registry("prior", listing="lowlight priors")
 
 
 def register_prior(info: PriorInfo, builder: Callable[[PriorInfo], FrozenNetwork]) -> None:
