@@ -62,5 +62,6 @@ def main() -> None:
             best = min(best, time.perf_counter() - start)
         print(f"| ssim, convolution path (before session 20) | {best:.2f} | {best / (h * w / 1e6):.3f} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

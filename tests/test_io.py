@@ -822,3 +822,19 @@ def test_output_path_mirrors_or_flattens() -> None:
     assert output_path(item, out, suffix="_x", mirror_tree=False) == Path("/out/c_x.tif")
     single = InputFile(Path("/in/photo.jpeg"), Path("photo.jpeg"))
     assert output_path(single, out, suffix="_bright") == Path("/out/photo_bright.jpeg")
+
+
+def test_a_camera_jpeg_with_previews_is_one_frame_and_a_broken_page_chain_costs_nothing(tmp_path: Path) -> None:
+    rgb = photo()
+    frames = [Image.fromarray(rgb), Image.fromarray(rgb[::2, ::2].copy())]
+    frames[0].save(tmp_path / "cam.jpg", format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(tmp_path / "cam.jpg").format == "MPO"
+    assert read_image(tmp_path / "cam.jpg").frames == 1  # previews are not pages: no note
+    Image.fromarray(rgb).save(tmp_path / "one.tif")
+    data = bytearray((tmp_path / "one.tif").read_bytes())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    count = struct.unpack("<H", data[ifd : ifd + 2])[0]
+    data[ifd + 2 + 12 * count : ifd + 6 + 12 * count] = struct.pack("<I", len(data) - 4)  # next page: garbage
+    (tmp_path / "broken.tif").write_bytes(bytes(data))
+    image = read_image(tmp_path / "broken.tif")
+    assert image.frames == 1 and image.rgb.shape[:2] == rgb.shape[:2]

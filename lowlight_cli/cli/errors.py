@@ -70,8 +70,8 @@ def report_file_system_error(exc: OSError) -> None:
     """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
     where = f"{exc.filename}: " if exc.filename else ""
     err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True, highlight=False)
-    err.print("[dim]hint:[/] check that the folder exists, that you may write there and that its disk has room; "
-              "nothing half-written was left", markup=True, highlight=False)
+    err.print("[dim]hint:[/] check the path's permissions and that its disk is writable and has room",
+              markup=True, highlight=False)
 
 
 def report_error(exc: LowlightError) -> None:

@@ -94,7 +94,7 @@ TileOpt = Annotated[
     Optional[int],
     typer.Option("--tile", callback=check_tile, help=f"Tile side in pixels (0 = whole image, else >= {MIN_TILE}); default: from GPU memory / model."),
 ]
-OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", min=0, help="Overlap between tiles in pixels, less than half the tile; default: 32 (less for tiles under 66 px).")]
+OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", min=0, help="Overlap between tiles in pixels, less than half the tile; default: 32 (31 for --tile 64).")]
 CompileOpt = Annotated[
     bool,
     typer.Option("--compile", help="torch.compile the model: the first image waits for the compilation, the rest run faster (tiled); CPU: needs a C++ compiler."),
@@ -107,8 +107,9 @@ CurveScaleOpt = Annotated[
     typer.Option(
         "--curve-scale",
         min=1,
+        max=MAX_CURVE_SCALE,
         help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and apply "
-        "them at full resolution (Zero-DCE++'s speed-up, README \"Speed\"); default: the checkpoint's (1).",
+        f"them at full resolution (Zero-DCE++'s speed-up, README \"Speed\"; N at most {MAX_CURVE_SCALE}); default: the checkpoint's (1).",
     ),
 ]
 EnhanceCurveScaleOpt = Annotated[

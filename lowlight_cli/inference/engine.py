@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError, ModelOutputError, UsageError
 from ..io.image import bit_depth_of, from_float, gray_channels, to_float
-from ..models.base import EnhancementModel, check_curve_scale
+from ..models.base import MAX_CURVE_SCALE, EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
 from .colour import keep_input_colour
 from .compilation import check_compile_toolchain, compile_module
@@ -26,7 +26,7 @@ from .precision import autocast, resolve_precision
 from .tiling import RowsFn, TileReader, float_output, tensor_reader, tiled_rows
 
 MIN_TILE = 64
-DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles, unless told (less for tiles under 66 px)
+DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles, unless told (31 for tiles of 64 px)
 # InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
 COLOUR_MODES = ("model", "input")
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
@@ -46,7 +46,7 @@ class InferenceConfig:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`resolve_precision`).
         tile: tile side in pixels; ``None`` chooses from free GPU memory (CPU: the model's
             default); ``0`` runs whole images.
-        overlap: pixels shared by neighbouring tiles; None: 32, or less than half a tile smaller than 66 px.
+        overlap: pixels shared by neighbouring tiles; None: 32 (31 for tiles of 64 px).
         batch_size: tiles per forward pass.
         compile: run the model through ``torch.compile`` (PyTorch models only). The first image
             pays for the compilation (about 20 s for ``crnet-s`` on the 2-core development CPU,
@@ -83,7 +83,7 @@ class InferenceConfig:
             raise ConfigError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {self.colour!r}")
         if self.curve_scale is not None and self.curve_scale != "auto":
             if isinstance(self.curve_scale, str):
-                raise ConfigError(f"curve_scale must be an integer from 1 to 64, 'auto' or None, got {self.curve_scale!r}")
+                raise ConfigError(f"curve_scale must be an integer from 1 to {MAX_CURVE_SCALE}, 'auto' or None, got {self.curve_scale!r}")
             object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale))
         if self.tile is not None and self.tile < 0:
             raise ConfigError(f"tile must be >= 0, got {self.tile}")

@@ -76,7 +76,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             _check_memory(path, header, data, fmt)
             metadata = read_metadata(header, data, fmt)
             gray_source = _is_gray_source(header, data, fmt)
-            frames = max(1, int(getattr(header, "n_frames", 1) or 1))
+            frames = _frame_count(header)
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
@@ -116,6 +116,17 @@ def _opened(path: Path) -> Iterator[BinaryIO]:
         if os.fstat(file.fileno()).st_size == 0:
             raise ImageReadError(path, "file is empty (0 bytes)", hint="it may be an interrupted copy or download")
         yield file
+
+
+def _frame_count(header: Image.Image) -> int:
+    """Frames of an animation or pages of a TIFF; 1 for a camera JPEG's previews (MPO) and when
+    counting fails (a broken next-page pointer must not cost the first page, which reads fine)."""
+    if header.format == "MPO":
+        return 1
+    try:
+        return max(1, int(getattr(header, "n_frames", 1) or 1))
+    except Exception:  # Pillow walks every page: TypeError, OSError, ... on a corrupt chain
+        return 1
 
 
 def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
