@@ -22,3 +22,14 @@ def test_onnx_speed_prints_a_row_per_model():
     out = _run("benchmarks/onnx_speed.py", "--models", "crnet-tiny", "--size", "32", "48", "--repeats", "1")
     row = next(line for line in out.splitlines() if line.startswith("| crnet-tiny"))
     assert len(row.strip("|").split("|")) == 6 and "machine:" in out
+
+
+def test_metric_speed_measures_the_peak_memory_of_each_ssim_path():
+    out = _run("benchmarks/metric_speed.py", "--size", "600", "800", "--metrics", "psnr", "ssim",
+               "--convolution", "--memory", "--repeats", "1")
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    peak = {name: float(row.strip("|").split("|")[-1]) for name, row in rows.items() if name != "metric"}
+    assert set(peak) == {"psnr", "ssim", "ssim, convolution path (before session 20)"}
+    # 600x800x3 float64 moments: the convolution path holds 15 planes of 11.5 MB (and their filtered
+    # copies); the banded path only the two scaled images
+    assert peak["ssim, convolution path (before session 20)"] > 0.1 > peak["ssim"]

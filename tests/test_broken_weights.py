@@ -88,3 +88,31 @@ def test_flat_check_leaves_real_enhancers_alone():
         assert np.isfinite(enhancer.enhance(rgb)).all()
     with pytest.raises(ModelOutputError, match="flat"):
         Enhancer(Broken("flat"), InferenceConfig(device="cpu", tile=0)).enhance(rgb)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    """Both files are written before either is renamed: a failure writing config.json (a full disk)
+    must not leave new weights beside the old config.json (whose sha256 would no longer match)."""
+    from lowlight_cli.models import checkpoint
+
+    old = create_model("crnet-tiny", pretrained=False)
+    folder = save_checkpoint(old, tmp_path / "ckpt", architecture="crnet-tiny", kwargs=old.config)
+    before = {name: (folder / name).read_bytes() for name in ("model.safetensors", "config.json")}
+    new = create_model("crnet-tiny", pretrained=False)
+    with torch.no_grad():
+        for p in new.parameters():
+            p.add_(1.0)
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "_stage_bytes", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(new, folder, architecture="crnet-tiny", kwargs=new.config)
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temporaries left
+    monkeypatch.undo()
+    load_checkpoint(folder)  # still the old, verified pair
+    save_checkpoint(new, folder, architecture="crnet-tiny", kwargs=new.config)
+    reloaded = load_checkpoint(folder)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), new.state_dict().values()))

@@ -231,3 +231,47 @@ def test_the_smallest_tiles_work_with_the_default_overlap(photos, tmp_path, tile
 def test_model_names_are_matched_whatever_their_case_in_suggestions(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "CRNet"])
     assert result.exit_code == 2 and "did you mean crnet?" in result.output
+
+
+def test_a_cmyk_file_says_its_colours_were_converted(tmp_path):
+    from PIL import Image
+
+    rgb = (dark_photo(40, 48, seed=4) * 255).astype("uint8")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg")
+    result = runner.invoke(app, ["enhance", str(tmp_path / "print.jpg"), "-o", str(tmp_path / "out"), "--model", "gamma", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout[result.stdout.index("{"):])["files"][0]["notes"]
+    assert any("CMYK colours were converted to RGB" in note for note in notes)
+    assert read_image(tmp_path / "out" / "print.jpg").converted_from is None  # written as RGB
+
+
+def test_output_may_name_the_file_of_a_single_input(photos, tmp_path):
+    target = tmp_path / "result.jpg"
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(target), "--model", "gamma"])
+    assert result.exit_code == 0, result.output
+    assert target.is_file() and read_image(target).source_format == "jpeg"  # the name's extension sets the format
+    again = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(target), "--model", "gamma"])
+    assert again.exit_code == 2 and "exist" in again.output  # an existing file is not replaced unasked
+    several = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "both.png"), "--model", "gamma"])
+    assert several.exit_code == 2 and "names one file, but 2 images" in several.output
+    assert not (tmp_path / "both.png").exists()
+    clash = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "c.png"), "--ext", "jpg"])
+    assert clash.exit_code == 2 and "disagrees" in clash.output
+    folder = tmp_path / "looks.png"  # an existing folder stays a folder, whatever its name
+    folder.mkdir()
+    inside = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(folder), "--model", "gamma"])
+    assert inside.exit_code == 0 and (folder / "a.png").is_file()
+
+
+@pytest.mark.parametrize("ext,written", [("jpeg", "a.jpg"), ("JPG", "a.jpg"), ("tiff", "a.tif")])
+def test_ext_takes_the_usual_spellings(photos, tmp_path, ext, written):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "gamma", "--ext", ext])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / written).is_file()
+
+
+def test_json_answers_even_when_the_command_fails_before_starting(tmp_path):
+    result = runner.invoke(app, ["enhance", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 1
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert "no such file" in answer["error"] and answer["exit_code"] == 1 and answer["hint"]

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,22 @@ def test_average_weights_writes_a_loadable_mean_checkpoint(tmp_path):
     save_checkpoint(create_model("gamma", pretrained=False), other, architecture="gamma", kwargs={})
     with pytest.raises(SystemExit):
         script.main([str(folders[0]), str(other), "-o", str(tmp_path / "bad")])
+
+
+def test_torchrun_stress_counts_a_hung_round_and_kills_its_processes(tmp_path):
+    stress = _script("torchrun_stress")
+    assert stress.run_round(30, [sys.executable, "-c", "pass"])[0] == "passed"
+    assert stress.run_round(30, [sys.executable, "-c", "raise SystemExit(1)"])[0] == "failed"
+    marker = tmp_path / "child.pid"
+    # a parent that starts a child and waits: both must be gone after the round times out
+    hang = [sys.executable, "-c",
+            "import subprocess, sys, pathlib; "
+            f"c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"pathlib.Path({str(marker)!r}).write_text(str(c.pid)); c.wait()"]
+    outcome, seconds = stress.run_round(3, hang)
+    assert outcome == "hung" and seconds < 30
+    child = int(marker.read_text())
+    deadline = time.time() + 10
+    while Path(f"/proc/{child}").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()

@@ -15,9 +15,10 @@ from ..errors import UsageError
 from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
 from ..inference.files import FileJob, FileResult, enhance_file, plan_jobs
 from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
+from ..io.formats import SUPPORTED_EXTENSIONS, format_for_path
 from ..io.write import check_output_folder, remove_stale_temps
 from .console import err, out
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, handle_errors, interrupt_text
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, handle_errors, interrupt_text
 from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
@@ -39,6 +40,7 @@ from .options import (
 
 DEFAULT_MODEL = "crnet-curve-dn"  # bundled weights: weights/crnet-curve-dn-lol
 EXT_CHOICES = ("auto", "png", "jpg", "tif", "webp")
+EXT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
 
 EPILOG = """
 Examples:\n
@@ -57,7 +59,7 @@ def enhance(
     no_pretrained: NoPretrainedOpt = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror the tree under OUTPUT.")] = False,
     suffix: Annotated[str, typer.Option("--suffix", help="Appended to each output file's stem.")] = "",
-    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (same as input), png, jpg, tif or webp.")] = "auto",
+    ext: Annotated[str, typer.Option("--ext", help="Output format: auto (same as input), png, jpg (jpeg), tif (tiff) or webp.")] = "auto",
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone.")] = False,
@@ -72,27 +74,28 @@ def enhance(
     colour: ColourOpt = "model",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
-    json_summary: JsonOpt = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Enhance low-light photos. Bit depth, alpha, EXIF and ICC profiles are kept; writes are atomic.
 
+    OUTPUT is a folder, or with one input image a file name (-o result.jpg; its extension sets the format).
     Ctrl-C or SIGTERM stops at once and leaves no half-written file; rerun with --skip-existing to do the rest.
     """
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other")
+    ext = EXT_ALIASES.get(ext.lower(), ext.lower())
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
+    target = _output_file(output, ext=ext, suffix=suffix)
     found = scan_inputs(inputs, recursive=recursive, exclude=[output])  # a rerun must not take the last run's outputs
     if not found.files:
         _report_passed_over(found.skipped, [], verbose=verbose)
         raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")
-    jobs = plan_jobs(found.files, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive)
+    jobs = plan_jobs(found.files, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive, target=target)
     existing = [j for j in jobs if j.target.exists()]
     if existing and not (overwrite or skip_existing):
         shown = ", ".join(str(j.target) for j in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        err.print(f"[bold red]error:[/] {len(existing)} output(s) exist: {shown}")
-        err.print("[dim]hint:[/] pass --overwrite to replace them or --skip-existing to keep them")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError(f"{len(existing)} output(s) exist: {shown}", hint="pass --overwrite to replace them or --skip-existing to keep them")
     skipped = {j.target for j in existing} if skip_existing else set()
     todo = [j for j in jobs if j.target not in skipped]
     if dry_run:
@@ -102,7 +105,7 @@ def enhance(
         err.print(f"dry run: {len(todo)} to write, {len(skipped)} to skip")
         raise typer.Exit(EXIT_OK)
 
-    check_output_folder(output)  # a file, read-only folder or full disk: said now, not after all the work
+    check_output_folder(output if target is None else target.parent)  # a file, read-only folder or full disk: said now, not after all the work
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     scale = parse_curve_scale(curve_scale)
     model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
@@ -125,13 +128,28 @@ def enhance(
         err.print(f"[yellow]{interrupt_text(exc)}[/] after {len(results)} of {len(todo)} image(s): {written} written to {output}"
                   + (f", {failed} failed" if failed else "") + "; nothing is left half-written")
         err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
+        if json_output:  # what was written before the stop, for the script that asked
+            typer.echo(json.dumps(_summary(results, model=model, enhancer=enhancer) | {"interrupted": True}, indent=2))
         raise typer.Exit(EXIT_INTERRUPTED) from None
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
-    _report(results, model=model, enhancer=enhancer, json_summary=json_summary)
+    _report(results, model=model, enhancer=enhancer, json_output=json_output)
     failed = sum(r.status == "failed" for r in results)
     written = sum(r.status == "written" for r in results)
     if failed:
         raise typer.Exit(EXIT_PARTIAL if written or len(results) > failed else EXIT_FAILURE)
+
+
+def _output_file(output: Path, *, ext: str, suffix: str) -> Path | None:
+    """``output`` when it names an image file rather than a folder (``-o result.jpg``), else None."""
+    if output.suffix.lower() not in SUPPORTED_EXTENSIONS or output.is_dir():
+        return None
+    if suffix:
+        raise UsageError(f"--suffix names files in an output folder, but -o {output} is a file name",
+                         hint="drop --suffix, or give a folder with -o")
+    if ext != "auto" and format_for_path(output) != format_for_path(f"x.{ext}"):
+        raise UsageError(f"--ext {ext} disagrees with the output file name {output.name}",
+                         hint="the output file's extension sets its format; drop --ext or change the name")
+    return output
 
 
 def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbose: bool) -> None:
@@ -182,20 +200,24 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
             progress.advance(files_task, job.megapixels)
 
 
-def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_summary: bool) -> None:
+def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> dict:
+    """The ``--json`` summary of a run: settings, counts by status and every file's result."""
+    return {
+        "version": __version__,
+        "model": model,
+        "device": str(enhancer.device),
+        "precision": enhancer.precision,
+        "tile": enhancer.tile,
+        "colour": enhancer.config.colour,
+        **{s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")},
+        "files": [r.as_dict() for r in results],
+    }
+
+
+def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_output: bool) -> None:
     counts = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
-    if json_summary:
-        summary = {
-            "version": __version__,
-            "model": model,
-            "device": str(enhancer.device),
-            "precision": enhancer.precision,
-            "tile": enhancer.tile,
-            "colour": enhancer.config.colour,
-            **counts,
-            "files": [r.as_dict() for r in results],
-        }
-        typer.echo(json.dumps(summary, indent=2))
+    if json_output:
+        typer.echo(json.dumps(_summary(results, model=model, enhancer=enhancer), indent=2))
     written = [r for r in results if r.status == "written"]
     seconds = sum(r.seconds for r in written)
     mp = sum(r.megapixels for r in written)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import os
 import signal
 import threading
@@ -66,12 +67,14 @@ _FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
                        errno.ENAMETOOLONG, errno.EIO}
 
 
+FILE_SYSTEM_HINT = "check the path's permissions and that its disk is writable and has room"
+
+
 def report_file_system_error(exc: OSError) -> None:
     """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
     where = f"{exc.filename}: " if exc.filename else ""
     err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True, highlight=False)
-    err.print("[dim]hint:[/] check the path's permissions and that its disk is writable and has room",
-              markup=True, highlight=False)
+    err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}", markup=True, highlight=False)
 
 
 def report_error(exc: LowlightError) -> None:
@@ -81,12 +84,21 @@ def report_error(exc: LowlightError) -> None:
         err.print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False)
 
 
+def json_error(message: str, hint: str | None, exit_code: int) -> None:
+    """The ``--json`` answer of a command that failed before it had anything to summarise (stdout)."""
+    typer.echo(json.dumps({"error": message, "hint": hint, "exit_code": exit_code}, indent=2))
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command: :class:`LowlightError` -> message + its exit code; Ctrl-C or SIGTERM -> exit 130;
-    an ``OSError`` of the file system (permissions, a read-only or full disk) -> message, exit 1."""
+    an ``OSError`` of the file system (permissions, a read-only or full disk) -> message, exit 1.
+
+    A command called with ``--json`` (its ``json_output`` argument) also gets the failure as a JSON
+    object on stdout, so that a script reading stdout is never left with nothing to parse."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = bool(kwargs.get("json_output"))
         try:
             with sigterm_as_interrupt():
                 return command(*args, **kwargs)
@@ -94,14 +106,21 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             if debug_enabled():
                 raise
             report_error(exc)
+            if as_json:
+                json_error(exc.message, exc.hint, exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             err.print(f"[yellow]{interrupt_text(exc)}[/]")
+            if as_json:
+                json_error(interrupt_text(exc), None, EXIT_INTERRUPTED)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:
             if debug_enabled() or exc.errno not in _FILE_SYSTEM_ERRNOS:
                 raise
             report_file_system_error(exc)
+            if as_json:
+                json_error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc),
+                           FILE_SYSTEM_HINT, EXIT_FAILURE)
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper

@@ -23,10 +23,9 @@ from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
 from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
-from .tiling import RowsFn, TileReader, float_output, tensor_reader, tiled_rows
+from .tiling import DEFAULT_OVERLAP, RowsFn, TileReader, float_output, tensor_reader, tiled_rows
 
 MIN_TILE = 64
-DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles, unless told (31 for tiles of 64 px)
 # InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
 COLOUR_MODES = ("model", "input")
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it

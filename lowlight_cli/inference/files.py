@@ -60,15 +60,21 @@ def plan_jobs(
     suffix: str = "",
     ext: str | None = None,
     mirror_tree: bool = True,
+    target: Path | None = None,
 ) -> list[FileJob]:
     """Pair every input with its output path (and its size, read from the header).
+
+    ``target``: the output file of a single input (``-o result.jpg``), instead of a path in ``out_dir``.
 
     Raises:
         UsageError: two inputs would write the same output (e.g. ``a.png`` and ``a.jpg`` with
             ``--ext png``), or an output would overwrite its own input.
     """
+    if target is not None and len(items) != 1:
+        raise UsageError(f"-o {target} names one file, but {len(items)} images were found",
+                         hint="give an output folder with -o (e.g. -o enhanced/) to enhance several")
     jobs = [
-        FileJob(item, output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree), _megapixels(item.path))
+        FileJob(item, target or output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree), _megapixels(item.path))
         for item in items
     ]
     seen: dict[Path, FileJob] = {}

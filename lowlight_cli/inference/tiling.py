@@ -19,6 +19,7 @@ from .padding import pad_to, round_up
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[int, int], None]
+DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles, unless told (the engine uses 31 for tiles of 64 px)
 _EPS = 1e-6  # window floor: a pixel covered by one tile only is reproduced exactly after normalising
 
 
@@ -113,7 +114,7 @@ def tiled_rows(
     emit: RowsFn,
     *,
     tile: int,
-    overlap: int = 32,
+    overlap: int = DEFAULT_OVERLAP,
     batch_size: int = 4,
     multiple: int = 1,
     margin: int = 0,
@@ -194,7 +195,7 @@ def tiled_forward(
     image: torch.Tensor,
     *,
     tile: int,
-    overlap: int = 32,
+    overlap: int = DEFAULT_OVERLAP,
     batch_size: int = 4,
     multiple: int = 1,
     margin: int = 0,

@@ -78,6 +78,8 @@ def encode_image(path: Path, image: ImageData, fmt: str, quality: int) -> tuple[
     notes += icc_notes
     if image.frames > 1:
         notes.append(f"only the first of its {image.frames} frames or pages was enhanced and written")
+    if image.converted_from:
+        notes.append(f"its {image.converted_from} colours were converted to RGB and are written as RGB")
     try:
         if fmt == "webp":
             return _encode_webp(pixels, quality, exif, icc), notes

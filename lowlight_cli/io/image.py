@@ -26,6 +26,8 @@ class ImageData:
         source_format: ``"png" | "jpeg" | "tiff" | "webp" | "bmp"``; ``"png"`` for images made in memory.
         frames: how many frames or pages the file holds (an animation, a multi-page TIFF); only
             the first is decoded, and writers say so.
+        converted_from: the colour model the file stored when it was neither RGB nor gray
+            (``"CMYK"``): its pixels were converted to RGB on reading, and writers say so.
 
     Raises:
         ValueError: on construction, when the arrays do not have the shapes and dtypes above.
@@ -38,6 +40,7 @@ class ImageData:
     icc_profile: bytes | None = None
     source_format: str = "png"
     frames: int = 1
+    converted_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:

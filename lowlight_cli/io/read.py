@@ -22,6 +22,7 @@ from lowlight_cli.io.quiet import opencv_silenced, pillow_guarded
 DEFAULT_MAX_PIXELS: int = 250_000_000
 
 _SUPPORTED_LIST = ", ".join(info.label for info in FORMATS.values())
+_CONVERTED_MODES = frozenset({"CMYK"})  # decoded to RGB (Pillow reports CMYK and YCCK JPEGs as CMYK)
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _PNG_BIT_DEPTH_OFFSET = 24  # signature 8, IHDR length and type 8, width and height 8
 _PNG_COLOR_TYPE_OFFSET = 25  # then the bit depth, 1 byte
@@ -77,6 +78,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             metadata = read_metadata(header, data, fmt)
             gray_source = _is_gray_source(header, data, fmt)
             frames = _frame_count(header)
+            converted_from = header.mode if header.mode in _CONVERTED_MODES else None
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
@@ -99,6 +101,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         icc_profile=metadata.icc_profile,
         source_format=fmt,
         frames=frames,
+        converted_from=converted_from,
     )
 
 

@@ -26,37 +26,63 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def _temp_beside(path: Path) -> Path:
+    """A new empty temporary file in ``path``'s folder (created), to be renamed onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _stage_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a synced temporary file beside ``path``; return the temporary's path."""
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def _stage_weights(state: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None) -> tuple[Path, str]:
+    """Save tensors as safetensors to a temporary file beside ``path``; return it and its sha256 (hex)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    tmp = _temp_beside(path)
+    try:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # its I/O failures (a full disk) as the OSError they are
+            raise OSError(errno.EIO, f"cannot write the weights ({exc})", str(path)) from None
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each staged temporary onto its destination; on failure remove the ones not renamed."""
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    _commit([(_stage_bytes(path, data), path)])
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> str:
     """Save tensors as safetensors atomically; return the file's sha256 (hex)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-        except SafetensorError as exc:  # its I/O failures (a full disk) as the OSError they are
-            raise OSError(errno.EIO, f"cannot write the weights ({exc})", str(path)) from None
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tmp, digest = _stage_weights(state, path, metadata)
+    _commit([(tmp, path)])
     return digest
 
 
@@ -84,7 +110,10 @@ def save_checkpoint(
     """
     folder = Path(folder)
     state = state_dict if state_dict is not None else model.state_dict()
-    digest = save_state_dict(state, folder / WEIGHTS_NAME, metadata={"architecture": architecture})
+    # both files are written in full before either is renamed into place, so a failure (a full
+    # disk, an interrupt) leaves the folder's previous pair as it was, never new weights beside an
+    # old config.json whose sha256 no longer matches them
+    weights_tmp, digest = _stage_weights(state, folder / WEIGHTS_NAME, {"architecture": architecture})
     config = {
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
@@ -92,7 +121,12 @@ def save_checkpoint(
         "provenance": dict(provenance or {}),
         "sha256": {WEIGHTS_NAME: digest},
     }
-    atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    try:
+        config_tmp = _stage_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    except BaseException:
+        weights_tmp.unlink(missing_ok=True)
+        raise
+    _commit([(weights_tmp, folder / WEIGHTS_NAME), (config_tmp, folder / CONFIG_NAME)])
     return folder
 
 

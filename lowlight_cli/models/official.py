@@ -209,10 +209,20 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
         "paper": entry.info.paper,
         "weights": "the authors' tensors, values unchanged, stored as float32",
     }
-    created = not folder.exists()
+    created = _first_missing(folder)  # the outermost folder this import creates, if any
     try:
         return save_checkpoint(model, folder, architecture=architecture, kwargs=model.config, provenance=provenance)
     except BaseException:
-        if created:  # a failed import leaves nothing behind
-            shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:  # a failed import leaves nothing behind, parents it made included
+            shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None if ``folder`` does)."""
+    missing = None
+    for candidate in (folder.absolute(), *folder.absolute().parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
