@@ -13,6 +13,13 @@ between validations).
     python scripts/validate_run.py runs/pie-lol-tv weights/pie-lol --curve-scale 1 2 4 8
     python scripts/validate_run.py runs/crnet-curve-dn-lol-stage7b weights/crnet-curve-dn-lol --colour model input
 
+    python scripts/validate_run.py /tmp/lol-split weights/crnet-curve-dn-lol --make-split --data ../shared/data/LOL
+
+``--make-split`` (with ``--data``) first writes RUN as a run folder holding only the split that
+``lowlight train`` makes for that data (``--seed``, ``--val-count``; the defaults 0 and 15 are what
+every bundled LOL run used since the 484 references): the validation pairs of a bundled checkpoint
+whose run folder is not in the repository.
+
 ``--exposure`` adds the mean gray of the inputs, the outputs and the references (exposure error
 shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` and ``DIR/high``.
 ``--curve-scale N [N ...]`` scores curve models (DCE-Net) with their curves estimated at each 1/N
@@ -35,7 +42,7 @@ from lowlight_cli.errors import UsageError
 from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.inference.engine import require_curve_model
 from lowlight_cli.io import read_image, to_float
-from lowlight_cli.data.splits import Split
+from lowlight_cli.data.splits import Split, make_split
 from lowlight_cli.inference import resolve_device
 from lowlight_cli.models import load_checkpoint
 from lowlight_cli.models.checkpoint import read_config
@@ -61,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-scale", type=int, nargs="+", default=[], help="curve models: score at each of these curve scales")
     parser.add_argument("--colour", nargs="+", choices=["model", "input"], default=["model"],
                         help="score with the model's colours and/or the input's kept (lowlight enhance --colour input)")
+    parser.add_argument("--make-split", action="store_true", help="write RUN's split.json from --data first (see above)")
+    parser.add_argument("--seed", type=int, default=0, help="with --make-split: data.seed of the run")
+    parser.add_argument("--val-count", type=int, default=15, help="with --make-split: data.val_count of the run")
     args = parser.parse_args(argv)
+    if args.make_split:
+        if args.data is None:
+            parser.error("--make-split needs --data")
+        write_split(args.run, args.data, seed=args.seed, val_count=args.val_count)
     if not (args.run / "split.json").is_file():
         parser.error(f"{args.run} has no split.json: not a run folder")
     split = Split.load(args.run / "split.json")
@@ -102,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {label} ({len(images)}): mean gray input / output / reference "
                       + " / ".join(f"{v:.3f}" for v in exposure(enhancer, images)), flush=True)
     return 0
+
+
+def write_split(run: Path, root: Path, *, seed: int, val_count: int) -> None:
+    """``run/split.json`` and a ``config.yaml`` naming ``root``: the split a supervised run on ``root`` makes."""
+    pairs = load_pairs(find_pairs(root, "train"))
+    run.mkdir(parents=True, exist_ok=True)
+    make_split(pairs, labeled_frac=1.0, val_count=val_count, seed=seed).save(run / "split.json")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"root": str(root)}}))
 
 
 def exposure(enhancer: Enhancer, images: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:

@@ -116,3 +116,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
     save_checkpoint(new, folder, architecture="crnet-tiny", kwargs=new.config)
     reloaded = load_checkpoint(folder)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), new.state_dict().values()))
+
+
+def test_checkpoint_files_get_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    import stat
+
+    from lowlight_cli.permissions import FILE_MODE
+
+    model = create_model("crnet-tiny", pretrained=False)
+    folder = save_checkpoint(model, tmp_path / "ckpt", architecture="crnet-tiny", kwargs=model.config)
+    for name in ("model.safetensors", "config.json"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == FILE_MODE  # 0644 under the usual umask, not 0600

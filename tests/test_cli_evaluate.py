@@ -112,6 +112,10 @@ def test_csv_has_protocol_header_and_rows(folders, tmp_path):
     rows = list(csv.DictReader(lines[1:]))
     assert [r["name"] for r in rows] == ["0", "1", "2"] and float(rows[0]["psnr"]) > 20
     assert "gt-mean on" in result.output  # the protocol is printed with the table
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    into_folder = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--csv", str(folder)])
+    assert into_folder.exit_code == 2 and "is a folder" in into_folder.output and "Traceback" not in into_folder.output
 
 
 def test_gt_mean_matches_brightness_and_raises_psnr():

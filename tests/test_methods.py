@@ -344,3 +344,25 @@ def test_unpaired_method_under_torchrun_keeps_the_processes_in_step(tmp_path):
     assert checks[-1]["checksums"][0] == checks[-1]["checksums"][1]
     assert math.isfinite(checks[-1]["checksums"][0])
     assert json.loads((run / "best" / "config.json").read_text())["provenance"]["method"] == "pie"
+
+
+def test_resume_refuses_what_it_would_ignore_and_says_when_there_is_nothing_left(tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "2", "--out", str(run)]).exit_code == 0
+    config_before = (run / "config.yaml").read_text()
+    elsewhere = runner.invoke(app, ["train", "--resume", str(run), "--out", str(tmp_path / "fork"), "--max-steps", "3"])
+    assert elsewhere.exit_code == 2 and "cannot write to --out" in elsewhere.output and "model.init_from" in elsewhere.output
+    assert not (tmp_path / "fork").exists()
+    for extra in (["--lr", "0.01"], ["--set", "optim.weight_decay=0.1"]):  # restored from last/: never silently ignored
+        changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3", *extra])
+        assert changed.exit_code == 2 and "cannot change" in changed.output, changed.output
+    assert (run / "config.yaml").read_text() == config_before  # nothing was rewritten
+    done = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert done.exit_code == 2 and "already at step 2" in done.output and "--max-steps" in done.output
+    (tmp_path / "afile").write_text("x")
+    for target, message in ((tmp_path / "afile", "not a folder"), (tmp_path / "nothing", "no such folder"),
+                            (run / "last", "resume its parent folder")):
+        bad = runner.invoke(app, ["train", "--resume", str(target)])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+    as_out = runner.invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "1", "--out", str(tmp_path / "afile")])
+    assert as_out.exit_code == 2 and "is a file" in as_out.output

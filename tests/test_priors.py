@@ -432,8 +432,12 @@ def test_cli_lists_networks_parameters_and_missing_weights(no_nets: Path) -> Non
 def test_cli_says_where_weights_were_found_and_checks_them(no_nets: Path) -> None:
     save_file(file_state(create_prior("squeezenet", stand_in=True)), str(no_nets / prior_info("squeezenet").weights.filename))
     result = runner.invoke(app, ["priors", "--json", "--check"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a failed check is a failure a script can see
     row = {r["name"]: r for r in json.loads(result.stdout)}["squeezenet"]
     assert row["weights_found"] and row["weights_place"] == "$LOWLIGHT_NETS"
     assert row["weights_path"] == str(no_nets / "squeezenet1.0-imagenet.safetensors")
     assert row["check"].startswith("error:") and "sha256" in row["check"]  # stand-in bytes are not the published file
+    table = runner.invoke(app, ["priors", "--check"], env={"COLUMNS": "250"})
+    assert table.exit_code == 1 and "1 network(s) failed the check: squeezenet" in table.output
+    (no_nets / prior_info("squeezenet").weights.filename).unlink()
+    assert runner.invoke(app, ["priors", "--check"]).exit_code == 0  # nothing found is nothing failed

@@ -245,6 +245,13 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith(f"  validation ({held_out}): mean gray input / output / reference ")
     assert all(0.0 <= float(v) <= 1.0 for v in line.rsplit(" ", 5)[-5::2])
+    # --make-split: the same validation pairs rebuilt from the data alone (a bundled checkpoint's run
+    # folder is not in the repository), so the same score
+    rebuilt = tmp_path / "rebuilt"
+    assert _script("validate_run").main([str(rebuilt), str(run / "best"), "--device", "cpu", "--make-split",
+                                         "--data", str(data), "--val-count", "3"]) == 0
+    assert json.loads((rebuilt / "split.json").read_text())["validation"] == json.loads((run / "split.json").read_text())["validation"]
+    assert capsys.readouterr().out.splitlines()[-1].split("|")[3:5] == out[-1].split("|")[3:5]
 
 
 def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_with(tmp_path):

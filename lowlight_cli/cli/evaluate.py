@@ -73,6 +73,8 @@ def evaluate(
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
+    if csv_path is not None and csv_path.is_dir():  # said now, not after the scoring
+        raise UsageError(f"--csv {csv_path} is a folder", hint=f"give a file name, e.g. --csv {csv_path / 'scores.csv'}")
     protocol = Protocol(
         tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border,
         lpips_net=lpips_net, lpips_weights=lpips_weights,

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from ..errors import LowlightError
 from ..priors import NETS_ENV, PRIORS, create_prior, list_priors, locate_weights
-from .console import out
-from .errors import handle_errors
+from .console import err, out
+from .errors import EXIT_FAILURE, handle_errors
 from .options import JsonOpt
 
 CAPTION = (
@@ -72,8 +72,11 @@ def priors(
         if check:
             row["check"] = _check(name) if found else "not found"
         rows.append(row)
+    failed = [r["name"] for r in rows if r.get("check", "ok") not in ("ok", "not found")]
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
+        if failed:  # a script checking the weights must see it in the exit code
+            raise typer.Exit(EXIT_FAILURE)
         return
     table = Table(title="lowlight priors (frozen networks)", caption=CAPTION)
     for col in ("network", "provides", "params", "input", "weights", "licence", "stands in for"):
@@ -87,3 +90,7 @@ def priors(
             weights += f"\n{r['check']}"
         table.add_row(r["name"], r["provides"], f"{r['parameters']:,}", r["input"], weights, r["licence"], r["replaces"])
     out.print(table)
+    if failed:
+        err.print(f"[bold red]error:[/] {len(failed)} network(s) failed the check: {', '.join(failed)}")
+        err.print("[dim]hint:[/] replace the files named above (their sha256 or tensors do not match what lowlight expects)")
+        raise typer.Exit(EXIT_FAILURE)

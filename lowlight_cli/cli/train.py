@@ -96,13 +96,24 @@ def train(
     if resume is not None:
         fixed = (config, method, model, data, semi, labeled_frac, positives, negatives)
         if any(value is not None for value in fixed):
-            raise UsageError("--resume continues a run as it was configured", hint="only schedule, device, precision, compile and worker flags may change on resume")
+            raise UsageError("--resume continues a run as it was configured", hint=RESUME_HINT)
+        if out is not None and out.resolve() != resume.resolve():
+            raise UsageError(f"--resume continues {resume} in place; it cannot write to --out {out}",
+                             hint=f"to branch from it, start a new run: --config {resume / 'config.yaml'} "
+                                  f"--set model.init_from={resume / 'last'} --out {out}")
+        _check_run_folder(resume)
         cfg = load_config(resume / "config.yaml")
+        saved_optim = dataclasses.asdict(cfg.optim)
         for key, value in flags.items():
             if value is not None:
                 set_value(cfg, key, value)
         for text in assignments or []:
             set_value(cfg, *parse_assignment(text))
+        changed = sorted(k for k, v in dataclasses.asdict(cfg.optim).items() if v != saved_optim[k] and k not in RESUMABLE_OPTIM)
+        if changed:  # the optimiser and its schedule come back from last/: a new value would only be written down
+            raise UsageError(f"--resume restores the optimiser and its schedule; optim.{', optim.'.join(changed)} cannot change",
+                             hint=f"a new learning rate is a new stage: --config {resume / 'config.yaml'} "
+                                  f"--set model.init_from={resume / 'last'} --set optim.lr=... --out NEW")
         run_dir = resume
     else:
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
@@ -111,6 +122,8 @@ def train(
         elif config is None or "out" not in (assignments or []):
             cfg.run.out = f"runs/{cfg.model.name}-{_run_tag(cfg, METHODS.get(cfg.method))}"
         run_dir = Path(cfg.run.out)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir} is a file, not a folder", hint="choose a folder for the run with --out")
     cfg.validate()
     if explain:
         _explain(METHODS.get(cfg.method))
@@ -126,6 +139,21 @@ def train(
         err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
     if trainer.ctx.enabled:
         _end_torchrun_worker()
+
+
+RESUME_HINT = "only --epochs, --max-steps, --val-every, --device, --precision, --compile and --workers may change on resume"
+RESUMABLE_OPTIM = ("epochs", "max_steps")  # the schedule's length; every other optim value is restored from last/
+
+
+def _check_run_folder(folder: Path) -> None:
+    """``folder`` is a run folder ``lowlight train`` made (it holds ``config.yaml``); else a usage error."""
+    if not folder.is_dir():
+        raise UsageError(f"--resume {folder}: " + ("not a folder" if folder.exists() else "no such folder"),
+                         hint="--resume takes the run folder a training wrote (its --out, e.g. runs/crnet-full)")
+    if not (folder / "config.yaml").is_file():
+        inside = " (this is a checkpoint inside a run: resume its parent folder)" if (folder / "model.safetensors").is_file() else ""
+        raise UsageError(f"--resume {folder}: not a run folder, it holds no config.yaml{inside}",
+                         hint="--resume takes the run folder a training wrote (its --out, e.g. runs/crnet-full)")
 
 
 def _run_tag(cfg: TrainConfig, method: Method) -> str:

@@ -15,19 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UsageError
+from ..permissions import DIR_MODE, FILE_MODE
 
 _OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --output"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# temporary files are created private (0600); published outputs get the usual permissions
-_FILE_MODE = 0o666 & ~_umask()
-_DIR_MODE = 0o777 & ~_umask()
 
 
 @contextmanager
@@ -50,7 +42,7 @@ def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -75,9 +67,9 @@ def staged_folder(folder: Path, names: Sequence[str], *, overwrite: bool = False
     try:
         yield tmp
         for name in names:
-            os.chmod(tmp / name, _FILE_MODE)
+            os.chmod(tmp / name, FILE_MODE)
         if not folder.exists():
-            os.chmod(tmp, _DIR_MODE)
+            os.chmod(tmp, DIR_MODE)
             os.replace(tmp, folder)
         else:
             for name in names:

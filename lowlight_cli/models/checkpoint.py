@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..permissions import FILE_MODE
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -68,6 +69,7 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
     """Rename each staged temporary onto its destination; on failure remove the ones not renamed."""
     try:
         for tmp, path in staged:
+            os.chmod(tmp, FILE_MODE)  # mkstemp's (and safetensors') 0600 would stay on the published file
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:

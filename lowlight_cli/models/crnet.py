@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import EnhancementModel, ModelInfo, check_curve_scale, needs_graph
+from .chroma import smooth_chroma
 from .replicate_conv import conv3x3
 
 PAPER = (
@@ -32,6 +33,10 @@ _PADDINGS = ("zeros", "replicate", "reflect")
 _CORRECTION_BOUND = 0.05
 # the refinement stage's ceiling: below the 255 of an 8-bit output, after rounding
 REFINE_CEILING = 254.0 / 255.0
+# chroma smoothing takes full effect from this brightening (1 - 1/g: a gain of 2) up, and fades to
+# none at gain 1; chosen on LOL validation pairs against 1 - 1/g itself, its square root and 1
+# everywhere (docs/crnet-training.md)
+CHROMA_FULL_BRIGHTENING = 0.5
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,12 @@ class CRNetConfig:
             :class:`CurveRefinement`). The body at 1/8 resolution sees noise only through 8x8 blocks;
             this stage works on the brightened image, where the noise it must remove is visible.
         refine_layers: curve output: hidden 3x3 convolutions of the refinement stage.
+        chroma_radius: curve output: smooth the final image's chroma with a guided filter of this
+            radius, guided by its luma and blended in by the curve's brightening (**ours**; 0 =
+            none; :func:`~lowlight_cli.models.chroma.smooth_chroma`): the colour noise that
+            brightening amplifies goes, colour edges that follow brightness edges stay, luma and
+            unbrightened pixels are untouched. No weights: a checkpoint can switch it on.
+        chroma_eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale).
         curve_scale: curve output: run the body on an area-downscaled copy of the input (1/s^2 of
             the pixels, so the body works at ``1/(downscale * curve_scale)`` resolution) and upsample
             its correction and gain maps bilinearly to full resolution, where the curve (and the
@@ -102,6 +113,8 @@ class CRNetConfig:
     gate_correction: bool = False
     refine_channels: int = 0
     refine_layers: int = 2
+    chroma_radius: int = 0
+    chroma_eps: float = 1e-4
     curve_scale: int = 1
 
     def __post_init__(self) -> None:
@@ -124,6 +137,10 @@ class CRNetConfig:
             raise ConfigError("crnet refine_channels and refine_layers must be >= 0")
         if self.refine_channels and self.output != "curve":
             raise ConfigError("crnet refine_channels needs output: curve (it refines the curve output)")
+        if self.chroma_radius < 0 or self.chroma_eps <= 0:
+            raise ConfigError("crnet chroma_radius must be >= 0 and chroma_eps > 0")
+        if self.chroma_radius and self.output != "curve":
+            raise ConfigError("crnet chroma_radius needs output: curve (the curve's brightening gates it)")
         # a plain int (numpy integers too), for JSON
         object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale, "crnet curve_scale"))
         if self.curve_scale > 1 and self.output != "curve":
@@ -507,6 +524,10 @@ class CRNet(EnhancementModel):
                     curve, brightening = self._curve_stage(x, head(h), gain, scale)
                     if k == last and self.refine is not None:
                         curve = self.refine(curve, brightening)
+                    if k == last and self.cfg.chroma_radius:
+                        # the green channel's brightening (green weighs most in luma), full from gain 2 up
+                        gate = (brightening[:, 1:2] / CHROMA_FULL_BRIGHTENING).clamp(max=1.0)
+                        curve = smooth_chroma(curve, gate, self.cfg.chroma_radius, self.cfg.chroma_eps, REFINE_CEILING, scale)
                     stages.append(curve)
                     continue
                 residual = head(h)

@@ -172,6 +172,9 @@ class Trainer:
         progress = Progress()
         if self.resume:  # restores the RNG too
             progress = self._restore(model, ema, optimizer, scheduler, scaler)
+            if progress.step >= total_steps:
+                raise ConfigError(f"{self.run_dir} is already at step {progress.step}, and its schedule ends at step {total_steps}",
+                                  hint="raise --epochs or --max-steps to train it further")
             emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"))
         else:
             torch.manual_seed(cfg.run.seed + 1000 * (self.ctx.rank + 1))  # teacher noise differs per process

@@ -1,0 +1,100 @@
+"""Chroma smoothing of a brightened image, guided by its own luma, where it was brightened (**ours**).
+
+Brightening a dark photo amplifies its sensor noise in every channel; the colour part of that noise
+(blotches of red, green and blue in the shadows, the mottle of a night sky) is what a viewer sees
+most, and colour itself carries little fine detail. :func:`smooth_chroma` replaces the image's
+chroma (``R - Y``, ``B - Y``, BT.601 luma ``Y``) by He, Sun and Tang's guided filter of it (ECCV
+2010, TPAMI 2013) with the luma as guide: in each window chroma is fitted as ``a Y + b``, so colour
+edges that follow brightness edges stay sharp while colour noise that luma does not explain is
+averaged away. Luma is never changed, and the result is blended in by the curve's brightening, so
+a pixel the model did not brighten comes back bit for bit.
+
+What it gains and costs on the default photo model: README "Photo quality" and "Speed"; how its
+radius, ``eps`` and gate were chosen (validation pairs): docs/crnet-training.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale)
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the ``(2 radius + 1)^2`` window around each pixel of ``(B, C, H, W)``, the image
+    extended by repeating its edge pixels; one add per tap and direction (``avg_pool2d`` with
+    stride 1 took half as long again on the CPU)."""
+    taps = 2 * radius + 1
+    width, height = x.shape[-1], x.shape[-2]
+    padded = F.pad(x, (radius, radius, 0, 0), mode="replicate")
+    rows = padded[..., :width].clone()
+    for k in range(1, taps):
+        rows.add_(padded[..., k : k + width])
+    padded = F.pad(rows, (0, 0, radius, radius), mode="replicate")
+    out = padded[..., :height, :].clone()
+    for k in range(1, taps):
+        out.add_(padded[..., k : k + height, :])
+    return out.mul_(1.0 / (taps * taps))
+
+
+def smooth_chroma(
+    y: torch.Tensor, gate: torch.Tensor, radius: int, eps: float, ceiling: float = 1.0, scale: int = 1
+) -> torch.Tensor:
+    """``y`` with its chroma guided-filtered by its luma, blended in by ``gate``.
+
+    Args:
+        y: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+        gate: ``(B, 1, H, W)`` or ``(B, 3, H, W)`` in ``[0, 1]``: how much of the smoothing each pixel
+            takes (per channel it is averaged with the luma weights). 0 gives ``y`` exactly.
+        radius: window radius in pixels (``2 radius + 1`` square).
+        eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale): below it, a
+            window counts as flat and its chroma is averaged; above it, chroma follows luma.
+        ceiling: no channel is raised above ``max(y, ceiling)`` (the caller's guard against clipping).
+        scale: fit the per-window coefficients on a ``1/scale`` area-downscaled copy, with the
+            radius divided by ``scale`` (at least 1), and apply them, upsampled bilinearly, to the
+            full-resolution luma (He and Sun's fast guided filter, arXiv 1505.00996): about a
+            third of the full-resolution passes, for the large photos that the curves already
+            estimate at reduced resolution (``curve_scale``).
+
+    Returns:
+        ``(B, 3, H, W)``, same dtype, not clamped below (the caller clamps to ``[0, 1]``); computed
+        in float32 at least (the window variances are differences of means, which half precision
+        would cancel).
+    """
+    dtype = y.dtype
+    work = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
+    luma = _luma(work)
+    if scale > 1:  # only averages of the image are needed at low resolution: luma and chroma are linear in it
+        small = F.avg_pool2d(work, scale, ceil_mode=True)
+        small_luma = _luma(small)
+        coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, max(1, radius // scale), eps)
+        coefficients = F.interpolate(coefficients, size=luma.shape[-2:], mode="bilinear", align_corners=False)
+    else:
+        coefficients = _coefficients(luma, work[:, 0::2] - luma, radius, eps)
+    # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
+    delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], luma).sub_(work[:, 0::2])
+    delta = delta.mul_(_luma(gate) if gate.shape[1] == 3 else gate)
+    out = work.clone()
+    out[:, 0::2] += delta  # red and blue move; green keeps luma: -(kr dR + kb dB) / kg
+    out[:, 1:2] -= delta[:, 0:1] * (_KR / _KG) + delta[:, 1:2] * (_KB / _KG)
+    # no new clipping; values below 0 (the fit overshooting at a strong colour edge) are left to the
+    # model's final clamp, which every output gets
+    return torch.minimum(out, work.clamp(min=ceiling)).to(dtype)
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma ``(B, 1, H, W)`` of ``(B, 3, H, W)``."""
+    return (rgb[:, 0:1] * _KR).add_(rgb[:, 1:2], alpha=_KG).add_(rgb[:, 2:3], alpha=_KB)
+
+
+def _coefficients(luma: torch.Tensor, chroma: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """The guided filter's window-averaged ``(slope + 1, offset)`` of chroma on luma, ``(B, 4, H, W)``:
+    ``(slope + 1) luma + offset`` is then the smoothed red (blue) itself, since chroma is red (blue)
+    minus luma."""
+    means = box_mean(torch.cat((luma, chroma, luma * luma, luma * chroma), dim=1), radius)
+    mean_luma, mean_chroma, mean_luma2, mean_cross = means[:, 0:1], means[:, 1:3], means[:, 3:4], means[:, 4:6]
+    slope = (mean_cross - mean_luma * mean_chroma) / (mean_luma2 - mean_luma * mean_luma + eps)
+    offset = mean_chroma - slope * mean_luma
+    return box_mean(torch.cat((slope + 1.0, offset), dim=1), radius)
