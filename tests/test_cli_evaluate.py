@@ -69,8 +69,9 @@ def test_missing_partner_is_reported(folders):
     (ref / "2.png").unlink()
     save_photo(pred / "extra.png", np.zeros((200, 240, 3)))
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
-    assert result.exit_code == 0
+    assert result.exit_code == 3  # scores of part of the set: exit 3, as when an image fails
     assert "2.png has no reference" in result.output and "extra.png" in result.output
+    assert "the means cover the 2 pairs only" in result.output
 
 
 def test_size_mismatch_fails_that_pair_naming_both_files(folders):
@@ -204,3 +205,18 @@ def test_score_test_set_agrees_with_evaluate_and_refuses_a_partial_set(folders):
 def test_a_missing_data_folder_is_named(tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "no such folder" in result.output and "need references" not in result.output
+
+
+def test_model_mode_takes_the_architecture_from_weights_and_points_at_the_split(tmp_path):
+    from lowlight_cli.models import create_model, save_checkpoint
+
+    net = create_model("dce-tiny", pretrained=False)
+    weights = save_checkpoint(net, tmp_path / "ckpt", architecture="dce-tiny", kwargs=net.config)
+    root = tmp_path / "LOL"
+    for side in ("low", "high"):
+        save_photo(root / "test" / side / "1.png", dark_photo(48, 64, exposure=0.2 if side == "low" else 1.0, seed=1))
+    at_root = runner.invoke(app, ["evaluate", "--weights", str(weights), "--data", str(root), "--metrics", "psnr"])
+    assert at_root.exit_code == 2 and "dataset's splits" in at_root.output and str(root / "test") in at_root.output
+    scored = runner.invoke(app, ["evaluate", "--weights", str(weights), "--data", str(root / "test"), "--metrics", "psnr", "--json"])
+    assert scored.exit_code == 0, scored.output  # no --model: the checkpoint names dce-tiny, as enhance reads it
+    assert json.loads(scored.stdout[scored.stdout.index("{"):])["model"] == "dce-tiny"

@@ -158,6 +158,7 @@ def test_checkpoints_that_do_not_fit_fail_clearly(state, tmp_path):
     torch.save(state, path)
     result = import_cli(str(path), "--arch", "dce-tiny", "-o", str(tmp_path / "tiny"))
     assert result.exit_code == 1 and "does not fit" in result.output and "shape mismatch" in result.output
+    assert "fit --arch scl-lle" in result.output and "config.json" not in result.output  # the architecture it is for
     partial = {k: v for k, v in state.items() if k != "e_conv5.bias"}
     torch.save(partial, path)
     with pytest.raises(CheckpointError, match=r"missing 1 \(e.g. conv5.bias\)"):

@@ -647,3 +647,24 @@ def test_curve_scales_are_checked_before_training():
 def test_curve_scales_need_a_curve_model(tmp_path):
     result = runner.invoke(app, ["train", *SMOKE, "--set", "model.curve_scales=1,2", "--out", str(tmp_path / "r"), "--max-steps", "1"])
     assert result.exit_code != 0 and "curve model" in result.output
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    import cv2
+
+    data = tmp_path / "tiny"
+    for stem in range(6):  # 10x12 images: smaller than any patch size
+        for side in ("low", "high"):
+            (data / "train" / side).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(data / "train" / side / f"{stem}.png"), np.full((10, 12, 3), 40 * (side == "high") + 10 + stem, np.uint8))
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(data), "--set", "model.name=crnet-tiny", "--set", "run.device=cpu",
+                                 "--max-steps", "2", "--out", str(run)])
+    assert result.exit_code == 1 and "smaller than the patch" in result.output, result.output
+    assert "below the least patch size (16)" in result.output  # no --patch-size can help: said so
+    assert not run.exists()  # no config.yaml / split.json left for a --resume to trip over
+    run.mkdir()  # a folder the user made is theirs: left in place
+    (run / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["train", "--data", str(data), "--set", "model.name=crnet-tiny", "--set", "run.device=cpu",
+                                 "--max-steps", "2", "--out", str(run)])
+    assert result.exit_code == 1 and (run / "notes.txt").read_text() == "mine"

@@ -19,7 +19,7 @@ from ..metrics import metric_info
 from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, handle_errors
-from .loading import announce, build_enhancer, describe_run, load_model
+from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import BatchSizeOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
@@ -80,6 +80,8 @@ def evaluate(
         lpips_net=lpips_net, lpips_weights=lpips_weights,
     )
     enhancer = None
+    if model is None and weights is not None:  # as enhance: the architecture the checkpoint names
+        model, weights = model_for_weights(None, weights, "")
     if colour != "model" and model is None:
         raise UsageError("--colour applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --colour input")
     if model is not None:
@@ -87,6 +89,9 @@ def evaluate(
             raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
         if not data.is_dir():
             raise UsageError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
+        if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
+            split = "test" if (data / "test" / "low").is_dir() else "train"
+            raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
@@ -135,6 +140,10 @@ def evaluate(
     if failed:
         err.print(f"{failed} of {len(scores)} image(s) could not be scored: left out of the summary")
         raise typer.Exit(EXIT_PARTIAL if failed < len(scores) else EXIT_FAILURE)
+    unpaired = len(pairing.unpaired_predictions) + len(pairing.unpaired_references)
+    if unpaired:  # the means cover part of the set: a script must not take them for the whole
+        err.print(f"{unpaired} image(s) had no partner (listed above): the means cover the {len(scores)} pairs only")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _table(protocol: Protocol, scores: list) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..data.patches import MIN_PATCH_SIZE
 from ..errors import UsageError
 from ..models import MODELS
 from ..models.complexity import measure_complexity
@@ -69,7 +71,7 @@ def train(
     epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default 100, as in the paper).")] = None,
     max_steps: Annotated[Optional[int], Opt("--max-steps", min=0, help="Stop after N optimiser steps (smoke runs; 0 = no limit).")] = None,
     batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Labeled patches per step and process.")] = None,
-    patch_size: Annotated[Optional[int], Opt("--patch-size", min=16, help="Side of the square training patches in pixels (default 96).")] = None,
+    patch_size: Annotated[Optional[int], Opt("--patch-size", min=MIN_PATCH_SIZE, help="Side of the square training patches in pixels (default 96).")] = None,
     patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each labeled image per epoch (default 30).")] = None,
     lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
     val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
@@ -131,10 +133,18 @@ def train(
     if resume is None and (run_dir / "last").exists():
         raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
     main = os.environ.get("RANK", "0") == "0"
-    trainer = Trainer(cfg, run_dir, resume=resume is not None)
-    if main:
-        err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
-    _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
+    fresh = resume is None and not run_dir.exists()
+    try:
+        trainer = Trainer(cfg, run_dir, resume=resume is not None)
+        if main:
+            err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
+        _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
+    except Exception:
+        # a new run that failed before its first checkpoint (images smaller than the patch, a missing
+        # frozen network, ...) leaves no folder that --resume would then refuse as "no resumable state"
+        if fresh and main and run_dir.is_dir() and not any((run_dir / name).exists() for name in ("last", "last.old", "best")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if main:
         err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
     if trainer.ctx.enabled:

@@ -54,7 +54,7 @@ def resolve_data_root(data: str | Path | None) -> Path | str:
     if not chosen.is_dir():
         source = "--data" if data is not None else ("$LOWLIGHT_DATA" if "LOWLIGHT_DATA" in os.environ else "the default ./data/LOL")
         raise DataError(
-            f"dataset folder {chosen} not found ({source})",
+            f"dataset folder {chosen} " + ("is a file, not a folder" if chosen.exists() else "not found") + f" ({source})",
             hint="pass --data DIR (LOL layout DIR/train/{low,high} or DIR/{low,high}), set LOWLIGHT_DATA, "
             "or use --data synthetic for a smoke run",
         )

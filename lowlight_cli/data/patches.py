@@ -96,11 +96,17 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_float(pixels).transpose(2, 0, 1)))
 
 
+MIN_PATCH_SIZE = 16  # lowlight train --patch-size's least value
+
+
 def check_patch_size(images: dict[str, np.ndarray], size: int, what: str = "image") -> None:
     """Raise :class:`DataError` when any of ``images`` (by name) is smaller than ``size`` on a side."""
     small = [name for name, pixels in images.items() if min(pixels.shape[:2]) < size]
     if small:
-        raise DataError(f"{len(small)} {what}(s) are smaller than the patch size {size} (e.g. {small[0]})")
+        side = min(min(images[name].shape[:2]) for name in small)
+        hint = (f"use --patch-size {side} or less, or larger images" if side >= MIN_PATCH_SIZE
+                else f"the smallest is {side} px on a side, below the least patch size ({MIN_PATCH_SIZE}): use larger images")
+        raise DataError(f"{len(small)} {what}(s) are smaller than the patch size {size} (e.g. {small[0]})", hint=hint)
 
 
 class PatchDataset(Dataset):

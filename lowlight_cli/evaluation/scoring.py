@@ -78,7 +78,7 @@ class Scorer:
         p = self.protocol
         if reference is not None and prediction.shape != reference.shape:
             raise SizeMismatchError(
-                f"size mismatch: {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "
+                f"size mismatch (width x height): {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "
                 f"{labels[1]} is {reference.shape[1]}x{reference.shape[0]}",
                 hint="scores compare images pixel by pixel; no resizing is done",
             )

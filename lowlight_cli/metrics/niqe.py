@@ -240,7 +240,7 @@ def niqe_features(image: np.ndarray, *, space: NIQESpace = "y") -> np.ndarray:
     height, width = channel.shape
     if height < BLOCK_SIZE or width < BLOCK_SIZE:
         raise MetricError(
-            f"niqe: image is {height}x{width} px; NIQE needs at least {BLOCK_SIZE}x{BLOCK_SIZE}",
+            f"niqe: image is {width}x{height} px (width x height); NIQE needs at least {BLOCK_SIZE}x{BLOCK_SIZE}",
             hint="score larger images, or leave niqe out of --metrics for these",
         )
     channel = channel[: height - height % BLOCK_SIZE, : width - width % BLOCK_SIZE]

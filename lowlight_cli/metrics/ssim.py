@@ -170,7 +170,7 @@ def ssim(
     height, width = pred.shape[-2:]
     if height < window_size or width < window_size:
         raise MetricError(
-            f"ssim: image {height}x{width} is smaller than the {window_size}x{window_size} window"
+            f"ssim: image {width}x{height} (width x height) is smaller than the {window_size}x{window_size} window"
         )
 
     scale = 255.0 / data_range

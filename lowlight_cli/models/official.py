@@ -82,9 +82,10 @@ def _load_restricted(path: Path, data: bytes) -> object:
                 f"{path} is not a readable PyTorch checkpoint ({detail or exc})",
                 hint="pass the .pth file the authors published (a state dict)",
             ) from None
+        found = re.search(r"GLOBAL (\S+)", detail)  # the object's class, without torch's advice around it
         raise CheckpointError(
-            f"refusing {path}: it holds Python objects other than tensors and plain containers ({detail}); "
-            "lowlight reads checkpoints with torch.load(weights_only=True) and never unpickles anything else",
+            f"refusing {path}: it holds a Python object (GLOBAL {found.group(1) if found else '?'}), not only tensors "
+            "and plain containers; lowlight reads checkpoints with torch.load(weights_only=True) and never unpickles anything else",
             hint="in an environment you trust, re-save just the weights: torch.save(model.state_dict(), 'weights.pth')",
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -153,6 +154,16 @@ def read_official_checkpoint(path: str | Path, name_of: Callable[[str], str | No
     )
 
 
+def _fits(architecture: str, official_state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether an authors' tensors load strictly into ``architecture`` (names translated, shapes equal)."""
+    entry = MODELS.get(architecture)
+    name_of = OFFICIAL_NAMES[entry.info.family]
+    state = {(name_of(k) or k): v for k, v in official_state.items()}
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in entry.build().state_dict().items()}
+    return set(state) == set(expected) and all(tuple(state[k].shape) == tuple(expected[k]) for k in expected)
+
+
 def importable_architectures() -> list[str]:
     """Registered models whose family has an official-checkpoint translation."""
     return [n for n in MODELS.names() if MODELS.get(n).info.family in OFFICIAL_NAMES]
@@ -195,7 +206,15 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
     official = read_official_checkpoint(path, name_of)
     state = {(name_of(k) or k): v for k, v in official.state.items()}  # unknown names stay, strict loading reports them
     model = entry.build()
-    load_weights_strict(model, state, str(official.path))
+    try:
+        load_weights_strict(model, state, str(official.path))
+    except CheckpointError as exc:  # the generic hint is about config.json, which a .pth has none of
+        fits = [name for name in importable_architectures() if name != architecture and _fits(name, official.state)]
+        raise CheckpointError(
+            exc.message,
+            hint=(f"these tensors fit --arch {' or --arch '.join(fits)}" if fits else
+                  f"it is not a checkpoint of {architecture}; importable architectures: {', '.join(importable_architectures())}"),
+        ) from None
     provenance = {
         "imported_from": {
             "file": official.path.name,
