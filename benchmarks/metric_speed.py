@@ -66,9 +66,10 @@ def _peak_child(name: str, h: int, w: int, threads: int, queue: "multiprocessing
         run(pred, ref)
         peak = _status_kib("VmHWM")
     except OSError:  # elsewhere: the process's peak so far (an underestimate when temporaries were larger)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        unit = 1 if sys.platform != "darwin" else 1024  # ru_maxrss is in KiB on Linux, bytes on macOS
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // unit
         run(pred, ref)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // unit
     queue.put((peak - before) / 1024**2)
 
 
@@ -78,7 +79,13 @@ def peak_memory_gb(name: str, h: int, w: int, threads: int) -> float:
     queue = context.Queue()
     child = context.Process(target=_peak_child, args=(name, h, w, threads, queue))
     child.start()
-    peak = queue.get()
+    while True:  # a child killed for memory or failing never answers: say so instead of waiting forever
+        try:
+            peak = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty
+            if not child.is_alive():
+                raise SystemExit(f"{name}: the measuring process ended without an answer (exit code {child.exitcode})") from None
     child.join()
     return peak
 

@@ -41,6 +41,10 @@ def run_round(timeout: float, cmd: list[str] = TORCHRUN_TESTS) -> tuple[str, flo
         os.killpg(proc.pid, signal.SIGKILL)  # pytest and the torchrun processes under it
         proc.communicate()
         return "hung", time.perf_counter() - start
+    except BaseException:  # Ctrl-C reaches only this process (the round runs in its own session)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stdout.write(out.decode(errors="replace")[-3000:])

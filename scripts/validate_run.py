@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_split(run: Path, root: Path, *, seed: int, val_count: int) -> None:
-    """``run/split.json`` and a ``config.yaml`` naming ``root``: the split a supervised run on ``root`` makes."""
+    """``run/split.json`` and a ``config.yaml`` naming ``root``: the split a supervised run on ``root`` makes.
+    Refuses a folder that holds a training run (its own split and config would be replaced)."""
+    if any((run / name).exists() for name in ("log.jsonl", "last", "best")):
+        raise SystemExit(f"{run} holds a training run; --make-split writes a new folder (choose another RUN)")
     pairs = load_pairs(find_pairs(root, "train"))
     run.mkdir(parents=True, exist_ok=True)
     make_split(pairs, labeled_frac=1.0, val_count=val_count, seed=seed).save(run / "split.json")

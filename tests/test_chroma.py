@@ -104,3 +104,14 @@ def test_crnet_option_is_validated_and_changes_only_brightened_pixels():
         for head in (plain.heads[-1], smoothed.heads[-1]):
             head.bias[-3:].fill_(-50.0)
         assert torch.equal(plain(x), smoothed(x))
+
+
+def test_reduced_resolution_fitting_keeps_the_window_and_the_grid():
+    noisy = _chroma_noise(_scene(61, 77), 0.04)  # sizes that are no multiple of the scale
+    gate = torch.ones(1, 1, 61, 77)
+    at2 = smooth_chroma(noisy, gate, 2, 1e-4, scale=2)
+    assert at2.shape == noisy.shape
+    # the fit's downscale never exceeds the radius: the window stays 5 px wide at any curve scale
+    assert torch.equal(smooth_chroma(noisy, gate, 2, 1e-4, scale=8), at2)
+    clean = _scene(61, 77)
+    assert (at2 - clean).abs().mean() < 0.6 * (noisy - clean).abs().mean()

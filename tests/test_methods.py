@@ -353,7 +353,8 @@ def test_resume_refuses_what_it_would_ignore_and_says_when_there_is_nothing_left
     elsewhere = runner.invoke(app, ["train", "--resume", str(run), "--out", str(tmp_path / "fork"), "--max-steps", "3"])
     assert elsewhere.exit_code == 2 and "cannot write to --out" in elsewhere.output and "model.init_from" in elsewhere.output
     assert not (tmp_path / "fork").exists()
-    for extra in (["--lr", "0.01"], ["--set", "optim.weight_decay=0.1"]):  # restored from last/: never silently ignored
+    for extra in (["--lr", "0.01"], ["--set", "optim.weight_decay=0.1"], ["--batch-size", "3"], ["--set", "pie.tv=5"]):
+        # restored from last/ or fixed by the data plan: never silently ignored
         changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3", *extra])
         assert changed.exit_code == 2 and "cannot change" in changed.output, changed.output
     assert (run / "config.yaml").read_text() == config_before  # nothing was rewritten

@@ -399,3 +399,25 @@ def test_torchrun_stress_counts_a_hung_round_and_kills_its_processes(tmp_path):
     while Path(f"/proc/{child}").exists() and time.time() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+
+
+def test_guided_filter_sweep_keeps_luma_and_its_none_setting_is_the_identity():
+    sweep = _script("guided_filter_sweep")
+    rng = np.random.default_rng(0)
+    base = np.linspace(40, 200, 48 * 64, dtype=np.float32).reshape(48, 64)
+    clean = np.stack([base, 0.8 * base, 0.6 * base], axis=-1)
+    noisy = np.clip(clean + rng.normal(0, 12, clean.shape), 0, 255).astype(np.uint8)
+    dark = (noisy // 8).astype(np.uint8)
+    same = sweep.apply(dark, noisy, chroma="none", radius=0, eps=0.0, gate="linear")
+    assert np.abs(same.astype(int) - noisy.astype(int)).max() <= 1  # float round trip only
+    smoothed = sweep.apply(dark, noisy, chroma="guided", radius=2, eps=1e-4, gate="none")
+
+    def luma(rgb):
+        return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+    def chroma_error(rgb):
+        return np.abs((rgb.astype(np.float64) - luma(rgb)[..., None]) - (clean - luma(clean)[..., None])).mean()
+
+    assert np.abs(luma(smoothed) - luma(noisy)).mean() < 0.6  # luma kept (to rounding and clipping)
+    assert chroma_error(smoothed) < 0.6 * chroma_error(noisy)
+    assert set(sweep.GRIDS) == {"chroma", "variants", "luma"}

@@ -80,8 +80,11 @@ def evaluate(
         lpips_net=lpips_net, lpips_weights=lpips_weights,
     )
     enhancer = None
-    if model is None and weights is not None:  # as enhance: the architecture the checkpoint names
-        model, weights = model_for_weights(None, weights, "")
+    if model is None and weights is not None:
+        if pred is not None:
+            raise UsageError("--weights applies when evaluate enhances a folder itself (--data)",
+                             hint="score existing predictions with --pred/--ref alone, or enhance with --weights W --data DIR")
+        model, weights = model_for_weights(None, weights, "")  # as enhance: the architecture the checkpoint names
     if colour != "model" and model is None:
         raise UsageError("--colour applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --colour input")
     if model is not None:

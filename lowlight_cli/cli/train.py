@@ -105,17 +105,17 @@ def train(
                                   f"--set model.init_from={resume / 'last'} --out {out}")
         _check_run_folder(resume)
         cfg = load_config(resume / "config.yaml")
-        saved_optim = dataclasses.asdict(cfg.optim)
+        saved = _flat(dataclasses.asdict(cfg))
         for key, value in flags.items():
             if value is not None:
                 set_value(cfg, key, value)
         for text in assignments or []:
             set_value(cfg, *parse_assignment(text))
-        changed = sorted(k for k, v in dataclasses.asdict(cfg.optim).items() if v != saved_optim[k] and k not in RESUMABLE_OPTIM)
-        if changed:  # the optimiser and its schedule come back from last/: a new value would only be written down
-            raise UsageError(f"--resume restores the optimiser and its schedule; optim.{', optim.'.join(changed)} cannot change",
-                             hint=f"a new learning rate is a new stage: --config {resume / 'config.yaml'} "
-                                  f"--set model.init_from={resume / 'last'} --set optim.lr=... --out NEW")
+        changed = sorted(k for k, v in _flat(dataclasses.asdict(cfg)).items() if v != saved.get(k) and k not in RESUMABLE)
+        if changed:  # the optimiser, its schedule and the data plan come back from last/: a new value would only be written down
+            raise UsageError(f"--resume continues {resume} exactly as it was configured; {', '.join(changed)} cannot change",
+                             hint=RESUME_HINT + f"; to change them, start a new stage: --config {resume / 'config.yaml'} "
+                                  f"--set model.init_from={resume / 'last'} --out NEW")
         run_dir = resume
     else:
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
@@ -142,7 +142,7 @@ def train(
     except Exception:
         # a new run that failed before its first checkpoint (images smaller than the patch, a missing
         # frozen network, ...) leaves no folder that --resume would then refuse as "no resumable state"
-        if fresh and main and run_dir.is_dir() and not any((run_dir / name).exists() for name in ("last", "last.old", "best")):
+        if fresh and main and run_dir.is_dir() and not _trained_at_all(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if main:
@@ -152,7 +152,30 @@ def train(
 
 
 RESUME_HINT = "only --epochs, --max-steps, --val-every, --device, --precision, --compile and --workers may change on resume"
-RESUMABLE_OPTIM = ("epochs", "max_steps")  # the schedule's length; every other optim value is restored from last/
+# what a resume may change: the schedule's length, when to validate, log and save, and where it runs;
+# everything else (optimiser, data plan, losses, model) is restored from last/ or fixed by the split
+RESUMABLE = frozenset({"optim.epochs", "optim.max_steps", "run.val_every", "run.save_every", "run.log_every",
+                       "run.device", "run.precision", "run.compile", "data.workers"})
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _trained_at_all(run_dir: Path) -> bool:
+    """Whether a run folder records any training: a checkpoint, or a step in its log (kept: the
+    record of why a long run failed)."""
+    if any((run_dir / name).exists() for name in ("last", "last.old", "best")):
+        return True
+    log = run_dir / "log.jsonl"
+    return log.is_file() and '"kind": "step"' in log.read_text(errors="replace")
 
 
 def _check_run_folder(folder: Path) -> None:

@@ -112,9 +112,10 @@ def save_checkpoint(
     """
     folder = Path(folder)
     state = state_dict if state_dict is not None else model.state_dict()
-    # both files are written in full before either is renamed into place, so a failure (a full
-    # disk, an interrupt) leaves the folder's previous pair as it was, never new weights beside an
-    # old config.json whose sha256 no longer matches them
+    # both files are written in full before either is renamed into place, so a failure while
+    # writing (a full disk, an interrupt: the slow part) leaves the folder's previous pair as it
+    # was; only a crash between the two renames at the end can leave new weights beside the old
+    # config.json, whose sha256 then refuses them at load rather than running them unchecked
     weights_tmp, digest = _stage_weights(state, folder / WEIGHTS_NAME, {"architecture": architecture})
     config = {
         "format_version": FORMAT_VERSION,

@@ -52,11 +52,11 @@ def smooth_chroma(
         eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale): below it, a
             window counts as flat and its chroma is averaged; above it, chroma follows luma.
         ceiling: no channel is raised above ``max(y, ceiling)`` (the caller's guard against clipping).
-        scale: fit the per-window coefficients on a ``1/scale`` area-downscaled copy, with the
-            radius divided by ``scale`` (at least 1), and apply them, upsampled bilinearly, to the
-            full-resolution luma (He and Sun's fast guided filter, arXiv 1505.00996): about a
-            third of the full-resolution passes, for the large photos that the curves already
-            estimate at reduced resolution (``curve_scale``).
+        scale: fit the per-window coefficients on a ``1/s`` area-downscaled copy, ``s = min(scale,
+            radius)``, with the radius divided by ``s`` (so the window keeps its size in pixels of
+            the photo), and apply them, upsampled bilinearly, to the full-resolution luma (He and
+            Sun's fast guided filter, arXiv 1505.00996): fewer full-resolution passes, for the large
+            photos whose curves are already estimated at reduced resolution (``curve_scale``).
 
     Returns:
         ``(B, 3, H, W)``, same dtype, not clamped below (the caller clamps to ``[0, 1]``); computed
@@ -66,11 +66,15 @@ def smooth_chroma(
     dtype = y.dtype
     work = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
     luma = _luma(work)
-    if scale > 1:  # only averages of the image are needed at low resolution: luma and chroma are linear in it
-        small = F.avg_pool2d(work, scale, ceil_mode=True)
+    fit_scale = min(scale, max(1, radius))  # the window never grows past the tuned one: at most 1/radius
+    if fit_scale > 1:  # only averages of the image are needed at low resolution: luma and chroma are linear in it
+        height, width = luma.shape[-2:]
+        small = F.avg_pool2d(work, fit_scale, ceil_mode=True)
         small_luma = _luma(small)
-        coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, max(1, radius // scale), eps)
-        coefficients = F.interpolate(coefficients, size=luma.shape[-2:], mode="bilinear", align_corners=False)
+        coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps)
+        # upsampled to whole cells, then cut: a last partial cell keeps the grid aligned with the pixels
+        cells = (small.shape[-2] * fit_scale, small.shape[-1] * fit_scale)
+        coefficients = F.interpolate(coefficients, size=cells, mode="bilinear", align_corners=False)[..., :height, :width]
     else:
         coefficients = _coefficients(luma, work[:, 0::2] - luma, radius, eps)
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
