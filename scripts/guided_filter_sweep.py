@@ -114,7 +114,7 @@ GRIDS = {
                  dict(chroma="fast", radius=1, eps=1e-4, gate="linear"), dict(chroma="gauss", radius=2, eps=0.0, gate="linear")],
     "luma": [dict(chroma="guided", radius=2, eps=1e-4, gate="double")]
     + [dict(chroma="guided", radius=2, eps=1e-4, gate="double", luma_radius=r, luma_eps=e)
-       for r, e in ((1, 1e-3), (1, 3e-3), (2, 1e-3), (1, 3e-4))],
+       for r, e in ((1, 1e-3), (1, 3e-3), (2, 1e-3), (1, 3e-4), (2, 3e-4), (2, 1e-4))],
 }
 
 

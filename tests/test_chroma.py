@@ -92,6 +92,8 @@ def test_crnet_option_is_validated_and_changes_only_brightened_pixels():
         create_model("crnet-tiny", pretrained=False, chroma_radius=2)  # a residual CRNet has no brightening
     with pytest.raises(ConfigError, match="chroma_radius"):
         create_model("crnet-curve", pretrained=False, chroma_radius=-1)
+    with pytest.raises(ConfigError, match="chroma_luma needs chroma_radius"):
+        create_model("crnet-curve", pretrained=False, chroma_luma=True)
     torch.manual_seed(0)
     plain = create_model("crnet-curve", pretrained=False).eval()
     smoothed = create_model("crnet-curve", pretrained=False, chroma_radius=2).eval()
@@ -115,3 +117,21 @@ def test_reduced_resolution_fitting_keeps_the_window_and_the_grid():
     assert torch.equal(smooth_chroma(noisy, gate, 2, 1e-4, scale=8), at2)
     clean = _scene(61, 77)
     assert (at2 - clean).abs().mean() < 0.6 * (noisy - clean).abs().mean()
+
+
+def test_luma_smoothing_averages_flat_noise_keeps_edges_and_leaves_chroma_as_it_was():
+    clean = _scene()
+    gen = torch.Generator().manual_seed(1)
+    noisy = clean + 0.004 * torch.randn(clean.shape, generator=gen)  # faint grain: variance below eps
+    gate = torch.ones(1, 1, 64, 80)
+    plain = smooth_chroma(noisy, gate, 2, 1e-4)
+    smoothed = smooth_chroma(noisy, gate, 2, 1e-4, luma=True)
+    assert torch.equal(smooth_chroma(noisy, torch.zeros(1, 1, 64, 80), 2, 1e-4, luma=True), noisy)
+    chroma = lambda rgb: rgb - _luma(rgb)[:, None]  # noqa: E731
+    assert torch.allclose(chroma(smoothed), chroma(plain), atol=1e-5)  # luma moves all channels alike
+    flat = (slice(None), slice(None), slice(8, 56), slice(4, 34))  # inside the left half
+    assert (_luma(smoothed) - _luma(clean))[flat[0], flat[2], flat[3]].abs().mean() < 0.6 * (
+        (_luma(noisy) - _luma(clean))[flat[0], flat[2], flat[3]].abs().mean())
+    edge = clean.shape[-1] // 2  # the brightness edge (a luma step of ~0.3) stays a step
+    step = _luma(smoothed)[..., edge + 2].mean() - _luma(smoothed)[..., edge - 3].mean()
+    assert step > 0.9 * (_luma(clean)[..., edge + 2].mean() - _luma(clean)[..., edge - 3].mean())

@@ -113,6 +113,8 @@ def test_csv_has_protocol_header_and_rows(folders, tmp_path):
     rows = list(csv.DictReader(lines[1:]))
     assert [r["name"] for r in rows] == ["0", "1", "2"] and float(rows[0]["psnr"]) > 20
     assert "gt-mean on" in result.output  # the protocol is printed with the table
+    no_reference = runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "niqe", "--gt-mean"])
+    assert no_reference.exit_code == 2 and "--gt-mean" in no_reference.output  # it would do nothing: said, not printed as "on"
     folder = tmp_path / "reports"
     folder.mkdir()
     into_folder = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--csv", str(folder)])
@@ -220,3 +222,12 @@ def test_model_mode_takes_the_architecture_from_weights_and_points_at_the_split(
     scored = runner.invoke(app, ["evaluate", "--weights", str(weights), "--data", str(root / "test"), "--metrics", "psnr", "--json"])
     assert scored.exit_code == 0, scored.output  # no --model: the checkpoint names dce-tiny, as enhance reads it
     assert json.loads(scored.stdout[scored.stdout.index("{"):])["model"] == "dce-tiny"
+
+
+def test_weights_of_another_family_name_the_model_they_hold(tmp_path):
+    from lowlight_cli.models import create_model, save_checkpoint
+
+    net = create_model("crnet-tiny", pretrained=False)
+    weights = save_checkpoint(net, tmp_path / "ckpt", architecture="crnet-tiny", kwargs=net.config)
+    result = runner.invoke(app, ["export", "--model", "dce-tiny", "--weights", str(weights), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "not a dce model" in result.output and "--model crnet-tiny" in result.output

@@ -208,7 +208,8 @@ def load_checkpoint(
     entry = MODELS.get(arch)
     if expected_family is not None and entry.info.family != expected_family:
         raise CheckpointError(
-            f"{folder} holds a {arch!r} checkpoint (family {entry.info.family}), not a {expected_family} model"
+            f"{folder} holds a {arch!r} checkpoint (family {entry.info.family}), not a {expected_family} model",
+            hint=f"it is a {arch}: use --model {arch}",
         )
     kwargs = config.get("kwargs", {})
     try:

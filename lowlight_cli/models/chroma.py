@@ -40,7 +40,8 @@ def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def smooth_chroma(
-    y: torch.Tensor, gate: torch.Tensor, radius: int, eps: float, ceiling: float = 1.0, scale: int = 1
+    y: torch.Tensor, gate: torch.Tensor, radius: int, eps: float, ceiling: float = 1.0, scale: int = 1,
+    luma: bool = False,
 ) -> torch.Tensor:
     """``y`` with its chroma guided-filtered by its luma, blended in by ``gate``.
 
@@ -57,6 +58,9 @@ def smooth_chroma(
             the photo), and apply them, upsampled bilinearly, to the full-resolution luma (He and
             Sun's fast guided filter, arXiv 1505.00996): fewer full-resolution passes, for the large
             photos whose curves are already estimated at reduced resolution (``curve_scale``).
+        luma: smooth luma too, with the same window and ``eps`` (the guided filter of luma on
+            itself: flat windows are averaged, edges and texture above ``eps`` in variance kept);
+            the change is added to all three channels, so chroma is as without it.
 
     Returns:
         ``(B, 3, H, W)``, same dtype, not clamped below (the caller clamps to ``[0, 1]``); computed
@@ -65,24 +69,27 @@ def smooth_chroma(
     """
     dtype = y.dtype
     work = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
-    luma = _luma(work)
+    guide = _luma(work)
     fit_scale = min(scale, max(1, radius))  # the window never grows past the tuned one: at most 1/radius
     if fit_scale > 1:  # only averages of the image are needed at low resolution: luma and chroma are linear in it
-        height, width = luma.shape[-2:]
+        height, width = guide.shape[-2:]
         small = F.avg_pool2d(work, fit_scale, ceil_mode=True)
         small_luma = _luma(small)
-        coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps)
+        coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps, luma)
         # upsampled to whole cells, then cut: a last partial cell keeps the grid aligned with the pixels
         cells = (small.shape[-2] * fit_scale, small.shape[-1] * fit_scale)
         coefficients = F.interpolate(coefficients, size=cells, mode="bilinear", align_corners=False)[..., :height, :width]
     else:
-        coefficients = _coefficients(luma, work[:, 0::2] - luma, radius, eps)
+        coefficients = _coefficients(guide, work[:, 0::2] - guide, radius, eps, luma)
+    gate = _luma(gate) if gate.shape[1] == 3 else gate
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
-    delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], luma).sub_(work[:, 0::2])
-    delta = delta.mul_(_luma(gate) if gate.shape[1] == 3 else gate)
+    delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2])
+    delta = delta.mul_(gate)
     out = work.clone()
     out[:, 0::2] += delta  # red and blue move; green keeps luma: -(kr dR + kb dB) / kg
     out[:, 1:2] -= delta[:, 0:1] * (_KR / _KG) + delta[:, 1:2] * (_KB / _KG)
+    if luma:  # the smoothed luma, a luma + b, minus luma: the same change in every channel
+        out += torch.addcmul(coefficients[:, 5:6], coefficients[:, 4:5], guide).sub_(guide).mul_(gate)
     # no new clipping; values below 0 (the fit overshooting at a strong colour edge) are left to the
     # model's final clamp, which every output gets
     return torch.minimum(out, work.clamp(min=ceiling)).to(dtype)
@@ -93,12 +100,17 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb[:, 0:1] * _KR).add_(rgb[:, 1:2], alpha=_KG).add_(rgb[:, 2:3], alpha=_KB)
 
 
-def _coefficients(luma: torch.Tensor, chroma: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+def _coefficients(luma: torch.Tensor, chroma: torch.Tensor, radius: int, eps: float, with_luma: bool = False) -> torch.Tensor:
     """The guided filter's window-averaged ``(slope + 1, offset)`` of chroma on luma, ``(B, 4, H, W)``:
     ``(slope + 1) luma + offset`` is then the smoothed red (blue) itself, since chroma is red (blue)
-    minus luma."""
+    minus luma. ``with_luma`` appends luma's own ``(a, b)``, ``(B, 6, H, W)`` in all."""
     means = box_mean(torch.cat((luma, chroma, luma * luma, luma * chroma), dim=1), radius)
     mean_luma, mean_chroma, mean_luma2, mean_cross = means[:, 0:1], means[:, 1:3], means[:, 3:4], means[:, 4:6]
     slope = (mean_cross - mean_luma * mean_chroma) / (mean_luma2 - mean_luma * mean_luma + eps)
     offset = mean_chroma - slope * mean_luma
-    return box_mean(torch.cat((slope + 1.0, offset), dim=1), radius)
+    parts = [slope + 1.0, offset]
+    if with_luma:  # luma guided by itself: a = var / (var + eps), b = (1 - a) mean
+        variance = mean_luma2 - mean_luma * mean_luma
+        a = variance / (variance + eps)
+        parts += [a, mean_luma - a * mean_luma]
+    return box_mean(torch.cat(parts, dim=1), radius)

@@ -88,6 +88,8 @@ class CRNetConfig:
             brightening amplifies goes, colour edges that follow brightness edges stay, luma and
             unbrightened pixels are untouched. No weights: a checkpoint can switch it on.
         chroma_eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale).
+        chroma_luma: the same step also smooths luma, guided by itself with the same window and
+            ``eps`` (flat noisy windows averaged, edges and texture above ``eps`` kept), gated alike.
         curve_scale: curve output: run the body on an area-downscaled copy of the input (1/s^2 of
             the pixels, so the body works at ``1/(downscale * curve_scale)`` resolution) and upsample
             its correction and gain maps bilinearly to full resolution, where the curve (and the
@@ -115,6 +117,7 @@ class CRNetConfig:
     refine_layers: int = 2
     chroma_radius: int = 0
     chroma_eps: float = 1e-4
+    chroma_luma: bool = False
     curve_scale: int = 1
 
     def __post_init__(self) -> None:
@@ -139,6 +142,8 @@ class CRNetConfig:
             raise ConfigError("crnet refine_channels needs output: curve (it refines the curve output)")
         if self.chroma_radius < 0 or self.chroma_eps <= 0:
             raise ConfigError("crnet chroma_radius must be >= 0 and chroma_eps > 0")
+        if self.chroma_luma and not self.chroma_radius:
+            raise ConfigError("crnet chroma_luma needs chroma_radius >= 1 (it is the same filter's luma part)")
         if self.chroma_radius and self.output != "curve":
             raise ConfigError("crnet chroma_radius needs output: curve (the curve's brightening gates it)")
         # a plain int (numpy integers too), for JSON
@@ -527,7 +532,8 @@ class CRNet(EnhancementModel):
                     if k == last and self.cfg.chroma_radius:
                         # the green channel's brightening (green weighs most in luma), full from gain 2 up
                         gate = (brightening[:, 1:2] / CHROMA_FULL_BRIGHTENING).clamp(max=1.0)
-                        curve = smooth_chroma(curve, gate, self.cfg.chroma_radius, self.cfg.chroma_eps, REFINE_CEILING, scale)
+                        curve = smooth_chroma(curve, gate, self.cfg.chroma_radius, self.cfg.chroma_eps, REFINE_CEILING, scale,
+                                              luma=self.cfg.chroma_luma)
                     stages.append(curve)
                     continue
                 residual = head(h)
