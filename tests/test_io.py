@@ -77,7 +77,10 @@ def random_pixels(shape: tuple[int, ...], dtype: type, seed: int = 0) -> np.ndar
     return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
 
 
+@functools.lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
+    """One sRGB profile for the whole run: LittleCMS stamps each new profile with the current time
+    (header bytes 24-35), so two made a second apart differ and a comparison would fail by chance."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
