@@ -215,12 +215,12 @@ def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> di
 
 
 def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_output: bool) -> None:
-    counts = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
+    summary = _summary(results, model=model, enhancer=enhancer)
     if json_output:
-        typer.echo(json.dumps(_summary(results, model=model, enhancer=enhancer), indent=2))
+        typer.echo(json.dumps(summary, indent=2))
     written = [r for r in results if r.status == "written"]
     seconds = sum(r.seconds for r in written)
     mp = sum(r.megapixels for r in written)
     rate = f", {mp / seconds:.2f} MP/s" if seconds > 0 else ""
-    listed = " (listed above)" if counts["failed"] else ""
-    err.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed{listed}{rate}")
+    listed = " (listed above)" if summary["failed"] else ""
+    err.print(f"{summary['written']} written, {summary['skipped']} skipped, {summary['failed']} failed{listed}{rate}")

@@ -70,10 +70,14 @@ _FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 FILE_SYSTEM_HINT = "check the path's permissions and that its disk is writable and has room"
 
 
+def file_system_message(exc: OSError) -> str:
+    """``PATH: reason`` of a file-system ``OSError``."""
+    return (f"{exc.filename}: " if exc.filename else "") + str(exc.strerror or exc)
+
+
 def report_file_system_error(exc: OSError) -> None:
     """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {file_system_message(exc)}", markup=True, highlight=False)
     err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}", markup=True, highlight=False)
 
 
@@ -119,8 +123,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             report_file_system_error(exc)
             if as_json:
-                json_error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc),
-                           FILE_SYSTEM_HINT, EXIT_FAILURE)
+                json_error(file_system_message(exc), FILE_SYSTEM_HINT, EXIT_FAILURE)
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper

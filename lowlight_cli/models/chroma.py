@@ -6,8 +6,9 @@ most, and colour itself carries little fine detail. :func:`smooth_chroma` replac
 chroma (``R - Y``, ``B - Y``, BT.601 luma ``Y``) by He, Sun and Tang's guided filter of it (ECCV
 2010, TPAMI 2013) with the luma as guide: in each window chroma is fitted as ``a Y + b``, so colour
 edges that follow brightness edges stay sharp while colour noise that luma does not explain is
-averaged away. Luma is never changed, and the result is blended in by the curve's brightening, so
-a pixel the model did not brighten comes back bit for bit.
+averaged away. Luma is kept, unless ``luma=True`` smooths it with the same filter guided by
+itself; the result is blended in by the curve's brightening, so a pixel the model did not brighten
+comes back bit for bit.
 
 What it gains and costs on the default photo model: README "Photo quality" and "Speed"; how its
 radius, ``eps`` and gate were chosen (validation pairs): docs/crnet-training.md.
@@ -51,8 +52,8 @@ def smooth_chroma(
 
     Args:
         y: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
-        gate: ``(B, 1, H, W)`` or ``(B, 3, H, W)`` in ``[0, 1]``: how much of the smoothing each pixel
-            takes (per channel it is averaged with the luma weights). 0 gives ``y`` exactly.
+        gate: ``(B, 1, H, W)`` in ``[0, 1]``: how much of the smoothing each pixel takes; 0 gives
+            ``y`` exactly.
         radius: window radius in pixels (``2 radius + 1`` square).
         eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale): below it, a
             window counts as flat and its chroma is averaged; above it, chroma follows luma.
@@ -85,7 +86,6 @@ def smooth_chroma(
         coefficients = F.interpolate(coefficients, size=cells, mode="bilinear", align_corners=False)[..., :height, :width]
     else:
         coefficients = _coefficients(guide, work[:, 0::2] - guide, radius, eps, luma)
-    gate = _luma(gate) if gate.shape[1] == 3 else gate
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
     delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2])
     delta = delta.mul_(gate)

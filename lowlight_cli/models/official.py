@@ -154,11 +154,15 @@ def read_official_checkpoint(path: str | Path, name_of: Callable[[str], str | No
     )
 
 
+def _translated(official_state: Mapping[str, torch.Tensor], name_of: Callable[[str], str | None]) -> dict[str, torch.Tensor]:
+    """The authors' tensors under lowlight's names; unknown names stay, strict loading reports them."""
+    return {(name_of(k) or k): v for k, v in official_state.items()}
+
+
 def _fits(architecture: str, official_state: Mapping[str, torch.Tensor]) -> bool:
     """Whether an authors' tensors load strictly into ``architecture`` (names translated, shapes equal)."""
     entry = MODELS.get(architecture)
-    name_of = OFFICIAL_NAMES[entry.info.family]
-    state = {(name_of(k) or k): v for k, v in official_state.items()}
+    state = _translated(official_state, OFFICIAL_NAMES[entry.info.family])
     try:  # only a hint: any failure to build the model means "no"
         with torch.device("meta"):
             expected = {k: v.shape for k, v in entry.build().state_dict().items()}
@@ -207,7 +211,7 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
             hint="choose a new folder" + ("" if overwrite else ", or pass --overwrite to replace the checkpoint it holds"),
         )
     official = read_official_checkpoint(path, name_of)
-    state = {(name_of(k) or k): v for k, v in official.state.items()}  # unknown names stay, strict loading reports them
+    state = _translated(official.state, name_of)
     model = entry.build()
     try:
         load_weights_strict(model, state, str(official.path))
