@@ -4,6 +4,7 @@ the chroma step, docs/crnet-training.md "Chroma smoothing").
     python scripts/guided_filter_sweep.py --grid chroma      # radius x eps of the chroma filter
     python scripts/guided_filter_sweep.py --grid variants    # half-resolution, fast guided filter, no gate
     python scripts/guided_filter_sweep.py --grid luma --niqe # the luma filter measured and not adopted
+    python scripts/guided_filter_sweep.py --gates            # in the model: which brightening gates the chroma step
 
 The prototype works on the 8-bit outputs of ``--weights`` (default: the bundled default checkpoint
 *without* its chroma step, i.e. as trained) on four sets: ``lights``, ``noise`` and ``examples`` of
@@ -16,6 +17,12 @@ chroma is R - Y and B - Y (BT.601 luma Y), the guided filter is He et al.'s with
 without the factor 2, which the chroma grid and its variants ran with), standing in for the model's own brightening, which the library's step
 (``lowlight_cli.models.chroma``) uses. One thread; about a minute per grid row on the session's
 Intel Xeon once the outputs are cached (``--cache``).
+
+``--gates`` runs inside the model instead: the library's own step
+(:func:`lowlight_cli.models.chroma.smooth_chroma`, radius 2, ``eps`` 1e-4, chroma only) on the
+output of the model's refinement stage, blended in by gates made from the model's own brightening
+``b = 1 - 1/g`` of the green channel (what the bundled model uses): ``b``, ``sqrt(b)``, ``min(1, 2
+b)`` (the bundled gate) and 1 everywhere; no post-processing is estimated. About three minutes.
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.io import from_float, to_float  # noqa: E402
 from lowlight_cli.metrics import niqe  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
+from lowlight_cli.inference.padding import pad_to_multiple  # noqa: E402
 from lowlight_cli.models.checkpoint import read_config  # noqa: E402
+from lowlight_cli.models.chroma import smooth_chroma  # noqa: E402
+from lowlight_cli.models.crnet import CHROMA_FULL_BRIGHTENING, REFINE_CEILING  # noqa: E402
 
 KR, KG, KB = 0.299, 0.587, 0.114
 
@@ -142,6 +152,58 @@ def model_outputs(weights: Path, cache: Path | None) -> list[tuple[str, str, np.
     return items
 
 
+GATES = {
+    "b": lambda b: b,
+    "sqrt(b)": torch.sqrt,
+    "min(1, 2b) (bundled)": lambda b: (b / CHROMA_FULL_BRIGHTENING).clamp(max=1.0),
+    "1 everywhere": torch.ones_like,
+}
+
+
+def gate_rows(weights: Path) -> list[tuple[str, str, np.ndarray, dict[str, np.ndarray]]]:
+    """``(set, name, reference, {gate: 8-bit output})``: the model as trained, its chroma step
+    added after the refinement stage with each gate of :data:`GATES` (the model's own brightening,
+    captured from the stage's input)."""
+    model = load_checkpoint(weights).eval()
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        captured["brightening"], captured["refined"] = inputs[1][:, 1:2], output
+
+    model.refine.register_forward_hook(keep)
+    sets = build_sets(SHARED, only={"lights", "noise"})
+    pairs = load_pairs(find_pairs(SHARED / "LOL", "train"))
+    held = set(make_split(pairs, labeled_frac=1.0, val_count=15, seed=0).validation)
+    val = [(p.name, p.low, p.high) for p in pairs if p.name in held]
+    rows = []
+    with torch.inference_mode():
+        for set_name, items in (("lights", sets["lights"]), ("noise", sets["noise"]), ("examples", sets["examples"]), ("val", val)):
+            for name, low, ref in items:
+                x = pad_to_multiple(torch.from_numpy(to_float(low)).permute(2, 0, 1)[None], model.info.input_multiple)
+                model(x)
+                height, width = low.shape[:2]
+                outputs = {}
+                for label, gate in GATES.items():
+                    y = smooth_chroma(captured["refined"], gate(captured["brightening"]), 2, 1e-4, REFINE_CEILING)
+                    outputs[label] = from_float(y.clamp(0.0, 1.0)[0, :, :height, :width].permute(1, 2, 0).numpy(), 8)
+                rows.append((set_name, name, ref, outputs))
+    return rows
+
+
+def print_gates(weights: Path) -> None:
+    """The ``--gates`` table: PSNR / SSIM per set for each gate."""
+    rows = gate_rows(weights)
+    names = ["lights", "noise", "examples", "val"]
+    print("| gate | " + " | ".join(f"{n} PSNR / SSIM" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label in GATES:
+        scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        for set_name, _, ref, outputs in rows:
+            scores[set_name].append(_pair_scores(outputs[label], ref))
+        cells = [f"{np.mean([p for p, _ in scores[n]]):.2f} / {np.mean([s for _, s in scores[n]]):.4f}" for n in names]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def as_trained(weights: Path, folder: Path) -> Path:
     """A copy of the checkpoint folder ``weights`` whose kwargs lack the chroma step (the model as trained)."""
     import json
@@ -160,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "weights" / "crnet-curve-dn-lol")
     parser.add_argument("--cache", type=Path, default=None, help="an .npz to keep the model's outputs in between runs")
     parser.add_argument("--niqe", action="store_true", help="also NIQE of the outputs of lights and noise")
+    parser.add_argument("--gates", action="store_true", help="in the model: the chroma step under four brightening gates")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     import tempfile
 
+    if args.gates:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_gates(as_trained(args.weights, Path(tmp) / "ckpt"))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         items = model_outputs(as_trained(args.weights, Path(tmp) / "ckpt"), args.cache)
     names = ["lights", "noise", "examples", "val"]

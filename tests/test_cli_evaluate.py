@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from lowlight_cli.cli.app import app
 from lowlight_cli.cli.evaluate import parse_metric_list
 from lowlight_cli.evaluation import Protocol, Scorer
+from lowlight_cli.errors import UsageError
 from lowlight_cli.evaluation.scoring import gt_mean_scale
 
 from .photos import dark_photo, save_photo
@@ -129,6 +130,8 @@ def test_gt_mean_matches_brightness_and_raises_psnr():
     assert abs((scaled @ gray).mean() - (ref @ gray).mean()) < 1e-3
     plain = Scorer(Protocol(("psnr",))).score("x", pred, ref).values["psnr"]
     corrected = Scorer(Protocol(("psnr",), gt_mean=True)).score("x", pred, ref).values["psnr"]
+    with pytest.raises(UsageError, match="no metric asked for takes one"):  # the library refuses it too, not only the CLI
+        Protocol(("niqe",), gt_mean=True)
     assert corrected > plain + 5
 
 

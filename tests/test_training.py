@@ -635,6 +635,41 @@ def test_curve_scales_alternate_per_step_and_resume_where_they_were(tmp_path):
     assert model.curve_scale == 1  # the checkpoint runs at full resolution unless told otherwise
 
 
+def test_trainer_fit_removes_the_folder_of_a_new_run_that_never_trained(tmp_path, monkeypatch):
+    """The library's Trainer, not only the CLI: a failed new run leaves nothing; a run that logged
+    a step keeps its folder (the record of why it failed)."""
+    from lowlight_cli.training import Trainer
+    from lowlight_cli.training import engine
+
+    cfg = build_config(flags={"model.name": "crnet-tiny", "run.device": "cpu", "data.root": "synthetic",
+                              "data.synthetic_count": 6, "data.val_count": 1, "data.patch_size": 32,
+                              "optim.max_steps": 3, "run.log_every": 1, "run.val_every": 100})
+    cfg.validate()
+
+    def fail_when_building(self):
+        assert (self.run_dir / "split.json").is_file()  # the folder exists by now
+        raise RuntimeError("no model today")
+
+    monkeypatch.setattr(engine.Trainer, "_build_model", fail_when_building)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="no model today"):
+        Trainer(cfg, run).fit()
+    assert not run.exists()
+
+    monkeypatch.undo()
+    original = engine.RunLog.write
+
+    def fail_after_a_step(self, record):
+        original(self, record)
+        if record.get("kind") == "step":
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(engine.RunLog, "write", fail_after_a_step)
+    with pytest.raises(RuntimeError, match="disk full"):
+        Trainer(cfg, run).fit()
+    assert (run / "log.jsonl").is_file() and (run / "config.yaml").is_file()  # kept: it trained
+
+
 def test_curve_scales_are_checked_before_training():
     with pytest.raises(ConfigError, match="crnet method"):
         build_config(flags={"run.method": "mcmt", "data.labeled_frac": 0.5}, assignments=["model.curve_scales=1,2"]).validate()

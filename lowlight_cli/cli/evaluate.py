@@ -75,9 +75,6 @@ def evaluate(
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
     if csv_path is not None and csv_path.is_dir():  # said now, not after the scoring
         raise UsageError(f"--csv {csv_path} is a folder", hint=f"give a file name, e.g. --csv {csv_path / 'scores.csv'}")
-    if gt_mean and not any(metric_info(m).full_reference for m in names):
-        raise UsageError("--gt-mean scales each prediction to its reference, and no metric asked for takes one",
-                         hint="add a full-reference metric (psnr, ssim) or drop --gt-mean")
     protocol = Protocol(
         tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border,
         lpips_net=lpips_net, lpips_weights=lpips_weights,

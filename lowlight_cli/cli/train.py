@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -133,18 +132,11 @@ def train(
     if resume is None and (run_dir / "last").exists():
         raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
     main = os.environ.get("RANK", "0") == "0"
-    fresh = resume is None and not run_dir.exists()
-    try:
-        trainer = Trainer(cfg, run_dir, resume=resume is not None)
-        if main:
-            err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
-        _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
-    except Exception:
-        # a new run that failed before its first checkpoint (images smaller than the patch, a missing
-        # frozen network, ...) leaves no folder that --resume would then refuse as "no resumable state"
-        if fresh and main and run_dir.is_dir() and not _trained_at_all(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    # a new run that fails before it trained takes its folder away (Trainer.fit)
+    trainer = Trainer(cfg, run_dir, resume=resume is not None)
+    if main:
+        err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
+    _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
     if main:
         err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
     if trainer.ctx.enabled:
@@ -167,15 +159,6 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _trained_at_all(run_dir: Path) -> bool:
-    """Whether a run folder records any training: a checkpoint, or a step in its log (kept: the
-    record of why a long run failed)."""
-    if any((run_dir / name).exists() for name in ("last", "last.old", "best")):
-        return True
-    log = run_dir / "log.jsonl"
-    return log.is_file() and '"kind": "step"' in log.read_text(errors="replace")
 
 
 def _check_run_folder(folder: Path) -> None:

@@ -49,6 +49,9 @@ class Protocol:
             raise UsageError(f"unknown --lpips-net {self.lpips_net!r}", hint="use alex or vgg")
         if self.crop_border < 0:
             raise UsageError(f"--crop-border must be >= 0, got {self.crop_border}")
+        if self.gt_mean and not self.needs_reference:
+            raise UsageError("--gt-mean scales each prediction to its reference, and no metric asked for takes one",
+                             hint="add a full-reference metric (psnr, ssim) or drop --gt-mean")
 
     @property
     def needs_reference(self) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -56,6 +57,14 @@ PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def trained_at_all(run_dir: Path) -> bool:
+    """Whether a run folder records any training: a checkpoint, or a step in its log."""
+    if any((run_dir / name).exists() for name in ("last", "last.old", "best")):
+        return True
+    log = run_dir / "log.jsonl"
+    return log.is_file() and '"kind": "step"' in log.read_text(errors="replace")
 
 
 class Trainer:
@@ -147,7 +156,22 @@ class Trainer:
 
         Under torchrun the process joins the process group here and leaves it when training ends
         well; after an error or an interrupt the group is left to the process's exit.
+
+        A new run whose folder this call created and that fails (or is interrupted) before it
+        trained at all (images smaller than the patch, a missing frozen network, ...) takes its
+        folder away again, so that no ``config.yaml`` / ``split.json`` is left for a later
+        ``--resume`` to trip over; a run that logged a step or saved a checkpoint keeps it (the
+        record of why a long run failed), and so does a folder that existed before.
         """
+        created = not self.resume and not self.run_dir.exists()
+        try:
+            return self._fit(on_event)
+        except BaseException:
+            if created and self.ctx.is_main and self.run_dir.is_dir() and not trained_at_all(self.run_dir):
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _fit(self, on_event: EventFn | None) -> Progress:
         distributed.join(self.ctx, self.device)
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
