@@ -93,6 +93,29 @@ def test_onnx_export_matches_pytorch_at_sizes_it_was_not_traced_at(name, tmp_pat
         assert (exported(x) - model(x)).abs().max() <= 1e-4
 
 
+def test_the_bundled_default_photo_model_exports_with_its_guided_filter(tmp_path):
+    """The checkpoint's kwargs switch on the guided filter, which random initialisations lack; its
+    in-place box sums once exported wrong values at the borders (max abs 5.5e-4)."""
+    from lowlight_cli.models import load_checkpoint
+
+    model = load_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "crnet-curve-dn-lol")
+    assert model.cfg.chroma_radius and model.cfg.chroma_luma
+    result = export_onnx(model, tmp_path / "default.onnx")
+    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
+    x = parity_input(1, 80, 112, seed=3)
+    with torch.no_grad():
+        assert (OnnxModel(tmp_path / "default.onnx")(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_an_fp32_parity_failure_is_not_blamed_on_fp16(tmp_path, monkeypatch):
+    from lowlight_cli.export import parity
+
+    monkeypatch.setattr(parity, "compare", lambda expected, got, tolerance: parity.ParityCheck(8, 8, 1, 1.0, 0.0, False))
+    with pytest.raises(ExportError) as failed:
+        export_onnx(perturbed("crnet-tiny"), tmp_path / "x.onnx")
+    assert "fp16" not in (failed.value.hint or "") and "bug" in failed.value.hint
+
+
 def test_parity_needs_two_sizes_at_the_input_multiple():
     info = model_info("crnet-s")  # input multiple 4
     assert parity_sizes(info) == ((64, 96), (96, 128))

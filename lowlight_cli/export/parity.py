@@ -173,6 +173,7 @@ def check_parity(
             f"parity check failed: {what} disagrees with PyTorch beyond {tolerance.describe()} ("
             + "; ".join(c.describe() for c in checks)
             + "); nothing was written",
-            hint="in fp16 the model loses too much precision: export fp32 instead; an fp32 mismatch is a bug, please report it",
+            hint="in fp16 the model loses too much precision: export fp32 instead (drop --fp16)" if tolerance == FP16_TOLERANCE
+            else "in fp32 the two should agree: this is a bug in the export of this model, please report it with the command",
         )
     return tuple(checks)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import needs_graph
+
 # BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale)
 _KR, _KG, _KB = 0.299, 0.587, 0.114
 
@@ -26,7 +28,12 @@ _KR, _KG, _KB = 0.299, 0.587, 0.114
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over the ``(2 radius + 1)^2`` window around each pixel of ``(B, C, H, W)``, the image
     extended by repeating its edge pixels; one add per tap and direction, with no padded copy
-    (``avg_pool2d`` with stride 1 took half as long again on the CPU)."""
+    (``avg_pool2d`` with stride 1 took half as long again on the CPU). Under autograd, tracing or
+    export: the same means from a replicate-padded copy and ``avg_pool2d`` (in-place adds into
+    views of a tensor do not survive ONNX export: they exported wrong values at the borders)."""
+    if needs_graph(x):
+        padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+        return F.avg_pool2d(padded, 2 * radius + 1, stride=1)
     return _box_sum_1d(_box_sum_1d(x, radius, -1), radius, -2).mul_(1.0 / (2 * radius + 1) ** 2)
 
 
@@ -87,13 +94,20 @@ def smooth_chroma(
     else:
         coefficients = _coefficients(guide, work[:, 0::2] - guide, radius, eps, luma)
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
-    delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2])
-    delta = delta.mul_(gate)
-    out = work.clone()
-    out[:, 0::2] += delta  # red and blue move; green keeps luma: -(kr dR + kb dB) / kg
-    out[:, 1:2] -= delta[:, 0:1] * (_KR / _KG) + delta[:, 1:2] * (_KB / _KG)
-    if luma:  # the smoothed luma, a luma + b, minus luma: the same change in every channel
-        out += torch.addcmul(coefficients[:, 5:6], coefficients[:, 4:5], guide).sub_(guide).mul_(gate)
+    delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2]).mul_(gate)
+    # red and blue move; green keeps luma: -(kr dR + kb dB) / kg
+    green = delta[:, 0:1] * (-_KR / _KG) + delta[:, 1:2] * (-_KB / _KG)
+    # luma: the smoothed luma, a luma + b, minus luma: the same change in every channel
+    shift = torch.addcmul(coefficients[:, 5:6], coefficients[:, 4:5], guide).sub_(guide).mul_(gate) if luma else None
+    if needs_graph(work, gate, coefficients):  # out of place: slices written in place do not export
+        moved = torch.cat((delta[:, 0:1], green, delta[:, 1:2]), dim=1)
+        out = work + moved if shift is None else work + (moved + shift)
+    else:
+        out = work.clone()
+        out[:, 0::2] += delta
+        out[:, 1:2] += green
+        if shift is not None:
+            out += shift
     # no new clipping; values below 0 (the fit overshooting at a strong colour edge) are left to the
     # model's final clamp, which every output gets
     return torch.minimum(out, work.clamp(min=ceiling)).to(dtype)
