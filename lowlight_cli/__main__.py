@@ -1,5 +1,5 @@
 """``python -m lowlight_cli`` (also what ``torchrun -m lowlight_cli`` runs)."""
 
-from .cli.app import main
+from .cli.entry import main
 
 main()

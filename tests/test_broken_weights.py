@@ -90,6 +90,21 @@ def test_flat_check_leaves_real_enhancers_alone():
         Enhancer(Broken("flat"), InferenceConfig(device="cpu", tile=0)).enhance(rgb)
 
 
+def test_a_one_coloured_input_may_come_out_one_coloured():
+    """A single pixel or a solid colour differs between its channels but not in space: a flat
+    output is no sign of broken weights there (it was refused as one)."""
+    from lowlight_cli.inference.engine import check_output
+
+    for pixel in ((4, 33, 2), (200, 10, 10)):
+        solid = torch.tensor(pixel, dtype=torch.float32).div(255).view(1, 3, 1, 1)
+        for size in ((1, 1), (16, 16)):
+            x = solid.expand(1, 3, *size).contiguous()
+            check_output(x, torch.full_like(x, 0.5))  # flat in, flat out: accepted
+    varied = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ModelOutputError, match="flat"):
+        check_output(varied, torch.full_like(varied, 0.5))
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     """Both files are written before either is renamed: a failure writing config.json (a full disk)
     must not leave new weights beside the old config.json (whose sha256 would no longer match)."""

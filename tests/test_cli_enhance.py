@@ -89,6 +89,51 @@ def test_dry_run_writes_nothing(photos, tmp_path):
     assert not out.exists()
 
 
+def test_dry_run_checks_what_a_run_checks_and_speaks_json(photos, tmp_path):
+    out = tmp_path / "out"
+    for bad in (["--model", "no-such-model"], ["--weights", str(tmp_path / "missing")], ["--device", "cuda:7"],
+                ["--model", "crnet-s", "--curve-scale", "2"]):
+        result = runner.invoke(app, ["enhance", str(photos), "-o", str(out), "--dry-run", *bad])
+        assert result.exit_code in (1, 2) and "error:" in result.output, (bad, result.output)  # as the real run says it
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(blocker / "sub"), "--dry-run", "--model", "gamma"])
+    assert result.exit_code != 0 and "a-file" in result.output
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(out), "--dry-run", "--json", "--model", "gamma"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)  # stdout is the JSON object and nothing else
+    assert plan["dry_run"] is True and plan["to_write"] == 2 and plan["model"] == "gamma"
+    assert {Path(j["output"]).name for j in plan["jobs"]} == {"a.png", "b.jpg"}
+    assert not out.exists()
+
+
+def test_outputs_written_among_the_inputs_are_not_enhanced_again(tmp_path):
+    folder = tmp_path / "same"
+    save_photo(folder / "a.png", dark_photo(30, 40, seed=1))
+    save_photo(folder / "sub" / "b.png", dark_photo(30, 40, seed=2))
+    command = ["enhance", str(folder), "-r", "-o", str(folder), "--suffix", "_bright", "-m", "gamma"]
+    assert runner.invoke(app, command).exit_code == 0
+    for _ in range(2):  # reruns: the last run's outputs are recognised, never made into _bright_bright
+        result = runner.invoke(app, [*command, "--skip-existing", "--verbose"])
+        assert result.exit_code == 0, result.output
+        assert "an output of this run (from a.png)" in result.stderr
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
+    assert names == ["a.png", "a_bright.png", "sub/b.png", "sub/b_bright.png"]
+    other = tmp_path / "conv"  # --ext: a.jpg -> a.png beside it; a rerun does not take a.png as an input of its own
+    save_photo(other / "a.jpg", dark_photo(30, 40, seed=3))
+    convert = ["enhance", str(other), "-o", str(other), "--ext", "png", "-m", "gamma"]
+    assert runner.invoke(app, convert).exit_code == 0
+    again = runner.invoke(app, [*convert, "--overwrite"])
+    assert again.exit_code == 0 and "would overwrite its own input" not in again.output, again.output
+
+
+def test_a_suffix_cannot_lead_outside_the_output_folder(photos, tmp_path):
+    for suffix in ("/../../escaped", "/evil", "a\\b"):
+        result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--suffix", suffix, "-m", "gamma"])
+        assert result.exit_code == 2 and "may not hold a path" in result.output, result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.png").exists()
+
+
 def test_json_summary_on_stdout(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0

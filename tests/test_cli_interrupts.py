@@ -146,3 +146,39 @@ def test_only_stale_files_named_like_our_temporaries_are_removed(tmp_path):
         [".a.png.0123abcX.tmp", ".keep.tmp", "a.png.0123abcd.tmp", "photo.png", ".young.png.0123abcd.tmp"]
     )
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+SLOW_START = r"""
+import sys, time
+class SlowImport:  # the app's import (torch: about a second) made slow, so that Ctrl-C lands in it
+    def find_spec(self, name, path, target=None):
+        if name == "lowlight_cli.cli.app":
+            print("READY", flush=True)
+            time.sleep(60)
+        return None
+sys.meta_path.insert(0, SlowImport())
+from lowlight_cli.cli.entry import main
+sys.argv[0] = "lowlight"
+main()
+"""
+
+
+def test_ctrl_c_while_starting_ends_quietly(photos, tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", SLOW_START, "enhance", str(photos), "-o", str(tmp_path / "out")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    try:
+        assert process.stdout.readline().strip() == "READY"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in stderr and "interrupted while starting" in stderr, stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_console_script_starts_through_the_guard():
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["lowlight"] == "lowlight_cli.cli.entry:main"

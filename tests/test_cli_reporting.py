@@ -38,13 +38,28 @@ def mixed(tmp_path) -> Path:
 def test_files_passed_over_are_counted_and_listed_with_verbose(mixed, tmp_path):
     found = scan_inputs([mixed])
     assert [f.path.name for f in found.files] == ["big.png", "small.jpg"]
-    reasons = {s.path.name: s.reason for s in found.skipped}
+    reasons = {s.path.name: s.reason for s in found.skipped if not s.quiet}
     assert reasons == {"anim.gif": "unsupported format (.gif)", "broken.png": "broken symbolic link", "loop.jpg": "symbolic link loop"}
+    assert {s.path.name: s.reason for s in found.skipped if s.quiet} == {".hidden.png": "hidden file"}
     result = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out"), "-m", "gamma"])
     assert result.exit_code == 0, result.output
     assert "ignored 3 file(s)" in result.stderr and "--verbose" in result.stderr and "anim.gif" not in result.stderr
     verbose = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out2"), "-m", "gamma", "--verbose"])
-    assert all(name in verbose.stderr for name in ("anim.gif", "broken.png", "loop.jpg")) and ".hidden" not in verbose.stderr
+    # --verbose lists every file passed over, hidden ones too (they are not in the count above)
+    assert all(name in verbose.stderr for name in ("anim.gif", "broken.png", "loop.jpg", ".hidden.png"))
+
+
+def test_symlinked_and_hidden_folders_are_named_not_dropped_silently(mixed, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    save_photo(elsewhere / "x.png", dark_photo(30, 40, seed=2))
+    os.symlink(elsewhere, mixed / "linked")
+    save_photo(mixed / ".secret" / "h.png", dark_photo(30, 40, seed=3))
+    found = scan_inputs([mixed], recursive=True)
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert "not followed" in reasons["linked"] and reasons[".secret"] == "hidden folder"
+    assert "x.png" not in {f.path.name for f in found.files}
+    result = runner.invoke(app, ["enhance", str(mixed), "-r", "-o", str(tmp_path / "out"), "-m", "gamma"])
+    assert result.exit_code == 0 and "symbolic link to a folder" in result.stderr, result.output
 
 
 def test_first_line_names_the_weights_that_run(tmp_path):

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from .. import __version__
 from ..errors import UsageError
 from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
-from ..inference.files import FileJob, FileResult, enhance_file, plan_jobs
+from ..inference.files import FileJob, FileResult, drop_own_outputs, enhance_file, plan_jobs
 from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
 from ..io.formats import SUPPORTED_EXTENSIONS, format_for_path
 from ..io.write import check_output_folder, remove_stale_temps
@@ -83,6 +83,9 @@ def enhance(
     """
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other")
+    if "/" in suffix or "\\" in suffix or suffix in (".", ".."):
+        raise UsageError(f"--suffix {suffix!r} is added to file names and may not hold a path",
+                         hint="choose the output folder with -o; --suffix takes plain text such as _bright")
     ext = EXT_ALIASES.get(ext.lower(), ext.lower())
     if ext not in EXT_CHOICES:
         raise UsageError(f"unknown --ext {ext!r}", hint=f"use one of {', '.join(EXT_CHOICES)}")
@@ -91,22 +94,21 @@ def enhance(
     if not found.files:
         _report_passed_over(found.skipped, [], verbose=verbose)
         raise UsageError("no images found in " + ", ".join(map(str, inputs)), hint="folders are scanned for png, jpg, tif, webp and bmp files; add --recursive for sub-folders")
-    jobs = plan_jobs(found.files, output, suffix=suffix, ext=None if ext == "auto" else f".{ext}", mirror_tree=recursive, target=target)
+    new_ext = None if ext == "auto" else f".{ext}"
+    if target is None:  # outputs written among the inputs (-o the same folder, --suffix): a rerun passes them over
+        found.files, own = drop_own_outputs(found.files, output, suffix=suffix, ext=new_ext, mirror_tree=recursive)
+        found.skipped = sorted(found.skipped + own, key=lambda item: item.path)
+        if not found.files:
+            _report_passed_over(found.skipped, [], verbose=verbose)
+            raise UsageError("every image found is an output of this same command", hint="choose another --output or --suffix")
+    jobs = plan_jobs(found.files, output, suffix=suffix, ext=new_ext, mirror_tree=recursive, target=target)
     existing = [j for j in jobs if j.target.exists()]
     if existing and not (overwrite or skip_existing):
         shown = ", ".join(str(j.target) for j in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise UsageError(f"{len(existing)} output(s) exist: {shown}", hint="pass --overwrite to replace them or --skip-existing to keep them")
     skipped = {j.target for j in existing} if skip_existing else set()
     todo = [j for j in jobs if j.target not in skipped]
-    if dry_run:
-        _report_passed_over(found.skipped, [], verbose=verbose)
-        for job in todo:
-            out.print(f"{job.source.path} -> {job.target}")
-        err.print(f"dry run: {len(todo)} to write, {len(skipped)} to skip")
-        raise typer.Exit(EXIT_OK)
-
     check_output_folder(output if target is None else target.parent)  # a file, read-only folder or full disk: said now, not after all the work
-    stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     scale = parse_curve_scale(curve_scale)
     model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
@@ -115,6 +117,11 @@ def enhance(
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour, cpu_bf16=True)
     enhancer = build_enhancer(net, config)
+    if dry_run:  # everything a run checks first has been checked (options, model, weights, device, output folder)
+        _report_passed_over(found.skipped, [], verbose=verbose)
+        _dry_run_report(jobs, skipped, model=model, enhancer=enhancer, json_output=json_output)
+        raise typer.Exit(EXIT_OK)
+    stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     megapixels = sum(j.megapixels for j in todo)
     run = describe_run(model, net, enhancer, explicit=weights is not None)
     announce(model, net, f"{run}: {len(todo)} image(s), {megapixels:.2f} MP")
@@ -139,6 +146,22 @@ def enhance(
         raise typer.Exit(EXIT_PARTIAL if written or len(results) > failed else EXIT_FAILURE)
 
 
+def _dry_run_report(jobs: list[FileJob], skipped: set[Path], *, model: str, enhancer: Enhancer, json_output: bool) -> None:
+    """What a run would write and skip: ``input -> output`` lines on stdout, or with ``--json`` one
+    JSON object (``dry_run``, the model, and every job with its action)."""
+    todo = [j for j in jobs if j.target not in skipped]
+    if json_output:
+        plan = [{"input": str(j.source.path), "output": str(j.target), "action": "skip" if j.target in skipped else "write"}
+                for j in jobs]
+        summary = {"dry_run": True, "model": model, "device": str(enhancer.device), "precision": enhancer.precision,
+                   "to_write": len(todo), "to_skip": len(jobs) - len(todo), "jobs": plan}
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        for job in todo:
+            out.print(f"{job.source.path} -> {job.target}", markup=False, highlight=False)
+    err.print(f"dry run: {len(todo)} to write, {len(jobs) - len(todo)} to skip")
+
+
 def _output_file(output: Path, *, ext: str, suffix: str) -> Path | None:
     """``output`` when it names an image file rather than a folder (``-o result.jpg``), else None."""
     if output.suffix.lower() not in SUPPORTED_EXTENSIONS or output.is_dir():
@@ -154,10 +177,11 @@ def _output_file(output: Path, *, ext: str, suffix: str) -> Path | None:
 
 def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbose: bool) -> None:
     """Say what was found but not taken: a count by reason, every name with ``--verbose``."""
-    if skipped:
-        reasons = ", ".join(f"{n} {reason}" for reason, n in Counter(s.reason for s in skipped).most_common())
+    counted = [s for s in skipped if not s.quiet]  # hidden files (.DS_Store, ...) only with --verbose
+    if counted:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in Counter(s.reason for s in counted).most_common())
         more = "" if verbose else " (--verbose lists them)"
-        err.print(f"[yellow]ignored {len(skipped)} file(s):[/] {reasons}{more}")
+        err.print(f"[yellow]ignored {len(counted)} file(s):[/] {reasons}{more}")
     if stale:
         err.print(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if verbose:

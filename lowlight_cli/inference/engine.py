@@ -203,9 +203,11 @@ def check_output(batch: torch.Tensor, out: torch.Tensor) -> None:
     if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
         raise ModelOutputError("the model's output is not finite (NaN or inf), even in fp32", hint=_BROKEN_WEIGHTS_HINT)
     flat = (high == low).all(1)
-    pixels = batch.flatten(1)
-    in_low, in_high = pixels.amin(dim=1), pixels.amax(dim=1)
-    varied = in_high.float() - in_low.float() >= FLAT_CHECK_MIN_RANGE
+    # varied in space, channel by channel: a one-coloured input (a single pixel, a solid colour) is
+    # flat however different its channels, and its output may be flat too
+    pixels = batch.flatten(2)
+    in_low, in_high = pixels.amin(dim=2), pixels.amax(dim=2)
+    varied = (in_high.float() - in_low.float() >= FLAT_CHECK_MIN_RANGE).any(1)
     if bool((flat & varied).any()):
         raise ModelOutputError("the model's output is one flat colour for an input that is not flat", hint=_BROKEN_WEIGHTS_HINT)
 

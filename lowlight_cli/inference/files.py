@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageError, ModelOutputError, UsageError
-from ..io import DEFAULT_MAX_PIXELS, InputFile, output_path, read_image, read_size, write_image
+from ..io import DEFAULT_MAX_PIXELS, InputFile, SkippedFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
 
 
@@ -51,6 +51,34 @@ class FileResult:
             "megapixels": round(self.megapixels, 4),
             "curve_scale": self.curve_scale,
         }
+
+
+def drop_own_outputs(
+    items: Sequence[InputFile],
+    out_dir: Path,
+    *,
+    suffix: str = "",
+    ext: str | None = None,
+    mirror_tree: bool = True,
+) -> tuple[list[InputFile], list[SkippedFile]]:
+    """The inputs that are not outputs of this same run, and the ones that are.
+
+    When the output folder is (or lies inside) an input folder, a rerun finds the last run's
+    outputs among the inputs: ``a.png`` -> ``a_bright.png`` with ``--suffix _bright``, and
+    ``a_bright.png`` would become ``a_bright_bright.png``. An input whose path is the output of
+    another input of the run is such an output: it is passed over, not enhanced again.
+    """
+    producers: dict[Path, list[InputFile]] = {}
+    for item in items:
+        producers.setdefault(output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree).resolve(), []).append(item)
+    kept, passed_over = [], []
+    for item in items:
+        others = [p for p in producers.get(item.path.resolve(), []) if p is not item]
+        if others:
+            passed_over.append(SkippedFile(item.path, f"an output of this run (from {others[0].path.name})"))
+        else:
+            kept.append(item)
+    return kept, passed_over
 
 
 def plan_jobs(

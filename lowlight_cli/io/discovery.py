@@ -33,6 +33,7 @@ class SkippedFile:
 
     path: Path
     reason: str
+    quiet: bool = False  # hidden files and folders: listed with --verbose, not counted in the summary line
 
 
 @dataclass
@@ -50,8 +51,10 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
     except a temporary file of this package (``.<name>.<8 hex>.tmp``, left by a killed run). A
     folder contributes its files whose extension is in ``SUPPORTED_EXTENSIONS`` (any case),
     including sub-folders when ``recursive``. Inside a scanned folder, hidden files and folders
-    (name starting with ".") are skipped without a word; files of other formats, broken symbolic
-    links and symbolic-link loops are listed in ``skipped``. Symbolic links to folders are not followed.
+    (name starting with "."), files of other formats, broken symbolic links, symbolic-link loops
+    and (when ``recursive``) symbolic links to folders, which are not followed, are passed over
+    and listed in ``skipped`` with the reason; a temporary file of this package is passed over
+    without a word (a run removes those in its output folder).
     A sub-folder named in ``exclude`` (the output folder of a run, so that a rerun does not enhance
     the last run's outputs again) is not entered and is listed in ``skipped``.
 
@@ -106,9 +109,13 @@ def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: 
         raise ImageReadError(error.filename or root, f"cannot list folder: {error.strerror or error}") from None
 
     def entered(folder: str, name: str) -> bool:
-        if name.startswith("."):
-            return False
         path = Path(folder) / name
+        if name.startswith("."):
+            skipped.append(SkippedFile(path, "hidden folder", quiet=True))
+            return False
+        if path.is_symlink():
+            skipped.append(SkippedFile(path, "symbolic link to a folder (not followed; name it to enhance it)"))
+            return False
         if excluded and path.resolve() in excluded:
             skipped.append(SkippedFile(path, "the output folder"))
             return False
@@ -117,9 +124,11 @@ def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: 
     for folder, subfolders, names in os.walk(root, onerror=fail):
         subfolders[:] = [name for name in subfolders if entered(folder, name)] if recursive else []
         for name in names:
-            if name.startswith("."):
-                continue
             path = Path(folder) / name
+            if name.startswith("."):
+                if not is_temp_file(path):  # a killed run's temporary file is removed, not listed
+                    skipped.append(SkippedFile(path, "hidden file", quiet=True))
+                continue
             reason = _skip_reason(path)
             if reason is None:
                 yield InputFile(path, path.relative_to(root))
