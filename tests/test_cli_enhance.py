@@ -134,6 +134,12 @@ def test_a_suffix_cannot_lead_outside_the_output_folder(photos, tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.png").exists()
 
 
+def test_an_output_name_in_a_format_not_written_is_refused_not_made_a_folder(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "res.gif"), "-m", "gamma"])
+    assert result.exit_code == 2 and "does not write .gif" in result.output, result.output
+    assert not (tmp_path / "res.gif").exists()
+
+
 def test_json_summary_on_stdout(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0

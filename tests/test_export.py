@@ -282,6 +282,12 @@ def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_p
     target.write_bytes(b"old")
     result = runner.invoke(app, ["export", "--model", "gamma", "-o", str(target)])
     assert result.exit_code == 2 and "--overwrite" in result.output
+    assert "exporting" not in result.output  # refused before any model loads or any work is done
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"old")
+    result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "-o", str(folder)])
+    assert result.exit_code == 2 and "already holds" in result.output and "exporting" not in result.output
     assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(target), "--overwrite"]).exit_code == 0
     assert OnnxModel(target).info.name == "gamma"
     assert runner.invoke(app, ["export", "--model", "gamma", "--format", "tflite"]).exit_code == 2

@@ -530,6 +530,21 @@ def test_jpeg_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> N
     assert exif[MAKE] == "Nightcam"
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_pixel_dimensions_follow_a_quarter_turn(tmp_path: Path, orientation: int) -> None:
+    """The EXIF sub-directory's PixelXDimension / PixelYDimension describe the stored image; once
+    it is turned upright they must describe the upright one (swapped for orientations 5 to 8)."""
+    upright = photo(48, 64)  # 64 wide, 48 high upright
+    stored = stored_as(upright, orientation)
+    tags = exif_tags(orientation)
+    tags.get_ifd(EXIF_IFD).update({0xA002: stored.shape[1], 0xA003: stored.shape[0]})
+    path = save_with_pillow(tmp_path / f"d{orientation}.jpg", stored, quality=95, exif=tags)
+    image = read_image(path)
+    sub = parse_exif(image.exif).get_ifd(EXIF_IFD)
+    assert (sub[0xA002], sub[0xA003]) == (64, 48) == (image.rgb.shape[1], image.rgb.shape[0])
+    assert sub[DATETIME_ORIGINAL] == "2024:02:29 23:59:57"  # everything else as it was
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("ext", [".png", ".tif", ".webp"])
 def test_lossless_orientation_turns_pixels_and_alpha_exactly(tmp_path: Path, ext: str, orientation: int) -> None:

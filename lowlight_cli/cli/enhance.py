@@ -162,8 +162,16 @@ def _dry_run_report(jobs: list[FileJob], skipped: set[Path], *, model: str, enha
     err.print(f"dry run: {len(todo)} to write, {len(jobs) - len(todo)} to skip")
 
 
+# image formats lowlight neither reads nor writes: -o photo.gif is a mistaken file name, not a folder to make
+OTHER_IMAGE_EXTENSIONS = frozenset({".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".ico", ".svg",
+                                    ".ppm", ".pgm", ".pnm", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf"})
+
+
 def _output_file(output: Path, *, ext: str, suffix: str) -> Path | None:
     """``output`` when it names an image file rather than a folder (``-o result.jpg``), else None."""
+    if output.suffix.lower() in OTHER_IMAGE_EXTENSIONS and not output.is_dir():
+        raise UsageError(f"-o {output}: lowlight does not write {output.suffix} files",
+                         hint=f"name a file ending in one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}, or a folder")
     if output.suffix.lower() not in SUPPORTED_EXTENSIONS or output.is_dir():
         return None
     if suffix:

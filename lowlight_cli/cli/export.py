@@ -13,6 +13,8 @@ from rich.table import Table
 from ..errors import UsageError
 from ..export import DEFAULT_OPSET, EXPORT_FORMATS, MAX_OPSET, MIN_OPSET, ExportResult, check_format, default_output, export_model
 from ..export.artefact import require_onnx_exportable
+from ..export.staging import check_file_destination, check_folder_destination
+from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from ..inference.onnx_backend import is_onnx_path
 from ..models import model_info
 from .console import out
@@ -52,9 +54,12 @@ def export(
     check_format(fmt)
     if is_onnx_path(model):
         raise UsageError(f"{model} is already an ONNX file", hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
-    target = output or default_output(model, fmt, fp16=fp16)
+    target = Path(output or default_output(model, fmt, fp16=fp16))
     if fmt == "onnx":
         require_onnx_exportable(model_info(model))  # say why before loading any weights
+        check_file_destination(target, overwrite=overwrite)  # ... and before the slow part
+    else:
+        check_folder_destination(target, (CONFIG_NAME, WEIGHTS_NAME), overwrite=overwrite)
     net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)
     announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")

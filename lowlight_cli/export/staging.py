@@ -22,6 +22,25 @@ _OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --output"
 
 
 
+def check_file_destination(path: Path, *, overwrite: bool = False) -> None:
+    """Refuse a one-file export's destination now (before any work): a folder, or a file that exists
+    without ``overwrite``. :func:`staged_file` checks again when it writes."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists", hint=_OVERWRITE_HINT)
+
+
+def check_folder_destination(folder: Path, names: Sequence[str], *, overwrite: bool = False) -> None:
+    """Refuse a checkpoint export's destination now: a file, or a folder already holding one of
+    ``names`` without ``overwrite``. :func:`staged_folder` checks again when it writes."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file; a checkpoint export is a folder", hint="choose another --output")
+    clashes = [n for n in names if (folder / n).exists()]
+    if clashes and not overwrite:
+        raise UsageError(f"{folder} already holds {', '.join(clashes)}", hint=_OVERWRITE_HINT)
+
+
 @contextmanager
 def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
@@ -29,10 +48,7 @@ def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     Raises:
         UsageError: ``path`` exists and ``overwrite`` is False, or it is a folder.
     """
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path} exists", hint=_OVERWRITE_HINT)
+    check_file_destination(path, overwrite=overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -57,11 +73,7 @@ def staged_folder(folder: Path, names: Sequence[str], *, overwrite: bool = False
     Raises:
         UsageError: ``folder`` is a file, or already holds one of ``names`` and ``overwrite`` is False.
     """
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file; a checkpoint export is a folder", hint="choose another --output")
-    clashes = [n for n in names if (folder / n).exists()]
-    if clashes and not overwrite:
-        raise UsageError(f"{folder} already holds {', '.join(clashes)}", hint=_OVERWRITE_HINT)
+    check_folder_destination(folder, names, overwrite=overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:

@@ -108,6 +108,47 @@ def reset_orientation(exif: bytes) -> bytes:
     return bytes(patched)
 
 
+EXIF_IFD, PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0x8769, 0xA002, 0xA003
+
+
+def _ifd_values(exif: bytes, order: str, ifd: int, tags: tuple[int, ...]) -> dict[int, tuple[str, int]]:
+    """``{tag: (struct format, offset of the value)}`` of single SHORT / LONG ``tags`` in the IFD at ``ifd``."""
+    found = {}
+    (count,) = struct.unpack_from(order + "H", exif, ifd)
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
+        if tag in tags and number == 1 and kind in (_SHORT, _LONG):
+            value_format = order + ("H" if kind == _SHORT else "I")
+            struct.unpack_from(value_format, exif, entry + 8)  # the value must lie inside the data
+            found[tag] = (value_format, entry + 8)
+    return found
+
+
+def swap_pixel_dimensions(exif: bytes) -> bytes:
+    """Raw EXIF with PixelXDimension and PixelYDimension exchanged (the photo was turned a quarter
+    turn upright: its width is the stored height), every other byte unchanged. Unchanged when
+    either tag is missing or malformed, or a value does not fit the other's type."""
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+        pointer = _ifd_values(exif, order, ifd0, (EXIF_IFD,)).get(EXIF_IFD)
+        if pointer is None:
+            return exif
+        (sub_ifd,) = struct.unpack_from(pointer[0], exif, pointer[1])
+        tags = _ifd_values(exif, order, sub_ifd, (PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION))
+        if len(tags) != 2:
+            return exif
+        (x_format, x_at), (y_format, y_at) = tags[PIXEL_X_DIMENSION], tags[PIXEL_Y_DIMENSION]
+        width, height = struct.unpack_from(x_format, exif, x_at)[0], struct.unpack_from(y_format, exif, y_at)[0]
+        patched = bytearray(exif)
+        struct.pack_into(x_format, patched, x_at, height)
+        struct.pack_into(y_format, patched, y_at, width)
+        return bytes(patched)
+    except struct.error:
+        return exif
+
+
 def read_metadata(header: Image.Image, data: bytes, fmt: str) -> FileMetadata:
     """EXIF, ICC profile and orientation of a file, without decoding its pixels.
 
@@ -128,6 +169,8 @@ def read_metadata(header: Image.Image, data: bytes, fmt: str) -> FileMetadata:
         orientation = exif_orientation(exif)
     if exif is not None:
         exif = reset_orientation(exif)
+        if orientation >= 5:  # turned a quarter turn: the upright photo's width is its stored height
+            exif = swap_pixel_dimensions(exif)
     return FileMetadata(exif=exif, icc_profile=icc, orientation=orientation)
 
 
