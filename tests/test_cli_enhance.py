@@ -140,12 +140,24 @@ def test_an_output_name_in_a_format_not_written_is_refused_not_made_a_folder(pho
     assert not (tmp_path / "res.gif").exists()
 
 
+def test_two_inputs_for_one_output_are_refused_with_a_hint_that_helps(tmp_path):
+    for folder in ("one", "two"):
+        save_photo(tmp_path / folder / "x.png", dark_photo(30, 40, seed=len(folder)))
+    result = runner.invoke(app, ["enhance", str(tmp_path / "one"), str(tmp_path / "two"), "-o", str(tmp_path / "out"), "-m", "gamma"])
+    assert result.exit_code == 2 and "would both be written" in result.output and "own output folder" in result.output
+    save_photo(tmp_path / "one" / "x.jpg", dark_photo(30, 40, seed=9))
+    result = runner.invoke(app, ["enhance", str(tmp_path / "one"), "-o", str(tmp_path / "out"), "--ext", "png", "-m", "gamma"])
+    assert result.exit_code == 2 and "--suffix" in result.output  # x.jpg and x.png -> x.png: a suffix or --ext auto helps
+
+
 def test_json_summary_on_stdout(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["written"] == 1 and summary["failed"] == 0 and summary["model"] == "crnet-curve-dn"
-    assert summary["files"][0]["status"] == "written"
+    assert summary["files"][0]["status"] == "written" and summary["files"][0]["curve_scale"] == 1
+    plain = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "g"), "--json", "-m", "gamma"])
+    assert json.loads(plain.stdout)["files"][0]["curve_scale"] is None  # a model without curves has no curve scale
 
 
 def test_weights_alone_run_the_architecture_their_checkpoint_names(photos, tmp_path):

@@ -28,7 +28,8 @@ class FileJob:
 @dataclass
 class FileResult:
     """What happened to one file; ``status`` is ``written``, ``skipped`` or ``failed``;
-    ``curve_scale``: the curve model's maps were estimated at ``1/curve_scale`` resolution."""
+    ``curve_scale``: the curve model's maps were estimated at ``1/curve_scale`` resolution (None:
+    the model has no curves)."""
 
     job: FileJob
     status: str
@@ -37,7 +38,7 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
-    curve_scale: int = 1
+    curve_scale: int | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -109,9 +110,12 @@ def plan_jobs(
     for job in jobs:
         key = job.target.resolve()
         if key in seen:
+            first = seen[key].source.path
+            same_name = first.name == job.source.path.name  # the same name in two folders: a suffix renames both alike
             raise UsageError(
-                f"{seen[key].source.path} and {job.source.path} would both be written to {job.target}",
-                hint="use --suffix, --ext auto, or separate runs",
+                f"{first} and {job.source.path} would both be written to {job.target}",
+                hint=("enhance each folder into its own output folder (separate runs with their own -o)" if same_name
+                      else "use --suffix, --ext auto, or separate runs"),
             )
         if key == job.source.path.resolve():
             raise UsageError(f"{job.target} would overwrite its own input", hint="choose another --output or a --suffix")
@@ -153,5 +157,5 @@ def enhance_file(
         notes=notes,
         seconds=time.perf_counter() - start,
         megapixels=image.height * image.width / 1e6,
-        curve_scale=enhancer.curve_scale,
+        curve_scale=enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None,
     )
