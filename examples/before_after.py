@@ -11,6 +11,7 @@ at half size.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -20,10 +21,12 @@ import numpy as np
 from lowlight_cli.io import ImageData, find_images, read_image, write_image
 
 
-def main() -> None:
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    enhanced_dirs, target = [Path(a) for a in sys.argv[1:-1]], Path(sys.argv[-1])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("enhanced", type=Path, nargs="+", help="enhanced folders, one column each")
+    parser.add_argument("target", type=Path, help="the strip to write (a .jpg)")
+    args = parser.parse_args(argv)
+    enhanced_dirs, target = args.enhanced, args.target
     here = Path(__file__).resolve().parent
     rows = []
     for item in find_images([here]):

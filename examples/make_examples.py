@@ -9,6 +9,7 @@ seed, so the files are reproducible. Writes ``examples/<name>.png``.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -25,8 +26,12 @@ EXAMPLES = {  # name: exposure (fraction of the light of the original)
 SIZE = (600, 400)  # width, height
 
 
-def main() -> None:
-    here = Path(__file__).resolve().parent
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
+                        help="folder to write the examples in (default: examples/, beside this script)")
+    here = parser.parse_args(argv).out
+    here.mkdir(parents=True, exist_ok=True)
     for index, (name, exposure) in enumerate(EXAMPLES.items()):
         photo = cv2.resize(sample_photo(name), SIZE, interpolation=cv2.INTER_AREA)
         dark = darken(photo.astype(np.float32) / 255.0, DarkeningModel(exposure=exposure), np.random.default_rng(index))

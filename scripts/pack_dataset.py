@@ -44,13 +44,27 @@ def dataset_groups(root: Path, labeled_only: bool) -> list[list[Path]]:
     return list(groups.values())
 
 
+def _member_bytes(path: Path, root: Path) -> int:
+    """What ``path`` adds to a tar archive: its 512-byte header (a long name, past 100 characters,
+    adds an extended header of at most 1536 bytes more) and its data padded to 512-byte blocks."""
+    name_header = 1536 if len(path.relative_to(root).as_posix()) > 100 else 0
+    return 512 + name_header + -(-path.stat().st_size // 512) * 512
+
+
+def _archive_bytes(content: int) -> int:
+    """The size of a tar file whose members take ``content`` bytes: two 512-byte end blocks, the
+    whole padded to tarfile's 10240-byte records."""
+    return -(-(content + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
 def pack(root: Path, out: Path, part_bytes: int, labeled_only: bool) -> dict:
+    """Write the parts; each is at most ``part_bytes`` as a file, unless one group alone is larger."""
     out.mkdir(parents=True, exist_ok=True)
     parts: list[list[Path]] = [[]]
-    sizes = [0]
+    sizes = [0]  # tar bytes of each part's members
     for group in dataset_groups(root, labeled_only):
-        size = sum(p.stat().st_size for p in group)
-        if parts[-1] and sizes[-1] + size > part_bytes:
+        size = sum(_member_bytes(p, root) for p in group)
+        if parts[-1] and _archive_bytes(sizes[-1] + size) > part_bytes:
             parts.append([])
             sizes.append(0)
         parts[-1].extend(group)

@@ -10,8 +10,9 @@ best/; it replaces the previous snapshot of the same run, so the repository keep
 
 from __future__ import annotations
 
+import argparse
+
 import shutil
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,15 +34,17 @@ def copy_run(source: Path, target: Path) -> None:
     tmp.rename(target)
 
 
-def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
-        sys.exit(__doc__)
-    if sys.argv[1] == "save":
-        run = Path(sys.argv[2])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("save", "restore"))
+    parser.add_argument("run", help="save: the run folder (runs/NAME); restore: the snapshot's NAME")
+    args = parser.parse_args(argv)
+    if args.action == "save":
+        run = Path(args.run)
         copy_run(run, ROOT / "training-state" / run.name)
         print(f"saved {run} -> training-state/{run.name}")
     else:
-        name = sys.argv[2]
+        name = args.run
         copy_run(ROOT / "training-state" / name, ROOT / "runs" / name)
         print(f"restored training-state/{name} -> runs/{name}")
 

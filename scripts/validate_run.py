@@ -10,7 +10,7 @@ validates), for checkpoints that predate the GT-mean column or were never valida
 between validations).
 
     python scripts/validate_run.py runs/scl-lle-lol best last --exposure --test ../shared/data/LOL/test
-    python scripts/validate_run.py runs/pie-lol-tv weights/pie-lol --curve-scale 1 2 4 8
+    python scripts/validate_run.py /tmp/pie-split weights/pie-lol --make-split --data ../shared/data/LOL --curve-scale 1 2 4 8
     python scripts/validate_run.py runs/crnet-curve-dn-lol-stage7b weights/crnet-curve-dn-lol --colour model input
 
     python scripts/validate_run.py /tmp/lol-split weights/crnet-curve-dn-lol --make-split --data ../shared/data/LOL

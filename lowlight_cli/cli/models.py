@@ -59,7 +59,8 @@ def models(
     configs = _bundled_configs()
     for name in list_models(include_test=all_models):
         entry = MODELS.get(name)
-        # per pixel the count is the same at any size for these models; 64 px keeps the listing fast
+        # 64 px keeps the listing fast; per-image parts (a global context's MLP, SKF's attention) make a
+        # few MACs per pixel more at 64 px than at the 256 px the README's tables are measured at
         # (the paper-size semi-llie runs a 256x256 forward pass in about 40 s on a CPU)
         cx = measure_complexity(entry.build(), size=64)
         bundled = _bundled(name, entry.info.bundled_weights, configs) if entry.info.needs_weights else None

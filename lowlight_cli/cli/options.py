@@ -80,7 +80,7 @@ NoPretrainedOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on CPU; bf16 also on CPUs with AVX512-BF16 or AMX).")
+    str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on the CPU; ask for bf16 on CPUs with AVX512-BF16 or AMX).")
 ]
 EnhancePrecisionOpt = Annotated[
     str,

@@ -76,13 +76,13 @@ def train(
     val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
     seed: Annotated[Optional[int], Opt("--seed", min=0, help="Seeds initialisation, patches and noise, and the labeled split (default 0).")] = None,
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (bf16/fp16 autocast on CUDA; bf16 also on CPUs with AVX512-BF16 or AMX).")] = None,
+    precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on the CPU; ask for bf16 on CPUs with AVX512-BF16 or AMX).")] = None,
     workers: Annotated[Optional[int], Opt("--workers", min=0, help="Data-loader worker processes.")] = None,
     compile_: Annotated[Optional[bool], Opt("--compile/--no-compile", help="torch.compile the student (faster steps after a slow first one; CPU: needs a C++ compiler).")] = None,
     list_methods: Annotated[bool, Opt("--list-methods", help="List the training methods and exit.")] = False,
     explain: Annotated[bool, Opt("--explain", help="Describe the method (--method, or the config's): losses, data, defaults, loss-section keys; then exit.")] = False,
 ) -> None:
-    """Train an enhancement model with a registered method: CRNet supervised (crnet) or with the mean teacher (mcmt, --semi), DCE-Net unpaired (scl-lle, pie), or Semi-LLIE's Mamba backbone with its semantic mean teacher (semi-llie)."""
+    """Train an enhancement model with a registered method: CRNet supervised (crnet) or with the mean teacher (mcmt, --semi), DCE-Net unpaired (scl-lle, pie), Semi-LLIE's Mamba backbone with its semantic mean teacher (semi-llie), or SKF's semantic guidance (skf); --list-methods lists them."""
     if list_methods:
         _list_methods()
         return

@@ -186,7 +186,7 @@ class OnnxModel:
             raise UsageError(
                 f"{self.path.name} cannot be tiled: {self.info.name} uses statistics of the whole photo, which "
                 "an ONNX graph computes per tile, so tiles would differ in exposure",
-                hint=f"drop --tile (or use --tile 0) to run whole images, or run the PyTorch model (--model {self.info.name}), which tiles exactly",
+                hint=f"drop --tile (or use --tile 0) to run whole images, or run the PyTorch model (--model {self.info.name}), which hands every tile the statistics of the whole photo",
             )
 
     def providers_for(self, device: torch.device) -> tuple[str, ...]:
