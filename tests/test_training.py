@@ -635,6 +635,24 @@ def test_curve_scales_alternate_per_step_and_resume_where_they_were(tmp_path):
     assert model.curve_scale == 1  # the checkpoint runs at full resolution unless told otherwise
 
 
+def test_a_split_that_follows_run_seed_is_said(tmp_path):
+    """data.seed unset: the validation pairs follow run.seed, so a replication with another run.seed
+    validates elsewhere; training says so (it surprised a replication once)."""
+    from lowlight_cli.training import InfoEvent, Trainer
+
+    def messages(**flags):
+        cfg = build_config(flags={"model.name": "crnet-tiny", "run.device": "cpu", "data.root": "synthetic",
+                                  "data.synthetic_count": 6, "data.val_count": 1, "data.patch_size": 32,
+                                  "optim.max_steps": 1, "run.val_every": 100, **flags})
+        cfg.validate()
+        said = []
+        Trainer(cfg, tmp_path / f"run{len(flags)}").fit(lambda e: said.append(e.message) if isinstance(e, InfoEvent) else None)
+        return said
+
+    assert any("data.seed unset" in m for m in messages())
+    assert not any("data.seed unset" in m for m in messages(**{"data.seed": 0}))
+
+
 def test_trainer_fit_removes_the_folder_of_a_new_run_that_never_trained(tmp_path, monkeypatch):
     """The library's Trainer, not only the CLI: a failed new run leaves nothing; a run that logged
     a step keeps its folder (the record of why it failed)."""

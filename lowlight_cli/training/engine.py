@@ -179,6 +179,9 @@ class Trainer:
         data = training_data(self.method, cfg, pairs, self._split(pairs))
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
+        if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
+            emit(InfoEvent(f"validation split drawn with run.seed {cfg.run.seed} (data.seed unset): "
+                           "set data.seed to keep these validation pairs when changing run.seed"))
         world = self.ctx.world_size
         steps_per_epoch = (len(data.batched) * cfg.data.patches_per_image // cfg.data.batch_size) // world
         if steps_per_epoch < 1:
