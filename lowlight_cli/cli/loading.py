@@ -109,6 +109,9 @@ def announce(name: str, model: LoadedModel, first_line: str) -> None:
     should know about the model: random weights, an ONNX model that runs whole images only."""
     err.print(first_line)
     if isinstance(model, OnnxModel):
+        if model.weights_source == "in-memory":
+            err.print(f"[yellow]warning:[/] {model.path.name} was exported from weights not loaded from a checkpoint "
+                      "(e.g. --no-pretrained random weights): its output may mean nothing")
         if model.whole_image_context:
             err.print(f"[yellow]note:[/] {model.info.name} uses statistics of the whole photo, which its ONNX graph "
                       "cannot share between tiles: it runs whole images")

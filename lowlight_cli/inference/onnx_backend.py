@@ -136,6 +136,8 @@ class OnnxModel:
             must run whole images (``InferenceConfig(tile=0)``; :meth:`check_tile` refuses tiles).
         metadata: all metadata props of the file.
         precision: ``fp32`` or ``fp16`` (arithmetic inside the graph).
+        weights_source: ``checkpoint``, ``none`` (a model without weights), ``in-memory`` (weights not
+            loaded from a checkpoint when exported, e.g. ``--no-pretrained`` random ones) or ``unknown``.
         path: the file.
 
     Raises:
@@ -158,6 +160,10 @@ class OnnxModel:
         self.info = info_from_metadata(self.metadata, str(self.path))
         self.whole_image_context = self.metadata.get(WHOLE_IMAGE_CONTEXT) == "true"
         self.precision = self.metadata.get("precision", "fp32")
+        try:  # where the exported weights came from (lowlight_cli.export.artefact.weights_provenance)
+            self.weights_source = str(json.loads(self.metadata.get("weights", "{}")).get("source", "unknown"))
+        except (ValueError, AttributeError):
+            self.weights_source = "unknown"
         inputs = session.get_inputs()
         if len(inputs) != 1 or len(session.get_outputs()) != 1:
             raise CheckpointError(f"{self.path}: expected one input and one output, found {len(inputs)} and {len(session.get_outputs())}")
