@@ -291,6 +291,12 @@ def test_the_smallest_tiles_work_with_the_default_overlap(photos, tmp_path, tile
         assert "hint: use --overlap 31 or less" in result.output
 
 
+def test_an_overlap_too_large_for_the_default_tiles_is_refused(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "crnet-curve-dn",
+                                 "--overlap", "5000"])
+    assert result.exit_code == 2 and "default tiles" in result.output, result.output
+
+
 def test_model_names_are_matched_whatever_their_case_in_suggestions(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "CRNet"])
     assert result.exit_code == 2 and "did you mean crnet?" in result.output

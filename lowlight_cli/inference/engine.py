@@ -293,6 +293,9 @@ class Enhancer:
             if self.config.tile is not None
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
+        if self.config.tile is None and self.tile and 2 * self.config.overlap >= self.tile:  # an explicit tile was checked in the config
+            raise ConfigError(f"overlap must be less than half the tile, got {self.config.overlap} for the default tiles of {self.tile} px",
+                              hint=f"use --overlap {(self.tile - 1) // 2} or less, or a larger --tile")
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
         self._call: Callable[..., torch.Tensor] = self.model
