@@ -291,6 +291,13 @@ def test_the_smallest_tiles_work_with_the_default_overlap(photos, tmp_path, tile
         assert "hint: use --overlap 31 or less" in result.output
 
 
+def test_a_folder_where_an_output_file_would_go_is_refused_not_skipped(photos, tmp_path):
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    for extra in ([], ["--skip-existing"], ["--overwrite"]):
+        result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "-m", "gamma", *extra])
+        assert result.exit_code == 2 and "is a folder where an output file would go" in result.output, result.output
+
+
 def test_an_overlap_too_large_for_the_default_tiles_is_refused(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "crnet-curve-dn",
                                  "--overlap", "5000"])

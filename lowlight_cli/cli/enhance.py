@@ -102,6 +102,10 @@ def enhance(
             _report_passed_over(found.skipped, [], verbose=verbose)
             raise UsageError("every image found is an output of this same command", hint="choose another --output or --suffix")
     jobs = plan_jobs(found.files, output, suffix=suffix, ext=new_ext, mirror_tree=recursive, target=target)
+    blocked = [j for j in jobs if j.target.is_dir()]
+    if blocked:  # neither skipped as "existing" nor overwritable
+        raise UsageError(f"{blocked[0].target} is a folder where an output file would go" + (f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""),
+                         hint="move or rename that folder, or choose another --output")
     existing = [j for j in jobs if j.target.exists()]
     if existing and not (overwrite or skip_existing):
         shown = ", ".join(str(j.target) for j in existing[:3]) + (" ..." if len(existing) > 3 else "")
