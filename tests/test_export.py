@@ -51,6 +51,14 @@ def perturbed(name: str, seed: int = 1, scale: float = 0.02) -> torch.nn.Module:
     return model
 
 
+def assert_exports_with_parity(model: torch.nn.Module, path: Path, x: torch.Tensor) -> None:
+    """``model`` exports to ``path`` within 1e-4 at the parity sizes, and the file agrees on ``x`` too."""
+    result = export_onnx(model, path)
+    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
+    with torch.no_grad():
+        assert (OnnxModel(path)(x) - model(x)).abs().max() <= 1e-4
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A trained-looking crnet-tiny checkpoint folder (what `--weights` takes)."""
@@ -100,11 +108,7 @@ def test_the_bundled_default_photo_model_exports_with_its_guided_filter(tmp_path
 
     model = load_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "crnet-curve-dn-lol")
     assert model.cfg.chroma_radius and model.cfg.chroma_luma
-    result = export_onnx(model, tmp_path / "default.onnx")
-    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
-    x = parity_input(1, 80, 112, seed=3)
-    with torch.no_grad():
-        assert (OnnxModel(tmp_path / "default.onnx")(x) - model(x)).abs().max() <= 1e-4
+    assert_exports_with_parity(model, tmp_path / "default.onnx", parity_input(1, 80, 112, seed=3))
 
 
 def test_an_fp32_parity_failure_is_not_blamed_on_fp16(tmp_path, monkeypatch):
@@ -303,11 +307,7 @@ def test_global_context_crnet_exports_with_parity(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-    result = export_onnx(model, tmp_path / "ctx.onnx")
-    assert all(c.passed and c.max_abs_error <= 1e-4 for c in result.parity)
-    x = parity_input(2, 44, 52, seed=6)
-    with torch.no_grad():
-        assert (OnnxModel(tmp_path / "ctx.onnx")(x) - model(x)).abs().max() <= 1e-4
+    assert_exports_with_parity(model, tmp_path / "ctx.onnx", parity_input(2, 44, 52, seed=6))
 
 
 def test_an_unwritable_destination_is_one_line_not_a_traceback(tmp_path, monkeypatch):
