@@ -292,6 +292,8 @@ def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_p
     (folder / "model.safetensors").write_bytes(b"old")
     result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "-o", str(folder)])
     assert result.exit_code == 2 and "already holds" in result.output and "exporting" not in result.output
+    result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "read as an ONNX file" in result.output and not (tmp_path / "x.onnx").exists()
     assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(target), "--overwrite"]).exit_code == 0
     assert OnnxModel(target).info.name == "gamma"
     assert runner.invoke(app, ["export", "--model", "gamma", "--format", "tflite"]).exit_code == 2

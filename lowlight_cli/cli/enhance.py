@@ -193,7 +193,10 @@ def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbos
     if counted:
         reasons = ", ".join(f"{n} {reason}" for reason, n in Counter(s.reason for s in counted).most_common())
         more = "" if verbose else " (--verbose lists them)"
-        err.print(f"[yellow]ignored {len(counted)} file(s):[/] {reasons}{more}")
+        folders = sum(s.path.is_dir() for s in counted)
+        what = " and ".join(part for count, part in ((len(counted) - folders, f"{len(counted) - folders} file(s)"),
+                                                     (folders, f"{folders} folder(s)")) if count)
+        err.print(f"[yellow]ignored {what}:[/] {reasons}{more}")
     if stale:
         err.print(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if verbose:

@@ -59,6 +59,9 @@ def export(
         require_onnx_exportable(model_info(model))  # say why before loading any weights
         check_file_destination(target, overwrite=overwrite)  # ... and before the slow part
     else:
+        if target.suffix.lower() == ".onnx":  # a folder so named would later be taken for an ONNX file
+            raise UsageError(f"-o {target}: a safetensors export is a checkpoint folder, and a name ending in .onnx "
+                             "would be read as an ONNX file", hint="drop .onnx from the name, or export --format onnx")
         check_folder_destination(target, (CONFIG_NAME, WEIGHTS_NAME), overwrite=overwrite)
     net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)

@@ -51,10 +51,10 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
     except a temporary file of this package (``.<name>.<8 hex>.tmp``, left by a killed run). A
     folder contributes its files whose extension is in ``SUPPORTED_EXTENSIONS`` (any case),
     including sub-folders when ``recursive``. Inside a scanned folder, hidden files and folders
-    (name starting with "."), files of other formats, broken symbolic links, symbolic-link loops
-    and (when ``recursive``) symbolic links to folders, which are not followed, are passed over
-    and listed in ``skipped`` with the reason; a temporary file of this package is passed over
-    without a word (a run removes those in its output folder).
+    (name starting with "."), files of other formats, broken symbolic links, symbolic-link loops,
+    symbolic links to folders (not followed) and, without ``recursive``, sub-folders are passed
+    over and listed in ``skipped`` with the reason; a temporary file of this package is passed
+    over without a word (a run removes those in its output folder).
     A sub-folder named in ``exclude`` (the output folder of a run, so that a rerun does not enhance
     the last run's outputs again) is not entered and is listed in ``skipped``.
 
@@ -117,12 +117,16 @@ def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: 
             skipped.append(SkippedFile(path, "symbolic link to a folder (not followed; name it to enhance it)"))
             return False
         if excluded and path.resolve() in excluded:
-            skipped.append(SkippedFile(path, "the output folder"))
+            if recursive:
+                skipped.append(SkippedFile(path, "the output folder"))
+            return False
+        if not recursive:
+            skipped.append(SkippedFile(path, "sub-folder (--recursive enters it)"))
             return False
         return True
 
     for folder, subfolders, names in os.walk(root, onerror=fail):
-        subfolders[:] = [name for name in subfolders if entered(folder, name)] if recursive else []
+        subfolders[:] = [name for name in subfolders if entered(folder, name)]
         for name in names:
             path = Path(folder) / name
             if name.startswith("."):
