@@ -128,6 +128,24 @@ GRIDS = {
 }
 
 
+SETS = ("lights", "noise", "examples", "val")
+
+
+def scored_images() -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """``(set, name, input, reference)`` of the four sets of :data:`SETS`: ``val`` holds the 22
+    validation pairs of the stages' split (seed 0, 15 held out, as every bundled LOL run)."""
+    sets = build_sets(SHARED, only={"lights", "noise"})
+    pairs = load_pairs(find_pairs(SHARED / "LOL", "train"))
+    held = set(make_split(pairs, labeled_frac=1.0, val_count=15, seed=0).validation)
+    sets["val"] = [(p.name, p.low, p.high) for p in pairs if p.name in held]
+    return [(set_name, name, low, ref) for set_name in SETS for name, low, ref in sets[set_name]]
+
+
+def score_cells(scores: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """``PSNR / SSIM`` means of each set of :data:`SETS`."""
+    return [f"{np.mean([p for p, _ in scores[n]]):.2f} / {np.mean([s for _, s in scores[n]]):.4f}" for n in SETS]
+
+
 def model_outputs(weights: Path, cache: Path | None) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
     """``(set, name, input, reference, output)`` for the four sets, from ``cache`` when it exists."""
     key = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
@@ -138,15 +156,7 @@ def model_outputs(weights: Path, cache: Path | None) -> list[tuple[str, str, np.
         return stored["items"].tolist()
     model = load_checkpoint(weights)
     enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=0))
-    sets = build_sets(SHARED, only={"lights", "noise"})
-    pairs = load_pairs(find_pairs(SHARED / "LOL", "train"))
-    split = make_split(pairs, labeled_frac=1.0, val_count=15, seed=0)
-    held = set(split.validation)
-    val = [(p.name, p.low, p.high) for p in pairs if p.name in held]
-    items = []
-    for set_name, rows in (("lights", sets["lights"]), ("noise", sets["noise"]), ("examples", sets["examples"]), ("val", val)):
-        for name, low, ref in rows:
-            items.append((set_name, name, low, ref, from_float(enhancer.enhance(to_float(low)), 8)))
+    items = [(set_name, name, low, ref, from_float(enhancer.enhance(to_float(low)), 8)) for set_name, name, low, ref in scored_images()]
     if cache is not None:
         np.savez(cache, items=np.array(items, dtype=object), weights_sha256=key)
     return items
@@ -171,37 +181,30 @@ def gate_rows(weights: Path) -> list[tuple[str, str, np.ndarray, dict[str, np.nd
         captured["brightening"], captured["refined"] = inputs[1][:, 1:2], output
 
     model.refine.register_forward_hook(keep)
-    sets = build_sets(SHARED, only={"lights", "noise"})
-    pairs = load_pairs(find_pairs(SHARED / "LOL", "train"))
-    held = set(make_split(pairs, labeled_frac=1.0, val_count=15, seed=0).validation)
-    val = [(p.name, p.low, p.high) for p in pairs if p.name in held]
     rows = []
     with torch.inference_mode():
-        for set_name, items in (("lights", sets["lights"]), ("noise", sets["noise"]), ("examples", sets["examples"]), ("val", val)):
-            for name, low, ref in items:
-                x = pad_to_multiple(torch.from_numpy(to_float(low)).permute(2, 0, 1)[None], model.info.input_multiple)
-                model(x)
-                height, width = low.shape[:2]
-                outputs = {}
-                for label, gate in GATES.items():
-                    y = smooth_chroma(captured["refined"], gate(captured["brightening"]), 2, 1e-4, REFINE_CEILING)
-                    outputs[label] = from_float(y.clamp(0.0, 1.0)[0, :, :height, :width].permute(1, 2, 0).numpy(), 8)
-                rows.append((set_name, name, ref, outputs))
+        for set_name, name, low, ref in scored_images():
+            x = pad_to_multiple(torch.from_numpy(to_float(low)).permute(2, 0, 1)[None], model.info.input_multiple)
+            model(x)
+            height, width = low.shape[:2]
+            outputs = {}
+            for label, gate in GATES.items():
+                y = smooth_chroma(captured["refined"], gate(captured["brightening"]), 2, 1e-4, REFINE_CEILING)
+                outputs[label] = from_float(y.clamp(0.0, 1.0)[0, :, :height, :width].permute(1, 2, 0).numpy(), 8)
+            rows.append((set_name, name, ref, outputs))
     return rows
 
 
 def print_gates(weights: Path) -> None:
     """The ``--gates`` table: PSNR / SSIM per set for each gate."""
     rows = gate_rows(weights)
-    names = ["lights", "noise", "examples", "val"]
-    print("| gate | " + " | ".join(f"{n} PSNR / SSIM" for n in names) + " |")
-    print("|---|" + "---|" * len(names))
+    print("| gate | " + " | ".join(f"{n} PSNR / SSIM" for n in SETS) + " |")
+    print("|---|" + "---|" * len(SETS))
     for label in GATES:
-        scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        scores: dict[str, list[tuple[float, float]]] = {n: [] for n in SETS}
         for set_name, _, ref, outputs in rows:
             scores[set_name].append(_pair_scores(outputs[label], ref))
-        cells = [f"{np.mean([p for p, _ in scores[n]]):.2f} / {np.mean([s for _, s in scores[n]]):.4f}" for n in names]
-        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {label} | " + " | ".join(score_cells(scores)) + " |", flush=True)
 
 
 def as_trained(weights: Path, folder: Path) -> Path:
@@ -233,18 +236,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         items = model_outputs(as_trained(args.weights, Path(tmp) / "ckpt"), args.cache)
-    names = ["lights", "noise", "examples", "val"]
-    print("| setting | " + " | ".join(f"{n} PSNR / SSIM" for n in names) + (" | lights NIQE | noise NIQE |" if args.niqe else " |"))
-    print("|---|" + "---|" * (len(names) + (2 if args.niqe else 0)))
+    print("| setting | " + " | ".join(f"{n} PSNR / SSIM" for n in SETS) + (" | lights NIQE | noise NIQE |" if args.niqe else " |"))
+    print("|---|" + "---|" * (len(SETS) + (2 if args.niqe else 0)))
     for setting in GRIDS[args.grid]:
-        scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        scores: dict[str, list[tuple[float, float]]] = {n: [] for n in SETS}
         quality: dict[str, list[float]] = {"lights": [], "noise": []}
         for set_name, _, low, ref, out in items:
             filtered = apply(low, out, **setting)
             scores[set_name].append(_pair_scores(filtered, ref))
             if args.niqe and set_name in quality:
                 quality[set_name].append(float(niqe(filtered)))
-        cells = [f"{np.mean([p for p, _ in scores[n]]):.2f} / {np.mean([s for _, s in scores[n]]):.4f}" for n in names]
+        cells = score_cells(scores)
         if args.niqe:
             cells += [f"{np.mean(quality['lights']):.2f}", f"{np.mean(quality['noise']):.2f}"]
         label = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in setting.items())

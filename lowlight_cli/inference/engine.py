@@ -90,11 +90,16 @@ class InferenceConfig:
             raise ConfigError(f"tile must be 0 (whole image) or >= {MIN_TILE}, got {self.tile}")
         if self.overlap is None:
             object.__setattr__(self, "overlap", min(DEFAULT_OVERLAP, (self.tile - 1) // 2) if self.tile else DEFAULT_OVERLAP)
-        if self.overlap < 0 or (self.tile and 2 * self.overlap >= self.tile):
-            raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {self.overlap} for tiles of {self.tile} px",
-                              hint=f"use --overlap {max(0, (self.tile - 1) // 2)} or less, or a larger --tile" if self.tile else None)
+        check_overlap(self.overlap, self.tile or 0)
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+def check_overlap(overlap: int, tile: int, *, tiles: str = "tiles") -> None:
+    """Refuse an overlap below 0 or of half a tile or more (``tile`` 0: whole images, any overlap)."""
+    if overlap < 0 or (tile and 2 * overlap >= tile):
+        raise ConfigError(f"overlap must be >= 0 and less than half the tile, got {overlap} for {tiles} of {tile} px",
+                          hint=f"use --overlap {max(0, (tile - 1) // 2)} or less, or a larger --tile" if tile else None)
 
 
 def auto_curve_scale(height: int, width: int, max_pixels: int = AUTO_CURVE_MAX_PIXELS) -> int:
@@ -293,9 +298,8 @@ class Enhancer:
             if self.config.tile is not None
             else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
         )
-        if self.config.tile is None and self.tile and 2 * self.config.overlap >= self.tile:  # an explicit tile was checked in the config
-            raise ConfigError(f"overlap must be less than half the tile, got {self.config.overlap} for the default tiles of {self.tile} px",
-                              hint=f"use --overlap {(self.tile - 1) // 2} or less, or a larger --tile")
+        if self.config.tile is None:  # an explicit tile was checked with the config
+            check_overlap(self.config.overlap, self.tile, tiles="the default tiles")
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
         self._call: Callable[..., torch.Tensor] = self.model

@@ -71,22 +71,34 @@ def normalise_exif(raw: bytes | None) -> bytes | None:
     return raw if raw and raw[:4] in _TIFF_HEADERS else None
 
 
+EXIF_IFD, PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0x8769, 0xA002, 0xA003
+
+
+def _ifd_values(exif: bytes, order: str, ifd: int, tags: tuple[int, ...]) -> dict[int, tuple[str, int]]:
+    """``{tag: (struct format, offset of the value)}`` of single SHORT / LONG ``tags`` in the IFD at
+    ``ifd``; raises ``struct.error`` when the directory runs past the data before they are found."""
+    found = {}
+    (count,) = struct.unpack_from(order + "H", exif, ifd)
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
+        if tag in tags and number == 1 and kind in (_SHORT, _LONG):
+            value_format = order + ("H" if kind == _SHORT else "I")
+            struct.unpack_from(value_format, exif, entry + 8)  # the value must lie inside the data
+            found[tag] = (value_format, entry + 8)
+            if len(found) == len(tags):  # the rest of the directory is not read
+                break
+    return found
+
+
 def _orientation_entry(exif: bytes) -> tuple[str, int] | None:
     """(struct format, offset of the value) of the orientation tag in IFD0, or None."""
     order = "<" if exif[:2] == b"II" else ">"
     try:
         (ifd,) = struct.unpack_from(order + "I", exif, 4)
-        (count,) = struct.unpack_from(order + "H", exif, ifd)
-        for index in range(count):
-            entry = ifd + 2 + 12 * index
-            tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
-            if tag == ORIENTATION and number == 1 and kind in (_SHORT, _LONG):
-                value_format = order + ("H" if kind == _SHORT else "I")
-                struct.unpack_from(value_format, exif, entry + 8)  # the value must lie inside the data
-                return value_format, entry + 8
+        return _ifd_values(exif, order, ifd, (ORIENTATION,)).get(ORIENTATION)
     except struct.error:
         return None
-    return None
 
 
 def exif_orientation(exif: bytes | None) -> int:
@@ -106,23 +118,6 @@ def reset_orientation(exif: bytes) -> bytes:
     patched = bytearray(exif)
     struct.pack_into(found[0], patched, found[1], 1)
     return bytes(patched)
-
-
-EXIF_IFD, PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0x8769, 0xA002, 0xA003
-
-
-def _ifd_values(exif: bytes, order: str, ifd: int, tags: tuple[int, ...]) -> dict[int, tuple[str, int]]:
-    """``{tag: (struct format, offset of the value)}`` of single SHORT / LONG ``tags`` in the IFD at ``ifd``."""
-    found = {}
-    (count,) = struct.unpack_from(order + "H", exif, ifd)
-    for index in range(count):
-        entry = ifd + 2 + 12 * index
-        tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
-        if tag in tags and number == 1 and kind in (_SHORT, _LONG):
-            value_format = order + ("H" if kind == _SHORT else "I")
-            struct.unpack_from(value_format, exif, entry + 8)  # the value must lie inside the data
-            found[tag] = (value_format, entry + 8)
-    return found
 
 
 def swap_pixel_dimensions(exif: bytes) -> bytes:
