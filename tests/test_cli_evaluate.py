@@ -234,3 +234,21 @@ def test_weights_of_another_family_name_the_model_they_hold(tmp_path):
     weights = save_checkpoint(net, tmp_path / "ckpt", architecture="crnet-tiny", kwargs=net.config)
     result = runner.invoke(app, ["export", "--model", "dce-tiny", "--weights", str(weights), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 1 and "not a dce model" in result.output and "--model crnet-tiny" in result.output
+
+
+def test_a_damaged_jpeg_is_scored_with_a_warning_naming_the_decoders_message(folders, capfd):
+    import cv2
+
+    pred, ref = folders
+    image = cv2.imread(str(pred / "1.png"))
+    (pred / "1.png").unlink()
+    data = bytearray(cv2.imencode(".jpg", image)[1].tobytes())
+    at = data.index(b"\xff\xda") + (len(data) - data.index(b"\xff\xda")) // 2
+    data[at : at + 40] = bytes([0, 0xFF] * 20)  # libjpeg decodes the rest and warns
+    (pred / "1.jpg").write_bytes(bytes(data))
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # however the console wrapped it
+    assert "warning:" in text and "its decoder warned: Corrupt JPEG data" in text
+    assert str(pred / "1.jpg") in result.output.replace("\n", "")
+    assert "Corrupt JPEG" not in capfd.readouterr().err  # libjpeg's own line is not printed

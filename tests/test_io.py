@@ -649,6 +649,50 @@ def test_truncated_files_raise_and_print_nothing(tmp_path: Path, ext: str, capfd
     assert capfd.readouterr() == ("", "")  # the library never prints, nor lets OpenCV print
 
 
+def _damaged(path: Path, image: np.ndarray, start: float, count: int, value: int | None = None) -> Path:
+    """``image`` written to ``path``, then ``count`` bytes from ``start`` (a fraction of the file,
+    or of the JPEG's entropy-coded data) overwritten: XORed with 0x55, or set to ``value``."""
+    write_image(path, ImageData(image))
+    data = bytearray(path.read_bytes())
+    first = data.index(b"\xff\xda") if path.suffix == ".jpg" else 0
+    at = first + int((len(data) - first) * start)
+    for i in range(at, at + count):
+        data[i] = data[i] ^ 0x55 if value is None else (value if i % 2 else 0)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_png_raises_with_the_decoders_reason_and_prints_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    path = _damaged(tmp_path / "bad.png", photo(128, 128), 0.5, 100)
+    with pytest.raises(ImageReadError, match=r"PNG data is corrupt or truncated \(libpng error: "):
+        read_image(path)
+    assert capfd.readouterr() == ("", "")  # libpng's own line is captured, not printed
+
+
+def test_damaged_jpeg_decodes_with_its_warning_kept_and_written_as_a_note(
+    tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    path = _damaged(tmp_path / "bad.jpg", photo(128, 128), 0.5, 40, value=0xFF)
+    image = read_image(path)  # libjpeg decodes what it can and warns
+    assert image.rgb.shape == (128, 128, 3)
+    assert len(image.decoder_warnings) == 1 and image.decoder_warnings[0].startswith("Corrupt JPEG data")
+    notes = write_image(tmp_path / "out.png", image)
+    assert any("its decoder warned: Corrupt JPEG data" in note for note in notes)
+    assert capfd.readouterr() == ("", "")
+    assert read_image(tmp_path / "out.png").decoder_warnings == ()  # a clean file has none
+
+
+def test_decoder_messages_keeps_other_output_on_stderr(capfd: pytest.CaptureFixture) -> None:
+    from lowlight_cli.io.quiet import decoder_messages
+
+    with decoder_messages() as lines:
+        os.write(2, b"progress 1\nlibpng warning: iCCP: known incorrect sRGB profile\n\x1b[2Kprogress 2")
+    assert lines == ["libpng warning: iCCP: known incorrect sRGB profile"]
+    assert capfd.readouterr().err == "progress 1\n\x1b[2Kprogress 2"  # the rest, in order, unchanged
+
+
 def test_garbage_pixel_data_raises(tmp_path: Path) -> None:
     write_image(tmp_path / "ok.png", ImageData(photo()))
     data = bytearray((tmp_path / "ok.png").read_bytes())

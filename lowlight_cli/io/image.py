@@ -28,6 +28,9 @@ class ImageData:
             the first is decoded, and writers say so.
         converted_from: the colour model the file stored when it was neither RGB nor gray
             (``"CMYK"``): its pixels were converted to RGB on reading, and writers say so.
+        decoder_warnings: what the file's decoder warned of while it decoded the pixels anyway
+            (libjpeg's "Corrupt JPEG data: ..." for a damaged JPEG): parts of the image may be
+            missing or wrong, and writers say so.
 
     Raises:
         ValueError: on construction, when the arrays do not have the shapes and dtypes above.
@@ -41,6 +44,7 @@ class ImageData:
     source_format: str = "png"
     frames: int = 1
     converted_from: str | None = None
+    decoder_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -15,6 +18,18 @@ _cv_lock = threading.Lock()
 _cv_users = 0
 _cv_saved_level = _cv_log.LOG_LEVEL_WARNING
 _pillow_lock = threading.Lock()
+_stderr_lock = threading.Lock()
+
+# How the C decoders behind OpenCV start the lines they print to the process's standard error:
+# libpng's errors and warnings, libjpeg's warnings (the decode goes on and returns an image).
+DECODER_PREFIXES: tuple[str, ...] = (
+    "libpng ",
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Invalid SOS parameters",
+    "Unsupported marker type",
+    "Warning: unknown JFIF revision",
+)
 
 
 @contextmanager
@@ -55,3 +70,59 @@ def pillow_guarded(max_pixels: int) -> Iterator[None]:
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+@contextmanager
+def decoder_messages() -> Iterator[list[str]]:
+    """Capture what C decoders print to the process's standard error (file descriptor 2) meanwhile.
+
+    libpng prints its errors and libjpeg its warnings there ("Corrupt JPEG data: premature end of
+    data segment") while OpenCV goes on; the library must not print, and a warning is worth
+    reporting with the file's name. Yields a list that holds, after the block, the captured lines
+    that start with one of :data:`DECODER_PREFIXES`; every other byte written to descriptor 2 in
+    the meantime (another thread's progress display) is written back to it afterwards, in order,
+    so nothing is lost. Blocks capture one at a time (descriptor 2 is process-wide). Where
+    descriptor 2 cannot be redirected, the block runs as it is and the list stays empty.
+    """
+    lines: list[str] = []
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield lines
+            return
+        try:
+            with tempfile.TemporaryFile() as capture:
+                os.dup2(capture.fileno(), 2)
+                try:
+                    yield lines
+                finally:
+                    os.dup2(saved, 2)
+                    capture.seek(0)
+                    captured = capture.read()
+                lines.extend(_replay(captured, saved))
+        finally:
+            os.close(saved)
+
+
+def _replay(captured: bytes, fd: int) -> list[str]:
+    """The decoder lines of ``captured``; the rest is written to ``fd`` unchanged."""
+    decoder: list[str] = []
+    rest: list[bytes] = []
+    for line in captured.splitlines(keepends=True):
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        if text.startswith(DECODER_PREFIXES):
+            decoder.append(text)
+        else:
+            rest.append(line)
+    pending = memoryview(b"".join(rest))
+    while pending:
+        try:
+            pending = pending[os.write(fd, pending):]
+        except OSError:
+            break
+    return decoder

@@ -17,7 +17,7 @@ from lowlight_cli.io.formats import FORMATS, format_for_pillow_name
 from lowlight_cli.io.image import ImageData
 from lowlight_cli.io.memory import DECODE_MARGIN, decoded_bytes, memory_shortfall
 from lowlight_cli.io.metadata import apply_orientation, read_metadata
-from lowlight_cli.io.quiet import opencv_silenced, pillow_guarded
+from lowlight_cli.io.quiet import decoder_messages, opencv_silenced, pillow_guarded
 
 DEFAULT_MAX_PIXELS: int = 250_000_000
 
@@ -79,11 +79,12 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             gray_source = _is_gray_source(header, data, fmt)
             frames = _frame_count(header)
             converted_from = header.mode if header.mode in _CONVERTED_MODES else None
+        decoder_warnings: tuple[str, ...] = ()
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
         else:
-            pixels = _decode_opencv(path, data, FORMATS[fmt].label)
+            pixels, decoder_warnings = _decode_opencv(path, data, FORMATS[fmt].label)
         if _declares_alpha(header) and _channels(pixels) not in (2, 4):
             raise ImageReadError(
                 path, "its alpha channel cannot be decoded", hint="convert it to PNG, or to RGBA TIFF"
@@ -102,6 +103,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         source_format=fmt,
         frames=frames,
         converted_from=converted_from,
+        decoder_warnings=decoder_warnings,
     )
 
 
@@ -198,19 +200,22 @@ def read_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
-def _decode_opencv(path: Path, data: bytes, label: str) -> np.ndarray:
-    with opencv_silenced():
+def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Pixels, and what the C decoder warned of on the way (libjpeg decodes a damaged JPEG with a
+    warning instead of failing); a failed decode raises with the decoder's own message."""
+    with opencv_silenced(), decoder_messages() as messages:
         try:
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             pixels = None
     if pixels is None or pixels.size == 0:
-        raise ImageReadError(path, f"{label} data is corrupt or truncated", hint=_CORRUPT_HINT)
+        detail = f" ({'; '.join(messages)})" if messages else ""
+        raise ImageReadError(path, f"{label} data is corrupt or truncated{detail}", hint=_CORRUPT_HINT)
     if pixels.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(
             path, f"{pixels.dtype} samples are not supported", hint="convert it to 8 or 16 bits per channel"
         )
-    return pixels
+    return pixels, tuple(messages)
 
 
 def _decode_pillow(path: Path, header: Image.Image) -> np.ndarray:
