@@ -684,6 +684,22 @@ def test_damaged_jpeg_decodes_with_its_warning_kept_and_written_as_a_note(
     assert read_image(tmp_path / "out.png").decoder_warnings == ()  # a clean file has none
 
 
+def test_strict_reading_refuses_a_damaged_file_that_training_would_take(tmp_path: Path) -> None:
+    from lowlight_cli.data.pairs import PairPaths, load_pairs
+    from lowlight_cli.data.unpaired import read_image_folder
+
+    damaged = _damaged(tmp_path / "low" / "1.jpg", photo(128, 128), 0.5, 40, value=0xFF)
+    write_image(tmp_path / "high" / "1.png", ImageData(photo(128, 128)))
+    with pytest.raises(ImageReadError, match="damaged: its decoder warned: Corrupt JPEG data") as caught:
+        read_image(damaged, strict=True)
+    assert "move it out" in caught.value.hint
+    with pytest.raises(ImageReadError, match="1.jpg: damaged"):
+        load_pairs([PairPaths("1", damaged, tmp_path / "high" / "1.png")])
+    with pytest.raises(ImageReadError, match="damaged"):
+        read_image_folder(tmp_path / "low", "positives")
+    assert len(load_pairs([PairPaths("1", tmp_path / "high" / "1.png", None)])) == 1  # a clean file reads
+
+
 def test_decoder_messages_keeps_other_output_on_stderr(capfd: pytest.CaptureFixture) -> None:
     from lowlight_cli.io.quiet import decoder_messages
 

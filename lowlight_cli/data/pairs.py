@@ -101,12 +101,12 @@ def load_pairs(paths: list[PairPaths], on_progress: Callable[[int, int], None] |
     """Decode every pair into memory (LOL's 485 training images take about 350 MB).
 
     Raises:
-        ImageReadError: an unreadable file (named); DataError: a pair's sizes differ.
+        ImageReadError: an unreadable or damaged file (named); DataError: a pair's sizes differ.
     """
     pairs = []
     for i, p in enumerate(paths):
-        low = read_image(p.low).rgb
-        high = read_image(p.high).rgb if p.high is not None else None
+        low = read_image(p.low, strict=True).rgb
+        high = read_image(p.high, strict=True).rgb if p.high is not None else None
         if high is not None and high.shape != low.shape:
             raise DataError(f"{p.low} and {p.high} differ in size: {low.shape[:2]} vs {high.shape[:2]}")
         pairs.append(ImagePair(p.name, low, high))

@@ -62,14 +62,14 @@ def read_image_folder(folder: str | Path, what: str) -> list[np.ndarray]:
 
     Raises:
         DataError: the folder does not exist or holds no images (``what`` names the option).
-        ImageReadError: an unreadable file (named).
+        ImageReadError: an unreadable or damaged file (named).
     """
     if not Path(folder).is_dir():
         raise DataError(f"{what} folder {folder} not found", hint=f"--{what} takes a folder of images")
     files = find_images([folder], recursive=True)
     if not files:
         raise DataError(f"no images in the {what} folder {folder}")
-    return [read_image(item.path).rgb for item in files]
+    return [read_image(item.path, strict=True).rgb for item in files]
 
 
 class UnpairedPatchDataset(Dataset):

@@ -35,7 +35,7 @@ _NO_MEMORY_HINT = "free memory (close other programs), or downscale the image fi
 _CORRUPT_HINT = "re-export or re-copy the file"
 
 
-def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict: bool = False) -> ImageData:
     """Read a PNG, JPEG, TIFF, WebP or BMP file, upright, at its own bit depth.
 
     The header is read first and its pixel count checked against ``max_pixels`` before anything is
@@ -48,6 +48,8 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     Args:
         path: the image file.
         max_pixels: largest width x height accepted (decompression-bomb guard).
+        strict: refuse a file the decoder decoded only with a warning (a damaged JPEG) instead of
+            returning it with ``decoder_warnings`` set (training data must decode cleanly).
 
     Returns:
         :class:`ImageData` with ``rgb`` ``(H, W, 3)`` uint8 or uint16 (from the file's sample type,
@@ -55,7 +57,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
 
     Raises:
         ImageReadError: the file is missing, a folder, unreadable, empty, not an image, of an
-            unsupported format or sample type, corrupt or truncated.
+            unsupported format or sample type, corrupt or truncated (with ``strict``: or damaged).
         ImageTooLargeError: the image has more than ``max_pixels`` pixels, or its decoded pixels
             would not fit in the memory available.
         ValueError: ``max_pixels`` is not positive.
@@ -85,6 +87,11 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
                 pixels = _decode_pillow(path, header)
         else:
             pixels, decoder_warnings = _decode_opencv(path, data, FORMATS[fmt].label)
+            if strict and decoder_warnings:
+                raise ImageReadError(
+                    path, f"damaged: its decoder warned: {'; '.join(decoder_warnings)}",
+                    hint="re-export or re-copy the file, or move it out of the folder",
+                )
         if _declares_alpha(header) and _channels(pixels) not in (2, 4):
             raise ImageReadError(
                 path, "its alpha channel cannot be decoded", hint="convert it to PNG, or to RGBA TIFF"
