@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
+import threading
 
 import numpy as np
 import pytest
@@ -147,7 +150,13 @@ def test_model_mode_enhances_then_scores(tmp_path):
     from lowlight_cli.models import create_model
 
     tile = create_model("gamma").info.default_tile  # the CPU default
-    assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile, "compiled": False, "colour": "model"}
+    assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile, "overlap": 32, "curve_scale": None,
+                                   "compiled": False, "colour": "model"}
+    assert report["architecture"] == "gamma" and report["weights"] == "no weights needed" and report["weights_path"] is None
+    assert report["pred"] == str(data / "low") and report["ref"] == str(data / "high")
+    random = _json(runner.invoke(app, ["evaluate", "--model", "crnet-s", "--no-pretrained", "--data", str(data),
+                                       "--metrics", "psnr", "--json", "--device", "cpu"]))
+    assert random["weights"] == "random weights (--no-pretrained)" and random["weights_path"] is None
 
 
 def test_lpips_weights_option_and_clear_error_without(folders, tmp_path, monkeypatch):
@@ -252,3 +261,79 @@ def test_a_damaged_jpeg_is_scored_with_a_warning_naming_the_decoders_message(fol
     assert "warning:" in text and "its decoder warned: Corrupt JPEG data" in text
     assert str(pred / "1.jpg") in result.output.replace("\n", "")
     assert "Corrupt JPEG" not in capfd.readouterr().err  # libjpeg's own line is not printed
+
+
+def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_path):
+    pred, ref = folders
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"]
+    missing = runner.invoke(app, [*base, "--csv", str(tmp_path / "nowhere" / "s.csv")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output and "psnr" not in missing.stdout
+    onto_input = runner.invoke(app, [*base, "--csv", str(pred / "1.png")])
+    assert onto_input.exit_code == 2 and "one of the images being scored" in onto_input.output
+    assert (pred / "1.png").read_bytes()[:4] == b"\x89PNG"  # untouched
+    (tmp_path / "target.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to("target.csv")
+    linked = runner.invoke(app, [*base, "--csv", str(tmp_path / "link.csv")])
+    assert linked.exit_code == 0, linked.output
+    assert (tmp_path / "link.csv").is_symlink() and "protocol:" in (tmp_path / "target.csv").read_text()
+    fifo = tmp_path / "pipe.csv"  # a special file (a pipe, /dev/stdout) is written as it is, not replaced
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    piped = runner.invoke(app, [*base, "--csv", str(fifo)])
+    reader.join(timeout=30)
+    assert piped.exit_code == 0, piped.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and received and "protocol:" in received[0]
+
+
+def test_a_csv_that_cannot_be_written_still_prints_the_scores(folders, tmp_path, monkeypatch):
+    from lowlight_cli.cli import evaluate as evaluate_module
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path.parent / f".{path.name}.x.tmp"))
+
+    monkeypatch.setattr(evaluate_module, "atomic_write_bytes", full_disk)
+    pred, ref = folders
+    target = tmp_path / "s.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json", "--csv", str(target)])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout[result.stdout.index("{") :])  # one JSON object: the scores
+    assert report["summary"]["psnr"]["count"] == 3 and "No space left" in report["csv_error"]
+    text = " ".join(result.output.split())
+    assert f"error: could not write --csv {target}: No space left on device" in text and ".tmp" not in text
+
+
+def test_a_crop_that_leaves_nothing_and_all_nan_scores_are_errors(folders, tmp_path):
+    pred, ref = folders
+    cropped = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--crop-border", "100"])
+    text = " ".join(cropped.output.split())
+    assert cropped.exit_code == 1 and "--crop-border 100 leaves nothing of a 240x200 image" in text and "error: none of" in text
+    flat = tmp_path / "flat"
+    save_photo(flat / "black.png", np.zeros((200, 200, 3)))
+    save_photo(flat / "grey.png", np.full((200, 200, 3), 0.5))
+    result = runner.invoke(app, ["evaluate", "--pred", str(flat), "--metrics", "niqe"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "no image has a niqe score" in text
+    assert "niqe: niqe:" not in text
+    save_photo(flat / "photo.png", dark_photo(200, 240, seed=3, exposure=1.0))
+    partial = runner.invoke(app, ["evaluate", "--pred", str(flat), "--metrics", "niqe"])
+    assert partial.exit_code == 3 and "2 without niqe" in " ".join(partial.output.split())
+
+
+def test_enhancing_options_are_refused_when_scoring_files_as_they_are(folders):
+    pred, ref = folders
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"]
+    for extra in (["--device", "cpu"], ["--precision", "fp32"], ["--tile", "256"], ["--curve-scale", "2"],
+                  ["--no-pretrained"], ["--data", str(pred)]):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2 and f"{extra[0]} applies when evaluate enhances" in result.output, extra
+
+
+def test_metric_names_in_one_quoted_argument_and_spaces_in_any_case(folders):
+    pred, ref = folders
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr ssim", "--ssim-space", "Y", "--json"])
+    report = _json(result)
+    assert set(report["summary"]) == {"psnr", "ssim"} and report["protocol"]["ssim_space"] == "y"
+    twice = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "psnr"])
+    assert twice.exit_code == 2 and "hint:" in twice.output

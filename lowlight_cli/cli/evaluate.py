@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,8 +20,8 @@ from ..inference import InferenceConfig
 from ..metrics import metric_info
 from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
-from .errors import EXIT_FAILURE, EXIT_PARTIAL, handle_errors
-from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
+from .errors import EXIT_FAILURE, EXIT_PARTIAL, FILE_SYSTEM_HINT, handle_errors
+from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
 from .options import BatchSizeOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
@@ -32,8 +34,8 @@ Examples:\n
 
 
 def parse_metric_list(values: list[str]) -> list[str]:
-    """Flatten ``--metrics psnr ssim``, ``--metrics psnr,ssim`` and repeated ``--metrics`` forms."""
-    names = [part.strip().lower() for value in values for part in value.split(",")]
+    """Flatten ``--metrics psnr ssim``, ``--metrics psnr,ssim``, ``--metrics "psnr ssim"`` and repeated ``--metrics`` forms."""
+    names = [part.lower() for value in values for part in value.replace(",", " ").split()]
     return [n for n in names if n]
 
 
@@ -43,7 +45,7 @@ def evaluate(
     pred: Annotated[Optional[Path], typer.Option("--pred", help="Folder of enhanced images to score.")] = None,
     ref: Annotated[Optional[Path], typer.Option("--ref", help="Folder of reference images (paired by file stem).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Enhance --data with this model first.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="With --model: DIR/low (or DIR) is enhanced, DIR/high is the reference.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="With --model: DIR/low (or DIR) is enhanced, DIR/high is the reference (--ref overrides it).")] = None,
     metrics: Annotated[list[str], typer.Option("--metrics", help="Metrics: several after one flag, comma-separated or repeated.")] = ["psnr", "ssim"],  # noqa: B006
     gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first.")] = False,
     ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
@@ -73,12 +75,20 @@ def evaluate(
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
-    if csv_path is not None and csv_path.is_dir():  # said now, not after the scoring
-        raise UsageError(f"--csv {csv_path} is a folder", hint=f"give a file name, e.g. --csv {csv_path / 'scores.csv'}")
+    if csv_path is not None:  # said now, not after the scoring
+        check_report_destination(csv_path, "--csv")
     protocol = Protocol(
-        tuple(names), gt_mean=gt_mean, ssim_space=ssim_space, niqe_space=niqe_space, crop_border=crop_border,
-        lpips_net=lpips_net, lpips_weights=lpips_weights,
+        tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(), crop_border=crop_border,
+        lpips_net=lpips_net.lower(), lpips_weights=lpips_weights,
     )
+    if model is None and weights is None:  # scoring files as they are: the enhancing options would be ignored
+        enhancing = {"--data": data is not None, "--no-pretrained": no_pretrained, "--device": device != "auto",
+                     "--precision": precision != "auto", "--tile": tile is not None, "--overlap": overlap is not None,
+                     "--compile": compile_, "--curve-scale": curve_scale is not None}
+        given = [flag for flag, on in enhancing.items() if on]
+        if given:
+            raise UsageError(f"{given[0]} applies when evaluate enhances a folder itself (--model NAME --data DIR)",
+                             hint=f"drop {given[0]} to score --pred as it is")
     enhancer = None
     if model is None and weights is not None:
         if pred is not None:
@@ -106,9 +116,12 @@ def evaluate(
         raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
     if protocol.needs_reference and ref is None:
         full = [m for m in protocol.metrics if metric_info(m).full_reference]
-        raise UsageError(f"{', '.join(full)} need references", hint="pass --ref DIR (or use --metrics niqe alone)")
+        raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references",
+                         hint="pass --ref DIR (or use --metrics niqe alone)")
 
     pairing = pair_by_stem(pred, ref if protocol.needs_reference else None, recursive=recursive)
+    if csv_path is not None:
+        check_not_an_input(csv_path, pairing)
     for path in pairing.unpaired_predictions:
         err.print(f"[yellow]unpaired:[/] {path} has no reference")
     for path in pairing.unpaired_references:
@@ -128,21 +141,51 @@ def evaluate(
             scores.append(result)
             progress.advance(task)
 
-    extra = {"model": model, "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
-    if enhancer is not None:  # how the predictions were made: precision and tiling move the scores slightly
+    extra: dict = {"model": model, "pred": str(pred), "ref": None if ref is None else str(ref),
+                   "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
+    if enhancer is not None:  # what made the predictions: the weights, and precision and tiling move scores slightly
+        extra["architecture"] = net.info.name
+        extra["weights"] = describe_weights(model, net, explicit=weights is not None)
+        extra["weights_path"] = None if getattr(net, "checkpoint_dir", None) is None else str(net.checkpoint_dir)
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
+                              "overlap": enhancer.config.overlap, "curve_scale": enhancer.config.curve_scale,
                               "compiled": enhancer.config.compile, "colour": enhancer.config.colour}
+    csv_problem = None
     if csv_path is not None:
-        atomic_write_bytes(csv_path, csv_report(protocol, scores).encode())
-        err.print(f"per-image scores written to {csv_path}")
+        try:
+            write_report(csv_path, csv_report(protocol, scores).encode())
+            err.print(f"per-image scores written to {csv_path}")
+        except OSError as exc:  # the scores are printed all the same; the failure is said after them
+            csv_problem = f"could not write --csv {csv_path}: {exc.strerror or exc}"
+            extra["csv_error"] = csv_problem
     if json_output:
         typer.echo(json.dumps(json_report(protocol, scores, extra), indent=2))
     else:
         _table(protocol, scores)
+    if csv_problem is not None:
+        err.print(f"[bold red]error:[/] {csv_problem}", markup=True, highlight=False)
+        err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}, or give --csv another path", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
     failed = sum(s.error is not None for s in scores)
+    if failed == len(scores):
+        err.print(f"[bold red]error:[/] none of the {failed} image(s) could be scored (listed above)", markup=True, highlight=False)
+        err.print("[dim]hint:[/] see each image's reason above", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
     if failed:
         err.print(f"{failed} of {len(scores)} image(s) could not be scored: left out of the summary")
-        raise typer.Exit(EXIT_PARTIAL if failed < len(scores) else EXIT_FAILURE)
+        raise typer.Exit(EXIT_PARTIAL)
+    summary = summarize(scores, protocol.metrics)
+    empty = [name for name, s in summary.items() if s.count == 0 and s.infinite == 0]
+    if empty:  # every value NaN: there is no score to report
+        err.print(f"[bold red]error:[/] no image has a {', '.join(empty)} score (every value is nan; warnings above)",
+                  markup=True, highlight=False)
+        err.print("[dim]hint:[/] flat or featureless images have no NIQE; score photos", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+    nan = {name: s.nan for name, s in summary.items() if s.nan}
+    if nan:  # part of the set has no score: the means cover the rest only
+        counts = ", ".join(f"{n} without {name}" for name, n in nan.items())
+        err.print(f"{counts} (nan, warnings above): the means cover the other images only")
+        raise typer.Exit(EXIT_PARTIAL)
     unpaired = len(pairing.unpaired_predictions) + len(pairing.unpaired_references)
     if unpaired:  # the means cover part of the set: a script must not take them for the whole
         err.print(f"{unpaired} image(s) had no partner (listed above): the means cover the {len(scores)} pairs only")
@@ -167,3 +210,49 @@ def _table(protocol: Protocol, scores: list) -> None:
         for s in failed:
             errors.add_row(s.name, s.error)
         out.print(errors)
+
+
+def check_report_destination(path: Path, option: str) -> None:
+    """Refuse, before any work, a report path that cannot be written: a folder, a missing or
+    read-only folder to put it in. A link is followed; a special file (``/dev/stdout``, a pipe)
+    is written as it is."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder", hint=f"give a file name, e.g. {option} {path / 'scores.csv'}")
+    if _special_file(path):
+        return  # a device or a pipe: written straight through
+    folder = Path(os.path.realpath(path)).parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist", hint="create it first, or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {folder} is not writable", hint="give a path in a folder you can write to")
+
+
+def _special_file(path: Path) -> bool:
+    """``path`` (links followed) exists and is neither a regular file nor a folder: a device, a pipe."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def check_not_an_input(path: Path, pairing) -> None:
+    """Refuse a report path that is one of the images being scored (it would be overwritten)."""
+    target = path.resolve()
+    for pair in pairing.pairs:
+        for image in (pair.prediction, pair.reference):
+            if image is not None and Path(image).resolve() == target:
+                raise UsageError(f"--csv {path} is one of the images being scored", hint="give the scores another file name")
+
+
+def write_report(path: Path, data: bytes) -> None:
+    """Write a report: through a link to its target, straight into a special file (``/dev/stdout``, a
+    pipe), atomically into a regular file (a reader never sees half of it)."""
+    if _special_file(path):
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
+    try:
+        atomic_write_bytes(Path(os.path.realpath(path)), data)
+    except OSError as exc:  # name the user's path, not the temporary file beside it
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc

@@ -39,14 +39,18 @@ class Protocol:
             raise UsageError("no metrics given", hint=f"use --metrics with some of: {', '.join(list_metrics())}")
         for name in self.metrics:
             metric_info(name)  # raises UnknownNameError with a hint
-        if len(set(self.metrics)) != len(self.metrics):
-            raise UsageError(f"metric listed twice: {', '.join(self.metrics)}")
+        twice = sorted({m for m in self.metrics if self.metrics.count(m) > 1})
+        if twice:
+            raise UsageError(f"metric listed twice: {', '.join(twice)} (in {', '.join(self.metrics)})",
+                             hint="name each metric once")
         if self.ssim_space not in SSIM_SPACES:
             raise UsageError(f"unknown --ssim-space {self.ssim_space!r}", hint=f"use one of {', '.join(SSIM_SPACES)}")
         if self.niqe_space not in NIQE_SPACES:
             raise UsageError(f"unknown --niqe-space {self.niqe_space!r}", hint=f"use one of {', '.join(NIQE_SPACES)}")
         if self.lpips_net not in ("alex", "vgg"):
             raise UsageError(f"unknown --lpips-net {self.lpips_net!r}", hint="use alex or vgg")
+        if self.lpips_weights is not None and not str(self.lpips_weights).strip():
+            raise UsageError("--lpips-weights is empty", hint="give a folder, a file or an hf-hub: id, or leave the option out")
         if self.crop_border < 0:
             raise UsageError(f"--crop-border must be >= 0, got {self.crop_border}")
         if self.gt_mean and not self.needs_reference:
@@ -78,9 +82,14 @@ class Protocol:
 
     def describe(self) -> str:
         """One line for tables, CSV headers and logs."""
-        return (
-            f"pairing by stem; 0..255 scale; gt-mean {'on' if self.gt_mean else 'off'}; "
-            f"ssim space {self.ssim_space} (Gaussian 11x11, sigma 1.5, valid); "
-            f"niqe space {self.niqe_space}; crop border {self.crop_border}"
-            + (f"; lpips {self.lpips_net}" if "lpips" in self.metrics else "")
-        )
+        parts = ["pairing by stem", "0..255 scale"]
+        if self.needs_reference:
+            parts.append(f"gt-mean {'on' if self.gt_mean else 'off'}")
+        if "ssim" in self.metrics:  # only the settings of the metrics asked for
+            parts.append(f"ssim space {self.ssim_space} (Gaussian 11x11, sigma 1.5, valid)")
+        if "niqe" in self.metrics:
+            parts.append(f"niqe space {self.niqe_space}")
+        parts.append(f"crop border {self.crop_border}")
+        if "lpips" in self.metrics:
+            parts.append(f"lpips {self.lpips_net}")
+        return "; ".join(parts)

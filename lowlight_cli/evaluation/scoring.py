@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import DataError, SizeMismatchError
+from ..errors import DataError, MetricError, SizeMismatchError
 from ..metrics import MetricWarning, create_metric, metric_info
 from .protocol import Protocol
 
@@ -73,6 +73,7 @@ class Scorer:
 
         Raises:
             SizeMismatchError: sizes differ.
+            MetricError: the crop border leaves nothing to score (and what a metric refuses).
             DataError: a full-reference metric was asked for without a reference.
         """
         p = self.protocol
@@ -85,6 +86,11 @@ class Scorer:
         if reference is not None and p.gt_mean:
             prediction = gt_mean_scale(prediction, reference)
         c = p.crop_border
+        if c and min(prediction.shape[:2]) <= 2 * c:
+            raise MetricError(
+                f"--crop-border {c} leaves nothing of a {prediction.shape[1]}x{prediction.shape[0]} image",
+                hint=f"use a crop border below {(min(prediction.shape[:2]) + 1) // 2}",
+            )
         if c:
             prediction = prediction[c:-c, c:-c]
             reference = reference[c:-c, c:-c] if reference is not None else None
@@ -103,5 +109,8 @@ class Scorer:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", MetricWarning)
                     values[metric_name] = float(module(pred_t)[0])
-                notes += [f"{metric_name}: {w.message}" for w in caught if issubclass(w.category, MetricWarning)]
+                for w in caught:
+                    if issubclass(w.category, MetricWarning):
+                        text = str(w.message)  # the metric's own name once: "niqe: ...", not "niqe: niqe: ..."
+                        notes.append(text if text.startswith(f"{metric_name}:") else f"{metric_name}: {text}")
         return ImageScores(name, values, notes)

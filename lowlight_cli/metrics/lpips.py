@@ -207,8 +207,9 @@ def _weight_files(spec: LPIPSBackbone, source: WeightsSource) -> list[Path]:
     if is_hub_ref(source):
         try:
             folder = download_checkpoint(HubRef.parse(str(source)))
-        except WeightsError as exc:
-            raise _error(spec, exc.message, exc.hint) from exc
+        except WeightsError as exc:  # the hub's hints name enhancement's option; this one is --lpips-weights
+            hint = exc.hint.replace("--weights", "--lpips-weights") if exc.hint else exc.hint
+            raise _error(spec, exc.message, hint) from exc
         return _folder_files(spec, folder)
     listed = isinstance(source, Sequence) and not isinstance(source, str)
     paths = [Path(p).expanduser() for p in source] if listed else [Path(source).expanduser()]
