@@ -106,5 +106,9 @@ class MetricError(LowlightError):
     """A metric cannot be computed on this input (e.g. image too small for NIQE)."""
 
 
+class TrainingError(LowlightError):
+    """Training cannot go on (its loss stopped being a finite number)."""
+
+
 class ExportError(LowlightError):
     """Export failed or the exported model disagrees with PyTorch."""

@@ -721,3 +721,83 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_p
     result = runner.invoke(app, ["train", "--data", str(data), "--set", "model.name=crnet-tiny", "--set", "run.device=cpu",
                                  "--max-steps", "2", "--out", str(run)])
     assert result.exit_code == 1 and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_diverging_run_stops_with_an_error_before_its_weights_turn_nan(tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *SMOKE, "--out", str(run), "--max-steps", "6", "--set", "run.val_every=2",
+                                 "--lr", "1e8"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "training diverged" in text and "lower learning rate" in text and "done:" not in text
+    last = run / "last"
+    if last.is_dir():  # whatever was saved holds finite weights
+        assert all(torch.isfinite(t).all() for t in _weights(last).values())
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("optim.lr=inf", "optim.lr must be > 0 and finite"),
+    ("optim.betas=0.5", "optim.betas must be two numbers"),
+    ("optim.betas=[0.5,0.9,3]", "optim.betas must be two numbers"),
+    ("optim.weight_decay=-1", "optim.weight_decay must be >= 0"),
+    ("optim.grad_clip=-1", "optim.grad_clip must be >= 0"),
+    ("optim.gamma=-1", "optim.gamma"),
+    ("loss.lambda_ms=-1", "loss weights"),
+    ("run.save_every=-1", "run.save_every must be >= 0"),
+    ("data.batch_size=true", "data.batch_size: cannot use"),
+    ('model.kwargs={"foo": 1}', "has no architecture option 'foo'"),
+])
+def test_bad_config_values_are_usage_errors_naming_the_key(tmp_path, assignment, message):
+    result = runner.invoke(app, ["train", *SMOKE, "--out", str(tmp_path / "run"), "--max-steps", "1", "--set", assignment])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_config_files_that_cannot_be_read_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1,2\n")
+    result = runner.invoke(app, ["train", *SMOKE, "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and f"{bad} line 2, column 1: not valid YAML" in " ".join(result.output.split())
+    folder = runner.invoke(app, ["train", *SMOKE, "--config", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert folder.exit_code == 2 and "is a folder" in folder.output
+    (tmp_path / "file").write_text("x")
+    under_file = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(tmp_path / "file" / "run")])
+    assert under_file.exit_code == 1 and "Not a directory" in under_file.output and "Traceback" not in under_file.output
+
+
+def test_resume_after_a_split_image_was_removed_names_it(tmp_path):
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.io import ImageData, write_image
+
+    data = tmp_path / "data"
+    for pair in synthetic_pairs(8, size=(64, 64), seed=0):
+        write_image(data / "low" / f"{pair.name}.png", ImageData(pair.low))
+        write_image(data / "high" / f"{pair.name}.png", ImageData(pair.high))
+    run = tmp_path / "run"
+    args = ["train", "--model", "crnet-tiny", "--data", str(data), "--patch-size", "32", "--patches-per-image", "1",
+            "-b", "2", "--device", "cpu", "--set", "data.val_count=2"]
+    assert runner.invoke(app, [*args, "--out", str(run), "--max-steps", "2"]).exit_code == 0
+    gone = json.loads((run / "split.json").read_text())["validation"][0]
+    (data / "low" / f"{gone}.png").unlink()
+    (data / "high" / f"{gone}.png").unlink()
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"validation image(s) that" in text and gone in text and "put them back" in text
+
+
+def test_supervised_flag_contradicting_a_semi_method_is_refused(tmp_path):
+    result = runner.invoke(app, ["train", *SMOKE, "--supervised", "--method", "mcmt", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--supervised contradicts --method mcmt" in result.output
+
+
+def test_error_messages_with_brackets_are_printed_whole(tmp_path):
+    result = runner.invoke(app, ["train", *SMOKE, "--out", str(tmp_path / "r"), "--set", "data.dim_exposure=2,3"])
+    assert result.exit_code == 2 and "[lowest, highest]" in result.output
+
+
+def test_a_yaml_boolean_is_not_taken_for_a_number(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {batch_size: true}\n")
+    with pytest.raises(ConfigError, match="data.batch_size: cannot use True as int"):
+        build_config(yaml_path=config)

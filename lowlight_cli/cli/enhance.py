@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import UsageError
@@ -136,7 +137,7 @@ def enhance(
     except KeyboardInterrupt as exc:
         written = sum(r.status == "written" for r in results)
         failed = sum(r.status == "failed" for r in results)
-        err.print(f"[yellow]{interrupt_text(exc)}[/] after {len(results)} of {len(todo)} image(s): {written} written to {output}"
+        err.print(f"[yellow]{interrupt_text(exc)}[/] after {len(results)} of {len(todo)} image(s): {written} written to {escape(str(output))}"
                   + (f", {failed} failed" if failed else "") + "; nothing is left half-written")
         err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
         if json_output:  # what was written before the stop, for the script that asked
@@ -196,14 +197,14 @@ def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbos
         folders = sum(s.path.is_dir() for s in counted)
         what = " and ".join(part for count, part in ((len(counted) - folders, f"{len(counted) - folders} file(s)"),
                                                      (folders, f"{folders} folder(s)")) if count)
-        err.print(f"[yellow]ignored {what}:[/] {reasons}{more}")
+        err.print(f"[yellow]ignored {what}:[/] {escape(reasons)}{more}")
     if stale:
         err.print(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if verbose:
         for item in skipped:
-            err.print(f"  ignored {item.path}: {item.reason}")
+            err.print(f"  ignored {item.path}: {item.reason}", markup=False, highlight=False)
         for path in stale:
-            err.print(f"  removed {path}")
+            err.print(f"  removed {path}", markup=False, highlight=False)
 
 
 def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, quality: int, max_pixels: int) -> None:
@@ -222,19 +223,19 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
             if isinstance(event, TileProgress):
                 progress.update(tiles_task, completed=event.done, total=event.total, visible=event.total > 1)
             elif isinstance(event, Notice):
-                progress.console.print(f"[yellow]note:[/] {event.message}")
+                progress.console.print(f"[yellow]note:[/] {escape(event.message)}")
 
         for number, job in enumerate(jobs, 1):
-            progress.update(files_task, description=f"{number}/{len(jobs)} {job.source.path.name}")
+            progress.update(files_task, description=f"{number}/{len(jobs)} {escape(job.source.path.name)}")
             result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event)
             results.append(result)
             if result.status == "failed":
-                progress.console.print(f"[red]failed:[/] {result.error}")
+                progress.console.print(f"[red]failed:[/] {escape(result.error)}")
                 if result.hint and result.hint not in hints:  # said once, not for every file
                     hints.add(result.hint)
-                    progress.console.print(f"[dim]hint:[/] {result.hint}")
+                    progress.console.print(f"[dim]hint:[/] {escape(result.hint)}")
             for note in result.notes:
-                progress.console.print(f"[yellow]note:[/] {job.target.name}: {note}")
+                progress.console.print(f"[yellow]note:[/] {escape(job.target.name)}: {escape(note)}")
             progress.update(tiles_task, visible=False)
             progress.advance(files_task, job.megapixels)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
@@ -64,7 +65,7 @@ def debug_enabled() -> bool:
 
 # file-system failures a user can act on (permissions, a read-only or full disk): one line, not a traceback
 _FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
-                       errno.ENAMETOOLONG, errno.EIO}
+                       errno.ENAMETOOLONG, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ENOENT}
 
 
 FILE_SYSTEM_HINT = "check the path's permissions and that its disk is writable and has room"
@@ -77,15 +78,16 @@ def file_system_message(exc: OSError) -> str:
 
 def report_file_system_error(exc: OSError) -> None:
     """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
-    err.print(f"[bold red]error:[/] {file_system_message(exc)}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(file_system_message(exc))}", markup=True, highlight=False)
     err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}", markup=True, highlight=False)
 
 
 def report_error(exc: LowlightError) -> None:
     """Print ``error: message`` and ``hint: ...`` on stderr."""
-    err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+    # escaped: a message may hold brackets ("[lowest, highest]", a path) that are not markup
+    err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
     if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False)
+        err.print(f"[dim]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
 
 
 def json_error(message: str, hint: str | None, exit_code: int) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.markup import escape
 
 from ..errors import DataError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
@@ -123,9 +124,9 @@ def evaluate(
     if csv_path is not None:
         check_not_an_input(csv_path, pairing)
     for path in pairing.unpaired_predictions:
-        err.print(f"[yellow]unpaired:[/] {path} has no reference")
+        err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
     for path in pairing.unpaired_references:
-        err.print(f"[yellow]unpaired:[/] reference {path} has no prediction")
+        err.print(f"[yellow]unpaired:[/] reference {escape(str(path))} has no prediction")
     if not pairing.pairs:
         raise DataError("no prediction/reference pairs", hint="pairing is by file stem: 1.png pairs with 1.jpg")
 
@@ -133,11 +134,11 @@ def evaluate(
     scores = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("scoring", total=len(pairing.pairs))
-        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=pair.name)):
+        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(pair.name))):
             for note in result.warnings:
-                progress.console.print(f"[yellow]warning:[/] {result.name}: {note}")
+                progress.console.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(note)}")
             if result.error is not None:
-                progress.console.print(f"[red]failed:[/] {result.error}")
+                progress.console.print(f"[red]failed:[/] {escape(result.error)}")
             scores.append(result)
             progress.advance(task)
 
@@ -154,7 +155,7 @@ def evaluate(
     if csv_path is not None:
         try:
             write_report(csv_path, csv_report(protocol, scores).encode())
-            err.print(f"per-image scores written to {csv_path}")
+            err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
         except OSError as exc:  # the scores are printed all the same; the failure is said after them
             csv_problem = f"could not write --csv {csv_path}: {exc.strerror or exc}"
             extra["csv_error"] = csv_problem
@@ -163,7 +164,7 @@ def evaluate(
     else:
         _table(protocol, scores)
     if csv_problem is not None:
-        err.print(f"[bold red]error:[/] {csv_problem}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(csv_problem)}", markup=True, highlight=False)
         err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}, or give --csv another path", markup=True, highlight=False)
         raise typer.Exit(EXIT_FAILURE)
     failed = sum(s.error is not None for s in scores)

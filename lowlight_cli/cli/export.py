@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.markup import escape
 
 from ..errors import UsageError
 from ..export import DEFAULT_OPSET, EXPORT_FORMATS, MAX_OPSET, MIN_OPSET, ExportResult, check_format, default_output, export_model
@@ -82,4 +83,4 @@ def _report(result: ExportResult) -> None:
         table.add_row(f"{c.batch}x{c.height}x{c.width}", f"{c.max_abs_error:.2e}", psnr_text, "yes" if c.passed else "no")
     out.print(table)
     opset = f", opset {result.opset}" if result.opset is not None else ""
-    out.print(f"wrote {result.path} ({result.format}{opset}, {result.precision}, {result.size_bytes / 1e6:.2f} MB)")
+    out.print(f"wrote {escape(str(result.path))} ({result.format}{opset}, {result.precision}, {result.size_bytes / 1e6:.2f} MB)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ..models.checkpoint import read_config
 from ..models.official import import_official_checkpoint, importable_architectures
@@ -41,6 +42,6 @@ def import_checkpoint(
     if json_output:
         typer.echo(json.dumps({"folder": str(folder), "architecture": arch, "source": str(source), **source_facts}, indent=2))
         return
-    out.print(f"imported {source} ({source_facts['format']} format, sha256 {source_facts['sha256']}) as {arch} into {folder}")
-    out.print(f"run it: lowlight enhance PHOTOS --model {arch} --weights {folder}")
+    out.print(f"imported {escape(str(source))} ({source_facts['format']} format, sha256 {source_facts['sha256']}) as {arch} into {escape(str(folder))}")
+    out.print(f"run it: lowlight enhance PHOTOS --model {arch} --weights {escape(str(folder))}")
 

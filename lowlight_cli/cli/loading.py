@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..errors import UsageError
 from ..hub import bundled_weights_dir, resolve_weights
 from ..inference import Enhancer, InferenceConfig
@@ -107,10 +109,10 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
 def announce(name: str, model: LoadedModel, first_line: str) -> None:
     """Print ``first_line`` (naming the weights, see :func:`describe_weights`), then what the user
     should know about the model: random weights, an ONNX model that runs whole images only."""
-    err.print(first_line)
+    err.print(escape(first_line))
     if isinstance(model, OnnxModel):
         if model.weights_source == "in-memory":
-            err.print(f"[yellow]warning:[/] {model.path.name} was exported from weights not loaded from a checkpoint "
+            err.print(f"[yellow]warning:[/] {escape(model.path.name)} was exported from weights not loaded from a checkpoint "
                       "(e.g. --no-pretrained random weights): its output may mean nothing")
         if model.whole_image_context:
             err.print(f"[yellow]note:[/] {model.info.name} uses statistics of the whole photo, which its ONNX graph "

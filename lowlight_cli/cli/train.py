@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..data.patches import MIN_PATCH_SIZE
@@ -94,6 +95,9 @@ def train(
         "run.val_every": val_every, "run.seed": seed, "run.device": device, "run.precision": precision,
         "data.workers": workers, "run.compile": compile_,
     }
+    if semi is False and method is not None and METHODS.get(method).uses_unlabeled:
+        raise UsageError(f"--supervised contradicts --method {method}, which trains on unlabeled images too",
+                         hint="drop --supervised, or train --method crnet")
     if resume is not None:
         fixed = (config, method, model, data, semi, labeled_frac, positives, negatives)
         if any(value is not None for value in fixed):
@@ -135,10 +139,13 @@ def train(
     # a new run that fails before it trained takes its folder away (Trainer.fit)
     trainer = Trainer(cfg, run_dir, resume=resume is not None)
     if main:
-        err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {run_dir}")
+        err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {escape(str(run_dir))}")
     _fit(trainer, show=main, cpu_alternative=cpu_alternative(cfg) if trainer.device.type == "cpu" else None)
     if main:
-        err.print(f"done: best checkpoint {run_dir / 'best'} (use it with lowlight enhance --weights)")
+        if (run_dir / "best").is_dir():
+            err.print(f"done: best checkpoint {escape(str(run_dir / 'best'))} (use it with lowlight enhance --weights)")
+        else:  # no validation gave a finite score to keep
+            err.print(f"done, but no validation scored: no best checkpoint; the last weights are in {escape(str(run_dir / 'last'))}")
     if trainer.ctx.enabled:
         _end_torchrun_worker()
 
@@ -284,6 +291,6 @@ def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
                 progress.console.print(f"step {event.step}: validation PSNR {event.psnr:.2f} dB, SSIM {event.ssim:.4f}, "
                                        f"PSNR after GT-mean scaling {event.psnr_gt_mean:.2f} dB{star}")
             elif isinstance(event, InfoEvent):
-                progress.console.print(event.message)
+                progress.console.print(escape(event.message))
 
         trainer.fit(on_event)  # SIGTERM arrives as KeyboardInterrupt (handle_errors): a resumable state is saved

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .base import EnhancementModel, ModelInfo
 
@@ -18,8 +20,19 @@ class ModelEntry:
     kwargs: dict = field(default_factory=dict)
 
     def build(self, **overrides: object) -> EnhancementModel:
-        """Instantiate with this size's kwargs, updated by ``overrides``."""
-        return self.builder(self.info, **{**self.kwargs, **overrides})
+        """Instantiate with this size's kwargs, updated by ``overrides``.
+
+        Raises:
+            ConfigError: an override the architecture has no option for.
+        """
+        try:
+            return self.builder(self.info, **{**self.kwargs, **overrides})
+        except TypeError as exc:  # the architecture's config dataclass refused a keyword
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if unknown is None:
+                raise
+            raise ConfigError(f"{self.info.name} has no architecture option {unknown.group(1)!r} (model.kwargs)",
+                              hint="see the architecture's config class in lowlight_cli.models for its options") from None
 
 
 MODELS: Registry[ModelEntry] = Registry("model", listing="lowlight models")

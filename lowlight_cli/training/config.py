@@ -10,6 +10,7 @@ configuration is written to the run folder (``config.yaml``) and read back by ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,13 +239,22 @@ class TrainConfig:
             (self.data.unlabeled_batch_size >= 0, "data.unlabeled_batch_size must be >= 0"),
             (self.data.workers >= 0, "data.workers must be >= 0"),
             (self.data.seed >= -1, "data.seed must be >= 0, or -1 for run.seed"),
-            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (0 < self.optim.lr < math.inf, "optim.lr must be > 0 and finite"),
+            (len(self.optim.betas) == 2 and all(0.0 <= b < 1.0 for b in self.optim.betas),
+             "optim.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]"),
+            (0.0 <= self.optim.weight_decay < math.inf, "optim.weight_decay must be >= 0"),
+            (0.0 < self.optim.gamma < math.inf, "optim.gamma (the learning rate's factor at each milestone) must be > 0"),
+            (0.0 <= self.optim.grad_clip < math.inf, "optim.grad_clip must be >= 0 (0 = off)"),
+            (all(isinstance(m, int) and m >= 1 for m in self.optim.milestones), "optim.milestones must be epochs >= 1"),
+            (all(0.0 <= w < math.inf for w in (self.loss.lambda_ms, self.loss.lambda_final_l1, self.loss.lambda_mc, self.loss.lambda_c)),
+             "loss weights (loss.lambda_*) must be >= 0"),
             (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
             (self.optim.max_steps >= 0, "optim.max_steps must be >= 0"),
             (0.0 < self.teacher.ema_decay < 1.0, "teacher.ema_decay must be in (0, 1)"),
             (self.loss.teacher_noise >= 0, "loss.teacher_noise must be >= 0"),
             (self.loss.consistency_rampup >= 0, "loss.consistency_rampup must be >= 0 (steps; 0 = off)"),
             (self.run.val_every >= 0 and self.run.log_every >= 1, "run.val_every >= 0 and run.log_every >= 1"),
+            (self.run.save_every >= 0, "run.save_every must be >= 0 (0 = at each validation)"),
             (self.run.export in ("auto", "teacher", "student"), "run.export must be auto, teacher or student"),
             (self.run.select_on in ("psnr", "ssim"), "run.select_on must be psnr or ssim"),
         ]
@@ -361,8 +371,20 @@ def load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder", hint="give a YAML file, e.g. configs/crnet-lol.yaml") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (UTF-8)", hint="give a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})",
+                          hint="each section is a mapping, e.g. optim: {lr: 2e-4, epochs: 60}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a {type(data).__name__}, not sections", hint="e.g. optim: {lr: 2e-4}")
     return data or {}
 
 

@@ -40,10 +40,12 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
                 return lowered in ("true", "1", "yes")
             return bool(value)
         if kind is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if kind == STRINGS:
             return _strings(value)

@@ -34,7 +34,7 @@ from .. import __version__
 from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
 from ..data.patches import plan_epoch
 from ..data.splits import Split, make_split
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, TrainingError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
@@ -107,7 +107,17 @@ class Trainer:
     def _split(self, pairs: list[ImagePair]) -> Split:
         path = self.run_dir / "split.json"
         if self.resume and path.is_file():
-            return Split.load(path)
+            split = Split.load(path)
+            present = {pair.name for pair in pairs}
+            for role in ("validation", "labeled", "unlabeled"):
+                missing = [name for name in getattr(split, role) if name not in present]
+                if missing:
+                    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                    raise DataError(
+                        f"{path} holds {role} image(s) that {self.config.data.root or 'the data folder'} no longer has: "
+                        f"{', '.join(missing[:3])}{more}",
+                        hint="put them back to resume this run, or start a new one on the data as it is now")
+            return split
         d = self.config.data
         split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed)
         if self.ctx.is_main:
@@ -121,6 +131,9 @@ class Trainer:
         model = self.entry.build(**self.config.model.kwargs)
         if self.config.model.init_from:
             init = Path(self.config.model.init_from)
+            if not init.exists():
+                raise ConfigError(f"model.init_from {init} not found (relative paths are from the current folder, {Path.cwd()})",
+                                  hint="point it at a checkpoint folder such as weights/crnet-s-lol")
             if not (init / "model.safetensors").is_file():
                 raise ConfigError(f"model.init_from {init} holds no model.safetensors",
                                   hint="point it at a checkpoint folder such as weights/crnet-s-lol")
@@ -244,6 +257,7 @@ class Trainer:
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                         out = step_fn(student, batch)
+                    self._check_finite(out.loss, progress.step + 1)  # before the step: the weights stay as they were
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(out.loss).backward()
                     if cfg.optim.grad_clip:
@@ -297,6 +311,21 @@ class Trainer:
         return progress
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _check_finite(self, loss: torch.Tensor, step: int) -> None:
+        """Stop with :class:`TrainingError` when the loss is not finite on some process (all of
+        them stop: the check is reduced over the processes, so none waits for the others)."""
+        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+        if self.ctx.enabled:
+            finite = distributed.all_reduce_sum(finite, self.ctx)
+        if finite.item() >= self.ctx.world_size:
+            return
+        last = self.run_dir / "last"
+        kept = f"; the last state saved before it is in {last}" if last.is_dir() else ""
+        raise TrainingError(
+            f"the loss became {loss.detach().float().item()} at step {step}: training diverged{kept}",
+            hint=f"train again with a lower learning rate (optim.lr is {self.config.optim.lr:g}) "
+                 "or clip gradients (--set optim.grad_clip=1)")
+
     def _export_model(self, state: dict) -> torch.nn.Module:
         ema = state["ema"]
         return ema.teacher if (ema is not None and self.config.export_weights == "teacher") else state["model"]
