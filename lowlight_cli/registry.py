@@ -52,7 +52,10 @@ class Registry(Generic[T]):
         return wrap
 
     def get(self, name: str) -> T:
-        """Look ``name`` up; raises :class:`UnknownNameError` with close matches as a hint."""
+        """Look ``name`` up; raises :class:`UnknownNameError` with close matches as a hint, and
+        ``TypeError`` for a name that is not a string."""
+        if not isinstance(name, str):
+            raise TypeError(f"a {self.kind} name must be a string, got {type(name).__name__} {name!r}")
         try:
             return self._entries[name]
         except KeyError:

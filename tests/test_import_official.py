@@ -262,3 +262,35 @@ def test_overwrite_never_takes_a_folder_without_a_checkpoint(official_file, tmp_
     assert result.exit_code == 2 and "no checkpoint" in result.output
     assert "pass --overwrite" not in result.output  # it was passed: the hint must not ask for it again
     assert (photos / "a.jpg").read_bytes() == b"not really a photo"
+
+
+def test_values_that_are_not_finite_float32_or_not_dense_floats_are_refused(state, tmp_path):
+    path = tmp_path / "odd.pth"
+    cases = {
+        "overflow": ({k: v.double() * 1e300 for k, v in state.items()}, "non-finite", "broken"),  # inf only as float32
+        "nan": ({**state, "e_conv2.weight": state["e_conv2.weight"].clone().fill_(float("nan"))}, "non-finite", "broken"),
+        "sparse": ({k: v.to_sparse() for k, v in state.items()}, "not dense real floating-point", "float tensors"),
+        "complex": ({k: v.to(torch.complex64) for k, v in state.items()}, "complex64", "float tensors"),
+        "integer": ({k: v.to(torch.int32) for k, v in state.items()}, "int32", "float tensors"),
+    }
+    for name, (tensors, message, hint) in cases.items():
+        torch.save(tensors, path)
+        result = import_cli(str(path), "--arch", "scl-lle", "-o", str(tmp_path / name))
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and message in text and hint in text, (name, result.output)
+        assert "Traceback" not in result.output and "fit --arch" not in text and not (tmp_path / name).exists()
+
+
+def test_load_checkpoint_checks_the_recorded_sha256_and_refuses_a_file(official_file, tmp_path):
+    from lowlight_cli.errors import WeightsIntegrityError
+
+    folder = import_official_checkpoint(official_file, "scl-lle", tmp_path / "ok")
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-5] ^= 1  # one bit of one weight
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="sha256"):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match="is a file, not a checkpoint folder"):
+        load_checkpoint(official_file)
+    with pytest.raises(TypeError, match="model name must be a string"):
+        create_model(None)  # type: ignore[arg-type]

@@ -215,3 +215,15 @@ def test_warm_start_loads_every_checkpoint_tensor(tmp_path):
     with pytest.raises(CheckpointError, match="missing"):  # only the named prefixes may be missing
         load_weights_strict(target, {k: v for k, v in source.state_dict().items() if k != "stem.bias"},
                             "src", allow_missing=("context.",))
+
+
+def test_narrow_terminals_drop_columns_rather_than_split_numbers_and_names():
+    from typer.testing import CliRunner
+
+    from lowlight_cli.cli.app import app
+
+    for command, whole in ((["models"], ("1,694,752", "1,204,386", "crnet-curve-dn")), (["priors"], ("789,253", "espnetv2-voc"))):
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "60"})
+        assert result.exit_code == 0, result.output
+        assert all(text in result.output for text in whole), (command, result.output)
+        assert "more columns in a terminal" in " ".join(result.output.split())

@@ -16,6 +16,7 @@ from .console import out
 from .errors import handle_errors
 from .options import JsonOpt
 
+NARROW_TABLE = 100  # below this, the default weights' names would be squeezed to nothing
 WIDE_TABLE = 150  # terminal columns from which `lowlight models` shows every column
 
 
@@ -93,19 +94,24 @@ def models(
                   + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
                "tile-exact", "ONNX", "licence")
-    if not wide:
-        columns = columns[:5]
+    if not wide:  # the default weights' column only where it has room; below that, the numbers alone
+        columns = columns[:5] if out.width >= NARROW_TABLE else ("model", "params", "MACs/pixel", "LOL PSNR/SSIM")
     for col in columns:
         if col == "model":  # never cut: crnet-s, crnet-curve and crnet-curve-dn must stay apart
             table.add_column(col, no_wrap=True, min_width=max(len(r["name"]) for r in rows))
+        elif col in ("params", "MACs/pixel", "LOL PSNR/SSIM"):  # a number split over two lines reads as another number
+            table.add_column(col, justify="right", no_wrap=True)
         else:
-            table.add_column(col, justify="right" if col in ("params", "MACs/pixel", "LOL PSNR/SSIM") else "left", overflow="fold")
+            table.add_column(col, overflow="fold")
     for r in rows:
         default = "no weights needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
         if wide and r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
             default += f" ({r['bundled_architecture']}, {r['bundled_parameters']:,} params: best of the family)"
         scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
-        cells = [r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores, ", ".join(r["also_bundled"]) or "-",
-                 "yes" if r["tile_exact"] else "no", "yes" if r["exportable"] else "no", r["licence"]]
-        table.add_row(*cells[: len(columns)])
+        cells = dict(zip(("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
+                          "tile-exact", "ONNX", "licence"),
+                         (r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores,
+                          ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
+                          "yes" if r["exportable"] else "no", r["licence"])))
+        table.add_row(*(cells[col] for col in columns))
     out.print(table)

@@ -15,6 +15,7 @@ from .console import err, out
 from .errors import EXIT_FAILURE, handle_errors
 from .options import JsonOpt
 
+WIDE_TABLE = 120  # every column readable from about this width
 CAPTION = (
     f"Weights are looked up in ${NETS_ENV}, then lowlight's cache (nets/), then ../shared/nets beside the checkout; "
     "code passes another file or hf-hub:org/repo explicitly."
@@ -78,9 +79,15 @@ def priors(
         if failed:  # a script checking the weights must see it in the exit code
             raise typer.Exit(EXIT_FAILURE)
         return
-    table = Table(title="lowlight priors (frozen networks)", caption=CAPTION)
-    for col in ("network", "provides", "params", "input", "weights", "licence", "stands in for"):
-        table.add_column(col, justify="right" if col == "params" else "left", overflow="fold")
+    wide = out.width >= WIDE_TABLE  # a narrower terminal gets the name, size and where the weights are
+    columns = ("network", "provides", "params", "input", "weights", "licence", "stands in for") if wide else ("network", "params", "weights")
+    table = Table(title="lowlight priors (frozen networks)",
+                  caption=CAPTION + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
+    for col in columns:
+        if col in ("network", "params"):  # names and numbers on one line: split, they read as others
+            table.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
+        else:
+            table.add_column(col, overflow="fold")
     for r in rows:
         if r["weights_found"]:
             weights = f"{r['weights_path']} ({r['weights_place']})"
@@ -88,7 +95,9 @@ def priors(
             weights = f"not found: {r['weights_file']}" + (f" or hf-hub:{r['hub_id']}" if r["hub_id"] else "")
         if "check" in r:
             weights += f"\n{r['check']}"
-        table.add_row(r["name"], r["provides"], f"{r['parameters']:,}", r["input"], weights, r["licence"], r["replaces"])
+        cells = {"network": r["name"], "provides": r["provides"], "params": f"{r['parameters']:,}", "input": r["input"],
+                 "weights": weights, "licence": r["licence"], "stands in for": r["replaces"]}
+        table.add_row(*(cells[col] for col in columns))
     out.print(table)
     if failed:
         err.print(f"[bold red]error:[/] {len(failed)} network(s) failed the check: {', '.join(failed)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UsageError, WeightsNotFoundError
+from ..errors import CheckpointError, ConfigError, UsageError, WeightsNotFoundError
 from .base import EnhancementModel, ModelInfo, PretrainedWeights
 from .checkpoint import load_state_dict_file, load_weights_strict, read_config, save_checkpoint
 from .classical import CLAHE, GammaCurve
@@ -198,10 +198,14 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: malformed folder, unknown architecture, family or tensor mismatch.
+        WeightsIntegrityError: ``model.safetensors`` does not match the sha256 ``config.json`` records.
         WeightsNotFoundError: the model's frozen networks have no weights here.
     """
+    from ..hub import verify_checkpoint  # the hub pulls in huggingface_hub; load it only when needed
+
     folder = Path(folder)
     config = read_config(folder)
+    verify_checkpoint(folder)
     arch = config["architecture"]
     if arch not in MODELS:
         raise CheckpointError(f"{folder}/config.json names unknown architecture {arch!r}")
@@ -214,7 +218,7 @@ def load_checkpoint(
     kwargs = config.get("kwargs", {})
     try:
         model = entry.build(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{folder}/config.json has kwargs {arch!r} does not take: {exc}") from None
     load_weights_strict(model, load_state_dict_file(folder / "model.safetensors"), str(folder))
     if frozen_networks is None:

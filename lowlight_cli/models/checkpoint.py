@@ -135,6 +135,9 @@ def save_checkpoint(
 
 def read_config(folder: str | Path) -> dict[str, Any]:
     """Read and validate ``config.json`` of a checkpoint folder; :class:`CheckpointError` if malformed."""
+    if Path(folder).is_file():
+        raise CheckpointError(f"{folder} is a file, not a checkpoint folder",
+                              hint="a checkpoint folder holds config.json and model.safetensors")
     path = Path(folder) / CONFIG_NAME
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -191,14 +194,24 @@ def load_weights_strict(
             f"{source} does not fit the architecture: " + "; ".join(parts),
             hint="the checkpoint's config.json must name the architecture and kwargs it was trained with",
         )
-    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    odd = sorted(k for k, v in state.items() if v.layout != torch.strided or v.is_complex()
+                 or (own[k].is_floating_point() and not v.is_floating_point()))
+    if odd:
+        k = odd[0]
+        kind = "sparse" if state[k].layout != torch.strided else str(state[k].dtype).removeprefix("torch.")
+        raise CheckpointError(
+            f"{source} holds {len(odd)} tensor(s) that are not dense real floating-point numbers, e.g. {k}: {kind}",
+            hint="a state dict of float tensors is expected (torch.save(model.state_dict(), ...))",
+        )
+    # converted first: a float64 value beyond float32's range becomes inf only on the way in
+    merged = {k: v.to(own[k].dtype) for k, v in state.items()}
+    broken = sorted(k for k, v in merged.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if broken:
         raise CheckpointError(
-            f"{source} holds non-finite weights (NaN or inf) in {len(broken)} tensor(s), e.g. {broken[0]}: "
-            "the model would give black images",
+            f"{source} holds non-finite weights (NaN or inf, or values beyond {own[broken[0]].dtype} range) in "
+            f"{len(broken)} tensor(s), e.g. {broken[0]}: the model would give black images",
             hint="the training run probably diverged: use an earlier checkpoint (e.g. the run's best/), or retrain with a lower --lr",
         )
-    merged = {k: v.to(own[k].dtype) for k, v in state.items()}
     merged.update({k: own[k] for k in kept})
     model.load_state_dict(merged, strict=True)
     return kept

@@ -216,6 +216,10 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
     try:
         load_weights_strict(model, state, str(official.path))
     except CheckpointError as exc:  # the generic hint is about config.json, which a .pth has none of
+        if _fits(architecture, official.state):  # names and shapes fit: the values or their types are wrong
+            broken = "non-finite" in exc.message
+            raise CheckpointError(exc.message, hint="the file's weights are broken: download or copy it again" if broken
+                                  else "the authors' files hold float tensors; convert it with model.float() first") from None
         fits = [name for name in importable_architectures() if name != architecture and _fits(name, official.state)]
         raise CheckpointError(
             exc.message,
