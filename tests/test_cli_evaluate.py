@@ -7,7 +7,8 @@ import json
 import math
 import os
 import stat
-import threading
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -276,15 +277,29 @@ def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_p
     linked = runner.invoke(app, [*base, "--csv", str(tmp_path / "link.csv")])
     assert linked.exit_code == 0, linked.output
     assert (tmp_path / "link.csv").is_symlink() and "protocol:" in (tmp_path / "target.csv").read_text()
-    fifo = tmp_path / "pipe.csv"  # a special file (a pipe, /dev/stdout) is written as it is, not replaced
+    fifo = tmp_path / "pipe.csv"  # a special file (a pipe) is written as it is, not replaced
     os.mkfifo(fifo)
-    received: list[str] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
-    reader.start()
-    piped = runner.invoke(app, [*base, "--csv", str(fifo)])
-    reader.join(timeout=30)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open first: the writer neither blocks nor waits
+    try:
+        piped = runner.invoke(app, [*base, "--csv", str(fifo)])
+        received = os.read(reader, 1 << 16).decode()
+    finally:
+        os.close(reader)
     assert piped.exit_code == 0, piped.output
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and received and "protocol:" in received[0]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and "protocol:" in received
+
+
+def test_csv_to_dev_stdout_redirected_to_a_file_writes_through_the_redirect(folders, tmp_path):
+    pred, ref = folders
+    target = tmp_path / "out.txt"
+    target.write_text("kept line\n")
+    with open(target, "a") as stdout:  # lowlight evaluate ... --csv /dev/stdout >> out.txt
+        done = subprocess.run([sys.executable, "-m", "lowlight_cli", "evaluate", "--pred", str(pred), "--ref", str(ref),
+                               "--metrics", "psnr", "--json", "--csv", "/dev/stdout"], stdout=stdout, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = target.read_text()
+    assert text.startswith("kept line\n") and "protocol:" in text and '"summary"' in text  # the file was not replaced
 
 
 def test_a_csv_that_cannot_be_written_still_prints_the_scores(folders, tmp_path, monkeypatch):

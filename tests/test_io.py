@@ -700,13 +700,35 @@ def test_strict_reading_refuses_a_damaged_file_that_training_would_take(tmp_path
     assert len(load_pairs([PairPaths("1", tmp_path / "high" / "1.png", None)])) == 1  # a clean file reads
 
 
+def test_a_libpng_warning_about_metadata_is_kept_quiet_and_is_no_damage(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    path = tmp_path / "icc.png"
+    write_image(path, ImageData(photo(32, 32)))
+    data = path.read_bytes()
+    after_header = 8 + 8 + 13 + 4  # signature, IHDR length + type, its 13 bytes, its CRC
+    body = b"bad\x00\x00"  # an iCCP chunk too short to hold a profile: libpng warns and goes on
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    path.write_bytes(data[:after_header] + chunk + data[after_header:])
+    image = read_image(path, strict=True)  # training takes it
+    assert image.decoder_warnings == () and np.array_equal(image.rgb, photo(32, 32))
+    assert capfd.readouterr() == ("", "")
+
+
 def test_decoder_messages_keeps_other_output_on_stderr(capfd: pytest.CaptureFixture) -> None:
     from lowlight_cli.io.quiet import decoder_messages
 
     with decoder_messages() as lines:
         os.write(2, b"progress 1\nlibpng warning: iCCP: known incorrect sRGB profile\n\x1b[2Kprogress 2")
-    assert lines == ["libpng warning: iCCP: known incorrect sRGB profile"]
-    assert capfd.readouterr().err == "progress 1\n\x1b[2Kprogress 2"  # the rest, in order, unchanged
+        os.write(2, b"\r\x1b[2Ksteps 3/10Corrupt JPEG data: premature end of data segment\n")  # a redraw came first
+    assert lines == ["libpng warning: iCCP: known incorrect sRGB profile", "Corrupt JPEG data: premature end of data segment"]
+    # the rest, in order, unchanged
+    assert capfd.readouterr().err == "progress 1\n\x1b[2Kprogress 2\r\x1b[2Ksteps 3/10"
+    with pytest.raises(RuntimeError), decoder_messages():  # what others wrote is written back when the block raises
+        os.write(2, b"kept\n")
+        raise RuntimeError
+    assert capfd.readouterr().err == "kept\n"
+    with decoder_messages() as outer, decoder_messages() as inner:  # nested in one thread: no deadlock
+        os.write(2, b"libpng error: bad adaptive filter value\n")
+    assert inner == ["libpng error: bad adaptive filter value"] and outer == []
 
 
 def test_garbage_pixel_data_raises(tmp_path: Path) -> None:

@@ -222,8 +222,22 @@ def test_narrow_terminals_drop_columns_rather_than_split_numbers_and_names():
 
     from lowlight_cli.cli.app import app
 
+    from lowlight_cli.cli import console
+
     for command, whole in ((["models"], ("1,694,752", "1,204,386", "crnet-curve-dn")), (["priors"], ("789,253", "espnetv2-voc"))):
-        result = CliRunner().invoke(app, command, env={"COLUMNS": "60"})
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "60"})  # piped: every column, numbers whole
         assert result.exit_code == 0, result.output
         assert all(text in result.output for text in whole), (command, result.output)
-        assert "more columns in a terminal" in " ".join(result.output.split())
+    terminal = console.out.__class__(width=60, force_terminal=True, record=True)
+    original = console.out
+    try:  # a 60-column terminal: fewer columns, none cut
+        for module in ("models", "priors"):
+            __import__(f"lowlight_cli.cli.{module}", fromlist=["out"]).out = terminal
+        for command in (["models"], ["priors"]):
+            assert CliRunner().invoke(app, command).exit_code == 0
+        text = terminal.export_text()
+    finally:
+        for module in ("models", "priors"):
+            __import__(f"lowlight_cli.cli.{module}", fromlist=["out"]).out = original
+    assert "1,694,752" in text and "789,253" in text and "espnetv2-voc" in text
+    assert " ".join(text.split()).count("more columns in a terminal") == 2

@@ -729,7 +729,8 @@ def test_a_diverging_run_stops_with_an_error_before_its_weights_turn_nan(tmp_pat
                                  "--lr", "1e8"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1, result.output
-    assert "training diverged" in text and "lower learning rate" in text and "done:" not in text
+    assert "gradients became nan" in text and "training diverged" in text and "lower learning rate" in text
+    assert "done:" not in text
     last = run / "last"
     if last.is_dir():  # whatever was saved holds finite weights
         assert all(torch.isfinite(t).all() for t in _weights(last).values())
@@ -783,7 +784,18 @@ def test_resume_after_a_split_image_was_removed_names_it(tmp_path):
     (data / "high" / f"{gone}.png").unlink()
     result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
     text = " ".join(result.output.split())
-    assert result.exit_code == 1 and f"validation image(s) that" in text and gone in text and "put them back" in text
+    assert result.exit_code == 1 and "validation image(s) that" in text and gone in text and "put them back" in text
+    write_image(data / "low" / f"{gone}.png", ImageData(synthetic_pairs(8, size=(64, 64), seed=0)[0].low))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])  # back without its reference
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "(with their references)" in text and gone in text, result.output
+
+
+def test_milestones_written_as_decimals_are_whole_epochs(tmp_path):
+    cfg = build_config(flags={"data.root": "synthetic"}, assignments=["optim.milestones=30.0,50.0"])
+    assert cfg.optim.milestones == (30, 50)
+    with pytest.raises(ConfigError, match="whole epochs"):
+        build_config(flags={"data.root": "synthetic"}, assignments=["optim.milestones=2.5"])
 
 
 def test_supervised_flag_contradicting_a_semi_method_is_refused(tmp_path):

@@ -69,6 +69,17 @@ _FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 
 
 FILE_SYSTEM_HINT = "check the path's permissions and that its disk is writable and has room"
+_PATH_HINTS = {
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder: give a file name",
+    errno.ENOENT: "the file, or a folder on its path, does not exist (or cannot be made there): check the path",
+    errno.ENAMETOOLONG: "shorten the path or the file name",
+}
+
+
+def file_system_hint(exc: OSError) -> str:
+    """What to do about a file-system ``OSError``: about the path where it is the path that is wrong."""
+    return _PATH_HINTS.get(exc.errno, FILE_SYSTEM_HINT)
 
 
 def file_system_message(exc: OSError) -> str:
@@ -79,7 +90,7 @@ def file_system_message(exc: OSError) -> str:
 def report_file_system_error(exc: OSError) -> None:
     """``error: PATH: reason`` and a hint, for an ``OSError`` of :data:`_FILE_SYSTEM_ERRNOS`."""
     err.print(f"[bold red]error:[/] {escape(file_system_message(exc))}", markup=True, highlight=False)
-    err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}", markup=True, highlight=False)
+    err.print(f"[dim]hint:[/] {file_system_hint(exc)}", markup=True, highlight=False)
 
 
 def report_error(exc: LowlightError) -> None:
@@ -125,7 +136,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             report_file_system_error(exc)
             if as_json:
-                json_error(file_system_message(exc), FILE_SYSTEM_HINT, EXIT_FAILURE)
+                json_error(file_system_message(exc), file_system_hint(exc), EXIT_FAILURE)
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper

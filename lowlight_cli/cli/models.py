@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..hub import bundled_weights_dir
@@ -94,8 +95,9 @@ def models(
                   + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
                "tile-exact", "ONNX", "licence")
-    if not wide:  # the default weights' column only where it has room; below that, the numbers alone
-        columns = columns[:5] if out.width >= NARROW_TABLE else ("model", "params", "MACs/pixel", "LOL PSNR/SSIM")
+    if not wide:  # the default weights' column only where it has room; below that (a terminal), the numbers alone
+        narrow = out.is_terminal and out.width < NARROW_TABLE  # piped output keeps its five columns
+        columns = ("model", "params", "MACs/pixel", "LOL PSNR/SSIM") if narrow else columns[:5]
     for col in columns:
         if col == "model":  # never cut: crnet-s, crnet-curve and crnet-curve-dn must stay apart
             table.add_column(col, no_wrap=True, min_width=max(len(r["name"]) for r in rows))
@@ -113,5 +115,5 @@ def models(
                          (r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores,
                           ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
                           "yes" if r["exportable"] else "no", r["licence"])))
-        table.add_row(*(cells[col] for col in columns))
+        table.add_row(*(escape(cells[col]) for col in columns))  # paths and names as text, not markup
     out.print(table)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import LowlightError
@@ -79,7 +80,7 @@ def priors(
         if failed:  # a script checking the weights must see it in the exit code
             raise typer.Exit(EXIT_FAILURE)
         return
-    wide = out.width >= WIDE_TABLE  # a narrower terminal gets the name, size and where the weights are
+    wide = out.width >= WIDE_TABLE or not out.is_terminal  # a narrower terminal gets the name, size and where the weights are
     columns = ("network", "provides", "params", "input", "weights", "licence", "stands in for") if wide else ("network", "params", "weights")
     table = Table(title="lowlight priors (frozen networks)",
                   caption=CAPTION + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
@@ -97,7 +98,7 @@ def priors(
             weights += f"\n{r['check']}"
         cells = {"network": r["name"], "provides": r["provides"], "params": f"{r['parameters']:,}", "input": r["input"],
                  "weights": weights, "licence": r["licence"], "stands in for": r["replaces"]}
-        table.add_row(*(cells[col] for col in columns))
+        table.add_row(*(escape(cells[col]) for col in columns))  # paths and names as text, not markup
     out.print(table)
     if failed:
         err.print(f"[bold red]error:[/] {len(failed)} network(s) failed the check: {', '.join(failed)}")

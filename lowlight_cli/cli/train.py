@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich.table import Column
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..data.patches import MIN_PATCH_SIZE
@@ -267,9 +268,12 @@ def duration(seconds: float) -> str:
 
 
 def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, disable=not show) as progress:
+    # step count and times first, the loss terms last and cut to what fits: at 80 columns the terms
+    # would otherwise squeeze the count and the remaining time to "..."
+    columns = (TextColumn("{task.description}", table_column=Column(no_wrap=True)), BarColumn(bar_width=16),
+               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)))
+    with Progress(*columns, console=err, disable=not show, expand=True) as progress:  # expand: the terms take what is left
         task = progress.add_task("steps", total=None, info="")
 
         def on_event(event: object) -> None:

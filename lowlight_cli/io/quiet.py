@@ -18,7 +18,7 @@ _cv_lock = threading.Lock()
 _cv_users = 0
 _cv_saved_level = _cv_log.LOG_LEVEL_WARNING
 _pillow_lock = threading.Lock()
-_stderr_lock = threading.Lock()
+_stderr_lock = threading.RLock()  # re-entrant: a thread may nest decoder_messages()
 
 # How the C decoders behind OpenCV start the lines they print to the process's standard error:
 # libpng's errors and warnings, libjpeg's warnings (the decode goes on and returns an image).
@@ -76,13 +76,16 @@ def pillow_guarded(max_pixels: int) -> Iterator[None]:
 def decoder_messages() -> Iterator[list[str]]:
     """Capture what C decoders print to the process's standard error (file descriptor 2) meanwhile.
 
-    libpng prints its errors and libjpeg its warnings there ("Corrupt JPEG data: premature end of
-    data segment") while OpenCV goes on; the library must not print, and a warning is worth
-    reporting with the file's name. Yields a list that holds, after the block, the captured lines
-    that start with one of :data:`DECODER_PREFIXES`; every other byte written to descriptor 2 in
-    the meantime (another thread's progress display) is written back to it afterwards, in order,
-    so nothing is lost. Blocks capture one at a time (descriptor 2 is process-wide). Where
-    descriptor 2 cannot be redirected, the block runs as it is and the list stays empty.
+    libpng prints its errors and warnings there and libjpeg its warnings ("Corrupt JPEG data:
+    premature end of data segment") while OpenCV goes on; the library must not print, and a
+    warning is worth reporting with the file's name. Yields a list that holds, after the block,
+    the captured lines from one of :data:`DECODER_PREFIXES` on (also when another writer's text
+    without a newline, a progress display's redraw, came first on that line); every other byte
+    written to descriptor 2 in the meantime (another thread's progress display) is written back to
+    it afterwards, in order, also when the block raises. Blocks capture one at a time, so decodes
+    in threads take turns (descriptor 2 is process-wide); a thread may nest blocks. Where
+    descriptor 2 cannot be redirected (no descriptor 2, no temporary file), the block runs as it
+    is and the list stays empty.
     """
     lines: list[str] = []
     with _stderr_lock:
@@ -96,29 +99,41 @@ def decoder_messages() -> Iterator[list[str]]:
             yield lines
             return
         try:
-            with tempfile.TemporaryFile() as capture:
-                os.dup2(capture.fileno(), 2)
+            try:
+                capture = tempfile.TemporaryFile()
+            except OSError:
+                yield lines
+                return
+            with capture:
+                try:
+                    os.dup2(capture.fileno(), 2)
+                except OSError:
+                    yield lines
+                    return
                 try:
                     yield lines
                 finally:
                     os.dup2(saved, 2)
                     capture.seek(0)
-                    captured = capture.read()
-                lines.extend(_replay(captured, saved))
+                    lines.extend(_replay(capture.read(), saved))
         finally:
             os.close(saved)
 
 
 def _replay(captured: bytes, fd: int) -> list[str]:
-    """The decoder lines of ``captured``; the rest is written to ``fd`` unchanged."""
+    """The decoder lines of ``captured`` (from the first decoder prefix on each line); the rest is
+    written to ``fd`` unchanged, byte for byte."""
+    prefixes = [prefix.encode() for prefix in DECODER_PREFIXES]
     decoder: list[str] = []
     rest: list[bytes] = []
     for line in captured.splitlines(keepends=True):
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if text.startswith(DECODER_PREFIXES):
-            decoder.append(text)
-        else:
+        found = [i for i in (line.find(prefix) for prefix in prefixes) if i >= 0]
+        if not found:
             rest.append(line)
+            continue
+        start = min(found)  # another writer's text may come first on the line (a redraw without a newline)
+        rest.append(line[:start])
+        decoder.append(line[start:].decode("utf-8", "replace").rstrip("\r\n"))
     pending = memoryview(b"".join(rest))
     while pending:
         try:

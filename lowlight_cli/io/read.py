@@ -222,7 +222,8 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
         raise ImageReadError(
             path, f"{pixels.dtype} samples are not supported", hint="convert it to 8 or 16 bits per channel"
         )
-    return pixels, tuple(messages)
+    # libpng's warnings are about metadata ("iCCP: known incorrect sRGB profile"): the pixels are whole
+    return pixels, tuple(m for m in messages if not m.startswith("libpng warning"))
 
 
 def _decode_pillow(path: Path, header: Image.Image) -> np.ndarray:

@@ -29,8 +29,8 @@ class ModelEntry:
             return self.builder(self.info, **{**self.kwargs, **overrides})
         except TypeError as exc:  # the architecture's config dataclass refused a keyword
             unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-            if unknown is None:
-                raise
+            if unknown is None or unknown.group(1) not in {**self.kwargs, **overrides}:
+                raise  # not about an option this call passed: a fault inside the constructor
             raise ConfigError(f"{self.info.name} has no architecture option {unknown.group(1)!r} (model.kwargs)",
                               hint="see the architecture's config class in lowlight_cli.models for its options") from None
 

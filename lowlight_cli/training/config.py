@@ -245,7 +245,7 @@ class TrainConfig:
             (0.0 <= self.optim.weight_decay < math.inf, "optim.weight_decay must be >= 0"),
             (0.0 < self.optim.gamma < math.inf, "optim.gamma (the learning rate's factor at each milestone) must be > 0"),
             (0.0 <= self.optim.grad_clip < math.inf, "optim.grad_clip must be >= 0 (0 = off)"),
-            (all(isinstance(m, int) and m >= 1 for m in self.optim.milestones), "optim.milestones must be epochs >= 1"),
+            (all(float(m).is_integer() and m >= 1 for m in self.optim.milestones), "optim.milestones must be whole epochs >= 1"),
             (all(0.0 <= w < math.inf for w in (self.loss.lambda_ms, self.loss.lambda_final_l1, self.loss.lambda_mc, self.loss.lambda_c)),
              "loss weights (loss.lambda_*) must be >= 0"),
             (self.optim.epochs >= 1, "optim.epochs must be >= 1"),
@@ -261,6 +261,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.optim.milestones = tuple(int(m) for m in self.optim.milestones)  # 30.0 from "--set optim.milestones=30.0"
         method = self._validate_method()
         if method.uses_unlabeled and self.data.labeled_frac >= 1.0:
             raise ConfigError(

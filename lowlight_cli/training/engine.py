@@ -53,6 +53,7 @@ from .validation import validate
 
 EventFn = Callable[[object], None]
 PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
+MIN_LOSS_SCALE = 1e-4  # fp16: the GradScaler halves its scale at each skipped step; this far down (30 skips in a row from 65536), nothing is learning
 
 
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -109,12 +110,15 @@ class Trainer:
         if self.resume and path.is_file():
             split = Split.load(path)
             present = {pair.name for pair in pairs}
+            referenced = {pair.name for pair in pairs if pair.high is not None}
             for role in ("validation", "labeled", "unlabeled"):
-                missing = [name for name in getattr(split, role) if name not in present]
+                needed = present if role == "unlabeled" else referenced  # validation and labeled images need their references
+                missing = [name for name in getattr(split, role) if name not in needed]
                 if missing:
                     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
                     raise DataError(
-                        f"{path} holds {role} image(s) that {self.config.data.root or 'the data folder'} no longer has: "
+                        f"{path} holds {role} image(s) that {self.config.data.root or 'the data folder'} no longer has"
+                        f"{'' if role == 'unlabeled' else ' (with their references)'}: "
                         f"{', '.join(missing[:3])}{more}",
                         hint="put them back to resume this run, or start a new one on the data as it is now")
             return split
@@ -257,14 +261,21 @@ class Trainer:
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                         out = step_fn(student, batch)
-                    self._check_finite(out.loss, progress.step + 1)  # before the step: the weights stay as they were
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(out.loss).backward()
                     if cfg.optim.grad_clip:
                         scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    elif not scaler.is_enabled():
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)  # the norm alone: scales by 1
+                    if not scaler.is_enabled():  # fp16's scaler skips such steps itself (checked below)
+                        self._check_finite(norm, out.loss, progress.step + 1)  # before the step: the weights stay finite
                     scaler.step(optimizer)
                     scaler.update()
+                    if scaler.is_enabled() and scaler.get_scale() < MIN_LOSS_SCALE:
+                        raise TrainingError(f"fp16 training skipped step after step for non-finite gradients (loss scale "
+                                            f"{scaler.get_scale():.1e} at step {progress.step + 1}): training diverged",
+                                            hint=self._divergence_hint())
                     scheduler.step()
                     if ema is not None:
                         ema.update(model)
@@ -311,20 +322,23 @@ class Trainer:
         return progress
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _check_finite(self, loss: torch.Tensor, step: int) -> None:
-        """Stop with :class:`TrainingError` when the loss is not finite on some process (all of
-        them stop: the check is reduced over the processes, so none waits for the others)."""
-        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
-        if self.ctx.enabled:
-            finite = distributed.all_reduce_sum(finite, self.ctx)
-        if finite.item() >= self.ctx.world_size:
+    def _check_finite(self, gradient_norm: torch.Tensor, loss: torch.Tensor, step: int) -> None:
+        """Stop with :class:`TrainingError` before an optimiser step whose gradients are not finite
+        (Adam would turn every weight NaN). Under torchrun the gradients are already the
+        processes' average, so every process sees the same verdict without another collective."""
+        if torch.isfinite(gradient_norm).item():
             return
-        last = self.run_dir / "last"
-        kept = f"; the last state saved before it is in {last}" if last.is_dir() else ""
         raise TrainingError(
-            f"the loss became {loss.detach().float().item()} at step {step}: training diverged{kept}",
-            hint=f"train again with a lower learning rate (optim.lr is {self.config.optim.lr:g}) "
-                 "or clip gradients (--set optim.grad_clip=1)")
+            f"the gradients became {gradient_norm.item()} at step {step} (loss {loss.detach().float().item():.4g}): "
+            f"training diverged{self._kept_state()}", hint=self._divergence_hint())
+
+    def _kept_state(self) -> str:
+        last = self.run_dir / "last"
+        return f"; the last state saved before it is in {last}" if last.is_dir() else ""
+
+    def _divergence_hint(self) -> str:
+        return (f"train again with a lower learning rate (optim.lr is {self.config.optim.lr:g}) "
+                "or clip gradients (--set optim.grad_clip=1)")
 
     def _export_model(self, state: dict) -> torch.nn.Module:
         ema = state["ema"]
