@@ -352,3 +352,43 @@ def test_json_answers_even_when_the_command_fails_before_starting(tmp_path):
     assert result.exit_code == 1
     answer = json.loads(result.stdout[result.stdout.index("{"):])
     assert "no such file" in answer["error"] and answer["exit_code"] == 1 and answer["hint"]
+
+
+def test_colour_hidden_under_full_transparency_does_not_change_the_visible_part(tmp_path):
+    import numpy as np
+
+    from lowlight_cli.io import ImageData, write_image
+
+    photo = (dark_photo(96, 128, seed=5) * 255).round().astype(np.uint8)
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[:, :40] = 0  # a cut-out: the left part fully transparent
+    alpha[:, 40:44] = 128  # an antialiased edge: visible, so it counts
+    for name, hidden in (("photo", None), ("white", 255), ("black", 0)):
+        rgb = photo.copy()
+        if hidden is not None:
+            rgb[alpha == 0] = hidden  # what editors leave under transparency
+        write_image(tmp_path / "in" / f"{name}.png", ImageData(rgb, alpha=alpha))
+    result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    outputs = {name: read_image(tmp_path / "out" / f"{name}.png") for name in ("photo", "white", "black")}
+    reference = outputs["photo"]
+    assert np.array_equal(reference.alpha, alpha)
+    for name in ("white", "black"):  # the default model reads whole-image statistics: visible pixels only
+        assert np.array_equal(outputs[name].rgb, reference.rgb), name
+    assert reference.rgb[alpha > 0].mean() > photo[alpha > 0].mean() + 40  # and it brightened
+
+
+def test_fill_hidden_takes_the_nearest_visible_colour():
+    import numpy as np
+
+    from lowlight_cli.inference.transparency import fill_hidden
+
+    rgb = np.zeros((3, 5, 3), np.uint8)
+    rgb[:, 0] = (10, 20, 30)
+    rgb[:, 4] = (200, 100, 50)
+    visible = np.zeros((3, 5), bool)
+    visible[:, 0] = visible[:, 4] = True
+    filled = fill_hidden(rgb, visible)
+    assert (filled[:, 1] == (10, 20, 30)).all() and (filled[:, 3] == (200, 100, 50)).all()
+    assert np.array_equal(filled[visible], rgb[visible]) and rgb[:, 1].max() == 0  # the input is left as it was
+    assert fill_hidden(rgb, np.zeros((3, 5), bool)) is rgb and fill_hidden(rgb, np.ones((3, 5), bool)) is rgb

@@ -248,28 +248,37 @@ def run_with_tile_fallback(
 
 
 def banded_context(model: torch.nn.Module, read: TileReader, height: int, width: int, multiple: int,
-                   band: int = 256) -> torch.Tensor:
+                   band: int = 256, visible: TileReader | None = None) -> torch.Tensor:
     """The whole-image context ``(1, D)`` of a model with ``image_context``, from row bands of the image
     ``read`` gives, padded to ``multiple`` as the whole-image path pads it.
 
     Each band's context is a mean over its pixels; the bands' means are weighted by their pixel
     counts. A last band shorter than ``2 * multiple`` rows joins the one before it, so the
     padding rows it reflects lie inside it, as they lie inside the whole padded image.
+    ``visible`` reads ``(1, 1, rows, cols)`` pixel weights the same way (0: a fully transparent
+    pixel): the context is then the mean over the visible pixels only, and the bands are weighted
+    by how much of them they hold.
     """
     padded_h, padded_w = round_up(height, multiple), round_up(width, multiple)
     band = max(multiple, band - band % multiple)
     starts = list(range(0, padded_h, band))
     if len(starts) > 1 and padded_h - starts[-1] < 2 * multiple:
         starts.pop()
-    total = None
+    total, counted = None, 0.0
     with torch.inference_mode():
         for index, top in enumerate(starts):
             rows = (starts[index + 1] if index + 1 < len(starts) else padded_h) - top
-            part = model.image_context(read(top, 0, rows, padded_w), band=rows)  # type: ignore[attr-defined]
-            weighted = part.double() * float(rows * padded_w)
+            weights = None if visible is None else visible(top, 0, rows, padded_w)
+            share = float(rows * padded_w) if weights is None else float(weights.sum())
+            if share <= 0:
+                continue  # a band with nothing visible tells nothing
+            part = model.image_context(read(top, 0, rows, padded_w), band=rows, weights=weights)  # type: ignore[attr-defined]
+            weighted = part.double() * share
             total = weighted if total is None else total + weighted
-    assert total is not None
-    return (total / float(padded_h * padded_w)).float()
+            counted += share
+    if total is None:  # nothing visible at all: the plain mean
+        return banded_context(model, read, height, width, multiple, band)
+    return (total / counted).float()
 
 
 class Enhancer:
@@ -326,7 +335,8 @@ class Enhancer:
             self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
         self.info = self.model.info
 
-    def _context_forward(self, read: TileReader, height: int, width: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _context_forward(self, read: TileReader, height: int, width: int,
+                         visible: TileReader | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The model, bound to the whole-image context of the image ``read`` gives, when it uses one.
 
         Models with image-level statistics (CRNet with ``global_context``) get the statistics of
@@ -337,10 +347,11 @@ class Enhancer:
         model, call = self.model, self._call
         if not getattr(model, "uses_image_context", False):
             return call
-        context = banded_context(model, read, height, width, self.info.input_multiple)
+        context = banded_context(model, read, height, width, self.info.input_multiple, visible=visible)
         return lambda batch: call(batch, context=context.expand(batch.shape[0], -1))
 
-    def _run(self, read: TileReader, height: int, width: int, emit: RowsFn, on_event: EventFn | None) -> None:
+    def _run(self, read: TileReader, height: int, width: int, emit: RowsFn, on_event: EventFn | None,
+             visible: TileReader | None = None) -> None:
         """Enhance the ``height`` x ``width`` image ``read`` gives, handing the output on in row bands
         (:func:`~lowlight_cli.inference.tiling.tiled_rows`); the tile fallback of :meth:`enhance_tensor`."""
         self._apply_curve_scale(height, width)
@@ -352,7 +363,7 @@ class Enhancer:
             if on_event:
                 on_event(TileProgress(done, total))
 
-        forward = self._context_forward(read, height, width)
+        forward = self._context_forward(read, height, width, visible)
 
         def run(tile: int) -> None:
             tiled_rows(
@@ -386,7 +397,8 @@ class Enhancer:
             keep_input_colour(image[0].detach().permute(1, 2, 0).float().numpy(), out[0].permute(1, 2, 0).numpy())
         return out
 
-    def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False) -> np.ndarray:
+    def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False,
+                       visible: np.ndarray | None = None) -> np.ndarray:
         """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
 
         The same result as ``from_float(enhance(to_float(pixels)), bit_depth)`` (with ``colour="input"``
@@ -395,7 +407,12 @@ class Enhancer:
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
         are averaged before rounding (a gray photo stays gray, as ``io.replace_rgb`` keeps it).
+        ``visible``: ``(H, W)`` bool, False where the photo is fully transparent: a model's
+        whole-image statistics are then taken over the visible pixels only, so the colour hidden
+        under transparency does not change how the visible part is enhanced.
         """
+        if visible is not None and visible.shape != pixels.shape[:2]:
+            raise ValueError(f"visible must have shape {pixels.shape[:2]}, got {visible.shape}")
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
         bit_depth = bit_depth_of(pixels.dtype)
@@ -413,7 +430,13 @@ class Enhancer:
                 block = gray_channels(block)
             out[top : top + block.shape[0]] = from_float(block, bit_depth)
 
-        self._run(read, height, width, write, on_event)
+        seen = None
+        if visible is not None and not visible.all():
+            def seen(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
+                region = torch.from_numpy(visible[top : top + rows, left : left + cols].astype(np.float32))[None, None]
+                return pad_to(region, rows, cols)
+
+        self._run(read, height, width, write, on_event, visible=seen)
         if self.config.colour == "input" and not gray:
             keep_input_colour(pixels, out)
         return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ImageError, ModelOutputError, UsageError
 from ..io import DEFAULT_MAX_PIXELS, InputFile, SkippedFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
+from .transparency import fill_hidden
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,10 @@ def enhance_file(
     start = time.perf_counter()
     try:
         image = read_image(job.source.path, max_pixels=max_pixels)
-        enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray)
+        # the colour hidden under full transparency must not steer the visible part: filled from it, and not counted
+        visible = None if image.alpha is None else image.alpha > 0
+        pixels = image.rgb if visible is None else fill_hidden(image.rgb, visible)
+        enhanced = enhancer.enhance_pixels(pixels, on_event, gray=image.gray, visible=visible)
         notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
     except ImageError as exc:
         return FileResult(job, "failed", error=str(exc), hint=exc.hint, seconds=time.perf_counter() - start)

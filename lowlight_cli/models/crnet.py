@@ -444,26 +444,38 @@ class CRNet(EnhancementModel):
         return self.context is not None
 
     @torch.no_grad()
-    def image_context(self, image: torch.Tensor, band: int = 256) -> torch.Tensor:
+    def image_context(self, image: torch.Tensor, band: int = 256, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The whole-image context ``(B, D)`` of ``image`` ``(B, 3, H, W)``, computed in row bands.
 
         Pass it as ``forward(tile, context=...)`` so every tile of a photo sees the statistics of
         the whole photo. ``H`` and ``W`` must be multiples of ``downscale``; ``band`` bounds the
-        rows processed at once (rounded to a multiple of ``downscale``).
+        rows processed at once (rounded to a multiple of ``downscale``). ``weights`` ``(B, 1, H,
+        W)`` in ``[0, 1]``: how much each pixel counts (0 for the fully transparent pixels of a
+        photo with alpha, whose hidden colour must not move the visible ones); an image with no
+        weight at all gets the plain mean.
         """
         if self.context is None:
             raise ValueError("this CRNet has no global context (global_context=False)")
         s = self.cfg.downscale
         band = max(s, band - band % s)
         weight = self.stem.weight
-        total = None
+        total, counted = None, None
         for top in range(0, image.shape[-2], band):
             rows = image[..., top : top + band, :].to(weight.device, weight.dtype)
             part = self.context.pixel_embedding(self._stem_input(rows))
-            sums = part.sum(dim=(-2, -1), dtype=torch.float32)
+            if weights is None:
+                sums = part.sum(dim=(-2, -1), dtype=torch.float32)
+                count = torch.full_like(sums[:, :1], part.shape[-2] * part.shape[-1])
+            else:  # each embedding position stands for s x s pixels: their mean weight
+                cell = F.avg_pool2d(weights[..., top : top + band, :].to(weight.device, torch.float32), s)
+                sums = (part.float() * cell).sum(dim=(-2, -1))
+                count = cell.sum(dim=(-2, -1))
             total = sums if total is None else total + sums
-        assert total is not None
-        return total / float(image.shape[-2] * image.shape[-1] / (s * s))
+            counted = count if counted is None else counted + count
+        assert total is not None and counted is not None
+        if weights is not None and bool((counted <= 0).any()):
+            return self.image_context(image, band)
+        return total / counted
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
