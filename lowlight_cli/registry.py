@@ -60,7 +60,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             folded = [n for n in self._entries if n.lower() == name.lower()]  # CRNet -> crnet
-            close = folded or difflib.get_close_matches(name.lower(), list(self._entries), n=3, cutoff=0.5)
+            close = folded or difflib.get_close_matches(name.lower(), list(self._entries), n=3, cutoff=0.6)  # 0.5 offered "pie" for "nope"
             hint = f"did you mean {', '.join(close)}?" if close else None
             if hint is None and self.listing:
                 hint = f"run `{self.listing}` to list them"
