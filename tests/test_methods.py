@@ -69,6 +69,9 @@ def test_list_methods_explain_and_help():
     assert "texture_layers = [relu1_2, relu2_2]" in text and "optim.grad_clip=0.1" in text
     assert "relu4_3" in text  # the substitution is documented
     assert "mcmt: " in runner.invoke(app, ["train", "--semi", "--explain"]).stdout  # --semi is MCMT
+    crnet = runner.invoke(app, ["train", "--method", "crnet", "--explain"]).stdout  # shares 'loss' with mcmt
+    assert "lambda_mc = 1.0  (not read by this method" in crnet and "lambda_ms = 1.0\n" in crnet
+    assert "not read" not in runner.invoke(app, ["train", "--semi", "--explain"]).stdout
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
     assert "--method" in help_text and "--list-methods" in help_text and "--explain" in help_text and "pie" in help_text
 

@@ -248,7 +248,7 @@ def test_bad_layer_names_and_inputs_are_usage_errors() -> None:
 def test_missing_weights_raise_never_a_silent_stand_in(no_nets: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match="vgg19-normalised-to-relu3_1.safetensors is in none of") as info:
         create_prior("vgg19-normalised")
-    assert "LOWLIGHT_NETS" in (info.value.hint or "") and "stand_in=True" in (info.value.hint or "")
+    assert "LOWLIGHT_NETS" in (info.value.hint or "") and "stand_in=True" in (info.value.hint or "") and "--set" in (info.value.hint or "")
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         create_prior("squeezenet", weights=no_nets / "nowhere.safetensors")
     with pytest.raises(UsageError, match="contradict"):

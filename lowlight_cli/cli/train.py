@@ -69,12 +69,12 @@ def train(
     config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
-    epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default 100, as in the paper).")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default: the method's; crnet 100, as in the paper; --method X --explain).")] = None,
     max_steps: Annotated[Optional[int], Opt("--max-steps", min=0, help="Stop after N optimiser steps (smoke runs; 0 = no limit).")] = None,
     batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Labeled patches per step and process.")] = None,
-    patch_size: Annotated[Optional[int], Opt("--patch-size", min=MIN_PATCH_SIZE, help="Side of the square training patches in pixels (default 96).")] = None,
+    patch_size: Annotated[Optional[int], Opt("--patch-size", min=MIN_PATCH_SIZE, help="Side of the square training patches in pixels (default: the method's; crnet 96).")] = None,
     patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each labeled image per epoch (default 30).")] = None,
-    lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
+    lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default: the method's; crnet 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
     val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
     seed: Annotated[Optional[int], Opt("--seed", min=0, help="Seeds initialisation, patches and noise, and the labeled split (default 0).")] = None,
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
@@ -228,7 +228,8 @@ def _explain(method: Method) -> None:
         "",
         "method defaults: " + (", ".join(f"{k}={_yaml_value(v)}" for k, v in method.defaults.items()) or "none"),
         f"loss section '{method.section}' (YAML '{method.section}: {{key: value}}', or --set {method.section}.KEY=VALUE):",
-        *(f"  {key} = {_yaml_value(value)}" for key, value in section.items()),
+        *(f"  {key} = {_yaml_value(value)}" + ("  (not read by this method; the section is shared)" if key in method.unread else "")
+          for key, value in section.items()),
     ]
     out.print("\n".join(lines), markup=False)
 

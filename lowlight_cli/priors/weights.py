@@ -90,11 +90,12 @@ def locate_weights(info: PriorInfo) -> FoundWeights | None:
 def _missing_hint(info: PriorInfo) -> str:
     hint = (
         f"put {info.weights.filename} (from {info.weights.origin}) in a folder named by ${NETS_ENV}, "
-        "or pass weights=PATH or hf-hub:ORG/REPO"
+        "or give its path or hf-hub:ORG/REPO"
     )
     if info.weights.hub_id:
         hint += f" (e.g. hf-hub:{info.weights.hub_id})"
-    return hint + "; tests may ask for stand_in=True (seeded random weights, not the trained network)"
+    return hint + (" (training: the method's *_weights key, e.g. --set pie.features_weights=PATH; "
+                   "Python: weights=PATH; stand_in=True gives seeded random weights, for tests)")
 
 
 def _explicit(info: PriorInfo, weights: str | Path) -> FoundWeights:

@@ -106,6 +106,8 @@ class Method:
             this method; a config file, flags and ``--set`` still override them.
         variants: for a plug-in method, the model it trains when given a plain enhancer
             (``{"crnet-s": "crnet-s-skf"}``: ``--method skf --model crnet-s`` trains ``crnet-s-skf``).
+        unread: keys of a loss section shared with other methods that this one does not read
+            (``crnet`` shares ``loss`` with ``mcmt``); ``--explain`` marks them.
     """
 
     name: str
@@ -120,6 +122,7 @@ class Method:
     section: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     variants: Mapping[str, str] = field(default_factory=dict)
+    unread: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.section:

@@ -178,7 +178,7 @@ Each step has data.batch_size labeled and data.unlabeled_batch_size unlabeled pa
 register_method(Method(
     name="crnet", summary="CRNet, supervised (progressive loss) on paired images", doc=CRNET_DOC,
     families=("crnet",), default_model="crnet", data="paired", teacher=False, losses=LossSection, section="loss",
-    build_step=supervised_step,
+    build_step=supervised_step, unread=("lambda_mc", "lambda_c", "teacher_noise", "consistency_rampup"),
 ))
 register_method(Method(
     name="mcmt", summary="CRNet + multi-consistency mean teacher on labeled and unlabeled images (= --semi)", doc=MCMT_DOC,
