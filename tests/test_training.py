@@ -716,11 +716,10 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_p
     assert result.exit_code == 1 and "smaller than the patch" in result.output, result.output
     assert "below the least patch size (16)" in result.output  # no --patch-size can help: said so
     assert not run.exists()  # no config.yaml / split.json left for a --resume to trip over
-    run.mkdir()  # a folder the user made is theirs: left in place
-    (run / "notes.txt").write_text("mine")
+    run.mkdir()  # a folder the user made is theirs: left in place (one holding other files is refused first)
     result = runner.invoke(app, ["train", "--data", str(data), "--set", "model.name=crnet-tiny", "--set", "run.device=cpu",
                                  "--max-steps", "2", "--out", str(run)])
-    assert result.exit_code == 1 and (run / "notes.txt").read_text() == "mine"
+    assert result.exit_code == 1 and run.is_dir()
 
 
 def test_a_diverging_run_stops_with_an_error_before_its_weights_turn_nan(tmp_path):
@@ -813,3 +812,15 @@ def test_a_yaml_boolean_is_not_taken_for_a_number(tmp_path):
     config.write_text("data: {batch_size: true}\n")
     with pytest.raises(ConfigError, match="data.batch_size: cannot use True as int"):
         build_config(yaml_path=config)
+
+
+def test_a_new_run_is_not_written_among_other_files(tmp_path):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("keep")
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(folder)])
+    assert result.exit_code == 2 and "holds other files and no run" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(empty)]).exit_code == 0

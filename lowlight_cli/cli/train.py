@@ -130,6 +130,9 @@ def train(
         run_dir = Path(cfg.run.out)
         if run_dir.exists() and not run_dir.is_dir():
             raise UsageError(f"--out {run_dir} is a file, not a folder", hint="choose a folder for the run with --out")
+        if run_dir.is_dir() and not (run_dir / "config.yaml").is_file() and any(run_dir.iterdir()):
+            raise UsageError(f"--out {run_dir} holds other files and no run",
+                             hint="choose a new or empty folder: a run writes config.yaml, split.json, last/, best/ there")
     cfg.validate()
     if explain:
         _explain(METHODS.get(cfg.method))
