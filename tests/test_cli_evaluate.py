@@ -77,6 +77,11 @@ def test_missing_partner_is_reported(folders):
     assert result.exit_code == 3  # scores of part of the set: exit 3, as when an image fails
     assert "2.png has no reference" in result.output and "extra.png" in result.output
     assert "the means cover the 2 pairs only" in result.output
+    table = pred.parent / "scores.csv"
+    runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--csv", str(table)])
+    rows = {r["name"]: r for r in csv.DictReader(table.read_text().splitlines()[1:])}
+    assert rows[str(pred / "2.png")]["error"] == "unpaired: no reference" and rows[str(pred / "2.png")]["psnr"] == ""
+    assert len(rows) == 2 + 2  # the scored pairs and the two files without a partner
 
 
 def test_size_mismatch_fails_that_pair_naming_both_files(folders):

@@ -155,7 +155,9 @@ def evaluate(
     csv_problem = None
     if csv_path is not None:
         try:
-            write_report(csv_path, csv_report(protocol, scores).encode())
+            unpaired = [(str(p), "unpaired: no reference") for p in pairing.unpaired_predictions]
+            unpaired += [(str(p), "unpaired: no prediction") for p in pairing.unpaired_references]
+            write_report(csv_path, csv_report(protocol, scores, unpaired).encode())
             err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
         except OSError as exc:  # the scores are printed all the same; the failure is said after them
             csv_problem = f"could not write --csv {csv_path}: {exc.strerror or exc}"

@@ -89,13 +89,17 @@ def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict |
     }
 
 
-def csv_report(protocol: Protocol, scores: Sequence[ImageScores]) -> str:
+def csv_report(protocol: Protocol, scores: Sequence[ImageScores], unpaired: Sequence[tuple[str, str]] = ()) -> str:
     """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>,error``
-    (``error`` is empty for scored images; failed ones have empty scores)."""
+    (``error`` is empty for scored images; failed ones have empty scores). ``unpaired``: ``(file,
+    reason)`` of the files that had no partner, listed last with empty scores, so that a reader of
+    the CSV alone sees that the set was partial."""
     buffer = io.StringIO()
     buffer.write(f"# lowlight {__version__}; protocol: {protocol.describe()}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", *protocol.metrics, "error"])
     for s in scores:
         writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or ""])
+    for name, reason in unpaired:
+        writer.writerow([name, *("" for _ in protocol.metrics), reason])
     return buffer.getvalue()
