@@ -345,7 +345,7 @@ def test_enhancing_options_are_refused_when_scoring_files_as_they_are(folders):
     pred, ref = folders
     base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"]
     for extra in (["--device", "cpu"], ["--precision", "fp32"], ["--tile", "256"], ["--curve-scale", "2"],
-                  ["--no-pretrained"], ["--data", str(pred)]):
+                  ["--no-pretrained"], ["--data", str(pred)], ["--batch-size", "2"]):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2 and f"{extra[0]} applies when evaluate enhances" in result.output, extra
 

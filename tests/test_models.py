@@ -241,3 +241,12 @@ def test_narrow_terminals_drop_columns_rather_than_split_numbers_and_names():
             __import__(f"lowlight_cli.cli.{module}", fromlist=["out"]).out = original
     assert "1,694,752" in text and "789,253" in text and "espnetv2-voc" in text
     assert " ".join(text.split()).count("more columns in a terminal") == 2
+    narrower = console.out.__class__(width=45, force_terminal=True, record=True)
+    models_module = __import__("lowlight_cli.cli.models", fromlist=["out"])
+    models_module.out = narrower
+    try:  # fewer columns still, and no cell cut short
+        assert CliRunner().invoke(app, ["models"]).exit_code == 0
+    finally:
+        models_module.out = original
+    table = narrower.export_text()
+    assert "1,694,752" in table and "…" not in table.split("params and MACs")[0]

@@ -234,8 +234,10 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
                 if result.hint and result.hint not in hints:  # said once, not for every file
                     hints.add(result.hint)
                     progress.console.print(f"[dim]hint:[/] {escape(result.hint)}")
+            # the note names the input too when the output is named otherwise (a damaged input is the input's fault)
+            label = job.target.name if job.target.name == job.source.path.name else f"{job.source.path.name} -> {job.target.name}"
             for note in result.notes:
-                progress.console.print(f"[yellow]note:[/] {escape(job.target.name)}: {escape(note)}")
+                progress.console.print(f"[yellow]note:[/] {escape(label)}: {escape(note)}")
             progress.update(tiles_task, visible=False)
             progress.advance(files_task, job.megapixels)
 

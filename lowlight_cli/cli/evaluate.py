@@ -24,7 +24,7 @@ from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, FILE_SYSTEM_HINT, handle_errors
 from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
-from .options import BatchSizeOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .options import ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 
 EPILOG = """
 Examples:\n
@@ -64,7 +64,7 @@ def evaluate(
     precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
-    batch_size: BatchSizeOpt = 4,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass (with --model; default 4).")] = None,
     compile_: CompileOpt = False,
     curve_scale: CurveScaleOpt = None,
     colour: ColourOpt = "model",
@@ -86,7 +86,7 @@ def evaluate(
     if model is None and weights is None:  # scoring files as they are: the enhancing options would be ignored
         enhancing = {"--data": data is not None, "--no-pretrained": no_pretrained, "--device": device != "auto",
                      "--precision": precision != "auto", "--tile": tile is not None, "--overlap": overlap is not None,
-                     "--compile": compile_, "--curve-scale": curve_scale is not None}
+                     "--compile": compile_, "--curve-scale": curve_scale is not None, "--batch-size": batch_size is not None}
         given = [flag for flag, on in enhancing.items() if on]
         if given:
             raise UsageError(f"{given[0]} applies when evaluate enhances a folder itself (--model NAME --data DIR)",
@@ -110,7 +110,8 @@ def evaluate(
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
-        config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size, compile=compile_, colour=colour)
+        config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap,
+                                 batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour)
         net = load_model(model, weights, no_pretrained, curve_scale)
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")

@@ -95,9 +95,20 @@ def models(
                   + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
                "tile-exact", "ONNX", "licence")
+    table_rows = []
+    for r in rows:
+        default = "no weights needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
+        if wide and r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
+            default += f" ({r['bundled_architecture']}, {r['bundled_parameters']:,} params: best of the family)"
+        scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
+        table_rows.append(dict(zip(columns, (r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores,
+                                             ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
+                                             "yes" if r["exportable"] else "no", r["licence"]))))
     if not wide:  # the default weights' column only where it has room; below that (a terminal), the numbers alone
         narrow = out.is_terminal and out.width < NARROW_TABLE  # piped output keeps its five columns
         columns = ("model", "params", "MACs/pixel", "LOL PSNR/SSIM") if narrow else columns[:5]
+        if narrow:  # and only as many of them as fit whole: a cut number reads as another number
+            columns = _fitting(columns, table_rows, out.width)
     for col in columns:
         if col == "model":  # never cut: crnet-s, crnet-curve and crnet-curve-dn must stay apart
             table.add_column(col, no_wrap=True, min_width=max(len(r["name"]) for r in rows))
@@ -105,15 +116,19 @@ def models(
             table.add_column(col, justify="right", no_wrap=True)
         else:
             table.add_column(col, overflow="fold")
-    for r in rows:
-        default = "no weights needed" if not r["needs_weights"] else (r["bundled_weights"] or "none bundled")
-        if wide and r["bundled_architecture"] and r["bundled_architecture"] != r["name"]:
-            default += f" ({r['bundled_architecture']}, {r['bundled_parameters']:,} params: best of the family)"
-        scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
-        cells = dict(zip(("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
-                          "tile-exact", "ONNX", "licence"),
-                         (r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores,
-                          ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
-                          "yes" if r["exportable"] else "no", r["licence"])))
+    for cells in table_rows:
         table.add_row(*(escape(cells[col]) for col in columns))  # paths and names as text, not markup
     out.print(table)
+
+
+def _fitting(columns: tuple[str, ...], rows: list[dict[str, str]], width: int) -> tuple[str, ...]:
+    """The leading ``columns`` whose widest cells fit in ``width`` terminal columns side by side
+    (the first always: the model names)."""
+    kept, used = [], 1  # the table's left border
+    for col in columns:
+        need = max(len(col), *(len(r[col]) for r in rows)) + 3  # a space each side and a border
+        if kept and used + need > width:
+            break
+        kept.append(col)
+        used += need
+    return tuple(kept)

@@ -334,7 +334,7 @@ class Trainer:
 
     def _kept_state(self) -> str:
         last = self.run_dir / "last"
-        return f"; the last state saved before it is in {last}" if last.is_dir() else ""
+        return f"; {last} holds the last state saved before it, which may already be far off" if last.is_dir() else ""
 
     def _divergence_hint(self) -> str:
         return (f"train again with a lower learning rate (optim.lr is {self.config.optim.lr:g}) "
