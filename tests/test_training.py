@@ -799,7 +799,11 @@ def test_milestones_written_as_decimals_are_whole_epochs(tmp_path):
 
 def test_supervised_flag_contradicting_a_semi_method_is_refused(tmp_path):
     result = runner.invoke(app, ["train", *SMOKE, "--supervised", "--method", "mcmt", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "--supervised contradicts --method mcmt" in result.output
+    assert result.exit_code == 2 and "--supervised contradicts method mcmt" in result.output
+    config = tmp_path / "mcmt.yaml"
+    config.write_text("run: {method: mcmt}\n")  # the method named in a config file
+    result = runner.invoke(app, ["train", *SMOKE, "--supervised", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--supervised contradicts method mcmt" in result.output
 
 
 def test_error_messages_with_brackets_are_printed_whole(tmp_path):

@@ -96,9 +96,6 @@ def train(
         "run.val_every": val_every, "run.seed": seed, "run.device": device, "run.precision": precision,
         "data.workers": workers, "run.compile": compile_,
     }
-    if semi is False and method is not None and METHODS.get(method).uses_unlabeled:
-        raise UsageError(f"--supervised contradicts --method {method}, which trains on unlabeled images too",
-                         hint="drop --supervised, or train --method crnet")
     if resume is not None:
         fixed = (config, method, model, data, semi, labeled_frac, positives, negatives)
         if any(value is not None for value in fixed):
@@ -123,6 +120,9 @@ def train(
         run_dir = resume
     else:
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
+        if semi is False and METHODS.get(cfg.method).uses_unlabeled:  # the method from --method, the file or --set
+            raise UsageError(f"--supervised contradicts method {cfg.method}, which trains on unlabeled images too",
+                             hint="drop --supervised, or train --method crnet")
         if out is not None:
             cfg.run.out = str(out)
         elif config is None or "out" not in (assignments or []):
