@@ -308,12 +308,12 @@ def test_csv_to_dev_stdout_redirected_to_a_file_writes_through_the_redirect(fold
 
 
 def test_a_csv_that_cannot_be_written_still_prints_the_scores(folders, tmp_path, monkeypatch):
-    from lowlight_cli.cli import evaluate as evaluate_module
+    from lowlight_cli.cli import report_file  # where --csv files are written
 
     def full_disk(path, data):
         raise OSError(28, "No space left on device", str(path.parent / f".{path.name}.x.tmp"))
 
-    monkeypatch.setattr(evaluate_module, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(report_file, "atomic_write_bytes", full_disk)
     pred, ref = folders
     target = tmp_path / "s.csv"
     result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json", "--csv", str(target)])

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.markup import escape
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, LowlightError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
 from ..evaluation.runner import score_pairing
 from ..evaluation.summary import csv_report, json_report
 from ..inference import InferenceConfig
 from ..metrics import metric_info
-from ..models.checkpoint import atomic_write_bytes
 from .console import err, out
-from .errors import EXIT_FAILURE, EXIT_PARTIAL, FILE_SYSTEM_HINT, handle_errors
+from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
 from .options import ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .report_file import check_not_an_input, check_report_destination, write_report
 
 EPILOG = """
 Examples:\n
@@ -161,20 +158,20 @@ def evaluate(
             write_report(csv_path, csv_report(protocol, scores, unpaired).encode())
             err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
         except OSError as exc:  # the scores are printed all the same; the failure is said after them
-            csv_problem = f"could not write --csv {csv_path}: {exc.strerror or exc}"
-            extra["csv_error"] = csv_problem
+            csv_problem = LowlightError(f"could not write --csv {csv_path}: {exc.strerror or exc}",
+                                        hint=f"{file_system_hint(exc)}, or give --csv another path")
+            extra["csv_error"] = csv_problem.message
     if json_output:
         typer.echo(json.dumps(json_report(protocol, scores, extra), indent=2))
     else:
         _table(protocol, scores)
     if csv_problem is not None:
-        err.print(f"[bold red]error:[/] {escape(csv_problem)}", markup=True, highlight=False)
-        err.print(f"[dim]hint:[/] {FILE_SYSTEM_HINT}, or give --csv another path", markup=True, highlight=False)
+        report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)
     failed = sum(s.error is not None for s in scores)
     if failed == len(scores):
-        err.print(f"[bold red]error:[/] none of the {failed} image(s) could be scored (listed above)", markup=True, highlight=False)
-        err.print("[dim]hint:[/] see each image's reason above", markup=True, highlight=False)
+        report_error(LowlightError(f"none of the {failed} image(s) could be scored (listed above)",
+                                   hint="see each image's reason above"))
         raise typer.Exit(EXIT_FAILURE)
     if failed:
         err.print(f"{failed} of {len(scores)} image(s) could not be scored: left out of the summary")
@@ -182,9 +179,8 @@ def evaluate(
     summary = summarize(scores, protocol.metrics)
     empty = [name for name, s in summary.items() if s.count == 0 and s.infinite == 0]
     if empty:  # every value NaN: there is no score to report
-        err.print(f"[bold red]error:[/] no image has a {', '.join(empty)} score (every value is nan; warnings above)",
-                  markup=True, highlight=False)
-        err.print("[dim]hint:[/] flat or featureless images have no NIQE; score photos", markup=True, highlight=False)
+        report_error(LowlightError(f"no image has a {', '.join(empty)} score (every value is nan; warnings above)",
+                                   hint="flat or featureless images have no NIQE; score photos"))
         raise typer.Exit(EXIT_FAILURE)
     nan = {name: s.nan for name, s in summary.items() if s.nan}
     if nan:  # part of the set has no score: the means cover the rest only
@@ -215,85 +211,3 @@ def _table(protocol: Protocol, scores: list) -> None:
         for s in failed:
             errors.add_row(escape(s.name), escape(s.error))
         out.print(errors)
-
-
-def check_report_destination(path: Path, option: str) -> None:
-    """Refuse, before any work, a report path that cannot be written: a folder, a missing or
-    read-only folder to put it in. A link is followed; a special file (``/dev/stdout``, a pipe)
-    and this process's own standard output or error (``/dev/stdout`` redirected to a file) are
-    written as they are."""
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder", hint=f"give a file name, e.g. {option} {path / 'scores.csv'}")
-    if _special_file(path) or _standard_stream(path) is not None:
-        return  # a device, a pipe, or where this process's output goes: written straight through
-    folder = Path(os.path.realpath(path)).parent
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: folder {folder} does not exist", hint="create it first, or give another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: folder {folder} is not writable", hint="give a path in a folder you can write to")
-
-
-def _special_file(path: Path) -> bool:
-    """``path`` (links followed) exists and is neither a regular file nor a folder: a device, a pipe."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
-
-
-def _standard_stream(path: Path) -> int | None:
-    """1 or 2 when ``path`` is the file this process's standard output or error goes to (``--csv
-    /dev/stdout > scores.txt``): it must be written through that descriptor, never replaced."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return None
-    for fd in (1, 2):
-        try:
-            stream = os.fstat(fd)
-        except OSError:
-            continue
-        if (stream.st_dev, stream.st_ino) == (target.st_dev, target.st_ino):
-            return fd
-    return None
-
-
-def check_not_an_input(path: Path, pairing) -> None:
-    """Refuse a report path that is one of the images of the pairing (scored or unpaired: it would
-    be overwritten), compared by file identity, so links and other spellings count."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return  # a new file is no image of the set
-    images = [image for pair in pairing.pairs for image in (pair.prediction, pair.reference) if image is not None]
-    for image in [*images, *pairing.unpaired_predictions, *pairing.unpaired_references]:
-        try:
-            same = os.path.samestat(os.stat(image), target)
-        except OSError:
-            continue
-        if same:
-            raise UsageError(f"--csv {path} is one of the images being scored ({image})", hint="give the scores another file name")
-
-
-def write_report(path: Path, data: bytes) -> None:
-    """Write a report: through this process's own standard output or error when the path is
-    where one goes, through a link to its target, straight into a special file (a pipe), and
-    atomically into a regular file (a reader never sees half of it)."""
-    fd = _standard_stream(path)
-    if fd is not None:
-        (sys.stdout if fd == 1 else sys.stderr).flush()
-        pending = memoryview(data)
-        while pending:
-            pending = pending[os.write(fd, pending):]
-        return
-    if _special_file(path):
-        with open(path, "wb") as stream:
-            stream.write(data)
-        return
-    try:
-        atomic_write_bytes(Path(os.path.realpath(path)), data)
-    except OSError as exc:  # name the user's path, not the temporary file beside it
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc

@@ -26,7 +26,7 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     as it would be saved.
     """
     image = read_image(pair.prediction)
-    damaged = [_decoder_note(pair.prediction, image.decoder_warnings)] if image.decoder_warnings else []
+    damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
     prediction = to_float(image.rgb)
     if enhancer is not None:
         levels = 255 if image.bit_depth == 8 else 65535
@@ -34,16 +34,12 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     reference = None
     if pair.reference is not None:
         reference_image = read_image(pair.reference)
-        if reference_image.decoder_warnings:
-            damaged.append(_decoder_note(pair.reference, reference_image.decoder_warnings))
+        if reference_image.damage_note:
+            damaged.append(f"{pair.reference}: {reference_image.damage_note}")
         reference = to_float(reference_image.rgb)
     scores = scorer.score(pair.name, prediction.astype(np.float64), reference, labels=(str(pair.prediction), str(pair.reference)))
     scores.warnings[:0] = damaged
     return scores
-
-
-def _decoder_note(path: Path, warnings: tuple[str, ...]) -> str:
-    return f"{path}: its decoder warned: {'; '.join(warnings)} (parts of the image may be damaged)"
 
 
 def score_pairing(

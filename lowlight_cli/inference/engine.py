@@ -24,6 +24,7 @@ from .device import resolve_device
 from .padding import pad_to, round_up
 from .precision import autocast, resolve_precision
 from .tiling import DEFAULT_OVERLAP, RowsFn, TileReader, float_output, tensor_reader, tiled_rows
+from .transparency import fill_hidden
 
 MIN_TILE = 64
 # InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
@@ -407,14 +408,19 @@ class Enhancer:
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
         are averaged before rounding (a gray photo stays gray, as ``io.replace_rgb`` keeps it).
-        ``visible``: ``(H, W)`` bool, False where the photo is fully transparent: a model's
-        whole-image statistics are then taken over the visible pixels only, so the colour hidden
+        ``visible``: ``(H, W)`` bool, False where the photo is fully transparent: those pixels take
+        the colour of the nearest visible one (:func:`~lowlight_cli.inference.transparency.fill_hidden`)
+        and a model's whole-image statistics count the visible pixels only, so the colour hidden
         under transparency does not change how the visible part is enhanced.
         """
-        if visible is not None and visible.shape != pixels.shape[:2]:
-            raise ValueError(f"visible must have shape {pixels.shape[:2]}, got {visible.shape}")
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
+        if visible is not None and visible.shape != pixels.shape[:2]:
+            raise ValueError(f"visible must have shape {pixels.shape[:2]}, got {visible.shape}")
+        if visible is not None and visible.all():
+            visible = None
+        if visible is not None:
+            pixels = fill_hidden(pixels, visible)
         bit_depth = bit_depth_of(pixels.dtype)
         height, width = pixels.shape[:2]
 
@@ -431,7 +437,7 @@ class Enhancer:
             out[top : top + block.shape[0]] = from_float(block, bit_depth)
 
         seen = None
-        if visible is not None and not visible.all():
+        if visible is not None:
             def seen(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
                 region = torch.from_numpy(visible[top : top + rows, left : left + cols].astype(np.float32))[None, None]
                 return pad_to(region, rows, cols)

@@ -11,7 +11,6 @@ from pathlib import Path
 from ..errors import ImageError, ModelOutputError, UsageError
 from ..io import DEFAULT_MAX_PIXELS, InputFile, SkippedFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
-from .transparency import fill_hidden
 
 
 @dataclass(frozen=True)
@@ -146,10 +145,8 @@ def enhance_file(
     start = time.perf_counter()
     try:
         image = read_image(job.source.path, max_pixels=max_pixels)
-        # the colour hidden under full transparency must not steer the visible part: filled from it, and not counted
-        visible = None if image.alpha is None else image.alpha > 0
-        pixels = image.rgb if visible is None else fill_hidden(image.rgb, visible)
-        enhanced = enhancer.enhance_pixels(pixels, on_event, gray=image.gray, visible=visible)
+        visible = None if image.alpha is None else image.alpha > 0  # hidden colour must not steer the visible part
+        enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray, visible=visible)
         notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
     except ImageError as exc:
         return FileResult(job, "failed", error=str(exc), hint=exc.hint, seconds=time.perf_counter() - start)

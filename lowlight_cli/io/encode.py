@@ -80,8 +80,8 @@ def encode_image(path: Path, image: ImageData, fmt: str, quality: int) -> tuple[
         notes.append(f"only the first of its {image.frames} frames or pages was enhanced and written")
     if image.converted_from:
         notes.append(f"its {image.converted_from} colours were converted to RGB and are written as RGB")
-    if image.decoder_warnings:
-        notes.append(f"its decoder warned: {'; '.join(image.decoder_warnings)} (parts of the image may be damaged)")
+    if image.damage_note:
+        notes.append(image.damage_note)
     try:
         if fmt == "webp":
             return _encode_webp(pixels, quality, exif, icc), notes

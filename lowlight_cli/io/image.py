@@ -58,6 +58,13 @@ class ImageData:
                 raise ValueError(f"alpha dtype {self.alpha.dtype} differs from rgb dtype {self.rgb.dtype}")
 
     @property
+    def damage_note(self) -> str | None:
+        """What the decoder warned of, as one note (None when it decoded cleanly)."""
+        if not self.decoder_warnings:
+            return None
+        return f"its decoder warned: {'; '.join(self.decoder_warnings)} (parts of the image may be damaged)"
+
+    @property
     def bit_depth(self) -> int:
         """8 or 16, from the dtype of ``rgb`` (never from the pixel values: a dark 16-bit photo stays 16-bit)."""
         return 8 if self.rgb.dtype == np.uint8 else 16

@@ -204,8 +204,14 @@ def load_checkpoint(
     from ..hub import verify_checkpoint  # the hub pulls in huggingface_hub; load it only when needed
 
     folder = Path(folder)
+    verify_checkpoint(folder)  # config.json read and checked, then the weights against its sha256
+    return _load_verified(folder, expected_family=expected_family, frozen_networks=frozen_networks)
+
+
+def _load_verified(folder: Path, *, expected_family: str | None, frozen_networks: dict | None) -> EnhancementModel:
+    """:func:`load_checkpoint` of a folder whose files were checked already (``resolve_weights``
+    verifies what it returns: hashing the weights again would only cost start-up time)."""
     config = read_config(folder)
-    verify_checkpoint(folder)
     arch = config["architecture"]
     if arch not in MODELS:
         raise CheckpointError(f"{folder}/config.json names unknown architecture {arch!r}")
@@ -289,7 +295,7 @@ def create_model(
         if weights is None and name in importable_architectures():
             exc.hint = f"{exc.hint}; the authors' checkpoint: lowlight import FILE.pth --arch {name} -o DIR, then --weights DIR"
         raise
-    return load_checkpoint(folder, expected_family=entry.info.family)
+    return _load_verified(folder, expected_family=entry.info.family, frozen_networks=None)  # verified by resolve_weights
 
 
 def _models_with_bundled_weights() -> list[str]:

@@ -56,6 +56,15 @@ PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
 MIN_LOSS_SCALE = 1e-4  # fp16: the GradScaler halves its scale at each skipped step; this far down (30 skips in a row from 65536), nothing is learning
 
 
+def gradient_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The total 2-norm of the model's gradients, computed without touching them (the check
+    before each optimiser step when no clipping computes it anyway)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
@@ -110,7 +119,7 @@ class Trainer:
         if self.resume and path.is_file():
             split = Split.load(path)
             present = {pair.name for pair in pairs}
-            referenced = {pair.name for pair in pairs if pair.high is not None}
+            referenced = {pair.name for pair in pairs if pair.labeled}
             for role in ("validation", "labeled", "unlabeled"):
                 needed = present if role == "unlabeled" else referenced  # validation and labeled images need their references
                 missing = [name for name in getattr(split, role) if name not in needed]
@@ -267,7 +276,7 @@ class Trainer:
                         scaler.unscale_(optimizer)
                         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                     elif not scaler.is_enabled():
-                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)  # the norm alone: scales by 1
+                        norm = gradient_norm(model)
                     if not scaler.is_enabled():  # fp16's scaler skips such steps itself (checked below)
                         self._check_finite(norm, out.loss, progress.step + 1)  # before the step: the weights stay finite
                     scaler.step(optimizer)

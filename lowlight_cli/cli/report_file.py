@@ -1,0 +1,95 @@
+"""Where a command writes a report file (``evaluate --csv``): checked before the work, written
+through links, pipes and a redirected standard output, atomically into a regular file."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..evaluation.pairing import Pairing
+from ..models.checkpoint import atomic_write_bytes
+
+
+def check_report_destination(path: Path, option: str) -> None:
+    """Refuse, before any work, a report path that cannot be written: a folder, a missing or
+    read-only folder to put it in. A link is followed; a special file (``/dev/stdout``, a pipe)
+    and this process's own standard output or error (``/dev/stdout`` redirected to a file) are
+    written as they are."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder", hint=f"give a file name, e.g. {option} {path / 'scores.csv'}")
+    if _special_file(path) or _standard_stream(path) is not None:
+        return  # a device, a pipe, or where this process's output goes: written straight through
+    folder = Path(os.path.realpath(path)).parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist", hint="create it first, or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {folder} is not writable", hint="give a path in a folder you can write to")
+
+
+def _special_file(path: Path) -> bool:
+    """``path`` (links followed) exists and is neither a regular file nor a folder: a device, a pipe."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _standard_stream(path: Path) -> int | None:
+    """1 or 2 when ``path`` is the file this process's standard output or error goes to (``--csv
+    /dev/stdout > scores.txt``): it must be written through that descriptor, never replaced."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return None
+    for fd in (1, 2):
+        try:
+            stream = os.fstat(fd)
+        except OSError:
+            continue
+        if (stream.st_dev, stream.st_ino) == (target.st_dev, target.st_ino):
+            return fd
+    return None
+
+
+def check_not_an_input(path: Path, pairing: Pairing) -> None:
+    """Refuse a report path that is one of the images of the pairing (scored or unpaired: it would
+    be overwritten), compared by file identity, so links and other spellings count."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return  # a new file is no image of the set
+    images = [image for pair in pairing.pairs for image in (pair.prediction, pair.reference) if image is not None]
+    for image in [*images, *pairing.unpaired_predictions, *pairing.unpaired_references]:
+        try:
+            same = os.path.samestat(os.stat(image), target)
+        except OSError:
+            continue
+        if same:
+            raise UsageError(f"--csv {path} is one of the images being scored ({image})", hint="give the scores another file name")
+
+
+def write_report(path: Path, data: bytes) -> None:
+    """Write a report: through this process's own standard output or error when the path is
+    where one goes, through a link to its target, straight into a special file (a pipe), and
+    atomically into a regular file (a reader never sees half of it)."""
+    fd = _standard_stream(path)
+    if fd is not None:
+        (sys.stdout if fd == 1 else sys.stderr).flush()
+        pending = memoryview(data)
+        while pending:
+            pending = pending[os.write(fd, pending):]
+        return
+    if _special_file(path):
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
+    try:
+        atomic_write_bytes(Path(os.path.realpath(path)), data)
+    except OSError as exc:  # name the user's path, not the temporary file beside it
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
