@@ -59,7 +59,9 @@ def test_highlights_are_guarded_from_clipping():
     assert (y[..., 20:40, 20:40] * 255 < 254.5).all()  # the lamp is not pushed to 255
 
 
-@pytest.mark.parametrize("bad", [{"output": "gain"}, {"padding_mode": "circular"}, {"max_gain": 1.0}])
+@pytest.mark.parametrize("bad", [{"output": "gain"}, {"padding_mode": "circular"}, {"max_gain": 1.0},
+                                 {"curve_shoulder": 0.5}, {"curve_shoulder": float("nan")},
+                                 {"curve_shoulder": True}, {"curve_shoulder": "2"}])
 def test_curve_options_are_validated(bad):
     with pytest.raises(ConfigError):
         create_model("crnet-curve", pretrained=False, **bad)
@@ -147,7 +149,7 @@ def _curve_stage_as_documented(model, x, raw, gain):
     peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
     g = torch.exp(log_gain * (1.0 - peak.pow(model.cfg.highlight_exponent)))
     correction = _CORRECTION_BOUND * torch.tanh(correction) * (1.0 - 1.0 / g)
-    return gain_curve((x + correction).clamp(0.0, 1.0), g)
+    return gain_curve((x + correction).clamp(0.0, 1.0), g, model.cfg.curve_shoulder)
 
 
 def test_curve_stage_computes_the_documented_curve():
@@ -169,6 +171,39 @@ def test_curve_stage_computes_the_documented_curve():
                              highlight_exponent=exponent).double()
         fast, _ = other._curve_stage(x, raw, gain)
         assert torch.allclose(fast, _curve_stage_as_documented(other, x, raw, gain), atol=1e-12, rtol=0)
+    for shoulder in (2.0, 3.0):  # the shoulder's fast path (2) and the general power
+        other = create_model("crnet-curve", pretrained=False, gate_correction=True, curve_shoulder=shoulder).double()
+        documented = _curve_stage_as_documented(other, x, raw, gain)
+        assert not torch.allclose(documented, _curve_stage_as_documented(model, x, raw, gain))
+        fast, _ = other._curve_stage(x, raw, gain)
+        assert torch.allclose(fast, documented, atol=1e-12, rtol=0), shoulder
+        graph, _ = other._curve_stage(x, raw.clone().requires_grad_(), gain)
+        assert torch.allclose(graph, documented, atol=1e-12, rtol=0), shoulder
+
+
+@pytest.mark.parametrize("shoulder", [2.0, 3.0])
+def test_curve_shoulder_keeps_the_guarantees_and_lifts_blacks_less_for_the_same_mid_tone(shoulder):
+    from lowlight_cli.models.crnet import gain_curve
+
+    y = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    out = gain_curve(y, torch.tensor(5.0, dtype=torch.float64), shoulder)
+    assert out[0] == 0 and out[-1] == 1
+    assert (out[1:] - out[:-1] > 0).all() and (out >= y).all()
+    assert abs(out[1] / y[1] - 5.0) < 1e-3  # a gain of 5 near black
+    # the gain each curve needs to take a mid-tone 0.1 to 0.4 (bisection), then what it does to 0.01
+    def needed_gain(p):
+        low, high = 1.0, 64.0
+        for _ in range(100):
+            middle = (low + high) / 2
+            value = gain_curve(torch.tensor(0.1, dtype=torch.float64), torch.tensor(middle, dtype=torch.float64), p)
+            low, high = (middle, high) if value < 0.4 else (low, middle)
+        return torch.tensor(low, dtype=torch.float64)
+
+    black = torch.tensor(0.01, dtype=torch.float64)
+    assert abs(needed_gain(1.0) - 6.0) < 1e-6  # 0.1 g / (1 + 0.1 (g - 1)) = 0.4
+    reinhard, shouldered = gain_curve(black, needed_gain(1.0), 1.0), gain_curve(black, needed_gain(shoulder), shoulder)
+    assert shouldered < 0.8 * reinhard  # a near-black pixel lifted less by at least a fifth
+    assert shouldered > 0.04  # still the gain that brightens the mid-tone 4x
 
 
 def test_refinement_stage_warm_starts_as_the_model_without_it():

@@ -69,6 +69,12 @@ class CRNetConfig:
             blacks stay proportionally dark instead of being lifted as a gamma or iterated
             Zero-DCE curve lifts them; an output is darker than its input only by ``r``.
         max_gain: curve output: the largest exposure gain ``g``.
+        curve_shoulder: curve output: the curve's shoulder ``p`` (**ours**): the stage is
+            ``g y / (1 + (g^p - 1) y^p)^(1/p)`` (:func:`gain_curve`). ``p = 1`` is the Reinhard-like
+            curve above; ``p = 2`` keeps the slope ``g`` further up the tones and bends later, so a
+            photo darkened by a gain is brought back nearer that gain in the shadows (the ``p = 1``
+            curve reaches a given mid-tone only with a larger ``g``, which lifts blacks). Every
+            ``p >= 1`` keeps 0 at 0, 1 at 1, monotone, never darker; 1 and 2 have fast paths.
         highlight_exponent: curve output: the log-gain at a pixel is scaled by ``1 - m^k`` with
             ``m`` the pixel's largest channel and ``k`` this exponent, so bright pixels (lamps,
             sky) are left nearly as they are instead of being pushed to white; 0 turns it off.
@@ -110,6 +116,7 @@ class CRNetConfig:
     context_channels: int = 64
     output: str = "residual"
     max_gain: float = 64.0
+    curve_shoulder: float = 1.0
     highlight_exponent: float = 4.0
     padding_mode: str = "zeros"
     gate_correction: bool = False
@@ -136,6 +143,11 @@ class CRNetConfig:
             raise ConfigError(f"crnet padding_mode must be one of {_PADDINGS}, got {self.padding_mode!r}")
         if self.max_gain <= 1 or self.highlight_exponent < 0:
             raise ConfigError("crnet max_gain must be > 1 and highlight_exponent >= 0")
+        if not (isinstance(self.curve_shoulder, (int, float)) and not isinstance(self.curve_shoulder, bool)
+                and math.isfinite(self.curve_shoulder) and self.curve_shoulder >= 1):
+            raise ConfigError(f"crnet curve_shoulder must be a number >= 1, got {self.curve_shoulder!r}")
+        if self.curve_shoulder != 1 and self.output != "curve":
+            raise ConfigError(f"crnet curve_shoulder applies to output: curve (this CRNet has output: {self.output})")
         if self.refine_channels < 0 or self.refine_layers < 0:
             raise ConfigError("crnet refine_channels and refine_layers must be >= 0")
         if self.refine_channels and self.output != "curve":
@@ -360,19 +372,32 @@ class CurveRefinement(nn.Module):
         return memory.permute(0, 3, 1, 2)  # (B, 5c, H/2, W/2), channels-last strides
 
 
-def gain_curve(y: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """The exposure tone curve ``g y / (1 + (g - 1) y)``.
+def gain_curve(y: torch.Tensor, gain: torch.Tensor, shoulder: float = 1.0) -> torch.Tensor:
+    """The exposure tone curve ``g y / (1 + (g^p - 1) y^p)^(1/p)``, ``p`` the shoulder.
 
     Args:
         y: ``(B, C, H, W)`` in ``[0, 1]``.
         gain: ``g >= 1``, broadcastable to ``y``.
+        shoulder: ``p >= 1``; 1 gives ``g y / (1 + (g - 1) y)``.
 
     Returns:
         Like ``y``, in ``[0, 1]``: ``g y`` near black (slope ``g`` at 0), 1 at 1, ``>= y``,
-        monotone in ``y``. It is Reinhard's operator ``L / (1 + L)`` of the gained value,
-        normalised so that white stays white.
+        monotone in ``y``. At ``p = 1`` it is Reinhard's operator ``L / (1 + L)`` of the gained
+        value, normalised so that white stays white; a larger ``p`` keeps the slope ``g`` further
+        up and bends later.
     """
-    return gain * y / (1.0 + (gain - 1.0) * y)
+    return curve_from_inverse_gain(y, 1.0 / gain, shoulder)
+
+
+def curve_from_inverse_gain(y: torch.Tensor, inverse_gain: torch.Tensor, shoulder: float = 1.0) -> torch.Tensor:
+    """:func:`gain_curve` through ``r = 1 / g``: ``y / (r^p + (1 - r^p) y^p)^(1/p)``."""
+    if shoulder == 1:
+        return y / (inverse_gain + (1.0 - inverse_gain) * y)
+    if shoulder == 2:
+        r2 = inverse_gain * inverse_gain
+        return y * torch.rsqrt(r2 + (1.0 - r2) * (y * y))
+    rp = inverse_gain.pow(shoulder)
+    return y / (rp + (1.0 - rp) * y.pow(shoulder)).pow(1.0 / shoulder)
 
 
 class CRNet(EnhancementModel):
@@ -594,6 +619,8 @@ class CRNet(EnhancementModel):
         if self.cfg.gate_correction:  # only where the curve brightens: a well-exposed photo passes
             correction = correction * brightening
         y = (x + correction).clamp(0.0, 1.0)
+        if self.cfg.curve_shoulder != 1:
+            return curve_from_inverse_gain(y, inverse_gain, self.cfg.curve_shoulder), brightening
         return y / (inverse_gain + brightening * y), brightening
 
     def _curve_in_place(
@@ -621,6 +648,13 @@ class CRNet(EnhancementModel):
         if self.cfg.gate_correction:
             correction.mul_(brightening)
         y = correction.add_(x).clamp_(0.0, 1.0)
+        p = self.cfg.curve_shoulder
+        if p == 2:  # y / sqrt(r^2 + (1 - r^2) y^2)
+            r2 = inverse_gain.square()
+            denominator = torch.mul(y, y).mul_(torch.rsub(r2, 1.0)).add_(r2).rsqrt_()
+            return y.mul_(denominator), brightening
+        if p != 1:
+            return curve_from_inverse_gain(y, inverse_gain, p), brightening
         return y.div_(torch.mul(brightening, y).add_(inverse_gain)), brightening
 
     def forward_train(
