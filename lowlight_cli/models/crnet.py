@@ -649,10 +649,11 @@ class CRNet(EnhancementModel):
             correction.mul_(brightening)
         y = correction.add_(x).clamp_(0.0, 1.0)
         p = self.cfg.curve_shoulder
-        if p == 2:  # y / sqrt(r^2 + (1 - r^2) y^2)
-            r2 = inverse_gain.square()
-            denominator = torch.mul(y, y).mul_(torch.rsub(r2, 1.0)).add_(r2).rsqrt_()
-            return y.mul_(denominator), brightening
+        if p == 2:  # y / sqrt(r^2 + (1 - r^2) y^2): one new tensor, three passes more than p = 1
+            squared = torch.mul(y, y)
+            denominator = inverse_gain.square_()  # r is not needed after this
+            denominator.addcmul_(squared, denominator, value=-1.0).add_(squared)  # r^2 - y^2 r^2 + y^2
+            return y.mul_(denominator.rsqrt_()), brightening
         if p != 1:
             return curve_from_inverse_gain(y, inverse_gain, p), brightening
         return y.div_(torch.mul(brightening, y).add_(inverse_gain)), brightening
