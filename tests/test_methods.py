@@ -194,7 +194,7 @@ def test_unpaired_patches_depend_only_on_the_key():
     for key in [(0, 0), (5, 1), (7, 9), (0, 0)]:
         assert all(torch.equal(a[key][k], b[key][k]) for k in ("low", "positive", "negative"))
     assert not torch.equal(a[(5, 1)]["positive"], a[(5, 2)]["positive"])  # other keys, other draws
-    with pytest.raises(DataError, match="its own reference"):  # the only positive there is
+    with pytest.raises(DataError, match="its own\nreference|its own reference"):  # the only positive there is
         UnpairedPatchDataset(pairs[:1], image_pool([pairs[0].high]), None, PatchConfig(size=8), seed=0)
 
 
@@ -217,6 +217,95 @@ def test_folders_of_positives_and_negatives(tmp_path, kind):
     config.data.negatives = config.data.positives = str(tmp_path / "missing")
     with pytest.raises(DataError, match="missing"):
         training_data(METHODS.get("scl-lle"), config, pairs, make_split(pairs, labeled_frac=1.0, val_count=1, seed=0))
+
+
+def _write_images(folder: Path, count: int, level: int, size: tuple[int, int] = (40, 48), start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(level + start)
+    for i in range(start, start + count):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(level, level + 40, (*size, 3), dtype=np.uint8))
+
+
+OWN_DATA = UNPAIRED[:2] + UNPAIRED[6:]  # without data.root=synthetic and its count: the tests give --data
+
+
+@pytest.mark.parametrize("layout", ["low-only", "plain"])
+def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layout):
+    """A folder of low images (``low/`` alone, or the images themselves) and --positives: the run
+    trains without validation and says its weights are last/, which enhance takes."""
+    data = tmp_path / "dark"
+    _write_images(data / "low" if layout == "low-only" else data, 4, 5)
+    _write_images(tmp_path / "photos", 3, 120)
+    out = tmp_path / "run"
+    args = ["train", "--method", "pie", *OWN_DATA, "--data", str(data), "--positives", str(tmp_path / "photos"),
+            "--max-steps", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "no validation (fewer than 2 references)" in result.output and "the final weights are in" in result.output
+    assert (out / "last" / "model.safetensors").is_file() and not (out / "best").exists()
+    assert json.loads((out / "split.json").read_text())["validation"] == []
+    resumed = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    enhanced = runner.invoke(app, ["enhance", str(next((data / "low" if layout == "low-only" else data).glob("0.png"))),
+                                   "-o", str(tmp_path / "enhanced"), "--weights", str(out / "last")])
+    assert enhanced.exit_code == 0, enhanced.output
+    # without --positives there is nothing to draw positives from: said so, with the option to pass
+    refused = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(data), "--max-steps", "1",
+                                  "--out", str(tmp_path / "other")])
+    assert refused.exit_code == 1 and "no normal-light positives" in refused.output and "--positives DIR" in refused.output
+
+
+def test_folders_of_positives_and_negatives_are_checked_before_the_data_is_read(tmp_path):
+    _write_images(tmp_path / "data" / "low", 6, 5)
+    _write_images(tmp_path / "data" / "high", 6, 120)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "photos").symlink_to(tmp_path / "data" / "high")
+    _write_images(tmp_path / "tiny", 1, 120, size=(20, 24))
+    base = ["train", "--method", "pie", *OWN_DATA, "--data", str(tmp_path / "data"), "--max-steps", "1",
+            "--out", str(tmp_path / "run")]
+    cases = {
+        ("--positives", ""): "--positives is empty",
+        ("--positives", str(tmp_path / "data" / "low" / "0.png")): "is a file, not a folder",
+        ("--negatives", str(tmp_path / "empty")): "no images in the negatives folder",
+        ("--positives", str(tmp_path / "linked")): "symbolic links to folders are not followed: photos",
+        ("--positives", str(tmp_path / "tiny")): "tiny/0.png",  # named by file, not by index
+        ("--positives", str(tmp_path / "data" / "low")): "are low-light inputs of this run",
+    }
+    for (option, value), expected in cases.items():
+        result = runner.invoke(app, [*base, option, value])
+        assert result.exit_code in (1, 2) and expected in result.output, (option, value, result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+    both = runner.invoke(app, [*base, "--positives", str(tmp_path / "data" / "high"), "--negatives", str(tmp_path / "data" / "high")])
+    assert both.exit_code == 1 and "both positives and negatives" in both.output
+
+
+def test_validation_references_are_never_negatives_and_a_fully_held_out_set_is_named(tmp_path):
+    pairs = synthetic_pairs(6)
+    split = make_split(pairs, labeled_frac=1.0, val_count=1, seed=0)
+    held = next(p for p in pairs if p.name in split.validation)
+    folder = tmp_path / "negatives"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "held.png"), cv2.cvtColor(held.high, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "other.png"), np.full((192, 256, 3), 250, np.uint8))
+    config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, "data.negatives": str(folder)})
+    data = training_data(METHODS.get("pie"), config, pairs, split)
+    assert len(data.dataset.negatives) == 1 and data.dataset.negatives.names == (str(folder / "other.png"),)
+    # two pairs of one scene (one reference): both are held out, nothing is left to train on
+    root = tmp_path / "same"
+    _write_images(root / "low", 2, 5)
+    (root / "high").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(root / "high" / f"{i}.png"), np.full((40, 48, 3), 140, np.uint8))
+    result = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(root), "--max-steps", "1",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no images left to train on" in result.output
+
+
+def test_help_of_train_options_is_not_crnet_only():
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
+    assert "(default 30)" not in text and "Labeled patches per step" not in text
+    assert "scl-lle and pie 1" in text and "plain folder of low-light images" in text
 
 
 # ---- steps ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column
 
 from ..data.patches import MIN_PATCH_SIZE
+from ..data.splits import Split
 from ..errors import UsageError
 from ..models import MODELS
 from ..models.complexity import measure_complexity
@@ -60,7 +61,7 @@ METHOD_HELP = ("Training method (default crnet, or mcmt with --semi): "
 def train(
     method: Annotated[Optional[str], Opt("--method", help=METHOD_HELP)] = None,
     model: Annotated[Optional[str], Opt("--model", "-m", help="Model to train (default: the method's, crnet for crnet and mcmt).")] = None,
-    data: Annotated[Optional[str], Opt("--data", help="Dataset folder, or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
+    data: Annotated[Optional[str], Opt("--data", help="Dataset folder (low/ and high/, or LOL's train/low, train/high; the unpaired methods also take a plain folder of low-light images), or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
     out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN|unpaired>).")] = None,
     semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images (= --method mcmt).")] = None,
     labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1].")] = None,
@@ -69,11 +70,11 @@ def train(
     config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
-    epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the labeled images (default: the method's; crnet 100, as in the paper; --method X --explain).")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the training images (the labeled ones; the unpaired methods: the low-light inputs) (default: the method's; crnet 100, as in the paper; --method X --explain).")] = None,
     max_steps: Annotated[Optional[int], Opt("--max-steps", min=0, help="Stop after N optimiser steps (smoke runs; 0 = no limit).")] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Labeled patches per step and process.")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Training patches per step and process (labeled ones; the unpaired methods: inputs, each with its positive) (default: the method's).")] = None,
     patch_size: Annotated[Optional[int], Opt("--patch-size", min=MIN_PATCH_SIZE, help="Side of the square training patches in pixels (default: the method's; crnet 96).")] = None,
-    patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each labeled image per epoch (default 30).")] = None,
+    patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each training image per epoch (default: the method's; crnet 30, scl-lle and pie 1).")] = None,
     lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default: the method's; crnet 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
     val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
     seed: Annotated[Optional[int], Opt("--seed", min=0, help="Seeds initialisation, patches and noise, and the labeled split (default 0).")] = None,
@@ -88,6 +89,9 @@ def train(
     if list_methods:
         _list_methods()
         return
+    for option, value in (("--positives", positives), ("--negatives", negatives), ("--data", data)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} is empty", hint=f"{option} takes a folder; leave it out for the default")
     flags = {
         "run.method": method, "model.name": model, "data.root": data, "run.semi": semi, "data.labeled_frac": labeled_frac,
         "data.positives": positives, "data.negatives": negatives,
@@ -148,6 +152,9 @@ def train(
     if main:
         if (run_dir / "best").is_dir():
             err.print(f"done: best checkpoint {escape(str(run_dir / 'best'))} (use it with lowlight enhance --weights)")
+        elif not Split.load(run_dir / "split.json").validation:  # unpaired data without references: nothing to validate on
+            err.print(f"done: the final weights are in {escape(str(run_dir / 'last'))} (no validation pairs, so no best "
+                      "checkpoint; use it with lowlight enhance --weights)")
         else:  # no validation gave a finite score to keep
             err.print(f"done, but no validation scored: no best checkpoint; the last weights are in {escape(str(run_dir / 'last'))}")
     if trainer.ctx.enabled:

@@ -77,21 +77,27 @@ def _natural_key(name: str) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def find_pairs(root: Path, split: str = "train") -> list[PairPaths]:
+def find_pairs(root: Path, split: str = "train", *, plain_folder: bool = False) -> list[PairPaths]:
     """Pair ``low`` and ``high`` images by stem under ``root/split/`` (LOL layout) or ``root/`` (flat).
 
     Low images without a reference are returned with ``high=None`` (unlabeled data); references
-    without a low image are ignored.
+    without a low image are ignored. ``plain_folder`` (the unpaired methods): a ``root`` without a
+    ``low`` folder is itself the folder of low-light images (no references).
 
     Raises:
         DataError: no ``low`` folder, or no images in it.
     """
     base = root / split if (root / split / "low").is_dir() else root
+    if plain_folder and not (base / "low").is_dir() and root.is_dir():
+        lows = _images_by_stem(root)
+        if lows:
+            return [PairPaths(n, lows[n], None) for n in sorted(lows, key=_natural_key)]
     lows = _images_by_stem(base / "low")
     if not lows:
+        also = f", or a folder of low-light images ({root} itself holds none)" if plain_folder else ""
         raise DataError(
             f"no low-light images in {base / 'low'}",
-            hint=f"expected {root}/{split}/low and {root}/{split}/high (LOL layout) or {root}/low and {root}/high",
+            hint=f"expected {root}/{split}/low and {root}/{split}/high (LOL layout) or {root}/low and {root}/high{also}",
         )
     highs = _images_by_stem(base / "high")
     return [PairPaths(n, lows[n], highs.get(n)) for n in sorted(lows, key=_natural_key)]

@@ -44,7 +44,8 @@ def pixel_digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest()
 
 
-def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int) -> Split:
+def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int,
+               validation_required: bool = True) -> Split:
     """Split training pairs into validation, labeled and unlabeled sets.
 
     ``val_count`` pairs with references are held out first (at most a fifth of them), together with
@@ -55,6 +56,10 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
     remaining pairs with references (all of them when that many do not exist). Every other
     training image is unlabeled. Draws use ``numpy.random.default_rng(seed)``.
 
+    With ``validation_required`` False (the unpaired methods, which need no references to train),
+    data with fewer than 2 pairs with references gives a split without validation: every image
+    is unlabeled.
+
     Raises:
         ConfigError: ``labeled_frac`` outside (0, 1]. DataError: too few pairs with references.
     """
@@ -62,6 +67,8 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise ConfigError(f"labeled fraction must be in (0, 1], got {labeled_frac}")
     rng = np.random.default_rng(seed)
     with_ref = [p.name for p in pairs if p.labeled]
+    if len(with_ref) < 2 and not validation_required:
+        return Split((), tuple(p.name for p in pairs), (), seed, labeled_frac)
     if len(with_ref) < 2:
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}",
                         hint="references are paired with low images by file stem (low/1.png with high/1.png); "

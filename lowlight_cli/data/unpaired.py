@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import find_images, read_image
+from ..io import SUPPORTED_EXTENSIONS, read_image
+from ..io.discovery import scan_inputs
 from .pairs import ImagePair
 from .patches import PatchConfig, PatchKey, check_patch_size, random_patch, to_tensor
 from .splits import pixel_digest
@@ -30,46 +31,71 @@ POSITIVE_STREAM, NEGATIVE_STREAM = 1, 2  # the draws of a positive and a negativ
 
 @dataclass(frozen=True)
 class ImagePool:
-    """Distinct images (no two byte-identical) and their :func:`pixel_digest`."""
+    """Distinct images (no two byte-identical), their :func:`pixel_digest` and names (file paths, for messages)."""
 
     images: tuple[np.ndarray, ...]
     digests: tuple[str, ...]
+    names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else str(index)
 
-def image_pool(images: Iterable[np.ndarray], withheld: Iterable[str] = ()) -> ImagePool:
+
+def image_pool(images: Iterable[np.ndarray] | Iterable[tuple[str, np.ndarray]], withheld: Iterable[str] = ()) -> ImagePool:
     """Keep the first of byte-identical images, and none byte-identical to a ``withheld`` digest.
 
     Args:
-        images: ``(H, W, 3)`` arrays.
+        images: ``(H, W, 3)`` arrays, or ``(name, array)`` pairs (as :func:`read_image_folder` gives).
         withheld: digests of images that must not be drawn (e.g. the validation references).
     """
     seen = set(withheld)
-    kept, digests = [], []
-    for pixels in images:
+    kept, digests, names = [], [], []
+    for item in images:
+        name, pixels = item if isinstance(item, tuple) else (str(len(kept)), item)
         digest = pixel_digest(pixels)
         if digest not in seen:
             seen.add(digest)
             kept.append(pixels)
             digests.append(digest)
-    return ImagePool(tuple(kept), tuple(digests))
+            names.append(name)
+    return ImagePool(tuple(kept), tuple(digests), tuple(names))
 
 
-def read_image_folder(folder: str | Path, what: str) -> list[np.ndarray]:
-    """Decode every image under ``folder`` (recursively, sorted by path) to ``(H, W, 3)`` RGB arrays.
+def check_image_folder(folder: str | Path, what: str) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted by path), before any is decoded.
 
     Raises:
-        DataError: the folder does not exist or holds no images (``what`` names the option).
+        DataError: the folder is empty as a value, does not exist, is a file, or holds no images
+            (``what`` names the option; symbolic links to folders, which are not followed, are named).
+    """
+    option = f"--{what}"
+    if not str(folder).strip():
+        raise DataError(f"{option} is empty", hint=f"{option} takes a folder of images; leave it out to use the default")
+    path = Path(folder)
+    if path.is_file():
+        raise DataError(f"{what} folder {folder} is a file, not a folder", hint=f"{option} takes a folder of images")
+    if not path.is_dir():
+        raise DataError(f"{what} folder {folder} not found", hint=f"{option} takes a folder of images")
+    found = scan_inputs([path], recursive=True)
+    if not found.files:
+        links = [s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason]
+        why = f" (symbolic links to folders are not followed: {', '.join(links[:3])})" if links else ""
+        raise DataError(f"no images in the {what} folder {folder}{why}",
+                        hint=f"{option} takes a folder of images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}), searched recursively")
+    return [item.path for item in found.files]
+
+
+def read_image_folder(folder: str | Path, what: str) -> list[tuple[str, np.ndarray]]:
+    """Decode every image under ``folder`` (recursively, sorted by path) to ``(name, (H, W, 3) RGB)``.
+
+    Raises:
+        DataError: see :func:`check_image_folder`.
         ImageReadError: an unreadable or damaged file (named).
     """
-    if not Path(folder).is_dir():
-        raise DataError(f"{what} folder {folder} not found", hint=f"--{what} takes a folder of images")
-    files = find_images([folder], recursive=True)
-    if not files:
-        raise DataError(f"no images in the {what} folder {folder}")
-    return [read_image(item.path, strict=True).rgb for item in files]
+    return [(str(path), read_image(path, strict=True).rgb) for path in check_image_folder(folder, what)]
 
 
 class UnpairedPatchDataset(Dataset):
@@ -99,16 +125,18 @@ class UnpairedPatchDataset(Dataset):
         seed: int,
     ) -> None:
         check_patch_size({p.name: p.low for p in inputs}, config.size)
-        check_patch_size({f"positive {i}": image for i, image in enumerate(positives.images)}, config.size, "positive")
+        check_patch_size({positives.name(i): image for i, image in enumerate(positives.images)}, config.size, "positive")
         if negatives is not None:
-            check_patch_size({f"negative {i}": image for i, image in enumerate(negatives.images)}, config.size, "negative")
+            check_patch_size({negatives.name(i): image for i, image in enumerate(negatives.images)}, config.size, "negative")
         where = {digest: j for j, digest in enumerate(positives.digests)}
         # the one positive (pool images are distinct) an input must never get: its own reference
         self.excluded = [where.get(pixel_digest(p.high)) if p.high is not None else None for p in inputs]
         for pair, excluded in zip(inputs, self.excluded):
             if len(positives) - (excluded is not None) < 1:
-                raise DataError(f"no positive for {pair.name}: the only normal-light image is its own reference",
-                                hint="add references, or pass --positives DIR")
+                raise DataError(f"no positive for the input {pair.name}: the only normal-light image left to draw is its own "
+                                f"reference ({positives.name(excluded)})",
+                                hint="add normal-light images to the positives (--positives DIR): an input is never "
+                                     "given its own reference")
         self.inputs, self.positives, self.negatives = inputs, positives, negatives
         self.config, self.seed = config, seed
 

@@ -9,7 +9,8 @@ decides the composition:
   random (never its own reference, see :mod:`lowlight_cli.data.unpaired`), and negatives from
   ``data.negatives`` when given.
 
-Validation is the same for all: PSNR on the held-out pairs of the split.
+Validation is the same for all: PSNR on the held-out pairs of the split (the unpaired methods
+also train on data with fewer than 2 references, without validation).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..data.pairs import ImagePair
 from ..data.patches import PatchConfig, PatchDataset
 from ..data.splits import Split, pixel_digest
 from ..data.unpaired import UnpairedPatchDataset, image_pool, read_image_folder
+from ..errors import DataError
 from .config import TrainConfig
 from .methods import Method
 
@@ -72,18 +74,42 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
 
 def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig) -> TrainingData:
     d = config.data
-    withheld = [pixel_digest(p.high) for p in validation]  # a validated scene is never a positive
+    withheld = [pixel_digest(p.high) for p in validation]  # a validated scene is never a positive nor a negative
     if d.positives:
-        positives = image_pool(read_image_folder(d.positives, "positives"), withheld)
+        read = read_image_folder(d.positives, "positives")
+        positives = image_pool(read, withheld)
         source = f"{d.positives}"
+        if not len(positives):
+            raise DataError(f"every image of the positives folder {d.positives} ({len(read)}) is a validation reference, "
+                            "withheld so that no validated scene is trained on",
+                            hint="add other normal-light images to --positives")
     else:
-        positives = image_pool((p.high for p in inputs if p.high is not None), withheld)
+        positives = image_pool(((f"the reference of {p.name}", p.high) for p in inputs if p.high is not None), withheld)
         source = "the references of the training pairs"
-    negatives = image_pool(read_image_folder(d.negatives, "negatives")) if d.negatives else None
+        if not len(positives):
+            raise DataError("no normal-light positives: the training images have no references"
+                            + (" outside the validation pairs" if validation else ""),
+                            hint="pass --positives DIR, a folder of well-exposed photos")
+    lows = {pixel_digest(p.low): p.name for p in inputs}
+    as_input = [name for name, digest in zip(positives.names, positives.digests) if digest in lows]
+    if as_input:
+        raise DataError(f"{len(as_input)} of the positives are low-light inputs of this run (e.g. {as_input[0]})",
+                        hint="--positives takes normal-light images, not the folder of the inputs")
+    negatives = image_pool(read_image_folder(d.negatives, "negatives"), withheld) if d.negatives else None
+    if negatives is not None:
+        if not len(negatives):
+            raise DataError(f"every image of the negatives folder {d.negatives} is a validation reference, withheld",
+                            hint="add badly exposed images to --negatives, or leave it out to make negatives with curves")
+        both = [name for name, digest in zip(negatives.names, negatives.digests) if digest in set(positives.digests)]
+        if both:
+            raise DataError(f"{len(both)} image(s) are both positives and negatives (e.g. {both[0]})",
+                            hint="--negatives takes badly exposed images, --positives well-exposed ones")
     dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed)
     own = sum(e is not None for e in dataset.excluded)
     made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"
+    checked = (f"{len(validation)} held-out pairs for validation" if validation
+               else "no validation (fewer than 2 references): the final weights are last/")
     summary = (f"unpaired: {len(inputs)} low-light inputs, {len(positives)} distinct normal-light positives from {source} "
                f"drawn at random ({own} inputs have their own reference among them, never drawn for them), "
-               f"negatives {made}; {len(validation)} held-out pairs for validation")
+               f"negatives {made}; {checked}")
     return TrainingData(dataset, list(range(len(inputs))), [], validation, summary)

@@ -34,6 +34,7 @@ from .. import __version__
 from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
 from ..data.patches import plan_epoch
 from ..data.splits import Split, make_split
+from ..data.unpaired import check_image_folder
 from ..errors import ConfigError, DataError, TrainingError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
@@ -108,7 +109,7 @@ class Trainer:
         if root == SYNTHETIC:
             pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.data_seed)
         else:
-            paths = find_pairs(Path(root), "train")
+            paths = find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             pairs = load_pairs(paths)
         labeled = sum(p.labeled for p in pairs)
         on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references) from {root}"))
@@ -132,7 +133,8 @@ class Trainer:
                         hint="put them back to resume this run, or start a new one on the data as it is now")
             return split
         d = self.config.data
-        split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed)
+        split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed,
+                           validation_required=not self.method.unpaired)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             split.save(path)
@@ -201,8 +203,16 @@ class Trainer:
         distributed.join(self.ctx, self.device)
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
+        for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
+            if folder:  # said before the data set is decoded
+                check_image_folder(folder, what)
         pairs = self._load_pairs(emit)
-        data = training_data(self.method, cfg, pairs, self._split(pairs))
+        split = self._split(pairs)
+        if not split.labeled and not split.unlabeled:
+            raise DataError(f"no images left to train on: all {len(pairs)} are held out for validation "
+                            "(with the images that share their references)",
+                            hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
+        data = training_data(self.method, cfg, pairs, split)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
@@ -303,7 +313,7 @@ class Trainer:
                         event = StepEvent(progress.step, total_steps, progress.epoch, out.terms, scheduler.get_last_lr()[0], rate)
                         log.write({"kind": "step", **asdict(event)})
                         emit(event)
-                    if progress.step % val_every == 0 or progress.step == total_steps:
+                    if data.validation and (progress.step % val_every == 0 or progress.step == total_steps):
                         self._validate(state, data.validation, log, emit)
                     if progress.step % save_every == 0 or progress.step == total_steps:
                         self._save(state)

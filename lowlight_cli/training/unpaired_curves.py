@@ -272,7 +272,9 @@ Data (unpaired): every training low image (minus the held-out validation pairs) 
 patch gets a positive drawn at random from the normal-light references of the training pairs
 (never the input's own reference, nor a byte-identical copy: LOL shares references between
 exposures; never a validation reference), or from --positives DIR. Validation: PSNR on the
-held-out pairs. Frozen networks: vgg19-normalised relu3_1 stands in for the papers' VGG16
+held-out pairs. Data without references (a folder of low images only: --data DIR/ holding low/,
+or the images themselves, with --positives DIR) trains without validation: the final weights
+are last/. Frozen networks: vgg19-normalised relu3_1 stands in for the papers' VGG16
 relu4_3 / relu3_3 ({section}.features_net, .feature_layers, .texture_layers take vgg16 and
 its layers when you have its weights); they are never saved with the model.
 """
