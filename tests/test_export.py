@@ -129,6 +129,58 @@ def test_parity_needs_two_sizes_at_the_input_multiple():
         parity_sizes(info, [(64, 96), (66, 96)])
 
 
+@pytest.mark.parametrize("multiple", [1, 4, 8, 16, 48, 96, 120, 128, 512])
+def test_default_parity_sizes_are_two_and_never_the_traced_size(multiple):
+    """A curve model at --curve-scale 16 to 64 has an input multiple of 128 to 512, which folded the
+    default sizes into one (the export was refused) or into the traced size."""
+    from lowlight_cli.export.parity import default_parity_sizes, trace_size
+
+    sizes = default_parity_sizes(multiple)
+    assert len(set(sizes)) >= 2 and trace_size(multiple) not in sizes
+    assert all(h % multiple == 0 and w % multiple == 0 and h > 0 and w > 0 for h, w in sizes)
+    if multiple <= 4:
+        assert sizes == [(64, 96), (96, 128)]
+
+
+def test_a_large_curve_scale_exports(checkpoint, tmp_path):
+    result = runner.invoke(app, ["export", "--model", "crnet-curve", "--no-pretrained", "--curve-scale", "16",
+                                 "--format", "safetensors", "-o", str(tmp_path / "c16"), "--json"])
+    assert result.exit_code == 0, result.output
+    checked = [(check["height"], check["width"]) for check in json.loads(result.stdout)["parity"]]
+    assert len(set(checked)) >= 2
+
+
+def test_fp16_overflow_is_named_not_blamed_on_training(checkpoint, tmp_path):
+    from safetensors.torch import save_file
+
+    import hashlib
+
+    from lowlight_cli.models.checkpoint import CONFIG_NAME
+
+    big = tmp_path / "big"
+    big.mkdir()
+    state = load_file(checkpoint / WEIGHTS_NAME)
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = state[first] * 1e6 + 1e5
+    save_file(state, str(big / WEIGHTS_NAME), metadata={"architecture": "crnet-tiny"})
+    config = json.loads((checkpoint / CONFIG_NAME).read_text())
+    config["sha256"] = {WEIGHTS_NAME: hashlib.sha256((big / WEIGHTS_NAME).read_bytes()).hexdigest()}
+    (big / CONFIG_NAME).write_text(json.dumps(config))
+    result = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(big), "--format", "safetensors",
+                                 "--fp16", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "do not fit float16" in result.output and "drop --fp16" in result.output
+    assert ".tmp" not in result.output and "diverged" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_an_output_under_a_file_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for fmt, target in (("onnx", tmp_path / "afile" / "x.onnx"), ("safetensors", tmp_path / "afile" / "sub")):
+        result = runner.invoke(app, ["export", "--model", "gamma" if fmt == "onnx" else "crnet-tiny", "--no-pretrained",
+                                     "--format", fmt, "-o", str(target)])
+        assert result.exit_code in (1, 2) and "error:" in result.output and "hint:" in result.output, result.output
+        assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("name", NOT_EXPORTABLE)
 def test_model_that_cannot_export_says_why(name, tmp_path):
     note = model_info(name).export_note
@@ -250,7 +302,7 @@ def test_onnx_model_refuses_weights_flags_and_reexport(trained_onnx, photos, tmp
         assert result.exit_code == 2, result.output
         assert "carries its own weights" in result.output
     result = runner.invoke(app, ["export", "--model", str(trained_onnx), "-o", str(tmp_path / "again.onnx")])
-    assert result.exit_code == 2 and "already an ONNX file" in result.output
+    assert result.exit_code == 2 and "names an ONNX file" in result.output
 
 
 def test_metadata_props_describe_model_and_weights(checkpoint, trained_onnx):

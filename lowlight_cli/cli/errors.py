@@ -65,13 +65,14 @@ def debug_enabled() -> bool:
 
 # file-system failures a user can act on (permissions, a read-only or full disk): one line, not a traceback
 _FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
-                       errno.ENAMETOOLONG, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ENOENT}
+                       errno.ENAMETOOLONG, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST}
 
 
 FILE_SYSTEM_HINT = "check the path's permissions and that its disk is writable and has room"
 _PATH_HINTS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
     errno.EISDIR: "the path is a folder: give a file name",
+    errno.EEXIST: "a file stands where the path needs a folder: choose another path",
     errno.ENOENT: "the file, or a folder on its path, does not exist (or cannot be made there): check the path",
     errno.ENAMETOOLONG: "shorten the path or the file name",
 }

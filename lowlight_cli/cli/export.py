@@ -44,7 +44,7 @@ def export(
     weights: WeightsOpt = None,
     no_pretrained: NoPretrainedOpt = False,
     curve_scale: CurveScaleOpt = None,
-    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}).")] = DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}; --format onnx only).")] = DEFAULT_OPSET,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -54,7 +54,8 @@ def export(
     """
     check_format(fmt)
     if is_onnx_path(model):
-        raise UsageError(f"{model} is already an ONNX file", hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
+        raise UsageError(f"--model {model} names an ONNX file; export takes a registered model name",
+                         hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
     target = Path(output or default_output(model, fmt, fp16=fp16))
     if fmt == "onnx":
         require_onnx_exportable(model_info(model))  # say why before loading any weights

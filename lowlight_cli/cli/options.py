@@ -54,7 +54,7 @@ def parse_curve_scale(value: str | None) -> int | str | None:
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Registered model name (see `lowlight models`) or an exported .onnx file.")
+    str, typer.Option("--model", "-m", help="Registered model name to export (see `lowlight models`); --weights picks its weights.")
 ]
 EnhanceModelOpt = Annotated[
     Optional[str],
@@ -71,7 +71,7 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="Checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@revision.",
+        help="Checkpoint folder (config.json + model.safetensors), a bundled weights name (`lowlight models`) or hf-hub:org/repo@revision.",
     ),
 ]
 NoPretrainedOpt = Annotated[

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .. import __version__
@@ -35,7 +36,7 @@ def export_checkpoint(
         model: a PyTorch enhancement model with weights (put in eval mode).
         folder: destination folder (created; other files in it are left alone).
         fp16: store floating-point tensors as float16 (half the file size).
-        sizes: parity input sizes ``(H, W)``; default 64x96 and 96x128 (rounded up to the multiple).
+        sizes: parity input sizes ``(H, W)``; default :func:`~.parity.default_parity_sizes`.
         overwrite: replace ``config.json``/``model.safetensors`` already in ``folder``.
 
     Returns:
@@ -56,6 +57,14 @@ def export_checkpoint(
     model.eval()
     precision = "fp16" if fp16 else "fp32"
     state = {k: v.half() if fp16 and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    if fp16:  # said here, naming the cause, rather than as non-finite weights of a temporary folder
+        overflowed = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+                      and bool(torch.isfinite(model.state_dict()[k]).all())]
+        if overflowed:
+            largest = max(float(model.state_dict()[k].abs().max()) for k in overflowed)
+            raise ExportError(f"{info.name}'s weights do not fit float16: {overflowed[0]} holds {largest:.3g} "
+                              f"(float16 reaches 65504){'' if len(overflowed) == 1 else f'; {len(overflowed)} tensors'}",
+                              hint="export fp32 instead (drop --fp16)")
     provenance = {
         **getattr(model, "provenance", {}),
         "export": {"by": f"lowlight {__version__}", "dtype": precision, "from": weights_provenance(model, info)},

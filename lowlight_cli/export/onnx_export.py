@@ -29,16 +29,14 @@ from ..inference.onnx_backend import (
     import_onnxruntime,
     onnx_metadata,
 )
-from ..inference.padding import round_up
 from ..models.base import ModelInfo
 from .artefact import ExportResult, require_onnx_exportable, torch_model_info, weights_provenance
-from .parity import check_parity, parity_input, parity_sizes, tolerance_for
+from .parity import check_parity, parity_input, parity_sizes, tolerance_for, trace_size
 from .staging import staged_file
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
 MAX_OPSET = 20  # newest opset of torch's TorchScript exporter
-TRACE_SIZE = (32, 48)  # deliberately not a parity size
 _INSTALL_HINT = "pip install onnx onnxruntime"
 
 
@@ -62,7 +60,7 @@ def _onnx_module():  # noqa: ANN202 - the onnx module
 
 
 def _trace(module: nn.Module, path: Path, info: ModelInfo, opset: int, device: torch.device) -> None:
-    h, w = (round_up(side, info.input_multiple) for side in TRACE_SIZE)
+    h, w = trace_size(info.input_multiple)
     example = parity_input(1, h, w).to(device)
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.no_grad():
@@ -123,7 +121,7 @@ def export_onnx(
         path: destination, ending in ``.onnx``.
         fp16: float16 weights and arithmetic inside a float32 interface.
         opset: ONNX opset, 17 to 20.
-        sizes: parity input sizes ``(H, W)``; default 64x96 and 96x128 (rounded up to the multiple).
+        sizes: parity input sizes ``(H, W)``; default :func:`~.parity.default_parity_sizes`.
         overwrite: replace an existing file.
 
     Returns:

@@ -86,10 +86,34 @@ class ParityCheck:
         return f"{self.height}x{self.width}: max abs {self.max_abs_error:.2g}, PSNR {self.psnr_db:.1f} dB"
 
 
+TRACE_SIZE = (32, 48)  # the ONNX graph is traced at this size rounded up to the input multiple, never a parity size
+
+
+def trace_size(multiple: int) -> tuple[int, int]:
+    """The ``(H, W)`` an ONNX export traces its graph at: :data:`TRACE_SIZE` rounded up to ``multiple``."""
+    return round_up(TRACE_SIZE[0], multiple), round_up(TRACE_SIZE[1], multiple)
+
+
+def default_parity_sizes(multiple: int) -> list[tuple[int, int]]:
+    """Two or more sizes ``(H, W)``, multiples of ``multiple``, none the :func:`trace_size`: 64x96 and
+    96x128 rounded up, and where a large multiple (a curve model at ``--curve-scale 16``) folds those
+    into one another or into the trace size, larger non-square ones."""
+    traced = trace_size(multiple)
+    sizes = [size for size in dict.fromkeys((round_up(h, multiple), round_up(w, multiple)) for h, w in DEFAULT_SIZES)
+             if size != traced]
+    step = 1
+    while len(sizes) < 2:
+        size = (traced[0] + step * multiple, traced[1] + (step + 1) * multiple)
+        if size not in sizes:
+            sizes.append(size)
+        step += 1
+    return sizes
+
+
 def parity_sizes(info: ModelInfo, sizes: Sequence[tuple[int, int]] | None = None) -> tuple[tuple[int, int], ...]:
     """Input sizes ``(H, W)`` of the parity check of a model.
 
-    Default: 64x96 and 96x128 rounded up to ``info.input_multiple``.
+    Default: :func:`default_parity_sizes`.
 
     Raises:
         UsageError: fewer than two distinct sizes, or a side that is not a positive multiple of
@@ -97,7 +121,7 @@ def parity_sizes(info: ModelInfo, sizes: Sequence[tuple[int, int]] | None = None
     """
     multiple = info.input_multiple
     if sizes is None:
-        sizes = [(round_up(h, multiple), round_up(w, multiple)) for h, w in DEFAULT_SIZES]
+        sizes = default_parity_sizes(multiple)
     checked = tuple(dict.fromkeys((int(h), int(w)) for h, w in sizes))
     if len(checked) < 2:
         raise UsageError("the parity check needs at least two distinct input sizes", hint="e.g. 64x96 and 96x128")
