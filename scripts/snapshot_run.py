@@ -4,7 +4,7 @@
     python scripts/snapshot_run.py restore crnet-s-lol-semi10          # -> runs/crnet-s-lol-semi10/
     lowlight train --resume runs/crnet-s-lol-semi10                     # continues exactly
 
-A snapshot holds config.yaml, split.json, log.jsonl, last/ (student, teacher, training state) and
+A snapshot holds config.yaml, split.json, data.json, log.jsonl, last/ (student, teacher, training state) and
 best/; it replaces the previous snapshot of the same run, so the repository keeps one copy.
 """
 
@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("config.yaml", "split.json", "log.jsonl")
+FILES = ("config.yaml", "split.json", "data.json", "log.jsonl")
 FOLDERS = ("last", "best")
 
 

@@ -255,6 +255,32 @@ def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layou
     assert refused.exit_code == 1 and "no normal-light positives" in refused.output and "--positives DIR" in refused.output
 
 
+def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_path, monkeypatch):
+    """Relative folders are from where a run started: a resume elsewhere may name them again
+    (--data, --positives); data.json makes sure they hold the same images."""
+    start = tmp_path / "start"
+    _write_images(start / "dark" / "low", 4, 5)
+    _write_images(start / "photos", 3, 120)
+    monkeypatch.chdir(start)
+    run = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", "dark", "--positives", "photos",
+                                "--max-steps", "1", "--out", str(run)])
+    assert first.exit_code == 0, first.output
+    assert (run / "data.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    lost = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert lost.exit_code == 1 and "not found" in lost.output
+    moved = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2",
+                                "--data", str(start / "dark"), "--positives", str(start / "photos")])
+    assert moved.exit_code == 0, moved.output
+    _write_images(start / "photos", 1, 200)  # 0.png replaced: another positive
+    changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    assert changed.exit_code == 1 and "the positives changed since the run started" in changed.output, changed.output
+    _write_images(start / "photos", 1, 120)  # put back as it was
+    back = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    assert back.exit_code == 0, back.output
+
+
 def test_folders_of_positives_and_negatives_are_checked_before_the_data_is_read(tmp_path):
     _write_images(tmp_path / "data" / "low", 6, 5)
     _write_images(tmp_path / "data" / "high", 6, 120)

@@ -101,7 +101,7 @@ def train(
         "data.workers": workers, "run.compile": compile_,
     }
     if resume is not None:
-        fixed = (config, method, model, data, semi, labeled_frac, positives, negatives)
+        fixed = (config, method, model, semi, labeled_frac)  # --data, --positives, --negatives: the same images, moved
         if any(value is not None for value in fixed):
             raise UsageError("--resume continues a run as it was configured", hint=RESUME_HINT)
         if out is not None and out.resolve() != resume.resolve():
@@ -161,11 +161,15 @@ def train(
         _end_torchrun_worker()
 
 
-RESUME_HINT = "only --epochs, --max-steps, --val-every, --device, --precision, --compile and --workers may change on resume"
+RESUME_HINT = ("only --epochs, --max-steps, --val-every, --device, --precision, --compile and --workers may change on resume, "
+               "and --data, --positives and --negatives may point to the run's images where they are now")
 # what a resume may change: the schedule's length, when to validate, log and save, and where it runs;
 # everything else (optimiser, data plan, losses, model) is restored from last/ or fixed by the split
 RESUMABLE = frozenset({"optim.epochs", "optim.max_steps", "run.val_every", "run.save_every", "run.log_every",
-                       "run.device", "run.precision", "run.compile", "data.workers"})
+                       "run.device", "run.precision", "run.compile", "data.workers",
+                       # where the images are (relative paths are from where the run started): the run's
+                       # data.json and split.json make sure that they are the same images
+                       "data.root", "data.positives", "data.negatives"})
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

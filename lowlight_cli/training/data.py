@@ -47,6 +47,34 @@ class TrainingData:
     summary: str
 
 
+DATA_RECORD = "data.json"  # in the run folder: what the run's images are, so that a resume can tell
+
+
+def data_record(pairs: list[ImagePair], data: TrainingData) -> dict:
+    """The pixel digests of a run's images (low and reference, by name) and of its positives and
+    negatives pools, in their order: a resume must see the same images, wherever they now are."""
+    record: dict = {"images": {p.name: [pixel_digest(p.low), pixel_digest(p.high) if p.high is not None else None] for p in pairs}}
+    for pool in ("positives", "negatives"):
+        found = getattr(data.dataset, pool, None)
+        if found is not None:
+            record[pool] = list(found.digests)
+    return record
+
+
+def record_difference(saved: dict, now: dict) -> str | None:
+    """What differs between a run's saved :func:`data_record` and the data as read now (None: nothing)."""
+    saved_images, images = saved.get("images", {}), now.get("images", {})
+    changed = [name for name, digests in saved_images.items() if name in images and images[name] != digests]
+    if changed:
+        return f"{len(changed)} image(s) changed since the run started (e.g. {changed[0]})"
+    for pool in ("positives", "negatives"):
+        if saved.get(pool) != now.get(pool):
+            before, after = saved.get(pool) or [], now.get(pool) or []
+            return (f"the {pool} changed since the run started ({len(before)} images then, {len(after)} now, "
+                    f"{len(set(before) ^ set(after))} differing)")
+    return None
+
+
 def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], split: Split) -> TrainingData:
     """The dataset and epoch composition of ``method`` over ``pairs`` split by ``split``.
 

@@ -42,7 +42,7 @@ from ..models import MODELS, load_frozen_networks, save_checkpoint
 from ..models.checkpoint import load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
-from .data import training_data
+from .data import DATA_RECORD, data_record, record_difference, training_data
 from .ema import EMA
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
 from .logging import RunLog
@@ -140,6 +140,22 @@ class Trainer:
             split.save(path)
         return split
 
+    def _check_data_record(self, pairs: list[ImagePair], data) -> None:
+        """A new run writes what its images are (``data.json``); a resume must find the same ones,
+        wherever ``--data``, ``--positives`` and ``--negatives`` now point (runs older than the file
+        are resumed on their names, as before)."""
+        path = self.run_dir / DATA_RECORD
+        record = data_record(pairs, data)
+        if self.resume:
+            if path.is_file():
+                difference = record_difference(json.loads(path.read_text()), record)
+                if difference:
+                    raise DataError(f"{self.run_dir} cannot resume on this data: {difference}",
+                                    hint="put the run's images back as they were, or start a new run "
+                                         f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
+        elif self.ctx.is_main:
+            path.write_text(json.dumps(record) + "\n")
+
     # ---- model and optimiser ----------------------------------------------------------------
     def _build_model(self) -> torch.nn.Module:
         torch.manual_seed(self.config.run.seed)  # same initialisation on every rank
@@ -213,6 +229,7 @@ class Trainer:
                             "(with the images that share their references)",
                             hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
         data = training_data(self.method, cfg, pairs, split)
+        self._check_data_record(pairs, data)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
