@@ -828,3 +828,17 @@ def test_a_new_run_is_not_written_among_other_files(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(empty)]).exit_code == 0
+
+
+def test_the_progress_display_hears_of_every_step_not_only_the_logged_ones(tmp_path):
+    """The bar stood at 0 until the first log line (log_every steps) and went stale after it."""
+    from lowlight_cli.training import StepEvent, TickEvent, Trainer
+
+    cfg = build_config(flags={"model.name": "crnet-tiny", "run.device": "cpu", "data.root": "synthetic",
+                              "data.synthetic_count": 6, "data.val_count": 1, "data.patch_size": 32,
+                              "optim.max_steps": 3, "run.val_every": 100, "run.log_every": 10})
+    cfg.validate()
+    events = []
+    Trainer(cfg, tmp_path / "run").fit(events.append)
+    assert [e.step for e in events if isinstance(e, TickEvent)] == [1, 2, 3]
+    assert [e.step for e in events if isinstance(e, StepEvent)] == [3]  # the log keeps its pace

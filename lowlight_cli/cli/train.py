@@ -25,6 +25,7 @@ from ..training import (
     PaceEvent,
     PlanEvent,
     StepEvent,
+    TickEvent,
     Trainer,
     TrainConfig,
     ValidationEvent,
@@ -301,6 +302,8 @@ def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
                 if cpu_alternative:
                     progress.console.print(f"[yellow]note:[/] {trainer.config.model.name} is sized for GPUs; on this CPU, "
                                            f"--model {cpu_alternative} trains far faster")
+            elif isinstance(event, TickEvent):
+                progress.update(task, completed=event.step)
             elif isinstance(event, StepEvent):
                 terms = " ".join(f"{k} {v:.4f}" for k, v in event.terms.items() if k != "unlabeled")
                 info = f"{terms} lr {event.lr:.2e} {event.patches_per_s:.0f} patches/s"

@@ -10,10 +10,10 @@ from . import steps, unpaired_curves, semi_llie, skf  # noqa: F401 - registratio
 from .config import TrainConfig, build_config, load_config, save_config
 from .ema import EMA
 from .engine import Trainer
-from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
+from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .methods import METHODS, Method, StepContext, register_method
 
 __all__ = [
-    "EMA", "InfoEvent", "METHODS", "Method", "PaceEvent", "PlanEvent", "StepContext", "StepEvent", "TrainConfig", "Trainer",
+    "EMA", "InfoEvent", "METHODS", "Method", "PaceEvent", "PlanEvent", "StepContext", "StepEvent", "TickEvent", "TrainConfig", "Trainer",
     "ValidationEvent", "build_config", "load_config", "register_method", "save_config",
 ]

@@ -44,7 +44,7 @@ from . import distributed
 from .config import TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, training_data
 from .ema import EMA
-from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, ValidationEvent
+from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .logging import RunLog
 from .methods import METHODS, StepContext, TrainingStep
 from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
@@ -319,6 +319,7 @@ class Trainer:
                         after_step()
                     progress.step += 1
                     progress.batch_in_epoch += 1
+                    emit(TickEvent(progress.step))
                     if progress.step == pace_step:
                         pace_time = time.perf_counter()
                     elif progress.step == pace_step + PACE_STEPS:

@@ -24,6 +24,14 @@ class PaceEvent:
 
 
 @dataclass(frozen=True)
+class TickEvent:
+    """An optimiser step finished (every step, for a progress display; :class:`StepEvent` carries
+    the loss terms every ``log_every`` steps)."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class StepEvent:
     """An optimiser step finished (reported every ``log_every`` steps)."""
 
