@@ -379,3 +379,19 @@ def test_an_unwritable_destination_is_one_line_not_a_traceback(tmp_path, monkeyp
     assert result.exit_code == 1, result.output
     assert f"error: {target}: Read-only file system" in result.output and "hint:" in result.output
     assert "Traceback" not in result.output and not target.exists()
+
+
+def test_destination_mistakes_are_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """A broken symbolic link was replaced without --overwrite; a name without .onnx was refused only
+    after the model had loaded."""
+    import lowlight_cli.cli.export as export_command
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(export_command, "load_model", never)
+    (tmp_path / "broken.onnx").symlink_to(tmp_path / "nowhere.onnx")
+    for target, expected in ((tmp_path / "broken.onnx", "exists"), (tmp_path / "noext", "ends in .onnx")):
+        result = runner.invoke(app, ["export", "--model", "pie", "-o", str(target)])
+        assert result.exit_code == 2 and expected in result.output, result.output
+    assert (tmp_path / "broken.onnx").is_symlink() and not (tmp_path / "nowhere.onnx").exists()

@@ -27,8 +27,11 @@ def check_file_destination(path: Path, *, overwrite: bool = False) -> None:
     without ``overwrite``. :func:`staged_file` checks again when it writes."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
-    if path.exists() and not overwrite:
+    if path.suffix.lower() != ".onnx":
+        raise UsageError(f"{path}: an ONNX export's name ends in .onnx", hint="`lowlight enhance --model` recognises ONNX files by that suffix")
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a broken link too: it names a file somewhere
         raise UsageError(f"{path} exists", hint=_OVERWRITE_HINT)
+    _check_ancestors(path)
 
 
 def check_folder_destination(folder: Path, names: Sequence[str], *, overwrite: bool = False) -> None:
@@ -39,6 +42,16 @@ def check_folder_destination(folder: Path, names: Sequence[str], *, overwrite: b
     clashes = [n for n in names if (folder / n).exists()]
     if clashes and not overwrite:
         raise UsageError(f"{folder} already holds {', '.join(clashes)}", hint=_OVERWRITE_HINT)
+    _check_ancestors(folder)
+
+
+def _check_ancestors(path: Path) -> None:
+    """Refuse a path under a file now (the folders it needs could not be made)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{path}: {parent} is a file, not a folder", hint="choose another --output")
+            return
 
 
 @contextmanager
