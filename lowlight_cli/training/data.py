@@ -70,6 +70,8 @@ def record_difference(saved: dict, now: dict) -> str | None:
     for pool in ("positives", "negatives"):
         if saved.get(pool) != now.get(pool):
             before, after = saved.get(pool) or [], now.get(pool) or []
+            if sorted(before) == sorted(after):  # the draws follow the pool's order (sorted by path)
+                return f"the {pool} are the same images in another order (renamed files?)"
             return (f"the {pool} changed since the run started ({len(before)} images then, {len(after)} now, "
                     f"{len(set(before) ^ set(after))} differing)")
     return None
@@ -128,7 +130,8 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
         if not len(negatives):
             raise DataError(f"every image of the negatives folder {d.negatives} is a validation reference, withheld",
                             hint="add badly exposed images to --negatives, or leave it out to make negatives with curves")
-        both = [name for name, digest in zip(negatives.names, negatives.digests) if digest in set(positives.digests)]
+        drawn = set(positives.digests)
+        both = [name for name, digest in zip(negatives.names, negatives.digests) if digest in drawn]
         if both:
             raise DataError(f"{len(both)} image(s) are both positives and negatives (e.g. {both[0]})",
                             hint="--negatives takes badly exposed images, --positives well-exposed ones")
