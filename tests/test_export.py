@@ -170,6 +170,8 @@ def test_fp16_overflow_is_named_not_blamed_on_training(checkpoint, tmp_path):
                                  "--fp16", "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "do not fit float16" in result.output and "drop --fp16" in result.output
     assert ".tmp" not in result.output and "diverged" not in result.output and not (tmp_path / "out").exists()
+    onnx = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(big), "--fp16", "-o", str(tmp_path / "x.onnx")])
+    assert onnx.exit_code == 1 and "do not fit float16" in onnx.output and not (tmp_path / "x.onnx").exists(), onnx.output
 
 
 def test_an_output_under_a_file_is_one_line_not_a_traceback(tmp_path):

@@ -256,8 +256,10 @@ def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layou
 
 
 def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_path, monkeypatch):
-    """Relative folders are from where a run started: a resume elsewhere may name them again
-    (--data, --positives); data.json makes sure they hold the same images."""
+    """Relative folders are from where a run started (data.json says where); folders that moved may
+    be named again at resume (--data, --positives); data.json makes sure they hold the same images."""
+    import shutil
+
     start = tmp_path / "start"
     _write_images(start / "dark" / "low", 4, 5)
     _write_images(start / "photos", 3, 120)
@@ -266,19 +268,65 @@ def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_
     first = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", "dark", "--positives", "photos",
                                 "--max-steps", "1", "--out", str(run)])
     assert first.exit_code == 0, first.output
-    assert (run / "data.json").is_file()
-    monkeypatch.chdir(tmp_path)
-    lost = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert json.loads((run / "data.json").read_text())["started_in"] == str(start)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative folders are found from where the run started
+    elsewhere = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert elsewhere.exit_code == 0 and "taken from where the run started" in elsewhere.output, elsewhere.output
+    shutil.move(str(start), str(tmp_path / "moved"))  # the folders moved: named again at resume
+    lost = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
     assert lost.exit_code == 1 and "not found" in lost.output
-    moved = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2",
-                                "--data", str(start / "dark"), "--positives", str(start / "photos")])
+    moved = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3",
+                                "--data", "moved/dark", "--positives", "moved/photos"])
     assert moved.exit_code == 0, moved.output
-    _write_images(start / "photos", 1, 200)  # 0.png replaced: another positive
-    changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    assert str(tmp_path / "moved" / "dark") in (run / "config.yaml").read_text()  # stored absolute
+    _write_images(tmp_path / "moved" / "photos", 1, 200)  # 0.png replaced: another positive
+    changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"])
     assert changed.exit_code == 1 and "the positives changed since the run started" in changed.output, changed.output
-    _write_images(start / "photos", 1, 120)  # put back as it was
-    back = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
-    assert back.exit_code == 0, back.output
+    assert "0.png is new or changed" in changed.output
+    _write_images(tmp_path / "moved" / "photos", 1, 120)  # put back as it was
+    assert runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"]).exit_code == 0
+    # a damaged record is one line, not a traceback
+    (run / "data.json").write_text("[]")
+    damaged = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "5"])
+    assert damaged.exit_code == 1 and "data.json is damaged" in damaged.output
+    # a run older than data.json: its folders may not move; a plain resume writes the record
+    (run / "data.json").unlink()
+    shutil.copytree(tmp_path / "moved" / "dark", tmp_path / "copy")
+    refused = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "5", "--data", str(tmp_path / "copy")])
+    assert refused.exit_code == 2 and "predates data.json" in refused.output
+    assert runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "5"]).exit_code == 0
+    assert (run / "data.json").is_file()
+
+
+def test_validation_low_images_are_never_positives_and_half_a_paired_folder_is_refused(tmp_path):
+    pairs = synthetic_pairs(6)
+    split = make_split(pairs, labeled_frac=1.0, val_count=1, seed=0)
+    held = next(p for p in pairs if p.name in split.validation)
+    folder = tmp_path / "positives"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "held-low.png"), cv2.cvtColor(held.low, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "other.png"), np.full((192, 256, 3), 150, np.uint8))
+    config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, "data.positives": str(folder)})
+    data = training_data(METHODS.get("pie"), config, pairs, split)
+    assert data.dataset.positives.names == (str(folder / "other.png"),)
+    half = tmp_path / "half"
+    _write_images(half, 3, 5)
+    _write_images(half / "high", 3, 120)
+    result = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(half), "--positives", str(folder),
+                                 "--max-steps", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "has a high/ folder but no low/ one" in result.output
+
+
+def test_enhance_points_at_a_runs_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "last").mkdir(parents=True)
+    (run / "last" / "config.json").write_text("{}")
+    _write_images(tmp_path / "photos", 1, 20)
+    photo = str(tmp_path / "photos" / "0.png")
+    whole = runner.invoke(app, ["enhance", photo, "-o", str(tmp_path / "out"), "--weights", str(run)])
+    assert whole.exit_code == 1 and "is a training run" in whole.output and str(run / "last") in whole.output
+    best = runner.invoke(app, ["enhance", photo, "-o", str(tmp_path / "out"), "--weights", str(run / "best")])
+    assert best.exit_code == 1 and "its final weights are" in best.output and str(run / "last") in best.output
 
 
 def test_folders_of_positives_and_negatives_are_checked_before_the_data_is_read(tmp_path):

@@ -33,6 +33,7 @@ from ..training import (
     load_config,
 )
 from ..training.config import parse_assignment, set_value
+from ..training.data import DATA_RECORD
 from ..training.methods import DATA_KINDS
 from .console import err, out
 from .errors import handle_errors
@@ -114,10 +115,19 @@ def train(
         saved = _flat(dataclasses.asdict(cfg))
         for key, value in flags.items():
             if value is not None:
-                set_value(cfg, key, value)
+                # a folder named at resume is stored absolute: the next resume may start anywhere
+                set_value(cfg, key, _absolute(value) if key in DATA_FOLDERS else value)
         for text in assignments or []:
-            set_value(cfg, *parse_assignment(text))
-        changed = sorted(k for k, v in _flat(dataclasses.asdict(cfg)).items() if v != saved.get(k) and k not in RESUMABLE)
+            key, value = parse_assignment(text)
+            set_value(cfg, key, _absolute(value) if key in DATA_FOLDERS and isinstance(value, str) else value)
+        now = _flat(dataclasses.asdict(cfg))
+        moved = [k for k in DATA_FOLDERS if now.get(k) != saved.get(k)]
+        if moved and not (resume / DATA_RECORD).is_file():
+            raise UsageError(f"{resume} predates data.json, which would check that the moved folders hold the same images: "
+                             f"{', '.join(moved)} cannot change for it",
+                             hint="resume it once from where it started (relative folders are from there); "
+                                  "that writes data.json, after which its folders may move")
+        changed = sorted(k for k, v in now.items() if v != saved.get(k) and k not in RESUMABLE)
         if changed:  # the optimiser, its schedule and the data plan come back from last/: a new value would only be written down
             raise UsageError(f"--resume continues {resume} exactly as it was configured; {', '.join(changed)} cannot change",
                              hint=RESUME_HINT + f"; to change them, start a new stage: --config {resume / 'config.yaml'} "
@@ -171,6 +181,14 @@ RESUMABLE = frozenset({"optim.epochs", "optim.max_steps", "run.val_every", "run.
                        # where the images are (relative paths are from where the run started): the run's
                        # data.json and split.json make sure that they are the same images
                        "data.root", "data.positives", "data.negatives"})
+
+
+DATA_FOLDERS = ("data.root", "data.positives", "data.negatives")
+
+
+def _absolute(folder: str) -> str:
+    """A folder as an absolute path (``synthetic`` and empty values as they are)."""
+    return folder if folder in ("", "synthetic") else str(Path(folder).expanduser().absolute())
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -89,12 +89,16 @@ def find_pairs(root: Path, split: str = "train", *, plain_folder: bool = False) 
     """
     base = root / split if (root / split / "low").is_dir() else root
     if plain_folder and not (base / "low").is_dir() and root.is_dir():
+        if (base / "high").is_dir():  # half a paired layout, not a plain folder
+            raise DataError(f"{base} has a high/ folder but no low/ one",
+                            hint=f"put the low-light images in {base / 'low'} (references pair with them by file stem)")
         lows = _images_by_stem(root)
         if lows:
             return [PairPaths(n, lows[n], None) for n in sorted(lows, key=_natural_key)]
     lows = _images_by_stem(base / "low")
     if not lows:
-        also = f", or a folder of low-light images ({root} itself holds none)" if plain_folder else ""
+        also = (f", or a folder of low-light images ({root} itself holds none; its sub-folders are not searched)"
+                if plain_folder else "")
         raise DataError(
             f"no low-light images in {base / 'low'}",
             hint=f"expected {root}/{split}/low and {root}/{split}/high (LOL layout) or {root}/low and {root}/high{also}",

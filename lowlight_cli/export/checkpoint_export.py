@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .. import __version__
@@ -18,7 +17,7 @@ from ..errors import ExportError
 from ..models import load_checkpoint
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from .artefact import ExportResult, torch_model_info, weights_provenance
-from .parity import check_parity, parity_sizes, tolerance_for
+from .parity import check_fits_float16, check_parity, parity_sizes, tolerance_for
 from .staging import staged_folder
 
 
@@ -58,13 +57,7 @@ def export_checkpoint(
     precision = "fp16" if fp16 else "fp32"
     state = {k: v.half() if fp16 and v.is_floating_point() else v for k, v in model.state_dict().items()}
     if fp16:  # said here, naming the cause, rather than as non-finite weights of a temporary folder
-        overflowed = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
-                      and bool(torch.isfinite(model.state_dict()[k]).all())]
-        if overflowed:
-            largest = max(float(model.state_dict()[k].abs().max()) for k in overflowed)
-            raise ExportError(f"{info.name}'s weights do not fit float16: {overflowed[0]} holds {largest:.3g} "
-                              f"(float16 reaches 65504){'' if len(overflowed) == 1 else f'; {len(overflowed)} tensors'}",
-                              hint="export fp32 instead (drop --fp16)")
+        check_fits_float16(model, info.name)
     provenance = {
         **getattr(model, "provenance", {}),
         "export": {"by": f"lowlight {__version__}", "dtype": precision, "from": weights_provenance(model, info)},

@@ -31,7 +31,7 @@ from ..inference.onnx_backend import (
 )
 from ..models.base import ModelInfo
 from .artefact import ExportResult, require_onnx_exportable, torch_model_info, weights_provenance
-from .parity import check_parity, parity_input, parity_sizes, tolerance_for, trace_size
+from .parity import check_fits_float16, check_parity, parity_input, parity_sizes, tolerance_for, trace_size
 from .staging import staged_file
 
 DEFAULT_OPSET = 17
@@ -146,6 +146,8 @@ def export_onnx(
     import_onnxruntime()
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if fp16:
+        check_fits_float16(model, info.name)
     module = Float32Interface(copy.deepcopy(model).half()) if fp16 else model
     precision = "fp16" if fp16 else "fp32"
     with staged_file(path, overwrite=overwrite) as tmp:

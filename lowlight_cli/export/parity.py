@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ..errors import ExportError, LowlightError, UsageError
 from ..inference.padding import round_up
@@ -55,6 +56,22 @@ class Tolerance:
 
 FP32_TOLERANCE = Tolerance(max_abs_error=1e-4)
 FP16_TOLERANCE = Tolerance(min_psnr_db=40.0)
+
+
+def check_fits_float16(model: nn.Module, name: str) -> None:
+    """Refuse an fp16 export of weights beyond float16's range (65504), naming the tensor.
+
+    Raises:
+        ExportError: some finite floating-point tensor of ``model`` overflows in float16.
+    """
+    state = model.state_dict()
+    overflowed = [k for k, v in state.items() if v.is_floating_point() and bool(torch.isfinite(v).all())
+                  and not bool(torch.isfinite(v.half()).all())]
+    if overflowed:
+        largest = float(state[overflowed[0]].abs().max())
+        more = "" if len(overflowed) == 1 else f"; {len(overflowed)} tensors"
+        raise ExportError(f"{name}'s weights do not fit float16: {overflowed[0]} holds {largest:.3g} (float16 reaches 65504){more}",
+                          hint="export fp32 instead (drop --fp16)")
 
 
 def tolerance_for(fp16: bool) -> Tolerance:

@@ -78,9 +78,13 @@ def resolve_weights(
         if not folder.exists() and named is not None and (named / CONFIG_NAME).is_file():
             folder = named
         if not folder.exists():
+            last = folder.parent / "last"
+            run_hint = (f"{folder.parent} is a training run without a best checkpoint (it validated on nothing, or "
+                        f"no validation scored): its final weights are {last}"
+                        if folder.name == "best" and (last / CONFIG_NAME).is_file() else None)
             raise WeightsNotFoundError(
                 f"weights folder {folder} does not exist",
-                hint="pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
+                hint=run_hint or "pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
             )
         if not folder.is_dir():
             raise WeightsNotFoundError(f"{folder} is a file, not a checkpoint folder", hint=FOLDER_HINT)

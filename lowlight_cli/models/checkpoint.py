@@ -142,7 +142,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing", hint="a checkpoint folder holds config.json and model.safetensors") from None
+        inside = [name for name in ("best", "last") if (Path(folder) / name / CONFIG_NAME).is_file()]
+        hint = (f"{folder} is a training run: its checkpoints are {' and '.join(str(Path(folder) / n) for n in inside)}"
+                if inside else "a checkpoint folder holds config.json and model.safetensors")
+        raise CheckpointError(f"{path} is missing", hint=hint) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):

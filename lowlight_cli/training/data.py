@@ -52,28 +52,42 @@ DATA_RECORD = "data.json"  # in the run folder: what the run's images are, so th
 
 def data_record(pairs: list[ImagePair], data: TrainingData) -> dict:
     """The pixel digests of a run's images (low and reference, by name) and of its positives and
-    negatives pools, in their order: a resume must see the same images, wherever they now are."""
+    negatives pools as ``[file, digest]`` in their order: a resume must see the same images,
+    wherever they now are (the files' names only make the messages)."""
     record: dict = {"images": {p.name: [pixel_digest(p.low), pixel_digest(p.high) if p.high is not None else None] for p in pairs}}
     for pool in ("positives", "negatives"):
         found = getattr(data.dataset, pool, None)
         if found is not None:
-            record[pool] = list(found.digests)
+            record[pool] = [[found.name(i), digest] for i, digest in enumerate(found.digests)]
     return record
 
 
 def record_difference(saved: dict, now: dict) -> str | None:
-    """What differs between a run's saved :func:`data_record` and the data as read now (None: nothing)."""
+    """What differs between a run's saved :func:`data_record` and the data as read now (None: nothing).
+
+    Raises:
+        ValueError: ``saved`` is not a data record (a damaged file).
+    """
+    if not isinstance(saved, dict) or not isinstance(saved.get("images", {}), dict):
+        raise ValueError("not a data record")
     saved_images, images = saved.get("images", {}), now.get("images", {})
     changed = [name for name, digests in saved_images.items() if name in images and images[name] != digests]
     if changed:
-        return f"{len(changed)} image(s) changed since the run started (e.g. {changed[0]})"
+        name = changed[0]
+        part = "its reference" if images[name][0] == saved_images[name][0] else "the low-light image"
+        return f"{len(changed)} image(s) changed since the run started (e.g. {name}: {part})"
     for pool in ("positives", "negatives"):
-        if saved.get(pool) != now.get(pool):
-            before, after = saved.get(pool) or [], now.get(pool) or []
-            if sorted(before) == sorted(after):  # the draws follow the pool's order (sorted by path)
-                return f"the {pool} are the same images in another order (renamed files?)"
-            return (f"the {pool} changed since the run started ({len(before)} images then, {len(after)} now, "
-                    f"{len(set(before) ^ set(after))} differing)")
+        before = [digest for _, digest in saved.get(pool) or []]
+        entries = now.get(pool) or []
+        after = [digest for _, digest in entries]
+        if before == after:
+            continue
+        if sorted(before) == sorted(after):  # the draws follow the pool's order (sorted by path)
+            return f"the {pool} are the same images in another order (renamed files?)"
+        new = [name for name, digest in entries if digest not in set(before)]
+        gone = len(set(before) - set(after))
+        example = f"e.g. {new[0]} is new or changed" if new else f"{gone} image(s) are gone"
+        return f"the {pool} changed since the run started ({len(before)} images then, {len(after)} now; {example})"
     return None
 
 
@@ -104,7 +118,8 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
 
 def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig) -> TrainingData:
     d = config.data
-    withheld = [pixel_digest(p.high) for p in validation]  # a validated scene is never a positive nor a negative
+    # a validated scene is never a positive nor a negative: neither its reference nor its low image
+    withheld = [pixel_digest(p.high) for p in validation] + [pixel_digest(p.low) for p in validation]
     if d.positives:
         read = read_image_folder(d.positives, "positives")
         positives = image_pool(read, withheld)

@@ -39,7 +39,7 @@ from ..errors import ConfigError, DataError, TrainingError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
-from ..models.checkpoint import load_state_dict_file, load_weights_strict
+from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, training_data
@@ -118,7 +118,11 @@ class Trainer:
     def _split(self, pairs: list[ImagePair]) -> Split:
         path = self.run_dir / "split.json"
         if self.resume and path.is_file():
-            split = Split.load(path)
+            try:
+                split = Split.load(path)
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path} is damaged: the run's split cannot be read",
+                                hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
             present = {pair.name for pair in pairs}
             referenced = {pair.name for pair in pairs if pair.labeled}
             for role in ("validation", "labeled", "unlabeled"):
@@ -140,21 +144,43 @@ class Trainer:
             split.save(path)
         return split
 
+    def _find_relative_folders(self, emit: EventFn) -> None:
+        """A resumed run's relative data folders are from where it started (``data.json`` says
+        where): found from there when the current folder has no such path."""
+        try:
+            started = json.loads((self.run_dir / DATA_RECORD).read_text()).get("started_in")
+        except (OSError, ValueError, AttributeError):
+            return  # no record (an older run) or a damaged one, which the data check reports
+        if not isinstance(started, str):
+            return
+        d = self.config.data
+        for key in ("root", "positives", "negatives"):
+            value = getattr(d, key)
+            if value and value != SYNTHETIC and not Path(value).is_absolute() and not Path(value).exists():
+                there = Path(started) / value
+                if there.exists():
+                    setattr(d, key, str(there))
+                    emit(InfoEvent(f"data.{key} {value} is taken from where the run started: {there}"))
+
     def _check_data_record(self, pairs: list[ImagePair], data) -> None:
-        """A new run writes what its images are (``data.json``); a resume must find the same ones,
-        wherever ``--data``, ``--positives`` and ``--negatives`` now point (runs older than the file
-        are resumed on their names, as before)."""
+        """A run writes what its images are (``data.json``); a resume must find the same ones,
+        wherever ``--data``, ``--positives`` and ``--negatives`` now point. A run older than the
+        file gets it at its first resume (whose data the CLI does not let move)."""
         path = self.run_dir / DATA_RECORD
         record = data_record(pairs, data)
-        if self.resume:
-            if path.is_file():
+        if self.resume and path.is_file():
+            try:
                 difference = record_difference(json.loads(path.read_text()), record)
-                if difference:
-                    raise DataError(f"{self.run_dir} cannot resume on this data: {difference}",
-                                    hint="put the run's images back as they were, or start a new run "
-                                         f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
+            except (ValueError, TypeError, AttributeError):  # JSONDecodeError is a ValueError
+                raise DataError(f"{path} is damaged: it cannot tell whether this is the run's data",
+                                hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
+            if difference:
+                raise DataError(f"{self.run_dir} cannot resume on this data: {difference}",
+                                hint="put the run's images back as they were, or start a new run "
+                                     f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
         elif self.ctx.is_main:
-            path.write_text(json.dumps(record) + "\n")
+            record["started_in"] = str(Path.cwd())  # what relative folders in config.yaml are relative to
+            atomic_write_bytes(path, (json.dumps(record) + "\n").encode())
 
     # ---- model and optimiser ----------------------------------------------------------------
     def _build_model(self) -> torch.nn.Module:
@@ -219,6 +245,8 @@ class Trainer:
         distributed.join(self.ctx, self.device)
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
+        if self.resume:
+            self._find_relative_folders(emit)
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
             if folder:  # said before the data set is decoded
                 check_image_folder(folder, what)
