@@ -71,7 +71,7 @@ def train(
     negatives: Annotated[Optional[str], Opt("--negatives", help="Unpaired methods: folder of badly exposed images to draw negatives from (default: made with curves).")] = None,
     config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
-    resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
+    resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped (with --data/--positives/--negatives where its images moved).")] = None,
     epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the training images (the labeled ones; the unpaired methods: the low-light inputs) (default: the method's; crnet 100, as in the paper; --method X --explain).")] = None,
     max_steps: Annotated[Optional[int], Opt("--max-steps", min=0, help="Stop after N optimiser steps (smoke runs; 0 = no limit).")] = None,
     batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", min=1, help="Training patches per step and process (labeled ones; the unpaired methods: inputs, each with its positive) (default: the method's).")] = None,
@@ -321,7 +321,7 @@ def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
                     progress.console.print(f"[yellow]note:[/] {trainer.config.model.name} is sized for GPUs; on this CPU, "
                                            f"--model {cpu_alternative} trains far faster")
             elif isinstance(event, TickEvent):
-                progress.update(task, completed=event.step)
+                progress.update(task, completed=event.step, description=f"epoch {event.epoch}")
             elif isinstance(event, StepEvent):
                 terms = " ".join(f"{k} {v:.4f}" for k, v in event.terms.items() if k != "unlabeled")
                 info = f"{terms} lr {event.lr:.2e} {event.patches_per_s:.0f} patches/s"

@@ -68,7 +68,8 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith("."):
             if path.stem in found:
-                raise DataError(f"two images share the stem {path.stem!r} in {folder}")
+                raise DataError(f"two images share the stem {path.stem!r} in {folder}",
+                                hint="images are named by their file stem (low and reference pair by it): rename or remove one")
             found[path.stem] = path
     return found
 

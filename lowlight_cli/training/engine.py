@@ -347,7 +347,7 @@ class Trainer:
                         after_step()
                     progress.step += 1
                     progress.batch_in_epoch += 1
-                    emit(TickEvent(progress.step))
+                    emit(TickEvent(progress.step, progress.epoch))
                     if progress.step == pace_step:
                         pace_time = time.perf_counter()
                     elif progress.step == pace_step + PACE_STEPS:

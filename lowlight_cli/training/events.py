@@ -29,6 +29,7 @@ class TickEvent:
     the loss terms every ``log_every`` steps)."""
 
     step: int
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
