@@ -149,7 +149,10 @@ def _curve_stage_as_documented(model, x, raw, gain):
     peak = x.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
     g = torch.exp(log_gain * (1.0 - peak.pow(model.cfg.highlight_exponent)))
     correction = _CORRECTION_BOUND * torch.tanh(correction) * (1.0 - 1.0 / g)
-    return gain_curve((x + correction).clamp(0.0, 1.0), g, model.cfg.curve_shoulder)
+    y, p = (x + correction).clamp(0.0, 1.0), model.cfg.curve_shoulder
+    if p == 1:
+        return gain_curve(y, g)
+    return g * y / (1.0 + (g**p - 1.0) * y**p) ** (1.0 / p)  # written out: not the code's own function
 
 
 def test_curve_stage_computes_the_documented_curve():

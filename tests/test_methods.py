@@ -365,6 +365,9 @@ def test_validation_references_are_never_negatives_and_a_fully_held_out_set_is_n
     config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, "data.negatives": str(folder)})
     data = training_data(METHODS.get("pie"), config, pairs, split)
     assert len(data.dataset.negatives) == 1 and data.dataset.negatives.names == (str(folder / "other.png"),)
+    # a run made before data.json resumes on the pools it drew then: negatives were not filtered
+    legacy = training_data(METHODS.get("pie"), config, pairs, split, legacy_pools=True)
+    assert len(legacy.dataset.negatives) == 2
     # two pairs of one scene (one reference): both are held out, nothing is left to train on
     root = tmp_path / "same"
     _write_images(root / "low", 2, 5)

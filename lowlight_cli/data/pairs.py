@@ -50,7 +50,7 @@ def resolve_data_root(data: str | Path | None) -> Path | str:
     """
     if data is not None and str(data) == SYNTHETIC:
         return SYNTHETIC
-    chosen = Path(data) if data is not None else Path(os.environ.get("LOWLIGHT_DATA", DEFAULT_DATA))
+    chosen = Path(data).expanduser() if data is not None else Path(os.environ.get("LOWLIGHT_DATA", DEFAULT_DATA)).expanduser()
     if not chosen.is_dir():
         source = "--data" if data is not None else ("$LOWLIGHT_DATA" if "LOWLIGHT_DATA" in os.environ else "the default ./data/LOL")
         raise DataError(

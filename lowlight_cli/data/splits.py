@@ -72,7 +72,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
     if len(with_ref) < 2:
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}",
                         hint="references are paired with low images by file stem (low/1.png with high/1.png); "
-                             "every method validates on held-out pairs, the unpaired ones too")
+                             "the paired methods validate on held-out pairs (the unpaired ones train without)")
     val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
     scene = {p.name: pixel_digest(p.high) for p in pairs if p.labeled}

@@ -74,7 +74,7 @@ def check_image_folder(folder: str | Path, what: str) -> list[Path]:
     option = f"--{what}"
     if not str(folder).strip():
         raise DataError(f"{option} is empty", hint=f"{option} takes a folder of images; leave it out to use the default")
-    path = Path(folder)
+    path = Path(folder).expanduser()
     if path.is_file():
         raise DataError(f"{what} folder {folder} is a file, not a folder", hint=f"{option} takes a folder of images")
     if not path.is_dir():
@@ -133,8 +133,9 @@ class UnpairedPatchDataset(Dataset):
         self.excluded = [where.get(pixel_digest(p.high)) if p.high is not None else None for p in inputs]
         for pair, excluded in zip(inputs, self.excluded):
             if len(positives) - (excluded is not None) < 1:
-                raise DataError(f"no positive for the input {pair.name}: the only normal-light image left to draw is its own "
-                                f"reference ({positives.name(excluded)})",
+                left = f"the only normal-light image left to draw is its own reference ({positives.name(excluded)})" \
+                    if excluded is not None else "there are no normal-light images to draw"
+                raise DataError(f"no positive for the input {pair.name}: {left}",
                                 hint="add normal-light images to the positives (--positives DIR): an input is never "
                                      "given its own reference")
         self.inputs, self.positives, self.negatives = inputs, positives, negatives

@@ -91,8 +91,13 @@ def record_difference(saved: dict, now: dict) -> str | None:
     return None
 
 
-def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], split: Split) -> TrainingData:
+def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], split: Split, *,
+                  legacy_pools: bool = False) -> TrainingData:
     """The dataset and epoch composition of ``method`` over ``pairs`` split by ``split``.
+
+    ``legacy_pools``: the positives and negatives pools as runs made before ``data.json`` drew
+    them (only validation references withheld, from the positives alone), so that such a run
+    resumes on the same pools.
 
     Raises:
         DataError: images smaller than the patch size, unreadable or empty ``data.positives`` /
@@ -104,7 +109,7 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     patches = PatchConfig(d.patch_size, d.patches_per_image, d.augment, d.identity_prob, d.dim_prob,
                           tuple(d.dim_exposure))
     if method.unpaired:
-        return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches)
+        return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches, legacy_pools)
     # labeled pairs first, then unlabeled images stripped of any reference they had
     train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled]
     labeled = list(range(len(split.labeled)))
@@ -116,18 +121,24 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     return TrainingData(PatchDataset(train_pairs, patches, config.run.seed), labeled, unlabeled, validation, summary)
 
 
-def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig) -> TrainingData:
+def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig,
+              legacy_pools: bool = False) -> TrainingData:
     d = config.data
     # a validated scene is never a positive nor a negative: neither its reference nor its low image
-    withheld = [pixel_digest(p.high) for p in validation] + [pixel_digest(p.low) for p in validation]
+    withheld = [pixel_digest(p.high) for p in validation] + ([] if legacy_pools else [pixel_digest(p.low) for p in validation])
     if d.positives:
         read = read_image_folder(d.positives, "positives")
         positives = image_pool(read, withheld)
         source = f"{d.positives}"
         if not len(positives):
-            raise DataError(f"every image of the positives folder {d.positives} ({len(read)}) is a validation reference, "
-                            "withheld so that no validated scene is trained on",
+            raise DataError(f"every image of the positives folder {d.positives} ({len(read)}) is withheld: a validation "
+                            "pair's reference or low image, so that no validated scene is trained on",
                             hint="add other normal-light images to --positives")
+        lows = {pixel_digest(p.low) for p in inputs}
+        as_input = [name for name, digest in zip(positives.names, positives.digests) if digest in lows]
+        if as_input:
+            raise DataError(f"{len(as_input)} of the positives are low-light inputs of this run (e.g. {as_input[0]})",
+                            hint="--positives takes normal-light images, not the folder of the inputs")
     else:
         positives = image_pool(((f"the reference of {p.name}", p.high) for p in inputs if p.high is not None), withheld)
         source = "the references of the training pairs"
@@ -135,15 +146,11 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
             raise DataError("no normal-light positives: the training images have no references"
                             + (" outside the validation pairs" if validation else ""),
                             hint="pass --positives DIR, a folder of well-exposed photos")
-    lows = {pixel_digest(p.low): p.name for p in inputs}
-    as_input = [name for name, digest in zip(positives.names, positives.digests) if digest in lows]
-    if as_input:
-        raise DataError(f"{len(as_input)} of the positives are low-light inputs of this run (e.g. {as_input[0]})",
-                        hint="--positives takes normal-light images, not the folder of the inputs")
-    negatives = image_pool(read_image_folder(d.negatives, "negatives"), withheld) if d.negatives else None
+    negatives = image_pool(read_image_folder(d.negatives, "negatives"), () if legacy_pools else withheld) if d.negatives else None
     if negatives is not None:
         if not len(negatives):
-            raise DataError(f"every image of the negatives folder {d.negatives} is a validation reference, withheld",
+            raise DataError(f"every image of the negatives folder {d.negatives} is withheld: a validation pair's "
+                            "reference or low image",
                             hint="add badly exposed images to --negatives, or leave it out to make negatives with curves")
         drawn = set(positives.digests)
         both = [name for name, digest in zip(negatives.names, negatives.digests) if digest in drawn]

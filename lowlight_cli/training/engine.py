@@ -105,7 +105,12 @@ class Trainer:
 
     # ---- data -----------------------------------------------------------------------------
     def _load_pairs(self, on_event: EventFn) -> list[ImagePair]:
-        root = resolve_data_root(self.config.data.root or None)
+        try:
+            root = resolve_data_root(self.config.data.root or None)
+        except DataError as exc:
+            if self.resume:
+                exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --data DIR"
+            raise
         if root == SYNTHETIC:
             pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.data_seed)
         else:
@@ -249,14 +254,21 @@ class Trainer:
             self._find_relative_folders(emit)
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
             if folder:  # said before the data set is decoded
-                check_image_folder(folder, what)
+                try:
+                    check_image_folder(folder, what)
+                except DataError as exc:
+                    if self.resume and not Path(folder).exists():
+                        exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --{what} DIR"
+                    raise
         pairs = self._load_pairs(emit)
         split = self._split(pairs)
         if not split.labeled and not split.unlabeled:
             raise DataError(f"no images left to train on: all {len(pairs)} are held out for validation "
                             "(with the images that share their references)",
                             hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
-        data = training_data(self.method, cfg, pairs, split)
+        # a run made before data.json resumes on the pools it drew from then
+        legacy = self.resume and not (self.run_dir / DATA_RECORD).is_file()
+        data = training_data(self.method, cfg, pairs, split, legacy_pools=legacy)
         self._check_data_record(pairs, data)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
