@@ -298,15 +298,22 @@ def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_
     assert (run / "data.json").is_file()
 
 
-def test_validation_low_images_are_never_positives_and_half_a_paired_folder_is_refused(tmp_path):
+def _pool_with_a_validation_image(tmp_path: Path, pool: str, part: str, level: int):
+    """A ``pool`` folder holding one validation pair's ``part`` (low or high) and one other image,
+    and the data and split it goes with: ``(config, pairs, split, folder)``."""
     pairs = synthetic_pairs(6)
     split = make_split(pairs, labeled_frac=1.0, val_count=1, seed=0)
     held = next(p for p in pairs if p.name in split.validation)
-    folder = tmp_path / "positives"
+    folder = tmp_path / pool
     folder.mkdir()
-    cv2.imwrite(str(folder / "held-low.png"), cv2.cvtColor(held.low, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(folder / "other.png"), np.full((192, 256, 3), 150, np.uint8))
-    config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, "data.positives": str(folder)})
+    cv2.imwrite(str(folder / "held.png"), cv2.cvtColor(getattr(held, part), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "other.png"), np.full((192, 256, 3), level, np.uint8))
+    config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, f"data.{pool}": str(folder)})
+    return config, pairs, split, folder
+
+
+def test_validation_low_images_are_never_positives_and_half_a_paired_folder_is_refused(tmp_path):
+    config, pairs, split, folder = _pool_with_a_validation_image(tmp_path, "positives", "low", 150)
     data = training_data(METHODS.get("pie"), config, pairs, split)
     assert data.dataset.positives.names == (str(folder / "other.png"),)
     half = tmp_path / "half"
@@ -355,14 +362,7 @@ def test_folders_of_positives_and_negatives_are_checked_before_the_data_is_read(
 
 
 def test_validation_references_are_never_negatives_and_a_fully_held_out_set_is_named(tmp_path):
-    pairs = synthetic_pairs(6)
-    split = make_split(pairs, labeled_frac=1.0, val_count=1, seed=0)
-    held = next(p for p in pairs if p.name in split.validation)
-    folder = tmp_path / "negatives"
-    folder.mkdir()
-    cv2.imwrite(str(folder / "held.png"), cv2.cvtColor(held.high, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(folder / "other.png"), np.full((192, 256, 3), 250, np.uint8))
-    config = build_config(flags={"run.method": "pie", "data.root": "synthetic", "data.patch_size": 32, "data.negatives": str(folder)})
+    config, pairs, split, folder = _pool_with_a_validation_image(tmp_path, "negatives", "high", 250)
     data = training_data(METHODS.get("pie"), config, pairs, split)
     assert len(data.dataset.negatives) == 1 and data.dataset.negatives.names == (str(folder / "other.png"),)
     # a run made before data.json resumes on the pools it drew then: negatives were not filtered
