@@ -842,3 +842,32 @@ def test_the_progress_display_hears_of_every_step_not_only_the_logged_ones(tmp_p
     Trainer(cfg, tmp_path / "run").fit(events.append)
     assert [e.step for e in events if isinstance(e, TickEvent)] == [1, 2, 3]
     assert [e.step for e in events if isinstance(e, StepEvent)] == [3]  # the log keeps its pace
+
+
+def test_a_resume_checks_the_references_the_run_uses_and_only_those(tmp_path):
+    """data.json holds a reference's digest only where the split uses it (labeled and validation
+    pairs): replacing the reference of an image MCMT trains without one does not block a resume."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for part, level in (("low", 5), ("high", 120)):
+        (tmp_path / "data" / part).mkdir(parents=True)
+        for i in range(8):
+            cv2.imwrite(str(tmp_path / "data" / part / f"{i}.png"), rng.integers(level, level + 40, (40, 48, 3), dtype=np.uint8))
+    run = tmp_path / "run"
+    args = ["train", "--semi", "--labeled-frac", "0.5", "--data", str(tmp_path / "data"), "--out", str(run),
+            "--set", "model.name=crnet-tiny", "--set", "data.patch_size=32", "--set", "data.patches_per_image=2",
+            "--set", "data.batch_size=2", "--set", "data.unlabeled_batch_size=2", "--set", "run.device=cpu",
+            "--set", "data.val_count=1"]
+    assert runner.invoke(app, [*args, "--max-steps", "1"]).exit_code == 0
+    split = json.loads((run / "split.json").read_text())
+    unlabeled, labeled = split["unlabeled"][0], split["labeled"][0]
+    cv2.imwrite(str(tmp_path / "data" / "high" / f"{unlabeled}.png"), np.full((40, 48, 3), 200, np.uint8))
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    cv2.imwrite(str(tmp_path / "data" / "high" / f"{labeled}.png"), np.full((40, 48, 3), 200, np.uint8))
+    refused = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    assert refused.exit_code == 1 and f"e.g. {labeled}: its reference" in refused.output, refused.output

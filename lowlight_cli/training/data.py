@@ -50,11 +50,14 @@ class TrainingData:
 DATA_RECORD = "data.json"  # in the run folder: what the run's images are, so that a resume can tell
 
 
-def data_record(pairs: list[ImagePair], data: TrainingData) -> dict:
-    """The pixel digests of a run's images (low and reference, by name) and of its positives and
-    negatives pools as ``[file, digest]`` in their order: a resume must see the same images,
-    wherever they now are (the files' names only make the messages)."""
-    record: dict = {"images": {p.name: [pixel_digest(p.low), pixel_digest(p.high) if p.high is not None else None] for p in pairs}}
+def data_record(pairs: list[ImagePair], data: TrainingData, split: Split) -> dict:
+    """The pixel digests of a run's images (low, and the reference where the split uses it: labeled
+    and validation pairs; by name) and of its positives and negatives pools as ``[file, digest]``
+    in their order: a resume must see the same images, wherever they now are (the files' names
+    only make the messages)."""
+    referenced = set(split.labeled) | set(split.validation)
+    record: dict = {"images": {p.name: [pixel_digest(p.low), pixel_digest(p.high) if p.high is not None and p.name in referenced else None]
+                               for p in pairs}}
     for pool in ("positives", "negatives"):
         found = getattr(data.dataset, pool, None)
         if found is not None:

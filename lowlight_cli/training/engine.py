@@ -167,12 +167,12 @@ class Trainer:
                     setattr(d, key, str(there))
                     emit(InfoEvent(f"data.{key} {value} is taken from where the run started: {there}"))
 
-    def _check_data_record(self, pairs: list[ImagePair], data) -> None:
+    def _check_data_record(self, pairs: list[ImagePair], data, split: Split) -> None:
         """A run writes what its images are (``data.json``); a resume must find the same ones,
         wherever ``--data``, ``--positives`` and ``--negatives`` now point. A run older than the
         file gets it at its first resume (whose data the CLI does not let move)."""
         path = self.run_dir / DATA_RECORD
-        record = data_record(pairs, data)
+        record = data_record(pairs, data, split)
         if self.resume and path.is_file():
             try:
                 difference = record_difference(json.loads(path.read_text()), record)
@@ -269,7 +269,7 @@ class Trainer:
         # a run made before data.json resumes on the pools it drew from then
         legacy = self.resume and not (self.run_dir / DATA_RECORD).is_file()
         data = training_data(self.method, cfg, pairs, split, legacy_pools=legacy)
-        self._check_data_record(pairs, data)
+        self._check_data_record(pairs, data, split)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
