@@ -359,6 +359,9 @@ def test_folders_of_positives_and_negatives_are_checked_before_the_data_is_read(
         assert "Traceback" not in result.output and not (tmp_path / "run").exists()
     both = runner.invoke(app, [*base, "--positives", str(tmp_path / "data" / "high"), "--negatives", str(tmp_path / "data" / "high")])
     assert both.exit_code == 1 and "both positives and negatives" in both.output
+    _write_images(tmp_path / "linked", 2, 150)  # beside the link: trains, and says what it did not follow
+    mixed = runner.invoke(app, [*base, "--positives", str(tmp_path / "linked")])
+    assert mixed.exit_code == 0 and "symbolic links to folders not followed: positives photos" in mixed.output, mixed.output
 
 
 def test_validation_references_are_never_negatives_and_a_fully_held_out_set_is_named(tmp_path):

@@ -81,11 +81,17 @@ def check_image_folder(folder: str | Path, what: str) -> list[Path]:
         raise DataError(f"{what} folder {folder} not found", hint=f"{option} takes a folder of images")
     found = scan_inputs([path], recursive=True)
     if not found.files:
-        links = [s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason]
+        links = unfollowed_links(path)
         why = f" (symbolic links to folders are not followed: {', '.join(links[:3])})" if links else ""
         raise DataError(f"no images in the {what} folder {folder}{why}",
                         hint=f"{option} takes a folder of images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}), searched recursively")
     return [item.path for item in found.files]
+
+
+def unfollowed_links(folder: str | Path) -> list[str]:
+    """Names of the symbolic links to folders under ``folder``, which are not searched."""
+    found = scan_inputs([Path(folder).expanduser()], recursive=True)
+    return [s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason]
 
 
 def read_image_folder(folder: str | Path, what: str) -> list[tuple[str, np.ndarray]]:

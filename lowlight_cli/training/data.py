@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from ..data.pairs import ImagePair
 from ..data.patches import PatchConfig, PatchDataset
 from ..data.splits import Split, pixel_digest
-from ..data.unpaired import UnpairedPatchDataset, image_pool, read_image_folder
+from ..data.unpaired import UnpairedPatchDataset, image_pool, read_image_folder, unfollowed_links
 from ..errors import DataError
 from .config import TrainConfig
 from .methods import Method
@@ -160,6 +160,8 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
         if both:
             raise DataError(f"{len(both)} image(s) are both positives and negatives (e.g. {both[0]})",
                             hint="--negatives takes badly exposed images, --positives well-exposed ones")
+    unfollowed = [f"{what} {', '.join(links[:3])}" for what, folder in (("positives", d.positives), ("negatives", d.negatives))
+                  if folder and (links := unfollowed_links(folder))]
     dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed)
     own = sum(e is not None for e in dataset.excluded)
     made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"
@@ -167,5 +169,6 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
                else "no validation (fewer than 2 references): the final weights are last/")
     summary = (f"unpaired: {len(inputs)} low-light inputs, {len(positives)} distinct normal-light positives from {source} "
                f"drawn at random ({own} inputs have their own reference among them, never drawn for them), "
-               f"negatives {made}; {checked}")
+               f"negatives {made}; {checked}"
+               + (f"; symbolic links to folders not followed: {'; '.join(unfollowed)}" if unfollowed else ""))
     return TrainingData(dataset, list(range(len(inputs))), [], validation, summary)
