@@ -34,7 +34,8 @@ COLOUR_MODES = ("model", "input")
 AUTO_CURVE_MAX_PIXELS = 8_000_000
 # an input tile spanning at least this much (4 levels of 8 bits) must not come out as one flat colour
 FLAT_CHECK_MIN_RANGE = 4 / 255
-_BROKEN_WEIGHTS_HINT = "the weights are probably broken (e.g. from a diverged training run): use another checkpoint, such as the run's best/"
+_BROKEN_WEIGHTS_HINT = ("the weights are probably broken (e.g. from a diverged training run): use another checkpoint "
+                        "(a training run's best/ when it has one, or an earlier one)")
 
 
 @dataclass(frozen=True)
