@@ -32,7 +32,7 @@ from ..inference.onnx_backend import (
 from ..models.base import ModelInfo
 from .artefact import ExportResult, require_onnx_exportable, torch_model_info, weights_provenance
 from .parity import check_fits_float16, check_parity, parity_input, parity_sizes, tolerance_for, trace_size
-from .staging import staged_file
+from .staging import check_file_destination, staged_file
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -136,8 +136,7 @@ def export_onnx(
     info = torch_model_info(model)
     require_onnx_exportable(info)
     path = Path(path).expanduser()
-    if path.suffix.lower() != ".onnx":
-        raise UsageError(f"{path}: an ONNX export's name ends in .onnx", hint="`lowlight enhance --model` recognises ONNX files by that suffix")
+    check_file_destination(path, overwrite=overwrite)  # the name, an existing file, a file on the path: before any work
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise UsageError(f"opset {opset} is not supported", hint=f"use {MIN_OPSET} to {MAX_OPSET}")
     checked_sizes = parity_sizes(info, sizes)

@@ -149,13 +149,28 @@ class Trainer:
             split.save(path)
         return split
 
-    def _find_relative_folders(self, emit: EventFn) -> None:
-        """A resumed run's relative data folders are from where it started (``data.json`` says
-        where): found from there when the current folder has no such path."""
+    def _saved_record(self) -> dict | None:
+        """A resumed run's ``data.json`` (None: a run made before the file, or a new run).
+
+        Raises:
+            DataError: the file is damaged.
+        """
+        path = self.run_dir / DATA_RECORD
+        if not (self.resume and path.is_file()):
+            return None
         try:
-            started = json.loads((self.run_dir / DATA_RECORD).read_text()).get("started_in")
-        except (OSError, ValueError, AttributeError):
-            return  # no record (an older run) or a damaged one, which the data check reports
+            saved = json.loads(path.read_text())
+            if not isinstance(saved, dict):
+                raise ValueError("not a data record")
+            return saved
+        except (OSError, ValueError):  # JSONDecodeError is a ValueError
+            raise DataError(f"{path} is damaged: it cannot tell whether this is the run's data",
+                            hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
+
+    def _find_relative_folders(self, saved: dict, emit: EventFn) -> None:
+        """A resumed run's relative data folders are from where it started (``saved`` says where):
+        found from there when the current folder has no such path."""
+        started = saved.get("started_in")
         if not isinstance(started, str):
             return
         d = self.config.data
@@ -167,17 +182,16 @@ class Trainer:
                     setattr(d, key, str(there))
                     emit(InfoEvent(f"data.{key} {value} is taken from where the run started: {there}"))
 
-    def _check_data_record(self, pairs: list[ImagePair], data, split: Split) -> None:
-        """A run writes what its images are (``data.json``); a resume must find the same ones,
-        wherever ``--data``, ``--positives`` and ``--negatives`` now point. A run older than the
-        file gets it at its first resume (whose data the CLI does not let move)."""
-        path = self.run_dir / DATA_RECORD
+    def _check_data_record(self, pairs: list[ImagePair], data, split: Split, saved: dict | None) -> None:
+        """A run writes what its images are (``data.json``); a resume must find the same ones as
+        ``saved``, wherever ``--data``, ``--positives`` and ``--negatives`` now point. A run older
+        than the file gets it at its first resume (whose data the CLI does not let move)."""
         record = data_record(pairs, data, split)
-        if self.resume and path.is_file():
+        if saved is not None:
             try:
-                difference = record_difference(json.loads(path.read_text()), record)
-            except (ValueError, TypeError, AttributeError):  # JSONDecodeError is a ValueError
-                raise DataError(f"{path} is damaged: it cannot tell whether this is the run's data",
+                difference = record_difference(saved, record)
+            except (ValueError, TypeError, AttributeError):
+                raise DataError(f"{self.run_dir / DATA_RECORD} is damaged: it cannot tell whether this is the run's data",
                                 hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
             if difference:
                 raise DataError(f"{self.run_dir} cannot resume on this data: {difference}",
@@ -185,7 +199,7 @@ class Trainer:
                                      f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
         elif self.ctx.is_main:
             record["started_in"] = str(Path.cwd())  # what relative folders in config.yaml are relative to
-            atomic_write_bytes(path, (json.dumps(record) + "\n").encode())
+            atomic_write_bytes(self.run_dir / DATA_RECORD, (json.dumps(record) + "\n").encode())
 
     # ---- model and optimiser ----------------------------------------------------------------
     def _build_model(self) -> torch.nn.Module:
@@ -250,8 +264,9 @@ class Trainer:
         distributed.join(self.ctx, self.device)
         emit = on_event if (on_event and self.ctx.is_main) else (lambda e: None)
         cfg = self.config
-        if self.resume:
-            self._find_relative_folders(emit)
+        saved = self._saved_record()  # read once: where relative folders are from, and what the data was
+        if saved is not None:
+            self._find_relative_folders(saved, emit)
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
             if folder:  # said before the data set is decoded
                 try:
@@ -267,9 +282,8 @@ class Trainer:
                             "(with the images that share their references)",
                             hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
         # a run made before data.json resumes on the pools it drew from then
-        legacy = self.resume and not (self.run_dir / DATA_RECORD).is_file()
-        data = training_data(self.method, cfg, pairs, split, legacy_pools=legacy)
-        self._check_data_record(pairs, data, split)
+        data = training_data(self.method, cfg, pairs, split, legacy_pools=self.resume and saved is None)
+        self._check_data_record(pairs, data, split, saved)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
