@@ -686,7 +686,7 @@ def test_damaged_jpeg_decodes_with_its_warning_kept_and_written_as_a_note(
 
 def test_strict_reading_refuses_a_damaged_file_that_training_would_take(tmp_path: Path) -> None:
     from lowlight_cli.data.pairs import PairPaths, load_pairs
-    from lowlight_cli.data.unpaired import read_image_folder
+    from lowlight_cli.data.unpaired import read_image_folder, scan_image_folder
 
     damaged = _damaged(tmp_path / "low" / "1.jpg", photo(128, 128), 0.5, 40, value=0xFF)
     write_image(tmp_path / "high" / "1.png", ImageData(photo(128, 128)))
@@ -696,7 +696,7 @@ def test_strict_reading_refuses_a_damaged_file_that_training_would_take(tmp_path
     with pytest.raises(ImageReadError, match="1.jpg: damaged"):
         load_pairs([PairPaths("1", damaged, tmp_path / "high" / "1.png")])
     with pytest.raises(ImageReadError, match="damaged"):
-        read_image_folder(tmp_path / "low", "positives")
+        read_image_folder(scan_image_folder(tmp_path / "low", "positives"))
     assert len(load_pairs([PairPaths("1", tmp_path / "high" / "1.png", None)])) == 1  # a clean file reads
 
 

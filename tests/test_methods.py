@@ -22,9 +22,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lowlight_cli.cli.app import app
-from lowlight_cli.data.pairs import ImagePair, synthetic_pairs
+from lowlight_cli.data.pairs import ImagePair, pixel_digest, synthetic_pairs
 from lowlight_cli.data.patches import PatchConfig
-from lowlight_cli.data.splits import make_split, pixel_digest
+from lowlight_cli.data.splits import make_split
 from lowlight_cli.data.unpaired import UnpairedPatchDataset, image_pool
 from lowlight_cli.errors import ConfigError, DataError, UnknownNameError
 from lowlight_cli.models import create_model
@@ -226,7 +226,10 @@ def _write_images(folder: Path, count: int, level: int, size: tuple[int, int] = 
         cv2.imwrite(str(folder / f"{i}.png"), rng.integers(level, level + 40, (*size, 3), dtype=np.uint8))
 
 
-OWN_DATA = UNPAIRED[:2] + UNPAIRED[6:]  # without data.root=synthetic and its count: the tests give --data
+# without data.root=synthetic and its count (the tests give --data), nor run.val_every (runs on data without
+# references have no validation, and refuse it)
+OWN_DATA = UNPAIRED[:2] + UNPAIRED[6:-2]
+assert UNPAIRED[-1] == "run.val_every=100"
 
 
 @pytest.mark.parametrize("layout", ["low-only", "plain"])
@@ -253,6 +256,104 @@ def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layou
     refused = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(data), "--max-steps", "1",
                                   "--out", str(tmp_path / "other")])
     assert refused.exit_code == 1 and "no normal-light positives" in refused.output and "--positives DIR" in refused.output
+
+
+def test_val_every_on_a_run_without_validation_is_a_usage_error_before_the_data_is_read(tmp_path, monkeypatch):
+    """--val-every (or run.val_every from a config file or --set) on data without references, which
+    gives no validation, is refused before any image is decoded; the default 0 is not, and a resume
+    refuses only a value given at resume."""
+    import lowlight_cli.training.engine as engine
+
+    data = tmp_path / "dark"
+    _write_images(data, 4, 5)
+    _write_images(tmp_path / "photos", 3, 120)
+    config = tmp_path / "pie.yaml"
+    config.write_text("run: {val_every: 7}\n")
+    out = tmp_path / "run"
+    base = ["train", "--method", "pie", *OWN_DATA, "--data", str(data), "--positives", str(tmp_path / "photos"),
+            "--max-steps", "2", "--out", str(out)]
+    decode = engine.load_pairs
+
+    def not_decoded(paths):
+        raise AssertionError("the images were decoded before the refusal")
+
+    monkeypatch.setattr(engine, "load_pairs", not_decoded)
+    for given, value in ((["--val-every", "5"], 5), (["--config", str(config)], 7), (["--set", "run.val_every=3"], 3)):
+        result = runner.invoke(app, [*base, *given])
+        assert result.exit_code == 2, (given, result.output)
+        lines = result.output.strip().splitlines()
+        assert lines[0] == f"error: run.val_every (--val-every) is {value}, but this run has no validation: its data has " \
+                           "fewer than 2 pairs with references to hold out", result.output
+        assert len(lines) == 2 and lines[1].startswith("hint: drop --val-every") and "last/" in lines[1], result.output
+        assert not out.exists()
+    monkeypatch.setattr(engine, "load_pairs", decode)
+    config.write_text("run: {val_every: 0}\n")  # the default, as every saved config.yaml holds it
+    assert runner.invoke(app, [*base, "--config", str(config)]).exit_code == 0
+    refused = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "3", "--val-every", "2"])
+    assert refused.exit_code == 2 and "run.val_every (--val-every) is 2" in refused.output, refused.output
+    # a run started before the check holds its value: resumed as it was
+    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace("val_every: 0", "val_every: 100"))
+    resumed = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    # a run with validation takes it
+    paired = tmp_path / "paired"
+    _write_images(paired / "low", 6, 5)
+    _write_images(paired / "high", 6, 120)
+    validated = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(paired), "--max-steps", "2",
+                                    "--val-every", "1", "--out", str(tmp_path / "validated")])
+    assert validated.exit_code == 0 and validated.output.count("validation PSNR") == 2, validated.output
+
+
+@pytest.mark.parametrize("method, layout", [("pie", "plain"), ("pie", "paired"), ("crnet", "paired")])
+def test_a_training_start_digests_each_image_once_and_lists_each_folder_once(tmp_path, monkeypatch, method, layout):
+    """The pixel digests of data.json (and of the checks on the pools) take about a second on LOL:
+    each start, new or resumed, computes each image's once, and lists --positives/--negatives once."""
+    import collections
+    import hashlib
+
+    import lowlight_cli.data.unpaired as unpaired
+    import lowlight_cli.io.discovery as discovery
+    from lowlight_cli.data import pairs as pairs_module, splits as splits_module
+    from lowlight_cli.training import data as data_module
+
+    digests, listings = collections.Counter(), collections.Counter()
+
+    def counted_digest(pixels):
+        digest = hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest()
+        digests[digest] += 1
+        return digest
+
+    def counted_listing(inputs, **kwargs):
+        listings[str(inputs[0])] += 1
+        return discovery.scan_inputs(inputs, **kwargs)
+
+    for module in (pairs_module, splits_module, unpaired, data_module):  # wherever the digest is computed
+        if hasattr(module, "pixel_digest"):
+            monkeypatch.setattr(module, "pixel_digest", counted_digest)
+    monkeypatch.setattr(unpaired, "scan_inputs", counted_listing)
+    data = tmp_path / "data"
+    if layout == "plain":  # distinct images throughout, so that each digest is one image's
+        _write_images(data, 4, 5)
+        _write_images(tmp_path / "photos", 3, 120)
+        _write_images(tmp_path / "bright", 2, 215)
+        extra = ["--positives", str(tmp_path / "photos"), "--negatives", str(tmp_path / "bright")]
+    else:
+        _write_images(data / "low", 6, 5)
+        _write_images(data / "high", 6, 120)
+        extra = []
+    args = (["--method", "pie", *OWN_DATA] if method == "pie" else
+            ["--model", "crnet-tiny", "--patch-size", "32", "--batch-size", "2", "--patches-per-image", "2",
+             "--set", "run.device=cpu"])
+    run = tmp_path / "run"
+    for start in (["--out", str(run), *args, "--data", str(data), *extra, "--max-steps", "1"],
+                  ["--resume", str(run), "--max-steps", "2"]):
+        digests.clear()
+        listings.clear()
+        result = runner.invoke(app, ["train", *start])
+        assert result.exit_code == 0, result.output
+        images = 4 + 3 + 2 if layout == "plain" else 6 + 6
+        assert len(digests) == images and set(digests.values()) == {1}, (start[0], sorted(digests.values()))
+        assert set(listings.values()) <= {1} and len(listings) == len(extra) // 2, (start[0], listings)
 
 
 def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_path, monkeypatch):

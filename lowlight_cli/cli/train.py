@@ -35,6 +35,7 @@ from ..training import (
 from ..training.config import parse_assignment, set_value
 from ..training.data import DATA_RECORD
 from ..training.methods import DATA_KINDS
+from ..training.validation import check_val_every
 from .console import err, out
 from .errors import handle_errors
 from .options import check_fraction, check_positive
@@ -78,7 +79,7 @@ def train(
     patch_size: Annotated[Optional[int], Opt("--patch-size", min=MIN_PATCH_SIZE, help="Side of the square training patches in pixels (default: the method's; crnet 96).")] = None,
     patches_per_image: Annotated[Optional[int], Opt("--patches-per-image", min=1, help="Patches drawn from each training image per epoch (default: the method's; crnet 30, scl-lle and pie 1).")] = None,
     lr: Annotated[Optional[float], Opt("--lr", callback=check_positive, help="Adam learning rate, > 0 (default: the method's; crnet 5e-4, halved at epochs 20, 40, 60, 90).")] = None,
-    val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch).")] = None,
+    val_every: Annotated[Optional[int], Opt("--val-every", min=0, help="Steps between validations (default: each epoch; runs with validation pairs only).")] = None,
     seed: Annotated[Optional[int], Opt("--seed", min=0, help="Seeds initialisation, patches and noise, and the labeled split (default 0).")] = None,
     device: Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
     precision: Annotated[Optional[str], Opt("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on the CPU; ask for bf16 on CPUs with AVX512-BF16 or AMX).")] = None,
@@ -132,6 +133,8 @@ def train(
             raise UsageError(f"--resume continues {resume} exactly as it was configured; {', '.join(changed)} cannot change",
                              hint=RESUME_HINT + f"; to change them, start a new stage: --config {resume / 'config.yaml'} "
                                   f"--set model.init_from={resume / 'last'} --out NEW")
+        if now["run.val_every"] != saved["run.val_every"]:  # given at this resume (what the run started with stays)
+            check_val_every(cfg.run.val_every, validated=_validated(resume))
         run_dir = resume
     else:
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
@@ -163,7 +166,7 @@ def train(
     if main:
         if (run_dir / "best").is_dir():
             err.print(f"done: best checkpoint {escape(str(run_dir / 'best'))} (use it with lowlight enhance --weights)")
-        elif not Split.load(run_dir / "split.json").validation:  # unpaired data without references: nothing to validate on
+        elif not _validated(run_dir):  # unpaired data without references: nothing to validate on
             err.print(f"done: the final weights are in {escape(str(run_dir / 'last'))} (no validation pairs, so no best "
                       "checkpoint; use it with lowlight enhance --weights)")
         else:  # no validation gave a finite score to keep
@@ -211,6 +214,15 @@ def _check_run_folder(folder: Path) -> None:
         inside = " (this is a checkpoint inside a run: resume its parent folder)" if (folder / "model.safetensors").is_file() else ""
         raise UsageError(f"--resume {folder}: not a run folder, it holds no config.yaml{inside}",
                          hint="--resume takes the run folder a training wrote (its --out, e.g. runs/crnet-full)")
+
+
+def _validated(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` validates: its split holds validation pairs (True where the
+    split cannot be read: the training names a missing or damaged split.json)."""
+    try:
+        return bool(Split.load(run_dir / "split.json").validation)
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
 
 
 def _run_tag(cfg: TrainConfig, method: Method) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +29,18 @@ class PairPaths:
     high: Path | None
 
 
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of an image's pixels (``(H, W, C)`` array, any dtype): equal digests = byte-identical images."""
+    return hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest()
+
+
 @dataclass
 class ImagePair:
-    """Decoded pixels: ``low`` and ``high`` ``(H, W, 3)`` uint8/uint16 RGB; ``high`` None when unlabeled."""
+    """Decoded pixels: ``low`` and ``high`` ``(H, W, 3)`` uint8/uint16 RGB; ``high`` None when unlabeled.
+
+    The pixels are never changed in place: their digests (:attr:`low_digest`, :attr:`high_digest`)
+    are computed once, on first use, however many checks of a training start ask for them.
+    """
 
     name: str
     low: np.ndarray
@@ -38,6 +49,16 @@ class ImagePair:
     @property
     def labeled(self) -> bool:
         return self.high is not None
+
+    @functools.cached_property
+    def low_digest(self) -> str:
+        """:func:`pixel_digest` of ``low``."""
+        return pixel_digest(self.low)
+
+    @functools.cached_property
+    def high_digest(self) -> str | None:
+        """:func:`pixel_digest` of ``high``; None when unlabeled."""
+        return pixel_digest(self.high) if self.high is not None else None
 
 
 def resolve_data_root(data: str | Path | None) -> Path | str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -39,9 +38,11 @@ class Split:
         return cls(tuple(raw["labeled"]), tuple(raw["unlabeled"]), tuple(raw["validation"]), raw["seed"], raw["labeled_frac"])
 
 
-def pixel_digest(pixels: np.ndarray) -> str:
-    """sha256 of an image's pixels (``(H, W, C)`` array, any dtype): equal digests = byte-identical images."""
-    return hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest()
+def has_validation(references: int, *, validation_required: bool = True) -> bool:
+    """Whether :func:`make_split` holds out validation pairs from data with ``references`` pairs with
+    references (without ``validation_required``, data with fewer than 2 has none; with it, such
+    data is refused). Tells it from the files found, before any image is decoded."""
+    return validation_required or references >= 2
 
 
 def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int,
@@ -67,7 +68,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise ConfigError(f"labeled fraction must be in (0, 1], got {labeled_frac}")
     rng = np.random.default_rng(seed)
     with_ref = [p.name for p in pairs if p.labeled]
-    if len(with_ref) < 2 and not validation_required:
+    if not has_validation(len(with_ref), validation_required=validation_required):
         return Split((), tuple(p.name for p in pairs), (), seed, labeled_frac)
     if len(with_ref) < 2:
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}",
@@ -75,7 +76,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
                              "the paired methods validate on held-out pairs (the unpaired ones train without)")
     val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
-    scene = {p.name: pixel_digest(p.high) for p in pairs if p.labeled}
+    scene = {p.name: p.high_digest for p in pairs if p.labeled}
     held_scenes = {scene[n] for n in order[:val_count]}
     validation = sorted(n for n in order if scene[n] in held_scenes)
     candidates = [n for n in order if scene[n] not in held_scenes]

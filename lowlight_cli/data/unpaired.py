@@ -22,9 +22,8 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..io import SUPPORTED_EXTENSIONS, read_image
 from ..io.discovery import scan_inputs
-from .pairs import ImagePair
+from .pairs import ImagePair, pixel_digest
 from .patches import PatchConfig, PatchKey, check_patch_size, random_patch, to_tensor
-from .splits import pixel_digest
 
 POSITIVE_STREAM, NEGATIVE_STREAM = 1, 2  # the draws of a positive and a negative, apart from the input's crop
 
@@ -44,28 +43,45 @@ class ImagePool:
         return self.names[index] if index < len(self.names) else str(index)
 
 
-def image_pool(images: Iterable[np.ndarray] | Iterable[tuple[str, np.ndarray]], withheld: Iterable[str] = ()) -> ImagePool:
+def image_pool(images: Iterable[np.ndarray] | Iterable[tuple[str, np.ndarray]], withheld: Iterable[str] = (),
+               digests: Iterable[str] | None = None) -> ImagePool:
     """Keep the first of byte-identical images, and none byte-identical to a ``withheld`` digest.
 
     Args:
         images: ``(H, W, 3)`` arrays, or ``(name, array)`` pairs (as :func:`read_image_folder` gives).
         withheld: digests of images that must not be drawn (e.g. the validation references).
+        digests: the images' :func:`pixel_digest`, in their order, where known already (e.g.
+            :attr:`ImagePair.high_digest`); computed here otherwise.
     """
     seen = set(withheld)
-    kept, digests, names = [], [], []
+    kept, kept_digests, names = [], [], []
+    known = iter(digests) if digests is not None else None
     for item in images:
         name, pixels = item if isinstance(item, tuple) else (str(len(kept)), item)
-        digest = pixel_digest(pixels)
+        digest = next(known) if known is not None else pixel_digest(pixels)
         if digest not in seen:
             seen.add(digest)
             kept.append(pixels)
-            digests.append(digest)
+            kept_digests.append(digest)
             names.append(name)
-    return ImagePool(tuple(kept), tuple(digests), tuple(names))
+    return ImagePool(tuple(kept), tuple(kept_digests), tuple(names))
 
 
-def check_image_folder(folder: str | Path, what: str) -> list[Path]:
-    """The image files under ``folder`` (recursively, sorted by path), before any is decoded.
+@dataclass(frozen=True)
+class ImageFolder:
+    """The image files under a folder (recursively, sorted by path), found before any is decoded.
+
+    Attributes:
+        files: the image files.
+        unfollowed_links: names of the symbolic links to folders under it, which are not searched.
+    """
+
+    files: tuple[Path, ...]
+    unfollowed_links: tuple[str, ...] = ()
+
+
+def scan_image_folder(folder: str | Path, what: str) -> ImageFolder:
+    """The images under ``folder`` (one listing; read them with :func:`read_image_folder`).
 
     Raises:
         DataError: the folder is empty as a value, does not exist, is a file, or holds no images
@@ -80,28 +96,21 @@ def check_image_folder(folder: str | Path, what: str) -> list[Path]:
     if not path.is_dir():
         raise DataError(f"{what} folder {folder} not found", hint=f"{option} takes a folder of images")
     found = scan_inputs([path], recursive=True)
+    links = tuple(s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason)
     if not found.files:
-        links = unfollowed_links(path)
         why = f" (symbolic links to folders are not followed: {', '.join(links[:3])})" if links else ""
         raise DataError(f"no images in the {what} folder {folder}{why}",
                         hint=f"{option} takes a folder of images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}), searched recursively")
-    return [item.path for item in found.files]
+    return ImageFolder(tuple(item.path for item in found.files), links)
 
 
-def unfollowed_links(folder: str | Path) -> list[str]:
-    """Names of the symbolic links to folders under ``folder``, which are not searched."""
-    found = scan_inputs([Path(folder).expanduser()], recursive=True)
-    return [s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason]
-
-
-def read_image_folder(folder: str | Path, what: str) -> list[tuple[str, np.ndarray]]:
-    """Decode every image under ``folder`` (recursively, sorted by path) to ``(name, (H, W, 3) RGB)``.
+def read_image_folder(folder: ImageFolder) -> list[tuple[str, np.ndarray]]:
+    """Decode every image of a scanned folder (sorted by path) to ``(name, (H, W, 3) RGB)``.
 
     Raises:
-        DataError: see :func:`check_image_folder`.
         ImageReadError: an unreadable or damaged file (named).
     """
-    return [(str(path), read_image(path, strict=True).rgb) for path in check_image_folder(folder, what)]
+    return [(str(path), read_image(path, strict=True).rgb) for path in folder.files]
 
 
 class UnpairedPatchDataset(Dataset):
@@ -136,7 +145,7 @@ class UnpairedPatchDataset(Dataset):
             check_patch_size({negatives.name(i): image for i, image in enumerate(negatives.images)}, config.size, "negative")
         where = {digest: j for j, digest in enumerate(positives.digests)}
         # the one positive (pool images are distinct) an input must never get: its own reference
-        self.excluded = [where.get(pixel_digest(p.high)) if p.high is not None else None for p in inputs]
+        self.excluded = [where.get(p.high_digest) for p in inputs]  # None: no reference, or none in the pool
         for pair, excluded in zip(inputs, self.excluded):
             if len(positives) - (excluded is not None) < 1:
                 left = f"the only normal-light image left to draw is its own reference ({positives.name(excluded)})" \

@@ -21,8 +21,8 @@ from torch.utils.data import Dataset
 
 from ..data.pairs import ImagePair
 from ..data.patches import PatchConfig, PatchDataset
-from ..data.splits import Split, pixel_digest
-from ..data.unpaired import UnpairedPatchDataset, image_pool, read_image_folder, unfollowed_links
+from ..data.splits import Split
+from ..data.unpaired import ImageFolder, UnpairedPatchDataset, image_pool, read_image_folder, scan_image_folder
 from ..errors import DataError
 from .config import TrainConfig
 from .methods import Method
@@ -56,8 +56,7 @@ def data_record(pairs: list[ImagePair], data: TrainingData, split: Split) -> dic
     in their order: a resume must see the same images, wherever they now are (the files' names
     only make the messages)."""
     referenced = set(split.labeled) | set(split.validation)
-    record: dict = {"images": {p.name: [pixel_digest(p.low), pixel_digest(p.high) if p.high is not None and p.name in referenced else None]
-                               for p in pairs}}
+    record: dict = {"images": {p.name: [p.low_digest, p.high_digest if p.name in referenced else None] for p in pairs}}
     for pool in ("positives", "negatives"):
         found = getattr(data.dataset, pool, None)
         if found is not None:
@@ -95,12 +94,15 @@ def record_difference(saved: dict, now: dict) -> str | None:
 
 
 def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], split: Split, *,
-                  legacy_pools: bool = False) -> TrainingData:
+                  legacy_pools: bool = False, folders: dict[str, ImageFolder] | None = None) -> TrainingData:
     """The dataset and epoch composition of ``method`` over ``pairs`` split by ``split``.
 
     ``legacy_pools``: the positives and negatives pools as runs made before ``data.json`` drew
     them (only validation references withheld, from the positives alone), so that such a run
     resumes on the same pools.
+
+    ``folders``: ``data.positives`` and ``data.negatives`` as already scanned (keys ``positives``,
+    ``negatives``; see :func:`~lowlight_cli.data.unpaired.scan_image_folder`); scanned here otherwise.
 
     Raises:
         DataError: images smaller than the patch size, unreadable or empty ``data.positives`` /
@@ -112,7 +114,8 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     patches = PatchConfig(d.patch_size, d.patches_per_image, d.augment, d.identity_prob, d.dim_prob,
                           tuple(d.dim_exposure))
     if method.unpaired:
-        return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches, legacy_pools)
+        return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches, legacy_pools,
+                         folders or {})
     # labeled pairs first, then unlabeled images stripped of any reference they had
     train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled]
     labeled = list(range(len(split.labeled)))
@@ -125,31 +128,35 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
 
 
 def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig,
-              legacy_pools: bool = False) -> TrainingData:
+              legacy_pools: bool, folders: dict[str, ImageFolder]) -> TrainingData:
     d = config.data
+    scanned = {what: folders.get(what) or scan_image_folder(folder, what)
+               for what, folder in (("positives", d.positives), ("negatives", d.negatives)) if folder}
     # a validated scene is never a positive nor a negative: neither its reference nor its low image
-    withheld = [pixel_digest(p.high) for p in validation] + ([] if legacy_pools else [pixel_digest(p.low) for p in validation])
+    withheld = [p.high_digest for p in validation] + ([] if legacy_pools else [p.low_digest for p in validation])
     if d.positives:
-        read = read_image_folder(d.positives, "positives")
+        read = read_image_folder(scanned["positives"])
         positives = image_pool(read, withheld)
         source = f"{d.positives}"
         if not len(positives):
             raise DataError(f"every image of the positives folder {d.positives} ({len(read)}) is withheld: a validation "
                             "pair's reference or low image, so that no validated scene is trained on",
                             hint="add other normal-light images to --positives")
-        lows = {pixel_digest(p.low) for p in inputs}
+        lows = {p.low_digest for p in inputs}
         as_input = [name for name, digest in zip(positives.names, positives.digests) if digest in lows]
         if as_input:
             raise DataError(f"{len(as_input)} of the positives are low-light inputs of this run (e.g. {as_input[0]})",
                             hint="--positives takes normal-light images, not the folder of the inputs")
     else:
-        positives = image_pool(((f"the reference of {p.name}", p.high) for p in inputs if p.high is not None), withheld)
+        referenced = [p for p in inputs if p.high is not None]
+        positives = image_pool([(f"the reference of {p.name}", p.high) for p in referenced], withheld,
+                               digests=[p.high_digest for p in referenced])
         source = "the references of the training pairs"
         if not len(positives):
             raise DataError("no normal-light positives: the training images have no references"
                             + (" outside the validation pairs" if validation else ""),
                             hint="pass --positives DIR, a folder of well-exposed photos")
-    negatives = image_pool(read_image_folder(d.negatives, "negatives"), () if legacy_pools else withheld) if d.negatives else None
+    negatives = image_pool(read_image_folder(scanned["negatives"]), () if legacy_pools else withheld) if d.negatives else None
     if negatives is not None:
         if not len(negatives):
             raise DataError(f"every image of the negatives folder {d.negatives} is withheld: a validation pair's "
@@ -160,8 +167,7 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
         if both:
             raise DataError(f"{len(both)} image(s) are both positives and negatives (e.g. {both[0]})",
                             hint="--negatives takes badly exposed images, --positives well-exposed ones")
-    unfollowed = [f"{what} {', '.join(links[:3])}" for what, folder in (("positives", d.positives), ("negatives", d.negatives))
-                  if folder and (links := unfollowed_links(folder))]
+    unfollowed = [f"{what} {', '.join(found.unfollowed_links[:3])}" for what, found in scanned.items() if found.unfollowed_links]
     dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed)
     own = sum(e is not None for e in dataset.excluded)
     made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"

@@ -31,10 +31,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..data.pairs import SYNTHETIC, ImagePair, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
+from ..data.pairs import SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
 from ..data.patches import plan_epoch
-from ..data.splits import Split, make_split
-from ..data.unpaired import check_image_folder
+from ..data.splits import Split, has_validation, make_split
+from ..data.unpaired import scan_image_folder
 from ..errors import ConfigError, DataError, TrainingError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
@@ -50,7 +50,7 @@ from .methods import METHODS, StepContext, TrainingStep
 from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
 from .steps import StagesForward, training_forwards
 from .steps import SupervisedStep  # noqa: F401 - crnet's step, kept reachable here: tests interrupt runs through it
-from .validation import validate
+from .validation import check_val_every, validate
 
 EventFn = Callable[[object], None]
 PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
@@ -85,6 +85,11 @@ class Trainer:
         config: validated :class:`TrainConfig`.
         run_dir: run folder (config, split, logs, ``last/`` and ``best/`` checkpoints).
         resume: continue from ``run_dir/last`` (same split, RNG, optimiser state).
+
+    Raises:
+        ConfigError: a model with nothing to train; ``run.val_every`` for a new run whose data gives no
+            validation pairs (told from the data's files, before anything is decoded or written).
+        DataError: with ``run.val_every``, a data folder that is missing or holds no images (else said by :meth:`fit`).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
@@ -102,19 +107,39 @@ class Trainer:
         self.frozen_networks: dict[str, str] = {}  # what the model's and the step's frozen networks were loaded from
         self._step_state: dict | None = None  # a resumed run's saved step state
         self.data_summary = ""  # what the run trains on, for the provenance
+        self._found: tuple[Path | str, list[PairPaths]] | None = None  # see _find_data
+        if not resume and config.run.val_every:
+            self._check_val_every()
 
     # ---- data -----------------------------------------------------------------------------
+    def _find_data(self) -> tuple[Path | str, list[PairPaths]]:
+        """The data folder (or ``synthetic``) and its training files (none for ``synthetic``), found once:
+        a resume's relative folders are settled first (:meth:`_find_relative_folders`)."""
+        if self._found is None:
+            try:
+                root = resolve_data_root(self.config.data.root or None)
+            except DataError as exc:
+                if self.resume:
+                    exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --data DIR"
+                raise
+            paths = [] if root == SYNTHETIC else find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
+            self._found = root, paths
+        return self._found
+
+    def _check_val_every(self) -> None:
+        """A new run that will have no validation refuses ``run.val_every`` (:func:`check_val_every`), told
+        from the files before the run starts. A resume keeps the value it started with; the CLI
+        checks one given at resume against the run's split."""
+        root, paths = self._find_data()
+        references = self.config.data.synthetic_count if root == SYNTHETIC else sum(p.high is not None for p in paths)
+        check_val_every(self.config.run.val_every,
+                        validated=has_validation(references, validation_required=not self.method.unpaired))
+
     def _load_pairs(self, on_event: EventFn) -> list[ImagePair]:
-        try:
-            root = resolve_data_root(self.config.data.root or None)
-        except DataError as exc:
-            if self.resume:
-                exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --data DIR"
-            raise
+        root, paths = self._find_data()
         if root == SYNTHETIC:
             pairs = synthetic_pairs(self.config.data.synthetic_count, seed=self.config.data_seed)
         else:
-            paths = find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             pairs = load_pairs(paths)
         labeled = sum(p.labeled for p in pairs)
         on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references) from {root}"))
@@ -267,10 +292,11 @@ class Trainer:
         saved = self._saved_record()  # read once: where relative folders are from, and what the data was
         if saved is not None:
             self._find_relative_folders(saved, emit)
+        folders = {}  # listed once, here: said before the data set is decoded
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
-            if folder:  # said before the data set is decoded
+            if folder:
                 try:
-                    check_image_folder(folder, what)
+                    folders[what] = scan_image_folder(folder, what)
                 except DataError as exc:
                     if self.resume and not Path(folder).exists():
                         exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --{what} DIR"
@@ -282,7 +308,7 @@ class Trainer:
                             "(with the images that share their references)",
                             hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
         # a run made before data.json resumes on the pools it drew from then
-        data = training_data(self.method, cfg, pairs, split, legacy_pools=self.resume and saved is None)
+        data = training_data(self.method, cfg, pairs, split, legacy_pools=self.resume and saved is None, folders=folders)
         self._check_data_record(pairs, data, split, saved)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))

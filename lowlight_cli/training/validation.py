@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data.pairs import ImagePair
+from ..errors import ConfigError
 from ..evaluation.scoring import gt_mean_scale
 from ..inference.colour import keep_input_colour
 from ..inference.tiling import tiled_forward
@@ -27,6 +28,21 @@ class ValidationScores:
     psnr: float
     ssim: float
     psnr_gt_mean: float
+
+
+def check_val_every(val_every: int, *, validated: bool) -> None:
+    """Refuse ``run.val_every`` (``--val-every``) for a run without validation pairs, which would ignore it.
+
+    0, the default, is always accepted.
+
+    Raises:
+        ConfigError: ``val_every`` > 0 and not ``validated``.
+    """
+    if val_every and not validated:
+        raise ConfigError(f"run.val_every (--val-every) is {val_every}, but this run has no validation: its data has "
+                          "fewer than 2 pairs with references to hold out",
+                          hint="drop --val-every (--set run.val_every=0 over a config file's value); without validation "
+                               "the final weights are last/, saved each epoch (--set run.save_every=N: every N steps)")
 
 
 @torch.no_grad()
