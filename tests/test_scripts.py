@@ -432,3 +432,26 @@ def test_help_prints_usage_exits_0_and_writes_nothing(script, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
     assert {p.name: p.stat().st_mtime_ns for p in watched.iterdir()} == before  # make_examples.py wrote on --help
+
+
+def test_black_point_trial_lowers_a_lifted_black_halfway_and_keeps_what_it_must():
+    trial = _script("black_point_trial")
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 64 * 96).reshape(64, 96)
+    low = np.clip(np.stack([ramp, ramp, ramp], -1) * 30 + rng.normal(0, 1, (64, 96, 3)), 0, 255).astype(np.uint8)
+    lifted = np.clip(40 + low.astype(np.float64) * 8, 0, 255).astype(np.uint8)  # blacks near 0.16, brightened
+    low[:8, -8:], lifted[:8, -8:] = 50, 50  # a patch the model left as it was, in the shadows
+    gray = lambda rgb: rgb.astype(np.float64) @ trial.LUMA / 255  # noqa: E731
+    b = np.percentile(gray(lifted), 1)
+    toned = trial.black_point(low, lifted, target=0.1, strength=0.5, pivot=1.0)
+    assert abs(np.percentile(gray(toned), 1) - (b - 0.5 * (b - 0.1))) < 0.01  # halfway to the target
+    assert (toned.astype(int) >= low.astype(int)).all()  # never below the input
+    assert (toned <= lifted).all()  # darkens only: clips nothing new
+    above = gray(lifted) >= gray(lifted).mean()
+    assert np.array_equal(toned[above], lifted[above])  # identity above the pivot
+    assert (toned[:8, -8:] == 50).all()  # the untouched patch: held at its input
+    free = np.ones(low.shape[:2], bool)
+    free[:8, -8:] = False
+    order = np.argsort(gray(lifted)[free], kind="stable")
+    assert (np.diff(gray(toned)[free][order]) >= -1 / 255).all()  # the other tones keep their order
+    assert np.array_equal(trial.black_point(low, low, target=0.1, strength=1.0, pivot=1.0), low)  # passed photo: unchanged

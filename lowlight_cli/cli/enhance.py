@@ -118,7 +118,7 @@ def enhance(
     model, weights = model_for_weights(model, weights, DEFAULT_MODEL)
     net = load_model(model, weights, no_pretrained, scale)
     if scale is None and getattr(net, "supports_curve_scale", False) and net.info.enhance_auto_curve_scale:
-        scale = "auto"  # the photo models: curves at reduced resolution above 8 MP unless told (README "Speed")
+        scale = "auto"  # the photo models: curves at reduced resolution above 8 MP unless told (docs/performance.md)
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour, cpu_bf16=True)
     enhancer = build_enhancer(net, config)

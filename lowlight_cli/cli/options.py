@@ -109,7 +109,7 @@ CurveScaleOpt = Annotated[
         min=1,
         max=MAX_CURVE_SCALE,
         help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and apply "
-        f"them at full resolution (Zero-DCE++'s speed-up, README \"Speed\"; N at most {MAX_CURVE_SCALE}); default: the checkpoint's (1).",
+        f"them at full resolution (Zero-DCE++'s speed-up, docs/performance.md; N at most {MAX_CURVE_SCALE}); default: the checkpoint's (1).",
     ),
 ]
 EnhanceCurveScaleOpt = Annotated[
@@ -119,7 +119,7 @@ EnhanceCurveScaleOpt = Annotated[
         callback=check_curve_scale,
         metavar="auto|N",
         help=f"Curve models ({', '.join(curve_model_names())}): estimate the curve maps at 1/N resolution and "
-        "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: README \"Speed\"). auto (the "
+        "apply them at full resolution (Zero-DCE++'s speed-up; faster, a little noisier: docs/performance.md). auto (the "
         f"default for crnet-curve and crnet-curve-dn; the others keep their checkpoint's scale): full resolution up to {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP, 1/{auto_curve_scale(3000, 4000)} for a 12 MP "
         f"photo, 1/{auto_curve_scale(6000, 8000)} for 48 MP, never finer than the checkpoint's own scale; 1: full "
         "resolution at any size.",
@@ -131,7 +131,7 @@ ColourOpt = Annotated[
         "--colour",
         click_type=click.Choice(list(COLOUR_MODES)),
         help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
-        "colour balance at low resolution, with the model's brightness, detail and denoising (README \"Photo quality\").",
+        "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md).",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]
