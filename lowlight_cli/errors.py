@@ -39,6 +39,10 @@ class ConfigError(UsageError):
     """A configuration value is invalid."""
 
 
+class InputError(UsageError, ValueError):
+    """An image or tensor handed to the library that it cannot enhance (dtype, range, shape)."""
+
+
 class UnknownNameError(UsageError, KeyError):
     """A name (model, metric, loss) is not registered."""
 

@@ -146,11 +146,13 @@ def test_enhancers_sharing_one_model_each_run_at_their_own_scale():
     first = plain.enhance(photo)  # runs at the model's own scale (1) ...
     fast = half.enhance(photo)  # ... this one sets 2 for its photo ...
     assert half.curve_scale == 2 and not np.array_equal(first, fast)
-    model.set_curve_scale(1)  # ... and keeps it even when the model was changed in between
-    assert np.array_equal(half.enhance(photo), fast)
-    # without a scale of its own an enhancer runs the model as it is now set (72x100 is no multiple of
-    # 16: it pads for the scale the model has, instead of failing on the size it cached)
-    assert np.array_equal(plain.enhance(photo), fast) and plain.info.input_multiple == 16
+    assert model.curve_scale == 1  # ... and puts the model's own back after it
+    assert np.array_equal(plain.enhance(photo), first) and plain.info.input_multiple == 8  # not taken over
+    model.set_curve_scale(4)  # a scale the caller sets on the model ...
+    assert np.array_equal(half.enhance(photo), fast) and model.curve_scale == 4
+    # ... is what an enhancer without a scale of its own runs (72x100 is no multiple of 32: it pads
+    # for the scale the model has, instead of failing on the size it cached)
+    assert not np.array_equal(plain.enhance(photo), first) and plain.info.input_multiple == 32 and plain.curve_scale == 4
 
 
 def test_scale_values_are_plain_integers():

@@ -70,3 +70,16 @@ def test_tiles_are_refused_and_whole_images_agree_with_pytorch(context_model, co
     assert "whole images" in result.output
     written = read_image(out / "a.png").rgb.astype(np.int32)
     assert np.abs(written - np.round(expected * 255).astype(np.int32)).max() <= 1
+
+
+def test_the_library_enhancer_refuses_tiles_and_runs_whole_images_too(context_model, context_onnx):
+    from lowlight_cli.errors import UsageError
+
+    model = OnnxModel(context_onnx)
+    with pytest.raises(UsageError, match="cannot be tiled"):
+        Enhancer(model, InferenceConfig(device="cpu", tile=64))
+    rgb = dark_photo(96, 160, seed=4).astype(np.float32) / 255.0
+    whole = Enhancer(model, InferenceConfig(device="cpu"))  # no tile asked: whole images, not the default tiles
+    assert whole.tile == 0
+    expected = Enhancer(context_model, InferenceConfig(device="cpu", tile=0)).enhance(rgb)
+    assert np.abs(whole.enhance(rgb) - expected).max() < 1e-4

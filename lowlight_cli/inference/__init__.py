@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .device import resolve_device
 from .engine import Enhancer, Event, InferenceConfig, Notice, TileProgress, auto_curve_scale, auto_tile_size
+from .onnx_backend import OnnxModel
 from .padding import pad_to, pad_to_multiple, round_up
 from .precision import PRECISIONS, resolve_precision
 from .tiling import Tile, plan_tiles, tile_starts, tiled_forward, window_1d
@@ -14,6 +15,7 @@ __all__ = [
     "Event",
     "InferenceConfig",
     "Notice",
+    "OnnxModel",
     "Tile",
     "TileProgress",
     "auto_curve_scale",

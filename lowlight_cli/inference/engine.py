@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ModelOutputError, UsageError
+from ..errors import ConfigError, InputError, ModelOutputError, UsageError
 from ..io.image import bit_depth_of, from_float, gray_channels, to_float
 from ..models.base import MAX_CURVE_SCALE, EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
@@ -57,8 +57,9 @@ class InferenceConfig:
             is set, ``N`` estimates its curve maps at ``1/N`` resolution, ``"auto"`` chooses per
             photo with :func:`auto_curve_scale` (1 up to 8 MP), never finer than the scale the
             model was built with (``built_curve_scale``: its checkpoint's). The enhancer sets the model's
-            scale (``set_curve_scale``) before every photo, so enhancers sharing one model each
-            run at their own scale; the model keeps the last one set.
+            scale (``set_curve_scale``) for each photo and puts the model's back after it, so
+            enhancers sharing one model each run at their own scale, and one with ``None`` runs
+            the scale the model is set to (by its checkpoint, or by the caller).
         cpu_bf16: ``precision="auto"`` runs bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) for
             models measured to keep their outputs there (``ModelInfo.cpu_bf16``): ``lowlight
             enhance`` sets it (faster, README "Speed"); off, ``auto`` is fp32 on the CPU, so that
@@ -80,6 +81,15 @@ class InferenceConfig:
     colour: str = "model"
 
     def __post_init__(self) -> None:
+        for name, optional in (("tile", True), ("overlap", True), ("batch_size", False)):
+            value = getattr(self, name)
+            if (value is None and not optional) or (value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)))):
+                raise ConfigError(f"{name} must be a whole number{' or None' if optional else ''}, got {value!r}")
+            if value is not None:
+                object.__setattr__(self, name, int(value))
+        for name in ("compile", "cpu_bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.colour not in COLOUR_MODES:
             raise ConfigError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {self.colour!r}")
         if self.curve_scale is not None and self.curve_scale != "auto":
@@ -279,8 +289,76 @@ def banded_context(model: torch.nn.Module, read: TileReader, height: int, width:
             total = weighted if total is None else total + weighted
             counted += share
     if total is None:  # nothing visible at all: the plain mean
+        if visible is None:
+            raise ValueError(f"no pixels to take a context from ({height} x {width})")
         return banded_context(model, read, height, width, multiple, band)
     return (total / counted).float()
+
+
+# float inputs may stray this far outside [0, 1] (resampling overshoot) and are clipped; further is refused
+RANGE_TOLERANCE = 0.01
+
+
+def _range_problem(low: float, high: float) -> str | None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "holds NaN or infinite values"
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        scale = " (it looks like 0..255: divide by 255, or use to_float on the integer pixels)" if high > 1.5 else ""
+        return f"has values from {low:.4g} to {high:.4g}, outside [0, 1]{scale}"
+    return None
+
+
+def check_float_image(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` float RGB in ``[0, 1]`` as float32, contiguous and writable (values within
+    :data:`RANGE_TOLERANCE` outside the range are clipped).
+
+    Raises:
+        InputError: another shape, an integer or boolean dtype (:meth:`Enhancer.enhance_pixels` takes
+            integer pixels, or :func:`~lowlight_cli.io.to_float` converts them), an empty image,
+            NaN or infinite values, or values outside ``[0, 1]``.
+    """
+    if not isinstance(rgb, np.ndarray):
+        raise InputError(f"expected a numpy array, got {type(rgb).__name__}",
+                         hint="enhance_tensor takes torch tensors (1, 3, H, W)")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}",
+                         hint="gray: np.repeat(gray[..., None], 3, axis=2); RGBA: enhance_pixels(rgb, visible=alpha > 0)")
+    if not np.issubdtype(rgb.dtype, np.floating):
+        raise InputError(f"expected float RGB in [0, 1], got {rgb.dtype} pixels",
+                         hint="enhance_pixels takes uint8/uint16 pixels as they are; or enhance(to_float(pixels))")
+    if rgb.size == 0:
+        raise InputError(f"the image is empty (shape {rgb.shape})")
+    problem = _range_problem(float(np.min(rgb)), float(np.max(rgb)))
+    if problem:
+        raise InputError(f"the image {problem}", hint="enhance takes float RGB in [0, 1]")
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if not rgb.flags.writeable:  # torch.from_numpy warns on read-only memory (a memory map, a broadcast view)
+        rgb = rgb.copy()
+    return np.clip(rgb, 0.0, 1.0, out=rgb) if (rgb.min() < 0 or rgb.max() > 1) else rgb
+
+
+def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
+    """``image`` ``(1, 3, H, W)`` float in ``[0, 1]``, as float32 (clipped as :func:`check_float_image` clips).
+
+    Raises:
+        InputError: another shape or batch size, a non-float dtype, an empty image, NaN or
+            infinite values, or values outside ``[0, 1]``.
+    """
+    if not isinstance(image, torch.Tensor):
+        raise InputError(f"expected a torch tensor, got {type(image).__name__}", hint="enhance takes numpy (H, W, 3) arrays")
+    if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+        raise InputError(f"expected a (1, 3, H, W) image, got {tuple(image.shape)}",
+                         hint="one RGB image at a time: image[None] adds the batch dimension; enhance each image of a batch")
+    if not image.is_floating_point():
+        raise InputError(f"expected a float tensor in [0, 1], got {image.dtype}", hint="image.float() / 255 for 8-bit pixels")
+    if image.numel() == 0:
+        raise InputError(f"the image is empty ({tuple(image.shape)})")
+    low, high = torch.aminmax(image.detach().float())
+    problem = _range_problem(float(low), float(high))
+    if problem:
+        raise InputError(f"the image {problem}", hint="enhance_tensor takes float RGB in [0, 1]")
+    image = image.float()
+    return image.clamp(0.0, 1.0) if (float(low) < 0 or float(high) > 1) else image
 
 
 class Enhancer:
@@ -293,7 +371,7 @@ class Enhancer:
     Example:
         >>> from lowlight_cli.models import create_model
         >>> enhancer = Enhancer(create_model("gamma"), InferenceConfig(device="cpu"))
-        >>> enhancer.enhance(np.full((8, 8, 3), 0.25, np.float32)).max() > 0.5
+        >>> bool(enhancer.enhance(np.full((8, 8, 3), 0.25, np.float32)).max() > 0.5)
         True
     """
 
@@ -313,6 +391,10 @@ class Enhancer:
             check_overlap(self.config.overlap, self.tile, tiles="the default tiles")
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
+        self._last_curve_scale: int | None = None  # the scale of the last photo (see curve_scale)
+        if getattr(model, "whole_image_context", False):  # an ONNX graph that computes whole-photo statistics
+            model.check_tile(self.config.tile)  # type: ignore[attr-defined]
+            self.tile = 0  # per tile they would differ: whole images only
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -323,19 +405,24 @@ class Enhancer:
 
     @property
     def curve_scale(self) -> int:
-        """The curve scale the model runs at now (1 for models without curves)."""
-        return int(getattr(self.model, "curve_scale", 1))
+        """The curve scale the last photo ran at (before any, the model's now; 1 for models without curves)."""
+        return self._last_curve_scale if self._last_curve_scale is not None else int(getattr(self.model, "curve_scale", 1))
 
-    def _apply_curve_scale(self, height: int, width: int) -> None:
+    def _apply_curve_scale(self, height: int, width: int) -> int | None:
         """Set the model's curve scale for a ``height`` x ``width`` image (see ``InferenceConfig.curve_scale``)
-        and read its ``info`` again: the model may be shared with other enhancers."""
+        and read its ``info`` again: the model may be shared with other enhancers. Returns the
+        scale the model had before, for :meth:`_run` to put back, or None when it was not changed."""
         scale = self.config.curve_scale
+        current = int(getattr(self.model, "curve_scale", 1))
         if scale == "auto":  # never finer than the scale the model was built with (its checkpoint's)
             built = int(getattr(self.model, "built_curve_scale", 1))
             scale = max(built, auto_curve_scale(height, width, AUTO_CURVE_MAX_PIXELS))
-        if scale is not None and scale != self.curve_scale:
+        changed = scale is not None and scale != current
+        if changed:
             self.model.set_curve_scale(int(scale))  # type: ignore[union-attr]
+        self._last_curve_scale = int(getattr(self.model, "curve_scale", 1))
         self.info = self.model.info
+        return current if changed else None
 
     def _context_forward(self, read: TileReader, height: int, width: int,
                          visible: TileReader | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -355,8 +442,18 @@ class Enhancer:
     def _run(self, read: TileReader, height: int, width: int, emit: RowsFn, on_event: EventFn | None,
              visible: TileReader | None = None) -> None:
         """Enhance the ``height`` x ``width`` image ``read`` gives, handing the output on in row bands
-        (:func:`~lowlight_cli.inference.tiling.tiled_rows`); the tile fallback of :meth:`enhance_tensor`."""
-        self._apply_curve_scale(height, width)
+        (:func:`~lowlight_cli.inference.tiling.tiled_rows`); the tile fallback of :meth:`enhance_tensor`.
+        A curve scale of this enhancer's own is set on the model for the photo and taken back after
+        it, so enhancers sharing a model do not change each other's (or the caller's) setting."""
+        previous = self._apply_curve_scale(height, width)
+        try:
+            self._run_at_scale(read, height, width, emit, on_event, visible)
+        finally:
+            if previous is not None:
+                self.model.set_curve_scale(previous)  # type: ignore[union-attr]
+
+    def _run_at_scale(self, read: TileReader, height: int, width: int, emit: RowsFn, on_event: EventFn | None,
+                      visible: TileReader | None) -> None:
         info = self.info
         margin = info.receptive_radius if info.tile_exact else 0
         margin = min(margin, max(0, (self.config.overlap - 1) // 2))
@@ -391,8 +488,7 @@ class Enhancer:
         On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
         :class:`Notice` says so and the smaller tile is kept for later images.
         """
-        if image.ndim != 4 or image.shape[0] != 1:
-            raise ValueError(f"expected a (1, C, H, W) image, got {tuple(image.shape)}")
+        image = check_float_tensor(image)
         out, keep = float_output(image)
         self._run(tensor_reader(image), *image.shape[-2:], keep, on_event)
         if self.config.colour == "input" and image.shape[1] == 3:
@@ -414,10 +510,18 @@ class Enhancer:
         and a model's whole-image statistics count the visible pixels only, so the colour hidden
         under transparency does not change how the visible part is enhanced.
         """
+        if not isinstance(pixels, np.ndarray):
+            raise InputError(f"expected a numpy array, got {type(pixels).__name__}")
         if pixels.ndim != 3 or pixels.shape[2] != 3:
-            raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
-        if visible is not None and visible.shape != pixels.shape[:2]:
-            raise ValueError(f"visible must have shape {pixels.shape[:2]}, got {visible.shape}")
+            raise InputError(f"expected (H, W, 3) pixels, got shape {pixels.shape}",
+                             hint="gray: np.repeat(gray[..., None], 3, axis=2) and gray=True; RGBA: rgb and visible=alpha > 0")
+        if pixels.dtype not in (np.uint8, np.uint16):
+            raise InputError(f"expected uint8 or uint16 pixels, got {pixels.dtype}", hint="enhance takes float RGB in [0, 1]")
+        if pixels.size == 0:
+            raise InputError(f"the image is empty (shape {pixels.shape})")
+        if visible is not None and (not isinstance(visible, np.ndarray) or visible.shape != pixels.shape[:2]):
+            raise InputError(f"visible must be a numpy array of shape {pixels.shape[:2]}, got "
+                             f"{getattr(visible, 'shape', type(visible).__name__)}")
         if visible is not None and visible.all():
             visible = None
         if visible is not None:
@@ -450,8 +554,6 @@ class Enhancer:
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
-        image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        image = torch.from_numpy(check_float_image(rgb)).permute(2, 0, 1)[None]
         out = self.enhance_tensor(image, on_event)
         return out[0].permute(1, 2, 0).numpy()

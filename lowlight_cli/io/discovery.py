@@ -65,6 +65,8 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
     Raises:
         ImageReadError: an input does not exist, or a folder cannot be listed.
     """
+    if isinstance(inputs, (str, Path)):  # one path, not the characters of one
+        inputs = [inputs]
     found: dict[Path, InputFile] = {}
     skipped: list[SkippedFile] = []
     excluded = {Path(folder).resolve() for folder in exclude}
@@ -85,7 +87,8 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
 
 
 def find_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> list[InputFile]:
-    """The image files named by ``inputs`` (see :func:`scan_inputs`), without the skipped ones."""
+    """The image files named by ``inputs`` (see :func:`scan_inputs`; one path alone is taken as a
+    list of one), without the skipped ones."""
     return scan_inputs(inputs, recursive=recursive).files
 
 

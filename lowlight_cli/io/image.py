@@ -164,10 +164,15 @@ def replace_rgb(image: ImageData, rgb_float: np.ndarray) -> ImageData:
         rgb_float: ``(H, W, 3)`` float with the same H and W as ``image``; values in [0, 1] (clipped).
 
     Raises:
-        ValueError: if the shape differs from ``image.rgb.shape``.
+        ValueError: if the shape differs from ``image.rgb.shape``, or the pixels are integers
+            (``dataclasses.replace(image, rgb=pixels)`` takes pixels at the image's bit depth, as
+            :meth:`~lowlight_cli.inference.Enhancer.enhance_pixels` returns them).
     """
     if rgb_float.shape != image.rgb.shape:
         raise ValueError(f"new rgb has shape {rgb_float.shape}, expected {image.rgb.shape}")
+    if not np.issubdtype(np.asarray(rgb_float).dtype, np.floating):
+        raise ValueError(f"replace_rgb takes float RGB in [0, 1], got {np.asarray(rgb_float).dtype} pixels: "
+                         "dataclasses.replace(image, rgb=pixels) keeps integer pixels as they are")
     if image.gray:
         rgb_float = gray_channels(rgb_float)
     return dataclasses.replace(image, rgb=from_float(rgb_float, image.bit_depth))

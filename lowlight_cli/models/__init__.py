@@ -247,7 +247,12 @@ def create_model(
     """Build a registered model, with trained weights unless ``pretrained=False``.
 
     Args:
-        name: registered name (``lowlight models`` lists them).
+        name: registered name (``lowlight models`` lists them). Some names run by default the
+            weights of another architecture of their family: ``crnet`` (the paper-size CRNet) runs
+            the family's weights with the best LOL test score, ``crnet-curve-dn-lol``, so
+            ``create_model("crnet")`` is a ``crnet-curve-dn`` (``.info.name`` says which), while
+            ``pretrained=False`` builds the paper-size network and ``weights="crnet-lol"`` loads
+            its own, partly trained weights.
         pretrained: load trained weights (explicit ``weights`` > bundled > cache > Hub), and
             those of the frozen networks the model runs (:func:`load_frozen_networks`). Models
             that need none (``gamma``, ``clahe``) ignore it. ``False`` gives a seeded random

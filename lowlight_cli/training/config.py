@@ -226,6 +226,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every value once; raises :class:`ConfigError` naming the key."""
+        self._check_types()
         checks = [
             (0.0 < self.data.labeled_frac <= 1.0, "data.labeled_frac must be in (0, 1]"),
             (self.data.val_count >= 1, "data.val_count must be >= 1"),
@@ -269,6 +270,22 @@ class TrainConfig:
                 hint="e.g. --semi --labeled-frac 0.1",
             )
         return self
+
+    def _check_types(self) -> None:
+        """Each section's plain values have their field's type (a float field takes an int; a config
+        built by hand, not through :func:`build_config`, may hold ``"32"`` for 32)."""
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "tuple": (tuple, list)}
+        for section_name in ("model", "data", "optim", "loss", "teacher", "run"):
+            section = getattr(self, section_name)
+            for item in dataclasses.fields(section):
+                expected = kinds.get(item.type if isinstance(item.type, str) else getattr(item.type, "__name__", ""))
+                value = getattr(section, item.name)
+                if expected is None:
+                    continue
+                wrong = not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))
+                if wrong:
+                    raise ConfigError(f"{section_name}.{item.name} must be {item.type if isinstance(item.type, str) else item.type.__name__}, "
+                                      f"got {value!r} ({type(value).__name__})")
 
     def _validate_method(self) -> Method:
         """Resolve ``run.method`` (written back, with ``run.semi`` to match) and check what depends on it."""

@@ -35,7 +35,7 @@ from ..data.pairs import SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs
 from ..data.patches import plan_epoch
 from ..data.splits import Split, has_validation, make_split
 from ..data.unpaired import scan_image_folder
-from ..errors import ConfigError, DataError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError, UsageError
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
@@ -82,20 +82,25 @@ class Trainer:
     """Trains one model as ``config`` says, writing to ``run_dir``.
 
     Args:
-        config: validated :class:`TrainConfig`.
+        config: a :class:`TrainConfig` (validated here; :func:`build_config` gives one).
         run_dir: run folder (config, split, logs, ``last/`` and ``best/`` checkpoints).
         resume: continue from ``run_dir/last`` (same split, RNG, optimiser state).
 
     Raises:
-        ConfigError: a model with nothing to train; ``run.val_every`` for a new run whose data gives no
+        UsageError: ``run_dir`` already holds a run (its ``last/``) and ``resume`` is False.
+        ConfigError: a value of the config that is invalid or of the wrong type; a model with nothing to train; ``run.val_every`` for a new run whose data gives no
             validation pairs (told from the data's files, before anything is decoded or written).
         DataError: with ``run.val_every``, a data folder that is missing or holds no images (else said by :meth:`fit`).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
+        config.validate()  # a config built by hand is checked here as build_config checks its own
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
+        if not resume and (self.run_dir / "last").exists():  # a new run would write over this one's weights and log
+            raise UsageError(f"{self.run_dir} already holds a run",
+                             hint="continue it with resume=True (lowlight train --resume), or choose another folder")
         self.ctx, self.device = distributed.setup(config.run.device)
         self.precision = resolve_precision(config.run.precision, self.device)
         if config.run.compile:

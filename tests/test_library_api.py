@@ -1,0 +1,157 @@
+"""The library's own edges: what ``Enhancer``, ``Trainer`` and the io helpers accept, and how they
+refuse the rest (a researcher's mistakes get the project's errors, not a black image or a
+traceback from inside torch)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_cli.errors import ConfigError, InputError, UsageError
+from lowlight_cli.inference import Enhancer, InferenceConfig
+from lowlight_cli.io import find_images, read_image, replace_rgb, write_image
+from lowlight_cli.models import create_model
+
+
+@pytest.fixture(scope="module")
+def enhancer() -> Enhancer:
+    return Enhancer(create_model("crnet-tiny", pretrained=False), InferenceConfig(device="cpu"))
+
+
+def _photo(height: int = 24, width: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((height, width, 3)) * 0.2).astype(np.float32)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda rgb: (rgb * 255).astype(np.uint8), "uint8 pixels"),
+    (lambda rgb: rgb * 255, "outside \\[0, 1\\].*0..255"),
+    (lambda rgb: np.where(rgb > 0.1, np.nan, rgb).astype(np.float32), "NaN"),
+    (lambda rgb: rgb - 0.5, "outside \\[0, 1\\]"),
+    (lambda rgb: rgb[..., :2], "\\(H, W, 3\\)"),
+    (lambda rgb: rgb[:0], "empty"),
+    (lambda rgb: torch.from_numpy(rgb), "numpy array"),
+])
+def test_enhance_refuses_what_is_not_float_rgb_in_0_1(enhancer, bad, message):
+    with pytest.raises(InputError, match=message) as caught:
+        enhancer.enhance(bad(_photo()))
+    assert isinstance(caught.value, ValueError)  # callers catching ValueError keep working
+
+
+def test_enhance_clips_a_small_overshoot_and_takes_read_only_and_float64_arrays(enhancer):
+    rgb = _photo()
+    expected = enhancer.enhance(rgb)
+    overshoot = rgb.copy()
+    overshoot[0, 0] = [1.005, -0.004, 0.5]  # bicubic resampling strays this far
+    assert np.isfinite(enhancer.enhance(overshoot)).all()
+    frozen = rgb.astype(np.float64)
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on read-only memory
+        assert np.allclose(enhancer.enhance(frozen), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda x: (x * 255).to(torch.uint8), "float tensor"),
+    (lambda x: x[:, :1], "\\(1, 3, H, W\\)"),
+    (lambda x: torch.cat([x, x]), "\\(1, 3, H, W\\)"),
+    (lambda x: x[..., :0], "empty"),
+    (lambda x: x * 255, "outside"),
+])
+def test_enhance_tensor_refuses_what_is_not_one_float_rgb_image(enhancer, bad, message):
+    x = torch.from_numpy(_photo()).permute(2, 0, 1)[None]
+    with pytest.raises(InputError, match=message):
+        enhancer.enhance_tensor(bad(x))
+
+
+def test_enhance_tensor_takes_float64_as_float32(enhancer):
+    x = torch.from_numpy(_photo()).permute(2, 0, 1)[None]
+    assert torch.allclose(enhancer.enhance_tensor(x.double()), enhancer.enhance_tensor(x), atol=1e-6)
+
+
+def test_enhance_pixels_refuses_float_and_empty_pixels(enhancer):
+    with pytest.raises(InputError, match="uint8 or uint16"):
+        enhancer.enhance_pixels(_photo())
+    with pytest.raises(InputError, match="empty"):
+        enhancer.enhance_pixels(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="visible"):
+        enhancer.enhance_pixels(np.zeros((4, 4, 3), np.uint8), visible=np.ones((3, 4), bool))
+
+
+def test_an_enhancer_keeps_its_curve_scale_when_another_changes_the_shared_model():
+    model = create_model("crnet-curve-dn", pretrained=False)
+    rgb = _photo(64, 96)
+    first = Enhancer(model, InferenceConfig(device="cpu"))
+    before = first.enhance(rgb)
+    other = Enhancer(model, InferenceConfig(device="cpu", curve_scale=4))
+    other.enhance(rgb)
+    assert other.curve_scale == 4 and model.curve_scale == 1  # the model's own scale is put back
+    assert np.array_equal(first.enhance(rgb), before)  # so the first enhancer's photos do not change
+
+
+def test_replace_rgb_refuses_integer_pixels(tmp_path):
+    path = tmp_path / "a.png"
+    write_image(path, replace_rgb(read_image_from(np.full((4, 4, 3), 30, np.uint8), tmp_path), np.full((4, 4, 3), 0.5, np.float32)))
+    image = read_image(path)
+    with pytest.raises(ValueError, match="float RGB"):
+        replace_rgb(image, image.rgb)
+
+
+def read_image_from(pixels: np.ndarray, folder):
+    import cv2
+
+    cv2.imwrite(str(folder / "src.png"), pixels)
+    return read_image(folder / "src.png")
+
+
+def test_find_images_takes_one_folder_as_a_path(tmp_path):
+    read_image_from(np.zeros((4, 4, 3), np.uint8), tmp_path)
+    assert [f.path.name for f in find_images(str(tmp_path))] == ["src.png"]
+    assert [f.path.name for f in find_images(tmp_path)] == ["src.png"]
+
+
+def _tiny_config(**assign):
+    from lowlight_cli.training import build_config
+
+    settings = ["data.root=synthetic", "model.name=crnet-tiny", "optim.max_steps=1", "data.batch_size=2",
+                "data.patch_size=32", "data.patches_per_image=1", "data.synthetic_count=4", "run.device=cpu"]
+    return build_config(assignments=settings + [f"{k}={v}" for k, v in assign.items()])
+
+
+def test_a_trainer_refuses_a_folder_holding_a_run_unless_resuming(tmp_path):
+    from lowlight_cli.training import Trainer
+
+    run = tmp_path / "run"
+    Trainer(_tiny_config(), run).fit()
+    log = (run / "log.jsonl").read_text()
+    with pytest.raises(UsageError, match="already holds a run"):
+        Trainer(_tiny_config(), run)
+    assert (run / "log.jsonl").read_text() == log  # nothing written over
+    Trainer(_tiny_config(**{"optim.max_steps": 2}), run, resume=True).fit()
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "patch_size", "32", "data.patch_size must be int"),
+    ("optim", "lr", -1.0, "optim.lr must be > 0"),
+    ("run", "channels_last", 1, "run.channels_last must be bool"),
+    ("data", "batch_size", True, "data.batch_size must be int"),
+])
+def test_a_trainer_validates_a_config_built_by_hand(tmp_path, section, key, value, message):
+    from lowlight_cli.training import Trainer
+
+    cfg = _tiny_config()
+    setattr(getattr(cfg, section), key, value)
+    with pytest.raises(ConfigError, match=message):
+        Trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("settings", [{"tile": "512"}, {"tile": 512.0}, {"batch_size": 2.5}, {"overlap": True},
+                                      {"batch_size": None}, {"compile": "no"}])
+def test_inference_config_refuses_values_of_the_wrong_type(settings):
+    with pytest.raises(ConfigError, match="must be"):
+        InferenceConfig(device="cpu", **settings)
+    assert InferenceConfig(device="cpu", tile=np.int64(256)).tile == 256
