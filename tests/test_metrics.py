@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import structural_similarity
 
-from lowlight_cli.errors import MetricError, UnknownNameError
+from lowlight_cli.errors import ConfigError, MetricError, UnknownNameError
 from lowlight_cli.metrics import (
     NIQE,
     PSNR,
@@ -106,6 +106,16 @@ def test_unknown_metric_suggests_close_names() -> None:
     assert "ssim" in (excinfo.value.hint or "")
 
 
+def test_unknown_metric_option_names_the_metrics_options() -> None:
+    with pytest.raises(ConfigError, match=r"'psnr' has no option 'data_rang' \(its options: data_range\)") as excinfo:
+        create_metric("psnr", data_rang=255)
+    assert excinfo.value.hint == "did you mean data_range?"
+    with pytest.raises(ConfigError, match="window_size"):
+        create_metric("ssim", window=7)
+    with pytest.raises(MetricError, match="data_range must be a positive number"):
+        create_metric("ssim", data_range=0)  # a value the option refuses, at construction
+
+
 # --- quantize ---------------------------------------------------------------------------------
 
 
@@ -116,6 +126,16 @@ def test_quantize_rounds_to_8_bit_codes_and_clips() -> None:
         codes, torch.tensor([0.0, 0.0, 76.0, 128.0, 255.0, 255.0], dtype=torch.float64)
     )
     assert torch.equal(quantize(quantize(x)), quantize(x))
+
+
+def test_quantize_takes_numpy_arrays_and_refuses_integer_codes() -> None:
+    x = np.array([[-0.1, 0.3], [0.5, 1.3]], dtype=np.float32)
+    out = quantize(x)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, quantize(torch.from_numpy(x)).numpy())
+    np.testing.assert_array_equal(quantize(x.T), quantize(x).T)  # any strides
+    with pytest.raises(MetricError, match="float"):
+        quantize(np.array([0, 128, 255], dtype=np.uint8))
 
 
 def test_dark_16_bit_pair_scores_like_its_8_bit_rounding() -> None:
@@ -172,6 +192,74 @@ def test_psnr_is_symmetric(seed: int) -> None:
     a = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
     b = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
     assert torch.equal(psnr(a, b), psnr(b, a))
+
+
+# --- input checks shared by PSNR and SSIM -----------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_values_outside_data_range_are_refused_naming_it(metric, astronaut_pair) -> None:
+    clean, dark = astronaut_pair
+    a, b = to_tensor(dark), to_tensor(clean)
+    # the 0..255 images with the default data_range=1 used to score a plausible, wrong value
+    with pytest.raises(MetricError, match=r"outside \[0, data_range\] = \[0, 1\]") as excinfo:
+        metric(a * 255, b * 255)
+    assert "data_range=255" in (excinfo.value.hint or "")
+    torch.testing.assert_close(metric(a * 255, b * 255, data_range=255), metric(a, b))
+    with pytest.raises(MetricError, match="reference values span -"):
+        metric(a, b - 0.01)
+    # rounding-size excursions (0.1% of the range) are scored as they are
+    assert torch.isfinite(metric(a * (1 + 5e-4), b - 5e-4)).all()
+    # a prediction being trained (the metric as a loss, e.g. 1 - SSIM) may stray outside
+    assert metric((a * 1.2).requires_grad_(), b).requires_grad
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+@pytest.mark.parametrize("data_range", [0, -1.0, float("nan"), float("inf"), "255", True])
+def test_data_range_must_be_a_positive_number(metric, data_range) -> None:
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(MetricError, match="data_range must be a positive number"):
+        metric(x, x, data_range=data_range)
+
+
+def test_metric_modules_refuse_a_bad_data_range_when_built() -> None:
+    for module in (PSNR, SSIM):
+        with pytest.raises(MetricError, match="data_range must be a positive number"):
+            module(data_range=0)
+
+
+@pytest.mark.parametrize(
+    "score", [psnr, ssim, lambda a, b: PSNR()(a, b), lambda a, b: SSIM()(a, b), lambda a, b: NIQE()(a)]
+)
+def test_numpy_input_gets_a_clear_error_saying_how_to_convert(score) -> None:
+    image = np.random.default_rng(0).random((1, 3, 100, 100))
+    with pytest.raises(MetricError, match="torch tensors, got a numpy.ndarray") as excinfo:
+        score(image, image)
+    assert "torch.from_numpy" in (excinfo.value.hint or "")
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_mixed_float_dtypes_are_promoted(metric) -> None:
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 3, 24, 24, generator=g)
+    b = (a + 0.1 * torch.rand(2, 3, 24, 24, generator=g)).clamp(0, 1).double()
+    score = metric(a, b)
+    assert score.dtype == torch.float64
+    torch.testing.assert_close(score, metric(a.double(), b), atol=0, rtol=0)
+    torch.testing.assert_close(metric(b, a), metric(b, a.double()), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_scored_in_float32(dtype: torch.dtype, astronaut_pair) -> None:
+    clean, dark = astronaut_pair
+    a, b = to_tensor(dark), to_tensor(clean)
+    half_a, half_b = a.to(dtype), b.to(dtype)
+    # 0..255 moments overflow float16 (SSIM was NaN); a half-step error overflowed 1 / MSE (PSNR inf)
+    score = ssim(half_a, half_b)
+    assert score.dtype == dtype
+    assert float(score) == pytest.approx(float(ssim(half_a.double(), half_b.double())), abs=1e-2)
+    near = (half_b.float() + 0.5 / 255).clamp(0, 1).to(dtype)
+    assert float(psnr(near, half_b)) == pytest.approx(float(psnr(near.double(), half_b.double())), abs=0.5)
 
 
 # --- SSIM -------------------------------------------------------------------------------------

@@ -136,6 +136,32 @@ def test_bad_input_raises_clearly(image: np.ndarray, kwargs: dict, message: str)
         niqe(image, **kwargs)
 
 
+def test_16_bit_image_scores_like_its_8_bit_original() -> None:
+    image = NATURAL_IMAGES["coffee"]
+    sixteen = image.astype(np.uint16) * 257  # 0..65535, the same image
+    assert niqe(sixteen) == pytest.approx(niqe(image), abs=1e-12)  # was scored on 0..65535 (13.05 vs 10.77)
+    assert niqe(sixteen, space="gray") == pytest.approx(niqe(image, space="gray"), abs=1e-12)
+
+
+def test_unit_range_float_image_is_refused_unless_data_range_says_so() -> None:
+    image = NATURAL_IMAGES["coffee"]
+    unit = image / 255.0
+    # scored as 0..255 it was nearly black: NaN with a misleading "constant or black image?" warning
+    with pytest.raises(MetricError, match=r"within \[0, 1\]") as excinfo:
+        niqe(unit)
+    assert "data_range=1.0" in (excinfo.value.hint or "")
+    assert niqe(unit, data_range=1.0) == pytest.approx(niqe(image), abs=1e-9)
+    assert niqe(image.astype(np.float64), data_range=255) == niqe(image)
+    with pytest.raises(MetricError, match="data_range must be a positive number"):
+        niqe(image, data_range=0)
+
+
+def test_module_refuses_images_outside_0_1() -> None:
+    images = torch.rand(1, 3, 100, 100, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(MetricError, match=r"outside \[0, data_range\] = \[0, 1\]"):
+        NIQE()(images * 255)
+
+
 def test_single_block_warns_that_the_score_is_unreliable() -> None:
     image = NATURAL_IMAGES["astronaut"][100:196, 200:296]
     with pytest.warns(MetricWarning, match="only one block"):

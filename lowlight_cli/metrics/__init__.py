@@ -3,7 +3,7 @@
 Each metric is a pure function plus a thin ``nn.Module``; the registry ``METRICS`` maps names to
 their :class:`MetricInfo` and module factory (``create_metric("ssim", space="y")``). Inputs are
 [0, 1] float RGB scored on the 0..255 scale; round predictions to 8-bit with :func:`quantize`
-before scoring to follow the protocol (``docs/SPEC-metrics.md``).
+before scoring to follow the protocol (the project's metric specification, ``SPEC-metrics.md``; docs/usage.md "Evaluate").
 """
 
 from __future__ import annotations

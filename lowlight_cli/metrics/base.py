@@ -6,16 +6,24 @@ Every metric is a pure function plus a thin ``nn.Module``; the registry maps a m
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MetricError
+from ..errors import ConfigError, MetricError
 from ..registry import Registry
 
 INPUT_RANGE = "0..1 float RGB, scored on the 0..255 scale"
+# How far values may stray outside [0, data_range], relative to data_range, before a metric refuses
+# them: rounding of a resize or colour conversion, never a 0..255 image scored as 0..1.
+RANGE_TOLERANCE = 1e-3
 
 
 class MetricWarning(RuntimeWarning):
@@ -64,6 +72,8 @@ def create_metric(name: str, **kwargs: object) -> nn.Module:
 
     Raises:
         UnknownNameError: ``name`` is not registered (the message suggests close names).
+        ConfigError: an option the metric does not have (the message lists its options).
+        MetricError: an option value the metric refuses (e.g. ``data_range=0``).
 
     Example:
         >>> import torch
@@ -73,7 +83,18 @@ def create_metric(name: str, **kwargs: object) -> nn.Module:
         >>> round(float(metric(x, x + 1 / 255)), 4)
         48.1308
     """
-    return METRICS.get(name).factory(**kwargs)
+    entry = METRICS.get(name)
+    parameters = inspect.signature(entry.factory).parameters.values()
+    options = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters)
+    unknown = [] if takes_any else [key for key in kwargs if key not in options]
+    if unknown:  # said here, naming the options, rather than as the constructor's TypeError
+        close = difflib.get_close_matches(unknown[0], options, n=1)
+        raise ConfigError(
+            f"metric {name!r} has no option {unknown[0]!r} (its options: {', '.join(options) or 'none'})",
+            hint=f"did you mean {close[0]}?" if close else None,
+        )
+    return entry.factory(**kwargs)
 
 
 def metric_info(name: str) -> MetricInfo:
@@ -98,7 +119,7 @@ def list_metrics() -> list[str]:
     return METRICS.names()
 
 
-def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
+def quantize(x: torch.Tensor | np.ndarray, levels: int = 255) -> torch.Tensor | np.ndarray:
     """Clip ``x`` to [0, 1] and round it to ``levels + 1`` evenly spaced values (8-bit by default).
 
     This is the protocol's "round to 8-bit before scoring" step, kept apart from the
@@ -106,16 +127,30 @@ def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     (``torch.round``); values stay in [0, 1] and keep their dtype.
 
     Args:
-        x: float tensor of any shape, nominally in [0, 1].
+        x: float tensor, or float numpy array, of any shape, nominally in [0, 1]. An array gives an
+            array (the same values a tensor would).
         levels: the largest integer code (255 for 8-bit, 65535 for 16-bit).
+
+    Raises:
+        MetricError: ``x`` is not a float tensor or array (integer codes are quantised already).
+        ValueError: ``levels`` is under 1.
 
     Example:
         >>> import torch
         >>> quantize(torch.tensor([0.0, 0.5, 1.2])) * 255
         tensor([  0., 128., 255.])
+        >>> quantize(np.array([0.3, 0.5])) * 255
+        array([ 76., 128.])
     """
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise MetricError(f"quantize: expected a float array in [0, 1], got dtype {x.dtype}")
+        return quantize(torch.from_numpy(np.ascontiguousarray(x)), levels).numpy()
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
+        raise MetricError(f"quantize: expected a float tensor in [0, 1], got {what}")
     return torch.round(x.clamp(0.0, 1.0) * levels) / levels
 
 
@@ -127,8 +162,57 @@ def check_space(metric: str, space: str, allowed: tuple[str, ...]) -> None:
         )
 
 
-def check_image_pair(pred: torch.Tensor, target: torch.Tensor, metric: str) -> None:
-    """Raise :class:`MetricError` unless both are float (B, C, H, W) tensors of one shape."""
+def check_tensor(x: object, metric: str) -> None:
+    """Raise :class:`MetricError` unless ``x`` is a torch tensor (a numpy array gets how to convert it)."""
+    if not isinstance(x, torch.Tensor):
+        raise MetricError(
+            f"{metric}: expected (B, C, H, W) torch tensors, got a {type(x).__module__}.{type(x).__name__}",
+            hint="convert an (H, W, 3) numpy image with torch.from_numpy(image).permute(2, 0, 1)[None]",
+        )
+
+
+def check_data_range(data_range: object, metric: str) -> None:
+    """Raise :class:`MetricError` unless ``data_range`` is a finite positive number."""
+    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not (
+        math.isfinite(data_range) and data_range > 0
+    ):
+        raise MetricError(
+            f"{metric}: data_range must be a positive number, got {data_range!r}",
+            hint="data_range is the value of white: 1.0 for images in [0, 1], 255 for 0..255",
+        )
+
+
+def check_value_range(x: torch.Tensor, data_range: float, metric: str, what: str) -> None:
+    """Raise :class:`MetricError` when ``x`` strays outside [0, data_range] by more than
+    :data:`RANGE_TOLERANCE` of ``data_range`` (an image on 0..255 scored as 0..1 would otherwise give
+    a plausible, wrong score). NaN is left to the metric. Not checked for a tensor that requires
+    grad: a prediction being trained may stray outside while the metric serves as a loss."""
+    if x.requires_grad or x.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    tolerance = RANGE_TOLERANCE * data_range
+    if low < -tolerance or high > data_range + tolerance:
+        raise MetricError(
+            f"{metric}: {what} values span {low:.4g}..{high:.4g}, outside [0, data_range] = [0, {data_range:g}]",
+            hint="pass data_range=255 for images on 0..255 (data_range is the value of white); clamp predictions first",
+        )
+
+
+def scoring_dtypes(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """``(result, compute)`` dtypes of a metric of ``pred`` and ``target``: the promoted dtype of the
+    two, computed in float32 when that is a half type (SSIM's 0..255 moments overflow float16)."""
+    result = torch.promote_types(pred.dtype, target.dtype)
+    return result, torch.float32 if result in (torch.float16, torch.bfloat16) else result
+
+
+def check_image_pair(
+    pred: torch.Tensor, target: torch.Tensor, metric: str, *, data_range: float | None = None
+) -> None:
+    """Raise :class:`MetricError` unless both are float (B, C, H, W) tensors of one shape on one
+    device; with ``data_range``, also unless it is a positive number and both hold values in
+    [0, data_range] (:func:`check_value_range`)."""
+    check_tensor(pred, metric)
+    check_tensor(target, metric)
     if pred.shape != target.shape:
         raise MetricError(
             f"{metric}: prediction and reference shapes differ: "
@@ -139,3 +223,9 @@ def check_image_pair(pred: torch.Tensor, target: torch.Tensor, metric: str) -> N
         raise MetricError(f"{metric}: expected (B, C, H, W) tensors, got shape {tuple(pred.shape)}")
     if not (pred.is_floating_point() and target.is_floating_point()):
         raise MetricError(f"{metric}: expected float tensors, got {pred.dtype} and {target.dtype}")
+    if pred.device != target.device:
+        raise MetricError(f"{metric}: prediction and reference are on different devices: {pred.device} and {target.device}")
+    if data_range is not None:
+        check_data_range(data_range, metric)
+        check_value_range(pred, data_range, metric, "prediction")
+        check_value_range(target, data_range, metric, "reference")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import MetricError
-from .base import MetricWarning, check_space
+from .base import MetricWarning, check_data_range, check_space, check_tensor, check_value_range
 from .color import gray_matlab, luma_bt601, round_half_up
 from .imresize import imresize_bicubic
 
@@ -283,7 +283,32 @@ def niqe_from_features(features: np.ndarray) -> float:
     return math.sqrt(max(quadratic, 0.0))
 
 
-def niqe(image: np.ndarray, *, space: NIQESpace = "y") -> float:
+# The value of white of an integer image, by dtype; any other dtype is on the 0..255 scale.
+_WHITE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+
+
+def _on_0_255(image: np.ndarray, data_range: float | None) -> np.ndarray:
+    """``image`` as float64 on the 0..255 scale NIQE scores on (see :func:`niqe` for ``data_range``)."""
+    array = np.asarray(image)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise MetricError(f"niqe: expected an image of numbers, got dtype {array.dtype}")
+    if data_range is None:
+        white = _WHITE.get(array.dtype, 255)
+        # a [0, 1] float image would score as nearly black (NaN, or a wrong number): refused; a
+        # constant one is NaN on any scale, as the constant images of other values are
+        if np.issubdtype(array.dtype, np.floating) and array.size and 0 < array.max() <= 1 and array.min() < array.max():
+            raise MetricError(
+                "niqe: the image's values all lie within [0, 1], but niqe() scores values on 0..255",
+                hint="pass data_range=1.0 for an image in [0, 1] (or data_range=255 if it is a nearly black 0..255 image)",
+            )
+    else:
+        check_data_range(data_range, "niqe")
+        white = data_range
+    array = np.asarray(array, dtype=np.float64)
+    return array if white == 255 else array * 255.0 / white
+
+
+def niqe(image: np.ndarray, *, space: NIQESpace = "y", data_range: float | None = None) -> float:
     """NIQE of one image, as the LIVE MATLAB release computes it (lower is more natural).
 
     Steps: one channel (``space="y"``: BT.601 luma rounded; ``"gray"``: MATLAB rgb2gray rounded),
@@ -291,31 +316,41 @@ def niqe(image: np.ndarray, *, space: NIQESpace = "y") -> float:
     half size (MATLAB antialiased bicubic imresize), MVG fit, distance to the LIVE pristine model.
 
     Args:
-        image: (H, W, 3) RGB or (H, W) single channel, float values on the 0..255 scale (uint8
-            arrays work as is). A 2-D image is scored as given, without conversion or rounding.
+        image: (H, W, 3) RGB or (H, W) single channel numpy array (channels last). NIQE scores
+            values on the 0..255 scale: uint8 and float arrays on 0..255 are scored as they are,
+            uint16 arrays are scaled from 0..65535 (a 16-bit copy of an 8-bit image scores the
+            same). A float array whose values all lie in [0, 1] (and are not all equal) is refused
+            unless ``data_range`` says its scale. A 2-D image is scored without conversion or rounding.
         space: channel used for RGB input.
+        data_range: the value of white in ``image`` (1.0 for [0, 1] floats), scaled to 255 before
+            scoring; default from the dtype (65535 for uint16, else 255).
 
     Returns:
         The NIQE score (float); NaN with a :class:`MetricWarning` when no block has finite features
         (constant or black images).
 
     Raises:
-        MetricError: an image side under 96 px, a wrong shape, non-finite values or unknown space.
+        MetricError: an image side under 96 px, a wrong shape, non-finite values, unknown space, a
+            [0, 1] float image without ``data_range``, or a ``data_range`` that is not a positive
+            number.
 
     Example:
         >>> rng = np.random.default_rng(0)
         >>> image = rng.uniform(0, 255, (192, 192, 3))
         >>> bool(niqe(image) > 10)  # white noise is far from natural
         True
+        >>> abs(niqe(image / 255, data_range=1.0) - niqe(image)) < 1e-9  # the same image in [0, 1]
+        True
     """
-    return niqe_from_features(niqe_features(image, space=space))
+    return niqe_from_features(niqe_features(_on_0_255(image, data_range), space=space))
 
 
 class NIQE(nn.Module):
-    """Batched :func:`niqe`: ``(B, 3, H, W)`` in [0, 1] -> ``(B,)`` float64; lower is better.
+    """Batched :func:`niqe`: ``(B, 3, H, W)`` float tensor in [0, 1] -> ``(B,)`` float64; lower is better.
 
     Each image is scaled to 0..255 and scored in numpy float64 (not differentiable). A
-    ``(B, 1, H, W)`` input is scored as the single channel itself.
+    ``(B, 1, H, W)`` input is scored as the single channel itself. Values outside [0, 1] by more
+    than 0.1% are refused (:class:`MetricError`), as are numpy arrays (use :func:`niqe` for those).
 
     Example:
         >>> import torch
@@ -330,10 +365,14 @@ class NIQE(nn.Module):
         self.space: NIQESpace = space
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_tensor(images, "niqe")
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise MetricError(
                 f"niqe: expected (B, 3, H, W) or (B, 1, H, W), got {tuple(images.shape)}"
             )
+        if not images.is_floating_point():
+            raise MetricError(f"niqe: expected a float tensor in [0, 1], got {images.dtype}")
+        check_value_range(images, 1.0, "niqe", "image")
         arrays = images.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy() * 255.0
-        scores = [niqe(a[..., 0] if a.shape[2] == 1 else a, space=self.space) for a in arrays]
+        scores = [niqe(a[..., 0] if a.shape[2] == 1 else a, space=self.space, data_range=255) for a in arrays]
         return torch.tensor(scores, dtype=torch.float64, device=images.device)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MetricError
-from .base import check_image_pair, check_space
+from .base import check_data_range, check_image_pair, check_space, scoring_dtypes
 from .color import gray_matlab, luma_bt601
 
 SSIMSpace = Literal["rgb", "y", "gray"]
@@ -137,23 +137,29 @@ def ssim(
     filters with padding and then crops ``(window_size - 1) // 2`` pixels, i.e. the same region).
 
     Differentiable (no rounding inside; use :func:`~lowlight_cli.metrics.quantize` first for the
-    8-bit protocol), works for float32/float64 on any device; computed in the input dtype.
+    8-bit protocol), works on any device; computed in the promoted dtype of the two inputs, float32
+    for float16 and bfloat16 (whose range the 0..255 moments overflow).
 
     Args:
-        pred: (B, C, H, W) float tensor in [0, data_range]; C = 3 (RGB) for ``y`` and ``gray``.
-        target: reference of the same shape, dtype and device.
-        data_range: peak value of the input scale (1.0 for [0, 1]).
+        pred: (B, C, H, W) float torch tensor in [0, data_range]; C = 3 (RGB) for ``y`` and
+            ``gray``. Numpy arrays are refused: convert an (H, W, 3) image with
+            ``torch.from_numpy(image).permute(2, 0, 1)[None]``.
+        target: reference of the same shape and device; dtypes may differ (promoted).
+        data_range: peak value of the input scale (1.0 for [0, 1], 255.0 for 0..255).
         window_size: odd window side in pixels.
         sigma: Gaussian standard deviation in pixels.
         k1, k2: stabilising constants; ``C1 = (k1 * 255)^2``, ``C2 = (k2 * 255)^2``.
         space: ``"rgb"`` (per channel, averaged), ``"y"`` or ``"gray"``.
 
     Returns:
-        (B,) tensor of the input dtype, 1 for identical images.
+        (B,) tensor of the promoted input dtype, 1 for identical images.
 
     Raises:
-        MetricError: mismatched or non-4-D shapes, unknown space, even window, or an image smaller
-            than the window.
+        MetricError: not tensors, mismatched or non-4-D shapes, different devices, unknown space,
+            even window, an image smaller than the window, ``data_range`` not a positive number, or
+            values outside [0, data_range] by more than 0.1% of it (e.g. 0..255 images with the
+            default ``data_range=1``); a tensor that requires grad may stray outside (the metric as
+            a training loss, whose prediction is not clamped).
 
     Example:
         >>> import torch
@@ -163,7 +169,7 @@ def ssim(
         >>> bool((ssim(x, 0.5 * x, space="y") < 1).all())
         True
     """
-    check_image_pair(pred, target, "ssim")
+    check_image_pair(pred, target, "ssim", data_range=data_range)
     check_space("ssim", space, SSIM_SPACES)
     if window_size < 1 or window_size % 2 == 0:
         raise MetricError(f"ssim: window_size must be a positive odd number, got {window_size}")
@@ -173,16 +179,17 @@ def ssim(
             f"ssim: image {width}x{height} (width x height) is smaller than the {window_size}x{window_size} window"
         )
 
+    result, compute = scoring_dtypes(pred, target)
     scale = 255.0 / data_range
-    x = _to_space(pred * scale, space)
-    y = _to_space(target * scale, space)
+    x = _to_space(pred.to(compute) * scale, space)
+    y = _to_space(target.to(compute) * scale, space)
     c1 = (k1 * 255.0) ** 2
     c2 = (k2 * 255.0) ** 2
 
     window = gaussian_window_1d(window_size, sigma, dtype=x.dtype, device=x.device)
     if x.device.type == "cpu" and x.dtype == torch.float64 and not (pred.requires_grad or target.requires_grad):
-        return _ssim_banded(x, y, window, c1, c2)  # how `lowlight evaluate` scores
-    return _ssim_convolved(x, y, window, c1, c2)
+        return _ssim_banded(x, y, window, c1, c2).to(result)  # how `lowlight evaluate` scores
+    return _ssim_convolved(x, y, window, c1, c2).to(result)
 
 
 class SSIM(nn.Module):
@@ -207,6 +214,7 @@ class SSIM(nn.Module):
     ) -> None:
         super().__init__()
         check_space("ssim", space, SSIM_SPACES)
+        check_data_range(data_range, "ssim")
         self.data_range = data_range
         self.window_size = window_size
         self.sigma = sigma

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..permissions import FILE_MODE
 
 FORMAT_VERSION = 1
@@ -88,30 +89,106 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: Path, metadata: dic
     return digest
 
 
+def _json_plain(value: Any, where: str) -> Any:
+    """``value`` as plain JSON types: numpy scalars become Python numbers, tuples lists;
+    :class:`CheckpointError` naming ``where`` for anything ``config.json`` cannot hold."""
+    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise CheckpointError(f"cannot save a checkpoint: {where} has a key that is not a string")
+        return {k: _json_plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise CheckpointError(
+        f"cannot save a checkpoint: {where} is a {type(value).__name__}, which config.json cannot hold",
+        hint="pass numbers, strings, booleans, lists and dicts of them",
+    )
+
+
+def _check_rebuildable(architecture: str, kwargs: dict[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse (:class:`CheckpointError`) an ``architecture`` and ``kwargs`` that :func:`load_checkpoint`
+    could not rebuild ``state`` with: not registered, an option it has not, or other tensor names or
+    shapes than ``state``'s."""
+    from .registry import MODELS  # filled by lowlight_cli.models, which imports this module
+
+    try:
+        entry = MODELS.get(architecture)
+    except UnknownNameError as exc:
+        raise CheckpointError(f"cannot save a checkpoint of unknown architecture {architecture!r}: {exc}",
+                              hint=exc.hint or "pass the registered name the model was built with") from None
+    try:
+        with torch.random.fork_rng(devices=[]):  # a throwaway build must not move the caller's random stream
+            rebuilt = entry.build(**kwargs).state_dict()
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot save a checkpoint: {exc}", hint=exc.hint) from None
+    except (TypeError, ValueError) as exc:  # the architecture's config refused a value
+        raise CheckpointError(f"cannot save a checkpoint: {architecture} cannot be built with these kwargs: {exc}") from None
+    missing = sorted(set(rebuilt) - set(state))
+    unexpected = sorted(set(state) - set(rebuilt))
+    wrong = sorted(k for k in set(rebuilt) & set(state) if rebuilt[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        k = (wrong or missing or unexpected)[0]
+        detail = (f"{k}: {tuple(state[k].shape)} here, {tuple(rebuilt[k].shape)} rebuilt" if wrong else
+                  f"{len(missing)} tensor(s) missing here, e.g. {k}" if missing else
+                  f"{len(unexpected)} tensor(s) the rebuilt model lacks, e.g. {k}")
+        raise CheckpointError(
+            f"cannot save a checkpoint: {architecture} built with these kwargs does not have this model's tensors ({detail})",
+            hint="leave architecture and kwargs out to record the model's own (model.info.name, model.config)",
+        )
+
+
 def save_checkpoint(
     model: torch.nn.Module,
     folder: str | Path,
     *,
-    architecture: str,
-    kwargs: Mapping[str, Any],
+    architecture: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint folder that :func:`load_checkpoint` and ``lowlight enhance --weights`` read.
 
+    Before anything is written, the model is rebuilt (on the CPU, the caller's random state left as
+    it was) from ``architecture`` and ``kwargs`` as :func:`load_checkpoint` will rebuild it, and its
+    tensor names and shapes must be those of the tensors saved.
+
     Args:
         model: the model whose ``state_dict`` is saved (unless ``state_dict`` is given).
         folder: destination folder (created).
-        architecture: registered model name to rebuild it with.
-        kwargs: constructor kwargs of that architecture.
-        provenance: free-form facts (data, command, steps) recorded in ``config.json``.
+        architecture: registered model name to rebuild it with; default ``model.info.name``.
+        kwargs: constructor kwargs of that architecture, on top of its registered ones; default
+            ``model.config`` (every option of the model). Numpy scalars are stored as Python numbers.
+        provenance: free-form facts (data, command, steps) recorded in ``config.json``; JSON values
+            (numpy scalars converted as in ``kwargs``).
         state_dict: tensors to save instead of ``model.state_dict()`` (e.g. the EMA teacher).
 
     Returns:
         The folder.
+
+    Raises:
+        CheckpointError: ``architecture`` is not registered (or not given and the model has no
+            ``info``), ``kwargs`` holds an option it has not, the model it builds has other tensors
+            than those saved, or a kwargs or provenance value is not JSON; nothing is written then.
+        OSError: writing failed (the folder's previous checkpoint is left as it was).
     """
     folder = Path(folder)
+    if architecture is None:
+        info = getattr(model, "info", None)
+        architecture = getattr(info, "name", None)
+        if not isinstance(architecture, str):
+            raise CheckpointError(f"cannot save a checkpoint of a {type(model).__name__} without its architecture",
+                                  hint="pass architecture=, the registered model name to rebuild it with")
+    if kwargs is None:
+        kwargs = getattr(model, "config", {})
+    plain_kwargs = _json_plain(kwargs, "kwargs")
+    if not isinstance(plain_kwargs, dict):
+        raise CheckpointError(f"cannot save a checkpoint: kwargs must be a mapping, got {type(kwargs).__name__}")
+    plain_provenance = _json_plain(provenance or {}, "provenance")
     state = state_dict if state_dict is not None else model.state_dict()
+    _check_rebuildable(architecture, plain_kwargs, state)
     # both files are written in full before either is renamed into place, so a failure while
     # writing (a full disk, an interrupt: the slow part) leaves the folder's previous pair as it
     # was; only a crash between the two renames at the end can leave new weights beside the old
@@ -120,8 +197,8 @@ def save_checkpoint(
     config = {
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
-        "kwargs": dict(kwargs),
-        "provenance": dict(provenance or {}),
+        "kwargs": plain_kwargs,
+        "provenance": plain_provenance,
         "sha256": {WEIGHTS_NAME: digest},
     }
     try:
