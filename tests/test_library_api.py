@@ -46,7 +46,9 @@ def test_enhance_clips_a_small_overshoot_and_takes_read_only_and_float64_arrays(
     expected = enhancer.enhance(rgb)
     overshoot = rgb.copy()
     overshoot[0, 0] = [1.005, -0.004, 0.5]  # bicubic resampling strays this far
-    assert np.isfinite(enhancer.enhance(overshoot)).all()
+    kept = overshoot.copy()
+    assert np.array_equal(enhancer.enhance(overshoot), enhancer.enhance(np.clip(overshoot, 0, 1)))
+    assert np.array_equal(overshoot, kept)  # the caller's array is not clipped in place
     frozen = rgb.astype(np.float64)
     frozen.flags.writeable = False
     with warnings.catch_warnings():
@@ -155,3 +157,25 @@ def test_inference_config_refuses_values_of_the_wrong_type(settings):
     with pytest.raises(ConfigError, match="must be"):
         InferenceConfig(device="cpu", **settings)
     assert InferenceConfig(device="cpu", tile=np.int64(256)).tile == 256
+
+
+def test_a_hand_built_config_takes_numpy_numbers_and_paths_as_plain_values(tmp_path):
+    from lowlight_cli.training import Trainer
+
+    cfg = _tiny_config()
+    cfg.optim.epochs, cfg.run.seed, cfg.optim.lr = np.int64(3), np.int32(1), np.float32(1e-4)
+    cfg.run.compile, cfg.run.out = np.bool_(False), tmp_path / "out"
+    Trainer(cfg, tmp_path / "run")
+    assert (type(cfg.optim.epochs), type(cfg.run.seed), type(cfg.optim.lr), type(cfg.run.compile), type(cfg.run.out)) == (
+        int, int, float, bool, str)
+
+
+def test_a_trainer_refuses_a_folder_holding_a_state_caught_between_renames(tmp_path):
+    from lowlight_cli.training import Trainer
+
+    run = tmp_path / "run"
+    Trainer(_tiny_config(), run).fit()
+    (run / "last").rename(run / "last.old")  # a crash between the two renames of a save
+    with pytest.raises(UsageError, match="already holds a run"):
+        Trainer(_tiny_config(), run)
+    assert (run / "last.old").is_dir()

@@ -81,5 +81,6 @@ def test_the_library_enhancer_refuses_tiles_and_runs_whole_images_too(context_mo
     rgb = dark_photo(96, 160, seed=4).astype(np.float32) / 255.0
     whole = Enhancer(model, InferenceConfig(device="cpu"))  # no tile asked: whole images, not the default tiles
     assert whole.tile == 0
+    assert Enhancer(model, InferenceConfig(device="cpu", overlap=200)).tile == 0  # no tiles: any overlap
     expected = Enhancer(context_model, InferenceConfig(device="cpu", tile=0)).enhance(rgb)
     assert np.abs(whole.enhance(rgb) - expected).max() < 1e-4

@@ -59,7 +59,8 @@ class InferenceConfig:
             model was built with (``built_curve_scale``: its checkpoint's). The enhancer sets the model's
             scale (``set_curve_scale``) for each photo and puts the model's back after it, so
             enhancers sharing one model each run at their own scale, and one with ``None`` runs
-            the scale the model is set to (by its checkpoint, or by the caller).
+            the scale the model is set to (by its checkpoint, or by the caller). One photo at a
+            time: enhancers sharing a model across threads would set its scale under each other.
         cpu_bf16: ``precision="auto"`` runs bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) for
             models measured to keep their outputs there (``ModelInfo.cpu_bf16``): ``lowlight
             enhance`` sets it (faster, README "Speed"); off, ``auto`` is fp32 on the CPU, so that
@@ -328,13 +329,15 @@ def check_float_image(rgb: np.ndarray) -> np.ndarray:
                          hint="enhance_pixels takes uint8/uint16 pixels as they are; or enhance(to_float(pixels))")
     if rgb.size == 0:
         raise InputError(f"the image is empty (shape {rgb.shape})")
-    problem = _range_problem(float(np.min(rgb)), float(np.max(rgb)))
+    low, high = float(np.min(rgb)), float(np.max(rgb))
+    problem = _range_problem(low, high)
     if problem:
         raise InputError(f"the image {problem}", hint="enhance takes float RGB in [0, 1]")
+    if low < 0 or high > 1:  # a new array: the caller's stays as it was
+        return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0, dtype=np.float32))
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
-    if not rgb.flags.writeable:  # torch.from_numpy warns on read-only memory (a memory map, a broadcast view)
-        rgb = rgb.copy()
-    return np.clip(rgb, 0.0, 1.0, out=rgb) if (rgb.min() < 0 or rgb.max() > 1) else rgb
+    # torch.from_numpy warns on read-only memory (a memory map, a broadcast view)
+    return rgb if rgb.flags.writeable else rgb.copy()
 
 
 def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
@@ -353,12 +356,12 @@ def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
         raise InputError(f"expected a float tensor in [0, 1], got {image.dtype}", hint="image.float() / 255 for 8-bit pixels")
     if image.numel() == 0:
         raise InputError(f"the image is empty ({tuple(image.shape)})")
-    low, high = torch.aminmax(image.detach().float())
-    problem = _range_problem(float(low), float(high))
+    low, high = (float(v) for v in torch.aminmax(image.detach()))
+    problem = _range_problem(low, high)
     if problem:
         raise InputError(f"the image {problem}", hint="enhance_tensor takes float RGB in [0, 1]")
     image = image.float()
-    return image.clamp(0.0, 1.0) if (float(low) < 0 or float(high) > 1) else image
+    return image.clamp(0.0, 1.0) if (low < 0 or high > 1) else image
 
 
 class Enhancer:
@@ -382,19 +385,17 @@ class Enhancer:
                                            cpu_bf16=self.config.cpu_bf16 and getattr(model.info, "cpu_bf16", False))
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.info = model.info
-        self.tile = (
-            self.config.tile
-            if self.config.tile is not None
-            else auto_tile_size(model, self.device, self.config.batch_size, self.precision)
-        )
-        if self.config.tile is None:  # an explicit tile was checked with the config
+        if getattr(model, "whole_image_context", False):  # an ONNX graph that computes whole-photo statistics
+            model.check_tile(self.config.tile)  # type: ignore[attr-defined]
+            self.tile = 0  # per tile they would differ: whole images only (no tiles, so no overlap to check)
+        elif self.config.tile is not None:  # an explicit tile was checked with the config
+            self.tile = self.config.tile
+        else:
+            self.tile = auto_tile_size(model, self.device, self.config.batch_size, self.precision)
             check_overlap(self.config.overlap, self.tile, tiles="the default tiles")
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
         self._last_curve_scale: int | None = None  # the scale of the last photo (see curve_scale)
-        if getattr(model, "whole_image_context", False):  # an ONNX graph that computes whole-photo statistics
-            model.check_tile(self.config.tile)  # type: ignore[attr-defined]
-            self.tile = 0  # per tile they would differ: whole images only
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -488,7 +489,10 @@ class Enhancer:
         On CUDA out-of-memory the tile is halved (down to 64 px) and the image retried; a
         :class:`Notice` says so and the smaller tile is kept for later images.
         """
-        image = check_float_tensor(image)
+        return self._enhance_float32(check_float_tensor(image), on_event)
+
+    def _enhance_float32(self, image: torch.Tensor, on_event: EventFn | None) -> torch.Tensor:
+        """:meth:`enhance_tensor` of an image already checked (float32, in [0, 1])."""
         out, keep = float_output(image)
         self._run(tensor_reader(image), *image.shape[-2:], keep, on_event)
         if self.config.colour == "input" and image.shape[1] == 3:
@@ -555,5 +559,5 @@ class Enhancer:
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""
         image = torch.from_numpy(check_float_image(rgb)).permute(2, 0, 1)[None]
-        out = self.enhance_tensor(image, on_event)
+        out = self._enhance_float32(image, on_event)
         return out[0].permute(1, 2, 0).numpy()

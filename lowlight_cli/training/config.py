@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ConfigError
 from ..models import MODELS
@@ -272,20 +276,34 @@ class TrainConfig:
         return self
 
     def _check_types(self) -> None:
-        """Each section's plain values have their field's type (a float field takes an int; a config
-        built by hand, not through :func:`build_config`, may hold ``"32"`` for 32)."""
-        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "tuple": (tuple, list)}
+        """Each section's plain values have their field's type, and are made plain Python values (a
+        config built by hand, not through :func:`build_config`, may hold ``"32"`` for 32, or numpy
+        numbers and paths, which are taken)."""
+        def plain(kind: str, value: object) -> object:
+            is_bool = isinstance(value, (bool, np.bool_))
+            if kind == "bool" and is_bool:
+                return bool(value)
+            if kind == "int" and isinstance(value, numbers.Integral) and not is_bool:
+                return int(value)
+            if kind == "float" and isinstance(value, numbers.Real) and not is_bool:
+                return float(value)
+            if kind == "str" and isinstance(value, (str, os.PathLike)):
+                return os.fspath(value)
+            if kind == "tuple" and isinstance(value, (tuple, list)):
+                return value
+            raise TypeError
         for section_name in ("model", "data", "optim", "loss", "teacher", "run"):
             section = getattr(self, section_name)
             for item in dataclasses.fields(section):
-                expected = kinds.get(item.type if isinstance(item.type, str) else getattr(item.type, "__name__", ""))
-                value = getattr(section, item.name)
-                if expected is None:
+                kind = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", "")
+                if kind not in ("int", "float", "bool", "str", "tuple"):
                     continue
-                wrong = not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))
-                if wrong:
-                    raise ConfigError(f"{section_name}.{item.name} must be {item.type if isinstance(item.type, str) else item.type.__name__}, "
-                                      f"got {value!r} ({type(value).__name__})")
+                value = getattr(section, item.name)
+                try:
+                    setattr(section, item.name, plain(kind, value))
+                except TypeError:
+                    raise ConfigError(f"{section_name}.{item.name} must be {'a number' if kind == 'float' else kind}, "
+                                      f"got {value!r} ({type(value).__name__})") from None
 
     def _validate_method(self) -> Method:
         """Resolve ``run.method`` (written back, with ``run.semi`` to match) and check what depends on it."""

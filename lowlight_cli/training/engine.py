@@ -98,7 +98,8 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
-        if not resume and (self.run_dir / "last").exists():  # a new run would write over this one's weights and log
+        # a new run would write over this one's weights and log (last.old: a state caught between two renames)
+        if not resume and any((self.run_dir / name).exists() for name in ("last", "last.old")):
             raise UsageError(f"{self.run_dir} already holds a run",
                              hint="continue it with resume=True (lowlight train --resume), or choose another folder")
         self.ctx, self.device = distributed.setup(config.run.device)
