@@ -2,8 +2,8 @@
 
     lowlight enhance examples/ -o enhanced/
     python examples/before_after.py enhanced/ docs/before_after.jpg
-    lowlight enhance examples/ -o enhanced-colour/ --colour input
-    python examples/before_after.py enhanced/ enhanced-colour/ docs/colour.jpg
+    lowlight enhance examples/ -o enhanced-model/ --colour model
+    python examples/before_after.py enhanced-model/ enhanced/ docs/colour.jpg
 
 Each row: the low-light example, then its enhanced versions in the order given; written as a JPEG
 at half size.

@@ -201,3 +201,20 @@ def test_cli_enhance_and_evaluate_take_colour(tmp_path):
     refused = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "data" / "low"), "--ref", str(tmp_path / "data" / "high"),
                                   "--metrics", "psnr", "--colour", "input"])
     assert refused.exit_code == 2 and "--colour applies" in refused.output
+
+
+def test_enhance_keeps_a_photos_colour_by_default_with_the_photo_model_only(tmp_path):
+    from lowlight_cli.models import MODELS
+
+    save_photo(tmp_path / "in" / "a.png", dark_photo(48, 64, seed=5))
+    outputs = {}
+    for label, model, extra in (("default", "crnet-curve-dn", []), ("input", "crnet-curve-dn", ["--colour", "input"]),
+                                ("model", "crnet-curve-dn", ["--colour", "model"]), ("crnet-s", "crnet-s", ["--no-pretrained"])):
+        result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "--model", model, "-o", str(tmp_path / label),
+                                     "--device", "cpu", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        outputs[label] = (read_image(tmp_path / label / "a.png").rgb, json.loads(result.stdout[result.stdout.index("{"):])["colour"])
+    assert outputs["default"][1] == "input" and np.array_equal(outputs["default"][0], outputs["input"][0])
+    assert outputs["model"][1] == "model" and not np.array_equal(outputs["model"][0], outputs["input"][0])
+    assert outputs["crnet-s"][1] == "model"  # the others keep the model's colour unless told
+    assert {n for n in MODELS.names() if MODELS.get(n).info.enhance_colour == "input"} == {"crnet-curve-dn"}

@@ -23,7 +23,7 @@ from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, handl
 from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
-    ColourOpt,
+    EnhanceColourOpt,
     CompileOpt,
     DeviceOpt,
     EnhanceCurveScaleOpt,
@@ -72,7 +72,7 @@ def enhance(
     batch_size: BatchSizeOpt = 4,
     compile_: CompileOpt = False,
     curve_scale: EnhanceCurveScaleOpt = None,
-    colour: ColourOpt = "model",
+    colour: EnhanceColourOpt = None,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
     json_output: JsonOpt = False,
@@ -119,6 +119,8 @@ def enhance(
     net = load_model(model, weights, no_pretrained, scale)
     if scale is None and getattr(net, "supports_curve_scale", False) and net.info.enhance_auto_curve_scale:
         scale = "auto"  # the photo models: curves at reduced resolution above 8 MP unless told (docs/performance.md)
+    if colour is None:  # the photo model keeps a photo's colour balance unless told (docs/photo-quality.md)
+        colour = getattr(net.info, "enhance_colour", "model")
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour, cpu_bf16=True)
     enhancer = build_enhancer(net, config)

@@ -134,4 +134,16 @@ ColourOpt = Annotated[
         "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md).",
     ),
 ]
+EnhanceColourOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--colour",
+        click_type=click.Choice(list(COLOUR_MODES)),
+        show_default=False,
+        help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
+        "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md). "
+        "Default: input for crnet-curve-dn (the default model; photos from cameras and phones are balanced already), "
+        "model for the others.",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

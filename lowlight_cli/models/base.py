@@ -96,6 +96,10 @@ class ModelInfo:
             reduced resolution above 8 MP unless told otherwise (``--curve-scale auto``), its
             quality cost having been measured on enlarged photos (README "Speed"); others run at
             their checkpoint's scale unless ``--curve-scale`` is given.
+        enhance_colour: ``lowlight enhance``'s ``--colour`` when none is given: ``"input"`` keeps a
+            photo's own colour balance (:func:`~lowlight_cli.inference.colour.keep_input_colour`),
+            measured better on every photo set for this model (docs/photo-quality.md); ``"model"``
+            (the default) keeps the model's. ``lowlight evaluate`` always defaults to ``"model"``.
     """
 
     name: str
@@ -116,6 +120,7 @@ class ModelInfo:
     tags: tuple[str, ...] = field(default_factory=tuple)
     cpu_bf16: bool = False
     enhance_auto_curve_scale: bool = False
+    enhance_colour: str = "model"
 
 
 class EnhancementModel(nn.Module):
