@@ -275,7 +275,10 @@ def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_p
     missing = runner.invoke(app, [*base, "--csv", str(tmp_path / "nowhere" / "s.csv")])
     assert missing.exit_code == 2 and "does not exist" in missing.output and "psnr" not in missing.stdout
     onto_input = runner.invoke(app, [*base, "--csv", str(pred / "1.png")])
-    assert onto_input.exit_code == 2 and "one of the images being scored" in onto_input.output
+    assert onto_input.exit_code == 2 and "image file's extension" in onto_input.output
+    (tmp_path / "alias.csv").symlink_to(pred / "1.png")  # another spelling of an image being scored
+    onto_alias = runner.invoke(app, [*base, "--csv", str(tmp_path / "alias.csv")])
+    assert onto_alias.exit_code == 2 and "one of the images being scored" in onto_alias.output
     assert (pred / "1.png").read_bytes()[:4] == b"\x89PNG"  # untouched
     (tmp_path / "target.csv").write_text("old")
     (tmp_path / "link.csv").symlink_to("target.csv")
@@ -300,11 +303,11 @@ def test_csv_to_dev_stdout_redirected_to_a_file_writes_through_the_redirect(fold
     target.write_text("kept line\n")
     with open(target, "a") as stdout:  # lowlight evaluate ... --csv /dev/stdout >> out.txt
         done = subprocess.run([sys.executable, "-m", "lowlight_cli", "evaluate", "--pred", str(pred), "--ref", str(ref),
-                               "--metrics", "psnr", "--json", "--csv", "/dev/stdout"], stdout=stdout, stderr=subprocess.PIPE,
+                               "--metrics", "psnr", "--csv", "/dev/stdout"], stdout=stdout, stderr=subprocess.PIPE,
                               text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     text = target.read_text()
-    assert text.startswith("kept line\n") and "protocol:" in text and '"summary"' in text  # the file was not replaced
+    assert text.startswith("kept line\n") and "# lowlight" in text and "psnr" in text  # the file was not replaced
 
 
 def test_a_csv_that_cannot_be_written_still_prints_the_scores(folders, tmp_path, monkeypatch):
@@ -357,3 +360,47 @@ def test_metric_names_in_one_quoted_argument_and_spaces_in_any_case(folders):
     assert set(report["summary"]) == {"psnr", "ssim"} and report["protocol"]["ssim_space"] == "y"
     twice = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "psnr"])
     assert twice.exit_code == 2 and "hint:" in twice.output
+
+
+def test_the_same_pixels_score_alike_in_8_and_16_bit_files(folders, tmp_path):
+    import cv2
+
+    pred, ref = folders
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for path in sorted(ref.iterdir()):  # exact 16-bit copies: every value times 257
+        cv2.imwrite(str(wide / path.name), cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.uint16) * 257)
+    same = _json(runner.invoke(app, ["evaluate", "--pred", str(ref), "--ref", str(wide), "--metrics", "psnr", "ssim", "--json"]))
+    assert same["summary"]["psnr"]["mean"] == "inf" and same["summary"]["psnr"]["infinite"] == 3  # was 154 dB
+    assert same["summary"]["ssim"]["mean"] == 1.0
+    niqe = [_json(runner.invoke(app, ["evaluate", "--pred", str(folder), "--metrics", "niqe", "--json"]))["summary"]["niqe"]["mean"]
+            for folder in (ref, wide)]
+    assert niqe[0] == niqe[1]
+
+
+def test_gt_mean_scales_for_the_full_reference_metrics_only(folders):
+    pred, ref = folders
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "niqe", "--json"]
+    plain, scaled = _json(runner.invoke(app, base)), _json(runner.invoke(app, [*base, "--gt-mean"]))
+    assert scaled["summary"]["psnr"]["mean"] > plain["summary"]["psnr"]["mean"]
+    assert scaled["summary"]["niqe"]["mean"] == plain["summary"]["niqe"]["mean"]  # NIQE sees the prediction as it is
+
+
+def test_csv_destinations_that_would_lose_or_mix_output_are_refused(folders, tmp_path, monkeypatch):
+    pred, ref = folders
+    monkeypatch.chdir(tmp_path)
+    base = ["evaluate", "--pred", str(pred), "--ref", str(ref)]
+    dash = runner.invoke(app, [*base, "--csv", "-"])
+    assert dash.exit_code == 2 and "file named '-'" in dash.output and not (tmp_path / "-").exists()
+    image = runner.invoke(app, [*base, "--csv", str(pred / "new.png")])
+    assert image.exit_code == 2 and "image file's extension" in image.output and not (pred / "new.png").exists()
+    done = subprocess.run([sys.executable, "-m", "lowlight_cli", *base, "--csv", "/dev/stdout", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "mixed" in done.stderr + done.stdout
+    json.loads(done.stdout)  # what stdout holds is one JSON document (the error), no CSV in it
+
+
+def test_a_folder_given_without_pred_is_not_taken_for_a_metric(folders):
+    pred, ref = folders
+    result = runner.invoke(app, ["evaluate", str(pred), "--ref", str(ref)])
+    assert result.exit_code == 2 and "not a metric name" in result.output and "--pred DIR" in result.output

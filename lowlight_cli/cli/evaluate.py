@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +17,7 @@ from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
 from ..evaluation.runner import score_pairing
 from ..evaluation.summary import csv_report, json_report
 from ..inference import InferenceConfig
-from ..metrics import metric_info
+from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
@@ -74,8 +75,13 @@ def evaluate(
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
+    known = set(list_metrics())
+    paths = [a for a in list(metrics) + list(ctx.args) if a.lower() not in known and (os.sep in a or Path(a).exists())]
+    if paths:  # an argument after --metrics (or alone) that names a file or folder, not a metric
+        raise UsageError(f"{paths[0]} is not a metric name: folders and images are given with an option",
+                         hint="lowlight evaluate --pred DIR --ref DIR, or --model NAME --data DIR")
     if csv_path is not None:  # said now, not after the scoring
-        check_report_destination(csv_path, "--csv")
+        check_report_destination(csv_path, "--csv", json_output=json_output)
     protocol = Protocol(
         tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(), crop_border=crop_border,
         lpips_net=lpips_net.lower(), lpips_weights=lpips_weights,

@@ -8,16 +8,28 @@ import stat
 import sys
 from pathlib import Path
 
+from ..io.formats import SUPPORTED_EXTENSIONS
 from ..errors import UsageError
 from ..evaluation.pairing import Pairing
 from ..models.checkpoint import atomic_write_bytes
 
 
-def check_report_destination(path: Path, option: str) -> None:
+def check_report_destination(path: Path, option: str, *, json_output: bool = False) -> None:
     """Refuse, before any work, a report path that cannot be written: a folder, a missing or
-    read-only folder to put it in. A link is followed; a special file (``/dev/stdout``, a pipe)
-    and this process's own standard output or error (``/dev/stdout`` redirected to a file) are
-    written as they are."""
+    read-only folder to put it in; ``-`` (it would be a file named ``-``); an image file name (a
+    later run would take the report for an image); standard output when ``json_output`` (the
+    report would be mixed into the JSON). A link is followed; a special file (``/dev/stdout``, a
+    pipe) and this process's own standard output or error (``/dev/stdout`` redirected to a file)
+    are written as they are."""
+    if str(path) == "-":
+        raise UsageError(f"{option} - would write a file named '-'",
+                         hint=f"give a file name; for standard output: {option} /dev/stdout" + (" without --json" if json_output else ""))
+    if path.suffix.lower() in SUPPORTED_EXTENSIONS:
+        raise UsageError(f"{option} {path} has an image file's extension: a later run would take the report for an image",
+                         hint=f"name it like {path.with_suffix('.csv').name}")
+    if json_output and _standard_stream(path) == 1:
+        raise UsageError(f"{option} {path} is standard output, where --json writes: the two would be mixed",
+                         hint=f"give {option} a file name, or drop --json")
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder", hint=f"give a file name, e.g. {option} {path / 'scores.csv'}")
     if _special_file(path) or _standard_stream(path) is not None:

@@ -18,7 +18,8 @@ class Protocol:
     Attributes:
         metrics: metric names, in report order.
         gt_mean: scale each prediction so its mean gray level equals its reference's (off by
-            default; it adds 2-4 dB on LOL and several papers do it silently).
+            default; it adds 2-4 dB on LOL and several papers do it silently); for the
+            full-reference metrics only: no-reference ones (NIQE) score the prediction as it is.
         ssim_space: ``rgb`` (per channel, averaged), ``y`` (BT.601 luma) or ``gray``.
         niqe_space: ``y`` (BT.601 luma) or ``gray`` (MATLAB rgb2gray).
         crop_border: pixels removed from every side before scoring.
@@ -84,7 +85,7 @@ class Protocol:
         """One line for tables, CSV headers and logs."""
         parts = ["pairing by stem", "0..255 scale"]
         if self.needs_reference:
-            parts.append(f"gt-mean {'on' if self.gt_mean else 'off'}")
+            parts.append(f"gt-mean {'on (full-reference metrics)' if self.gt_mean else 'off'}")
         if "ssim" in self.metrics:  # only the settings of the metrics asked for
             parts.append(f"ssim space {self.ssim_space} (Gaussian 11x11, sigma 1.5, valid)")
         if "niqe" in self.metrics:

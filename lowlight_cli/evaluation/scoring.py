@@ -83,8 +83,8 @@ class Scorer:
                 f"{labels[1]} is {reference.shape[1]}x{reference.shape[0]}",
                 hint="scores compare images pixel by pixel; no resizing is done",
             )
-        if reference is not None and p.gt_mean:
-            prediction = gt_mean_scale(prediction, reference)
+        # GT-mean scaling is a full-reference step: no-reference metrics score the prediction as it is
+        compared = gt_mean_scale(prediction, reference) if reference is not None and p.gt_mean else prediction
         c = p.crop_border
         if c and min(prediction.shape[:2]) <= 2 * c:
             raise MetricError(
@@ -92,9 +92,11 @@ class Scorer:
                 hint=f"use a crop border below {(min(prediction.shape[:2]) + 1) // 2}",
             )
         if c:
-            prediction = prediction[c:-c, c:-c]
+            prediction, compared = prediction[c:-c, c:-c], compared[c:-c, c:-c]
             reference = reference[c:-c, c:-c] if reference is not None else None
         pred_t = torch.from_numpy(np.ascontiguousarray(prediction, dtype=np.float64)).permute(2, 0, 1)[None]
+        compared_t = pred_t if compared is prediction else torch.from_numpy(
+            np.ascontiguousarray(compared, dtype=np.float64)).permute(2, 0, 1)[None]
         ref_t = None
         if reference is not None:
             ref_t = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)).permute(2, 0, 1)[None]
@@ -104,7 +106,7 @@ class Scorer:
             if metric_info(metric_name).full_reference:
                 if ref_t is None:
                     raise DataError(f"{metric_name} needs a reference image for {labels[0]}")
-                values[metric_name] = float(module(pred_t, ref_t)[0])
+                values[metric_name] = float(module(compared_t, ref_t)[0])
             else:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", MetricWarning)

@@ -20,7 +20,8 @@ class MetricSummary:
     """Statistics of one metric over images with finite scores.
 
     ``count`` counts finite scores; infinite ones (identical images under PSNR) and NaN ones
-    (NIQE of a flat image) are counted apart so the mean stays finite and honest.
+    (NIQE of a flat image) are counted apart so the mean stays finite and honest; when every
+    score is +inf (all images identical to their references) mean and median are inf.
     """
 
     mean: float
@@ -46,9 +47,11 @@ def summarize(scores: Sequence[ImageScores], metrics: Sequence[str]) -> dict[str
     for name in metrics:
         values = np.array([s.values[name] for s in scores if name in s.values], dtype=np.float64)
         finite = values[np.isfinite(values)]
+        # no finite score, every score +inf (identical images under PSNR): the mean is inf, not nan
+        none = math.inf if not finite.size and values.size and bool((values == math.inf).all()) else math.nan
         result[name] = MetricSummary(
-            mean=float(finite.mean()) if finite.size else math.nan,
-            median=float(np.median(finite)) if finite.size else math.nan,
+            mean=float(finite.mean()) if finite.size else none,
+            median=float(np.median(finite)) if finite.size else none,
             std=float(finite.std()) if finite.size else math.nan,
             count=int(finite.size),
             infinite=int(np.isinf(values).sum()),

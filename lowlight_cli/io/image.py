@@ -100,9 +100,11 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: for any other dtype.
     """
-    scale = np.float32(1.0 / _MAX_VALUE[bit_depth_of(pixels.dtype)])
     values = pixels.astype(np.float32)
-    values *= scale  # in place: one float array, not two
+    # in place (one float array), and a division: 8- and 16-bit copies of one image then give the
+    # same floats (k / 255 and 257 k / 65535 are one number, each correctly rounded); a multiplication
+    # by the rounded 1/255 missed by a float step, and scores of identical content differed
+    values /= np.float32(_MAX_VALUE[bit_depth_of(pixels.dtype)])
     return values
 
 
