@@ -218,3 +218,16 @@ def test_enhance_keeps_a_photos_colour_by_default_with_the_photo_model_only(tmp_
     assert outputs["model"][1] == "model" and not np.array_equal(outputs["model"][0], outputs["input"][0])
     assert outputs["crnet-s"][1] == "model"  # the others keep the model's colour unless told
     assert {n for n in MODELS.names() if MODELS.get(n).info.enhance_colour == "input"} == {"crnet-curve-dn"}
+
+
+def test_bands_corrected_side_by_side_give_what_one_thread_gives(monkeypatch):
+    rng = np.random.default_rng(7)
+    low = (rng.random((1100, 1000, 3)) * 40).astype(np.uint8)  # over a megapixel: the bands run in threads
+    out = np.clip(low.astype(np.float32) * 5 + rng.normal(0, 20, low.shape), 0, 255).astype(np.uint8)
+    threaded = out.copy()
+    torch.set_num_threads(2)
+    keep_input_colour(low, threaded)
+    monkeypatch.setattr(colour_module, "_workers", lambda pixels: 1)
+    alone = out.copy()
+    keep_input_colour(low, alone)
+    assert np.array_equal(threaded, alone) and not np.array_equal(alone, out)

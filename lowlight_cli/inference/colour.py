@@ -15,8 +15,11 @@ hue moves part of the way), so no highlight is clipped that the model left uncli
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
+import torch
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 DEFAULT_GRID = 64
@@ -82,14 +85,28 @@ def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
     height, width = out.shape[:2]
-    gain = colour_gain(thumbnail(low, grid), thumbnail(out, grid))
+    gain = colour_gain(thumbnail(low, grid), thumbnail(out, grid))  # one after the other: each makes a full-size copy
+    with ThreadPoolExecutor(max_workers=_workers(height * width)) as pool:  # numpy releases the GIL: bands side by side
+        _correct_bands(out, gain, pool)
+
+
+def _workers(pixels: int) -> int:
+    """Threads for the full-resolution passes: torch's intra-op count (the CLI's cores), one for small images."""
+    return max(1, min(torch.get_num_threads(), 8)) if pixels >= 1 << 20 else 1
+
+
+def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor) -> None:
+    """Multiply ``out`` by ``gain`` upsampled bilinearly, band by band (each band on its own in ``pool``),
+    fitting every pixel under the ceiling (:func:`_fit_under_ceiling`)."""
+    height, width = out.shape[:2]
     rows_small = gain.shape[0]
     # separable bilinear upsampling with pixel centres aligned (as cv2.INTER_LINEAR): columns once,
     # rows band by band
     wide = cv2.resize(gain, (width, rows_small), interpolation=cv2.INTER_LINEAR) if gain.shape[1] != width else gain
     scale = _full_scale(out.dtype)
     ceiling = CEILING * scale  # the band is worked on in the image's own units
-    for top in range(0, height, BAND_ROWS):
+
+    def band(top: int) -> None:
         rows = np.arange(top, min(height, top + BAND_ROWS))
         source = np.clip((rows + 0.5) * rows_small / height - 0.5, 0, rows_small - 1)
         first = np.floor(source).astype(np.int64)
@@ -100,10 +117,13 @@ def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID
         corrected += wide[first]  # the band's gain
         model = out[top : top + len(rows)].astype(np.float32)
         corrected *= model
-        band = _fit_under_ceiling(model, corrected, ceiling)
+        fitted = _fit_under_ceiling(model, corrected, ceiling)
         if np.issubdtype(out.dtype, np.integer):
-            np.rint(band, out=band)
-        out[top : top + len(rows)] = np.clip(band, 0.0, scale, out=band)
+            np.rint(fitted, out=fitted)
+        out[top : top + len(rows)] = np.clip(fitted, 0.0, scale, out=fitted)
+
+    for done in pool.map(band, range(0, height, BAND_ROWS)):
+        del done  # pool.map raises here what a band raised
 
 
 def _fit_under_ceiling(model: np.ndarray, corrected: np.ndarray, limit: float) -> np.ndarray:
