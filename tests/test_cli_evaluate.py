@@ -404,3 +404,16 @@ def test_a_folder_given_without_pred_is_not_taken_for_a_metric(folders):
     pred, ref = folders
     result = runner.invoke(app, ["evaluate", str(pred), "--ref", str(ref)])
     assert result.exit_code == 2 and "not a metric name" in result.output and "--pred DIR" in result.output
+
+
+def test_csv_says_how_model_predictions_were_made(folders, tmp_path):
+    pred, ref = folders
+    target = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["evaluate", "--model", "crnet-curve", "--no-pretrained", "--data", str(pred), "--ref", str(ref),
+                                 "--metrics", "psnr", "--device", "cpu", "--tile", "0", "--csv", str(target), "--json"])
+    report = _json(result)
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("# lowlight") and lines[1].startswith("# predictions: crnet-curve (")
+    assert "whole images" in lines[1] and "curve scale 1" in lines[1] and "colour model" in lines[1] and "fp32" in lines[1]
+    assert report["inference"]["curve_scale"] == 1  # the scale it ran at, not null
+    assert [r["name"] for r in csv.DictReader(lines[2:])] == ["0", "1", "2"]

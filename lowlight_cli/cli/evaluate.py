@@ -153,15 +153,21 @@ def evaluate(
         extra["architecture"] = net.info.name
         extra["weights"] = describe_weights(model, net, explicit=weights is not None)
         extra["weights_path"] = None if getattr(net, "checkpoint_dir", None) is None else str(net.checkpoint_dir)
+        curve_scale = enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
-                              "overlap": enhancer.config.overlap, "curve_scale": enhancer.config.curve_scale,
+                              "overlap": enhancer.config.overlap, "curve_scale": curve_scale,
                               "compiled": enhancer.config.compile, "colour": enhancer.config.colour}
+        tiles = f"tiles of {enhancer.tile} px (overlap {enhancer.config.overlap})" if enhancer.tile else "whole images"
+        predictions = (f"{net.info.name} ({extra['weights']}), {enhancer.device} {enhancer.precision}, {tiles}"
+                       + (f", curve scale {curve_scale}" if curve_scale is not None else "")
+                       + f", colour {enhancer.config.colour}, rounded to each input's bit depth")
     csv_problem = None
     if csv_path is not None:
         try:
             unpaired = [(str(p), "unpaired: no reference") for p in pairing.unpaired_predictions]
             unpaired += [(str(p), "unpaired: no prediction") for p in pairing.unpaired_references]
-            write_report(csv_path, csv_report(protocol, scores, unpaired).encode())
+            write_report(csv_path, csv_report(protocol, scores, unpaired,
+                                              predictions if enhancer is not None else None).encode())
             err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
         except OSError as exc:  # the scores are printed all the same; the failure is said after them
             csv_problem = LowlightError(f"could not write --csv {csv_path}: {exc.strerror or exc}",

@@ -92,13 +92,17 @@ def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict |
     }
 
 
-def csv_report(protocol: Protocol, scores: Sequence[ImageScores], unpaired: Sequence[tuple[str, str]] = ()) -> str:
+def csv_report(protocol: Protocol, scores: Sequence[ImageScores], unpaired: Sequence[tuple[str, str]] = (),
+               predictions: str | None = None) -> str:
     """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>,error``
     (``error`` is empty for scored images; failed ones have empty scores). ``unpaired``: ``(file,
     reason)`` of the files that had no partner, listed last with empty scores, so that a reader of
-    the CSV alone sees that the set was partial."""
+    the CSV alone sees that the set was partial. ``predictions``: what made them (``--model``
+    mode), a second comment line ``# predictions: ...``."""
     buffer = io.StringIO()
     buffer.write(f"# lowlight {__version__}; protocol: {protocol.describe()}\n")
+    if predictions:
+        buffer.write(f"# predictions: {predictions}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", *protocol.metrics, "error"])
     for s in scores:
