@@ -417,3 +417,17 @@ def test_csv_says_how_model_predictions_were_made(folders, tmp_path):
     assert "whole images" in lines[1] and "curve scale 1" in lines[1] and "colour model" in lines[1] and "fp32" in lines[1]
     assert report["inference"]["curve_scale"] == 1  # the scale it ran at, not null
     assert [r["name"] for r in csv.DictReader(lines[2:])] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("metrics, option", [
+    (["psnr"], ["--ssim-space", "y"]), (["psnr"], ["--niqe-space", "gray"]), (["psnr"], ["--lpips-net", "vgg"]),
+    (["ssim"], ["--lpips-weights", "/nowhere"]), (["niqe"], ["--ref", "REF"]),
+])
+def test_an_option_of_a_metric_not_asked_for_is_refused_not_ignored(folders, metrics, option):
+    pred, ref = folders
+    option = [str(ref) if part == "REF" else part for part in option]
+    base = ["evaluate", "--pred", str(pred), "--metrics", *metrics]
+    if option[0] != "--ref":
+        base += ["--ref", str(ref)]
+    result = runner.invoke(app, [*base, *option])
+    assert result.exit_code == 2 and f"{option[0]} applies to" in result.output, result.output
