@@ -267,6 +267,13 @@ def test_a_damaged_jpeg_is_scored_with_a_warning_naming_the_decoders_message(fol
     assert "warning:" in text and "its decoder warned: Corrupt JPEG data" in text
     assert str(pred / "1.jpg") in result.output.replace("\n", "")
     assert "Corrupt JPEG" not in capfd.readouterr().err  # libjpeg's own line is not printed
+    table = pred.parent / "scores.csv"  # the reports carry the warning too, not only the terminal
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json",
+                                       "--csv", str(table)]))
+    warned = {img["name"]: img.get("warnings", []) for img in report["images"]}
+    assert any("Corrupt JPEG" in w for w in warned["1"]) and warned["0"] == []
+    rows = {r["name"]: r for r in csv.DictReader(table.read_text().splitlines()[1:])}
+    assert "Corrupt JPEG" in rows["1"]["warnings"] and rows["0"]["warnings"] == "" and rows["1"]["error"] == ""
 
 
 def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_path):

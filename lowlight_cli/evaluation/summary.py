@@ -73,14 +73,16 @@ def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict |
     """``{"version", "protocol", "summary", "images", "failed"}``: the stable JSON shape of ``lowlight evaluate``.
 
     An image that could not be scored is ``{"name", "error"}`` in ``images``, counted in ``failed``
-    and left out of ``summary``.
+    and left out of ``summary``; one scored with warnings (a partly decoded JPEG, an unreliable
+    NIQE) has them as ``"warnings"``.
     """
     summary = summarize(scores, protocol.metrics)
 
     def image(s: ImageScores) -> dict:
         if s.error is not None:
             return {"name": s.name, "error": s.error}
-        return {"name": s.name, **{k: json_number(v) for k, v in s.values.items()}}
+        scored = {"name": s.name, **{k: json_number(v) for k, v in s.values.items()}}
+        return {**scored, "warnings": list(s.warnings)} if s.warnings else scored
 
     return {
         "version": __version__,
@@ -94,8 +96,9 @@ def json_report(protocol: Protocol, scores: Sequence[ImageScores], extra: dict |
 
 def csv_report(protocol: Protocol, scores: Sequence[ImageScores], unpaired: Sequence[tuple[str, str]] = (),
                predictions: str | None = None) -> str:
-    """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>,error``
-    (``error`` is empty for scored images; failed ones have empty scores). ``unpaired``: ``(file,
+    """Per-image CSV; the first line is a ``# protocol: ...`` comment, then ``name,<metrics>,error,warnings``
+    (``error`` is empty for scored images; failed ones have empty scores; ``warnings``, joined by
+    ``"; "``, what an image was scored despite). ``unpaired``: ``(file,
     reason)`` of the files that had no partner, listed last with empty scores, so that a reader of
     the CSV alone sees that the set was partial. ``predictions``: what made them (``--model``
     mode), a second comment line ``# predictions: ...``."""
@@ -104,9 +107,10 @@ def csv_report(protocol: Protocol, scores: Sequence[ImageScores], unpaired: Sequ
     if predictions:
         buffer.write(f"# predictions: {predictions}\n")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", *protocol.metrics, "error"])
+    writer.writerow(["name", *protocol.metrics, "error", "warnings"])
     for s in scores:
-        writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or ""])
+        writer.writerow([s.name, *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or "",
+                         "; ".join(s.warnings)])
     for name, reason in unpaired:
-        writer.writerow([name, *("" for _ in protocol.metrics), reason])
+        writer.writerow([name, *("" for _ in protocol.metrics), reason, ""])
     return buffer.getvalue()
