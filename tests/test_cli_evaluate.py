@@ -438,3 +438,10 @@ def test_an_option_of_a_metric_not_asked_for_is_refused_not_ignored(folders, met
         base += ["--ref", str(ref)]
     result = runner.invoke(app, [*base, *option])
     assert result.exit_code == 2 and f"{option[0]} applies to" in result.output, result.output
+
+
+def test_a_size_a_metric_refuses_after_cropping_says_it_was_cropped(folders):
+    pred, _ = folders  # 240x200 photos: 60 px off each side leave 120x80, under NIQE's 96x96
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "niqe", "--crop-border", "60", "--json"]), 1)
+    errors = [img["error"] for img in report["images"]]
+    assert len(errors) == 3 and all("120x80" in e and e.endswith("(after --crop-border 60)") for e in errors)

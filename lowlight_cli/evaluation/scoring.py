@@ -102,6 +102,17 @@ class Scorer:
             ref_t = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)).permute(2, 0, 1)[None]
         values: dict[str, float] = {}
         notes: list[str] = []
+        try:
+            self._score_metrics(pred_t, compared_t, ref_t, labels, values, notes)
+        except MetricError as exc:
+            if c:  # the size a metric names is the cropped one: say so
+                exc.message += f" (after --crop-border {c})"
+            raise
+        return ImageScores(name, values, notes)
+
+    def _score_metrics(self, pred_t: torch.Tensor, compared_t: torch.Tensor, ref_t: torch.Tensor | None,
+                       labels: tuple[str, str], values: dict[str, float], notes: list[str]) -> None:
+        """Each metric's value into ``values`` and its warnings into ``notes``."""
         for metric_name, module in self.metrics.items():
             if metric_info(metric_name).full_reference:
                 if ref_t is None:
@@ -115,4 +126,3 @@ class Scorer:
                     if issubclass(w.category, MetricWarning):
                         text = str(w.message)  # the metric's own name once: "niqe: ...", not "niqe: niqe: ..."
                         notes.append(text if text.startswith(f"{metric_name}:") else f"{metric_name}: {text}")
-        return ImageScores(name, values, notes)
