@@ -445,3 +445,16 @@ def test_a_size_a_metric_refuses_after_cropping_says_it_was_cropped(folders):
     report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--metrics", "niqe", "--crop-border", "60", "--json"]), 1)
     errors = [img["error"] for img in report["images"]]
     assert len(errors) == 3 and all("120x80" in e and e.endswith("(after --crop-border 60)") for e in errors)
+
+
+def test_a_transparent_prediction_is_scored_with_a_warning(folders):
+    import cv2
+
+    pred, ref = folders
+    bgr = cv2.imread(str(pred / "0.png"))
+    alpha = np.full(bgr.shape[:2], 255, np.uint8)
+    alpha[:50] = 0
+    cv2.imwrite(str(pred / "0.png"), np.dstack([bgr, alpha]))
+    report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json"]))
+    warned = {img["name"]: img.get("warnings", []) for img in report["images"]}
+    assert any("transparent" in w and "alpha ignored" in w for w in warned["0"]) and warned["1"] == []

@@ -27,6 +27,7 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     """
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
+    damaged += _transparency_note(pair.prediction, image)
     prediction = to_float(image.rgb)
     if enhancer is not None:
         levels = 255 if image.bit_depth == 8 else 65535
@@ -36,10 +37,20 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
         reference_image = read_image(pair.reference)
         if reference_image.damage_note:
             damaged.append(f"{pair.reference}: {reference_image.damage_note}")
+        damaged += _transparency_note(pair.reference, reference_image)
         reference = to_float(reference_image.rgb)
     scores = scorer.score(pair.name, prediction.astype(np.float64), reference, labels=(str(pair.prediction), str(pair.reference)))
     scores.warnings[:0] = damaged
     return scores
+
+
+def _transparency_note(path: Path, image: object) -> list[str]:
+    """A warning for an image with (partly) transparent pixels: scores see its colour channels only."""
+    alpha = getattr(image, "alpha", None)
+    if alpha is None or bool((alpha == np.iinfo(alpha.dtype).max).all()):
+        return []
+    share = float((alpha < np.iinfo(alpha.dtype).max).mean())
+    return [f"{path}: {100 * share:.1f}% of its pixels are (partly) transparent; scored on its colour channels, alpha ignored"]
 
 
 def score_pairing(
