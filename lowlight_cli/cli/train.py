@@ -320,11 +320,11 @@ def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)))
     with Progress(*columns, console=err, disable=not show, expand=True) as progress:  # expand: the terms take what is left
-        task = progress.add_task("steps", total=None, info="")
+        task = progress.add_task("steps", total=None, info="", visible=False)  # shown once the run knows its steps
 
         def on_event(event: object) -> None:
             if isinstance(event, PlanEvent):
-                progress.update(task, completed=event.start_step, total=event.total_steps)
+                progress.update(task, completed=event.start_step, total=event.total_steps, visible=True)
             elif isinstance(event, PaceEvent):
                 epoch = event.seconds_per_step * event.steps_per_epoch
                 progress.console.print(f"pace: {event.seconds_per_step:.2f} s per step, about {duration(epoch)} per epoch "
