@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from typing import Annotated, Optional
 
 import typer
 
 from .. import __version__
 from ..inference.allocator import keep_freed_memory
-from .enhance import EPILOG as ENHANCE_EPILOG
-from .enhance import enhance
-from .evaluate import EPILOG as EVALUATE_EPILOG
-from .evaluate import evaluate
-from .export import EPILOG as EXPORT_EPILOG
-from .export import export
-from .import_ import EPILOG as IMPORT_EPILOG
-from .import_ import import_checkpoint
-from .models import models
-from .priors import priors
-from .train import EPILOG as TRAIN_EPILOG
-from .train import train
 
-app = typer.Typer(
-    name="lowlight",
-    help="Low-light image enhancement: enhance, train, evaluate, export.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
+# name: (module of this package, function, the module's epilog attribute, extra command settings);
+# in the order `lowlight --help` lists them. Modules are imported when their command is built, so
+# `lowlight enhance` does not import the training, evaluation and export stacks.
+COMMANDS: dict[str, tuple[str, str, str | None, dict]] = {
+    "enhance": ("enhance", "enhance", "EPILOG", {}),
+    "evaluate": ("evaluate", "evaluate", "EPILOG", {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}),
+    "train": ("train", "train", "EPILOG", {}),
+    "export": ("export", "export", "EPILOG", {}),
+    "models": ("models", "models", None, {}),
+    "priors": ("priors", "priors", None, {}),
+    "import": ("import_", "import_checkpoint", "EPILOG", {}),
+}
 
 
 def _version(value: bool) -> None:
@@ -37,7 +31,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: Annotated[
         Optional[bool],
@@ -47,19 +40,35 @@ def root(
     """Low-light image enhancement: enhance, train, evaluate, export."""
 
 
-app.command(epilog=ENHANCE_EPILOG)(enhance)
-app.command(
-    epilog=EVALUATE_EPILOG,
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)(evaluate)
-app.command(epilog=TRAIN_EPILOG)(train)
-app.command(epilog=EXPORT_EPILOG)(export)
-app.command()(models)
-app.command()(priors)
-app.command("import", epilog=IMPORT_EPILOG)(import_checkpoint)
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``lowlight`` app: every command, or only the one named ``only`` (what a run of that command needs)."""
+    built = typer.Typer(
+        name="lowlight",
+        help="Low-light image enhancement: enhance, train, evaluate, export.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+        add_completion=False,
+        rich_markup_mode="rich",
+    )
+    built.callback()(root)
+    for name, (module_name, function, epilog, settings) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f".{module_name}", __package__)
+        built.command(name, epilog=getattr(module, epilog) if epilog else None, **settings)(getattr(module, function))
+    return built
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the whole app, built on first use (``from lowlight_cli.cli.app import app``)."""
+    if name == "app":
+        globals()["app"] = whole = build_app()
+        return whole
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: builds only the command asked for when the first argument names one."""
     keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
-    app()
+    asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
+    build_app(asked)()
