@@ -47,7 +47,7 @@ def evaluate(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Enhance --data with this model first.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="With --model: DIR/low (or DIR) is enhanced, DIR/high is the reference (--ref overrides it).")] = None,
     metrics: Annotated[list[str], typer.Option("--metrics", help="Metrics: several after one flag, comma-separated or repeated.")] = ["psnr", "ssim"],  # noqa: B006
-    gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first.")] = False,
+    gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first (for the full-reference metrics; NIQE scores them as they are).")] = False,
     ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
     niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
     crop_border: Annotated[int, typer.Option("--crop-border", min=0, help="Pixels removed from each side before scoring.")] = 0,

@@ -102,7 +102,7 @@ register_model(
         cpu_bf16=True,  # LOL-v1 test and photo sets within 0.02 dB of fp32 (README "Speed")
         # 12 MP in 5.6 s instead of 7.7 s on a 2-core AVX2 CPU, 0.04-0.09 dB on 4x-enlarged photos
         enhance_auto_curve_scale=True,
-        # the photo's own colour: 0.5-1.2 dB and NIQE better on every photo set (LOL's casts prefer the model's)
+        # the photo's own colour: 0.5-1.2 dB better on every photo set with references, NIQE level (LOL's casts prefer the model's)
         enhance_colour="input",
     ),
     CRNet,
