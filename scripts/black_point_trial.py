@@ -55,9 +55,8 @@ SETS = ("dark", "lights", "noise", "examples", "dim", "bright")
 CANDIDATES = [(s, p) for s in (0.5, 1.0) for p in (1.0, 1.5)]
 
 
-def reference_black(shared: Path) -> float:
-    """Median 1st-percentile gray of LOL-v1's training references: the step's target black."""
-    pairs = load_pairs(find_pairs(shared / "LOL", "train"))
+def reference_black(pairs: list) -> float:
+    """Median 1st-percentile gray of LOL-v1's training references (``pairs``): the step's target black."""
     return float(np.median([checks.black_level(p.high) for p in pairs if p.high is not None]))
 
 
@@ -84,9 +83,8 @@ def pair_scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(psnr(a, b)), float(ssim(a, b))
 
 
-def validation_pairs(shared: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The 22 pairs the bundled stages held out (the split ``lowlight train`` makes on LOL, seed 0)."""
-    pairs = load_pairs(find_pairs(shared / "LOL", "train"))
+def validation_pairs(pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 22 of LOL-v1's training ``pairs`` the bundled stages held out (the split ``lowlight train`` makes, seed 0)."""
     split = make_split(pairs, labeled_frac=1.0, val_count=15, seed=0)
     held = set(split.validation)
     return [(p.low, p.high) for p in pairs if p.name in held]
@@ -126,8 +124,9 @@ def main() -> None:
     run = lambda low: from_float(enhancer.enhance(to_float(low)), 8)  # noqa: E731
     sets = {name: [(n, low, ref, run(low)) for n, low, ref in items]
             for name, items in photo_eval.build_sets(args.shared, only=set(SETS)).items()}
-    val = [(low, ref, run(low)) for low, ref in validation_pairs(args.shared)]
-    target = reference_black(args.shared)
+    training = load_pairs(find_pairs(args.shared / "LOL", "train"))  # decoded once: the split and the target black
+    val = [(low, ref, run(low)) for low, ref in validation_pairs(training)]
+    target = reference_black(training)
     print(f"# crnet-curve-dn (bundled weights, fp32); {describe_machine()}; target black {target:.4f}\n")
     print(describe("bundled", lambda low, out: out, val, sets), flush=True)
     for s, p in CANDIDATES:

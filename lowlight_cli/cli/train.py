@@ -155,10 +155,8 @@ def train(
     if explain:
         _explain(METHODS.get(cfg.method))
         return
-    if resume is None and any((run_dir / name).exists() for name in ("last", "last.old")):
-        raise UsageError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, or choose another --out")
     main = os.environ.get("RANK", "0") == "0"
-    # a new run that fails before it trained takes its folder away (Trainer.fit)
+    # a folder holding a run is refused here (Trainer); a new run that fails before it trained takes its folder away (Trainer.fit)
     trainer = Trainer(cfg, run_dir, resume=resume is not None)
     if main:
         err.print(f"training {cfg.model.name} ({_mode(cfg, trainer.method)}) on {trainer.device} ({trainer.precision}) -> {escape(str(run_dir))}")

@@ -309,14 +309,14 @@ def _range_problem(low: float, high: float) -> str | None:
     return None
 
 
-def check_float_image(rgb: np.ndarray) -> np.ndarray:
-    """``rgb`` ``(H, W, 3)`` float RGB in ``[0, 1]`` as float32, contiguous and writable (values within
-    :data:`RANGE_TOLERANCE` outside the range are clipped).
+def check_float_image(rgb: np.ndarray) -> torch.Tensor:
+    """``rgb`` ``(H, W, 3)`` float RGB in ``[0, 1]`` as a ``(1, 3, H, W)`` float32 tensor, checked and
+    clipped by :func:`check_float_tensor` (the caller's array is never changed).
 
     Raises:
         InputError: another shape, an integer or boolean dtype (:meth:`Enhancer.enhance_pixels` takes
-            integer pixels, or :func:`~lowlight_cli.io.to_float` converts them), an empty image,
-            NaN or infinite values, or values outside ``[0, 1]``.
+            integer pixels, or :func:`~lowlight_cli.io.to_float` converts them), and what
+            :func:`check_float_tensor` refuses.
     """
     if not isinstance(rgb, np.ndarray):
         raise InputError(f"expected a numpy array, got {type(rgb).__name__}",
@@ -327,21 +327,15 @@ def check_float_image(rgb: np.ndarray) -> np.ndarray:
     if not np.issubdtype(rgb.dtype, np.floating):
         raise InputError(f"expected float RGB in [0, 1], got {rgb.dtype} pixels",
                          hint="enhance_pixels takes uint8/uint16 pixels as they are; or enhance(to_float(pixels))")
-    if rgb.size == 0:
-        raise InputError(f"the image is empty (shape {rgb.shape})")
-    low, high = float(np.min(rgb)), float(np.max(rgb))
-    problem = _range_problem(low, high)
-    if problem:
-        raise InputError(f"the image {problem}", hint="enhance takes float RGB in [0, 1]")
-    if low < 0 or high > 1:  # a new array: the caller's stays as it was
-        return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0, dtype=np.float32))
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
-    # torch.from_numpy warns on read-only memory (a memory map, a broadcast view)
-    return rgb if rgb.flags.writeable else rgb.copy()
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # torch.from_numpy warns on read-only memory (a memory map, a broadcast view)
+        rgb = rgb.copy()
+    return check_float_tensor(torch.from_numpy(rgb).permute(2, 0, 1)[None])
 
 
 def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
-    """``image`` ``(1, 3, H, W)`` float in ``[0, 1]``, as float32 (clipped as :func:`check_float_image` clips).
+    """``image`` ``(1, 3, H, W)`` float in ``[0, 1]``, as float32; values within :data:`RANGE_TOLERANCE`
+    outside the range are clipped, on a copy.
 
     Raises:
         InputError: another shape or batch size, a non-float dtype, an empty image, NaN or
@@ -359,7 +353,7 @@ def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
     low, high = (float(v) for v in torch.aminmax(image.detach()))
     problem = _range_problem(low, high)
     if problem:
-        raise InputError(f"the image {problem}", hint="enhance_tensor takes float RGB in [0, 1]")
+        raise InputError(f"the image {problem}", hint="enhance and enhance_tensor take float RGB in [0, 1]")
     image = image.float()
     return image.clamp(0.0, 1.0) if (low < 0 or high > 1) else image
 
@@ -558,6 +552,5 @@ class Enhancer:
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""
-        image = torch.from_numpy(check_float_image(rgb)).permute(2, 0, 1)[None]
-        out = self._enhance_float32(image, on_event)
+        out = self._enhance_float32(check_float_image(rgb), on_event)
         return out[0].permute(1, 2, 0).numpy()

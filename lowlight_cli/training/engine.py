@@ -101,7 +101,7 @@ class Trainer:
         # a new run would write over this one's weights and log (last.old: a state caught between two renames)
         if not resume and any((self.run_dir / name).exists() for name in ("last", "last.old")):
             raise UsageError(f"{self.run_dir} already holds a run",
-                             hint="continue it with resume=True (lowlight train --resume), or choose another folder")
+                             hint=f"continue it with --resume {self.run_dir} (Trainer(..., resume=True)), or choose another --out")
         self.ctx, self.device = distributed.setup(config.run.device)
         self.precision = resolve_precision(config.run.precision, self.device)
         if config.run.compile:
