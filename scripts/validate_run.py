@@ -26,6 +26,16 @@ shows there before PSNR says why); ``--test DIR`` adds the same for ``DIR/low`` 
 resolution, one row per scale (as ``lowlight evaluate --curve-scale N``, on validation pairs).
 ``--colour model input`` scores each checkpoint as it is and with the input's colour kept (the
 ``--exposure`` rows use the model's colours: the colour step keeps luma, so mean gray barely moves).
+
+``--recall-weighted`` (LOL-like data with a ``test/low`` folder) adds a row weighted like the test
+set: LOL-v1's test set largely measures recall of rooms seen in training (13 of its 15 low images
+have a training low of the same room, ``scripts/lol_neighbours.py``), while a run's validation
+pairs are mostly new rooms. Each validation pair counts as "same room" when its low image's layout
+(``lol_neighbours.layout``) has a cosine similarity of at least 0.9 to a low image the run trained
+on; the two groups' means are weighted by the share of test low images with such a training
+neighbour (only the test *low* images are read, never its references):
+
+    python scripts/validate_run.py runs/crnet-curve-dn-lol-stage11 best weights/crnet-curve-dn-lol --recall-weighted
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ from lowlight_cli.models import load_checkpoint
 from lowlight_cli.models.checkpoint import read_config
 from lowlight_cli.training.distributed import DistContext
 from lowlight_cli.training.validation import validate
+from lol_neighbours import layout
+
+SAME_ROOM = 0.9  # layout similarity from which two LOL low images are the same room (lol_neighbours.py)
 
 
 def checkpoint_folder(run: Path, name: str) -> Path:
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-scale", type=int, nargs="+", default=[], help="curve models: score at each of these curve scales")
     parser.add_argument("--colour", nargs="+", choices=["model", "input"], default=["model"],
                         help="score with the model's colours and/or the input's kept (lowlight enhance --colour input)")
+    parser.add_argument("--recall-weighted", action="store_true",
+                        help="add same-room / new-room rows and their mean weighted like DATA/test (see above)")
     parser.add_argument("--make-split", action="store_true", help="write RUN's split.json from --data first (see above)")
     parser.add_argument("--seed", type=int, default=0, help="with --make-split: data.seed of the run")
     parser.add_argument("--val-count", type=int, default=15, help="with --make-split: data.val_count of the run")
@@ -85,8 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(paths) != len(wanted):
         parser.error(f"{root}: found {len(paths)} of the run's {len(wanted)} validation pairs")
     pairs = load_pairs(paths)
+    groups = None
+    if args.recall_weighted:
+        if not (root / "test" / "low").is_dir():
+            parser.error(f"--recall-weighted needs {root}/test/low (the test set whose mix it weights by)")
+        groups = recall_groups(root, split, pairs)
     device = resolve_device(args.device)
     print(f"{args.run}: {len(pairs)} validation pairs from {root}; {device}, float32")
+    if groups is not None:
+        same, new, weight = groups
+        print(f"recall-weighted: {len(same)} validation pairs of a room trained on ({', '.join(p.name for p in same)}), "
+              f"{len(new)} of new rooms; weight {weight:.3f} on the first (the share of {root}/test/low with a training "
+              f"neighbour at layout similarity >= {SAME_ROOM})")
     print("| checkpoint | step | PSNR | SSIM | PSNR, GT-mean |")
     print("|---|---|---|---|---|")
     for name in args.checkpoints:
@@ -106,6 +131,18 @@ def main(argv: list[str] | None = None) -> int:
                 scores = validate(model, pairs, device, DistContext(), model.info.input_multiple, colour=colour)
                 shown = label + (", the input's colour" if colour == "input" else "")
                 print(f"| {shown} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
+                if groups is not None:
+                    same, new, weight = groups
+                    parts = [validate(model, part, device, DistContext(), model.info.input_multiple, colour=colour)
+                             if part else None for part in (same, new)]
+                    for part_label, part in zip(("same rooms", "new rooms"), parts):
+                        if part is not None:
+                            print(f"| {shown}, {part_label} | {step} | {part.psnr:.2f} | {part.ssim:.4f} | {part.psnr_gt_mean:.2f} |")
+                    if all(parts):
+                        mix = lambda a, b: weight * a + (1 - weight) * b  # noqa: E731
+                        print(f"| {shown}, recall-weighted | {step} | {mix(parts[0].psnr, parts[1].psnr):.2f} "
+                              f"| {mix(parts[0].ssim, parts[1].ssim):.4f} | {mix(parts[0].psnr_gt_mean, parts[1].psnr_gt_mean):.2f} |",
+                              flush=True)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:
@@ -116,6 +153,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {label} ({len(images)}): mean gray input / output / reference "
                       + " / ".join(f"{v:.3f}" for v in exposure(enhancer, images)), flush=True)
     return 0
+
+
+def recall_groups(root: Path, split: Split, pairs: list) -> tuple[list, list, float]:
+    """The validation ``pairs`` of a room the run trained on and those of new rooms, and the weight of
+    the first group: the share of ``root/test/low`` images with a training neighbour (every training
+    pair with a reference counts: the test set's relation to a model trained on all of them)."""
+    trained = set(split.labeled)
+    train_all = [p for p in load_pairs(find_pairs(root, "train")) if p.high is not None]
+    library = np.stack([layout(p.low) for p in train_all if p.name in trained])
+    same = [p for p in pairs if float(np.max(library @ layout(p.low))) >= SAME_ROOM]
+    new = [p for p in pairs if p not in same]
+    everything = np.stack([layout(p.low) for p in train_all])
+    tests = [read_image(path).rgb for path in sorted((root / "test" / "low").iterdir()) if path.is_file()]
+    share = float(np.mean([np.max(everything @ layout(low)) >= SAME_ROOM for low in tests]))
+    return same, new, share
 
 
 def write_split(run: Path, root: Path, *, seed: int, val_count: int) -> None:

@@ -227,6 +227,20 @@ def test_a_missing_data_folder_is_named(tmp_path):
     assert result.exit_code == 2 and "no such folder" in result.output and "need references" not in result.output
 
 
+def test_model_mode_without_references_stops_before_loading_a_model(tmp_path, monkeypatch):
+    save_photo(tmp_path / "low" / "a.png", dark_photo(64, 64, seed=1))
+    import lowlight_cli.cli.evaluate as evaluate_cli
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the missing references were reported")
+
+    monkeypatch.setattr(evaluate_cli, "load_model", no_model)
+    result = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(tmp_path), "--metrics", "psnr"])
+    assert result.exit_code == 2, result.output
+    assert "psnr needs references" in result.output and "has no high/ folder" in result.output
+    assert "enhancing" not in result.output
+
+
 def test_model_mode_takes_the_architecture_from_weights_and_points_at_the_split(tmp_path):
     from lowlight_cli.models import create_model, save_checkpoint
 

@@ -125,17 +125,19 @@ def evaluate(
         low = data / "low" if (data / "low").is_dir() else data
         high = data / "high" if (data / "high").is_dir() else None
         pred, ref = low, ref or high
+    elif pred is None:
+        raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
+    if protocol.needs_reference and ref is None:  # before a model is loaded and announced
+        full = [m for m in protocol.metrics if metric_info(m).full_reference]
+        hint = (f"--data {data} has no high/ folder: pass --ref DIR (or use --metrics niqe alone)" if model is not None
+                else "pass --ref DIR (or use --metrics niqe alone)")
+        raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references", hint=hint)
+    if model is not None:
         config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap,
                                  batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour)
         net = load_model(model, weights, no_pretrained, curve_scale)
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
-    elif pred is None:
-        raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
-    if protocol.needs_reference and ref is None:
-        full = [m for m in protocol.metrics if metric_info(m).full_reference]
-        raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references",
-                         hint="pass --ref DIR (or use --metrics niqe alone)")
 
     pairing = pair_by_stem(pred, ref if protocol.needs_reference else None, recursive=recursive)
     if csv_path is not None:
