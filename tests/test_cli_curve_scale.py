@@ -46,7 +46,7 @@ def test_models_without_curves_and_onnx_files_refuse_it(tmp_path):
     save_photo(tmp_path / "in" / "a.png", dark_photo(40, 40, seed=2))
     result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", "crnet-tiny",
                                  "--no-pretrained", "--curve-scale", "2"])
-    assert result.exit_code == 2 and "--curve-scale applies to curve models" in result.output
+    assert result.exit_code == 2 and "(--curve-scale) applies to curve models" in result.output
     onnx_path = tmp_path / "m.onnx"
     export_onnx(create_model("dce-tiny", pretrained=False), onnx_path)
     result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(onnx_path),

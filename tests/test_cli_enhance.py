@@ -69,6 +69,14 @@ def test_corrupt_file_does_not_stop_the_batch(photos, tmp_path):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_photo_over_the_pixel_limit_is_told_the_flag_to_raise(photos, tmp_path):
+    result = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "gamma",
+                                 "--max-pixels", "1000"])
+    assert result.exit_code == 1, result.output  # the only file failed
+    assert "hint: raise --max-pixels if you trust this file" in result.output
+    assert "max_pixels)" not in result.output  # the library's wording names its argument
+
+
 def test_existing_outputs_are_refused_then_skipped_or_overwritten(photos, tmp_path):
     out = tmp_path / "out"
     assert runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(out)]).exit_code == 0

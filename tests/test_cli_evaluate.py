@@ -224,7 +224,8 @@ def test_score_test_set_agrees_with_evaluate_and_refuses_a_partial_set(folders):
 
 def test_a_missing_data_folder_is_named(tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "no such folder" in result.output and "need references" not in result.output
+    # exit 1, as a missing --pred folder, enhance's missing input and train's missing --data give
+    assert result.exit_code == 1 and "no such folder" in result.output and "need references" not in result.output
 
 
 def test_model_mode_without_references_stops_before_loading_a_model(tmp_path, monkeypatch):

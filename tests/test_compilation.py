@@ -41,7 +41,7 @@ def test_compiled_tiled_inference_matches_eager_with_the_whole_photo_context():
 
 
 def test_compile_refuses_models_without_weights_and_missing_compilers(monkeypatch):
-    with pytest.raises(UsageError, match="--compile applies to trained PyTorch models"):
+    with pytest.raises(UsageError, match=r"compile \(--compile\) applies to trained PyTorch models"):
         Enhancer(create_model("gamma"), InferenceConfig(device="cpu", compile=True))
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)

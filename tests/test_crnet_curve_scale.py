@@ -194,7 +194,7 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     assert bad.exit_code == 2 and "neither auto nor an integer" in bad.output
     other = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--model", "crnet-tiny",
                                 "--no-pretrained", "--curve-scale", "auto"])
-    assert other.exit_code == 2 and "--curve-scale applies to curve models" in other.output
+    assert other.exit_code == 2 and "(--curve-scale) applies to curve models" in other.output
     digit = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--curve-scale", "\u00b2"])
     assert digit.exit_code == 2 and "neither auto nor an integer" in digit.output
     assert read_image(tmp_path / "fast" / "a.png").rgb.shape == read_image(tmp_path / "full" / "a.png").rgb.shape

@@ -189,7 +189,7 @@ def test_files_that_are_not_state_dicts(tmp_path):
     with pytest.raises(CheckpointError, match="not tensors"):
         import_official_checkpoint(mixed, "scl-lle", tmp_path / "z")
     result = import_cli(str(tmp_path / "absent.pth"), "--arch", "scl-lle", "-o", str(tmp_path / "w"))
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 1 and "does not exist" in result.output and "hint: give the path of the downloaded file" in result.output
 
 
 def test_usage_errors(official_file, tmp_path):

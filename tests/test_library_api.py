@@ -179,3 +179,61 @@ def test_a_trainer_refuses_a_folder_holding_a_state_caught_between_renames(tmp_p
     with pytest.raises(UsageError, match="already holds a run"):
         Trainer(_tiny_config(), run)
     assert (run / "last.old").is_dir()
+
+
+# --- what a Python user passes by mistake: said at the edge, not from deep inside ---------------
+
+
+@pytest.mark.parametrize("model, config, message", [
+    ("crnet-curve-dn", None, r"create_model\('crnet-curve-dn'\) makes one"),
+    (None, None, "Enhancer takes a model, got NoneType"),
+    ("model", {"device": "cpu"}, r"InferenceConfig, got dict: InferenceConfig\(\*\*settings\)"),
+])
+def test_enhancer_says_what_it_takes(model, config, message):
+    if model == "model":
+        model = create_model("gamma")
+    with pytest.raises(TypeError, match=message):
+        Enhancer(model, config)
+
+
+def test_trainer_takes_a_train_config_not_a_dict(tmp_path):
+    from lowlight_cli.training import Trainer
+
+    with pytest.raises(TypeError, match="build_config"):
+        Trainer({"model": {"name": "crnet-tiny"}}, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_with_nothing_to_resume_writes_nothing(tmp_path):
+    from lowlight_cli.errors import CheckpointError
+    from lowlight_cli.training import Trainer
+
+    with pytest.raises(CheckpointError, match="no resumable state"):
+        Trainer(_tiny_config(), tmp_path / "run", resume=True)
+    assert not (tmp_path / "run").exists()  # it left a folder with data.json and split.json
+
+
+def test_io_helpers_say_what_they_take(tmp_path):
+    from lowlight_cli.io import to_float
+
+    image = read_image_from(np.zeros((4, 4, 3), np.uint8), tmp_path)
+    with pytest.raises(TypeError, match="takes an ImageData, got ndarray"):
+        write_image(tmp_path / "out.png", image.rgb)
+    assert not (tmp_path / "out.png").exists()
+    with pytest.raises(TypeError, match=r"file path, got ndarray \(pixels are already an image"):
+        read_image(image.rgb)
+    with pytest.raises(TypeError, match="file path, got int"):
+        read_image(5)
+    with pytest.raises(ValueError, match="numpy array of uint8 or uint16 pixels, got list"):
+        to_float([[1, 2, 3]])
+
+
+def test_save_checkpoint_refuses_a_file_for_its_folder(tmp_path):
+    from lowlight_cli.errors import CheckpointError
+    from lowlight_cli.models import save_checkpoint
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"not mine")
+    with pytest.raises(CheckpointError, match="it is a file"):
+        save_checkpoint(create_model("crnet-tiny", pretrained=False), photo)
+    assert photo.read_bytes() == b"not mine"

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lowlight_cli.errors import MetricError
-from lowlight_cli.metrics import NIQE, MetricWarning, niqe
+from lowlight_cli.metrics import NIQE, MetricWarning, create_metric, niqe
 from lowlight_cli.metrics.imresize import cubic_kernel, imresize_bicubic, resize_contributions
 from lowlight_cli.metrics.niqe import (
     _ALPHA_GRID,
@@ -158,8 +158,27 @@ def test_unit_range_float_image_is_refused_unless_data_range_says_so() -> None:
 
 def test_module_refuses_images_outside_0_1() -> None:
     images = torch.rand(1, 3, 100, 100, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(MetricError, match=r"outside \[0, data_range\] = \[0, 1\]"):
+    with pytest.raises(MetricError, match=r"outside \[0, data_range\] = \[0, 1\]") as excinfo:
         NIQE()(images * 255)
+    assert "data_range=255" in (excinfo.value.hint or "")  # the hint's advice is an option NIQE() has
+
+
+def test_module_takes_data_range_like_psnr(baboon: np.ndarray) -> None:
+    images = torch.from_numpy(baboon).permute(2, 0, 1)[None].double()  # 0..255
+    scored = NIQE(data_range=255)(images)
+    assert float(scored[0]) == pytest.approx(float(NIQE()(images / 255)[0]), abs=1e-9)
+    assert float(create_metric("niqe", data_range=255)(images)[0]) == float(scored[0])
+    with pytest.raises(MetricError, match="data_range must be a positive number"):
+        NIQE(data_range=0)
+
+
+@pytest.mark.parametrize("offset", [-1000.0, 300.0])
+def test_function_refuses_values_off_its_scale(offset: float) -> None:
+    image = NATURAL_IMAGES["coffee"].astype(np.float64) + offset  # scored as it was: 33.7 for the -1000 case
+    with pytest.raises(MetricError, match=r"outside \[0, 255\]"):
+        niqe(image)
+    with pytest.raises(MetricError, match=r"outside \[0, 65535\]"):
+        niqe(np.full((100, 100), 70000.0), data_range=65535)
 
 
 def test_single_block_warns_that_the_score_is_unreliable() -> None:
@@ -199,10 +218,11 @@ def test_noise_scores_worse_than_a_natural_image() -> None:
 
 @pytest.fixture(scope="module")
 def flat_image() -> np.ndarray:
-    """Camera with a constant dark square and a saturated square, as in low-light images."""
-    image = skimage.data.camera().astype(np.float64)
+    """Camera with a constant dark square and a clipped bright square, as in low-light images; at
+    0.6 of its levels, so that the offsets below keep it on NIQE's 0..255 scale."""
+    image = skimage.data.camera().astype(np.float64) * 0.6
     image[:250, :250] = 37.0
-    image[300:, 300:] = 255.0
+    image[300:, 300:] = 153.0
     return image
 
 

@@ -17,6 +17,7 @@ from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
 from ..inference.files import FileJob, FileResult, drop_own_outputs, enhance_file, plan_jobs
 from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
 from ..io.formats import SUPPORTED_EXTENSIONS, format_for_path
+from ..io.read import TOO_LARGE_HINT
 from ..io.write import check_output_folder, remove_stale_temps
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, handle_errors, interrupt_text
@@ -49,6 +50,8 @@ Examples:\n
   lowlight enhance photo.jpg --model crnet --weights ckpt/\n
   lowlight enhance ~/Pictures/night --recursive -o out/ --tile 512 --batch-size 4 --device cuda
 """
+
+CLI_TOO_LARGE_HINT = "raise --max-pixels if you trust this file, or downscale it first"
 
 
 @handle_errors
@@ -233,9 +236,10 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
             results.append(result)
             if result.status == "failed":
                 progress.console.print(f"[red]failed:[/] {escape(result.error)}")
-                if result.hint and result.hint not in hints:  # said once, not for every file
-                    hints.add(result.hint)
-                    progress.console.print(f"[dim]hint:[/] {escape(result.hint)}")
+                hint = CLI_TOO_LARGE_HINT if result.hint == TOO_LARGE_HINT else result.hint  # the flag, not the argument
+                if hint and hint not in hints:  # said once, not for every file
+                    hints.add(hint)
+                    progress.console.print(f"[dim]hint:[/] {escape(hint)}")
             # the note names the input too when the output is named otherwise (a damaged input is the input's fault)
             label = job.target.name if job.target.name == job.source.path.name else f"{job.source.path.name} -> {job.target.name}"
             for note in result.notes:

@@ -118,7 +118,7 @@ def evaluate(
         if pred is not None or data is None:
             raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
         if not data.is_dir():
-            raise UsageError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
+            raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
         if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
             split = "test" if (data / "test" / "low").is_dir() else "train"
             raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")

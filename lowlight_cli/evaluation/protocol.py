@@ -45,18 +45,18 @@ class Protocol:
             raise UsageError(f"metric listed twice: {', '.join(twice)} (in {', '.join(self.metrics)})",
                              hint="name each metric once")
         if self.ssim_space not in SSIM_SPACES:
-            raise UsageError(f"unknown --ssim-space {self.ssim_space!r}", hint=f"use one of {', '.join(SSIM_SPACES)}")
+            raise UsageError(f"unknown ssim_space (--ssim-space) {self.ssim_space!r}", hint=f"use one of {', '.join(SSIM_SPACES)}")
         if self.niqe_space not in NIQE_SPACES:
-            raise UsageError(f"unknown --niqe-space {self.niqe_space!r}", hint=f"use one of {', '.join(NIQE_SPACES)}")
+            raise UsageError(f"unknown niqe_space (--niqe-space) {self.niqe_space!r}", hint=f"use one of {', '.join(NIQE_SPACES)}")
         if self.lpips_net not in ("alex", "vgg"):
-            raise UsageError(f"unknown --lpips-net {self.lpips_net!r}", hint="use alex or vgg")
+            raise UsageError(f"unknown lpips_net (--lpips-net) {self.lpips_net!r}", hint="use alex or vgg")
         if self.lpips_weights is not None and not str(self.lpips_weights).strip():
-            raise UsageError("--lpips-weights is empty", hint="give a folder, a file or an hf-hub: id, or leave the option out")
+            raise UsageError("lpips_weights (--lpips-weights) is empty", hint="give a folder, a file or an hf-hub: id, or leave the option out")
         if self.crop_border < 0:
-            raise UsageError(f"--crop-border must be >= 0, got {self.crop_border}")
+            raise UsageError(f"crop_border (--crop-border) must be >= 0, got {self.crop_border}")
         if self.gt_mean and not self.needs_reference:
-            raise UsageError("--gt-mean scales each prediction to its reference, and no metric asked for takes one",
-                             hint="add a full-reference metric (psnr, ssim) or drop --gt-mean")
+            raise UsageError("gt_mean (--gt-mean) scales each prediction to its reference, and no metric asked for takes one",
+                             hint="add a full-reference metric (psnr, ssim) or drop it")
 
     @property
     def needs_reference(self) -> bool:

@@ -23,9 +23,9 @@ def check_compile_toolchain(device: torch.device) -> None:
         return
     names = [os.environ["CXX"]] if os.environ.get("CXX") else list(CXX_NAMES)
     if not any(shutil.which(name) for name in names):
-        raise ConfigError("--compile on the CPU needs a C++ compiler (torch.compile generates C++ there); "
+        raise ConfigError("compile (--compile) on the CPU needs a C++ compiler (torch.compile generates C++ there); "
                           f"none of {', '.join(names)} is on PATH",
-                          hint="install one (e.g. g++), or run without --compile")
+                          hint="install one (e.g. g++), or run without compiling")
 
 
 def compile_module(module: torch.nn.Module, *, fixed_shapes: bool) -> Callable[..., torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -132,7 +133,7 @@ def require_curve_model(model: object) -> None:
     """
     if not getattr(model, "supports_curve_scale", False):
         name = getattr(getattr(model, "info", None), "name", type(model).__name__)
-        raise UsageError(f"--curve-scale applies to curve models, and {name} is not one",
+        raise UsageError(f"curve_scale (--curve-scale) applies to curve models, and {name} is not one",
                          hint=f"curve models estimate per-pixel curves: {', '.join(curve_model_names())} (see `lowlight models`)")
 
 
@@ -365,6 +366,10 @@ class Enhancer:
         model: an :class:`EnhancementModel` (or anything with ``info`` and ``__call__``).
         config: device, precision, tiling.
 
+    Raises:
+        TypeError: ``model`` is not a model (a name, say: ``create_model(name)`` makes one) or
+            ``config`` is not an :class:`InferenceConfig`.
+
     Example:
         >>> from lowlight_cli.models import create_model
         >>> enhancer = Enhancer(create_model("gamma"), InferenceConfig(device="cpu"))
@@ -373,6 +378,12 @@ class Enhancer:
     """
 
     def __init__(self, model: EnhancementModel, config: InferenceConfig | None = None) -> None:
+        if isinstance(model, (str, Path)) or not (hasattr(model, "info") and callable(model)):
+            made = f"create_model({str(model)!r})" if isinstance(model, str) else "create_model(NAME) or load_checkpoint(FOLDER)"
+            raise TypeError(f"Enhancer takes a model, got {type(model).__name__}: {made} makes one")
+        if config is not None and not isinstance(config, InferenceConfig):
+            raise TypeError(f"Enhancer's config is an InferenceConfig, got {type(config).__name__}"
+                            + (": InferenceConfig(**settings)" if isinstance(config, dict) else ""))
         self.config = config or InferenceConfig()
         self.device = resolve_device(self.config.device)
         self.precision = resolve_precision(self.config.precision, self.device,
@@ -393,8 +404,8 @@ class Enhancer:
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
-                raise UsageError(f"--compile applies to trained PyTorch models, not {self.info.name}",
-                                 hint="drop --compile")
+                raise UsageError(f"compile (--compile) applies to trained PyTorch models, not {self.info.name}",
+                                 hint="drop it")
             check_compile_toolchain(self.device)
             self._call = compile_module(self.model, fixed_shapes=self.tile > 0)
 

@@ -98,8 +98,10 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
         float32 array of the same shape, values in [0, 1].
 
     Raises:
-        ValueError: for any other dtype.
+        ValueError: for any other dtype, or for something that is not a numpy array.
     """
+    if not isinstance(pixels, np.ndarray):
+        raise ValueError(f"to_float takes a numpy array of uint8 or uint16 pixels, got {type(pixels).__name__}")
     values = pixels.astype(np.float32)
     # in place (one float array), and a division: 8- and 16-bit copies of one image then give the
     # same floats (k / 255 and 257 k / 65535 are one number, each correctly rounded); a multiplication

@@ -30,7 +30,7 @@ _PNG_GRAY_TYPES = (0, 4)
 # OpenCV's TIFF decoder (even with IMREAD_UNCHANGED) and Pillow's both turn TIFF pixels upright.
 _DECODER_APPLIES_ORIENTATION = frozenset({"tiff"})
 _BITS_PER_SAMPLE = 258
-_TOO_LARGE_HINT = "raise the pixel limit if you trust this file, or downscale it first"
+TOO_LARGE_HINT = "raise the pixel limit (max_pixels) if you trust this file, or downscale it first"
 _NO_MEMORY_HINT = "free memory (close other programs), or downscale the image first"
 _CORRUPT_HINT = "re-export or re-copy the file"
 
@@ -61,9 +61,14 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
         ImageTooLargeError: the image has more than ``max_pixels`` pixels, or its decoded pixels
             would not fit in the memory available.
         ValueError: ``max_pixels`` is not positive.
+        TypeError: ``path`` is not a path (a string, ``Path`` or ``os.PathLike``).
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if not isinstance(path, (str, Path)):  # os.PathLike too, but not pixels: those are already read
+        if not hasattr(path, "__fspath__"):
+            raise TypeError(f"read_image takes a file path, got {type(path).__name__}"
+                            + (" (pixels are already an image: to_float(array) gives floats)" if isinstance(path, np.ndarray) else ""))
     path = Path(path)
     with _opened(path) as file:
         with pillow_guarded(max_pixels):
@@ -146,7 +151,7 @@ def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
         return Image.open(file)
     except Image.DecompressionBombError:
         raise ImageTooLargeError(
-            path, f"image has far more than the limit of {max_pixels:,} pixels", hint=_TOO_LARGE_HINT
+            path, f"image has far more than the limit of {max_pixels:,} pixels", hint=TOO_LARGE_HINT
         ) from None
     except (OSError, ValueError):
         file.seek(0)
@@ -166,7 +171,7 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
         raise ImageTooLargeError(
             path,
             f"{width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}",
-            hint=_TOO_LARGE_HINT,
+            hint=TOO_LARGE_HINT,
         )
 
 

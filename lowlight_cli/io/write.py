@@ -13,6 +13,7 @@ from lowlight_cli.errors import ImageWriteError, OutputExistsError, UsageError
 from lowlight_cli.io.encode import encode_image
 from lowlight_cli.io.formats import format_for_path
 from lowlight_cli.io.image import ImageData
+from lowlight_cli.io.image import ImageData
 
 TEMP_SUFFIX = ".tmp"
 # ".<name>.<8 hex digits>.tmp", as _temp_name makes them; nothing else is ever removed as stale
@@ -49,7 +50,11 @@ def write_image(path: str | Path, image: ImageData, *, quality: int = 95, overwr
             written (permissions, disk full); no partial file is left behind.
         OutputExistsError: ``overwrite`` is False and ``path`` exists.
         UsageError: ``quality`` is outside 1..100.
+        TypeError: ``image`` is not an :class:`ImageData`.
     """
+    if not isinstance(image, ImageData):
+        raise TypeError(f"write_image takes an ImageData, got {type(image).__name__}: wrap pixels with "
+                        "replace_rgb(read_image(source), pixels), or ImageData(rgb=array) for a plain RGB array")
     path = Path(path)
     fmt = format_for_path(path)
     if not 1 <= quality <= 100:

@@ -200,9 +200,10 @@ def check_value_range(x: torch.Tensor, data_range: float, metric: str, what: str
 
 def scoring_dtypes(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     """``(result, compute)`` dtypes of a metric of ``pred`` and ``target``: the promoted dtype of the
-    two, computed in float32 when that is a half type (SSIM's 0..255 moments overflow float16)."""
+    two, or float32 for both when that is a half type (SSIM's 0..255 moments overflow float16, and a
+    bfloat16 PSNR keeps three significant digits: 30.875 for 30.892)."""
     result = torch.promote_types(pred.dtype, target.dtype)
-    return result, torch.float32 if result in (torch.float16, torch.bfloat16) else result
+    return (torch.float32, torch.float32) if result in (torch.float16, torch.bfloat16) else (result, result)
 
 
 def check_image_pair(

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import MetricError
-from .base import MetricWarning, check_data_range, check_space, check_tensor, check_value_range
+from .base import RANGE_TOLERANCE, MetricWarning, check_data_range, check_space, check_tensor, check_value_range
 from .color import gray_matlab, luma_bt601, round_half_up
 from .imresize import imresize_bicubic
 
@@ -305,6 +305,16 @@ def _on_0_255(image: np.ndarray, data_range: float | None) -> np.ndarray:
         check_data_range(data_range, "niqe")
         white = data_range
     array = np.asarray(array, dtype=np.float64)
+    finite = array[np.isfinite(array)]  # non-finite values are refused later, with their own message
+    if finite.size:  # an image on another scale would score a plausible, wrong number
+        low, high = float(finite.min()), float(finite.max())
+        tolerance = RANGE_TOLERANCE * white
+        if low < -tolerance or high > white + tolerance:
+            raise MetricError(
+                f"niqe: image values span {low:.4g}..{high:.4g}, outside [0, {white:g}]",
+                hint="pass data_range= the value of white of the image (1.0 for [0, 1], 255 for 0..255); "
+                     "clamp it first",
+            )
     return array if white == 255 else array * 255.0 / white
 
 
@@ -349,8 +359,10 @@ class NIQE(nn.Module):
     """Batched :func:`niqe`: ``(B, 3, H, W)`` float tensor in [0, 1] -> ``(B,)`` float64; lower is better.
 
     Each image is scaled to 0..255 and scored in numpy float64 (not differentiable). A
-    ``(B, 1, H, W)`` input is scored as the single channel itself. Values outside [0, 1] by more
-    than 0.1% are refused (:class:`MetricError`), as are numpy arrays (use :func:`niqe` for those).
+    ``(B, 1, H, W)`` input is scored as the single channel itself. ``data_range`` is the value of
+    white (1.0 for [0, 1], 255 for 0..255), as for :func:`~lowlight_cli.metrics.psnr`; values
+    outside ``[0, data_range]`` by more than 0.1% are refused (:class:`MetricError`), as are numpy
+    arrays (use :func:`niqe` for those).
 
     Example:
         >>> import torch
@@ -359,10 +371,12 @@ class NIQE(nn.Module):
         (torch.Size([2]), torch.float64)
     """
 
-    def __init__(self, space: NIQESpace = "y") -> None:
+    def __init__(self, space: NIQESpace = "y", data_range: float = 1.0) -> None:
         super().__init__()
         check_space("niqe", space, NIQE_SPACES)
+        check_data_range(data_range, "niqe")
         self.space: NIQESpace = space
+        self.data_range = float(data_range)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_tensor(images, "niqe")
@@ -371,8 +385,8 @@ class NIQE(nn.Module):
                 f"niqe: expected (B, 3, H, W) or (B, 1, H, W), got {tuple(images.shape)}"
             )
         if not images.is_floating_point():
-            raise MetricError(f"niqe: expected a float tensor in [0, 1], got {images.dtype}")
-        check_value_range(images, 1.0, "niqe", "image")
-        arrays = images.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy() * 255.0
+            raise MetricError(f"niqe: expected a float tensor in [0, data_range], got {images.dtype}")
+        check_value_range(images, self.data_range, "niqe", "image")
+        arrays = images.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy() * (255.0 / self.data_range)
         scores = [niqe(a[..., 0] if a.shape[2] == 1 else a, space=self.space, data_range=255) for a in arrays]
         return torch.tensor(scores, dtype=torch.float64, device=images.device)

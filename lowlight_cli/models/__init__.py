@@ -271,7 +271,7 @@ def create_model(
     """
     entry = MODELS.get(name)
     if weights is not None and not pretrained:
-        raise UsageError("--weights and --no-pretrained contradict each other", hint="drop one of them")
+        raise UsageError("weights and pretrained=False (--weights and --no-pretrained) contradict each other", hint="drop one of them")
     if not entry.info.needs_weights:
         if weights is not None:
             raise UsageError(f"model {name!r} takes no weights")
@@ -281,7 +281,8 @@ def create_model(
             torch.manual_seed(SEED)
             return entry.build(**overrides).eval()
     if overrides:
-        raise UsageError("architecture overrides apply only to --no-pretrained models")
+        raise UsageError(f"architecture overrides ({', '.join(sorted(overrides))}) apply only to models built without trained weights",
+                         hint="pass pretrained=False (--no-pretrained), or drop the overrides to load the trained weights")
     from ..hub import HubRef, resolve_weights  # the hub pulls in huggingface_hub; load it only when needed
 
     pre = entry.info.pretrained

@@ -171,10 +171,14 @@ def save_checkpoint(
     Raises:
         CheckpointError: ``architecture`` is not registered (or not given and the model has no
             ``info``), ``kwargs`` holds an option it has not, the model it builds has other tensors
-            than those saved, or a kwargs or provenance value is not JSON; nothing is written then.
+            than those saved, a kwargs or provenance value is not JSON, or ``folder`` is a file;
+            nothing is written then.
         OSError: writing failed (the folder's previous checkpoint is left as it was).
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"cannot save a checkpoint to {folder}: it is a file, and a checkpoint is a folder",
+                              hint="give a folder path (it is created), e.g. runs/mine")
     if architecture is None:
         info = getattr(model, "info", None)
         architecture = getattr(info, "name", None)

@@ -113,7 +113,9 @@ def read_official_checkpoint(path: str | Path, name_of: Callable[[str], str | No
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} does not exist or is not a file")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{path} {what}: expected the authors' checkpoint file (.pth)",
+                              hint="give the path of the downloaded file, e.g. Epoch99.pth")
     try:
         data = path.read_bytes()  # hashed and loaded from the same bytes
     except OSError as exc:

@@ -88,12 +88,17 @@ class Trainer:
 
     Raises:
         UsageError: ``run_dir`` already holds a run (its ``last/``) and ``resume`` is False.
+        CheckpointError: ``resume`` is True and ``run_dir`` holds no resumable state.
         ConfigError: a value of the config that is invalid or of the wrong type; a model with nothing to train; ``run.val_every`` for a new run whose data gives no
             validation pairs (told from the data's files, before anything is decoded or written).
         DataError: with ``run.val_every``, a data folder that is missing or holds no images (else said by :meth:`fit`).
+        TypeError: ``config`` is not a :class:`TrainConfig` (a dict, say).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer takes a TrainConfig, got {type(config).__name__}: build_config(path_or_none, "
+                            "assignments=['model.name=crnet-s', ...]) gives one (from a YAML file and/or key=value settings)")
         config.validate()  # a config built by hand is checked here as build_config checks its own
         self.config = config
         self.run_dir = Path(run_dir)
@@ -102,6 +107,8 @@ class Trainer:
         if not resume and any((self.run_dir / name).exists() for name in ("last", "last.old")):
             raise UsageError(f"{self.run_dir} already holds a run",
                              hint=f"continue it with --resume {self.run_dir} (Trainer(..., resume=True)), or choose another --out")
+        if resume:
+            find_last(self.run_dir)  # nothing to resume: said before a split or data record is written there
         self.ctx, self.device = distributed.setup(config.run.device)
         self.precision = resolve_precision(config.run.precision, self.device)
         if config.run.compile:
