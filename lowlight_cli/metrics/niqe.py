@@ -305,9 +305,9 @@ def _on_0_255(image: np.ndarray, data_range: float | None) -> np.ndarray:
         check_data_range(data_range, "niqe")
         white = data_range
     array = np.asarray(array, dtype=np.float64)
-    finite = array[np.isfinite(array)]  # non-finite values are refused later, with their own message
-    if finite.size:  # an image on another scale would score a plausible, wrong number
-        low, high = float(finite.min()), float(finite.max())
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if np.isfinite(low) and np.isfinite(high):  # (non-finite values are refused later, with their own message)
+        # an image on another scale would score a plausible, wrong number
         tolerance = RANGE_TOLERANCE * white
         if low < -tolerance or high > white + tolerance:
             raise MetricError(
