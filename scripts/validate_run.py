@@ -41,6 +41,7 @@ neighbour (only the test *low* images are read, never its references):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -51,14 +52,13 @@ from lowlight_cli.data.pairs import find_pairs, load_pairs
 from lowlight_cli.errors import UsageError
 from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.inference.engine import require_curve_model
-from lowlight_cli.io import read_image, to_float
+from lowlight_cli.io import SUPPORTED_EXTENSIONS, read_image, to_float
 from lowlight_cli.data.splits import Split, make_split
 from lowlight_cli.inference import resolve_device
 from lowlight_cli.models import load_checkpoint
 from lowlight_cli.models.checkpoint import read_config
 from lowlight_cli.training.distributed import DistContext
 from lowlight_cli.training.validation import validate
-from lol_neighbours import layout
 
 SAME_ROOM = 0.9  # layout similarity from which two LOL low images are the same room (lol_neighbours.py)
 
@@ -138,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                     for part_label, part in zip(("same rooms", "new rooms"), parts):
                         if part is not None:
                             print(f"| {shown}, {part_label} | {step} | {part.psnr:.2f} | {part.ssim:.4f} | {part.psnr_gt_mean:.2f} |")
-                    if all(parts):
-                        mix = lambda a, b: weight * a + (1 - weight) * b  # noqa: E731
-                        print(f"| {shown}, recall-weighted | {step} | {mix(parts[0].psnr, parts[1].psnr):.2f} "
-                              f"| {mix(parts[0].ssim, parts[1].ssim):.4f} | {mix(parts[0].psnr_gt_mean, parts[1].psnr_gt_mean):.2f} |",
-                              flush=True)
+                    # a group the test set gives no weight may be empty; one it weighs must not be
+                    weighted = [(w, part) for w, part in ((weight, parts[0]), (1 - weight, parts[1])) if w > 0]
+                    if all(part is not None for _, part in weighted):
+                        mix = lambda key: sum(w * getattr(part, key) for w, part in weighted)  # noqa: E731
+                        print(f"| {shown}, recall-weighted | {step} | {mix('psnr'):.2f} | {mix('ssim'):.4f} "
+                              f"| {mix('psnr_gt_mean'):.2f} |", flush=True)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:
@@ -158,14 +159,21 @@ def main(argv: list[str] | None = None) -> int:
 def recall_groups(root: Path, split: Split, pairs: list) -> tuple[list, list, float]:
     """The validation ``pairs`` of a room the run trained on and those of new rooms, and the weight of
     the first group: the share of ``root/test/low`` images with a training neighbour (every training
-    pair with a reference counts: the test set's relation to a model trained on all of them)."""
-    trained = set(split.labeled)
-    train_all = [p for p in load_pairs(find_pairs(root, "train")) if p.high is not None]
-    library = np.stack([layout(p.low) for p in train_all if p.name in trained])
-    same = [p for p in pairs if float(np.max(library @ layout(p.low))) >= SAME_ROOM]
-    new = [p for p in pairs if p not in same]
-    everything = np.stack([layout(p.low) for p in train_all])
-    tests = [read_image(path).rgb for path in sorted((root / "test" / "low").iterdir()) if path.is_file()]
+    pair with a reference counts: the test set's relation to a model trained on all of them).
+    Only low images are read."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # lol_neighbours.py, beside this script
+    from lol_neighbours import layout
+
+    trained = set(split.labeled) | set(split.unlabeled)  # every low image the run trained on
+    train_paths = [p for p in find_pairs(root, "train") if p.high is not None]
+    lows = {p.name: layout(read_image(p.low).rgb) for p in train_paths}
+    library = np.stack([vector for name, vector in lows.items() if name in trained])
+    same_names = {p.name for p in pairs if float(np.max(library @ layout(p.low))) >= SAME_ROOM}
+    same = [p for p in pairs if p.name in same_names]
+    new = [p for p in pairs if p.name not in same_names]
+    everything = np.stack(list(lows.values()))
+    tests = [read_image(path).rgb for path in sorted((root / "test" / "low").iterdir())
+             if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS]
     share = float(np.mean([np.max(everything @ layout(low)) >= SAME_ROOM for low in tests]))
     return same, new, share
 

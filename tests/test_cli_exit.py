@@ -28,14 +28,18 @@ atexit.register(lambda: sys.stderr.write("ATEXIT\\n"))
 if sys.argv[1] == "exit-with-message":
     exit_now("stopped: a message")
 sys.argv = ["lowlight", *sys.argv[1:]]
-main()
+main(quick_exit=True)  # as the lowlight script and python -m lowlight_cli call it
 """
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOWLIGHT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     env.pop("LOWLIGHT_DEBUG", None)
-    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, timeout=120)
+    return env
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=_env(tmp_path), timeout=120)
 
 
 def test_enhance_ends_without_teardown_keeping_its_exit_code_and_output(tmp_path):
@@ -67,3 +71,24 @@ def test_other_commands_end_normally(tmp_path):
     done = _run(["train", "--list-methods"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "ATEXIT" in done.stderr and "TEARDOWN" in done.stderr  # train may hold files open: a full exit
+
+
+def test_a_closed_standard_output_is_no_failure(tmp_path):
+    # the descriptor closed before start: Python sets sys.stdout to None (flushing it raised AttributeError)
+    done = subprocess.run([sys.executable, "-m", "lowlight_cli", "models", "--json"], stderr=subprocess.PIPE, text=True,
+                          env=_env(tmp_path), timeout=120, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_main_called_in_process_raises_system_exit(tmp_path):
+    from lowlight_cli.cli.app import main
+
+    old = sys.argv
+    sys.argv = ["lowlight", "models", "--help"]
+    try:
+        with pytest.raises(SystemExit) as done:  # the caller's process goes on (no os._exit)
+            main()
+    finally:
+        sys.argv = old
+    assert done.value.code in (0, None)

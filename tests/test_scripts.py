@@ -252,6 +252,20 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
                                          "--data", str(data), "--val-count", "3"]) == 0
     assert json.loads((rebuilt / "split.json").read_text())["validation"] == json.loads((run / "split.json").read_text())["validation"]
     assert capsys.readouterr().out.splitlines()[-1].split("|")[3:5] == out[-1].split("|")[3:5]
+    # --recall-weighted: test low images that are a training low (a room trained on) and noise (a new
+    # room) give the weight 1/2; a file that is not an image is passed over
+    (data / "test" / "low").mkdir(parents=True)
+    trained = json.loads((run / "split.json").read_text())["labeled"][0]
+    cv2.imwrite(str(data / "test" / "low" / "1.png"), cv2.imread(str(data / "train" / "low" / f"{trained}.png")))
+    cv2.imwrite(str(data / "test" / "low" / "2.png"), np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    (data / "test" / "low" / "README.txt").write_text("not an image")
+    assert _script("validate_run").main([str(run), "best", "--device", "cpu", "--recall-weighted"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "weight 0.500 on the first" in lines[1]
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| best")}
+    same, new = int(lines[1].split(": ")[1].split(" ")[0]), held_out - int(lines[1].split(": ")[1].split(" ")[0])
+    assert ("best, recall-weighted" in rows) == (same > 0 and new > 0)
+    assert rows["best"] == out[-1]  # the whole set's row is unchanged
 
 
 def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_with(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib
 import os
 import sys
@@ -74,12 +75,17 @@ def __getattr__(name: str) -> typer.Typer:
 QUICK_EXIT = frozenset({"enhance", "evaluate", "models", "priors"})
 
 
-def main() -> None:
-    """Console-script entry point: builds only the command asked for when the first argument names one."""
+def main(*, quick_exit: bool = False) -> None:
+    """Console-script entry point: builds only the command asked for when the first argument names one.
+
+    ``quick_exit`` (the ``lowlight`` script and ``python -m lowlight_cli``): the commands of
+    :data:`QUICK_EXIT` end the process with :func:`exit_now` instead of raising ``SystemExit``.
+    Without it (a caller running the CLI in its own process) every command raises ``SystemExit``.
+    """
     keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
     asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     command = build_app(asked)
-    if asked not in QUICK_EXIT:
+    if not (quick_exit and asked in QUICK_EXIT):
         command()
         return
     try:
@@ -95,22 +101,39 @@ def exit_now(code: object) -> NoReturn:
     After ``lowlight enhance`` has written its last file, tearing the interpreter down (modules,
     torch's and oneDNN's C++ objects, the freed heap) took 0.38-0.50 s of a 12 MP photo's 4.6-5.3 s
     on an Intel Xeon (docs/performance.md): time a user waits for nothing. What a normal exit does
-    that matters is done here: ``atexit`` handlers (logging, finalizers) run and both standard
-    streams are flushed; then ``os._exit``.
+    that matters is done here: ``atexit`` handlers (logging, finalizers) run, Python's standard
+    streams and C's stdio buffers are flushed (a failed flush turns success into status 120, as
+    Python's own exit does); then ``os._exit``, whatever happens on the way (a Ctrl-C included).
     """
     if code is None:
         status = 0
     elif isinstance(code, int):
         status = code
     else:  # SystemExit("message"): printed, status 1, as Python does
-        print(code, file=sys.stderr)
         status = 1
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit_handlers is not None:
-        run_exit_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (| head) or a closed stream: nothing more to say
-            pass
-    os._exit(status)
+    try:
+        if not isinstance(code, (int, type(None))):
+            print(code, file=sys.stderr)
+        run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+        if run_exit_handlers is not None:
+            run_exit_handlers()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is None:  # the descriptor was closed before start (`>&-`)
+                continue
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a full disk, a closed pipe (| head): as Python's exit says it
+                if status == 0:
+                    status = 120
+        _flush_c_stdio()
+    finally:
+        os._exit(status)
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)``: output that native libraries wrote through C's stdio (``ONEDNN_VERBOSE``) and
+    that ``os._exit`` would drop."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (not Linux or macOS)
+        pass

@@ -16,4 +16,4 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted while starting: nothing was done", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
-    run_app()
+    run_app(quick_exit=True)

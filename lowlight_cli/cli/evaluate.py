@@ -107,16 +107,16 @@ def evaluate(
             raise UsageError(f"{given[0]} applies when evaluate enhances a folder itself (--model NAME --data DIR)",
                              hint=f"drop {given[0]} to score --pred as it is")
     enhancer = None
-    if model is None and weights is not None:
-        if pred is not None:
-            raise UsageError("--weights applies when evaluate enhances a folder itself (--data)",
-                             hint="score existing predictions with --pred/--ref alone, or enhance with --weights W --data DIR")
-        model, weights = model_for_weights(None, weights, "")  # as enhance: the architecture the checkpoint names
-    if colour != "model" and model is None:
+    enhances = model is not None or weights is not None  # the model itself is settled after the checks below
+    if model is None and weights is not None and pred is not None:
+        raise UsageError("--weights applies when evaluate enhances a folder itself (--data)",
+                         hint="score existing predictions with --pred/--ref alone, or enhance with --weights W --data DIR")
+    if colour != "model" and not enhances:
         raise UsageError("--colour applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --colour input")
-    if model is not None:
+    if enhances:
         if pred is not None or data is None:
-            raise UsageError("--model needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
+            flag = "--model" if model is not None else "--weights"
+            raise UsageError(f"{flag} needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
         if not data.is_dir():
             raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
         if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
@@ -129,10 +129,12 @@ def evaluate(
         raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
     if protocol.needs_reference and ref is None:  # before a model is loaded and announced
         full = [m for m in protocol.metrics if metric_info(m).full_reference]
-        hint = (f"--data {data} has no high/ folder: pass --ref DIR (or use --metrics niqe alone)" if model is not None
+        hint = (f"--data {data} has no high/ folder: pass --ref DIR (or use --metrics niqe alone)" if enhances
                 else "pass --ref DIR (or use --metrics niqe alone)")
         raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references", hint=hint)
-    if model is not None:
+    if enhances:
+        if model is None:  # as enhance: the architecture the checkpoint names (a hub checkpoint is fetched here)
+            model, weights = model_for_weights(None, weights, "")
         config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap,
                                  batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour)
         net = load_model(model, weights, no_pretrained, curve_scale)

@@ -13,7 +13,6 @@ from lowlight_cli.errors import ImageWriteError, OutputExistsError, UsageError
 from lowlight_cli.io.encode import encode_image
 from lowlight_cli.io.formats import format_for_path
 from lowlight_cli.io.image import ImageData
-from lowlight_cli.io.image import ImageData
 
 TEMP_SUFFIX = ".tmp"
 # ".<name>.<8 hex digits>.tmp", as _temp_name makes them; nothing else is ever removed as stale
