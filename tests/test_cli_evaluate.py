@@ -236,10 +236,12 @@ def test_model_mode_without_references_stops_before_loading_a_model(tmp_path, mo
         raise AssertionError("the model was loaded before the missing references were reported")
 
     monkeypatch.setattr(evaluate_cli, "load_model", no_model)
-    result = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(tmp_path), "--metrics", "psnr"])
-    assert result.exit_code == 2, result.output
-    assert "psnr needs references" in result.output and "has no high/ folder" in result.output
-    assert "enhancing" not in result.output
+    monkeypatch.setattr(evaluate_cli, "model_for_weights", no_model)  # --weights: a hub checkpoint would be fetched
+    for chosen in (["--model", "gamma"], ["--weights", "hf-hub:someone/weights"]):
+        result = runner.invoke(app, ["evaluate", *chosen, "--data", str(tmp_path), "--metrics", "psnr"])
+        assert result.exit_code == 2, result.output
+        assert "psnr needs references" in result.output and "has no high/ folder" in result.output
+        assert "enhancing" not in result.output
 
 
 def test_model_mode_takes_the_architecture_from_weights_and_points_at_the_split(tmp_path):
