@@ -99,8 +99,8 @@ def exit_now(code: object) -> NoReturn:
     """End the process with ``code`` (as ``SystemExit(code)`` would) without the interpreter's teardown.
 
     After ``lowlight enhance`` has written its last file, tearing the interpreter down (modules,
-    torch's and oneDNN's C++ objects, the freed heap) took 0.38-0.50 s of a 12 MP photo's 4.6-5.3 s
-    on an Intel Xeon (docs/performance.md): time a user waits for nothing. What a normal exit does
+    torch's and oneDNN's C++ objects, the freed heap) is time a user waits for nothing: the whole
+    command on a 12 MP JPEG is about 0.3 s faster without it (docs/performance.md). What a normal exit does
     that matters is done here: ``atexit`` handlers (logging, finalizers) run, Python's standard
     streams and C's stdio buffers are flushed (a failed flush turns success into status 120, as
     Python's own exit does); then ``os._exit``, whatever happens on the way (a Ctrl-C included).

@@ -190,12 +190,22 @@ def check_value_range(x: torch.Tensor, data_range: float, metric: str, what: str
     if x.requires_grad or x.numel() == 0:
         return
     low, high = (float(v) for v in torch.aminmax(x.detach()))
+    check_span(low, high, data_range, metric, what)
+
+
+_SPAN_HINT = "pass data_range=255 for images on 0..255 (data_range is the value of white); clamp predictions first"
+
+
+def check_span(low: float, high: float, data_range: float, metric: str, what: str, *,
+               bound: str = "[0, data_range] = ", hint: str = _SPAN_HINT) -> None:
+    """Raise :class:`MetricError` when values spanning ``low..high`` stray outside [0, data_range] by
+    more than :data:`RANGE_TOLERANCE` of ``data_range``; a non-finite span is left to the metric.
+    ``bound`` names the range in the message before its value."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return
     tolerance = RANGE_TOLERANCE * data_range
     if low < -tolerance or high > data_range + tolerance:
-        raise MetricError(
-            f"{metric}: {what} values span {low:.4g}..{high:.4g}, outside [0, data_range] = [0, {data_range:g}]",
-            hint="pass data_range=255 for images on 0..255 (data_range is the value of white); clamp predictions first",
-        )
+        raise MetricError(f"{metric}: {what} values span {low:.4g}..{high:.4g}, outside {bound}[0, {data_range:g}]", hint=hint)
 
 
 def scoring_dtypes(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import MetricError
-from .base import RANGE_TOLERANCE, MetricWarning, check_data_range, check_space, check_tensor, check_value_range
+from .base import MetricWarning, check_data_range, check_space, check_span, check_tensor, check_value_range
 from .color import gray_matlab, luma_bt601, round_half_up
 from .imresize import imresize_bicubic
 
@@ -292,11 +292,12 @@ def _on_0_255(image: np.ndarray, data_range: float | None) -> np.ndarray:
     array = np.asarray(image)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise MetricError(f"niqe: expected an image of numbers, got dtype {array.dtype}")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
     if data_range is None:
         white = _WHITE.get(array.dtype, 255)
         # a [0, 1] float image would score as nearly black (NaN, or a wrong number): refused; a
         # constant one is NaN on any scale, as the constant images of other values are
-        if np.issubdtype(array.dtype, np.floating) and array.size and 0 < array.max() <= 1 and array.min() < array.max():
+        if np.issubdtype(array.dtype, np.floating) and array.size and 0 < high <= 1 and low < high:
             raise MetricError(
                 "niqe: the image's values all lie within [0, 1], but niqe() scores values on 0..255",
                 hint="pass data_range=1.0 for an image in [0, 1] (or data_range=255 if it is a nearly black 0..255 image)",
@@ -304,17 +305,10 @@ def _on_0_255(image: np.ndarray, data_range: float | None) -> np.ndarray:
     else:
         check_data_range(data_range, "niqe")
         white = data_range
+    # an image on another scale would score a plausible, wrong number (non-finite values are refused later)
+    check_span(low, high, white, "niqe", "image", bound="",
+               hint="pass data_range= the value of white of the image (1.0 for [0, 1], 255 for 0..255); clamp it first")
     array = np.asarray(array, dtype=np.float64)
-    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-    if np.isfinite(low) and np.isfinite(high):  # (non-finite values are refused later, with their own message)
-        # an image on another scale would score a plausible, wrong number
-        tolerance = RANGE_TOLERANCE * white
-        if low < -tolerance or high > white + tolerance:
-            raise MetricError(
-                f"niqe: image values span {low:.4g}..{high:.4g}, outside [0, {white:g}]",
-                hint="pass data_range= the value of white of the image (1.0 for [0, 1], 255 for 0..255); "
-                     "clamp it first",
-            )
     return array if white == 255 else array * 255.0 / white
 
 
