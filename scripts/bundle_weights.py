@@ -82,11 +82,21 @@ def new_modules_text(model, parent_weights: Path) -> str:
 
 
 def lineage_hours(provenance: dict, seen: frozenset[str] = frozenset()) -> float:
-    """Training hours of a bundled checkpoint and of the bundled checkpoints it was warm-started from."""
+    """Training hours of a bundled checkpoint and of everything it was warm-started from.
+
+    Follows the bundled parent (``parent_weights``) and, for a checkpoint warm-started from a run
+    that was not bundled (``parent_run``), that run's hours and the bundled weights it started from.
+    """
     hours = provenance.get("training", {}).get("wall_hours", 0.0)
-    parent = provenance.get("parent_weights")
-    if parent and parent not in seen and (ROOT / "weights" / parent / "config.json").is_file():
-        hours += lineage_hours(read_config(ROOT / "weights" / parent)["provenance"], seen | {parent})
+    parents = [provenance.get("parent_weights")]
+    run_parent = provenance.get("parent_run")
+    if run_parent:
+        hours += run_parent.get("wall_hours", 0.0)
+        grand = run_parent.get("train_config", {}).get("model", {}).get("init_from") or ""
+        parents.append(Path(grand).name if grand.startswith("weights/") else None)
+    for parent in parents:
+        if parent and parent not in seen and (ROOT / "weights" / parent / "config.json").is_file():
+            hours += lineage_hours(read_config(ROOT / "weights" / parent)["provenance"], seen | {parent})
     return hours
 
 
@@ -111,13 +121,24 @@ def hours_until(records: list[dict], step: int) -> float:
     return round(sum(d for d in (b["time"] - a["time"] for a, b in zip(upto, upto[1:])) if d < 600) / 3600, 2)
 
 
-def run_facts(run: Path) -> dict:
+def run_facts(run: Path, step: int | None = None) -> dict:
+    """What a run's log and split say: steps, hours, the chosen checkpoint's validation, the config.
+
+    ``step``: the step of the checkpoint being bundled when it is not the run's ``best/`` (a copy of
+    the EMA chosen by a rule of its own); its validation is the log's record at that step.
+    """
     records = read_records(run)
     steps = [r for r in records if r["kind"] == "step"]
     vals = [r for r in records if r["kind"] == "validation"]
     # the checkpoint in best/ is the last validation marked best (by the run's select_on metric)
     marked = [r for r in vals if r.get("best")]
-    best = marked[-1] if marked else max(vals, key=lambda r: r["psnr"])
+    run_best = marked[-1] if marked else max(vals, key=lambda r: r["psnr"])
+    best = run_best
+    if step is not None and step != run_best["step"]:
+        at_step = [r for r in vals if r["step"] == step]
+        if not at_step:
+            raise SystemExit(f"{run}'s log has no validation at step {step}, the checkpoint's step")
+        best = at_step[-1]
     gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
     split = json.loads((run / "split.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -132,6 +153,7 @@ def run_facts(run: Path) -> dict:
         "best_val_psnr": round(best["psnr"], 4),
         "best_val_ssim": round(best["ssim"], 4),
         "best_step": best["step"],
+        "run_best_step": run_best["step"],  # differs from best_step when a rule of its own chose the checkpoint
         "selected_on": "SSIM" if config.get("run", {}).get("select_on") == "ssim" else "PSNR",
         "labeled": len(split["labeled"]),
         "unlabeled": len(split["unlabeled"]),
@@ -199,7 +221,7 @@ def main() -> None:
         parser.error("--command is required")
 
     target = ROOT / "weights" / args.name
-    facts = run_facts(args.run)
+    facts = run_facts(args.run, read_config(args.run / "best")["provenance"].get("step"))
     init_from = facts["config"]["model"].get("init_from")
     # before the copy: a second stage re-bundled under its parent's name replaces the parent, whose
     # bundled twin (e.g. NAME-stage1) then holds the provenance the lineage quotes
@@ -280,6 +302,17 @@ def main() -> None:
             f"{arch['refine_channels']} channels, pixel-shuffle out), added where the curve brightened (times 1 - 1/g, so a "
             "well-exposed photo passes); its last convolution zero-initialised.\n"
         )
+    if arch.get("chroma_radius"):
+        context_text += (
+            f"\nGuided filter (ours, not in the paper; no weights): the output's chroma (R - Y, B - Y) is replaced by a "
+            f"guided filter of it on its own luma (radius {arch['chroma_radius']}, eps {arch['chroma_eps']}; at curve scale "
+            "N the filter's coefficients are fitted at 1/N resolution), blended in by the green channel's brightening "
+            "(full from a gain of 2 up, none at gain 1), no new clipping (`lowlight_cli/models/chroma.py`)"
+            + ("; the same filter smooths luma too, guided by itself (`chroma_luma`: flat noisy windows averaged, "
+               "edges and texture whose variance exceeds eps kept), added to all three channels" if arch.get("chroma_luma") else "")
+            + ". " + ("Trained with it on (the run's `model.kwargs`)." if c["model"].get("kwargs", {}).get("chroma_radius")
+                      else "Switched on at bundling (`config.json`'s `kwargs`); the weights were trained without it.") + "\n"
+        )
     identity = c["data"].get("identity_prob", 0)
     identity_text = (f"; {identity:.0%} of the labeled patches trained reference -> reference (`data.identity_prob`, "
                      "ours), so that well-exposed photos pass" if identity else "")
@@ -322,7 +355,7 @@ def main() -> None:
 | parameters | {cx.parameters:,} |
 | MACs per pixel | {round(cx.macs_per_pixel):,} (measured at 256x256) |
 | training | {"semi-supervised, multi-consistency mean teacher (MCMT)" if semi else "supervised, progressive loss"} |
-| weights | {"EMA teacher" if config["provenance"].get("weights") == "teacher" else "student"} at the best validation step ({facts["best_step"]} of {facts["steps"]}) |
+| weights | {"EMA teacher" if config["provenance"].get("weights") == "teacher" else "student"} {chosen_text(facts)} |
 | licence | Apache-2.0 (weights); LOL-v1 is licensed by its authors for research use |
 
 ## SPEC-crnet.md "ours" choices
@@ -357,6 +390,14 @@ For reference, {PAPER_ROWS}.
     print(json.dumps({"name": args.name, **scores}, indent=2))
 
 
+def chosen_text(facts: dict) -> str:
+    """Which step's weights these are, for the card's table."""
+    if facts["best_step"] == facts["run_best_step"]:
+        return f"at the best validation step ({facts['best_step']} of {facts['steps']})"
+    return (f"at step {facts['best_step']} of {facts['steps']}, chosen by a rule of its own (below), not the run's "
+            f"best validation step ({facts['run_best_step']})")
+
+
 def results_section(name: str, config: dict, facts: dict, scores: dict, machine: str) -> str:
     """The wall time, machine and results part every card shares (validation, LOL test, how to rerun)."""
     return f"""Wall time {facts["wall_hours"]} h of training (log-line intervals; {facts["resumes"]} stop(s) and resume(s) of over 10 minutes left out).
@@ -364,7 +405,7 @@ Machine: {machine}, CPU only.
 
 ## Results
 
-Validation (held-out training pairs, {facts["selected_on"]} chose the checkpoint): PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f} at the chosen step.
+Validation (held-out training pairs, {facts["selected_on"] + " chose the checkpoint" if facts["best_step"] == facts["run_best_step"] else "the run's log"}): PSNR {facts["best_val_psnr"]:.2f} dB, SSIM {facts["best_val_ssim"]:.4f} at the chosen step.
 
 LOL-v1 test set ({scores["images"]} pairs): **PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f}**, NIQE {scores["niqe"]:.3f}.
 Protocol: {scores["protocol"]}. Reproduce with
@@ -408,7 +449,7 @@ def method_card(args: argparse.Namespace, model, cx, config: dict, facts: dict, 
 | MACs per pixel | {round(cx.macs_per_pixel):,} (measured at 256x256) |
 | training | {entry.summary} |
 | frozen networks ({"the model runs them, and training" if model.frozen_networks() else "training only"}; never in this checkpoint) | {networks_text} |
-| weights | {"EMA teacher" if prov.get("weights") == "teacher" else "student"} at the best validation step ({facts["best_step"]} of {facts["steps"]}) |
+| weights | {"EMA teacher" if prov.get("weights") == "teacher" else "student"} {chosen_text(facts)} |
 | licence | Apache-2.0 (weights); LOL-v1 is licensed by its authors for research use |
 
 ## Method

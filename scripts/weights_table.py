@@ -26,6 +26,24 @@ PAPER = [
 ]
 
 
+def training_text(prov: dict) -> tuple[str, str]:
+    """The method as trained and the data it used, from a bundle's provenance.
+
+    ``crnet`` is CRNet's supervised loss and ``mcmt`` its mean teacher; another method is named as
+    registered (``lowlight train --list-methods``). Unlabeled images count only where the run used
+    them (a semi-supervised method run with ``data.unlabeled_batch_size: 0`` did not); an unpaired
+    run names its inputs, not labels.
+    """
+    run, train = prov["train_config"]["run"], prov["training"]
+    method = prov.get("method") or run.get("method") or ("mcmt" if run["semi"] else "crnet")
+    mode = {"crnet": "supervised", "mcmt": "MCMT"}.get(method, f"`{method}`")
+    data = prov.get("training_data", "")
+    if data.startswith("unpaired"):
+        return mode, data.split(",")[0].replace(":", ",")  # "unpaired, 463 low-light inputs"
+    used = run["semi"] and "not used" not in data
+    return mode, f"{train['labeled']} labeled" + (f" + {train['unlabeled']} unlabeled" if used else "")
+
+
 def rows() -> list[str]:
     out = ["| weights | model | params | MACs/pixel | training | LOL test PSNR / SSIM |", "|---|---|---|---|---|---|"]
     for folder in sorted(p for p in (ROOT / "weights").iterdir() if (p / "config.json").is_file()):
@@ -33,12 +51,12 @@ def rows() -> list[str]:
         prov = config["provenance"]
         cx = measure_complexity(load_checkpoint(folder), size=256)
         train = prov["training"]
-        mode = "MCMT" if prov["train_config"]["run"]["semi"] else "supervised"
-        labels = f"{train['labeled']} labeled" + (f" + {train['unlabeled']} unlabeled" if prov["train_config"]["run"]["semi"] else "")
+        mode, labels = training_text(prov)
         done = f"{train['epochs']:g} of {train['planned_epochs']} epochs"
         init_from = prov["train_config"]["model"].get("init_from")
         if init_from:
-            done += f" from `{prov.get('parent_weights') or Path(init_from).name}`"
+            start = Path(init_from)  # a run's best/ or last/ is named by its run folder
+            done += f" from `{prov.get('parent_weights') or (start.parent.name if start.name in ('best', 'last') else start.name)}`"
         if not init_from and train["epochs"] < train["planned_epochs"]:
             done += f" ({train['steps']:,} steps)"
         arch = f"`{config['architecture']}`" + (" without global context" if config.get("kwargs", {}).get("global_context") is False else "")

@@ -172,6 +172,45 @@ def test_run_history_is_recorded_when_bundling_and_reads_the_same_from_run_or_bu
         history.read_history(tmp_path)
 
 
+def test_bundling_a_checkpoint_other_than_best_quotes_its_own_step_and_validation(tmp_path):
+    bundler = _script("bundle_weights")
+    run = tmp_path / "runs/a"
+    records = []
+    for n, psnr in ((10, 15.0), (20, 17.0), (30, 16.0), (40, 18.0)):
+        records += [{"time": float(n), "kind": "step", "step": n, "total_steps": 40, "terms": {"loss": 1.0}},
+                    {"time": float(n), "kind": "validation", "step": n, "psnr": psnr, "ssim": psnr / 20, "best": n in (20, 40)}]
+    _log(run / "log.jsonl", records)
+    (run / "split.json").write_text(json.dumps({"labeled": [1, 2], "unlabeled": [3], "validation": [4], "seed": 0}))
+    (run / "config.yaml").write_text("optim: {epochs: 4}\n")
+    best = bundler.run_facts(run, 40)
+    assert (best["best_step"], best["run_best_step"], best["best_val_psnr"]) == (40, 40, 18.0)
+    assert bundler.chosen_text(best) == "at the best validation step (40 of 40)"
+    chosen = bundler.run_facts(run, 30)  # a copy of the EMA at step 30, chosen by a rule of its own
+    assert (chosen["best_step"], chosen["run_best_step"], chosen["best_val_psnr"], chosen["best_val_ssim"]) == (30, 40, 16.0, 0.8)
+    assert bundler.chosen_text(chosen).startswith("at step 30 of 40, chosen by a rule of its own")
+    assert bundler.run_facts(run)["best_step"] == 40
+    with pytest.raises(SystemExit, match="no validation at step 35"):
+        bundler.run_facts(run, 35)
+
+
+def test_lineage_hours_count_a_parent_run_that_was_not_bundled_and_what_it_started_from(tmp_path, monkeypatch):
+    bundler = _script("bundle_weights")
+    monkeypatch.setattr(bundler, "ROOT", tmp_path)
+
+    def bundle(name: str, provenance: dict) -> None:
+        (tmp_path / "weights" / name).mkdir(parents=True)
+        (tmp_path / "weights" / name / "config.json").write_text(json.dumps({"architecture": "crnet-s", "provenance": provenance, "sha256": {}}))
+
+    bundle("m-stage1", {"training": {"wall_hours": 5.0}})
+    bundle("m-stage2", {"training": {"wall_hours": 1.0}, "parent_weights": "m-stage1"})
+    # stage 3 continued from a run's best/ that was not bundled, which itself started from m-stage2
+    bundle("m-stage3", {"training": {"wall_hours": 0.25}, "parent_weights": None,
+                        "parent_run": {"wall_hours": 0.5, "train_config": {"model": {"init_from": "weights/m-stage2"}}}})
+    bundle("m", {"training": {"wall_hours": 2.0}, "parent_weights": "m-stage3"})
+    prov = json.loads((tmp_path / "weights/m/config.json").read_text())["provenance"]
+    assert bundler.lineage_hours(prov) == pytest.approx(2.0 + 0.25 + 0.5 + 1.0 + 5.0)
+
+
 def test_rebundling_the_same_weights_keeps_their_pinned_architecture_kwargs(tmp_path):
     bundler = _script("bundle_weights")
     best, target = tmp_path / "runs/a/best", tmp_path / "weights/a"
@@ -469,3 +508,17 @@ def test_black_point_trial_lowers_a_lifted_black_halfway_and_keeps_what_it_must(
     order = np.argsort(gray(lifted)[free], kind="stable")
     assert (np.diff(gray(toned)[free][order]) >= -1 / 255).all()  # the other tones keep their order
     assert np.array_equal(trial.black_point(low, low, target=0.1, strength=1.0, pivot=1.0), low)  # passed photo: unchanged
+
+
+def test_weights_table_names_each_bundle_by_its_method_and_the_data_it_used():
+    table = _script("weights_table")
+
+    def prov(method: str, semi: bool, data: str) -> dict:
+        return {"method": method, "training_data": data, "train_config": {"run": {"semi": semi}},
+                "training": {"labeled": 49, "unlabeled": 414}}
+
+    assert table.training_text(prov("crnet", False, "split: 49 labeled")) == ("supervised", "49 labeled")
+    assert table.training_text(prov("mcmt", True, "split: 49 labeled, 414 unlabeled (used)")) == ("MCMT", "49 labeled + 414 unlabeled")
+    # a semi-supervised method run without unlabeled batches used no unlabeled images
+    assert table.training_text(prov("semi-llie", True, "split: 49 labeled, 414 unlabeled (not used: ...)")) == ("`semi-llie`", "49 labeled")
+    assert table.training_text(prov("pie", False, "unpaired: 463 low-light inputs, 383 positives")) == ("`pie`", "unpaired, 463 low-light inputs")
