@@ -58,7 +58,7 @@ from lowlight_cli.inference import resolve_device
 from lowlight_cli.models import load_checkpoint
 from lowlight_cli.models.checkpoint import read_config
 from lowlight_cli.training.distributed import DistContext
-from lowlight_cli.training.validation import validate
+from lowlight_cli.training.validation import ValidationScores, validate
 
 SAME_ROOM = 0.9  # layout similarity from which two LOL low images are the same room (lol_neighbours.py)
 
@@ -128,22 +128,25 @@ def main(argv: list[str] | None = None) -> int:
                 model.set_curve_scale(scale)
                 label = f"{name}, curve scale {scale}"
             for colour in args.colour:
-                scores = validate(model, pairs, device, DistContext(), model.info.input_multiple, colour=colour)
                 shown = label + (", the input's colour" if colour == "input" else "")
+                score = lambda some: validate(model, some, device, DistContext(), model.info.input_multiple, colour=colour)  # noqa: E731
+                if groups is None:
+                    scores = score(pairs)
+                else:  # each pair scored once: the mean over all is the groups' means weighted by their sizes
+                    same, new, weight = groups
+                    parts = [score(part) if part else None for part in (same, new)]
+                    scores = pooled([(len(part_pairs), part) for part_pairs, part in zip((same, new), parts) if part is not None])
                 print(f"| {shown} | {step} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.psnr_gt_mean:.2f} |", flush=True)
                 if groups is not None:
-                    same, new, weight = groups
-                    parts = [validate(model, part, device, DistContext(), model.info.input_multiple, colour=colour)
-                             if part else None for part in (same, new)]
                     for part_label, part in zip(("same rooms", "new rooms"), parts):
                         if part is not None:
                             print(f"| {shown}, {part_label} | {step} | {part.psnr:.2f} | {part.ssim:.4f} | {part.psnr_gt_mean:.2f} |")
                     # a group the test set gives no weight may be empty; one it weighs must not be
                     weighted = [(w, part) for w, part in ((weight, parts[0]), (1 - weight, parts[1])) if w > 0]
                     if all(part is not None for _, part in weighted):
-                        mix = lambda key: sum(w * getattr(part, key) for w, part in weighted)  # noqa: E731
-                        print(f"| {shown}, recall-weighted | {step} | {mix('psnr'):.2f} | {mix('ssim'):.4f} "
-                              f"| {mix('psnr_gt_mean'):.2f} |", flush=True)
+                        mix = pooled(weighted)
+                        print(f"| {shown}, recall-weighted | {step} | {mix.psnr:.2f} | {mix.ssim:.4f} "
+                              f"| {mix.psnr_gt_mean:.2f} |", flush=True)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:
@@ -156,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def pooled(parts: list[tuple[float, ValidationScores]]) -> ValidationScores:
+    """The mean scores of groups pooled, each weighted by its weight (its pair count: the mean over
+    all the pairs, since every score is a mean over pairs)."""
+    total = sum(w for w, _ in parts)
+    mean = lambda key: sum(w * getattr(part, key) for w, part in parts) / total  # noqa: E731
+    return ValidationScores(psnr=mean("psnr"), ssim=mean("ssim"), psnr_gt_mean=mean("psnr_gt_mean"))
+
+
 def recall_groups(root: Path, split: Split, pairs: list) -> tuple[list, list, float]:
     """The validation ``pairs`` of a room the run trained on and those of new rooms, and the weight of
     the first group: the share of ``root/test/low`` images with a training neighbour (every training
@@ -166,7 +177,8 @@ def recall_groups(root: Path, split: Split, pairs: list) -> tuple[list, list, fl
 
     trained = set(split.labeled) | set(split.unlabeled)  # every low image the run trained on
     train_paths = [p for p in find_pairs(root, "train") if p.high is not None]
-    lows = {p.name: layout(read_image(p.low).rgb) for p in train_paths}
+    loaded = {p.name: p.low for p in pairs}  # the validation lows are decoded already
+    lows = {p.name: layout(loaded[p.name] if p.name in loaded else read_image(p.low).rgb) for p in train_paths}
     library = np.stack([vector for name, vector in lows.items() if name in trained])
     same_names = {p.name for p in pairs if float(np.max(library @ layout(p.low))) >= SAME_ROOM}
     same = [p for p in pairs if p.name in same_names]

@@ -296,8 +296,11 @@ def test_a_damaged_jpeg_is_scored_with_a_warning_naming_the_decoders_message(fol
 def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_path):
     pred, ref = folders
     base = ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr"]
-    missing = runner.invoke(app, [*base, "--csv", str(tmp_path / "nowhere" / "s.csv")])
-    assert missing.exit_code == 2 and "does not exist" in missing.output and "psnr" not in missing.stdout
+    (tmp_path / "a-file").write_text("")
+    under_file = runner.invoke(app, [*base, "--csv", str(tmp_path / "a-file" / "sub" / "s.csv")])
+    assert under_file.exit_code == 2 and "is a file, not a folder" in under_file.output and "psnr" not in under_file.stdout
+    made = runner.invoke(app, [*base, "--csv", str(tmp_path / "new" / "run1" / "s.csv")])  # folders made, like -o
+    assert made.exit_code == 0 and (tmp_path / "new" / "run1" / "s.csv").read_text().count("\n") >= 3, made.output
     onto_input = runner.invoke(app, [*base, "--csv", str(pred / "1.png")])
     assert onto_input.exit_code == 2 and "image file's extension" in onto_input.output
     (tmp_path / "alias.csv").symlink_to(pred / "1.png")  # another spelling of an image being scored

@@ -15,8 +15,9 @@ from ..models.checkpoint import atomic_write_bytes
 
 
 def check_report_destination(path: Path, option: str, *, json_output: bool = False) -> None:
-    """Refuse, before any work, a report path that cannot be written: a folder, a missing or
-    read-only folder to put it in; ``-`` (it would be a file named ``-``); an image file name (a
+    """Refuse, before any work, a report path that cannot be written: a folder, a read-only folder
+    to put it in (folders that do not exist yet are made when writing), a file where a folder
+    should be; ``-`` (it would be a file named ``-``); an image file name (a
     later run would take the report for an image); standard output when ``json_output`` (the
     report would be mixed into the JSON). A link is followed; a special file (``/dev/stdout``, a
     pipe) and this process's own standard output or error (``/dev/stdout`` redirected to a file)
@@ -35,10 +36,11 @@ def check_report_destination(path: Path, option: str, *, json_output: bool = Fal
     if _special_file(path) or _standard_stream(path) is not None:
         return  # a device, a pipe, or where this process's output goes: written straight through
     folder = Path(os.path.realpath(path)).parent
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: folder {folder} does not exist", hint="create it first, or give another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: folder {folder} is not writable", hint="give a path in a folder you can write to")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # the folders below it are made when writing
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder", hint="give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {existing} is not writable", hint="give a path in a folder you can write to")
 
 
 def _special_file(path: Path) -> bool:
@@ -100,7 +102,9 @@ def write_report(path: Path, data: bytes) -> None:
             stream.write(data)
         return
     try:
-        atomic_write_bytes(Path(os.path.realpath(path)), data)
+        target = Path(os.path.realpath(path))
+        target.parent.mkdir(parents=True, exist_ok=True)  # like enhance's -o and export's --output
+        atomic_write_bytes(target, data)
     except OSError as exc:  # name the user's path, not the temporary file beside it
         if exc.errno is None:
             raise
