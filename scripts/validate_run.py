@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run} has no split.json: not a run folder")
     split = Split.load(args.run / "split.json")
     root = args.data or Path(yaml.safe_load((args.run / "config.yaml").read_text())["data"]["root"])
+    if not (root / "train").is_dir():  # a run on synthetic data (data.root: synthetic) has no folder to read
+        parser.error(f"{args.run} trained on {root}, which has no train/ folder to read its validation pairs from: "
+                     "this script scores runs on a dataset folder (give it with --data)")
     wanted = set(split.validation)
     paths = [p for p in find_pairs(root, "train") if p.name in wanted]
     if len(paths) != len(wanted):

@@ -279,6 +279,13 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
                        f"{logged['psnr_gt_mean']:.2f} |")
     with pytest.raises(SystemExit):
         _script("validate_run").main([str(tmp_path), "best"])  # not a run folder
+    synthetic = tmp_path / "synthetic-run"  # a run on data.root synthetic: said, not a DataError traceback
+    synthetic.mkdir()
+    (synthetic / "split.json").write_text((run / "split.json").read_text())
+    (synthetic / "config.yaml").write_text("data: {root: synthetic}\n")
+    with pytest.raises(SystemExit):
+        _script("validate_run").main([str(synthetic), "best"])
+    assert "no train/ folder" in capsys.readouterr().err
     # --exposure: mean gray of inputs, outputs and references, each in [0, 1]
     assert _script("validate_run").main([str(run), "best", "--device", "cpu", "--exposure"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]

@@ -86,8 +86,9 @@ EnhancePrecisionOpt = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA; on the CPU bf16 where it has AVX512-BF16 or AMX, "
-        "faster with outputs within a few hundredths of a dB, else fp32).",
+        help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA; on the CPU bf16 for the models measured in it "
+        "(crnet-s, crnet-curve, crnet-curve-dn: faster, outputs within a few hundredths of a dB) where the CPU has "
+        "AVX512-BF16 or AMX, else fp32).",
     ),
 ]
 TileOpt = Annotated[

@@ -1,6 +1,6 @@
 """Resumable run state, written atomically as a folder swap.
 
-``<run>/last/`` holds ``model.safetensors`` (student), ``ema.safetensors`` (teacher, semi runs),
+``<run>/last/`` holds ``model.safetensors`` (student), ``ema.safetensors`` (teacher: mean-teacher methods, ``run.export: teacher``),
 ``config.json`` (so ``lowlight enhance --weights <run>/last`` works) and ``train_state.pt``
 (optimiser, scheduler, scaler, RNG states, counters). A save writes ``last.tmp/`` completely,
 then swaps it in with renames, so an interruption leaves either the old or the new state,
