@@ -111,6 +111,26 @@ def test_the_bundled_default_photo_model_exports_with_its_guided_filter(tmp_path
     assert_exports_with_parity(model, tmp_path / "default.onnx", parity_input(1, 80, 112, seed=3))
 
 
+def test_the_parity_input_is_a_dark_scene_the_photo_model_really_enhances():
+    """Review, session 27: the default model passed the old parity input (uniform noise squared, mean
+    0.33) through unchanged, so the check could not see a wrong brightening. On the dark scene it
+    brightens as on a LOL image, and a 1% weight change shows."""
+    from lowlight_cli.models import load_checkpoint
+
+    x = parity_input(1, 96, 128)
+    assert 0.05 < float(x.mean()) < 0.15 and float(x.min()) == 0.0 and float(x.max()) > 0.99
+    assert torch.equal(x, parity_input(1, 96, 128)) and not torch.equal(x, parity_input(1, 96, 128, seed=1))
+    model = load_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "crnet-curve-dn-lol").eval()
+    changed = load_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "crnet-curve-dn-lol").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in changed.parameters():
+            tensor.add_(0.01 * torch.randn(tensor.shape, generator=generator))
+        out, off = model(x), changed(x)
+    assert float((out - x).abs().mean()) > 0.2  # brightened, as a LOL low image is
+    assert float((out - off).abs().max()) > 0.05  # an export that got the weights wrong would fail the check
+
+
 def test_an_fp32_parity_failure_is_not_blamed_on_fp16(tmp_path, monkeypatch):
     from lowlight_cli.export import parity
 
@@ -355,6 +375,12 @@ def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_p
     assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(tmp_path / "h.onnx"), "--opset", "11"]).exit_code == 2
     result = runner.invoke(app, ["export", "--model", "gamma", "--format", "safetensors", "-o", str(tmp_path / "g")])
     assert result.exit_code == 1 and "no trained weights" in result.output
+    # --opset means nothing to a safetensors export (it was ignored); --format takes any case
+    result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "--opset", "18",
+                                 "-o", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--opset is an ONNX setting" in result.output and not (tmp_path / "s").exists()
+    result = runner.invoke(app, ["export", "--model", "gamma", "--format", "ONNX", "-o", str(tmp_path / "upper.onnx")])
+    assert result.exit_code == 0 and OnnxModel(tmp_path / "upper.onnx").info.name == "gamma", result.output
 
 
 def test_global_context_crnet_exports_with_parity(tmp_path):

@@ -104,6 +104,15 @@ def test_method_sections_are_typed_validated_and_layered(tmp_path):
         build_config(flags={"run.method": "scl-lle"}, assignments=["scl_lle.regions=watershed"])
     with pytest.raises(ConfigError, match="'pie' configures pie, but this run trains scl-lle"):
         build_config(flags={"run.method": "scl-lle"}, assignments=["pie.tv=1"])
+    # keys a method never reads are refused, not ignored (review, session 27: they ran without a word)
+    with pytest.raises(ConfigError, match="loss.lambda_ms configures CRNet's losses"):
+        build_config(flags={"run.method": "pie"}, assignments=["loss.lambda_ms=100"])
+    with pytest.raises(ConfigError, match="loss.lambda_c is for the mean teacher"):
+        build_config(assignments=["loss.lambda_c=100"])
+    with pytest.raises(ConfigError, match="teacher.ema_decay configures an EMA teacher"):
+        build_config(assignments=["teacher.ema_decay=0.5"])
+    assert build_config(assignments=["teacher.ema_decay=0.5", "run.export=teacher"]).teacher.ema_decay == 0.5
+    assert build_config(flags={"run.semi": True, "data.labeled_frac": 0.1}, assignments=["loss.lambda_c=2"]).loss.lambda_c == 2
     with pytest.raises(ConfigError, match="method pie trains dce models, not crnet-s"):
         build_config(flags={"run.method": "pie", "model.name": "crnet-s"})
     with pytest.raises(ConfigError, match="mcmt method"):
@@ -129,6 +138,7 @@ def test_resume_refuses_to_change_the_method(tmp_path):
     assert runner.invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "1", "--out", str(run)]).exit_code == 0
     result = runner.invoke(app, ["train", "--resume", str(run), "--method", "scl-lle"])
     assert result.exit_code == 2 and "--resume continues a run" in result.output
+    assert "--method cannot be given with it" in result.output  # the option at fault is named
 
 
 # ---- unpaired data -------------------------------------------------------------------------------
@@ -376,10 +386,14 @@ def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_
     shutil.move(str(start), str(tmp_path / "moved"))  # the folders moved: named again at resume
     lost = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
     assert lost.exit_code == 1 and "not found" in lost.output
+    (tmp_path / "here").mkdir()
     moved = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3",
-                                "--data", "moved/dark", "--positives", "moved/photos"])
+                                "--data", "here/../moved/dark", "--positives", "moved/photos"])
     assert moved.exit_code == 0, moved.output
-    assert str(tmp_path / "moved" / "dark") in (run / "config.yaml").read_text()  # stored absolute
+    # stored absolute, without the "..": the next resume works even once the folder named through is gone
+    assert str((tmp_path / "moved" / "dark").resolve()) in (run / "config.yaml").read_text()
+    assert ".." not in (run / "config.yaml").read_text()
+    (tmp_path / "here").rmdir()
     _write_images(tmp_path / "moved" / "photos", 1, 200)  # 0.png replaced: another positive
     changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"])
     assert changed.exit_code == 1 and "the positives changed since the run started" in changed.output, changed.output

@@ -188,6 +188,61 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+@pytest.mark.parametrize("where", ["after the backward pass", "inside the update"])
+def test_a_run_stopped_by_ctrl_c_mid_step_resumes_bit_for_bit(tmp_path, monkeypatch, where):
+    """MCMT draws its teacher's input noise inside the step: a Ctrl-C after the draw must save the
+    random state the step started from; one landing while the optimiser, EMA and counter move is
+    held until they have all moved (review, session 27: the resumed run drifted by 9e-4)."""
+    import signal
+
+    import lowlight_cli.training.engine as engine
+    from safetensors.torch import load_file
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    common = ["train", "--semi", "--labeled-frac", "0.5", *SMOKE, "--set", "run.val_every=100", "--max-steps", "6"]
+    assert runner.invoke(app, [*common, "--out", str(straight)]).exit_code == 0
+    calls = []
+    if where == "after the backward pass":
+        real = engine.gradient_norm
+
+        def stop(model):
+            calls.append(1)
+            if len(calls) == 4:
+                raise KeyboardInterrupt
+            return real(model)
+
+        monkeypatch.setattr(engine, "gradient_norm", stop)
+    else:
+        real = engine.EMA.update
+
+        def stop(self, model):  # a real SIGINT, as a terminal sends it, between the optimiser step and the counter
+            calls.append(1)
+            if len(calls) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(self, model)
+
+        monkeypatch.setattr(engine.EMA, "update", stop)
+    result = runner.invoke(app, [*common, "--out", str(stopped)])
+    assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
+    saved = torch.load(stopped / "last" / "train_state.pt", weights_only=True)["progress"]["step"]
+    assert saved == (3 if where == "after the backward pass" else 4)
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["train", "--resume", str(stopped)])
+    assert resumed.exit_code == 0 and f"resumed at step {saved}" in resumed.output, resumed.output
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(str(straight / "last" / name)), load_file(str(stopped / "last" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_val_count_the_data_cannot_spare_is_capped_with_a_note(tmp_path):
+    capped = runner.invoke(app, ["train", *SMOKE, "--set", "data.val_count=5", "--max-steps", "1", "--out", str(tmp_path / "a")])
+    assert capped.exit_code == 0, capped.output
+    assert "data.val_count 5 capped at 2: a fifth of the 10 pairs with references" in capped.output
+    assert len(json.loads((tmp_path / "a" / "split.json").read_text())["validation"]) == 2
+    default = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(tmp_path / "b")])
+    assert default.exit_code == 0 and "capped" not in default.output  # the default shrinks on small sets silently
+
+
 def test_two_epochs_beat_the_input_and_export_a_usable_checkpoint(tmp_path):
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *SMOKE, "--set", "data.synthetic_count=12", "--epochs", "2", "--out", str(run), "--lr", "2e-3"])

@@ -44,7 +44,8 @@ def export(
     weights: WeightsOpt = None,
     no_pretrained: NoPretrainedOpt = False,
     curve_scale: CurveScaleOpt = None,
-    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}; --format onnx only).")] = DEFAULT_OPSET,
+    opset: Annotated[Optional[int], typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, show_default=False,
+                                                 help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}; default {DEFAULT_OPSET}; --format onnx only).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -52,7 +53,10 @@ def export(
 
     Every export is compared with PyTorch on two input sizes; beyond tolerance (fp32: max abs error 1e-4, fp16: PSNR 40 dB) it fails with exit code 1 and writes nothing.
     """
+    fmt = fmt.lower()  # ONNX, Safetensors: any case, as enhance's --ext
     check_format(fmt)
+    if opset is not None and fmt != "onnx":
+        raise UsageError(f"--opset is an ONNX setting; --format {fmt} has none", hint="drop --opset, or export --format onnx")
     if is_onnx_path(model):
         raise UsageError(f"--model {model} names an ONNX file; export takes a registered model name",
                          hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
@@ -68,7 +72,7 @@ def export(
     net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)
     announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
-    result = export_model(net, target, format=fmt, fp16=fp16, opset=opset, overwrite=overwrite)
+    result = export_model(net, target, format=fmt, fp16=fp16, opset=opset or DEFAULT_OPSET, overwrite=overwrite)
     if json_output:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return

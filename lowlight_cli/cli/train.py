@@ -104,9 +104,12 @@ def train(
         "data.workers": workers, "run.compile": compile_,
     }
     if resume is not None:
-        fixed = (config, method, model, semi, labeled_frac)  # --data, --positives, --negatives: the same images, moved
-        if any(value is not None for value in fixed):
-            raise UsageError("--resume continues a run as it was configured", hint=RESUME_HINT)
+        fixed = {"--config": config, "--method": method, "--model": model, "--semi/--supervised": semi,
+                 "--labeled-frac": labeled_frac}  # --data, --positives, --negatives: the same images, moved
+        given = [flag for flag, value in fixed.items() if value is not None]
+        if given:
+            raise UsageError(f"--resume continues a run as it was configured: {', '.join(given)} cannot be given with it",
+                             hint=RESUME_HINT)
         if out is not None and out.resolve() != resume.resolve():
             raise UsageError(f"--resume continues {resume} in place; it cannot write to --out {out}",
                              hint=f"to branch from it, start a new run: --config {resume / 'config.yaml'} "
@@ -188,8 +191,10 @@ DATA_FOLDERS = ("data.root", "data.positives", "data.negatives")
 
 
 def _absolute(folder: str) -> str:
-    """A folder as an absolute path (``synthetic`` and empty values as they are)."""
-    return folder if folder in ("", "synthetic") else str(Path(folder).expanduser().absolute())
+    """A folder as an absolute path without ``..`` or links, so that a resumed run finds it from
+    anywhere, even once the folder it was named from is gone (``synthetic`` and empty values as
+    they are)."""
+    return folder if folder in ("", "synthetic") else str(Path(folder).expanduser().resolve())
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -140,7 +140,8 @@ def load_pairs(paths: list[PairPaths], on_progress: Callable[[int, int], None] |
         low = read_image(p.low, strict=True).rgb
         high = read_image(p.high, strict=True).rgb if p.high is not None else None
         if high is not None and high.shape != low.shape:
-            raise DataError(f"{p.low} and {p.high} differ in size: {low.shape[:2]} vs {high.shape[:2]}")
+            raise DataError(f"{p.low} and {p.high} differ in size: {low.shape[:2]} vs {high.shape[:2]}",
+                            hint="a low image and its reference are the same shot at the same size; fix or remove this pair")
         pairs.append(ImagePair(p.name, low, high))
         if on_progress:
             on_progress(i + 1, len(paths))

@@ -45,6 +45,12 @@ def has_validation(references: int, *, validation_required: bool = True) -> bool
     return validation_required or references >= 2
 
 
+def validation_cap(references: int) -> int:
+    """The most pairs ``data.val_count`` may hold out of ``references`` pairs with references: a
+    fifth (at least one), so that a small set keeps 80% of its pairs for training."""
+    return max(1, references // 5)
+
+
 def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int,
                validation_required: bool = True) -> Split:
     """Split training pairs into validation, labeled and unlabeled sets.
@@ -74,7 +80,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
         raise DataError(f"need at least 2 pairs with references (training + validation), found {len(with_ref)}",
                         hint="references are paired with low images by file stem (low/1.png with high/1.png); "
                              "the paired methods validate on held-out pairs (the unpaired ones train without)")
-    val_count = min(val_count, max(1, len(with_ref) // 5))  # small sets keep 80% of their pairs for training
+    val_count = min(val_count, validation_cap(len(with_ref)))
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
     scene = {p.name: p.high_digest for p in pairs if p.labeled}
     held_scenes = {scene[n] for n in order[:val_count]}

@@ -305,6 +305,22 @@ class TrainConfig:
                     raise ConfigError(f"{section_name}.{item.name} must be {'a number' if kind == 'float' else kind}, "
                                       f"got {value!r} ({type(value).__name__})") from None
 
+    def _refuse_ignored_keys(self, method: Method) -> None:
+        """Refuse ``loss`` and ``teacher`` values the method would never read (they were ignored)."""
+        changed = lambda section, defaults: [f.name for f in dataclasses.fields(section)  # noqa: E731
+                                             if getattr(section, f.name) != getattr(defaults, f.name)]
+        if method.section != "loss" and changed(self.loss, LossSection()):
+            raise ConfigError(f"loss.{changed(self.loss, LossSection())[0]} configures CRNet's losses (methods crnet and mcmt); "
+                              f"{method.name} reads its own section, {method.section}",
+                              hint=f"set {method.section}.* instead (lowlight train --method {method.name} --explain)")
+        mcmt_only = ("lambda_mc", "lambda_c", "teacher_noise", "consistency_rampup")
+        if method.section == "loss" and not method.teacher and (keys := [k for k in changed(self.loss, LossSection()) if k in mcmt_only]):
+            raise ConfigError(f"loss.{keys[0]} is for the mean teacher (mcmt, --semi), not {method.name}",
+                              hint="drop it, or train with --semi")
+        if not method.teacher and self.export_weights != "teacher" and (keys := changed(self.teacher, TeacherSection())):
+            raise ConfigError(f"teacher.{keys[0]} configures an EMA teacher, which this {method.name} run does not keep",
+                              hint="drop it, or keep one with --set run.export=teacher")
+
     def _validate_method(self) -> Method:
         """Resolve ``run.method`` (written back, with ``run.semi`` to match) and check what depends on it."""
         method = METHODS.get(self.method)
@@ -335,6 +351,7 @@ class TrainConfig:
             if self.data.patch_size % multiple:
                 raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple} "
                                   f"({self.model.name} at curve scale {max(self.model.curve_scales)})")
+        self._refuse_ignored_keys(method)
         for section in self.method_sections:
             if section != method.section:
                 owners = ", ".join(methods_of_section(section))
@@ -406,7 +423,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
+        raise ConfigError(f"config file {path} not found",
+                          hint="check the path; the project's configs are in its configs/ folder") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder", hint="give a YAML file, e.g. configs/crnet-lol.yaml") from None
     except UnicodeDecodeError:

@@ -63,4 +63,6 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             return dict(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(kind, '__name__', kind)}") from None
+        name = getattr(kind, "__name__", kind)
+        raise ConfigError(f"{key}: cannot use {value!r} as {name}",
+                          hint=f"give {key} {'a' if name != 'int' else 'an'} {name} value (docs/usage.md lists the config's fields)") from None

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..data.pairs import SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
 from ..data.patches import plan_epoch
-from ..data.splits import Split, has_validation, make_split
+from ..data.splits import Split, has_validation, make_split, validation_cap
 from ..data.unpaired import scan_image_folder
 from ..errors import ConfigError, DataError, TrainingError, UsageError
 from ..inference.compilation import check_compile_toolchain
@@ -41,9 +41,10 @@ from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
 from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict
 from . import distributed
-from .config import TrainConfig, save_config
+from .config import DataSection, TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, training_data
 from .ema import EMA
+from .interrupts import deferred_interrupts
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .logging import RunLog
 from .methods import METHODS, StepContext, TrainingStep
@@ -133,7 +134,7 @@ class Trainer:
                 root = resolve_data_root(self.config.data.root or None)
             except DataError as exc:
                 if self.resume:
-                    exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --data DIR"
+                    exc.hint = f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --data DIR"
                 raise
             paths = [] if root == SYNTHETIC else find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             self._found = root, paths
@@ -312,7 +313,7 @@ class Trainer:
                     folders[what] = scan_image_folder(folder, what)
                 except DataError as exc:
                     if self.resume and not Path(folder).exists():
-                        exc.hint = f"if it moved, name it where it is now: --resume {self.run_dir} --{what} DIR"
+                        exc.hint = f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --{what} DIR"
                     raise
         pairs = self._load_pairs(emit)
         split = self._split(pairs)
@@ -325,6 +326,11 @@ class Trainer:
         self._check_data_record(pairs, data, split, saved)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
+        references = sum(1 for p in pairs if p.labeled)
+        asked = cfg.data.val_count != DataSection().val_count  # the default is capped on small sets without a word
+        if asked and data.validation and not self.resume and cfg.data.val_count > validation_cap(references):
+            emit(InfoEvent(f"data.val_count {cfg.data.val_count} capped at {validation_cap(references)}: "
+                           f"a fifth of the {references} pairs with references, so that most stay for training"))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
             emit(InfoEvent(f"validation split drawn with run.seed {cfg.run.seed} (data.seed unset): "
                            "set data.seed to keep these validation pairs when changing run.seed"))
@@ -374,6 +380,7 @@ class Trainer:
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
         pace_step, pace_time = progress.step + 1, 0.0  # the pace is timed from the end of the first step
+        step_rng = None
         try:
             while progress.step < total_steps:
                 batches = plan_epoch(data.batched, data.extra, per_image=cfg.data.patches_per_image,
@@ -387,6 +394,9 @@ class Trainer:
                                     generator=torch.Generator().manual_seed(cfg.run.seed + progress.epoch))
                 tick = time.perf_counter()
                 for batch in loader:
+                    # the random state the step starts from: a Ctrl-C inside the step (forward, backward) saves
+                    # this one, so the resumed run draws the step's noise and negatives as a straight run does
+                    step_rng = rng_state()
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                         out = step_fn(student, batch)
@@ -399,19 +409,21 @@ class Trainer:
                         norm = gradient_norm(model)
                     if not scaler.is_enabled():  # fp16's scaler skips such steps itself (checked below)
                         self._check_finite(norm, out.loss, progress.step + 1)  # before the step: the weights stay finite
-                    scaler.step(optimizer)
-                    scaler.update()
+                    with deferred_interrupts():  # the updates and the counter move together, or not at all
+                        scaler.step(optimizer)
+                        scaler.update()
+                        scheduler.step()
+                        if ema is not None:
+                            ema.update(model)
+                        if after_step is not None:  # the step's own update (e.g. SKF's discriminator)
+                            after_step()
+                        progress.step += 1
+                        progress.batch_in_epoch += 1
+                        step_rng = None  # the step is done: a later Ctrl-C saves the random state as it is
                     if scaler.is_enabled() and scaler.get_scale() < MIN_LOSS_SCALE:
                         raise TrainingError(f"fp16 training skipped step after step for non-finite gradients (loss scale "
-                                            f"{scaler.get_scale():.1e} at step {progress.step + 1}): training diverged",
+                                            f"{scaler.get_scale():.1e} at step {progress.step}): training diverged",
                                             hint=self._divergence_hint())
-                    scheduler.step()
-                    if ema is not None:
-                        ema.update(model)
-                    if after_step is not None:  # the step's own update (e.g. SKF's discriminator)
-                        after_step()
-                    progress.step += 1
-                    progress.batch_in_epoch += 1
                     emit(TickEvent(progress.step, progress.epoch))
                     if progress.step == pace_step:
                         pace_time = time.perf_counter()
@@ -434,7 +446,7 @@ class Trainer:
                     progress.epoch += 1
                     progress.batch_in_epoch = 0
         except KeyboardInterrupt:
-            self._save(state)
+            self._save(state, rng=step_rng)
             emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))
             raise
         finally:
@@ -510,7 +522,8 @@ class Trainer:
         log.write({"kind": "validation", **asdict(event)})
         emit(event)
 
-    def _save(self, state: dict) -> None:
+    def _save(self, state: dict, rng: dict | None = None) -> None:
+        """Write ``last/``; ``rng``: the random state to record, when not the present one (a step cut off)."""
         if not self.ctx.is_main:
             return
         progress: Progress = state["progress"]
@@ -518,7 +531,7 @@ class Trainer:
             "optimizer": state["optimizer"].state_dict(),
             "scheduler": state["scheduler"].state_dict(),
             "scaler": state["scaler"].state_dict(),
-            "rng": rng_state(),
+            "rng": rng if rng is not None else rng_state(),
             "progress": progress_dict(progress),
             "ema_updates": state["ema"].updates if state["ema"] is not None else 0,
         }
