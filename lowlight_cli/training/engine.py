@@ -380,7 +380,10 @@ class Trainer:
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
         pace_step, pace_time = progress.step + 1, 0.0  # the pace is timed from the end of the first step
-        step_rng = None
+        # the random state at the last step boundary: a Ctrl-C inside a step (fetching its batch, forward,
+        # backward) saves this one, so the resumed run redraws the step's noise and negatives as a straight
+        # run draws them; the step's updates and counter move together (deferred_interrupts)
+        boundary_rng = rng_state()
         try:
             while progress.step < total_steps:
                 batches = plan_epoch(data.batched, data.extra, per_image=cfg.data.patches_per_image,
@@ -394,9 +397,6 @@ class Trainer:
                                     generator=torch.Generator().manual_seed(cfg.run.seed + progress.epoch))
                 tick = time.perf_counter()
                 for batch in loader:
-                    # the random state the step starts from: a Ctrl-C inside the step (forward, backward) saves
-                    # this one, so the resumed run draws the step's noise and negatives as a straight run does
-                    step_rng = rng_state()
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                         out = step_fn(student, batch)
@@ -419,7 +419,7 @@ class Trainer:
                             after_step()
                         progress.step += 1
                         progress.batch_in_epoch += 1
-                        step_rng = None  # the step is done: a later Ctrl-C saves the random state as it is
+                        boundary_rng = rng_state()
                     if scaler.is_enabled() and scaler.get_scale() < MIN_LOSS_SCALE:
                         raise TrainingError(f"fp16 training skipped step after step for non-finite gradients (loss scale "
                                             f"{scaler.get_scale():.1e} at step {progress.step}): training diverged",
@@ -446,7 +446,7 @@ class Trainer:
                     progress.epoch += 1
                     progress.batch_in_epoch = 0
         except KeyboardInterrupt:
-            self._save(state, rng=step_rng)
+            self._save(state, rng=boundary_rng)
             emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))
             raise
         finally:
