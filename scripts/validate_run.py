@@ -48,7 +48,7 @@ import yaml
 
 import numpy as np
 
-from lowlight_cli.data.pairs import find_pairs, load_pairs
+from lowlight_cli.data.pairs import SYNTHETIC, find_pairs, load_pairs
 from lowlight_cli.errors import UsageError
 from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.inference.engine import require_curve_model
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run} has no split.json: not a run folder")
     split = Split.load(args.run / "split.json")
     root = args.data or Path(yaml.safe_load((args.run / "config.yaml").read_text())["data"]["root"])
-    if not (root / "train").is_dir():  # a run on synthetic data (data.root: synthetic) has no folder to read
-        parser.error(f"{args.run} trained on {root}, which has no train/ folder to read its validation pairs from: "
+    if str(root) == SYNTHETIC:  # generated pairs: no folder to read them back from
+        parser.error(f"{args.run} trained on synthetic data, which has no folder to read its validation pairs from: "
                      "this script scores runs on a dataset folder (give it with --data)")
     wanted = set(split.validation)
     paths = [p for p in find_pairs(root, "train") if p.name in wanted]

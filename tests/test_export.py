@@ -114,7 +114,7 @@ def test_the_bundled_default_photo_model_exports_with_its_guided_filter(tmp_path
 def test_the_parity_input_is_a_dark_scene_the_photo_model_really_enhances():
     """Review, session 27: the default model passed the old parity input (uniform noise squared, mean
     0.33) through unchanged, so the check could not see a wrong brightening. On the dark scene it
-    brightens as on a LOL image, and a 1% weight change shows."""
+    brightens as on a LOL image, and adding 0.01 x randn to every weight shows."""
     from lowlight_cli.models import load_checkpoint
 
     x = parity_input(1, 96, 128)

@@ -285,7 +285,7 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
     (synthetic / "config.yaml").write_text("data: {root: synthetic}\n")
     with pytest.raises(SystemExit):
         _script("validate_run").main([str(synthetic), "best"])
-    assert "no train/ folder" in capsys.readouterr().err
+    assert "trained on synthetic data" in capsys.readouterr().err
     # --exposure: mean gray of inputs, outputs and references, each in [0, 1]
     assert _script("validate_run").main([str(run), "best", "--device", "cpu", "--exposure"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]

@@ -237,7 +237,7 @@ def test_a_run_stopped_by_ctrl_c_mid_step_resumes_bit_for_bit(tmp_path, monkeypa
 def test_a_val_count_the_data_cannot_spare_is_capped_with_a_note(tmp_path):
     capped = runner.invoke(app, ["train", *SMOKE, "--set", "data.val_count=5", "--max-steps", "1", "--out", str(tmp_path / "a")])
     assert capped.exit_code == 0, capped.output
-    assert "data.val_count 5 capped at 2: a fifth of the 10 pairs with references" in capped.output
+    assert "data.val_count 5 capped at 2: at most a fifth of the 10 pairs with references" in capped.output
     assert len(json.loads((tmp_path / "a" / "split.json").read_text())["validation"]) == 2
     default = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(tmp_path / "b")])
     assert default.exit_code == 0 and "capped" not in default.output  # the default shrinks on small sets silently
@@ -688,6 +688,67 @@ def test_curve_scales_alternate_per_step_and_resume_where_they_were(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     model = load_checkpoint(straight / "best")
     assert model.curve_scale == 1  # the checkpoint runs at full resolution unless told otherwise
+
+
+def test_curve_scales_resume_where_they_were_after_a_ctrl_c_mid_step(tmp_path, monkeypatch):
+    """The step's own count of steps moves with the optimiser step, not in the forward pass (review,
+    session 27: a Ctrl-C after the forward saved it one ahead, and the scales went out of turn)."""
+    import lowlight_cli.training.engine as engine
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(straight), "--max-steps", "5"]).exit_code == 0
+    real, calls = engine.gradient_norm, []
+
+    def stop(model):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model)
+
+    monkeypatch.setattr(engine, "gradient_norm", stop)
+    assert runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(stopped), "--max-steps", "5"]).exit_code == 130
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["train", "--resume", str(stopped)])
+    assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output, resumed.output
+    steps = {r["step"]: r["terms"]["curve_scale"] for r in _log(stopped) if r.get("kind") == "step"}
+    assert [steps[k] for k in sorted(steps)] == [1.0, 2.0, 1.0, 2.0, 1.0]
+    a, b = _weights(straight / "last"), _weights(stopped / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_held_interrupts_wait_for_the_block_and_never_hide_its_error():
+    import signal
+
+    from lowlight_cli.training.interrupts import deferred_interrupts
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    with pytest.raises(RuntimeError, match="out of memory"):  # the block's own error, not the held Ctrl-C
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise RuntimeError("out of memory")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back either way
+    with deferred_interrupts():
+        pass  # nothing held: nothing raised
+
+
+def test_a_saved_run_with_a_key_its_method_never_read_still_resumes(tmp_path):
+    """Such keys are refused for new runs since session 27; a run saved before must stay resumable."""
+    import yaml
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(run)]).exit_code == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["teacher"]["ema_decay"] = 0.5  # ignored by this supervised run without an EMA
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert resumed.exit_code == 0 and "resumed at step 1" in resumed.output, resumed.output
+    fresh = runner.invoke(app, ["train", "--config", str(run / "config.yaml"), "--out", str(tmp_path / "new")])
+    assert fresh.exit_code == 2 and "teacher.ema_decay configures an EMA teacher" in fresh.output
 
 
 def test_a_split_that_follows_run_seed_is_said(tmp_path):

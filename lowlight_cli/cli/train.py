@@ -154,7 +154,7 @@ def train(
         if run_dir.is_dir() and not (run_dir / "config.yaml").is_file() and any(run_dir.iterdir()):
             raise UsageError(f"--out {run_dir} holds other files and no run",
                              hint="choose a new or empty folder: a run writes config.yaml, split.json, last/, best/ there")
-    cfg.validate()
+    cfg.validate(saved_run=resume is not None)
     if explain:
         _explain(METHODS.get(cfg.method))
         return
@@ -191,10 +191,11 @@ DATA_FOLDERS = ("data.root", "data.positives", "data.negatives")
 
 
 def _absolute(folder: str) -> str:
-    """A folder as an absolute path without ``..`` or links, so that a resumed run finds it from
-    anywhere, even once the folder it was named from is gone (``synthetic`` and empty values as
-    they are)."""
-    return folder if folder in ("", "synthetic") else str(Path(folder).expanduser().resolve())
+    """A folder as an absolute path without ``..``, so that a resumed run finds it from anywhere, even
+    once the folder it was named through is gone; links are kept, not followed (a dataset reached
+    through a link that is re-pointed later is found where the link points then). ``synthetic``
+    and empty values as they are."""
+    return folder if folder in ("", "synthetic") else os.path.abspath(Path(folder).expanduser())
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

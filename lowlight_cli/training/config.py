@@ -228,8 +228,13 @@ class TrainConfig:
         """The seed of the split (and of synthetic data): ``data.seed``, else ``run.seed``."""
         return self.data.seed if self.data.seed >= 0 else self.run.seed
 
-    def validate(self) -> "TrainConfig":
-        """Check every value once; raises :class:`ConfigError` naming the key."""
+    def validate(self, *, saved_run: bool = False) -> "TrainConfig":
+        """Check every value once; raises :class:`ConfigError` naming the key.
+
+        ``saved_run``: the config of a run being resumed, whose keys that its method never reads are
+        let through (they were ignored, not refused, before session 27: refusing them now would
+        leave such a run impossible to resume, since a resume may not change them).
+        """
         self._check_types()
         checks = [
             (0.0 < self.data.labeled_frac <= 1.0, "data.labeled_frac must be in (0, 1]"),
@@ -267,7 +272,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         self.optim.milestones = tuple(int(m) for m in self.optim.milestones)  # 30.0 from "--set optim.milestones=30.0"
-        method = self._validate_method()
+        method = self._validate_method(saved_run=saved_run)
         if method.uses_unlabeled and self.data.labeled_frac >= 1.0:
             raise ConfigError(
                 "semi-supervised training needs unlabeled data: --labeled-frac below 1",
@@ -321,7 +326,7 @@ class TrainConfig:
             raise ConfigError(f"teacher.{keys[0]} configures an EMA teacher, which this {method.name} run does not keep",
                               hint="drop it, or keep one with --set run.export=teacher")
 
-    def _validate_method(self) -> Method:
+    def _validate_method(self, *, saved_run: bool = False) -> Method:
         """Resolve ``run.method`` (written back, with ``run.semi`` to match) and check what depends on it."""
         method = METHODS.get(self.method)
         if self.run.semi and not method.uses_unlabeled:
@@ -351,7 +356,8 @@ class TrainConfig:
             if self.data.patch_size % multiple:
                 raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple} "
                                   f"({self.model.name} at curve scale {max(self.model.curve_scales)})")
-        self._refuse_ignored_keys(method)
+        if not saved_run:
+            self._refuse_ignored_keys(method)
         for section in self.method_sections:
             if section != method.section:
                 owners = ", ".join(methods_of_section(section))
@@ -455,6 +461,7 @@ def build_config(
     yaml_path: Path | None = None,
     flags: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
+    saved_run: bool = False,
 ) -> TrainConfig:
     """Defaults, then the method's defaults, then the YAML file, then command-line flags, then ``--set``.
 
@@ -475,7 +482,7 @@ def build_config(
         return config
 
     probe = layered(TrainConfig())
-    return layered(TrainConfig.for_method(probe.method)).validate()
+    return layered(TrainConfig.for_method(probe.method)).validate(saved_run=saved_run)
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
@@ -489,5 +496,5 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> TrainConfig:
-    """Read a resolved configuration written by :func:`save_config` (older runs' files too)."""
-    return build_config(yaml_path=path)
+    """Read a resolved configuration written by :func:`save_config` (older runs' files too), to resume it."""
+    return build_config(yaml_path=path, saved_run=True)

@@ -100,7 +100,7 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer takes a TrainConfig, got {type(config).__name__}: build_config(path_or_none, "
                             "assignments=['model.name=crnet-s', ...]) gives one (from a YAML file and/or key=value settings)")
-        config.validate()  # a config built by hand is checked here as build_config checks its own
+        config.validate(saved_run=resume)  # a config built by hand is checked here as build_config checks its own
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -329,8 +329,9 @@ class Trainer:
         references = sum(1 for p in pairs if p.labeled)
         asked = cfg.data.val_count != DataSection().val_count  # the default is capped on small sets without a word
         if asked and data.validation and not self.resume and cfg.data.val_count > validation_cap(references):
-            emit(InfoEvent(f"data.val_count {cfg.data.val_count} capped at {validation_cap(references)}: "
-                           f"a fifth of the {references} pairs with references, so that most stay for training"))
+            emit(InfoEvent(f"data.val_count {cfg.data.val_count} capped at {validation_cap(references)}: at most a fifth "
+                           f"of the {references} pairs with references (at least 1) are held out, so that most stay "
+                           "for training (pairs sharing a reference with a held-out one are held out with it)"))
         if cfg.data.seed < 0 and data.validation and not self.resume:  # a replication with another run.seed would validate elsewhere
             emit(InfoEvent(f"validation split drawn with run.seed {cfg.run.seed} (data.seed unset): "
                            "set data.seed to keep these validation pairs when changing run.seed"))
@@ -443,8 +444,9 @@ class Trainer:
                     if progress.step >= total_steps:
                         break
                 else:
-                    progress.epoch += 1
-                    progress.batch_in_epoch = 0
+                    with deferred_interrupts():  # the epoch and its batch position move together
+                        progress.epoch += 1
+                        progress.batch_in_epoch = 0
         except KeyboardInterrupt:
             self._save(state, rng=boundary_rng)
             emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))

@@ -26,17 +26,24 @@ def deferred_interrupts() -> Iterator[None]:
     def record(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = {sig: signal.signal(sig, record) for sig in held}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if pending:
-            handler = previous[pending[0]]
-            if callable(handler):
-                handler(pending[0], None)
-            elif handler == signal.SIG_DFL and pending[0] == signal.SIGINT:
-                raise KeyboardInterrupt
-            elif handler == signal.SIG_DFL:  # the default action (SIGTERM ends the process), as if not held
-                signal.raise_signal(pending[0])
+        # both handlers go back together: a signal in between would find one restored, the other recording
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came meanwhile goes to its own handler
+    # only after the body completed: an error inside it propagates as it is (not hidden by the signal)
+    if pending:
+        handler = previous[pending[0]]
+        if callable(handler):
+            handler(pending[0], None)
+        elif handler == signal.SIG_DFL and pending[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        elif handler == signal.SIG_DFL:  # the default action (SIGTERM ends the process), as if not held
+            signal.raise_signal(pending[0])

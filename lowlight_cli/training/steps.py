@@ -79,7 +79,8 @@ class MultiScaleSupervisedStep(SupervisedStep):
     """:class:`SupervisedStep` with the body at ``curve_scales[k % n]`` in step ``k`` (``model.curve_scales``).
 
     The count of steps taken is the step's own state (saved with the run, so a resumed run goes on
-    with the scale it would have used).
+    with the scale it would have used); it moves in :meth:`after_step`, with the optimiser step,
+    so a step cut off by Ctrl-C does not count.
     """
 
     def __init__(self, loss: LossSection, curve_scales: tuple[int, ...]) -> None:
@@ -91,8 +92,10 @@ class MultiScaleSupervisedStep(SupervisedStep):
         scale = self.curve_scales[self.steps % len(self.curve_scales)]
         result = self._step(student, batch, curve_scale=scale)
         result.terms["curve_scale"] = float(scale)
-        self.steps += 1
         return result
+
+    def after_step(self) -> None:
+        self.steps += 1
 
     def state_dict(self) -> dict:
         return {"steps": self.steps}
