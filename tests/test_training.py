@@ -188,6 +188,22 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+def _ctrl_c_after_backward(monkeypatch, call: int) -> None:
+    """Raise KeyboardInterrupt in the ``call``-th step, after its forward and backward passes (random
+    numbers drawn, nothing updated yet): where the engine measures the gradients."""
+    import lowlight_cli.training.engine as engine
+
+    real, calls = engine.gradient_norm, []
+
+    def stop(model):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(model)
+
+    monkeypatch.setattr(engine, "gradient_norm", stop)
+
+
 @pytest.mark.parametrize("where", ["after the backward pass", "inside the update"])
 def test_a_run_stopped_by_ctrl_c_mid_step_resumes_bit_for_bit(tmp_path, monkeypatch, where):
     """MCMT draws its teacher's input noise inside the step: a Ctrl-C after the draw must save the
@@ -203,15 +219,7 @@ def test_a_run_stopped_by_ctrl_c_mid_step_resumes_bit_for_bit(tmp_path, monkeypa
     assert runner.invoke(app, [*common, "--out", str(straight)]).exit_code == 0
     calls = []
     if where == "after the backward pass":
-        real = engine.gradient_norm
-
-        def stop(model):
-            calls.append(1)
-            if len(calls) == 4:
-                raise KeyboardInterrupt
-            return real(model)
-
-        monkeypatch.setattr(engine, "gradient_norm", stop)
+        _ctrl_c_after_backward(monkeypatch, 4)
     else:
         real = engine.EMA.update
 
@@ -693,19 +701,9 @@ def test_curve_scales_alternate_per_step_and_resume_where_they_were(tmp_path):
 def test_curve_scales_resume_where_they_were_after_a_ctrl_c_mid_step(tmp_path, monkeypatch):
     """The step's own count of steps moves with the optimiser step, not in the forward pass (review,
     session 27: a Ctrl-C after the forward saved it one ahead, and the scales went out of turn)."""
-    import lowlight_cli.training.engine as engine
-
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(straight), "--max-steps", "5"]).exit_code == 0
-    real, calls = engine.gradient_norm, []
-
-    def stop(model):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(model)
-
-    monkeypatch.setattr(engine, "gradient_norm", stop)
+    _ctrl_c_after_backward(monkeypatch, 3)
     assert runner.invoke(app, ["train", *CURVE_SMOKE, "--out", str(stopped), "--max-steps", "5"]).exit_code == 130
     monkeypatch.undo()
     resumed = runner.invoke(app, ["train", "--resume", str(stopped)])
