@@ -208,7 +208,7 @@ def _ctrl_c_after_backward(monkeypatch, call: int) -> None:
 def test_a_run_stopped_by_ctrl_c_mid_step_resumes_bit_for_bit(tmp_path, monkeypatch, where):
     """MCMT draws its teacher's input noise inside the step: a Ctrl-C after the draw must save the
     random state the step started from; one landing while the optimiser, EMA and counter move is
-    held until they have all moved (review, session 27: the resumed run drifted by 9e-4)."""
+    held until they have all moved (review, session 27: the resumed run drifted)."""
     import signal
 
     import lowlight_cli.training.engine as engine

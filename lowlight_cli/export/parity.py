@@ -154,10 +154,10 @@ def parity_input(batch: int, height: int, width: int, *, seed: int = PARITY_SEED
 
     Smooth coloured shading at about a tenth of full scale with sensor noise, light sources (1% of
     the pixels near 1) and scattered values over the whole range (4%): what the models are made
-    for, so that they change it as much as a real low-light photo. (Uniform noise squared, the
-    input before session 27, has a mean of 0.33: the photo models passed it through nearly
-    unchanged, and a weight changed by 0.01 moved their output by 2.5e-4 there against 0.2 on a
-    LOL image, so the check could not see an export that got the brightening wrong.)
+    for, so that they change it as a real low-light photo. (Uniform noise squared, the input
+    before session 27, has a mean of 0.33: the photo models passed it through nearly unchanged, so
+    the check could not see an export that got the brightening wrong; tests/test_export.py checks
+    that this one is brightened and shows a perturbation of the weights.)
     """
     generator = torch.Generator().manual_seed(seed + 7919 * height + width)
     grid = (max(2, height // 16), max(2, width // 16))

@@ -314,12 +314,13 @@ class TrainConfig:
         """Refuse ``loss`` and ``teacher`` values the method would never read (they were ignored)."""
         changed = lambda section, defaults: [f.name for f in dataclasses.fields(section)  # noqa: E731
                                              if getattr(section, f.name) != getattr(defaults, f.name)]
-        if method.section != "loss" and changed(self.loss, LossSection()):
-            raise ConfigError(f"loss.{changed(self.loss, LossSection())[0]} configures CRNet's losses (methods crnet and mcmt); "
+        loss_keys = changed(self.loss, LossSection())
+        if method.section != "loss" and loss_keys:
+            raise ConfigError(f"loss.{loss_keys[0]} configures CRNet's losses (methods crnet and mcmt); "
                               f"{method.name} reads its own section, {method.section}",
                               hint=f"set {method.section}.* instead (lowlight train --method {method.name} --explain)")
         mcmt_only = ("lambda_mc", "lambda_c", "teacher_noise", "consistency_rampup")
-        if method.section == "loss" and not method.teacher and (keys := [k for k in changed(self.loss, LossSection()) if k in mcmt_only]):
+        if method.section == "loss" and not method.teacher and (keys := [k for k in loss_keys if k in mcmt_only]):
             raise ConfigError(f"loss.{keys[0]} is for the mean teacher (mcmt, --semi), not {method.name}",
                               hint="drop it, or train with --semi")
         if not method.teacher and self.export_weights != "teacher" and (keys := changed(self.teacher, TeacherSection())):

@@ -126,6 +126,10 @@ class Trainer:
             self._check_val_every()
 
     # ---- data -----------------------------------------------------------------------------
+    def _moved_hint(self, flag: str) -> str:
+        """The hint for a folder a resumed run cannot find (``flag``: data, positives, negatives)."""
+        return f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --{flag} DIR"
+
     def _find_data(self) -> tuple[Path | str, list[PairPaths]]:
         """The data folder (or ``synthetic``) and its training files (none for ``synthetic``), found once:
         a resume's relative folders are settled first (:meth:`_find_relative_folders`)."""
@@ -134,7 +138,7 @@ class Trainer:
                 root = resolve_data_root(self.config.data.root or None)
             except DataError as exc:
                 if self.resume:
-                    exc.hint = f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --data DIR"
+                    exc.hint = self._moved_hint("data")
                 raise
             paths = [] if root == SYNTHETIC else find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             self._found = root, paths
@@ -313,7 +317,7 @@ class Trainer:
                     folders[what] = scan_image_folder(folder, what)
                 except DataError as exc:
                     if self.resume and not Path(folder).exists():
-                        exc.hint = f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --{what} DIR"
+                        exc.hint = self._moved_hint(what)
                     raise
         pairs = self._load_pairs(emit)
         split = self._split(pairs)
