@@ -904,6 +904,35 @@ def test_resume_after_a_split_image_was_removed_names_it(tmp_path):
     assert result.exit_code == 1 and "(with their references)" in text and gone in text, result.output
 
 
+def test_images_added_before_a_resume_and_references_without_a_low_image_are_said(tmp_path):
+    """Neither is trained on, and neither passes in silence: the split is the run's, and a
+    reference pairs with a low image by stem only."""
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.io import ImageData, write_image
+
+    data = tmp_path / "data"
+    pairs = synthetic_pairs(9, size=(64, 64), seed=0)
+    for pair in pairs[:8]:
+        write_image(data / "low" / f"{pair.name}.png", ImageData(pair.low))
+        write_image(data / "high" / f"{pair.name}.png", ImageData(pair.high))
+    write_image(data / "high" / "lonely.png", ImageData(pairs[8].high))
+    run = tmp_path / "run"
+    args = ["train", "--model", "crnet-tiny", "--data", str(data), "--patch-size", "32", "--patches-per-image", "1",
+            "-b", "2", "--device", "cpu", "--set", "data.val_count=2"]
+    first = runner.invoke(app, [*args, "--out", str(run), "--max-steps", "2"])
+    text = " ".join(first.output.split())
+    assert first.exit_code == 0 and "1 reference(s) have no low-light image" in text and "lonely.png" in text, first.output
+    assert "not part of this run" not in text
+    write_image(data / "low" / "added.png", ImageData(pairs[8].low))
+    write_image(data / "high" / "added.png", ImageData(pairs[8].high))
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    text = " ".join(resumed.output.split())
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 image(s) in the data folder are not part of this run" in text and "added" in text and "model.init_from" in text
+    split = json.loads((run / "split.json").read_text())
+    assert "added" not in split["labeled"] + split["unlabeled"] + split["validation"]
+
+
 def test_milestones_written_as_decimals_are_whole_epochs(tmp_path):
     cfg = build_config(flags={"data.root": "synthetic"}, assignments=["optim.milestones=30.0,50.0"])
     assert cfg.optim.milestones == (30, 50)

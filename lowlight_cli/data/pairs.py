@@ -103,7 +103,7 @@ def find_pairs(root: Path, split: str = "train", *, plain_folder: bool = False) 
     """Pair ``low`` and ``high`` images by stem under ``root/split/`` (LOL layout) or ``root/`` (flat).
 
     Low images without a reference are returned with ``high=None`` (unlabeled data); references
-    without a low image are ignored. ``plain_folder`` (the unpaired methods): a ``root`` without a
+    without a low image are not used (:func:`references_without_low` lists them). ``plain_folder`` (the unpaired methods): a ``root`` without a
     ``low`` folder is itself the folder of low-light images (no references).
 
     Raises:
@@ -127,6 +127,14 @@ def find_pairs(root: Path, split: str = "train", *, plain_folder: bool = False) 
         )
     highs = _images_by_stem(base / "high")
     return [PairPaths(n, lows[n], highs.get(n)) for n in sorted(lows, key=_natural_key)]
+
+
+def references_without_low(root: Path, split: str = "train") -> list[Path]:
+    """The references under the folder :func:`find_pairs` reads that no low image pairs with (by stem):
+    they are not used, and a training run says so."""
+    base = root / split if (root / split / "low").is_dir() else root
+    lows, highs = _images_by_stem(base / "low"), _images_by_stem(base / "high")
+    return [highs[n] for n in sorted(set(highs) - set(lows), key=_natural_key)]
 
 
 def load_pairs(paths: list[PairPaths], on_progress: Callable[[int, int], None] | None = None) -> list[ImagePair]:

@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..data.pairs import SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs, resolve_data_root, synthetic_pairs
+from ..data.pairs import (SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs, references_without_low, resolve_data_root,
+                          synthetic_pairs)
 from ..data.patches import plan_epoch
 from ..data.splits import Split, has_validation, make_split, validation_cap
 from ..data.unpaired import scan_image_folder
@@ -161,9 +162,15 @@ class Trainer:
             pairs = load_pairs(paths)
         labeled = sum(p.labeled for p in pairs)
         on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references) from {root}"))
+        if root != SYNTHETIC:
+            spare = references_without_low(Path(root), "train")
+            if spare:
+                more = f" and {len(spare) - 3} more" if len(spare) > 3 else ""
+                on_event(InfoEvent(f"{len(spare)} reference(s) have no low-light image of the same file stem and are not "
+                                   f"used: {', '.join(str(s) for s in spare[:3])}{more}"))
         return pairs
 
-    def _split(self, pairs: list[ImagePair]) -> Split:
+    def _split(self, pairs: list[ImagePair], emit: EventFn) -> Split:
         path = self.run_dir / "split.json"
         if self.resume and path.is_file():
             try:
@@ -183,6 +190,13 @@ class Trainer:
                         f"{'' if role == 'unlabeled' else ' (with their references)'}: "
                         f"{', '.join(missing[:3])}{more}",
                         hint="put them back to resume this run, or start a new one on the data as it is now")
+            in_split = set(split.labeled) | set(split.unlabeled) | set(split.validation)
+            added = [pair.name for pair in pairs if pair.name not in in_split]
+            if added:  # the split is the run's: images added since it started are not trained on
+                more = f" and {len(added) - 3} more" if len(added) > 3 else ""
+                emit(InfoEvent(f"{len(added)} image(s) in the data folder are not part of this run (added since it started) "
+                               f"and are not trained on: {', '.join(added[:3])}{more}; to train on them, start a new "
+                               f"run (--set model.init_from={self.run_dir / 'last'})"))
             return split
         d = self.config.data
         split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed,
@@ -320,7 +334,7 @@ class Trainer:
                         exc.hint = self._moved_hint(what)
                     raise
         pairs = self._load_pairs(emit)
-        split = self._split(pairs)
+        split = self._split(pairs, emit)
         if not split.labeled and not split.unlabeled:
             raise DataError(f"no images left to train on: all {len(pairs)} are held out for validation "
                             "(with the images that share their references)",
