@@ -423,3 +423,47 @@ def test_destination_mistakes_are_refused_before_the_model_loads(tmp_path, monke
         result = runner.invoke(app, ["export", "--model", "pie", "-o", str(target)])
         assert result.exit_code == 2 and expected in result.output, result.output
     assert (tmp_path / "broken.onnx").is_symlink() and not (tmp_path / "nowhere.onnx").exists()
+
+
+def _ctrl_c_at_first_rename(monkeypatch) -> None:
+    """Ctrl-C as the first file is renamed into place (the signal lands right after the rename);
+    renames inside the temporary folder (the checkpoint's own atomic writes) pass."""
+    import os
+    import signal
+
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        if ".tmp" not in str(dst):
+            calls.append(dst)
+            if len(calls) == 1:
+                signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_ctrl_c_between_renames_leaves_the_whole_export_in_place_and_says_so(tmp_path, monkeypatch):
+    from lowlight_cli.export.staging import staged_folder
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for name in ("a.json", "b.bin"):
+        (folder / name).write_text("old")
+    _ctrl_c_at_first_rename(monkeypatch)
+    with pytest.raises(KeyboardInterrupt, match="was written"):
+        with staged_folder(folder, ("a.json", "b.bin"), overwrite=True) as tmp:
+            for name in ("a.json", "b.bin"):
+                (tmp / name).write_text("new")
+    assert [(folder / n).read_text() for n in ("a.json", "b.bin")] == ["new", "new"]  # never a mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left
+
+
+def test_an_export_interrupted_once_written_names_the_file_it_wrote(tmp_path, monkeypatch):
+    _ctrl_c_at_first_rename(monkeypatch)
+    target = tmp_path / "out"
+    result = runner.invoke(app, ["export", "--model", "crnet-tiny", "--no-pretrained", "--format", "safetensors",
+                                 "-o", str(target)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 130 and "interrupted (Ctrl-C) after" in text and "was written" in text, result.output
+    assert (target / WEIGHTS_NAME).is_file()

@@ -717,7 +717,7 @@ def test_curve_scales_resume_where_they_were_after_a_ctrl_c_mid_step(tmp_path, m
 def test_held_interrupts_wait_for_the_block_and_never_hide_its_error():
     import signal
 
-    from lowlight_cli.training.interrupts import deferred_interrupts
+    from lowlight_cli.interrupts import deferred_interrupts
 
     done = []
     with pytest.raises(KeyboardInterrupt):

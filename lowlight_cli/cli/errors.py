@@ -37,8 +37,10 @@ class Terminated(KeyboardInterrupt):
 
 
 def interrupt_text(exc: KeyboardInterrupt) -> str:
-    """``terminated (SIGTERM)`` or ``interrupted (Ctrl-C)``."""
-    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    """``terminated (SIGTERM)`` or ``interrupted (Ctrl-C)``, and what the exception says of where
+    (``interrupted (Ctrl-C) after model.onnx was written ...``)."""
+    text = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    return f"{text} {exc}" if str(exc) else text
 
 
 @contextlib.contextmanager
@@ -128,7 +130,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
                 json_error(exc.message, exc.hint, exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            err.print(f"[yellow]{interrupt_text(exc)}[/]")
+            err.print(f"[yellow]{escape(interrupt_text(exc))}[/]")
             if as_json:
                 json_error(interrupt_text(exc), None, EXIT_INTERRUPTED)
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -2,7 +2,9 @@
 
 An export is written under a temporary name next to its destination, checked there, and renamed
 into place on success. On any failure the temporary output is deleted, so a failed export leaves
-nothing behind and never clobbers an earlier good file.
+nothing behind and never clobbers an earlier good file. Ctrl-C and SIGTERM are held while the
+files are renamed (all of them or none are in place), and one that came then is raised after, saying
+that the export was written.
 """
 
 from __future__ import annotations
@@ -15,11 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UsageError
+from ..interrupts import deferred_interrupts
 from ..permissions import DIR_MODE, FILE_MODE
 
 _OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --output"
 
 
+@contextmanager
+def _publishing(what: Path) -> Iterator[None]:
+    """Hold interrupts while ``what`` is put in place; one that came meanwhile is raised after,
+    saying that ``what`` was written (it was checked before)."""
+    try:
+        with deferred_interrupts():
+            yield
+    except KeyboardInterrupt as exc:
+        raise type(exc)(f"after {what} was written (it passed its checks)") from None
 
 
 def check_file_destination(path: Path, *, overwrite: bool = False) -> None:
@@ -71,8 +83,9 @@ def staged_file(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        with _publishing(path):
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -91,13 +104,14 @@ def staged_folder(folder: Path, names: Sequence[str], *, overwrite: bool = False
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         yield tmp
-        for name in names:
-            os.chmod(tmp / name, FILE_MODE)
-        if not folder.exists():
-            os.chmod(tmp, DIR_MODE)
-            os.replace(tmp, folder)
-        else:
+        with _publishing(folder):
             for name in names:
-                os.replace(tmp / name, folder / name)
+                os.chmod(tmp / name, FILE_MODE)
+            if not folder.exists():
+                os.chmod(tmp, DIR_MODE)
+                os.replace(tmp, folder)
+            else:
+                for name in names:
+                    os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

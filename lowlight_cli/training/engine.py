@@ -45,7 +45,7 @@ from . import distributed
 from .config import DataSection, TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, training_data
 from .ema import EMA
-from .interrupts import deferred_interrupts
+from ..interrupts import deferred_interrupts
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .logging import RunLog
 from .methods import METHODS, StepContext, TrainingStep

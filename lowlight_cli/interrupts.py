@@ -1,8 +1,9 @@
-"""Holding Ctrl-C and SIGTERM back while a training step updates its state.
+"""Holding Ctrl-C and SIGTERM back while state that must change together changes.
 
-An optimiser step, the scheduler, the EMA and the step counter change together; an interrupt
-between two of them would save weights one step ahead of the counter (or an Adam state half
-updated), and the resumed run would drift from a straight one.
+A training step's optimiser, scheduler, EMA and step counter: an interrupt between two of them
+would save weights one step ahead of the counter (or an Adam state half updated), and the resumed
+run would drift from a straight one. An export's files as they are renamed into place: an
+interrupt between two renames would leave a checkpoint folder with a new config and old weights.
 """
 
 from __future__ import annotations
