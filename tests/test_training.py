@@ -377,12 +377,15 @@ def test_semi_needs_unlabeled_data():
         build_config(flags={"run.semi": True, "data.labeled_frac": 1.0})
 
 
-def _torchrun_two_cpu_processes(tmp_path: Path, *extra: str, **env_extra: str) -> tuple[Path, list[dict], str]:
-    """A 4-step run of two CPU processes under torchrun; its folder, log records and stderr."""
-    run = tmp_path / "ddp"
+def _torchrun_two_cpu_processes(tmp_path: Path, *extra: str, steps: int = 4, name: str = "ddp", resume: bool = False,
+                                **env_extra: str) -> tuple[Path, list[dict], str]:
+    """A run of two CPU processes under torchrun (``steps`` steps; ``resume``: the run ``name`` resumed
+    to ``steps``); its folder, log records and stderr."""
+    run = tmp_path / name
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env_extra}
+    train = ["--resume", str(run)] if resume else [*SMOKE, *extra, "--out", str(run)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lowlight_cli", "train", *SMOKE, "--max-steps", "4", *extra, "--out", str(run)]
+           "-m", "lowlight_cli", "train", *train, "--max-steps", str(steps)]
     try:  # about 15 s on 2 cores; one CI run hung here for the whole timeout (session 19): say what it printed
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     except subprocess.TimeoutExpired as exc:
@@ -402,6 +405,35 @@ def test_torchrun_two_cpu_processes_agree(tmp_path):
     assert checks[-1]["teacher_checksums"][0] == checks[-1]["teacher_checksums"][1]  # the EMA agrees too
     assert math.isfinite(checks[-1]["checksums"][0])
     assert (run / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_torchrun_resume_gives_every_process_its_own_random_stream_back(tmp_path):
+    """MCMT draws its teacher's noise in every process; a resume that gave the second process the
+    first one's stream would train on other noise than a straight run."""
+    straight, _, _ = _torchrun_two_cpu_processes(tmp_path, "--semi", "--labeled-frac", "0.5", steps=4, name="straight")
+    halves, _, _ = _torchrun_two_cpu_processes(tmp_path, "--semi", "--labeled-frac", "0.5", steps=2, name="halves")
+    assert (halves / "rng" / "rank1.pt").is_file() and not (halves / "rng" / "rank0.pt").exists()
+    _, _, stderr = _torchrun_two_cpu_processes(tmp_path, steps=4, name="halves", resume=True)
+    assert "resumed at step 2" in stderr and "not bit for bit" not in stderr
+    a, b = _weights(straight / "last"), _weights(halves / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (halves / "rng" / "rank1.pt").unlink()  # as if the second process had stopped before it saved
+    _, _, stderr = _torchrun_two_cpu_processes(tmp_path, steps=5, name="halves", resume=True)
+    assert "process(es) 1 saved no random state at step 4" in " ".join(stderr.split())
+
+
+def test_a_process_random_state_is_found_only_for_its_step_and_the_fallback_seed_is_its_own(tmp_path):
+    """A process that stopped before it saved (or a new one) finds nothing and takes a seed no other process has."""
+    from lowlight_cli.training.engine import fresh_rank_seed
+    from lowlight_cli.training.state import load_rank_rng, rng_state, save_rank_rng
+
+    assert len({fresh_rank_seed(0, rank, 10) for rank in range(1, 4)} | {fresh_rank_seed(0, 1, 11)}) == 4
+    save_rank_rng(tmp_path, 1, 10, rng_state())
+    assert load_rank_rng(tmp_path, 1, 10) is not None
+    assert load_rank_rng(tmp_path, 1, 12) is None and load_rank_rng(tmp_path, 2, 10) is None  # another step, none saved
+    (tmp_path / "rng" / "rank1.pt").write_bytes(b"damaged")
+    assert load_rank_rng(tmp_path, 1, 10) is None
 
 
 def _join_and_leave(rank: int, port: int, results) -> None:

@@ -49,7 +49,8 @@ from ..interrupts import deferred_interrupts
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .logging import RunLog
 from .methods import METHODS, StepContext, TrainingStep
-from .state import Progress, find_last, load_run_state, progress_dict, rng_state, save_run_state, set_rng_state
+from .state import (Progress, find_last, load_rank_rng, load_run_state, progress_dict, rng_state, save_rank_rng,
+                    save_run_state, set_rng_state)
 from .steps import StagesForward, training_forwards
 from .steps import SupervisedStep  # noqa: F401 - crnet's step, kept reachable here: tests interrupt runs through it
 from .validation import check_val_every, validate
@@ -374,6 +375,11 @@ class Trainer:
                 raise ConfigError(f"{self.run_dir} is already at step {progress.step}, and its schedule ends at step {total_steps}",
                                   hint="raise --epochs or --max-steps to train it further")
             emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"))
+            unsaved = self._unsaved_ranks(progress.step) if self.ctx.is_main else []
+            if unsaved:
+                emit(InfoEvent(f"process(es) {', '.join(map(str, unsaved))} saved no random state at step {progress.step} "
+                               "(stopped before they could, or started with fewer processes): they go on with fresh "
+                               "random streams of their own, so this resume is not bit for bit"))
         else:
             torch.manual_seed(cfg.run.seed + 1000 * (self.ctx.rank + 1))  # teacher noise differs per process
             if self.ctx.is_main:
@@ -543,10 +549,12 @@ class Trainer:
         emit(event)
 
     def _save(self, state: dict, rng: dict | None = None) -> None:
-        """Write ``last/``; ``rng``: the random state to record, when not the present one (a step cut off)."""
-        if not self.ctx.is_main:
-            return
+        """Write ``last/``; ``rng``: the random state to record, when not the present one (a step cut off).
+        Under torchrun each other process writes its own random state (:func:`save_rank_rng`)."""
         progress: Progress = state["progress"]
+        if not self.ctx.is_main:
+            save_rank_rng(self.run_dir, self.ctx.rank, progress.step, rng if rng is not None else rng_state())
+            return
         trainer_state = {
             "optimizer": state["optimizer"].state_dict(),
             "scheduler": state["scheduler"].state_dict(),
@@ -575,9 +583,20 @@ class Trainer:
         optimizer.load_state_dict(trainer["optimizer"])
         scheduler.load_state_dict(trainer["scheduler"])
         scaler.load_state_dict(trainer["scaler"])
+        progress = Progress(**trainer["progress"])
         set_rng_state(trainer["rng"])
+        if self.ctx.rank > 0:  # each process its own stream: saved with the state, or a fresh one of its own
+            own = load_rank_rng(self.run_dir, self.ctx.rank, progress.step)
+            if own is not None:
+                set_rng_state(own)
+            else:
+                torch.manual_seed(fresh_rank_seed(self.config.run.seed, self.ctx.rank, progress.step))
         self._step_state = trainer.get("step")
-        return Progress(**trainer["progress"])
+        return progress
+
+    def _unsaved_ranks(self, step: int) -> list[int]:
+        """The other processes whose random state at ``step`` was not saved (they resume on a fresh stream)."""
+        return [rank for rank in range(1, self.ctx.world_size) if load_rank_rng(self.run_dir, rank, step) is None]
 
     def _restore_step(self, step: TrainingStep) -> None:
         """Give a step with trainable state of its own the state saved with the run (see the module docstring)."""
@@ -588,6 +607,12 @@ class Trainer:
             raise ConfigError(f"{find_last(self.run_dir)} holds no state of the {self.method.name} step "
                               "(it was saved by a step without any)", hint="resume with the run's own config")
         load(self._step_state)
+
+
+def fresh_rank_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of process ``rank`` resumed at ``step`` without its saved random state: its own
+    (never another process's stream, as a new run's ``seed + 1000 * (rank + 1)``)."""
+    return (seed + 1000 * (rank + 1) + 1_000_003 * step) % (2**63)
 
 
 def state_checksum(state: object) -> float:

@@ -6,10 +6,16 @@
 then swaps it in with renames, so an interruption leaves either the old or the new state,
 never a mix. ``train_state.pt`` is read with ``weights_only=True``: tensors and plain values,
 never arbitrary objects.
+
+Under torchrun every process draws its own random numbers (a mean teacher's noise, a contrastive
+method's negatives). ``last/`` holds the first process's; each other process writes its own to
+``<run>/rng/rank<N>.pt`` with the step it belongs to, at the same saves, so that a resume gives every
+process its own stream back (:func:`save_rank_rng`, :func:`load_rank_rng`).
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..models.checkpoint import load_state_dict_file, save_checkpoint, save_state_dict
+from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, save_checkpoint, save_state_dict
 
 STATE_NAME = "train_state.pt"
 EMA_NAME = "ema.safetensors"
@@ -48,6 +54,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+RANK_RNG_DIR = "rng"
+
+
+def _rank_rng_path(run_dir: Path, rank: int) -> Path:
+    return run_dir / RANK_RNG_DIR / f"rank{rank}.pt"
+
+
+def save_rank_rng(run_dir: Path, rank: int, step: int, state: dict[str, Any]) -> None:
+    """Write process ``rank``'s random ``state`` at ``step`` (atomically, replacing the last one)."""
+    buffer = io.BytesIO()
+    torch.save({"step": step, "rng": state}, buffer)
+    path = _rank_rng_path(run_dir, rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_rank_rng(run_dir: Path, rank: int, step: int) -> dict[str, Any] | None:
+    """Process ``rank``'s random state saved at ``step``; None when there is none for that step
+    (never written, from another step: the process stopped before it saved, or a damaged file)."""
+    path = _rank_rng_path(run_dir, rank)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - missing or unreadable: the same for the caller
+        return None
+    if not isinstance(saved, dict) or saved.get("step") != step or not isinstance(saved.get("rng"), dict):
+        return None
+    return saved["rng"]
 
 
 def save_run_state(
