@@ -5,7 +5,7 @@
     lowlight train --resume runs/crnet-s-lol-semi10                     # continues exactly
 
 A snapshot holds config.yaml, split.json, data.json, log.jsonl, last/ (student, teacher, training state) and
-best/; it replaces the previous snapshot of the same run, so the repository keeps one copy.
+best/ (and rng/, a torchrun run's other processes' random states); it replaces the previous snapshot of the same run, so the repository keeps one copy.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("config.yaml", "split.json", "data.json", "log.jsonl")
-FOLDERS = ("last", "best")
+FOLDERS = ("last", "best", "rng")  # rng/: the other processes' random states of a torchrun run
 
 
 def copy_run(source: Path, target: Path) -> None:
