@@ -117,7 +117,10 @@ def test_every_term_trains_the_enhancer_and_the_discriminator_trains_after_the_s
     assert {"ssim", "stages_l1", "histogram", "adversarial", "discriminator"} <= set(out.terms)
     assert 0 <= out.terms["histogram"] <= 1
     before = [p.detach().clone() for p in step.discriminator.parameters()]
-    step.after_step()
+    step.before_update()  # its gradients only (all-reduced under DDP, outside the held section) ...
+    assert all(torch.equal(a, b) for a, b in zip(before, step.discriminator.parameters()))
+    assert all(p.grad is not None for p in step.discriminator.parameters())
+    step.after_step()  # ... its update with the model's
     assert any(not torch.equal(a, b) for a, b in zip(before, step.discriminator.parameters()))
     assert all(torch.isfinite(p).all() for p in step.discriminator.parameters())
 
@@ -142,6 +145,7 @@ def test_a_patch_of_one_class_gives_finite_gradients():
     out = step(student, _batch())
     out.loss.backward()
     assert torch.isfinite(out.loss) and torch.isfinite(student.image.grad).all() and student.image.grad.abs().sum() > 0
+    step.before_update()
     step.after_step()
     assert all(torch.isfinite(p).all() for p in step.discriminator.parameters())
 

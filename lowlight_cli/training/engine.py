@@ -11,7 +11,9 @@ run frozen networks of its own (SKF's segmentation network), which get their tra
 
 A step may also own trainable state beside the model (SKF's discriminator and its optimiser). It
 then has ``after_step()``, which the loop calls after every optimiser step of the model (the step
-updates its own state there), and ``state_dict()`` / ``load_state_dict()``: the loop saves that
+updates its own state there; interrupts are held meanwhile), optionally ``before_update()``, called
+before the held section (gradients of its own, whose all-reduce under torchrun must stay
+interruptible), and ``state_dict()`` / ``load_state_dict()``: the loop saves that
 state with the run's resumable state (``last/train_state.pt``, key ``step``) and restores it on
 resume, so resume stays exact for it too.
 """
@@ -396,6 +398,7 @@ class Trainer:
         if self.resume:
             self._restore_step(step_fn)
         after_step = getattr(step_fn, "after_step", None)
+        before_update = getattr(step_fn, "before_update", None)
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
@@ -434,6 +437,8 @@ class Trainer:
                         norm = gradient_norm(model)
                     if not scaler.is_enabled():  # fp16's scaler skips such steps itself (checked below)
                         self._check_finite(norm, out.loss, progress.step + 1)  # before the step: the weights stay finite
+                    if before_update is not None:  # the step's own gradients (SKF's discriminator): a collective
+                        before_update()           # under torchrun, so outside the held section (Ctrl-C stops it)
                     with deferred_interrupts():  # the updates and the counter move together, or not at all
                         scaler.step(optimizer)
                         scaler.update()

@@ -37,7 +37,8 @@ class TrainingStep(Protocol):
 
     A step that owns trainable state of its own (SKF's discriminator and its optimiser) also has
     ``after_step()`` (called after each optimiser step of the model: the step updates its state
-    there), ``state_dict()`` and ``load_state_dict(state)`` (saved with and restored from the run's
+    there, with interrupts held), optionally ``before_update()`` (called before the model's update,
+    outside the held section: gradients of its own, all-reduced under torchrun), ``state_dict()`` and ``load_state_dict(state)`` (saved with and restored from the run's
     resumable state; tensors and plain values only).
     """
 

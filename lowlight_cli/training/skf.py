@@ -14,9 +14,11 @@ Per step (:class:`SkfStep`), on a batch of labeled patches:
    method) + ``histogram`` x semantic colour histogram loss + ``adversarial`` x the LSGAN
    generator term (global + worst region), judged by the current discriminator without
    accumulating gradient in it;
-4. the loop steps the enhancer's optimiser, then calls :meth:`SkfStep.after_step`, which steps
-   the discriminator's own Adam on the LSGAN discriminator loss of this batch's (detached) output
-   and references. Its weights and optimiser state are saved in the run's resumable state and
+4. before the enhancer's update the loop calls :meth:`SkfStep.before_update`, which
+   back-propagates the LSGAN discriminator loss of this batch's (detached) output and references
+   into the discriminator (under torchrun its gradients are all-reduced there, outside the
+   section where interrupts are held); the loop then steps the enhancer's optimiser and calls
+   :meth:`SkfStep.after_step`, which steps the discriminator's own Adam. Its weights and optimiser state are saved in the run's resumable state and
    restored on resume (the engine's step-state hook), so resume is exact.
 
 Under torchrun every process keeps its own discriminator wrapped in DDP: its gradients are
@@ -133,7 +135,8 @@ class SkfStep:
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.felzenszwalb = (FelzenszwalbRegions(losses.felzenszwalb_scale, losses.felzenszwalb_sigma, losses.felzenszwalb_min_size)
                              if losses.regions == "felzenszwalb" else None)
-        self._pending: Tensor | None = None
+        self._pending: Tensor | None = None  # the discriminator's loss of the batch, until before_update
+        self._stepping = False  # its gradients are in, until after_step steps it
 
     def region_labels(self, out: dict[str, Any], high: Tensor) -> Tensor:
         """``(B, H, W)`` int64 regions of the batch, as ``skf.regions`` says (no gradient).
@@ -170,19 +173,28 @@ class SkfStep:
                 adversarial = generator_loss(self.discriminator, output, regions, candidates=w.candidates, local_share=w.local_share)
                 total = total + w.adversarial * adversarial
                 terms["adversarial"] = float(adversarial.detach())
-                # the discriminator's loss on this batch, back-propagated in after_step (its graph is its own)
+                # the discriminator's loss on this batch, back-propagated in before_update (its graph is its own)
                 self._pending = discriminator_loss(self.trained, output.detach(), high, regions,
                                                    candidates=w.candidates, local_share=w.local_share)
                 terms["discriminator"] = float(self._pending.detach())
         return StepOutput(total, {"loss": float(total.detach()), **terms})
 
-    def after_step(self) -> None:
-        """Step the discriminator on the loss of the batch the enhancer has just been updated on."""
+    def before_update(self) -> None:
+        """Back-propagate the discriminator's loss on this batch (its gradients, all-reduced under
+        DDP); the output it judges is detached, so the enhancer's update does not change them."""
         if self._pending is None:
             return
         loss, self._pending = self._pending, None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self._stepping = True
+
+    def after_step(self) -> None:
+        """Step the discriminator on the gradients :meth:`before_update` left (the batch the enhancer
+        has just been updated on)."""
+        if not self._stepping:
+            return
+        self._stepping = False
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
