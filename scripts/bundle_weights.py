@@ -35,6 +35,7 @@ from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
 from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
+from lowlight_cli.training.config import method_name  # noqa: E402
 from lowlight_cli.training.methods import METHODS  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
@@ -261,7 +262,7 @@ def main() -> None:
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     c = facts["config"]
-    method = c["run"].get("method") or ("mcmt" if c["run"]["semi"] else "crnet")
+    method = method_name(c["run"].get("method"), c["run"]["semi"])
     if method not in ("crnet", "mcmt"):
         card = method_card(args, model, cx, config, facts, scores, machine, method)
         (target / "MODEL_CARD.md").write_text(card)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
+from lowlight_cli.training.config import method_name  # noqa: E402
 
 PAPER = [
     ("CRNet, 100% labels (paper)", "24.01", "0.9281"),
@@ -35,7 +36,7 @@ def training_text(prov: dict) -> tuple[str, str]:
     run names its inputs, not labels.
     """
     run, train = prov["train_config"]["run"], prov["training"]
-    method = prov.get("method") or run.get("method") or ("mcmt" if run["semi"] else "crnet")
+    method = prov.get("method") or method_name(run.get("method"), run["semi"])
     mode = {"crnet": "supervised", "mcmt": "MCMT"}.get(method, f"`{method}`")
     data = prov.get("training_data", "")
     if data.startswith("unpaired"):

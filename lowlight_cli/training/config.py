@@ -180,6 +180,13 @@ class RunSection:
     stand_in_priors: bool = False
 
 
+def method_name(method: str | None, semi: bool) -> str:
+    """A run's method from its ``run.method`` and ``run.semi`` (also for a saved config read as a
+    plain mapping, as the scripts that card and tabulate runs read it): ``run.method``, else
+    ``mcmt`` with ``run.semi``, else ``crnet``."""
+    return method or ("mcmt" if semi else "crnet")
+
+
 @dataclass
 class TrainConfig:
     """The whole training configuration.
@@ -213,7 +220,7 @@ class TrainConfig:
     @property
     def method(self) -> str:
         """The method's name: ``run.method``, else ``mcmt`` with ``run.semi``, else ``crnet``."""
-        return self.run.method or ("mcmt" if self.run.semi else "crnet")
+        return method_name(self.run.method, self.run.semi)
 
     @property
     def method_loss(self) -> Any:
