@@ -65,3 +65,10 @@ def test_train_options_say_what_they_do():
     for option in ("--epochs", "--patch-size", "--lr", "--seed"):
         line = next(line for line in result.output.splitlines() if option in line)
         assert len(line.split(option, 1)[1].strip(" │INTEGERFLOAT")) > 15, line  # a help text follows the option
+
+
+def test_a_mistyped_command_gets_one_suggestion():
+    result = runner.invoke(app, ["enhanc", "in.png"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "No such command 'enhanc'" in text, result.output
+    assert text.count("Did you mean") == 1 and "'enhance'" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib
+import inspect
 import os
 import sys
 from typing import Annotated, NoReturn, Optional
@@ -43,6 +44,16 @@ def root(
     """Low-light image enhancement: enhance, train, evaluate, export."""
 
 
+def _suggestion_settings() -> dict:
+    """Typer's own "Did you mean" for a mistyped command, only where click does not give one: with
+    click 8.2 or later both did, and the message said it twice."""
+    import click
+
+    click_suggests = "possibilities" in inspect.signature(getattr(click.exceptions, "NoSuchCommand", object)).parameters
+    typer_suggests = "suggest_commands" in inspect.signature(typer.Typer).parameters
+    return {"suggest_commands": False} if click_suggests and typer_suggests else {}
+
+
 def build_app(only: str | None = None) -> typer.Typer:
     """The ``lowlight`` app: every command, or only the one named ``only`` (what a run of that command needs)."""
     built = typer.Typer(
@@ -52,6 +63,7 @@ def build_app(only: str | None = None) -> typer.Typer:
         pretty_exceptions_show_locals=False,
         add_completion=False,
         rich_markup_mode="rich",
+        **_suggestion_settings(),
     )
     built.callback()(root)
     for name, (module_name, function, epilog, settings) in COMMANDS.items():
