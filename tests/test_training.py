@@ -249,6 +249,11 @@ def test_a_val_count_the_data_cannot_spare_is_capped_with_a_note(tmp_path):
     assert len(json.loads((tmp_path / "a" / "split.json").read_text())["validation"]) == 2
     default = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(tmp_path / "b")])
     assert default.exit_code == 0 and "capped" not in default.output  # the default shrinks on small sets silently
+    from lowlight_cli.training.config import DataSection
+
+    same = runner.invoke(app, ["train", *SMOKE, "--set", f"data.val_count={DataSection().val_count}", "--max-steps", "1",
+                               "--out", str(tmp_path / "c")])
+    assert same.exit_code == 0 and "capped at 2" in same.output, same.output  # asked, though equal to the default
 
 
 def test_two_epochs_beat_the_input_and_export_a_usable_checkpoint(tmp_path):

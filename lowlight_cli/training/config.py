@@ -203,6 +203,11 @@ class TrainConfig:
     run: RunSection = field(default_factory=RunSection)
     method_sections: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the keys the user set (a config file, a flag, --set), as against defaults: not a field, so
+        # never saved nor compared
+        self.asked: set[str] = set()
+
     @classmethod
     def for_method(cls, name: str) -> "TrainConfig":
         """The defaults of method ``name``: its default model and :attr:`Method.defaults`.
@@ -482,11 +487,15 @@ def build_config(
     def layered(config: TrainConfig) -> TrainConfig:
         if mapping is not None:
             merge_mapping(config, mapping, str(yaml_path))
+            config.asked.update(f"{section}.{name}" for section, values in mapping.items() for name in values)
         for key, value in (flags or {}).items():
             if value is not None:
                 set_value(config, key, value)
+                config.asked.add(key)
         for text in assignments or []:
-            set_value(config, *parse_assignment(text))
+            key, value = parse_assignment(text)
+            set_value(config, key, value)
+            config.asked.add(key)
         return config
 
     probe = layered(TrainConfig())

@@ -348,7 +348,8 @@ class Trainer:
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         references = sum(1 for p in pairs if p.labeled)
-        asked = cfg.data.val_count != DataSection().val_count  # the default is capped on small sets without a word
+        # set by the user (or, built in code, away from the default): the default is capped on small sets without a word
+        asked = "data.val_count" in cfg.asked or cfg.data.val_count != DataSection().val_count
         if asked and data.validation and not self.resume and cfg.data.val_count > validation_cap(references):
             emit(InfoEvent(f"data.val_count {cfg.data.val_count} capped at {validation_cap(references)}: at most a fifth "
                            f"of the {references} pairs with references (at least 1) are held out, so that most stay "
