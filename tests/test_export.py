@@ -467,3 +467,46 @@ def test_an_export_interrupted_once_written_names_the_file_it_wrote(tmp_path, mo
     text = " ".join(result.output.split())
     assert result.exit_code == 130 and "interrupted (Ctrl-C) after" in text and "was written" in text, result.output
     assert (target / WEIGHTS_NAME).is_file()
+
+
+def test_a_rename_that_fails_midway_puts_the_previous_checkpoint_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from lowlight_cli.export.staging import staged_folder
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for name in ("a.json", "b.bin"):
+        (folder / name).write_text("old")
+    (folder / "notes.txt").write_text("mine")  # not the export's: left alone
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == folder / "b.bin" and not str(src).endswith(".previous"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        with staged_folder(folder, ("a.json", "b.bin"), overwrite=True) as tmp:
+            for name in ("a.json", "b.bin"):
+                (tmp / name).write_text("new")
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"a.json": "old", "b.bin": "old", "notes.txt": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_an_onnx_export_interrupted_as_it_is_put_in_place_is_whole_and_said(tmp_path, monkeypatch):
+    from lowlight_cli.export.staging import staged_file
+
+    target = tmp_path / "m.onnx"
+    _ctrl_c_at_first_rename(monkeypatch)
+    with pytest.raises(KeyboardInterrupt, match="was written"):
+        with staged_file(target) as tmp:
+            tmp.write_text("model")
+    assert target.read_text() == "model" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    with pytest.raises(KeyboardInterrupt) as before:  # before the rename: nothing written, nothing said of a file
+        with staged_file(tmp_path / "n.onnx") as tmp:
+            tmp.write_text("model")
+            raise KeyboardInterrupt
+    assert str(before.value) == "" and not (tmp_path / "n.onnx").exists()

@@ -425,7 +425,9 @@ def test_a_torchrun_resume_gives_every_process_its_own_random_stream_back(tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     (halves / "rng" / "rank1.pt").unlink()  # as if the second process had stopped before it saved
     _, _, stderr = _torchrun_two_cpu_processes(tmp_path, steps=5, name="halves", resume=True)
-    assert "process(es) 1 saved no random state at step 4" in " ".join(stderr.split())
+    assert "process(es) 1 have no random state saved for step 4" in " ".join(stderr.split())
+    alone = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "6"])  # one process now
+    assert alone.exit_code == 0 and "saved by 2 process(es) and resumes with 1" in " ".join(alone.output.split()), alone.output
 
 
 def test_a_process_random_state_is_found_only_for_its_step_and_the_fallback_seed_is_its_own(tmp_path):
@@ -434,11 +436,18 @@ def test_a_process_random_state_is_found_only_for_its_step_and_the_fallback_seed
     from lowlight_cli.training.state import load_rank_rng, rng_state, save_rank_rng
 
     assert len({fresh_rank_seed(0, rank, 10) for rank in range(1, 4)} | {fresh_rank_seed(0, 1, 11)}) == 4
-    save_rank_rng(tmp_path, 1, 10, rng_state())
-    assert load_rank_rng(tmp_path, 1, 10) is not None
-    assert load_rank_rng(tmp_path, 1, 12) is None and load_rank_rng(tmp_path, 2, 10) is None  # another step, none saved
+    save_rank_rng(tmp_path, 1, 10, rng_state(), 2)
+    assert load_rank_rng(tmp_path, 1, 10, 2) is not None
+    assert load_rank_rng(tmp_path, 1, 12, 2) is None and load_rank_rng(tmp_path, 2, 10, 2) is None  # another step, none saved
+    assert load_rank_rng(tmp_path, 1, 10, 3) is None  # saved by a job of another size
+    torch.manual_seed(1)
+    save_rank_rng(tmp_path, 1, 13, rng_state(), 2)  # an interrupt's save, after the periodic one that last/ holds
+    assert load_rank_rng(tmp_path, 1, 10, 2) is not None and load_rank_rng(tmp_path, 1, 13, 2) is not None
+    for step in (14, 15):
+        save_rank_rng(tmp_path, 1, step, rng_state(), 2)
+    assert load_rank_rng(tmp_path, 1, 10, 2) is None and load_rank_rng(tmp_path, 1, 13, 2) is not None  # the last 3 kept
     (tmp_path / "rng" / "rank1.pt").write_bytes(b"damaged")
-    assert load_rank_rng(tmp_path, 1, 10) is None
+    assert load_rank_rng(tmp_path, 1, 15, 2) is None
 
 
 def _join_and_leave(rank: int, port: int, results) -> None:

@@ -142,7 +142,7 @@ def enhance(
     except KeyboardInterrupt as exc:
         written = sum(r.status == "written" for r in results)
         failed = sum(r.status == "failed" for r in results)
-        err.print(f"[yellow]{interrupt_text(exc)}[/] after {len(results)} of {len(todo)} image(s): {written} written to {escape(str(output))}"
+        err.print(f"[yellow]{escape(interrupt_text(exc))}[/] after {len(results)} of {len(todo)} image(s): {written} written to {escape(str(output))}"
                   + (f", {failed} failed" if failed else "") + "; nothing is left half-written")
         err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
         if json_output:  # what was written before the stop, for the script that asked

@@ -2,9 +2,10 @@
 
 An export is written under a temporary name next to its destination, checked there, and renamed
 into place on success. On any failure the temporary output is deleted, so a failed export leaves
-nothing behind and never clobbers an earlier good file. Ctrl-C and SIGTERM are held while the
-files are renamed (all of them or none are in place), and one that came then is raised after, saying
-that the export was written.
+nothing behind and never clobbers an earlier good file. A checkpoint folder's files are renamed in
+all together or not at all (the files they replace are put back if a rename fails), and Ctrl-C
+and SIGTERM are held meanwhile; one that came then is raised after, saying that the export was
+written.
 """
 
 from __future__ import annotations
@@ -111,7 +112,30 @@ def staged_folder(folder: Path, names: Sequence[str], *, overwrite: bool = False
                 os.chmod(tmp, DIR_MODE)
                 os.replace(tmp, folder)
             else:
-                for name in names:
-                    os.replace(tmp / name, folder / name)
+                _replace_all(tmp, folder, names)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_all(tmp: Path, folder: Path, names: Sequence[str]) -> None:
+    """Move the files ``names`` from ``tmp`` into ``folder``, all or none: the files they replace are
+    first moved aside into ``tmp`` (same file system), and put back if a later rename fails."""
+    done: list[tuple[str, Path | None]] = []  # (name, where the file it replaced went)
+    try:
+        for name in names:
+            target, previous = folder / name, tmp / f"{name}.previous"
+            if target.exists() or target.is_symlink():
+                os.replace(target, previous)
+                done.append((name, previous))
+            else:
+                done.append((name, None))
+            os.replace(tmp / name, target)
+    except BaseException:
+        for name, previous in reversed(done):
+            target = folder / name
+            if previous is None:
+                if not (tmp / name).exists():  # it was moved in: take it out again
+                    target.unlink(missing_ok=True)
+            elif previous.exists() or previous.is_symlink():
+                os.replace(previous, target)
+        raise

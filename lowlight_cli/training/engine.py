@@ -124,6 +124,7 @@ class Trainer:
             raise ConfigError(f"model {config.model.name!r} has nothing to train")
         self.frozen_networks: dict[str, str] = {}  # what the model's and the step's frozen networks were loaded from
         self._step_state: dict | None = None  # a resumed run's saved step state
+        self._saved_world_size: int | None = None  # how many processes saved the resumed state
         self.data_summary = ""  # what the run trains on, for the provenance
         self._found: tuple[Path | str, list[PairPaths]] | None = None  # see _find_data
         if not resume and config.run.val_every:
@@ -378,11 +379,16 @@ class Trainer:
                 raise ConfigError(f"{self.run_dir} is already at step {progress.step}, and its schedule ends at step {total_steps}",
                                   hint="raise --epochs or --max-steps to train it further")
             emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"))
-            unsaved = self._unsaved_ranks(progress.step) if self.ctx.is_main else []
+            saved_world = self._saved_world_size
+            if saved_world is not None and saved_world != self.ctx.world_size:
+                emit(InfoEvent(f"the run was saved by {saved_world} process(es) and resumes with {self.ctx.world_size}: "
+                               "the batches are shared out differently from here, so this resume is not bit for bit"))
+            unsaved = self._unsaved_ranks(progress.step) if self.ctx.is_main and saved_world == self.ctx.world_size else []
             if unsaved:
-                emit(InfoEvent(f"process(es) {', '.join(map(str, unsaved))} saved no random state at step {progress.step} "
-                               "(stopped before they could, or started with fewer processes): they go on with fresh "
-                               "random streams of their own, so this resume is not bit for bit"))
+                emit(InfoEvent(f"process(es) {', '.join(map(str, unsaved))} have no random state saved for step "
+                               f"{progress.step} by a job of {self.ctx.world_size} processes (they stopped before saving "
+                               "it, or the run was saved by another number of processes): they go on with fresh random "
+                               "streams of their own, so this resume is not bit for bit"))
         else:
             torch.manual_seed(cfg.run.seed + 1000 * (self.ctx.rank + 1))  # teacher noise differs per process
             if self.ctx.is_main:
@@ -559,7 +565,8 @@ class Trainer:
         Under torchrun each other process writes its own random state (:func:`save_rank_rng`)."""
         progress: Progress = state["progress"]
         if not self.ctx.is_main:
-            save_rank_rng(self.run_dir, self.ctx.rank, progress.step, rng if rng is not None else rng_state())
+            save_rank_rng(self.run_dir, self.ctx.rank, progress.step, rng if rng is not None else rng_state(),
+                          self.ctx.world_size)
             return
         trainer_state = {
             "optimizer": state["optimizer"].state_dict(),
@@ -568,6 +575,7 @@ class Trainer:
             "rng": rng if rng is not None else rng_state(),
             "progress": progress_dict(progress),
             "ema_updates": state["ema"].updates if state["ema"] is not None else 0,
+            "world_size": self.ctx.world_size,
         }
         own = getattr(state["step"], "state_dict", None)
         if own is not None:
@@ -592,17 +600,19 @@ class Trainer:
         progress = Progress(**trainer["progress"])
         set_rng_state(trainer["rng"])
         if self.ctx.rank > 0:  # each process its own stream: saved with the state, or a fresh one of its own
-            own = load_rank_rng(self.run_dir, self.ctx.rank, progress.step)
+            own = load_rank_rng(self.run_dir, self.ctx.rank, progress.step, self.ctx.world_size)
             if own is not None:
                 set_rng_state(own)
             else:
                 torch.manual_seed(fresh_rank_seed(self.config.run.seed, self.ctx.rank, progress.step))
         self._step_state = trainer.get("step")
+        self._saved_world_size = trainer.get("world_size")  # None: saved before it was recorded
         return progress
 
     def _unsaved_ranks(self, step: int) -> list[int]:
         """The other processes whose random state at ``step`` was not saved (they resume on a fresh stream)."""
-        return [rank for rank in range(1, self.ctx.world_size) if load_rank_rng(self.run_dir, rank, step) is None]
+        return [rank for rank in range(1, self.ctx.world_size)
+                if load_rank_rng(self.run_dir, rank, step, self.ctx.world_size) is None]
 
     def _restore_step(self, step: TrainingStep) -> None:
         """Give a step with trainable state of its own the state saved with the run (see the module docstring)."""

@@ -63,26 +63,38 @@ def _rank_rng_path(run_dir: Path, rank: int) -> Path:
     return run_dir / RANK_RNG_DIR / f"rank{rank}.pt"
 
 
-def save_rank_rng(run_dir: Path, rank: int, step: int, state: dict[str, Any]) -> None:
-    """Write process ``rank``'s random ``state`` at ``step`` (atomically, replacing the last one)."""
-    buffer = io.BytesIO()
-    torch.save({"step": step, "rng": state}, buffer)
+RANK_RNG_KEPT = 3  # the last saves' states: last/ (or last.old) may be a save behind an interrupt's
+
+
+def save_rank_rng(run_dir: Path, rank: int, step: int, state: dict[str, Any], world_size: int) -> None:
+    """Add process ``rank``'s random ``state`` at ``step`` (of a job of ``world_size`` processes) to
+    its file, which keeps the last :data:`RANK_RNG_KEPT` (atomically replaced)."""
     path = _rank_rng_path(run_dir, rank)
+    kept = [entry for entry in _rank_entries(path) if entry["step"] != step][-(RANK_RNG_KEPT - 1):]
+    buffer = io.BytesIO()
+    torch.save({"states": [*kept, {"step": step, "rng": state, "world_size": world_size}]}, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_rank_rng(run_dir: Path, rank: int, step: int) -> dict[str, Any] | None:
-    """Process ``rank``'s random state saved at ``step``; None when there is none for that step
-    (never written, from another step: the process stopped before it saved, or a damaged file)."""
-    path = _rank_rng_path(run_dir, rank)
+def _rank_entries(path: Path) -> list[dict[str, Any]]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - missing or unreadable: the same for the caller
-        return None
-    if not isinstance(saved, dict) or saved.get("step") != step or not isinstance(saved.get("rng"), dict):
-        return None
-    return saved["rng"]
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing kept
+        return []
+    entries = saved.get("states") if isinstance(saved, dict) else None
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("step"), int) and isinstance(e.get("rng"), dict)] \
+        if isinstance(entries, list) else []
+
+
+def load_rank_rng(run_dir: Path, rank: int, step: int, world_size: int) -> dict[str, Any] | None:
+    """Process ``rank``'s random state saved at ``step`` by a job of ``world_size`` processes; None
+    when there is none (never written, saved only at other steps, by a job of another size, or a
+    damaged file)."""
+    for entry in reversed(_rank_entries(_rank_rng_path(run_dir, rank))):
+        if entry["step"] == step and entry.get("world_size") == world_size:
+            return entry["rng"]
+    return None
 
 
 def save_run_state(
