@@ -478,3 +478,39 @@ def test_a_transparent_prediction_is_scored_with_a_warning(folders):
     report = _json(runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json"]))
     warned = {img["name"]: img.get("warnings", []) for img in report["images"]}
     assert any("transparent" in w and "alpha ignored" in w for w in warned["0"]) and warned["1"] == []
+
+
+def test_a_16_bit_prediction_is_scored_from_its_exact_values(tmp_path):
+    """NIQE rounds each pixel's luma: in float32, k / 65535 can land a rounding step away, and these
+    colours' luma then rounds the other way (found by a search over random 16-bit colours)."""
+    import cv2
+
+    from lowlight_cli.io import read_image
+    from lowlight_cli.metrics import niqe
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((192, 192, 3)) * 30000 + np.linspace(0, 30000, 192)[:, None, None]).astype(np.uint16)
+    flips = np.array([[40042, 60977, 18057], [43116, 39278, 61351], [13969, 36704, 46053], [63060, 41565, 57640]], np.uint16)
+    image[:40, :40] = np.tile(flips, (400, 1)).reshape(40, 40, 3)
+    (tmp_path / "pred").mkdir()
+    cv2.imwrite(str(tmp_path / "pred" / "a.png"), image[..., ::-1])
+    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--metrics", "niqe", "--json"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.stdout)["images"][0]["niqe"]
+    assert scored == pytest.approx(niqe(read_image(tmp_path / "pred" / "a.png").rgb), abs=1e-9)
+
+
+def test_an_empty_folder_says_where_images_are_looked_for_and_a_black_prediction_under_gt_mean_is_said(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "sub").mkdir()
+    save_photo(tmp_path / "empty" / "sub" / "1.png", dark_photo(32, 32))
+    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "empty"), "--metrics", "niqe"])
+    assert result.exit_code == 1 and "hint:" in result.output and "-r" in result.output, result.output
+    for folder in ("pred", "ref"):
+        (tmp_path / folder).mkdir()
+    save_photo(tmp_path / "pred" / "1.png", np.zeros((32, 32, 3), np.uint8))
+    save_photo(tmp_path / "ref" / "1.png", dark_photo(32, 32))
+    scored = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                 "--metrics", "psnr", "--gt-mean", "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert any("cannot be scaled" in w for w in json.loads(scored.stdout)["images"][0]["warnings"])

@@ -29,6 +29,10 @@ class Pairing:
     unpaired_references: list[Path] = field(default_factory=list)
 
 
+_NO_IMAGES_HINT = ("check the folder; images are found by their extension (png, jpg, webp, tif, bmp, ...), "
+                   "and sub-folders are searched only with -r")
+
+
 def _by_stem(items: Sequence[InputFile], role: str) -> dict[str, Path]:
     stems: dict[str, Path] = {}
     for item in items:
@@ -65,13 +69,13 @@ def pair_by_stem(predictions: Path, references: Path | None, *, recursive: bool 
     """
     found = find_images([predictions], recursive=recursive)
     if not found:
-        raise DataError(f"no images found in {predictions}")
+        raise DataError(f"no images found in {predictions}", hint=_NO_IMAGES_HINT)
     if references is None:
         return Pairing(_unpaired(found))
     preds = _by_stem(found, "prediction")
     refs = _by_stem(find_images([references], recursive=recursive), "reference")
     if not refs:
-        raise DataError(f"no images found in {references}")
+        raise DataError(f"no images found in {references}", hint=_NO_IMAGES_HINT)
     pairs = [ImagePair(stem, preds[stem], refs[stem]) for stem in sorted(preds) if stem in refs]
     return Pairing(
         pairs,

@@ -28,18 +28,19 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
     damaged += _transparency_note(pair.prediction, image)
-    prediction = to_float(image.rgb)
+    prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
     if enhancer is not None:
         levels = 255 if image.bit_depth == 8 else 65535
-        prediction = quantize(torch.from_numpy(enhancer.enhance(prediction)), levels).numpy()
+        saved = quantize(torch.from_numpy(enhancer.enhance(to_float(image.rgb))), levels).numpy()
+        prediction = np.rint(saved.astype(np.float64) * levels) / levels  # the codes it would be saved as
     reference = None
     if pair.reference is not None:
         reference_image = read_image(pair.reference)
         if reference_image.damage_note:
             damaged.append(f"{pair.reference}: {reference_image.damage_note}")
         damaged += _transparency_note(pair.reference, reference_image)
-        reference = to_float(reference_image.rgb)
-    scores = scorer.score(pair.name, prediction.astype(np.float64), reference, labels=(str(pair.prediction), str(pair.reference)))
+        reference = to_float(reference_image.rgb, np.float64)
+    scores = scorer.score(pair.name, prediction, reference, labels=(str(pair.prediction), str(pair.reference)))
     scores.warnings[:0] = damaged
     return scores
 

@@ -88,25 +88,27 @@ def bit_depth_of(dtype: np.dtype) -> int:
     raise ValueError(f"expected uint8 or uint16 pixels, got {dtype}")
 
 
-def to_float(pixels: np.ndarray) -> np.ndarray:
-    """Integer pixels to float32 in [0, 1]: uint8 divided by 255, uint16 by 65535.
+def to_float(pixels: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Integer pixels to float32 (or ``dtype``) in [0, 1]: uint8 divided by 255, uint16 by 65535.
 
     Args:
         pixels: any shape, typically ``(H, W, C)``; uint8 or uint16.
+        dtype: ``np.float32`` (what models take) or ``np.float64`` (what scoring takes: a 16-bit
+            value in float32 can land a rounding step away from its 0..255 value, and NIQE rounds).
 
     Returns:
-        float32 array of the same shape, values in [0, 1].
+        an array of ``dtype``, of the same shape, values in [0, 1].
 
     Raises:
         ValueError: for any other dtype, or for something that is not a numpy array.
     """
     if not isinstance(pixels, np.ndarray):
         raise ValueError(f"to_float takes a numpy array of uint8 or uint16 pixels, got {type(pixels).__name__}")
-    values = pixels.astype(np.float32)
+    values = pixels.astype(dtype)
     # in place (one float array), and a division: 8- and 16-bit copies of one image then give the
     # same floats (k / 255 and 257 k / 65535 are one number, each correctly rounded); a multiplication
     # by the rounded 1/255 missed by a float step, and scores of identical content differed
-    values /= np.float32(_MAX_VALUE[bit_depth_of(pixels.dtype)])
+    values /= values.dtype.type(_MAX_VALUE[bit_depth_of(pixels.dtype)])
     return values
 
 
