@@ -133,7 +133,7 @@ def test_data_seed_fixes_the_labeled_images_while_the_run_seed_varies(tmp_path):
     def split(*assignments: str):
         cfg = build_config(flags={"data.root": "synthetic", "data.labeled_frac": 0.3, "data.val_count": 3}, assignments=list(assignments))
         trainer = Trainer(cfg, tmp_path / "_".join(assignments))
-        return trainer._split(trainer._load_pairs(lambda e: None))
+        return trainer._split(trainer._load_pairs(lambda e: None), lambda e: None)
 
     base = split("run.seed=0")
     assert split("run.seed=1", "data.seed=0") == base  # same images, same split (seed recorded: 0)
