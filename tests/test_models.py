@@ -86,6 +86,34 @@ def test_layer_attention_sign_and_identity():
     assert torch.allclose(pos[0, 0].mean(), torch.tensor((2 * e + 4 * e**4) / (2 * e + e**4)), atol=1e-4)
 
 
+def test_long_inner_products_are_float32_under_bf16_autocast():
+    from lowlight_cli.models.products import long_inner_product
+
+    a = torch.randn(2, 3, 5000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = long_inner_product(a.bfloat16(), a.bfloat16().transpose(1, 2))
+    assert gram.dtype == torch.float32
+    exact = a.bfloat16().double() @ a.bfloat16().double().transpose(1, 2)  # the bf16 inputs' products, summed exactly
+    assert torch.allclose(gram.double(), exact, rtol=1e-5, atol=1e-3)
+
+
+def test_layer_attention_in_bf16_on_one_thread_does_not_kill_the_process():
+    """oneDNN's bf16 batched product died with SIGFPE on (1, 3, 524288) x (1, 524288, 3), one thread
+    (torch 2.13): layer attention of CRNet on a 1024 x 1024 photo, `lowlight enhance`'s default on a
+    CPU with bf16. The crash needs oneDNN's native bf16 kernels, so elsewhere this only runs the shape."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom lowlight_cli.models.crnet import layer_attention\n"
+            "f = torch.randn(1, 3, 32, 128, 128).bfloat16()\n"
+            "with torch.inference_mode():\n    out = layer_attention(f, torch.ones(1).bfloat16())\n"
+            "print(out.dtype, bool(torch.isfinite(out.float()).all()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout.split() == ["torch.bfloat16", "True"]
+
+
 def test_layer_attention_energy_is_a_mean():
     # scaling the spatial size must not sharpen the attention (energy divided by C*H*W)
     small = torch.randn(1, 3, 2, 4, 4)

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import EnhancementModel, ModelInfo, check_curve_scale, needs_graph
 from .chroma import smooth_chroma
+from .products import long_inner_product
 from .replicate_conv import conv3x3
 
 PAPER = (
@@ -219,8 +220,8 @@ def layer_attention(features: torch.Tensor, gamma: torch.Tensor, sign: float = 1
     flat = features.reshape(b, n, -1)
     # scale before the product: the raw sum over C*H*W overflows fp16 (max 65504) on large tiles
     scaled = flat * flat.shape[-1] ** -0.5
-    energy = torch.bmm(scaled, scaled.transpose(1, 2))
-    attention = torch.softmax(sign * energy, dim=-1)
+    energy = long_inner_product(scaled, scaled.transpose(1, 2))  # float32: see long_inner_product
+    attention = torch.softmax(sign * energy, dim=-1).to(flat.dtype)
     attended = torch.bmm(attention, flat).reshape(features.shape)
     return gamma * attended + features
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
+from .products import long_inner_product
 
 if TYPE_CHECKING:  # lowlight_cli.priors imports the models package (through the hub): no import at load time
     from ..priors import FrozenNetwork
@@ -190,8 +191,10 @@ class TransposedCrossAttention(nn.Module):
 
         query = F.normalize(per_head(self.query(semantic)), dim=-1)
         key = F.normalize(per_head(key), dim=-1)
-        attention = (query @ key.transpose(-2, -1) * self.temperature).softmax(dim=-1)  # (B, heads, c, c)
-        return self.project_out((attention @ per_head(value)).reshape(batch, channels, height, width))
+        # (B, heads, c, c), summed over every pixel: in float32 (see long_inner_product)
+        attention = (long_inner_product(query, key.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        value = per_head(value)
+        return self.project_out((attention.to(value.dtype) @ value).reshape(batch, channels, height, width))
 
 
 class GatedFeedForward(nn.Module):
