@@ -539,6 +539,37 @@ def test_ctrl_c_saves_a_resumable_state(tmp_path, monkeypatch):
     assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output
 
 
+@pytest.mark.parametrize("cut", [1, 2], ids=["middle validation", "final validation"])
+def test_a_validation_cut_off_by_ctrl_c_runs_first_on_resume(tmp_path, monkeypatch, cut):
+    """The step is done and saved; its validation (the log line, best/) must not be lost: the resumed
+    run validates that step first, then goes on as a straight run does."""
+    import lowlight_cli.training.engine as engine
+    from safetensors.torch import load_file
+
+    common = ["train", *SMOKE, "--set", "run.val_every=2", "--max-steps", "4"]
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "straight")]).exit_code == 0
+    real, calls = engine.validate, []
+
+    def validate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == cut:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "validate", validate)
+    run = tmp_path / "run"
+    assert runner.invoke(app, [*common, "--out", str(run)]).exit_code == 130
+    assert torch.load(run / "last" / "train_state.pt", weights_only=True)["progress"]["step"] == 2 * cut
+    monkeypatch.setattr(engine, "validate", real)
+    resumed = runner.invoke(app, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0 and "cut off, runs first" in resumed.output, resumed.output
+    logged = [(r["step"], r["psnr"]) for r in _log(run) if r["kind"] == "validation"]
+    assert logged == [(r["step"], r["psnr"]) for r in _log(tmp_path / "straight") if r["kind"] == "validation"]
+    for folder in ("best", "last"):
+        a, b = load_file(tmp_path / "straight" / folder / "model.safetensors"), load_file(run / folder / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
     import signal
 
@@ -1060,3 +1091,23 @@ def test_a_resume_checks_the_references_the_run_uses_and_only_those(tmp_path):
     cv2.imwrite(str(tmp_path / "data" / "high" / f"{labeled}.png"), np.full((40, 48, 3), 200, np.uint8))
     refused = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
     assert refused.exit_code == 1 and f"e.g. {labeled}: its reference" in refused.output, refused.output
+
+
+def test_a_validation_pair_smaller_than_the_ssim_window_is_refused_before_training(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for part, level in (("low", 5), ("high", 120)):
+        (tmp_path / "data" / part).mkdir(parents=True)
+        for i in range(6):
+            cv2.imwrite(str(tmp_path / "data" / part / f"{i}.png"), rng.integers(level, level + 40, (40, 48, 3), dtype=np.uint8))
+    args = ["train", "--model", "crnet-tiny", "--data", str(tmp_path / "data"), "--patch-size", "32", "--device", "cpu",
+            "--set", "data.val_count=1"]
+    assert runner.invoke(app, [*args, "--max-steps", "1", "--out", str(tmp_path / "probe")]).exit_code == 0
+    held = json.loads((tmp_path / "probe" / "split.json").read_text())["validation"][0]
+    for part, level in (("low", 5), ("high", 120)):  # the same split draws it again: now it is tiny
+        cv2.imwrite(str(tmp_path / "data" / part / f"{held}.png"), rng.integers(level, level + 40, (8, 9, 3), dtype=np.uint8))
+    result = runner.invoke(app, [*args, "--max-steps", "50", "--out", str(tmp_path / "run")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "smaller than 11x11 px" in text and f"e.g. {held}: 9x8" in text, result.output
+    assert "hint:" in text and "step 1" not in text and not (tmp_path / "run").exists()

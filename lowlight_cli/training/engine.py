@@ -55,7 +55,7 @@ from .state import (Progress, find_last, load_rank_rng, load_run_state, progress
                     save_run_state, set_rng_state)
 from .steps import StagesForward, training_forwards
 from .steps import SupervisedStep  # noqa: F401 - crnet's step, kept reachable here: tests interrupt runs through it
-from .validation import check_val_every, validate
+from .validation import check_val_every, check_validation_sizes, validate
 
 EventFn = Callable[[object], None]
 PACE_STEPS = 3  # steps timed, after the first, for the PaceEvent
@@ -125,6 +125,7 @@ class Trainer:
         self.frozen_networks: dict[str, str] = {}  # what the model's and the step's frozen networks were loaded from
         self._step_state: dict | None = None  # a resumed run's saved step state
         self._saved_world_size: int | None = None  # how many processes saved the resumed state
+        self._validation_due = False  # the resumed state's last validation was cut off: run it first
         self.data_summary = ""  # what the run trains on, for the provenance
         self._found: tuple[Path | str, list[PairPaths]] | None = None  # see _find_data
         if not resume and config.run.val_every:
@@ -346,6 +347,7 @@ class Trainer:
         # a run made before data.json resumes on the pools it drew from then
         data = training_data(self.method, cfg, pairs, split, legacy_pools=self.resume and saved is None, folders=folders)
         self._check_data_record(pairs, data, split, saved)
+        check_validation_sizes(data.validation)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
         references = sum(1 for p in pairs if p.labeled)
@@ -375,10 +377,11 @@ class Trainer:
         progress = Progress()
         if self.resume:  # restores the RNG too
             progress = self._restore(model, ema, optimizer, scheduler, scaler)
-            if progress.step >= total_steps:
+            if progress.step >= total_steps and not self._validation_due:
                 raise ConfigError(f"{self.run_dir} is already at step {progress.step}, and its schedule ends at step {total_steps}",
                                   hint="raise --epochs or --max-steps to train it further")
-            emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"))
+            emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"
+                           + ("; the validation of that step, cut off, runs first" if self._validation_due else "")))
             saved_world = self._saved_world_size
             if saved_world is not None and saved_world != self.ctx.world_size:
                 emit(InfoEvent(f"the run was saved by {saved_world} process(es) and resumes with {self.ctx.world_size}: "
@@ -409,8 +412,9 @@ class Trainer:
         log = RunLog(self.run_dir, enabled=self.ctx.is_main)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
+        # validation_due: the validation of the step done was cut off by an interrupt (the resume runs it first)
         state = dict(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress=progress,
-                     step=step_fn)
+                     step=step_fn, validation_due=self._validation_due)
         patches_per_step = (cfg.data.batch_size + (cfg.data.unlabeled_batch_size if data.extra else 0)) * world
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         emit(PlanEvent(progress.step, total_steps, steps_per_epoch))
@@ -420,6 +424,9 @@ class Trainer:
         # run draws them; the step's updates and counter move together (deferred_interrupts)
         boundary_rng = rng_state()
         try:
+            if state["validation_due"] and data.validation:  # as the straight run did after this step
+                self._validate(state, data.validation, log, emit)
+                self._save(state)
             while progress.step < total_steps:
                 batches = plan_epoch(data.batched, data.extra, per_image=cfg.data.patches_per_image,
                                      batch_size=cfg.data.batch_size, unlabeled_batch_size=cfg.data.unlabeled_batch_size,
@@ -474,6 +481,7 @@ class Trainer:
                         log.write({"kind": "step", **asdict(event)})
                         emit(event)
                     if data.validation and (progress.step % val_every == 0 or progress.step == total_steps):
+                        state["validation_due"] = True
                         self._validate(state, data.validation, log, emit)
                     if progress.step % save_every == 0 or progress.step == total_steps:
                         self._save(state)
@@ -544,20 +552,24 @@ class Trainer:
         }
 
     def _validate(self, state: dict, val_pairs: list[ImagePair], log: "RunLog", emit: EventFn) -> None:
+        """Score the held-out pairs, then (interrupts held: all of it or none) keep ``best/``, log the
+        scores and mark the step's validation done (``state["validation_due"]``)."""
         progress: Progress = state["progress"]
         model = self._export_model(state)
         scores = validate(model, val_pairs, self.device, self.ctx, self.entry.info.input_multiple)
-        if self.config.run.select_on == "ssim":
-            best = scores.ssim > progress.best_ssim
-        else:
-            best = scores.psnr > progress.best_psnr
-        if best:
-            progress.best_psnr, progress.best_ssim, progress.best_step = scores.psnr, scores.ssim, progress.step
-            if self.ctx.is_main:
-                save_checkpoint(model, self.run_dir / "best", architecture=self.config.model.name,
-                                kwargs=self.config.model.kwargs, provenance=self._provenance(progress))
-        event = ValidationEvent(progress.step, scores.psnr, scores.ssim, best, scores.psnr_gt_mean)
-        log.write({"kind": "validation", **asdict(event)})
+        with deferred_interrupts():
+            if self.config.run.select_on == "ssim":
+                best = scores.ssim > progress.best_ssim
+            else:
+                best = scores.psnr > progress.best_psnr
+            if best:
+                progress.best_psnr, progress.best_ssim, progress.best_step = scores.psnr, scores.ssim, progress.step
+                if self.ctx.is_main:
+                    save_checkpoint(model, self.run_dir / "best", architecture=self.config.model.name,
+                                    kwargs=self.config.model.kwargs, provenance=self._provenance(progress))
+            event = ValidationEvent(progress.step, scores.psnr, scores.ssim, best, scores.psnr_gt_mean)
+            log.write({"kind": "validation", **asdict(event)})
+            state["validation_due"] = False
         emit(event)
 
     def _save(self, state: dict, rng: dict | None = None) -> None:
@@ -576,6 +588,7 @@ class Trainer:
             "progress": progress_dict(progress),
             "ema_updates": state["ema"].updates if state["ema"] is not None else 0,
             "world_size": self.ctx.world_size,
+            "validation_due": bool(state.get("validation_due")),
         }
         own = getattr(state["step"], "state_dict", None)
         if own is not None:
@@ -607,6 +620,7 @@ class Trainer:
                 torch.manual_seed(fresh_rank_seed(self.config.run.seed, self.ctx.rank, progress.step))
         self._step_state = trainer.get("step")
         self._saved_world_size = trainer.get("world_size")  # None: saved before it was recorded
+        self._validation_due = bool(trainer.get("validation_due", False))
         return progress
 
     def _unsaved_ranks(self, step: int) -> list[int]:

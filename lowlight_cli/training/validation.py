@@ -8,13 +8,32 @@ import torch
 from torch import nn
 
 from ..data.pairs import ImagePair
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.scoring import gt_mean_scale
 from ..inference.colour import keep_input_colour
 from ..inference.tiling import tiled_forward
 from ..io import to_float
 from ..metrics import psnr, quantize, ssim
 from .distributed import DistContext, all_reduce_sum
+
+
+SSIM_WINDOW = 11  # the side of SSIM's Gaussian window (the metric protocol): no validation image may be smaller
+
+
+def check_validation_sizes(pairs: list[ImagePair]) -> None:
+    """Refuse, before any training, validation pairs smaller than SSIM's window (validation would
+    fail only after the first stretch of training, which would then be lost).
+
+    Raises:
+        DataError: naming the first such pair and its size.
+    """
+    small = [p for p in pairs if min(p.low.shape[:2]) < SSIM_WINDOW]
+    if small:
+        h, w = small[0].low.shape[:2]
+        raise DataError(f"{len(small)} validation pair(s) are smaller than {SSIM_WINDOW}x{SSIM_WINDOW} px, the SSIM "
+                        f"window validation scores with (e.g. {small[0].name}: {w}x{h})",
+                        hint="remove such tiny images from the data folder: any pair may be held out for validation, "
+                             "and a training image must hold a patch (data.patch_size)")
 
 
 @dataclass(frozen=True)
