@@ -212,6 +212,9 @@ def read_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"  # SOI and EOI markers
+
+
 def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Pixels, and what the C decoder warned of on the way (libjpeg decodes a damaged JPEG with a
     warning instead of failing); a failed decode raises with the decoder's own message."""
@@ -220,6 +223,14 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             pixels = None
+        truncated = (pixels is None or pixels.size == 0) and data[:2] == _JPEG_START and not data.endswith(_JPEG_END)
+        if truncated:  # a JPEG cut short (an interrupted copy or download): libjpeg decodes what is there
+            try:       # once the file ends with an end marker, and fills the rest gray with a warning
+                pixels = cv2.imdecode(np.frombuffer(data + _JPEG_END, np.uint8), cv2.IMREAD_UNCHANGED)
+            except cv2.error:
+                pixels = None
+    if truncated and pixels is not None and pixels.size:
+        messages.insert(0, "the file ends early (truncated): the missing part is filled gray")
     if pixels is None or pixels.size == 0:
         detail = f" ({'; '.join(messages)})" if messages else ""
         raise ImageReadError(path, f"{label} data is corrupt or truncated{detail}", hint=_CORRUPT_HINT)
