@@ -72,3 +72,12 @@ def test_a_mistyped_command_gets_one_suggestion():
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "No such command 'enhanc'" in text, result.output
     assert text.count("Did you mean") == 1 and "'enhance'" in text
+
+
+def test_precision_and_colour_are_taken_in_any_case(tmp_path):
+    from .photos import dark_photo, save_photo
+
+    save_photo(tmp_path / "in.png", dark_photo(40, 48))
+    result = runner.invoke(app, ["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", "crnet-tiny",
+                                 "--no-pretrained", "--precision", "FP32", "--colour", "Input", "--json"])
+    assert result.exit_code == 0, result.output

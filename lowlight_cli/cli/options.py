@@ -79,13 +79,19 @@ NoPretrainedOpt = Annotated[
     typer.Option("--no-pretrained", help="Seeded random initialisation (tests and benchmarks only)."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+def _lower(value: object) -> object:
+    """Names taken in any case (``--precision FP32``), as ``--ext`` and ``--format`` are."""
+    return value.lower() if isinstance(value, str) else value
+
+
 PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on the CPU; ask for bf16 on CPUs with AVX512-BF16 or AMX).")
+    str, typer.Option("--precision", callback=_lower, help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on the CPU; ask for bf16 on CPUs with AVX512-BF16 or AMX).")
 ]
 EnhancePrecisionOpt = Annotated[
     str,
     typer.Option(
         "--precision",
+        callback=_lower,
         help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA; on the CPU bf16 for the models measured in it "
         "(crnet-s, crnet-curve, crnet-curve-dn: faster, outputs within a few hundredths of a dB) where the CPU has "
         "AVX512-BF16 or AMX, else fp32).",
@@ -130,7 +136,7 @@ ColourOpt = Annotated[
     str,
     typer.Option(
         "--colour",
-        click_type=click.Choice(list(COLOUR_MODES)),
+        click_type=click.Choice(list(COLOUR_MODES), case_sensitive=False),
         help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
         "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md).",
     ),
@@ -139,7 +145,7 @@ EnhanceColourOpt = Annotated[
     Optional[str],
     typer.Option(
         "--colour",
-        click_type=click.Choice(list(COLOUR_MODES)),
+        click_type=click.Choice(list(COLOUR_MODES), case_sensitive=False),
         show_default=False,
         help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
         "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md). "
