@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -110,6 +111,11 @@ def test_ctrl_c_says_what_was_written_and_how_to_go_on(photos, tmp_path, monkeyp
     result = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "out"), "-m", "gamma"])
     assert result.exit_code == 130
     assert "interrupted (Ctrl-C)" in result.output and "1 written" in result.output and "--skip-existing" in result.output
+    calls.clear()  # again, skipping the one written: the JSON of the stop lists it as skipped
+    again = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "out"), "-m", "gamma", "--skip-existing", "--json"])
+    assert again.exit_code == 130
+    summary = json.loads(again.stdout)
+    assert summary["interrupted"] and summary["skipped"] == 1 and summary["written"] == 1, summary
 
 
 def test_sigkill_leftover_is_cleaned_at_the_next_run_and_never_read(photos, tmp_path):

@@ -145,8 +145,9 @@ def enhance(
         err.print(f"[yellow]{escape(interrupt_text(exc))}[/] after {len(results)} of {len(todo)} image(s): {written} written to {escape(str(output))}"
                   + (f", {failed} failed" if failed else "") + "; nothing is left half-written")
         err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
-        if json_output:  # what was written before the stop, for the script that asked
-            typer.echo(json.dumps(_summary(results, model=model, enhancer=enhancer) | {"interrupted": True}, indent=2))
+        if json_output:  # what was written before the stop (and what was skipped), for the script that asked
+            done = results + [FileResult(j, "skipped") for j in jobs if j.target in skipped]
+            typer.echo(json.dumps(_summary(done, model=model, enhancer=enhancer) | {"interrupted": True}, indent=2))
         raise typer.Exit(EXIT_INTERRUPTED) from None
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
     _report(results, model=model, enhancer=enhancer, json_output=json_output)
