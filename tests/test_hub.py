@@ -517,8 +517,12 @@ def test_bundled_checkpoints_are_found_by_their_own_name(tmp_path: Path, monkeyp
     monkeypatch.setattr(hub_api, "bundled_weights_dir", lambda: bundled)
     assert resolve_weights(MODEL, bundled_name="tiny-lol") == bundled / "tiny-lol"
     assert resolve_weights(MODEL, "tiny-lol-semi10", bundled_name="tiny-lol") == bundled / "tiny-lol-semi10"
-    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist") as mistyped:
         resolve_weights(MODEL, "tiny-lol-semi99")
+    assert "did you mean --weights tiny-lol-semi10?" in mistyped.value.hint
+    with pytest.raises(WeightsNotFoundError) as unlike:
+        resolve_weights(MODEL, "something-else")
+    assert "did you mean" not in unlike.value.hint
 
 
 def test_the_cli_starts_without_huggingface_hub():

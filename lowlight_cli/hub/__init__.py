@@ -8,6 +8,7 @@ pieces live in :mod:`.refs` (names and places), :mod:`.integrity` (verification)
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
@@ -28,6 +29,13 @@ __all__ = [
 ]
 
 
+def _bundled_guess(bundled: Path | None, named: Path | None) -> str | None:
+    """A "did you mean" for a mistyped bundled weights name (``--weights crnet-s-lool``), else None."""
+    if bundled is None or named is None:
+        return None
+    names = sorted(p.name for p in bundled.iterdir() if (p / CONFIG_NAME).is_file())
+    close = difflib.get_close_matches(named.name, names, n=1)
+    return f"did you mean --weights {close[0]}? (bundled weights: `lowlight models`)" if close else None
 
 def download_checkpoint(ref: HubRef, *, expected_sha256: str | None = None) -> Path:
     """:func:`lowlight_cli.hub.download.download_checkpoint`, imported on first use: huggingface_hub
@@ -84,7 +92,8 @@ def resolve_weights(
                         if folder.name == "best" and (last / CONFIG_NAME).is_file() else None)
             raise WeightsNotFoundError(
                 f"weights folder {folder} does not exist",
-                hint=run_hint or "pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
+                hint=run_hint or _bundled_guess(bundled, named)
+                or "pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
             )
         if not folder.is_dir():
             raise WeightsNotFoundError(f"{folder} is a file, not a checkpoint folder", hint=FOLDER_HINT)
