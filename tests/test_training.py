@@ -377,6 +377,15 @@ def test_missing_dataset_says_how_to_point_at_one(tmp_path, monkeypatch):
     assert "data/LOL" in result.output and "--data" in result.output and "LOWLIGHT_DATA" in result.output
 
 
+def test_a_plain_folder_given_to_a_paired_method_points_at_the_unpaired_ones(tmp_path):
+    from lowlight_cli.io import ImageData, write_image
+
+    write_image(tmp_path / "plain" / "1.png", ImageData(np.full((40, 40, 3), 20, np.uint8)))
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "plain"), "--max-steps", "1", "--out", str(tmp_path / "run")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "trains only the unpaired methods (--method scl-lle or pie)" in text, result.output
+
+
 def test_semi_needs_unlabeled_data():
     with pytest.raises(ConfigError):
         build_config(flags={"run.semi": True, "data.labeled_frac": 1.0})

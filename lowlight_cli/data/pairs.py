@@ -120,7 +120,9 @@ def find_pairs(root: Path, split: str = "train", *, plain_folder: bool = False) 
     lows = _images_by_stem(base / "low")
     if not lows:
         also = (f", or a folder of low-light images ({root} itself holds none; its sub-folders are not searched)"
-                if plain_folder else "")
+                if plain_folder else
+                f"; {root} holds images itself: a plain folder of low-light images trains only the unpaired methods "
+                "(--method scl-lle or pie)" if root.is_dir() and _images_by_stem(root) else "")
         raise DataError(
             f"no low-light images in {base / 'low'}",
             hint=f"expected {root}/{split}/low and {root}/{split}/high (LOL layout) or {root}/low and {root}/high{also}",
