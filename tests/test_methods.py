@@ -385,7 +385,9 @@ def test_a_resume_takes_the_data_where_it_now_is_and_refuses_changed_images(tmp_
     assert elsewhere.exit_code == 0 and "taken from where the run started" in elsewhere.output, elsewhere.output
     shutil.move(str(start), str(tmp_path / "moved"))  # the folders moved: named again at resume
     lost = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
-    assert lost.exit_code == 1 and "not found" in lost.output
+    text = " ".join(lost.output.split())
+    assert lost.exit_code == 1 and "not found" in text, lost.output
+    assert "--data DIR --positives DIR" in text  # both named at once, not one per attempt
     (tmp_path / "here").mkdir()
     moved = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3",
                                 "--data", "here/../moved/dark", "--positives", "moved/photos"])

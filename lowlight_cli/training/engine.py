@@ -229,6 +229,16 @@ class Trainer:
             raise DataError(f"{path} is damaged: it cannot tell whether this is the run's data",
                             hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
 
+    def _check_folders_are_there(self) -> None:
+        """A resume whose data folders moved names every missing one at once (not one per attempt)."""
+        d = self.config.data
+        missing = [(flag, value) for flag, value in (("data", d.root), ("positives", d.positives), ("negatives", d.negatives))
+                   if value and value != SYNTHETIC and not Path(value).expanduser().exists()]
+        if len(missing) > 1:
+            raise DataError(f"the run's {' and '.join(f'--{flag} folder {value}' for flag, value in missing)} are not found",
+                            hint="if the images moved, name their folders where they are now: --resume "
+                                 f"{self.run_dir} " + " ".join(f"--{flag} DIR" for flag, _ in missing))
+
     def _find_relative_folders(self, saved: dict, emit: EventFn) -> None:
         """A resumed run's relative data folders are from where it started (``saved`` says where):
         found from there when the current folder has no such path."""
@@ -329,6 +339,8 @@ class Trainer:
         saved = self._saved_record()  # read once: where relative folders are from, and what the data was
         if saved is not None:
             self._find_relative_folders(saved, emit)
+        if self.resume:
+            self._check_folders_are_there()
         folders = {}  # listed once, here: said before the data set is decoded
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
             if folder:
