@@ -1120,3 +1120,12 @@ def test_a_validation_pair_smaller_than_the_ssim_window_is_refused_before_traini
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "smaller than 11x11 px" in text and f"e.g. {held}: 9x8" in text, result.output
     assert "hint:" in text and "step 1" not in text and not (tmp_path / "run").exists()
+
+
+def test_a_damaged_training_state_is_said_with_a_way_on(tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(run)]).exit_code == 0
+    (run / "last" / "train_state.pt").write_bytes(b"\x00garbage")
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is damaged and cannot be read" in text and "model.init_from" in text, result.output

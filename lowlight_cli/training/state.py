@@ -138,7 +138,12 @@ def load_run_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, tor
     try:
         trainer = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable state is the same problem for the user
-        raise CheckpointError(f"{folder / STATE_NAME} is unreadable: {exc}") from None
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        other = folder.parent / ("last.old" if folder.name == "last" else "last")
+        fallback = (f"{other} holds the save before it: move {folder} aside to resume from there, or " if
+                    (other / STATE_NAME).is_file() else "")
+        raise CheckpointError(f"{folder / STATE_NAME} is damaged and cannot be read ({why})",
+                              hint=fallback + f"start a new run from its weights (--set model.init_from={folder})") from None
     return student, teacher, trainer
 
 
