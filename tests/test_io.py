@@ -954,16 +954,3 @@ def test_a_camera_jpeg_with_previews_is_one_frame_and_a_broken_page_chain_costs_
     (tmp_path / "broken.tif").write_bytes(bytes(data))
     image = read_image(tmp_path / "broken.tif")
     assert image.frames == 1 and image.rgb.shape[:2] == rgb.shape[:2]
-
-
-def test_gray_with_alpha_written_to_tiff_as_rgba_is_said(tmp_path: Path) -> None:
-    from PIL import Image
-
-    pixels = np.zeros((32, 32, 2), np.uint8)
-    pixels[..., 0], pixels[..., 1] = 40, 200
-    Image.fromarray(pixels, "LA").save(tmp_path / "la.tif")
-    image = read_image(tmp_path / "la.tif")
-    assert image.gray and image.alpha is not None
-    notes = write_image(tmp_path / "out.tif", image)
-    assert any("gray with alpha is written to TIFF as RGBA" in note for note in notes)
-    assert write_image(tmp_path / "out.png", image) == []  # PNG keeps gray with alpha

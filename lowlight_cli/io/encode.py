@@ -73,8 +73,6 @@ def encode_image(path: Path, image: ImageData, fmt: str, quality: int) -> tuple[
         has_icc=image.icc_profile is not None,
     )
     pixels = _prepare(image, fmt)
-    if image.gray and pixels.alpha is not None and pixels.color.ndim == 3 and info.single_channel:
-        notes.append(f"gray with alpha is written to {info.label} as RGBA (the gray in all three channels)")
     exif = image.exif if info.exif else None
     icc, icc_notes = _fitting_profile(image.icc_profile if info.icc else None, pixels, info.label)
     notes += icc_notes
