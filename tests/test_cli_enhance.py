@@ -400,3 +400,24 @@ def test_fill_hidden_takes_the_nearest_visible_colour():
     assert (filled[:, 1] == (10, 20, 30)).all() and (filled[:, 3] == (200, 100, 50)).all()
     assert np.array_equal(filled[visible], rgb[visible]) and rgb[:, 1].max() == 0  # the input is left as it was
     assert fill_hidden(rgb, np.zeros((3, 5), bool)) is rgb and fill_hidden(rgb, np.ones((3, 5), bool)) is rgb
+
+
+def test_an_unreadable_input_named_alone_fails_like_any_file_with_its_json(tmp_path):
+    """Click's own readability check refused it as a usage error (exit 2, a boxed message, no JSON)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    save_photo(tmp_path / "locked.png", dark_photo(32, 32))
+    os.chmod(tmp_path / "locked.png", 0)
+    command = [sys.executable, "-m", "lowlight_cli", "enhance", str(tmp_path / "locked.png"), "-o", str(tmp_path / "out"),
+               "-m", "gamma", "--json"]
+    if os.geteuid() == 0:  # root reads anything: drop its capabilities for the run
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot make a file unreadable")
+        command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--", *command]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    (entry,) = json.loads(proc.stdout)["files"]
+    assert entry["status"] == "failed" and "Permission denied" in entry["error"] and "permissions" in entry["hint"]

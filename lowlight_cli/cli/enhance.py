@@ -56,7 +56,8 @@ CLI_TOO_LARGE_HINT = "raise --max-pixels if you trust this file, or downscale it
 
 @handle_errors
 def enhance(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False,
+                                                 readable=False)],  # an unreadable file is reported like any failed one
     output: OutDirOpt = Path("enhanced"),
     model: EnhanceModelOpt = None,
     weights: WeightsOpt = None,

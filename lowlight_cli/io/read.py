@@ -127,6 +127,9 @@ def _opened(path: Path) -> Iterator[BinaryIO]:
         raise ImageReadError(path, "file not found", hint="check the path") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a folder, not an image file") from None
+    except PermissionError as error:
+        raise ImageReadError(path, f"cannot open file: {error.strerror or error}",
+                             hint="check the file's permissions (ls -l): this user may not read it") from None
     except OSError as error:
         raise ImageReadError(path, f"cannot open file: {error.strerror or error}") from None
     with file:
