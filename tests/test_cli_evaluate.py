@@ -514,3 +514,6 @@ def test_an_empty_folder_says_where_images_are_looked_for_and_a_black_prediction
                                  "--metrics", "psnr", "--gt-mean", "--json"])
     assert scored.exit_code == 0, scored.output
     assert any("cannot be scaled" in w for w in json.loads(scored.stdout)["images"][0]["warnings"])
+    cropped = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                  "--metrics", "psnr", "--gt-mean", "--crop-border", "4", "--json"])
+    assert any("cannot be scaled" in w for w in json.loads(cropped.stdout)["images"][0]["warnings"]), cropped.output

@@ -579,6 +579,34 @@ def test_a_validation_cut_off_by_ctrl_c_runs_first_on_resume(tmp_path, monkeypat
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_ctrl_c_between_a_step_and_its_validation_saves_that_validation_as_due(tmp_path):
+    """The step's progress event comes after the step and before its validation: a Ctrl-C there
+    must not lose the validation either."""
+    from safetensors.torch import load_file
+
+    from lowlight_cli.training import Trainer
+    from lowlight_cli.training.events import TickEvent
+
+    common = ["train", *SMOKE, "--set", "run.val_every=2", "--max-steps", "4"]
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "straight")]).exit_code == 0
+    cfg = build_config(yaml_path=tmp_path / "straight" / "config.yaml", saved_run=True)
+
+    def stop_after_step_2(event):
+        if isinstance(event, TickEvent) and event.step == 2:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run).fit(stop_after_step_2)
+    assert torch.load(run / "last" / "train_state.pt", weights_only=True)["validation_due"] is True
+    resumed = runner.invoke(app, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0 and "cut off, runs first" in resumed.output, resumed.output
+    logged = [(r["step"], r["psnr"]) for r in _log(run) if r["kind"] == "validation"]
+    assert logged == [(r["step"], r["psnr"]) for r in _log(tmp_path / "straight") if r["kind"] == "validation"]
+    a, b = load_file(tmp_path / "straight" / "best" / "model.safetensors"), load_file(run / "best" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
     import signal
 

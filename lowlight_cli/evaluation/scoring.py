@@ -85,6 +85,7 @@ class Scorer:
             )
         # GT-mean scaling is a full-reference step: no-reference metrics score the prediction as it is
         compared = gt_mean_scale(prediction, reference) if reference is not None and p.gt_mean else prediction
+        unscaled_black = reference is not None and p.gt_mean and compared is prediction  # told before any crop
         c = p.crop_border
         if c and min(prediction.shape[:2]) <= 2 * c:
             raise MetricError(
@@ -102,7 +103,7 @@ class Scorer:
             ref_t = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)).permute(2, 0, 1)[None]
         values: dict[str, float] = {}
         notes: list[str] = []
-        if compared is prediction and reference is not None and p.gt_mean and any(
+        if unscaled_black and any(
                 metric_info(m).full_reference for m in self.metrics):
             notes.append("gt-mean: the prediction is black, so it cannot be scaled: scored as it is")
         try:

@@ -228,12 +228,12 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
             pixels = None
         truncated = (pixels is None or pixels.size == 0) and data[:2] == _JPEG_START and not data.endswith(_JPEG_END)
         if truncated:  # a JPEG cut short (an interrupted copy or download): libjpeg decodes what is there
-            try:       # once the file ends with an end marker, and fills the rest gray with a warning
+            try:       # once the file ends with an end marker, and fills in the rest with a warning
                 pixels = cv2.imdecode(np.frombuffer(data + _JPEG_END, np.uint8), cv2.IMREAD_UNCHANGED)
             except cv2.error:
                 pixels = None
     if truncated and pixels is not None and pixels.size:
-        messages.insert(0, "the file ends early (truncated): the missing part is filled gray")
+        messages.insert(0, "the file ends early (truncated): what is missing is filled in (gray, or blurred in a progressive JPEG)")
     if pixels is None or pixels.size == 0:
         detail = f" ({'; '.join(messages)})" if messages else ""
         raise ImageReadError(path, f"{label} data is corrupt or truncated{detail}", hint=_CORRUPT_HINT)

@@ -219,7 +219,7 @@ def layer_attention(features: torch.Tensor, gamma: torch.Tensor, sign: float = 1
     b, n = features.shape[:2]
     flat = features.reshape(b, n, -1)
     # scale before the product: the raw sum over C*H*W overflows fp16 (max 65504) on large tiles
-    scaled = flat * flat.shape[-1] ** -0.5
+    scaled = flat.float() * flat.shape[-1] ** -0.5  # scaled in float32 too: small bf16/fp16 values keep their digits
     energy = long_inner_product(scaled, scaled.transpose(1, 2))  # float32: see long_inner_product
     attention = torch.softmax(sign * energy, dim=-1).to(flat.dtype)
     attended = torch.bmm(attention, flat).reshape(features.shape)

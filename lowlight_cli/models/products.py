@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -20,5 +22,8 @@ def long_inner_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(..., M, N)`` float32.
     """
-    with torch.autocast(a.device.type, enabled=False):
+    device = a.device.type
+    # torch releases before MPS autocast refuse even a disabled autocast on devices they have none for
+    off = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext()
+    with off:
         return torch.matmul(a.float(), b.float())

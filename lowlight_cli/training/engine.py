@@ -476,6 +476,9 @@ class Trainer:
                         progress.step += 1
                         progress.batch_in_epoch += 1
                         boundary_rng = rng_state()
+                        # due with the step that makes it due: an interrupt from here on saves it as due
+                        state["validation_due"] = bool(data.validation) and (
+                            progress.step % val_every == 0 or progress.step == total_steps)
                     if scaler.is_enabled() and scaler.get_scale() < MIN_LOSS_SCALE:
                         raise TrainingError(f"fp16 training skipped step after step for non-finite gradients (loss scale "
                                             f"{scaler.get_scale():.1e} at step {progress.step}): training diverged",
@@ -492,8 +495,7 @@ class Trainer:
                         event = StepEvent(progress.step, total_steps, progress.epoch, out.terms, scheduler.get_last_lr()[0], rate)
                         log.write({"kind": "step", **asdict(event)})
                         emit(event)
-                    if data.validation and (progress.step % val_every == 0 or progress.step == total_steps):
-                        state["validation_due"] = True
+                    if state["validation_due"]:
                         self._validate(state, data.validation, log, emit)
                     if progress.step % save_every == 0 or progress.step == total_steps:
                         self._save(state)
