@@ -79,6 +79,8 @@ NoPretrainedOpt = Annotated[
     typer.Option("--no-pretrained", help="Seeded random initialisation (tests and benchmarks only)."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+
+
 def _lower(value: object) -> object:
     """Names taken in any case (``--precision FP32``), as ``--ext`` and ``--format`` are."""
     return value.lower() if isinstance(value, str) else value

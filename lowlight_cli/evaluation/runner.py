@@ -28,8 +28,9 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
     damaged += _transparency_note(pair.prediction, image)
-    prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
-    if enhancer is not None:
+    if enhancer is None:
+        prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
+    else:
         levels = 255 if image.bit_depth == 8 else 65535
         saved = quantize(torch.from_numpy(enhancer.enhance(to_float(image.rgb))), levels).numpy()
         prediction = np.rint(saved.astype(np.float64) * levels) / levels  # the codes it would be saved as

@@ -103,8 +103,7 @@ class Scorer:
             ref_t = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)).permute(2, 0, 1)[None]
         values: dict[str, float] = {}
         notes: list[str] = []
-        if unscaled_black and any(
-                metric_info(m).full_reference for m in self.metrics):
+        if unscaled_black and any(metric_info(m).full_reference for m in self.metrics):
             notes.append("gt-mean: the prediction is black, so it cannot be scaled: scored as it is")
         try:
             self._score_metrics(pred_t, compared_t, ref_t, labels, values, notes)

@@ -37,6 +37,7 @@ def _bundled_guess(bundled: Path | None, named: Path | None) -> str | None:
     close = difflib.get_close_matches(named.name, names, n=1)
     return f"did you mean --weights {close[0]}? (bundled weights: `lowlight models`)" if close else None
 
+
 def download_checkpoint(ref: HubRef, *, expected_sha256: str | None = None) -> Path:
     """:func:`lowlight_cli.hub.download.download_checkpoint`, imported on first use: huggingface_hub
     and its HTTP stack take a noticeable share of the command's start-up, and local weights

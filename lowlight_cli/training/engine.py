@@ -132,10 +132,6 @@ class Trainer:
             self._check_val_every()
 
     # ---- data -----------------------------------------------------------------------------
-    def _moved_hint(self, flag: str) -> str:
-        """The hint for a folder a resumed run cannot find (``flag``: data, positives, negatives)."""
-        return f"check that path; if the images moved, name their folder where it is now: --resume {self.run_dir} --{flag} DIR"
-
     def _find_data(self) -> tuple[Path | str, list[PairPaths]]:
         """The data folder (or ``synthetic``) and its training files (none for ``synthetic``), found once:
         a resume's relative folders are settled first (:meth:`_find_relative_folders`)."""
@@ -143,8 +139,9 @@ class Trainer:
             try:
                 root = resolve_data_root(self.config.data.root or None)
             except DataError as exc:
-                if self.resume:
-                    exc.hint = self._moved_hint("data")
+                if self.resume:  # the default folder ($LOWLIGHT_DATA, ./data/LOL); named ones: _check_folders_are_there
+                    exc.hint = ("check that path; if the images moved, name their folder where it is now: "
+                                f"--resume {self.run_dir} --data DIR")
                 raise
             paths = [] if root == SYNTHETIC else find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             self._found = root, paths
@@ -230,13 +227,16 @@ class Trainer:
                             hint=f"start a new run (--set model.init_from={self.run_dir / 'last'}) instead of resuming") from None
 
     def _check_folders_are_there(self) -> None:
-        """A resume whose data folders moved names every missing one at once (not one per attempt)."""
+        """A resume whose data folders moved names every missing one at once (not one per attempt),
+        with the options that name them again (the default data folder, when ``data.root`` is
+        unset, is checked by :meth:`_find_data`)."""
         d = self.config.data
         missing = [(flag, value) for flag, value in (("data", d.root), ("positives", d.positives), ("negatives", d.negatives))
                    if value and value != SYNTHETIC and not Path(value).expanduser().exists()]
-        if len(missing) > 1:
-            raise DataError(f"the run's {' and '.join(f'--{flag} folder {value}' for flag, value in missing)} are not found",
-                            hint="if the images moved, name their folders where they are now: --resume "
+        if missing:
+            raise DataError(f"the run's {' and '.join(f'--{flag} folder {value}' for flag, value in missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} not found",
+                            hint="check the path; if the images moved, name their folder(s) where they are now: --resume "
                                  f"{self.run_dir} " + " ".join(f"--{flag} DIR" for flag, _ in missing))
 
     def _find_relative_folders(self, saved: dict, emit: EventFn) -> None:
@@ -343,13 +343,8 @@ class Trainer:
             self._check_folders_are_there()
         folders = {}  # listed once, here: said before the data set is decoded
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
-            if folder:
-                try:
-                    folders[what] = scan_image_folder(folder, what)
-                except DataError as exc:
-                    if self.resume and not Path(folder).exists():
-                        exc.hint = self._moved_hint(what)
-                    raise
+            if folder:  # a resumed run's missing folders were named above
+                folders[what] = scan_image_folder(folder, what)
         pairs = self._load_pairs(emit)
         split = self._split(pairs, emit)
         if not split.labeled and not split.unlabeled:
