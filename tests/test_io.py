@@ -603,31 +603,63 @@ def test_text_file_named_png_raises(tmp_path: Path) -> None:
     assert caught.value.path == tmp_path / "notes.png"
 
 
-def test_float_tiff_is_named_as_such(tmp_path: Path) -> None:
-    """An RGB float32 TIFF, written by hand (baseline tags, sample format 3): Pillow cannot open it."""
-    height, width = 4, 5
-    pixels = np.random.default_rng(0).random((height, width, 3), dtype=np.float32).tobytes()
-    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, 0), (259, 3, 1, 1), (262, 3, 1, 2),
-            (273, 4, 1, 0), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)), (339, 3, 3, 0)]
+def _raw_tiff(path: Path, pixels: np.ndarray, *, photometric: int, sample_format: int, alpha: bool = False) -> Path:
+    """An uncompressed one-strip little-endian TIFF of ``pixels`` ``(H, W, C)`` written by hand
+    (baseline tags; ExtraSamples "unassociated alpha" for the last channel when ``alpha``)."""
+    height, width, channels = pixels.shape
+    data = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    bits = pixels.dtype.itemsize * 8
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, channels, "bits"), (259, 3, 1, 1), (262, 3, 1, photometric),
+            (273, 4, 1, "data"), (277, 3, 1, channels), (278, 3, 1, height), (279, 4, 1, len(data)),
+            *([(338, 3, 1, 2)] if alpha else []), (339, 3, channels, "format")]
     ifd_at = 8
-    extra_at = ifd_at + 2 + 12 * len(tags) + 4  # bits per sample and sample format: three shorts each
-    data_at = extra_at + 12
+    arrays_at = ifd_at + 2 + 12 * len(tags) + 4
+    arrays = {"bits": struct.pack(f"<{channels}H", *[bits] * channels),
+              "format": struct.pack(f"<{channels}H", *[sample_format] * channels)}
+    offsets, blob_tail = {}, b""
+    for name, packed in arrays.items():
+        if len(packed) > 4:  # values of 4 bytes or fewer sit in the entry itself
+            offsets[name] = arrays_at + len(blob_tail)
+            blob_tail += packed
+    offsets["data"] = arrays_at + len(blob_tail)
     entries = b""
     for tag, kind, count, value in tags:
-        if tag == 258:
-            value = extra_at
-        elif tag == 339:
-            value = extra_at + 6
-        elif tag == 273:
-            value = data_at
-        packed = struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value))
-        entries += packed
-    blob = (b"II*\0" + struct.pack("<I", ifd_at) + struct.pack("<H", len(tags)) + entries + b"\0\0\0\0"
-            + struct.pack("<3H", 32, 32, 32) + struct.pack("<3H", 3, 3, 3) + pixels)
-    (tmp_path / "f32.tif").write_bytes(blob)
-    with pytest.raises(ImageReadError, match="sample format that is not supported") as caught:
-        read_image(tmp_path / "f32.tif")
+        if isinstance(value, str) and value not in offsets:
+            field = arrays[value].ljust(4, b"\0")
+        elif isinstance(value, str):
+            field = struct.pack("<I", offsets[value])
+        else:
+            field = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        entries += struct.pack("<HHI", tag, kind, count) + field
+    path.write_bytes(b"II*\0" + struct.pack("<I", ifd_at) + struct.pack("<H", len(tags)) + entries + b"\0\0\0\0"
+                     + blob_tail + data)
+    return path
+
+
+def test_float_tiff_is_named_as_such(tmp_path: Path) -> None:
+    """An RGB float32 TIFF (sample format 3): Pillow cannot open it; the error names its samples."""
+    pixels = np.random.default_rng(0).random((4, 5, 3), dtype=np.float32)
+    path = _raw_tiff(tmp_path / "f32.tif", pixels, photometric=2, sample_format=3)
+    with pytest.raises(ImageReadError, match="3 32-bit float samples per pixel \\(RGB\\), which is not supported") as caught:
+        read_image(path)
     assert "16-bit" in caught.value.hint
+
+
+def test_16_bit_gray_alpha_tiff_is_named_as_such(tmp_path: Path) -> None:
+    """16-bit gray + alpha: neither Pillow nor OpenCV reads it (OpenCV drops the alpha and the
+    depth). The error says what the file is and how to save it, not "float or 32-bit"."""
+    pixels = np.random.default_rng(0).integers(0, 65536, (4, 5, 2), dtype=np.uint16)
+    path = _raw_tiff(tmp_path / "ga16.tif", pixels, photometric=1, sample_format=1, alpha=True)
+    with pytest.raises(ImageReadError, match="2 16-bit integer samples per pixel \\(gray \\+ alpha\\)") as caught:
+        read_image(path)
+    assert "float" not in str(caught.value)
+    assert "RGBA TIFF" in caught.value.hint
+
+
+def test_tiff_with_unreadable_header_is_called_corrupt(tmp_path: Path) -> None:
+    (tmp_path / "bad.tif").write_bytes(b"II*\0" + struct.pack("<I", 4000) + b"\0" * 64)
+    with pytest.raises(ImageReadError, match="header cannot be read"):
+        read_image(tmp_path / "bad.tif")
 
 
 def test_unsupported_image_format_raises(tmp_path: Path) -> None:

@@ -159,13 +159,55 @@ def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
     except (OSError, ValueError):
         file.seek(0)
         if file.read(4) in (b"II*\0", b"MM\0*"):  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
-            raise ImageReadError(
-                path, "a TIFF with a sample format that is not supported (float or 32-bit samples?), or a corrupt one",
-                hint="save it as an 8- or 16-bit integer TIFF or PNG",
-            ) from None
+            raise _unsupported_tiff(path, file) from None
         raise ImageReadError(
             path, "not a readable image (unknown format or corrupt header)", hint=f"expected {_SUPPORTED_LIST}"
         ) from None
+
+
+_PHOTOMETRIC = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
+_SAMPLE_KINDS = {1: "integer", 2: "signed integer", 3: "float"}
+_TIFF_TAGS = {"photometric": 262, "samples": 277, "extra": 338, "format": 339}
+_IMAGE_WIDTH = 256
+_TIFF_HINT = "save it as an 8- or 16-bit integer TIFF or PNG"
+
+
+def _tiff_bits_of(value: object) -> int:
+    return max(int(b) for b in (value if isinstance(value, tuple) else (value,)))
+
+
+def _first(value: object, default: int) -> int:
+    values = value if isinstance(value, tuple) else (value,)
+    return int(values[0]) if values and values[0] is not None else default
+
+
+def _unsupported_tiff(path: Path, file: BinaryIO) -> ImageReadError:
+    """The error for a TIFF Pillow would not open, naming what its first page holds (read from
+    its tags with Pillow's tag parser): bits, kind and number of samples, colour model, alpha."""
+    from PIL import TiffImagePlugin
+
+    try:
+        file.seek(0)
+        tags = TiffImagePlugin.ImageFileDirectory_v2(file.read(8))
+        file.seek(tags.next)
+        tags.load(file)
+        if _IMAGE_WIDTH not in tags:  # no first page where the header points
+            raise ValueError("no image width")
+        bits = _tiff_bits_of(tags.get(_BITS_PER_SAMPLE, 1))
+        samples = _first(tags.get(_TIFF_TAGS["samples"], 1), 1)
+        kind = _SAMPLE_KINDS.get(_first(tags.get(_TIFF_TAGS["format"], 1), 1), "unknown")
+        model = _PHOTOMETRIC.get(_first(tags.get(_TIFF_TAGS["photometric"], -1), -1), "unknown colour model")
+        extra = tags.get(_TIFF_TAGS["extra"])
+    except Exception:  # a header this parser cannot read either: corrupt
+        return ImageReadError(path, "a TIFF whose header cannot be read (corrupt?)", hint=_CORRUPT_HINT)
+    alpha = " + alpha" if extra not in (None, ()) else ""
+    what = f"a TIFF of {samples} {bits}-bit {kind} sample{'s' if samples != 1 else ''} per pixel ({model}{alpha})"
+    if kind == "integer" and bits in (8, 16) and model == "gray" and alpha:
+        return ImageReadError(path, f"{what}: gray with alpha at {bits} bits is a layout the decoders here do not read",
+                              hint="save it as a 16-bit RGBA TIFF, or as PNG")
+    if kind == "integer" and bits in (8, 16):
+        return ImageReadError(path, f"{what}: not a layout the decoders here read, or a corrupt file", hint=_TIFF_HINT)
+    return ImageReadError(path, f"{what}, which is not supported", hint=_TIFF_HINT)
 
 
 def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
@@ -193,8 +235,7 @@ def _check_memory(path: Path, header: Image.Image, data: bytes, fmt: str) -> Non
 
 
 def _tiff_bits(header: Image.Image, default: int) -> int:
-    bits = header.tag_v2.get(_BITS_PER_SAMPLE, (default,))
-    return max(bits if isinstance(bits, tuple) else (bits,))
+    return _tiff_bits_of(header.tag_v2.get(_BITS_PER_SAMPLE, (default,)))
 
 
 def _sample_bytes(header: Image.Image, data: bytes, fmt: str) -> int:
