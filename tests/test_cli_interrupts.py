@@ -155,12 +155,12 @@ def test_only_stale_files_named_like_our_temporaries_are_removed(tmp_path):
 
 
 SLOW_START = r"""
-import sys, time
-class SlowImport:  # the app's import (torch: about a second) made slow, so that Ctrl-C lands in it
+import os, sys, time
+class SlowImport:  # the app's import (torch: about a second) made slow, so that signals land in it
     def find_spec(self, name, path, target=None):
         if name == "lowlight_cli.cli.app":
             print("READY", flush=True)
-            time.sleep(60)
+            time.sleep(float(os.environ["SLOW_IMPORT_SECONDS"]))
         return None
 sys.meta_path.insert(0, SlowImport())
 from lowlight_cli.cli.entry import main
@@ -169,18 +169,70 @@ main()
 """
 
 
-def test_ctrl_c_while_starting_ends_quietly(photos, tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", SLOW_START, "enhance", str(photos), "-o", str(tmp_path / "out")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+def _slow_start(args: list[str], tmp_path: Path, seconds: float) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", SLOW_START, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**_env(tmp_path), "SLOW_IMPORT_SECONDS": str(seconds)})
+    assert process.stdout.readline().strip() == "READY"
+    return process
+
+
+def _finish(process: subprocess.Popen) -> str:
     try:
-        assert process.stdout.readline().strip() == "READY"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
             process.kill()
+    return stderr
+
+
+@pytest.mark.parametrize("sig, said", [(signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")])
+def test_a_signal_while_starting_stops_the_command_as_it_starts(photos, tmp_path, sig, said):
+    """Python cannot stop an import safely (a Ctrl-C inside torch's left numpy half-loaded: a long
+    traceback, or the interrupt lost): the signal is held until the command starts, which then ends
+    with one line and exit 130 (SIGTERM too, not 143), having read and written nothing."""
+    process = _slow_start(["enhance", str(photos), "-o", str(tmp_path / "out")], tmp_path, 1.0)
+    process.send_signal(sig)
+    stderr = _finish(process)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"{said} before the command started: nothing was done" in stderr, stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_ctrl_c_while_starting_stops_at_once(photos, tmp_path):
+    process = _slow_start(["enhance", str(photos), "-o", str(tmp_path / "out")], tmp_path, 60.0)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stderr = _finish(process)
     assert process.returncode == 130 and "Traceback" not in stderr and "interrupted while starting" in stderr, stderr
     assert not (tmp_path / "out").exists()
+
+
+FINISHED_THEN_SIGNALLED = r"""
+import os, signal, sys
+from lowlight_cli.cli.entry import main
+import lowlight_cli.cli.app as app
+
+SIGNAL = getattr(signal, sys.argv.pop())
+original = app.exit_now
+def exit_now(code):  # the command has its status; a signal comes as the process leaves
+    os.kill(os.getpid(), SIGNAL)
+    original(code)
+app.exit_now = exit_now
+sys.argv[0] = "lowlight"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_keeps_its_exit_status(tmp_path, sig):
+    """A finished command's status stands: a signal as it leaves neither makes it 130 or 143 nor
+    prints a traceback."""
+    done = subprocess.run([sys.executable, "-c", FINISHED_THEN_SIGNALLED, "models", "--json", sig],
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted" not in done.stderr
+    assert json.loads(done.stdout)  # its output whole
 
 
 def test_the_console_script_starts_through_the_guard():

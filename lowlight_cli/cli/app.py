@@ -84,7 +84,7 @@ def __getattr__(name: str) -> typer.Typer:
 
 # Commands that leave nothing open when they return (their files are written whole and closed, their
 # thread pools joined): these end with :func:`exit_now` instead of the interpreter's teardown.
-QUICK_EXIT = frozenset({"enhance", "evaluate", "models", "priors"})
+QUICK_EXIT = frozenset({"enhance", "evaluate", "export", "import", "models", "priors"})
 
 
 def main(*, quick_exit: bool = False) -> None:

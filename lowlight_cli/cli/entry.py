@@ -1,16 +1,20 @@
-"""The console script ``lowlight``: imports the app (torch takes about a second) under a Ctrl-C
-guard, so that an interrupt while starting ends quietly with the interrupt's exit status instead
-of an import traceback; nothing has been read or written by then."""
+"""The console script ``lowlight``: imports the app (torch takes about a second) with Ctrl-C and
+SIGTERM held (:mod:`lowlight_cli.cli.signals`): one that comes while starting stops the command as
+it starts, with the interrupt's exit status and nothing read or written. A second Ctrl-C stops the
+import itself, quietly."""
 
 from __future__ import annotations
 
 import sys
+
+from .signals import hold_while_starting
 
 EXIT_INTERRUPTED = 130  # as lowlight_cli.cli.errors.EXIT_INTERRUPTED (not imported: that would import the app's stack)
 
 
 def main() -> None:
     """Console-script entry point."""
+    hold_while_starting()  # a Ctrl-C while torch loads is acted on when the command starts (cli.signals)
     try:
         from .app import main as run_app
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
+from .signals import final_status, take_pending
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,28 +119,43 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        as_json = bool(kwargs.get("json_output"))
         try:
-            with sigterm_as_interrupt():
-                return command(*args, **kwargs)
-        except LowlightError as exc:
-            if debug_enabled():
-                raise
-            report_error(exc)
-            if as_json:
-                json_error(exc.message, exc.hint, exc.exit_code)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:
-            err.print(f"[yellow]{escape(interrupt_text(exc))}[/]")
-            if as_json:
-                json_error(interrupt_text(exc), None, EXIT_INTERRUPTED)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except OSError as exc:
-            if debug_enabled() or exc.errno not in _FILE_SYSTEM_ERRNOS:
-                raise
-            report_file_system_error(exc)
-            if as_json:
-                json_error(file_system_message(exc), file_system_hint(exc), EXIT_FAILURE)
-            raise typer.Exit(EXIT_FAILURE) from None
+            result = _reported(command, *args, **kwargs)
+        except typer.Exit as done:
+            final_status(done.exit_code)  # a signal from here on cannot change it (cli.signals)
+            raise
+        final_status(EXIT_OK)
+        return result
 
     return wrapper
+
+
+def _reported(command: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``command``; what :func:`handle_errors` reports becomes its message and ``typer.Exit``."""
+    as_json = bool(kwargs.get("json_output"))
+    try:
+        with sigterm_as_interrupt():
+            pending = take_pending()  # a signal that came while the program started (cli.signals)
+            if pending is not None:
+                raise Terminated("before the command started: nothing was done") if pending == signal.SIGTERM \
+                    else KeyboardInterrupt("before the command started: nothing was done")
+            return command(*args, **kwargs)
+    except LowlightError as exc:
+        if debug_enabled():
+            raise
+        report_error(exc)
+        if as_json:
+            json_error(exc.message, exc.hint, exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt as exc:
+        err.print(f"[yellow]{escape(interrupt_text(exc))}[/]")
+        if as_json:
+            json_error(interrupt_text(exc), None, EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        if debug_enabled() or exc.errno not in _FILE_SYSTEM_ERRNOS:
+            raise
+        report_file_system_error(exc)
+        if as_json:
+            json_error(file_system_message(exc), file_system_hint(exc), EXIT_FAILURE)
+        raise typer.Exit(EXIT_FAILURE) from None
