@@ -1,4 +1,4 @@
-"""How the `lowlight` process ends: `enhance`, `evaluate`, `models` and `priors` leave through
+"""How the `lowlight` process ends: `enhance`, `evaluate`, `export`, `import`, `models` and `priors` leave through
 `exit_now` (atexit handlers run, streams flushed, no interpreter teardown), with the exit codes and
 output a normal exit gives; the others end normally."""
 
