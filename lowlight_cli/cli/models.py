@@ -13,7 +13,7 @@ from ..hub import bundled_weights_dir
 from ..models import MODELS, list_models
 from ..models.checkpoint import read_config
 from ..models.complexity import measure_complexity
-from .console import out
+from .console import out, print_table
 from .errors import handle_errors
 from .options import JsonOpt
 
@@ -90,7 +90,7 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     # the full table needs about 150 columns; a narrower terminal gets the columns that tell models apart
-    wide = out.width >= WIDE_TABLE
+    wide = out.width >= WIDE_TABLE or not out.is_terminal  # piped: every column, at its natural width
     table = Table(title="lowlight models", caption="params and MACs per pixel of the named architecture; LOL-v1 test scores of the weights it runs by default, RGB, no GT-mean"
                   + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
@@ -105,7 +105,7 @@ def models(
                                              ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
                                              "yes" if r["exportable"] else "no", r["licence"]))))
     if not wide:  # the default weights' column only where it has room; below that (a terminal), the numbers alone
-        narrow = out.is_terminal and out.width < NARROW_TABLE  # piped output keeps its five columns
+        narrow = out.width < NARROW_TABLE
         columns = ("model", "params", "MACs/pixel", "LOL PSNR/SSIM") if narrow else columns[:5]
         if narrow:  # and only as many of them as fit whole: a cut number reads as another number
             columns = _fitting(columns, table_rows, out.width)
@@ -118,7 +118,7 @@ def models(
             table.add_column(col, overflow="fold")
     for cells in table_rows:
         table.add_row(*(escape(cells[col]) for col in columns))  # paths and names as text, not markup
-    out.print(table)
+    print_table(out, table)
 
 
 def _fitting(columns: tuple[str, ...], rows: list[dict[str, str]], width: int) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import LowlightError
 from ..priors import NETS_ENV, PRIORS, create_prior, list_priors, locate_weights
-from .console import err, out
+from .console import err, out, print_table
 from .errors import EXIT_FAILURE, handle_errors
 from .options import JsonOpt
 
@@ -99,7 +99,7 @@ def priors(
         cells = {"network": r["name"], "provides": r["provides"], "params": f"{r['parameters']:,}", "input": r["input"],
                  "weights": weights, "licence": r["licence"], "stands in for": r["replaces"]}
         table.add_row(*(escape(cells[col]) for col in columns))  # paths and names as text, not markup
-    out.print(table)
+    print_table(out, table)
     if failed:
         err.print(f"[bold red]error:[/] {len(failed)} network(s) failed the check: {', '.join(failed)}")
         err.print("[dim]hint:[/] replace the files named above (their sha256 or tensors do not match what lowlight expects)")
