@@ -208,7 +208,16 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     assert np.abs(got - expected).max() < 1e-4
     onnx_auto = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "y"), "--model",
                                     str(tmp_path / "m.onnx"), "--curve-scale", "auto"])
-    assert onnx_auto.exit_code == 2 and "an ONNX file carries its own weights" in onnx_auto.output
+    assert onnx_auto.exit_code == 2 and "runs its curves at the scale it was exported with" in onnx_auto.output
+    assert "lowlight export --model ARCH --curve-scale N" in onnx_auto.output  # the way to another scale
+    from lowlight_cli.inference.onnx_backend import OnnxModel
+
+    exported = OnnxModel(tmp_path / "m.onnx")
+    assert exported.exported_curve_scale == 2  # recorded in the file's metadata
+    text = describe_run(str(tmp_path / "m.onnx"), exported, Enhancer(exported, InferenceConfig(device="cpu")))
+    assert "curves at 1/2 resolution as exported" in text
+    export_onnx(create_model("crnet-s", pretrained=False), tmp_path / "s.onnx")
+    assert OnnxModel(tmp_path / "s.onnx").exported_curve_scale is None  # not a curve model: nothing said
 
 
 def test_one_rule_for_scales_and_one_refusal_naming_the_registered_curve_models():

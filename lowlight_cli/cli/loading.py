@@ -51,13 +51,19 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
         UsageError: a flag that does not apply to the model.
     """
     if is_onnx_path(name):
-        flags = (("--weights", weights is not None), ("--no-pretrained", no_pretrained), ("--curve-scale", curve_scale is not None))
+        flags = (("--weights", weights is not None), ("--no-pretrained", no_pretrained))
         for flag, given in flags:
             if given:
                 raise UsageError(
                     f"{flag} does not apply to {name}: an ONNX file carries its own weights",
                     hint=f"drop {flag}, or export the weights you want: lowlight export --model ARCH --weights PATH",
                 )
+        if curve_scale is not None:
+            raise UsageError(
+                f"--curve-scale does not apply to {name}: an ONNX graph runs its curves at the scale it was exported with",
+                hint="drop --curve-scale, or export one at the scale you want: "
+                     "lowlight export --model ARCH --curve-scale N -o FILE.onnx",
+            )
         return OnnxModel(name)
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
     if curve_scale is not None:
@@ -100,6 +106,9 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
         compiled += f", curves {at} above {AUTO_CURVE_MAX_PIXELS / 1e6:g} MP"
     elif scale > 1:
         compiled += f", curves at 1/{scale} resolution"
+    exported = getattr(model, "exported_curve_scale", None)  # an ONNX curve model: fixed in its graph
+    if exported is not None:
+        compiled += f", curves at {'full' if exported == 1 else f'1/{exported}'} resolution as exported"
     if enhancer.config.colour == "input":
         compiled += ", the input's colour"
     weights = describe_weights(name, model, explicit=explicit)

@@ -152,7 +152,9 @@ def export_onnx(
     with staged_file(path, overwrite=overwrite) as tmp:
         _trace(module, tmp, info, opset, device)
         whole_image = bool(getattr(model, "uses_image_context", False))
-        props = onnx_metadata(info, precision=precision, weights=weights_provenance(model, info), whole_image_context=whole_image)
+        curve_scale = int(model.curve_scale) if getattr(model, "supports_curve_scale", False) else None
+        props = onnx_metadata(info, precision=precision, weights=weights_provenance(model, info), whole_image_context=whole_image,
+                              curve_scale=curve_scale)
         _annotate(tmp, info, props)
         exported = OnnxModel(tmp, providers=[CPU_PROVIDER])
         checks = check_parity(lambda x: model(x.to(device)).cpu(), exported, checked_sizes, tolerance, what=path.name)

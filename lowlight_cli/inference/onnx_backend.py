@@ -39,7 +39,8 @@ def is_onnx_path(name: str | Path) -> bool:
 
 
 def onnx_metadata(
-    info: ModelInfo, *, precision: str, weights: Mapping[str, Any], whole_image_context: bool = False
+    info: ModelInfo, *, precision: str, weights: Mapping[str, Any], whole_image_context: bool = False,
+    curve_scale: int | None = None,
 ) -> dict[str, str]:
     """Metadata props written into every exported ONNX file (all values are strings).
 
@@ -55,8 +56,12 @@ def onnx_metadata(
         whole_image_context: the model uses statistics of the whole photo (CRNet's
             ``global_context``). The graph computes them from whatever it is given, so a tile
             would get its own and tiles would differ in exposure: such a file runs whole images.
+        curve_scale: a curve model's curve scale, fixed in the graph (its maps at ``1/N``
+            resolution); None for other models.
     """
+    extra = {} if curve_scale is None else {"curve_scale": str(curve_scale)}
     return {
+        **extra,
         "lowlight_metadata_version": METADATA_VERSION,
         "lowlight_version": __version__,
         "architecture": info.name,
@@ -160,6 +165,9 @@ class OnnxModel:
         self.info = info_from_metadata(self.metadata, str(self.path))
         self.whole_image_context = self.metadata.get(WHOLE_IMAGE_CONTEXT) == "true"
         self.precision = self.metadata.get("precision", "fp32")
+        # a curve model's curve scale as exported (None: not a curve model, or a file from before it was recorded)
+        scale = self.metadata.get("curve_scale", "")
+        self.exported_curve_scale = int(scale) if scale.isdigit() else None
         try:  # where the exported weights came from (lowlight_cli.export.artefact.weights_provenance)
             self.weights_source = str(json.loads(self.metadata.get("weights", "{}")).get("source", "unknown"))
         except (ValueError, AttributeError):
