@@ -366,6 +366,13 @@ def test_existing_output_needs_overwrite_and_bad_requests_are_usage_errors(tmp_p
     (folder / "model.safetensors").write_bytes(b"old")
     result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "-o", str(folder)])
     assert result.exit_code == 2 and "already holds" in result.output and "exporting" not in result.output
+    photos = tmp_path / "photos"  # a folder of other files: the checkpoint is not mixed in with them, even with --overwrite
+    photos.mkdir()
+    (photos / "a.png").write_bytes(b"png")
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["export", "--model", "gamma", "--format", "safetensors", "-o", str(photos), *extra])
+        assert result.exit_code == 2 and "holds no checkpoint" in result.output, result.output
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
     result = runner.invoke(app, ["export", "--model", "crnet-curve-dn", "--format", "safetensors", "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 2 and "read as an ONNX file" in result.output and not (tmp_path / "x.onnx").exists()
     assert runner.invoke(app, ["export", "--model", "gamma", "-o", str(target), "--overwrite"]).exit_code == 0
@@ -510,3 +517,16 @@ def test_an_onnx_export_interrupted_as_it_is_put_in_place_is_whole_and_said(tmp_
             tmp.write_text("model")
             raise KeyboardInterrupt
     assert str(before.value) == "" and not (tmp_path / "n.onnx").exists()
+
+
+def test_weights_alone_name_the_model_as_in_enhance(checkpoint, trained_onnx, tmp_path, monkeypatch):
+    """`export --weights CKPT` exports the architecture the checkpoint names (the docs say --weights
+    works as in enhance); with neither option it says what it needs."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["export", "--weights", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert OnnxModel(tmp_path / "crnet-tiny.onnx").info.name == "crnet-tiny"  # the default name: the architecture's
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.equal(OnnxModel(tmp_path / "crnet-tiny.onnx")(x), OnnxModel(trained_onnx)(x))  # the same weights
+    result = runner.invoke(app, ["export"])
+    assert result.exit_code == 2 and "export needs a model" in result.output and "--weights" in result.output

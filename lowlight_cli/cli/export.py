@@ -20,7 +20,7 @@ from ..inference.onnx_backend import is_onnx_path
 from ..models import model_info
 from .console import out
 from .errors import handle_errors
-from .loading import announce, describe_weights, load_model
+from .loading import announce, describe_weights, load_model, model_for_weights
 from .options import CurveScaleOpt, JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
 
 EPILOG = """
@@ -34,7 +34,7 @@ Examples:\n
 
 @handle_errors
 def export(
-    model: ModelOpt,
+    model: ModelOpt = None,
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default <model>[-fp16].onnx or <model>[-fp16]/."),
@@ -57,6 +57,11 @@ def export(
     check_format(fmt)
     if opset is not None and fmt != "onnx":
         raise UsageError(f"--opset is an ONNX setting; --format {fmt} has none", hint="drop --opset, or export --format onnx")
+    if model is None:  # as enhance: the architecture the --weights checkpoint names
+        if weights is None:
+            raise UsageError("export needs a model: --model NAME, or --weights CHECKPOINT (its architecture is read from it)",
+                             hint="lowlight export --model crnet-curve-dn, or lowlight export --weights weights/pie-lol")
+        model, weights = model_for_weights(None, weights, "")
     if is_onnx_path(model):
         raise UsageError(f"--model {model} names an ONNX file; export takes a registered model name",
                          hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")

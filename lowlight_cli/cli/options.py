@@ -54,7 +54,9 @@ def parse_curve_scale(value: str | None) -> int | str | None:
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Registered model name to export (see `lowlight models`); --weights picks its weights.")
+    Optional[str], typer.Option("--model", "-m", show_default=False,
+                                help="Registered model name to export (see `lowlight models`); --weights picks its weights. "
+                                     "Default: the architecture that --weights' checkpoint names.")
 ]
 EnhanceModelOpt = Annotated[
     Optional[str],

@@ -48,11 +48,14 @@ def check_file_destination(path: Path, *, overwrite: bool = False) -> None:
 
 
 def check_folder_destination(folder: Path, names: Sequence[str], *, overwrite: bool = False) -> None:
-    """Refuse a checkpoint export's destination now: a file, or a folder already holding one of
-    ``names`` without ``overwrite``. :func:`staged_folder` checks again when it writes."""
+    """Refuse a checkpoint export's destination now: a file, a folder holding other files but none of
+    ``names`` (no checkpoint), or one already holding one of ``names`` without ``overwrite``.
+    :func:`staged_folder` checks again when it writes."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file; a checkpoint export is a folder", hint="choose another --output")
     clashes = [n for n in names if (folder / n).exists()]
+    if folder.is_dir() and not clashes and any(folder.iterdir()):  # photos, say: not mixed in with them
+        raise UsageError(f"{folder} is not empty and holds no checkpoint (no {' or '.join(names)})", hint="choose a new folder")
     if clashes and not overwrite:
         raise UsageError(f"{folder} already holds {', '.join(clashes)}", hint=_OVERWRITE_HINT)
     _check_ancestors(folder)

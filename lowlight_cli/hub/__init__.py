@@ -94,7 +94,8 @@ def resolve_weights(
             raise WeightsNotFoundError(
                 f"weights folder {folder} does not exist",
                 hint=run_hint or _bundled_guess(bundled, named)
-                or "pass a checkpoint folder (config.json + model.safetensors) or hf-hub:org/repo@rev",
+                or "pass a checkpoint folder (config.json + model.safetensors), a bundled weights name "
+                   "(`lowlight models` lists them) or hf-hub:org/repo@rev",
             )
         if not folder.is_dir():
             raise WeightsNotFoundError(f"{folder} is a file, not a checkpoint folder", hint=FOLDER_HINT)
