@@ -530,3 +530,11 @@ def test_weights_alone_name_the_model_as_in_enhance(checkpoint, trained_onnx, tm
     assert torch.equal(OnnxModel(tmp_path / "crnet-tiny.onnx")(x), OnnxModel(trained_onnx)(x))  # the same weights
     result = runner.invoke(app, ["export"])
     assert result.exit_code == 2 and "export needs a model" in result.output and "--weights" in result.output
+
+
+def test_an_onnx_name_without_a_stem_and_a_folder_named_onnx_are_said_as_such(tmp_path):
+    result = runner.invoke(app, ["export", "--model", "gamma", "-o", str(tmp_path / ".onnx")])
+    assert result.exit_code == 2 and "needs a name before .onnx" in result.output, result.output
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(Exception, match="is a folder, not an ONNX file"):
+        OnnxModel(tmp_path / "dir.onnx")

@@ -153,6 +153,26 @@ def test_a_pickle_with_code_is_refused_and_never_run(tmp_path):
         assert not marker.exists() and not (tmp_path / "ckpt").exists()
 
 
+def test_files_that_are_not_pth_pickles_are_named_without_torch_warnings(tmp_path):
+    """A safetensors file renamed .pth is called one (not "Unsupported operand 72"); a plain pickle
+    of another protocol is refused without torch's pickle-protocol warning leaking out."""
+    import pickle
+    import warnings
+
+    from safetensors.torch import save_file
+
+    save_file({"e_conv1.weight": torch.zeros(2)}, str(tmp_path / "renamed.pth"))
+    result = import_cli(str(tmp_path / "renamed.pth"), "--arch", "scl-lle", "-o", str(tmp_path / "a"))
+    assert result.exit_code == 1 and "is a safetensors file, not a PyTorch .pth pickle" in result.output, result.output
+    assert "--weights" in result.output and not (tmp_path / "a").exists()
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"e_conv1.weight": [0.0]}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+            read_official_checkpoint(tmp_path / "plain.pth")
+    assert not [w for w in caught if "pickle" in str(w.message).lower()], [str(w.message) for w in caught]
+
+
 def test_checkpoints_that_do_not_fit_fail_clearly(state, tmp_path):
     path = tmp_path / "full.pth"
     torch.save(state, path)

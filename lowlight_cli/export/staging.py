@@ -40,6 +40,8 @@ def check_file_destination(path: Path, *, overwrite: bool = False) -> None:
     without ``overwrite``. :func:`staged_file` checks again when it writes."""
     if path.is_dir():
         raise UsageError(f"{path} is a folder; the ONNX export is one file", hint="give a file name ending in .onnx")
+    if path.name.lower() == ".onnx":  # Path(".onnx").suffix is "": a name of its own is missing
+        raise UsageError(f"{path}: the file needs a name before .onnx", hint="e.g. -o model.onnx")
     if path.suffix.lower() != ".onnx":
         raise UsageError(f"{path}: an ONNX export's name ends in .onnx", hint="`lowlight enhance --model` recognises ONNX files by that suffix")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a broken link too: it names a file somewhere

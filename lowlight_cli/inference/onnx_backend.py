@@ -153,6 +153,9 @@ class OnnxModel:
 
     def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, threads: int = 0) -> None:
         self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise WeightsNotFoundError(f"{self.path} is a folder, not an ONNX file",
+                                       hint="name the .onnx file itself, or a checkpoint folder with --weights")
         if not self.path.is_file():
             raise WeightsNotFoundError(f"ONNX model {self.path} does not exist", hint="export one with `lowlight export --format onnx`")
         self._ort = import_onnxruntime()

@@ -16,6 +16,8 @@ import io
 import pickle
 import re
 import shutil
+import struct
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,9 +74,25 @@ def _unpickler_detail(exc: Exception) -> str:
     return "; ".join(line for line in lines if not line.lower().startswith(_TORCH_BOILERPLATE))
 
 
+def _is_safetensors(data: bytes) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    if len(data) < 10:
+        return False
+    (length,) = struct.unpack("<Q", data[:8])
+    return 2 <= length <= len(data) - 8 and data[8:9] == b"{"
+
+
 def _load_restricted(path: Path, data: bytes) -> object:
+    if _is_safetensors(data):
+        raise CheckpointError(
+            f"{path} is a safetensors file, not a PyTorch .pth pickle",
+            hint="a lowlight checkpoint is a folder holding model.safetensors and its config.json: "
+                 "pass that folder as --weights, or import the authors' .pth file",
+        )
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on the way to refusing them
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = _unpickler_detail(exc)
         if "GLOBAL" not in detail:
