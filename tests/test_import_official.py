@@ -314,3 +314,16 @@ def test_load_checkpoint_checks_the_recorded_sha256_and_refuses_a_file(official_
         load_checkpoint(official_file)
     with pytest.raises(TypeError, match="model name must be a string"):
         create_model(None)  # type: ignore[arg-type]
+
+
+def test_the_suggested_command_pastes_with_spaces_in_the_path(state, tmp_path):
+    import shlex
+
+    path = tmp_path / "SCL-LLE.pth"
+    torch.save(state, path)
+    out = tmp_path / "sp ace" / "ü"
+    result = import_cli(str(path), "--arch", "scl-lle", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("run it:"))
+    words = shlex.split(line.split("run it:", 1)[1])
+    assert words[words.index("--weights") + 1] == str(out)  # one word, as a shell reads it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -43,5 +44,5 @@ def import_checkpoint(
         typer.echo(json.dumps({"folder": str(folder), "architecture": arch, "source": str(source), **source_facts}, indent=2))
         return
     out.print(f"imported {escape(str(source))} ({source_facts['format']} format, sha256 {source_facts['sha256']}) as {arch} into {escape(str(folder))}")
-    out.print(f"run it: lowlight enhance PHOTOS --model {arch} --weights {escape(str(folder))}")
+    out.print(f"run it: lowlight enhance PHOTOS --model {arch} --weights {escape(shlex.quote(str(folder)))}")  # pasteable
 

@@ -274,7 +274,8 @@ def create_model(
         raise UsageError("weights and pretrained=False (--weights and --no-pretrained) contradict each other", hint="drop one of them")
     if not entry.info.needs_weights:
         if weights is not None:
-            raise UsageError(f"model {name!r} takes no weights")
+            raise UsageError(f"model {name!r} takes no weights", hint=f"drop --weights, or name the model the weights are for "
+                                                                       f"(without --model, --weights picks it)")
         return entry.build(**overrides).eval()
     if not pretrained:
         with torch.random.fork_rng(devices=[]):
