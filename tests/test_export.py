@@ -339,6 +339,8 @@ def test_metadata_props_describe_model_and_weights(checkpoint, trained_onnx):
     assert weights["source"] == "checkpoint"
     assert weights["sha256"] == read_config(checkpoint)["sha256"][WEIGHTS_NAME]
     assert weights["provenance"] == {"data": "test perturbation"}
+    assert weights["checkpoint"] == checkpoint.name  # the folder's name: a shared file carries no local path
+    assert str(checkpoint.parent) not in props["weights"]
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
     dims = graph.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]

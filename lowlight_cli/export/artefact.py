@@ -103,8 +103,10 @@ def weights_provenance(model: nn.Module, info: ModelInfo) -> dict[str, Any]:
     """Where the weights of ``model`` came from, for the exported artefact's metadata.
 
     Returns:
-        ``{"source": "none"}`` for models without weights; ``{"source": "checkpoint", "path",
-        "sha256", "provenance"}`` for a model loaded by ``create_model``/``load_checkpoint``;
+        ``{"source": "none"}`` for models without weights; ``{"source": "checkpoint", "checkpoint",
+        "sha256", "provenance"}`` for a model loaded by ``create_model``/``load_checkpoint``
+        (``checkpoint`` is the folder's name, not its path: a shared file must not carry the
+        exporting user's directories; the sha256 identifies the weights);
         ``{"source": "in-memory"}`` otherwise (e.g. a ``--no-pretrained`` random initialisation).
     """
     if not info.needs_weights:
@@ -116,7 +118,7 @@ def weights_provenance(model: nn.Module, info: ModelInfo) -> dict[str, Any]:
     config = read_config(folder)
     return {
         "source": "checkpoint",
-        "path": str(folder),
+        "checkpoint": Path(folder).name,
         "sha256": config.get("sha256", {}).get(WEIGHTS_NAME),
         "provenance": config.get("provenance", {}),
     }
