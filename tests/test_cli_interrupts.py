@@ -158,7 +158,7 @@ SLOW_START = r"""
 import os, sys, time
 class SlowImport:  # the app's import (torch: about a second) made slow, so that signals land in it
     def find_spec(self, name, path, target=None):
-        if name == "lowlight_cli.cli.app":
+        if name == os.environ.get("SLOW_MODULE", "lowlight_cli.cli.app"):
             print("READY", flush=True)
             time.sleep(float(os.environ["SLOW_IMPORT_SECONDS"]))
         return None
@@ -169,9 +169,11 @@ main()
 """
 
 
-def _slow_start(args: list[str], tmp_path: Path, seconds: float) -> subprocess.Popen:
+def _slow_start(args: list[str], tmp_path: Path, seconds: float, module: str = "lowlight_cli.cli.app",
+                **options: object) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", SLOW_START, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**_env(tmp_path), "SLOW_IMPORT_SECONDS": str(seconds)})
+                               text=True, env={**_env(tmp_path), "SLOW_IMPORT_SECONDS": str(seconds), "SLOW_MODULE": module},
+                               **options)
     assert process.stdout.readline().strip() == "READY"
     return process
 
@@ -198,14 +200,51 @@ def test_a_signal_while_starting_stops_the_command_as_it_starts(photos, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_a_second_ctrl_c_while_starting_stops_at_once(photos, tmp_path):
-    process = _slow_start(["enhance", str(photos), "-o", str(tmp_path / "out")], tmp_path, 60.0)
+@pytest.mark.parametrize("module", ["lowlight_cli.cli.app", "lowlight_cli.cli.enhance"])  # the app, then the command's module
+def test_a_second_ctrl_c_while_starting_stops_at_once(photos, tmp_path, module):
+    process = _slow_start(["enhance", str(photos), "-o", str(tmp_path / "out")], tmp_path, 60.0, module)
     process.send_signal(signal.SIGINT)
     time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stderr = _finish(process)
     assert process.returncode == 130 and "Traceback" not in stderr and "interrupted while starting" in stderr, stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_signal_ignored_by_whoever_started_the_process_stays_ignored(tmp_path):
+    """`lowlight ... &` from a script (or a supervisor) starts it with SIGINT ignored: holding
+    signals while starting must not undo that, and the command runs to its end."""
+    process = _slow_start(["models", "--json"], tmp_path, 1.0, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout) and "interrupted" not in stderr
+
+
+CRASHING = r"""
+import atexit, signal, sys
+import lowlight_cli.cli.models as models
+
+def broken(*args, **kwargs):
+    raise RuntimeError("a bug")
+models.list_models = broken
+atexit.register(lambda: sys.stderr.write(f"SIGTERM handler: {signal.getsignal(signal.SIGTERM)}\n"))
+from lowlight_cli.cli.entry import main
+sys.argv[0] = "lowlight"
+main()
+"""
+
+
+def test_after_an_unexpected_error_kill_works_again(tmp_path):
+    """A command that crashes gets the process's own handlers back, so that SIGTERM (kill, timeout,
+    torchrun) can still end a teardown that hangs."""
+    done = subprocess.run([sys.executable, "-c", CRASHING, "models"], capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    assert done.returncode == 1 and "a bug" in done.stderr
+    assert f"SIGTERM handler: {signal.SIG_DFL}" in done.stderr, done.stderr
 
 
 FINISHED_THEN_SIGNALLED = r"""

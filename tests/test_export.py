@@ -540,3 +540,16 @@ def test_an_onnx_name_without_a_stem_and_a_folder_named_onnx_are_said_as_such(tm
     (tmp_path / "dir.onnx").mkdir()
     with pytest.raises(Exception, match="is a folder, not an ONNX file"):
         OnnxModel(tmp_path / "dir.onnx")
+
+
+def test_export_metadata_leaves_the_training_runs_local_paths_out(tmp_path):
+    from lowlight_cli.export import weights_provenance
+    from lowlight_cli.models import load_checkpoint
+
+    model = create_model("crnet-tiny", pretrained=False)
+    folder = save_checkpoint(model, tmp_path / "mine" / "best", architecture="crnet-tiny", kwargs=model.config,
+                             provenance={"data": "LOL", "train_config": {"data": {"root": str(tmp_path / "secret")}}})
+    loaded = load_checkpoint(folder)
+    text = json.dumps(weights_provenance(loaded, loaded.info))
+    assert "secret" not in text and str(tmp_path) not in text
+    assert json.loads(text)["provenance"] == {"data": "LOL"} and json.loads(text)["checkpoint"] == "best"

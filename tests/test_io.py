@@ -603,15 +603,17 @@ def test_text_file_named_png_raises(tmp_path: Path) -> None:
     assert caught.value.path == tmp_path / "notes.png"
 
 
-def _raw_tiff(path: Path, pixels: np.ndarray, *, photometric: int, sample_format: int, alpha: bool = False) -> Path:
+def _raw_tiff(path: Path, pixels: np.ndarray, *, photometric: int, sample_format: int, alpha: bool = False,
+              extra_kind: int = 2) -> Path:
     """An uncompressed one-strip little-endian TIFF of ``pixels`` ``(H, W, C)`` written by hand
-    (baseline tags; ExtraSamples "unassociated alpha" for the last channel when ``alpha``)."""
+    (baseline tags; ExtraSamples ``extra_kind`` for the last channel when ``alpha``: 2 unassociated
+    alpha, 0 unspecified)."""
     height, width, channels = pixels.shape
     data = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     bits = pixels.dtype.itemsize * 8
     tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, channels, "bits"), (259, 3, 1, 1), (262, 3, 1, photometric),
             (273, 4, 1, "data"), (277, 3, 1, channels), (278, 3, 1, height), (279, 4, 1, len(data)),
-            *([(338, 3, 1, 2)] if alpha else []), (339, 3, channels, "format")]
+            *([(338, 3, 1, extra_kind)] if alpha else []), (339, 3, channels, "format")]
     ifd_at = 8
     arrays_at = ifd_at + 2 + 12 * len(tags) + 4
     arrays = {"bits": struct.pack(f"<{channels}H", *[bits] * channels),
@@ -654,6 +656,21 @@ def test_16_bit_gray_alpha_tiff_is_named_as_such(tmp_path: Path) -> None:
         read_image(path)
     assert "float" not in str(caught.value)
     assert "RGBA TIFF" in caught.value.hint
+
+
+def test_bigtiff_that_pillow_cannot_open_is_named_too(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image (the dev extra)
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((4, 5, 3), np.float32), bigtiff=True, photometric="rgb")
+    with pytest.raises(ImageReadError, match="3 32-bit float samples per pixel"):
+        read_image(tmp_path / "big.tif")
+
+
+def test_an_unspecified_extra_sample_is_not_called_alpha(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(0).integers(0, 65536, (4, 5, 2), dtype=np.uint16)
+    path = _raw_tiff(tmp_path / "g2.tif", pixels, photometric=1, sample_format=1, alpha=True, extra_kind=0)
+    with pytest.raises(ImageReadError, match=r"2 16-bit integer samples per pixel \(gray\)") as caught:
+        read_image(path)
+    assert "alpha" not in str(caught.value)
 
 
 def test_tiff_with_unreadable_header_is_called_corrupt(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ def main() -> None:
     hold_while_starting()  # a Ctrl-C while torch loads is acted on when the command starts (cli.signals)
     try:
         from .app import main as run_app
-    except KeyboardInterrupt:
+
+        run_app(quick_exit=True)  # building the command imports its module: still starting
+    except KeyboardInterrupt:  # a second Ctrl-C before the command started (the command reports its own)
         print("interrupted while starting: nothing was done", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
-    run_app(quick_exit=True)

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
-from .signals import final_status, take_pending
+from .signals import final_status, restore, take_pending
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -124,6 +124,9 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         except typer.Exit as done:
             final_status(done.exit_code)  # a signal from here on cannot change it (cli.signals)
             raise
+        except BaseException:  # an unexpected error: the process's own handlers, so that kill can end it
+            restore()
+            raise
         final_status(EXIT_OK)
         return result
 
@@ -134,8 +137,8 @@ def _reported(command: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``command``; what :func:`handle_errors` reports becomes its message and ``typer.Exit``."""
     as_json = bool(kwargs.get("json_output"))
     try:
+        pending = take_pending()  # a signal that came while the program started (cli.signals); handlers back
         with sigterm_as_interrupt():
-            pending = take_pending()  # a signal that came while the program started (cli.signals)
             if pending is not None:
                 raise Terminated("before the command started: nothing was done") if pending == signal.SIGTERM \
                     else KeyboardInterrupt("before the command started: nothing was done")

@@ -99,14 +99,18 @@ def require_onnx_exportable(info: ModelInfo) -> None:
         )
 
 
+_LOCAL_PROVENANCE = ("train_config",)  # provenance keys an export leaves out (local paths)
+
+
 def weights_provenance(model: nn.Module, info: ModelInfo) -> dict[str, Any]:
     """Where the weights of ``model`` came from, for the exported artefact's metadata.
 
     Returns:
         ``{"source": "none"}`` for models without weights; ``{"source": "checkpoint", "checkpoint",
         "sha256", "provenance"}`` for a model loaded by ``create_model``/``load_checkpoint``
-        (``checkpoint`` is the folder's name, not its path: a shared file must not carry the
-        exporting user's directories; the sha256 identifies the weights);
+        (``checkpoint`` is the folder's name, not its path, and ``provenance`` leaves out the
+        training run's resolved config: a shared file must not carry the exporting user's
+        directories; the sha256 identifies the weights);
         ``{"source": "in-memory"}`` otherwise (e.g. a ``--no-pretrained`` random initialisation).
     """
     if not info.needs_weights:
@@ -120,5 +124,7 @@ def weights_provenance(model: nn.Module, info: ModelInfo) -> dict[str, Any]:
         "source": "checkpoint",
         "checkpoint": Path(folder).name,
         "sha256": config.get("sha256", {}).get(WEIGHTS_NAME),
-        "provenance": config.get("provenance", {}),
+        # without the training run's resolved config: it holds the trainer's local paths (data
+        # folders, run folder), and the checkpoint's own config.json keeps it
+        "provenance": {k: v for k, v in config.get("provenance", {}).items() if k not in _LOCAL_PROVENANCE},
     }

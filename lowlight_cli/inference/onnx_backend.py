@@ -170,7 +170,7 @@ class OnnxModel:
         self.precision = self.metadata.get("precision", "fp32")
         # a curve model's curve scale as exported (None: not a curve model, or a file from before it was recorded)
         scale = self.metadata.get("curve_scale", "")
-        self.exported_curve_scale = int(scale) if scale.isdigit() else None
+        self.exported_curve_scale = int(scale) if scale.isascii() and scale.isdigit() and int(scale) >= 1 else None
         try:  # where the exported weights came from (lowlight_cli.export.artefact.weights_provenance)
             self.weights_source = str(json.loads(self.metadata.get("weights", "{}")).get("source", "unknown"))
         except (ValueError, AttributeError):

@@ -158,13 +158,15 @@ def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
         ) from None
     except (OSError, ValueError):
         file.seek(0)
-        if file.read(4) in (b"II*\0", b"MM\0*"):  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
+        if file.read(4) in _TIFF_MAGIC:  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
             raise _unsupported_tiff(path, file) from None
         raise ImageReadError(
             path, "not a readable image (unknown format or corrupt header)", hint=f"expected {_SUPPORTED_LIST}"
         ) from None
 
 
+_BIGTIFF_MAGIC = (b"II+\0", b"MM\0+")
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", *_BIGTIFF_MAGIC)
 _PHOTOMETRIC = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 _SAMPLE_KINDS = {1: "integer", 2: "signed integer", 3: "float"}
 _TIFF_TAGS = {"photometric": 262, "samples": 277, "extra": 338, "format": 339}
@@ -188,7 +190,10 @@ def _unsupported_tiff(path: Path, file: BinaryIO) -> ImageReadError:
 
     try:
         file.seek(0)
-        tags = TiffImagePlugin.ImageFileDirectory_v2(file.read(8))
+        header = file.read(8)
+        if header[:4] in _BIGTIFF_MAGIC:  # BigTIFF: 16 bytes, an 8-byte offset
+            header += file.read(8)
+        tags = TiffImagePlugin.ImageFileDirectory_v2(header)
         file.seek(tags.next)
         tags.load(file)
         if _IMAGE_WIDTH not in tags:  # no first page where the header points
@@ -197,10 +202,13 @@ def _unsupported_tiff(path: Path, file: BinaryIO) -> ImageReadError:
         samples = _first(tags.get(_TIFF_TAGS["samples"], 1), 1)
         kind = _SAMPLE_KINDS.get(_first(tags.get(_TIFF_TAGS["format"], 1), 1), "unknown")
         model = _PHOTOMETRIC.get(_first(tags.get(_TIFF_TAGS["photometric"], -1), -1), "unknown colour model")
-        extra = tags.get(_TIFF_TAGS["extra"])
+        extra = tags.get(_TIFF_TAGS["extra"], ())
+        if not (1 <= bits <= 64 and 1 <= samples <= 64):
+            raise ValueError(f"{samples} samples of {bits} bits")
     except Exception:  # a header this parser cannot read either: corrupt
         return ImageReadError(path, "a TIFF whose header cannot be read (corrupt?)", hint=_CORRUPT_HINT)
-    alpha = " + alpha" if extra not in (None, ()) else ""
+    # ExtraSamples 1 (associated) or 2 (unassociated) is alpha; 0 is an unspecified extra channel
+    alpha = " + alpha" if any(v in (1, 2) for v in (extra if isinstance(extra, tuple) else (extra,))) else ""
     what = f"a TIFF of {samples} {bits}-bit {kind} sample{'s' if samples != 1 else ''} per pixel ({model}{alpha})"
     if kind == "integer" and bits in (8, 16) and model == "gray" and alpha:
         return ImageReadError(path, f"{what}: gray with alpha at {bits} bits is a layout the decoders here do not read",
