@@ -17,6 +17,7 @@ from lowlight_cli.io.formats import FORMATS, format_for_pillow_name
 from lowlight_cli.io.image import ImageData
 from lowlight_cli.io.memory import DECODE_MARGIN, decoded_bytes, memory_shortfall
 from lowlight_cli.io.metadata import apply_orientation, read_metadata
+from lowlight_cli.io import tiff
 from lowlight_cli.io.quiet import decoder_messages, opencv_silenced, pillow_guarded
 
 DEFAULT_MAX_PIXELS: int = 250_000_000
@@ -29,7 +30,6 @@ _PNG_COLOR_TYPE_OFFSET = 25  # then the bit depth, 1 byte
 _PNG_GRAY_TYPES = (0, 4)
 # OpenCV's TIFF decoder (even with IMREAD_UNCHANGED) and Pillow's both turn TIFF pixels upright.
 _DECODER_APPLIES_ORIENTATION = frozenset({"tiff"})
-_BITS_PER_SAMPLE = 258
 TOO_LARGE_HINT = "raise the pixel limit (max_pixels) if you trust this file, or downscale it first"
 _NO_MEMORY_HINT = "free memory (close other programs), or downscale the image first"
 _CORRUPT_HINT = "re-export or re-copy the file"
@@ -158,57 +158,35 @@ def _open_header(path: Path, file: BinaryIO, max_pixels: int) -> Image.Image:
         ) from None
     except (OSError, ValueError):
         file.seek(0)
-        if file.read(4) in _TIFF_MAGIC:  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
+        if file.read(4) in tiff.CLASSIC_MAGIC + tiff.BIGTIFF_MAGIC:  # a TIFF whose samples Pillow cannot take (float, 32-bit, ...)
             raise _unsupported_tiff(path, file) from None
         raise ImageReadError(
             path, "not a readable image (unknown format or corrupt header)", hint=f"expected {_SUPPORTED_LIST}"
         ) from None
 
 
-_BIGTIFF_MAGIC = (b"II+\0", b"MM\0+")
-_TIFF_MAGIC = (b"II*\0", b"MM\0*", *_BIGTIFF_MAGIC)
 _PHOTOMETRIC = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 _SAMPLE_KINDS = {1: "integer", 2: "signed integer", 3: "float"}
-_TIFF_TAGS = {"photometric": 262, "samples": 277, "extra": 338, "format": 339}
-_IMAGE_WIDTH = 256
 _TIFF_HINT = "save it as an 8- or 16-bit integer TIFF or PNG"
-
-
-def _tiff_bits_of(value: object) -> int:
-    return max(int(b) for b in (value if isinstance(value, tuple) else (value,)))
-
-
-def _first(value: object, default: int) -> int:
-    values = value if isinstance(value, tuple) else (value,)
-    return int(values[0]) if values and values[0] is not None else default
 
 
 def _unsupported_tiff(path: Path, file: BinaryIO) -> ImageReadError:
     """The error for a TIFF Pillow would not open, naming what its first page holds (read from
-    its tags with Pillow's tag parser): bits, kind and number of samples, colour model, alpha."""
-    from PIL import TiffImagePlugin
-
+    its tags, :func:`~lowlight_cli.io.tiff.first_directory`): bits, kind and number of samples,
+    colour model, alpha."""
     try:
-        file.seek(0)
-        header = file.read(8)
-        if header[:4] in _BIGTIFF_MAGIC:  # BigTIFF: 16 bytes, an 8-byte offset
-            header += file.read(8)
-        tags = TiffImagePlugin.ImageFileDirectory_v2(header)
-        file.seek(tags.next)
-        tags.load(file)
-        if _IMAGE_WIDTH not in tags:  # no first page where the header points
-            raise ValueError("no image width")
-        bits = _tiff_bits_of(tags.get(_BITS_PER_SAMPLE, 1))
-        samples = _first(tags.get(_TIFF_TAGS["samples"], 1), 1)
-        kind = _SAMPLE_KINDS.get(_first(tags.get(_TIFF_TAGS["format"], 1), 1), "unknown")
-        model = _PHOTOMETRIC.get(_first(tags.get(_TIFF_TAGS["photometric"], -1), -1), "unknown colour model")
-        extra = tags.get(_TIFF_TAGS["extra"], ())
+        tags = tiff.first_directory(file)
+        bits = max(tiff.as_tuple(tags.get(tiff.BITS_PER_SAMPLE, 1)))
+        samples = tiff.as_tuple(tags.get(tiff.SAMPLES_PER_PIXEL, 1))[0]
+        kind = _SAMPLE_KINDS.get(tiff.as_tuple(tags.get(tiff.SAMPLE_FORMAT, 1))[0], "unknown")
+        model = _PHOTOMETRIC.get(tiff.as_tuple(tags.get(tiff.PHOTOMETRIC, -1))[0], "unknown colour model")
+        extra = tiff.as_tuple(tags.get(tiff.EXTRA_SAMPLES, ()))
         if not (1 <= bits <= 64 and 1 <= samples <= 64):
             raise ValueError(f"{samples} samples of {bits} bits")
     except Exception:  # a header this parser cannot read either: corrupt
         return ImageReadError(path, "a TIFF whose header cannot be read (corrupt?)", hint=_CORRUPT_HINT)
     # ExtraSamples 1 (associated) or 2 (unassociated) is alpha; 0 is an unspecified extra channel
-    alpha = " + alpha" if any(v in (1, 2) for v in (extra if isinstance(extra, tuple) else (extra,))) else ""
+    alpha = " + alpha" if any(v in (1, 2) for v in extra) else ""
     what = f"a TIFF of {samples} {bits}-bit {kind} sample{'s' if samples != 1 else ''} per pixel ({model}{alpha})"
     if kind == "integer" and bits in (8, 16) and model == "gray" and alpha:
         return ImageReadError(path, f"{what}: gray with alpha at {bits} bits is a layout the decoders here do not read",
@@ -243,7 +221,7 @@ def _check_memory(path: Path, header: Image.Image, data: bytes, fmt: str) -> Non
 
 
 def _tiff_bits(header: Image.Image, default: int) -> int:
-    return _tiff_bits_of(header.tag_v2.get(_BITS_PER_SAMPLE, (default,)))
+    return max(tiff.as_tuple(header.tag_v2.get(tiff.BITS_PER_SAMPLE, (default,))))
 
 
 def _sample_bytes(header: Image.Image, data: bytes, fmt: str) -> int:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import BinaryIO
 
 from PIL import Image, TiffTags
 from PIL.TiffImagePlugin import ImageFileDirectory_v2
 
 ORIENTATION = 0x0112
 ICC_PROFILE = 34675
-_STRIP_OFFSETS, _STRIP_BYTE_COUNTS, _TILE_OFFSETS, _EXTRA_SAMPLES = 273, 279, 324, 338
+IMAGE_WIDTH, BITS_PER_SAMPLE, PHOTOMETRIC, SAMPLES_PER_PIXEL, EXTRA_SAMPLES, SAMPLE_FORMAT = 256, 258, 262, 277, 338, 339
+_STRIP_OFFSETS, _STRIP_BYTE_COUNTS, _TILE_OFFSETS = 273, 279, 324
+CLASSIC_MAGIC = (b"II*\x00", b"MM\x00*")
+BIGTIFF_MAGIC = (b"II+\x00", b"MM\x00+")
 _UNASSOCIATED_ALPHA = 2
 _FIRST_IFD = 8  # the directory follows the 8-byte header
 
@@ -43,17 +47,14 @@ def rewrite_tiff(tiff: bytes, *, exif: bytes | None, icc: bytes | None, alpha: b
     Raises:
         ValueError: the file is BigTIFF, tiled, multi-page, or its directory cannot be parsed.
     """
-    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+    if tiff[:4] not in CLASSIC_MAGIC:
         raise ValueError("not a classic TIFF (BigTIFF is not rewritten)")
-    source = ImageFileDirectory_v2(tiff[:8])
-    stream = io.BytesIO(tiff)
-    stream.seek(source.next)
-    source.load(stream)
+    source = first_directory(io.BytesIO(tiff))
     if source.next or _TILE_OFFSETS in source or _STRIP_OFFSETS not in source:
         raise ValueError("only single-image, stripped TIFFs are rewritten")
 
-    offsets = _as_tuple(source[_STRIP_OFFSETS])
-    counts = _as_tuple(source[_STRIP_BYTE_COUNTS])
+    offsets = as_tuple(source[_STRIP_OFFSETS])
+    counts = as_tuple(source[_STRIP_BYTE_COUNTS])
     strips = b"".join(tiff[start : start + size] for start, size in zip(offsets, counts, strict=True))
 
     out = ImageFileDirectory_v2(prefix=tiff[:2])
@@ -71,8 +72,8 @@ def rewrite_tiff(tiff: bytes, *, exif: bytes | None, icc: bytes | None, alpha: b
     out[_STRIP_BYTE_COUNTS] = counts
     out.tagtype[_STRIP_OFFSETS] = out.tagtype[_STRIP_BYTE_COUNTS] = TiffTags.LONG
     if alpha:
-        out[_EXTRA_SAMPLES] = _UNASSOCIATED_ALPHA
-        out.tagtype[_EXTRA_SAMPLES] = TiffTags.SHORT
+        out[EXTRA_SAMPLES] = _UNASSOCIATED_ALPHA
+        out.tagtype[EXTRA_SAMPLES] = TiffTags.SHORT
     if icc:
         out[ICC_PROFILE] = icc
         out.tagtype[ICC_PROFILE] = TiffTags.UNDEFINED
@@ -80,8 +81,31 @@ def rewrite_tiff(tiff: bytes, *, exif: bytes | None, icc: bytes | None, alpha: b
     return header + out.tobytes(offset=_FIRST_IFD) + strips
 
 
-def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+def as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A tag's value as a tuple (Pillow gives a single value as it is)."""
     return value if isinstance(value, tuple) else (value,)
+
+
+def first_directory(stream: BinaryIO) -> ImageFileDirectory_v2:
+    """The first image directory of the TIFF (classic or BigTIFF) in ``stream``, read with Pillow's
+    tag parser (which bounds what it reads by the file's size); its ``next`` is the following
+    directory's offset, 0 for none.
+
+    Raises:
+        ValueError: not a TIFF, or no image directory where the header points (a corrupt file).
+    """
+    stream.seek(0)
+    header = stream.read(8)
+    if header[:4] in BIGTIFF_MAGIC:  # 16 bytes: an 8-byte offset
+        header += stream.read(8)
+    elif header[:4] not in CLASSIC_MAGIC:
+        raise ValueError("not a TIFF")
+    directory = ImageFileDirectory_v2(header)
+    stream.seek(directory.next)
+    directory.load(stream)
+    if IMAGE_WIDTH not in directory:
+        raise ValueError("no image directory where the header points")
+    return directory
 
 
 def _add_exif(out: ImageFileDirectory_v2, exif: bytes) -> None:
