@@ -532,6 +532,10 @@ def test_weights_alone_name_the_model_as_in_enhance(checkpoint, trained_onnx, tm
     assert torch.equal(OnnxModel(tmp_path / "crnet-tiny.onnx")(x), OnnxModel(trained_onnx)(x))  # the same weights
     result = runner.invoke(app, ["export"])
     assert result.exit_code == 2 and "export needs a model" in result.output and "--weights" in result.output
+    # --model of the same family with weights of another architecture: named after what is exported
+    result = runner.invoke(app, ["export", "--model", "crnet-s", "--weights", str(checkpoint), "--fp16"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "crnet-tiny-fp16.onnx").is_file() and not (tmp_path / "crnet-s-fp16.onnx").exists()
 
 
 def test_an_onnx_name_without_a_stem_and_a_folder_named_onnx_are_said_as_such(tmp_path):
@@ -553,3 +557,19 @@ def test_export_metadata_leaves_the_training_runs_local_paths_out(tmp_path):
     text = json.dumps(weights_provenance(loaded, loaded.info))
     assert "secret" not in text and str(tmp_path) not in text
     assert json.loads(text)["provenance"] == {"data": "LOL"} and json.loads(text)["checkpoint"] == "best"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_an_export_tells_each_step_for_a_progress_line(checkpoint, fmt, tmp_path):
+    """Tracing the paper-size Semi-LLIE takes about 30 s: the library says what it does next
+    (`on_stage`), which `lowlight export` shows as a spinner on a terminal."""
+    from lowlight_cli.export import export_model
+
+    stages: list[str] = []
+    model = create_model("crnet-tiny", weights=str(checkpoint))
+    target = tmp_path / ("m.onnx" if fmt == "onnx" else "m")
+    export_model(model, target, format=fmt, on_stage=stages.append)
+    sizes = [f"comparing with PyTorch at 2x{h}x{w}" for h, w in parity_sizes(model.info, None)]
+    first = ["tracing the model into an ONNX graph", "loading the graph in onnxruntime"] if fmt == "onnx" else \
+        ["saving the checkpoint and loading it back"]
+    assert stages == first + sizes

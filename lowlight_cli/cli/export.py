@@ -18,7 +18,7 @@ from ..export.staging import check_file_destination, check_folder_destination
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from ..inference.onnx_backend import is_onnx_path
 from ..models import model_info
-from .console import out
+from .console import err, out
 from .errors import handle_errors
 from .loading import announce, describe_weights, load_model, model_for_weights
 from .options import CurveScaleOpt, JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
@@ -37,7 +37,7 @@ def export(
     model: ModelOpt = None,
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default <model>[-fp16].onnx or <model>[-fp16]/."),
+        typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default <architecture>[-fp16].onnx or <architecture>[-fp16]/, the model exported."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' or '.join(EXPORT_FORMATS)}.")] = "onnx",
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision: float16 weights (ONNX: float16 arithmetic, float32 input/output).")] = False,
@@ -65,7 +65,12 @@ def export(
     if is_onnx_path(model):
         raise UsageError(f"--model {model} names an ONNX file; export takes a registered model name",
                          hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
-    target = Path(output or default_output(model, fmt, fp16=fp16))
+    named = model
+    if output is None and weights is not None:
+        # the default name is the architecture exported: --model crnet-s --weights CKPT of a
+        # crnet-curve-dn (same family, loaded as such) writes crnet-curve-dn.onnx, not crnet-s.onnx
+        named, weights = model_for_weights(None, weights, model)
+    target = Path(output or default_output(named, fmt, fp16=fp16))
     if fmt == "onnx":
         require_onnx_exportable(model_info(model))  # say why before loading any weights
         check_file_destination(target, overwrite=overwrite)  # ... and before the slow part
@@ -77,7 +82,9 @@ def export(
     net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)
     announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
-    result = export_model(net, target, format=fmt, fp16=fp16, opset=opset or DEFAULT_OPSET, overwrite=overwrite)
+    with err.status("exporting ...") as status:  # a spinner on a terminal (tracing a large model takes a minute)
+        result = export_model(net, target, format=fmt, fp16=fp16, opset=opset or DEFAULT_OPSET, overwrite=overwrite,
+                              on_stage=lambda text: status.update(f"{text} ..."))
     if json_output:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -22,7 +22,7 @@ from ..errors import UsageError
 from .artefact import ExportResult, weights_provenance
 from .checkpoint_export import export_checkpoint
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, Float32Interface, export_onnx
-from .parity import FP16_TOLERANCE, FP32_TOLERANCE, ParityCheck, Tolerance, check_parity, parity_input, parity_sizes
+from .parity import FP16_TOLERANCE, FP32_TOLERANCE, ParityCheck, StageFn, Tolerance, check_parity, parity_input, parity_sizes
 
 EXPORT_FORMATS = ("onnx", "safetensors")
 
@@ -36,6 +36,7 @@ __all__ = [
     "ExportResult",
     "Float32Interface",
     "ParityCheck",
+    "StageFn",
     "Tolerance",
     "check_format",
     "check_parity",
@@ -71,14 +72,16 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     sizes: list[tuple[int, int]] | None = None,
     overwrite: bool = False,
+    on_stage: StageFn | None = None,
 ) -> ExportResult:
     """Export ``model`` in ``format`` to ``output`` and check parity (see :func:`export_onnx`,
-    :func:`export_checkpoint`; ``opset`` applies to ONNX only).
+    :func:`export_checkpoint`; ``opset`` applies to ONNX only; ``on_stage`` is told each step in
+    words, for a progress line).
 
     Raises:
         UsageError: unknown format, and the errors of the format's exporter.
         ExportError: see the format's exporter.
     """
     if check_format(format) == "onnx":
-        return export_onnx(model, output, fp16=fp16, opset=opset, sizes=sizes, overwrite=overwrite)
-    return export_checkpoint(model, output, fp16=fp16, sizes=sizes, overwrite=overwrite)
+        return export_onnx(model, output, fp16=fp16, opset=opset, sizes=sizes, overwrite=overwrite, on_stage=on_stage)
+    return export_checkpoint(model, output, fp16=fp16, sizes=sizes, overwrite=overwrite, on_stage=on_stage)

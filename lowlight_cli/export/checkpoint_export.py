@@ -17,7 +17,7 @@ from ..errors import ExportError
 from ..models import load_checkpoint
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from .artefact import ExportResult, torch_model_info, weights_provenance
-from .parity import check_fits_float16, check_parity, parity_sizes, tolerance_for
+from .parity import StageFn, check_fits_float16, check_parity, parity_sizes, tolerance_for
 from .staging import staged_folder
 
 
@@ -28,6 +28,7 @@ def export_checkpoint(
     fp16: bool = False,
     sizes: list[tuple[int, int]] | None = None,
     overwrite: bool = False,
+    on_stage: StageFn | None = None,
 ) -> ExportResult:
     """Save ``model`` as a checkpoint folder, after checking that the saved weights reproduce it.
 
@@ -37,6 +38,7 @@ def export_checkpoint(
         fp16: store floating-point tensors as float16 (half the file size).
         sizes: parity input sizes ``(H, W)``; default :func:`~.parity.default_parity_sizes`.
         overwrite: replace ``config.json``/``model.safetensors`` already in ``folder``.
+        on_stage: told in words what the export does next (progress), as in ``export_onnx``.
 
     Returns:
         The :class:`ExportResult`; parity compares the reloaded checkpoint with ``model`` (max abs
@@ -64,12 +66,15 @@ def export_checkpoint(
     }
     names = (CONFIG_NAME, WEIGHTS_NAME)
     with staged_folder(folder, names, overwrite=overwrite) as tmp:
+        if on_stage is not None:
+            on_stage("saving the checkpoint and loading it back")
         save_checkpoint(model, tmp, architecture=info.name, kwargs=model.config, provenance=provenance, state_dict=state)
         # with the model's own frozen networks (never in a checkpoint): the weights are what is checked
         reloaded = load_checkpoint(tmp, expected_family=info.family, frozen_networks=model.frozen_networks())
         device = next((p.device for p in model.parameters()), None)
         checks = check_parity(
-            lambda x: model(x.to(device)).cpu(), reloaded, checked_sizes, tolerance, what=f"the {precision} checkpoint"
+            lambda x: model(x.to(device)).cpu(), reloaded, checked_sizes, tolerance, what=f"the {precision} checkpoint",
+            on_stage=on_stage,
         )
         size = sum((tmp / n).stat().st_size for n in names)
     return ExportResult(

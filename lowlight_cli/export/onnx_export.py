@@ -31,7 +31,7 @@ from ..inference.onnx_backend import (
 )
 from ..models.base import ModelInfo
 from .artefact import ExportResult, require_onnx_exportable, torch_model_info, weights_provenance
-from .parity import check_fits_float16, check_parity, parity_input, parity_sizes, tolerance_for, trace_size
+from .parity import StageFn, check_fits_float16, check_parity, parity_input, parity_sizes, tolerance_for, trace_size
 from .staging import check_file_destination, staged_file
 
 DEFAULT_OPSET = 17
@@ -106,6 +106,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     sizes: list[tuple[int, int]] | None = None,
     overwrite: bool = False,
+    on_stage: StageFn | None = None,
 ) -> ExportResult:
     """Export ``model`` to an ONNX file with dynamic batch, height and width, after a parity check.
 
@@ -123,6 +124,8 @@ def export_onnx(
         opset: ONNX opset, 17 to 20.
         sizes: parity input sizes ``(H, W)``; default :func:`~.parity.default_parity_sizes`.
         overwrite: replace an existing file.
+        on_stage: told in words what the export does next (tracing, loading in onnxruntime,
+            comparing at each size): a caller's progress line; tracing a large model takes a while.
 
     Returns:
         The :class:`ExportResult`.
@@ -150,14 +153,19 @@ def export_onnx(
     module = Float32Interface(copy.deepcopy(model).half()) if fp16 else model
     precision = "fp16" if fp16 else "fp32"
     with staged_file(path, overwrite=overwrite) as tmp:
+        if on_stage is not None:
+            on_stage('tracing the model into an ONNX graph')
         _trace(module, tmp, info, opset, device)
         whole_image = bool(getattr(model, "uses_image_context", False))
         curve_scale = int(model.curve_scale) if getattr(model, "supports_curve_scale", False) else None
         props = onnx_metadata(info, precision=precision, weights=weights_provenance(model, info), whole_image_context=whole_image,
                               curve_scale=curve_scale)
         _annotate(tmp, info, props)
+        if on_stage is not None:
+            on_stage('loading the graph in onnxruntime')
         exported = OnnxModel(tmp, providers=[CPU_PROVIDER])
-        checks = check_parity(lambda x: model(x.to(device)).cpu(), exported, checked_sizes, tolerance, what=path.name)
+        checks = check_parity(lambda x: model(x.to(device)).cpu(), exported, checked_sizes, tolerance, what=path.name,
+                              on_stage=on_stage)
         size = tmp.stat().st_size
         runtime = exported.runtime()
     return ExportResult(

@@ -21,6 +21,7 @@ from ..metrics import psnr
 from ..models.base import ModelInfo
 
 BatchFn = Callable[[torch.Tensor], torch.Tensor]
+StageFn = Callable[[str], None]  # told what an export does next, in words (progress)
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((64, 96), (96, 128))  # non-square, small enough for a CPU
 PARITY_BATCH = 2  # two images per size: the batch axis is dynamic too
 PARITY_SEED = 0
@@ -196,6 +197,7 @@ def check_parity(
     *,
     what: str,
     batch: int = PARITY_BATCH,
+    on_stage: StageFn | None = None,
 ) -> tuple[ParityCheck, ...]:
     """Run both models on the same :func:`parity_input` at every size and compare.
 
@@ -206,6 +208,7 @@ def check_parity(
         tolerance: limits every size must meet.
         what: names the exported artefact in the error message.
         batch: images per size.
+        on_stage: told ``"comparing with PyTorch at BxHxW"`` before each size (progress).
 
     Returns:
         One :class:`ParityCheck` per size, all passed.
@@ -216,6 +219,8 @@ def check_parity(
     """
     checks = []
     for height, width in sizes:
+        if on_stage is not None:
+            on_stage(f"comparing with PyTorch at {batch}x{height}x{width}")
         x = parity_input(batch, height, width)
         with torch.inference_mode():
             expected = reference(x)
