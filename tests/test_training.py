@@ -386,9 +386,10 @@ def test_a_plain_folder_given_to_a_paired_method_points_at_the_unpaired_ones(tmp
     assert result.exit_code == 1 and "trains only the unpaired methods (--method scl-lle or pie)" in text, result.output
 
 
-def test_semi_needs_unlabeled_data():
-    with pytest.raises(ConfigError):
-        build_config(flags={"run.semi": True, "data.labeled_frac": 1.0})
+def test_semi_with_every_pair_labeled_is_a_valid_config():
+    """Low images without references are unlabeled at any fraction: the data tells whether there
+    are any (test_semi_supervised_training_with_every_pair_labeled_takes_the_lows_without_references)."""
+    assert build_config(flags={"run.semi": True, "data.labeled_frac": 1.0}).data.labeled_frac == 1.0
 
 
 def _torchrun_two_cpu_processes(tmp_path: Path, *extra: str, steps: int = 4, name: str = "ddp", resume: bool = False,
@@ -1045,6 +1046,55 @@ def test_images_added_before_a_resume_and_references_without_a_low_image_are_sai
     assert "1 image(s) in the data folder are not part of this run" in text and "added" in text and "model.init_from" in text
     split = json.loads((run / "split.json").read_text())
     assert "added" not in split["labeled"] + split["unlabeled"] + split["validation"]
+
+
+def test_a_reference_added_before_a_resume_for_an_image_trained_without_one_is_said(tmp_path):
+    """The run keeps its split: an image it trains without a reference stays so when its reference
+    appears, and the resume says so (data.json tells which images had one when the run started)."""
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.io import ImageData, write_image
+
+    data = tmp_path / "data"
+    pairs = synthetic_pairs(8, size=(64, 64), seed=0)
+    for i, pair in enumerate(pairs):
+        write_image(data / "low" / f"{pair.name}.png", ImageData(pair.low))
+        if i < 6:
+            write_image(data / "high" / f"{pair.name}.png", ImageData(pair.high))
+    run = tmp_path / "run"
+    args = ["train", "--model", "crnet-tiny", "--data", str(data), "--patch-size", "32", "--patches-per-image", "1",
+            "-b", "2", "--device", "cpu", "--semi", "--labeled-frac", "1", "--set", "data.val_count=1"]
+    first = runner.invoke(app, [*args, "--out", str(run), "--max-steps", "2"])  # all pairs labeled, the 2 lows without references not
+    assert first.exit_code == 0 and "5 labeled, 2 unlabeled (used)" in first.output, first.output
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])  # nothing added: nothing said
+    assert resumed.exit_code == 0 and "trains without a reference" not in " ".join(resumed.output.split()), resumed.output
+    late = pairs[7].name
+    write_image(data / "high" / f"{late}.png", ImageData(pairs[7].high))
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"])
+    text = " ".join(resumed.output.split())
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 image(s) this run trains without a reference have one now" in text and late in text and "model.init_from" in text
+    assert late in json.loads((run / "split.json").read_text())["unlabeled"]
+
+
+def test_semi_supervised_training_with_every_pair_labeled_takes_the_lows_without_references(tmp_path):
+    """`--semi --labeled-frac 1` is the labeled pairs plus the low images that have no reference (the
+    docs: those are unlabeled data); with none such it says what is missing, before any training."""
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.io import ImageData, write_image
+
+    data = tmp_path / "data"
+    for pair in synthetic_pairs(6, size=(64, 64), seed=0):
+        write_image(data / "low" / f"{pair.name}.png", ImageData(pair.low))
+        write_image(data / "high" / f"{pair.name}.png", ImageData(pair.high))
+    args = ["train", "--model", "crnet-tiny", "--data", str(data), "--patch-size", "32", "--patches-per-image", "1",
+            "-b", "2", "--device", "cpu", "--semi", "--labeled-frac", "1", "--set", "data.val_count=1", "--max-steps", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "needs unlabeled data" in text and "--labeled-frac" in text, result.output
+    assert not (tmp_path / "run").exists()
+    write_image(data / "low" / "unpaired.png", ImageData(synthetic_pairs(7, size=(64, 64), seed=0)[6].low))
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0 and "5 labeled, 1 unlabeled (used)" in result.output, result.output
 
 
 def test_milestones_written_as_decimals_are_whole_epochs(tmp_path):

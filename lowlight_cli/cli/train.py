@@ -67,7 +67,7 @@ def train(
     data: Annotated[Optional[str], Opt("--data", help="Dataset folder (low/ and high/, or LOL's train/low, train/high; the unpaired methods also take a plain folder of low-light images), or 'synthetic' (default $LOWLIGHT_DATA or ./data/LOL).")] = None,
     out: Annotated[Optional[Path], Opt("--out", "-o", help="Run folder (default runs/<model>-<full|semiNN|unpaired>).")] = None,
     semi: Annotated[Optional[bool], Opt("--semi/--supervised", help="Multi-consistency mean teacher on labeled + unlabeled images (= --method mcmt).")] = None,
-    labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1].")] = None,
+    labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1]; the others, and low images without a reference, are the unlabeled data (--semi).")] = None,
     positives: Annotated[Optional[str], Opt("--positives", help="Unpaired methods: folder of normal-light images to draw positives from (default: the training references, never an input's own).")] = None,
     negatives: Annotated[Optional[str], Opt("--negatives", help="Unpaired methods: folder of badly exposed images to draw negatives from (default: made with curves).")] = None,
     config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,

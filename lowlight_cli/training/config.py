@@ -285,11 +285,6 @@ class TrainConfig:
                 raise ConfigError(message)
         self.optim.milestones = tuple(int(m) for m in self.optim.milestones)  # 30.0 from "--set optim.milestones=30.0"
         method = self._validate_method(saved_run=saved_run)
-        if method.uses_unlabeled and self.data.labeled_frac >= 1.0:
-            raise ConfigError(
-                "semi-supervised training needs unlabeled data: --labeled-frac below 1",
-                hint="e.g. --semi --labeled-frac 0.1",
-            )
         return self
 
     def _check_types(self) -> None:

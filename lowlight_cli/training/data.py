@@ -54,14 +54,28 @@ def data_record(pairs: list[ImagePair], data: TrainingData, split: Split) -> dic
     """The pixel digests of a run's images (low, and the reference where the split uses it: labeled
     and validation pairs; by name) and of its positives and negatives pools as ``[file, digest]``
     in their order: a resume must see the same images, wherever they now are (the files' names
-    only make the messages)."""
+    only make the messages). ``with_reference`` names the images that had a reference (see
+    :func:`references_added`)."""
     referenced = set(split.labeled) | set(split.validation)
-    record: dict = {"images": {p.name: [p.low_digest, p.high_digest if p.name in referenced else None] for p in pairs}}
+    record: dict = {"images": {p.name: [p.low_digest, p.high_digest if p.name in referenced else None] for p in pairs},
+                    # which images had a reference: one added later to an image trained without is then said
+                    "with_reference": sorted(p.name for p in pairs if p.labeled)}
     for pool in ("positives", "negatives"):
         found = getattr(data.dataset, pool, None)
         if found is not None:
             record[pool] = [[found.name(i), digest] for i, digest in enumerate(found.digests)]
     return record
+
+
+def references_added(saved: dict, pairs: list[ImagePair], split: Split) -> list[str]:
+    """Images the run trains without a reference (``split.unlabeled``) that have one now but had
+    none when it started: the run keeps its split, so such a reference is not used. Empty for a
+    record written before ``with_reference`` (it cannot tell)."""
+    before = saved.get("with_reference")
+    if not isinstance(before, list):
+        return []
+    now = {p.name for p in pairs if p.labeled}
+    return sorted(name for name in split.unlabeled if name in now and name not in set(before))
 
 
 def record_difference(saved: dict, now: dict) -> str | None:

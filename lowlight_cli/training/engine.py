@@ -45,7 +45,7 @@ from ..models import MODELS, load_frozen_networks, save_checkpoint
 from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict
 from . import distributed
 from .config import DataSection, TrainConfig, save_config
-from .data import DATA_RECORD, data_record, record_difference, training_data
+from .data import DATA_RECORD, data_record, record_difference, references_added, training_data
 from .ema import EMA
 from ..interrupts import deferred_interrupts
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
@@ -254,7 +254,7 @@ class Trainer:
                     setattr(d, key, str(there))
                     emit(InfoEvent(f"data.{key} {value} is taken from where the run started: {there}"))
 
-    def _check_data_record(self, pairs: list[ImagePair], data, split: Split, saved: dict | None) -> None:
+    def _check_data_record(self, pairs: list[ImagePair], data, split: Split, saved: dict | None, emit: EventFn) -> None:
         """A run writes what its images are (``data.json``); a resume must find the same ones as
         ``saved``, wherever ``--data``, ``--positives`` and ``--negatives`` now point. A run older
         than the file gets it at its first resume (whose data the CLI does not let move)."""
@@ -269,6 +269,12 @@ class Trainer:
                 raise DataError(f"{self.run_dir} cannot resume on this data: {difference}",
                                 hint="put the run's images back as they were, or start a new run "
                                      f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
+            added = references_added(saved, pairs, split)
+            if added:  # as images added since the start: the split is the run's, said rather than passed over
+                more = f" and {len(added) - 3} more" if len(added) > 3 else ""
+                emit(InfoEvent(f"{len(added)} image(s) this run trains without a reference have one now (added since it "
+                               f"started), which it does not use: {', '.join(added[:3])}{more}; to train with them, start "
+                               f"a new run (--set model.init_from={self.run_dir / 'last'})"))
         elif self.ctx.is_main:
             record["started_in"] = str(Path.cwd())  # what relative folders in config.yaml are relative to
             atomic_write_bytes(self.run_dir / DATA_RECORD, (json.dumps(record) + "\n").encode())
@@ -353,7 +359,13 @@ class Trainer:
                             hint="add training images of other scenes (pairs whose reference is a validation pair's are held out with it)")
         # a run made before data.json resumes on the pools it drew from then
         data = training_data(self.method, cfg, pairs, split, legacy_pools=self.resume and saved is None, folders=folders)
-        self._check_data_record(pairs, data, split, saved)
+        if self.method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0 and not data.extra:
+            # told from the data: low images without references are unlabeled at any --labeled-frac
+            raise DataError(f"semi-supervised training needs unlabeled data: all {len(split.labeled)} training images "
+                            f"keep their references (--labeled-frac {cfg.data.labeled_frac:g}) and none comes without one",
+                            hint="lower --labeled-frac (e.g. --semi --labeled-frac 0.1), or add low-light images without "
+                                 "references to the data folder's low/")
+        self._check_data_record(pairs, data, split, saved, emit)
         check_validation_sizes(data.validation)
         self.data_summary = data.summary
         emit(InfoEvent(data.summary))
