@@ -21,6 +21,7 @@ from ..inference.allocator import keep_freed_memory
 COMMANDS: dict[str, tuple[str, str, str | None, dict]] = {
     "enhance": ("enhance", "enhance", "EPILOG", {}),
     "evaluate": ("evaluate", "evaluate", "EPILOG", {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}),
+    "compare": ("compare", "compare", "EPILOG", {}),
     "train": ("train", "train", "EPILOG", {}),
     "export": ("export", "export", "EPILOG", {}),
     "models": ("models", "models", None, {}),
@@ -41,7 +42,7 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
-    """Low-light image enhancement: enhance, train, evaluate, export."""
+    """Low-light image enhancement: enhance, train, evaluate, compare, export."""
 
 
 def _suggestion_settings() -> dict:
@@ -58,7 +59,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     """The ``lowlight`` app: every command, or only the one named ``only`` (what a run of that command needs)."""
     built = typer.Typer(
         name="lowlight",
-        help="Low-light image enhancement: enhance, train, evaluate, export.",
+        help="Low-light image enhancement: enhance, train, evaluate, compare, export.",
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
         add_completion=False,
@@ -84,7 +85,7 @@ def __getattr__(name: str) -> typer.Typer:
 
 # Commands that leave nothing open when they return (their files are written whole and closed, their
 # thread pools joined): these end with :func:`exit_now` instead of the interpreter's teardown.
-QUICK_EXIT = frozenset({"enhance", "evaluate", "export", "import", "models", "priors"})
+QUICK_EXIT = frozenset({"enhance", "evaluate", "compare", "export", "import", "models", "priors"})
 
 
 def main(*, quick_exit: bool = False) -> None:

@@ -1,0 +1,271 @@
+"""`lowlight compare`: several models scored on one test set under one protocol, one table."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import __version__
+from ..errors import DataError, LowlightError, UsageError, WeightsNotFoundError
+from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
+from ..evaluation.runner import score_pairing
+from ..evaluation.scoring import ImageScores
+from ..evaluation.summary import json_report
+from ..hub import bundled_weights_dir, is_hub_ref
+from ..inference import InferenceConfig
+from ..inference.onnx_backend import is_onnx_path
+from ..metrics import list_metrics, metric_info
+from ..models import list_models
+from .console import err, out, print_table
+from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
+from .evaluate import parse_metric_list
+from .loading import LoadedModel, build_enhancer, describe_weights, load_model, model_for_weights
+from .options import ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
+from .report_file import check_not_an_input, check_report_destination, write_report
+
+INPUT_ROW = "input"  # the first row: the low images scored as they are
+
+EPILOG = """
+Examples:\n
+  lowlight compare crnet-curve-dn pie-lol scl-lle-lol --data LOL/test --metrics psnr ssim niqe\n
+  lowlight compare crnet-curve-dn-lol runs/mine/best mine.onnx --data LOL/test --csv scores.csv\n
+  lowlight compare crnet-curve-dn pie-lol --data night-photos/ --metrics niqe
+"""
+
+
+@dataclass
+class Entry:
+    """One model to compare: as the user named it, and what was loaded for it."""
+
+    label: str
+    model: LoadedModel
+    architecture: str
+    weights: str
+    settings: str = ""  # device, precision and tiling it ran with (tiles differ by model)
+
+
+def _resolve(label: str, config: InferenceConfig) -> Entry:
+    """A model by what its label names: an ONNX file, a registered model (its default weights), or
+    weights (a bundled name, a checkpoint folder, hf-hub:...) whose checkpoint names the model."""
+    models = list_models(include_test=True)
+    if is_onnx_path(label) or label in models:
+        name, weights = label, None
+    else:
+        bundled = bundled_weights_dir()
+        bundled_names = sorted(p.name for p in bundled.iterdir() if p.is_dir()) if bundled is not None else []
+        if not is_hub_ref(label) and label not in bundled_names and not Path(label).expanduser().exists():
+            close = difflib.get_close_matches(label, list_models() + bundled_names, n=3)
+            raise UsageError(f"{label} is not a model name, bundled weights, a checkpoint folder nor an .onnx file",
+                             hint=(f"did you mean {' or '.join(close)}? " if close else "")
+                             + "`lowlight models` lists the models and their bundled weights")
+        name, weights = model_for_weights(None, label, "")
+    try:
+        net = load_model(name, weights, False)
+    except WeightsNotFoundError as exc:
+        if weights is not None:
+            raise
+        # compare takes no --weights: name the checkpoint itself
+        official = "lowlight import" in (exc.hint or "")  # a model whose authors' checkpoint converts
+        raise WeightsNotFoundError(
+            f"{label} has no trained weights to compare",
+            hint="name a checkpoint folder or bundled weights instead (`lowlight models` lists them)"
+                 + (f"; the authors' checkpoint: lowlight import FILE.pth --arch {label} -o DIR, then compare DIR" if official else ""),
+        ) from None
+    build_enhancer(net, config)  # device and tiling checked for every model before any is run
+    return Entry(label, net, net.info.name, describe_weights(name, net, explicit=weights is not None))
+
+
+@handle_errors
+def compare(
+    entries: Annotated[list[str], typer.Argument(
+        help="Models to compare: registered names (their default weights), bundled weights names, checkpoint folders, "
+             "hf-hub:org/repo references or exported .onnx files.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="DIR/low is enhanced by every model and DIR/high is the reference; "
+                                                      "a folder of images alone takes no-reference metrics (niqe).")],
+    metrics: Annotated[list[str], typer.Option("--metrics", help="Metrics: several after one flag, comma-separated or repeated.")] = ["psnr", "ssim"],  # noqa: B006
+    gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first (full-reference metrics).")] = False,
+    ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
+    niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
+    crop_border: Annotated[int, typer.Option("--crop-border", min=0, help="Pixels removed from each side before scoring.")] = 0,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write every model's per-image scores to this CSV file.")] = None,
+    json_output: JsonOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    colour: ColourOpt = "model",
+) -> None:
+    """Score several models on one test set under one protocol: a row per model, the input first.
+
+    Every model enhances the same images with the same settings, and each output is scored as it
+    would be saved, as in `lowlight evaluate --model`. Images a model cannot score are listed, left
+    out of its means, and the exit code is 3.
+    """
+    known_metrics = set(list_metrics())
+    models = set(list_models(include_test=True))
+    # `--metrics psnr ssim`: click takes the second name as an entry; a metric name is never a model's
+    extra = [e for e in entries if e.lower() in known_metrics and e not in models and not Path(e).exists()]
+    labels = [e for e in entries if e not in extra]
+    names = parse_metric_list(list(metrics) + extra)
+    if not labels:
+        raise UsageError("no models to compare", hint="e.g. lowlight compare crnet-curve-dn pie-lol --data LOL/test")
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise UsageError(f"{twice[0]} is named twice", hint="name each model once")
+    if csv_path is not None:
+        check_report_destination(csv_path, "--csv", json_output=json_output)
+    protocol = Protocol(tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(),
+                        crop_border=crop_border)
+    if not data.is_dir():
+        raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
+    if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
+        split = "test" if (data / "test" / "low").is_dir() else "train"
+        raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")
+    low = data / "low" if (data / "low").is_dir() else data
+    high = data / "high" if (data / "high").is_dir() else None
+    if protocol.needs_reference and high is None:
+        full = [m for m in protocol.metrics if metric_info(m).full_reference]
+        raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references and --data {data} has no high/ folder",
+                         hint="give a folder holding low/ and high/, or use --metrics niqe alone")
+    pairing = pair_by_stem(low, high if protocol.needs_reference else None)
+    if csv_path is not None:
+        check_not_an_input(csv_path, pairing)
+    for path in pairing.unpaired_predictions:
+        err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
+    for path in pairing.unpaired_references:
+        err.print(f"[yellow]unpaired:[/] reference {escape(str(path))} has no low image")
+    if not pairing.pairs:
+        raise DataError("no low/reference pairs", hint="pairing is by file stem: low/1.png pairs with high/1.jpg")
+
+    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour)
+    loaded = [_resolve(label, config) for label in labels]  # every name checked before the first model runs
+    scorer = Scorer(protocol)
+    rows: list[tuple[Entry | None, list[ImageScores]]] = [(None, _score(scorer, pairing, None, "the input"))]
+    for i, entry in enumerate(loaded, start=1):
+        enhancer = build_enhancer(entry.model, config)
+        entry.settings = f"{enhancer.device} {enhancer.precision}, {'whole images' if enhancer.tile == 0 else f'tiles of {enhancer.tile} px'}"
+        err.print(f"[{i}/{len(loaded)}] {escape(entry.label)}: {escape(entry.architecture)} with {escape(entry.weights)} "
+                  f"({entry.settings})", highlight=False)
+        rows.append((entry, _score(scorer, pairing, enhancer, entry.label)))
+
+    csv_problem = None
+    if csv_path is not None:
+        try:
+            write_report(csv_path, _csv(protocol, rows).encode())
+            err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
+        except OSError as exc:
+            csv_problem = LowlightError(f"could not write --csv {csv_path}: {exc.strerror or exc}",
+                                        hint=f"{file_system_hint(exc)}, or give --csv another path")
+    if json_output:
+        typer.echo(json.dumps(_json(protocol, rows, data, colour), indent=2))
+    else:
+        _table(protocol, rows, data, colour)
+    if csv_problem is not None:
+        report_error(csv_problem)
+        raise typer.Exit(EXIT_FAILURE)
+    partial = [(entry.label if entry else INPUT_ROW, sum(s.error is not None for s in scores)) for entry, scores in rows]
+    partial = [(label, failed) for label, failed in partial if failed]
+    if partial:
+        err.print("not every image was scored, so those rows' means cover fewer images: "
+                  + ", ".join(f"{escape(label)} {failed} of {len(pairing.pairs)}" for label, failed in partial))
+        raise typer.Exit(EXIT_PARTIAL)
+    unpaired = len(pairing.unpaired_predictions) + len(pairing.unpaired_references)
+    if unpaired:
+        err.print(f"{unpaired} image(s) had no partner (listed above): the means cover the {len(pairing.pairs)} pairs only")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _score(scorer: Scorer, pairing, enhancer, what: str) -> list[ImageScores]:
+    scores = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(escape(what), total=len(pairing.pairs))
+        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(f"{what}: {pair.name}"))):
+            for note in result.warnings:
+                progress.console.print(f"[yellow]warning:[/] {escape(what)}: {escape(result.name)}: {escape(note)}")
+            if result.error is not None:
+                progress.console.print(f"[red]failed:[/] {escape(what)}: {escape(result.error)}")
+            scores.append(result)
+            progress.advance(task)
+    return scores
+
+
+def _best(protocol: Protocol, rows) -> dict[str, float]:
+    """Per metric, the best mean among the models (the input row does not compete)."""
+    best = {}
+    summaries = [summarize(scores, protocol.metrics) for entry, scores in rows if entry is not None]
+    for name in protocol.metrics:
+        means = [m for m in (summary[name].mean for summary in summaries) if math.isfinite(m)]
+        if means:
+            best[name] = max(means) if metric_info(name).higher_is_better else min(means)
+    return best
+
+
+def _table(protocol: Protocol, rows, data: Path, colour: str) -> None:
+    best = _best(protocol, rows)
+    table = Table(title=f"lowlight compare on {escape(str(data))}",
+                  caption=f"protocol: {escape(protocol.describe())}; colour {colour}; outputs rounded to each input's bit depth; "
+                          "the best model's mean in bold")
+    table.add_column("model")
+    table.add_column("architecture")
+    table.add_column("weights")
+    for name in protocol.metrics:
+        table.add_column(f"{name} {'↑' if metric_info(name).higher_is_better else '↓'}", justify="right")
+    table.add_column("images", justify="right")
+    for entry, scores in rows:
+        summary = summarize(scores, protocol.metrics)
+        cells = []
+        for name in protocol.metrics:
+            mean = summary[name].mean
+            text = f"{mean:.4f}" if math.isfinite(mean) else str(mean)
+            cells.append(f"[bold]{text}[/]" if entry is not None and best.get(name) == mean else text)
+        scored = sum(s.error is None for s in scores)
+        if entry is None:
+            table.add_row(INPUT_ROW, "-", "the low images as they are", *cells, f"{scored}/{len(scores)}")
+        else:
+            table.add_row(escape(entry.label), escape(entry.architecture), escape(entry.weights), *cells, f"{scored}/{len(scores)}")
+    print_table(out, table)
+
+
+def _json(protocol: Protocol, rows, data: Path, colour: str) -> dict:
+    return {
+        "version": __version__,
+        "protocol": protocol.as_dict(),
+        "data": str(data),
+        "colour": colour,
+        "rows": [
+            {"model": INPUT_ROW if entry is None else entry.label,
+             "architecture": None if entry is None else entry.architecture,
+             "weights": None if entry is None else entry.weights,
+             "inference": None if entry is None else entry.settings,
+             **{k: v for k, v in json_report(protocol, scores).items() if k not in ("version", "protocol")}}
+            for entry, scores in rows
+        ],
+    }
+
+
+def _csv(protocol: Protocol, rows) -> str:
+    buffer = io.StringIO()
+    buffer.write(f"# lowlight {__version__} compare; protocol: {protocol.describe()}\n")
+    for entry, _ in rows:
+        if entry is not None:
+            buffer.write(f"# {entry.label}: {entry.architecture}, {entry.weights}, {entry.settings}\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "name", *protocol.metrics, "error"])
+    for entry, scores in rows:
+        for s in scores:
+            writer.writerow([INPUT_ROW if entry is None else entry.label, s.name,
+                             *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or ""])
+    return buffer.getvalue()
+
