@@ -128,7 +128,7 @@ def _pair_scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 def score_set(enhancer: Enhancer, items: list, save: Path | None, set_name: str) -> dict:
     rows = []
     for name, low, ref in items:
-        out = from_float(enhancer.enhance(to_float(low)), 8)
+        out = enhancer.enhance_pixels(low)  # what lowlight enhance saves (uint8 in, uint8 out)
         if save is not None:
             (save / set_name).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(save / set_name / f"{name}.png"), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))

@@ -70,7 +70,7 @@ def train(
     labeled_frac: Annotated[Optional[float], Opt("--labeled-frac", callback=check_fraction, help="Fraction of training images whose reference is used, in (0, 1]; the others, and low images without a reference, are the unlabeled data (--semi).")] = None,
     positives: Annotated[Optional[str], Opt("--positives", help="Unpaired methods: folder of normal-light images to draw positives from (default: the training references, never an input's own).")] = None,
     negatives: Annotated[Optional[str], Opt("--negatives", help="Unpaired methods: folder of badly exposed images to draw negatives from (default: made with curves).")] = None,
-    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie).")] = None,
+    config: Annotated[Optional[Path], Opt("--config", help="YAML config file (sections model, data, optim, loss, teacher, run, and the method's: scl_lle, pie, semi_llie, skf).")] = None,
     assignments: Annotated[Optional[list[str]], Opt("--set", help="Override a config value: --set optim.lr=2e-4 (repeatable).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder exactly where it stopped (with --data/--positives/--negatives where its images moved).")] = None,
     epochs: Annotated[Optional[int], Opt("--epochs", min=1, help="Passes over the training images (the labeled ones; the unpaired methods: the low-light inputs) (default: the method's; crnet 100, as in the paper; --method X --explain).")] = None,

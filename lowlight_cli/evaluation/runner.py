@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import ImageError, MetricError, ModelOutputError, SizeMismatchError
 from ..inference import Enhancer
 from ..io import read_image, to_float
-from ..metrics import quantize
 from .pairing import ImagePair, Pairing, pair_by_stem
 from .protocol import Protocol
 from .scoring import ImageScores, Scorer
@@ -22,8 +20,9 @@ from .summary import summarize
 def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None) -> ImageScores:
     """Score one pair; with ``enhancer`` the "prediction" file is the input, enhanced first.
 
-    The enhanced output is rounded to the input's bit depth before scoring, i.e. it is scored
-    as it would be saved.
+    The enhanced output is what ``lowlight enhance`` would save with the same settings (the
+    enhancer's integer path, :meth:`~lowlight_cli.inference.Enhancer.enhance_pixels`: rounded to
+    the input's bit depth, a gray photo kept gray, transparent pixels not steering the rest).
     """
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
@@ -31,9 +30,9 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     if enhancer is None:
         prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
     else:
-        levels = 255 if image.bit_depth == 8 else 65535
-        saved = quantize(torch.from_numpy(enhancer.enhance(to_float(image.rgb))), levels).numpy()
-        prediction = np.rint(saved.astype(np.float64) * levels) / levels  # the codes it would be saved as
+        visible = None if image.alpha is None else image.alpha > 0  # as lowlight enhance runs it
+        saved = enhancer.enhance_pixels(image.rgb, gray=image.gray, visible=visible)
+        prediction = to_float(saved, np.float64)  # the codes it would be saved as, exactly
     reference = None
     if pair.reference is not None:
         reference_image = read_image(pair.reference)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -509,7 +510,7 @@ class Enhancer:
         """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
 
         The same result as ``from_float(enhance(to_float(pixels)), bit_depth)`` (with ``colour="input"``
-        to within a few levels: the colour step then corrects the rounded output; tests/test_colour.py), without a float copy
+        to within a level in rare pixels: the colour step corrects the output kept at 16 bits; tests/test_colour.py), without a float copy
         of the whole photo in or out: tiles are converted as they are read and the output is
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
@@ -537,18 +538,22 @@ class Enhancer:
             pixels = fill_hidden(pixels, visible)
         bit_depth = bit_depth_of(pixels.dtype)
         height, width = pixels.shape[:2]
+        colour = self.config.colour == "input" and not gray
+        # the colour step corrects the whole output once it is there: an 8-bit photo's output waits
+        # for it at 16 bits, so that it is rounded to 8 bits once, as from the float path
+        work_depth = 16 if colour else bit_depth
 
         def read(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
             region = torch.from_numpy(to_float(pixels[top : top + rows, left : left + cols])).permute(2, 0, 1)[None]
             return pad_to(region, rows, cols)
 
-        out = np.empty_like(pixels)
+        out = np.empty(pixels.shape, dtype=np.uint16 if work_depth == 16 else pixels.dtype)
 
         def write(top: int, rows: torch.Tensor) -> None:
             block = rows[0].permute(1, 2, 0).numpy()
             if gray:
                 block = gray_channels(block)
-            out[top : top + block.shape[0]] = from_float(block, bit_depth)
+            out[top : top + block.shape[0]] = from_float(block, work_depth)
 
         seen = None
         if visible is not None:
@@ -557,8 +562,10 @@ class Enhancer:
                 return pad_to(region, rows, cols)
 
         self._run(read, height, width, write, on_event, visible=seen)
-        if self.config.colour == "input" and not gray:
+        if colour:
             keep_input_colour(pixels, out)
+            if bit_depth == 8:  # 65535 = 255 x 257, and v / 257 never ends in exactly .5: one rounding, exact
+                out = cv2.convertScaleAbs(out, alpha=1 / 257)
         return out
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
