@@ -6,6 +6,7 @@
     python benchmarks/enhance_command.py --megapixels 12 --curve-scale 2
     python benchmarks/enhance_command.py --megapixels 12 --weights weights/crnet-curve-dn-lol-stage5
     python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 4 --against /tmp/old
+    python benchmarks/enhance_command.py --megapixels 12 --busy 1 --env GOMP_SPINCOUNT=10000
 
 ``--against CHECKOUT`` times another checkout of lowlight (``git worktree add /tmp/old COMMIT``)
 in the same run, alternating with this tree round by round, so that both see the same state of a
@@ -17,7 +18,9 @@ as a quality-95 JPEG under a temporary folder. Each run is a fresh process (`pyt
 lowlight_cli enhance ... --overwrite`); the table gives the best and median wall time and the peak
 resident memory of the child (ru_maxrss). ``--isa avx2`` runs the child with oneDNN and ATen
 limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``): the vector width of
-a CPU without AVX-512 or AMX, on a machine that has them.
+a CPU without AVX-512 or AMX, on a machine that has them. ``--busy N`` keeps N other processes
+spinning on the CPU meanwhile (a machine busy with other work) and ``--env KEY=VALUE`` sets the
+child's environment (OpenMP's ``GOMP_SPINCOUNT``, ``OMP_NUM_THREADS``, ...).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT
     env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     if args.isa == "avx2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
+    env.update(dict(setting.split("=", 1) for setting in args.env))
     command = [sys.executable, "-m", "lowlight_cli", "enhance", str(photo), "-o", str(out), "--overwrite", "--device", "cpu"]
     if args.model:
         command += ["--model", args.model]
@@ -108,12 +112,29 @@ def main() -> None:
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
     parser.add_argument("--against", type=Path, default=None, metavar="CHECKOUT",
                         help="another checkout of lowlight, timed alternately with this tree (see above)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set in the child's environment (repeatable), e.g. GOMP_SPINCOUNT=10000 or OMP_NUM_THREADS=1")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="keep N other processes spinning on the CPU while timing: a machine busy with other work")
     args = parser.parse_args()
+    if any("=" not in setting for setting in args.env):
+        parser.error("--env takes KEY=VALUE")
     if args.against is not None and not (args.against / "lowlight_cli" / "__init__.py").is_file():
         parser.error(f"{args.against} is not a checkout of lowlight (no lowlight_cli/__init__.py)")
     print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}"
-          + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else ""))
+          + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else "")
+          + (f", child env {' '.join(args.env)}" if args.env else "")
+          + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else ""))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        _time(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+
+
+def _time(args: argparse.Namespace) -> None:
     if args.against is None:
         print("| photo | best s | median s | peak RSS (MB) |")
         print("|---|---|---|---|")

@@ -33,3 +33,19 @@ def test_metric_speed_measures_the_peak_memory_of_each_ssim_path():
     # 600x800x3 float64 moments: the convolution path holds 15 planes of 11.5 MB (and their filtered
     # copies); the banded path only the two scaled images
     assert peak["ssim, convolution path (before session 20)"] > 0.1 > peak["ssim"]
+
+
+def test_enhance_command_times_a_busy_machine_with_the_childs_environment():
+    """`--busy 1` keeps a process spinning while the command is timed and `--env` reaches the child
+    (docs/performance.md, a machine busy with other work); the spinner is gone afterwards."""
+    out = _run("benchmarks/enhance_command.py", "--megapixels", "0.05", "--repeats", "1", "--model", "gamma",
+               "--busy", "1", "--env", "OMP_NUM_THREADS=1")
+    assert "1 busy process(es) spinning meanwhile" in out and "child env OMP_NUM_THREADS=1" in out
+    assert any(line.startswith("| ") and "JPEG (0.05 MP)" in line for line in out.splitlines())
+    spinning = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            spinning += [cmdline] if b"while True: pass" in cmdline.read_bytes() else []
+        except OSError:  # a process that ended meanwhile
+            pass
+    assert not spinning, "the busy process outlived the benchmark"
