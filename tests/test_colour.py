@@ -233,3 +233,20 @@ def test_bands_corrected_side_by_side_give_what_one_thread_gives(monkeypatch):
     alone = out.copy()
     keep_input_colour(low, alone)
     assert np.array_equal(threaded, alone) and not np.array_equal(alone, out)
+
+
+def test_the_colour_step_writes_into_another_array_rounded_once():
+    """An output kept at 16 bits and corrected into an 8-bit array: the same as correcting it in
+    place at 16 bits and rounding to 8 bits then, and the 16-bit output is left as it was."""
+    rng = np.random.default_rng(3)
+    low = (rng.random((40, 50, 3)) * 80).astype(np.uint8)
+    out16 = (rng.random((40, 50, 3)) * 65535).astype(np.uint16)
+    kept16 = out16.copy()
+    keep_input_colour(low, kept16)
+    into = np.empty((40, 50, 3), np.uint8)
+    before = out16.copy()
+    keep_input_colour(low, out16, into=into)
+    np.testing.assert_array_equal(out16, before)
+    assert np.abs(into.astype(int) - np.rint(kept16 / 257.0)).max() <= 1  # the in-place result rounded once more
+    with pytest.raises(ValueError, match="one size"):
+        keep_input_colour(low, out16, into=np.empty((40, 49, 3), np.uint8))

@@ -69,25 +69,28 @@ def colour_gain(low_thumb: np.ndarray, out_thumb: np.ndarray) -> np.ndarray:
     return (1.0 + weight * (gain - 1.0)).astype(np.float32)
 
 
-def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID) -> None:
+def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID, *, into: np.ndarray | None = None) -> None:
     """Give ``out`` (enhanced from ``low``) ``low``'s colour at low resolution, in place.
 
     ``low`` and ``out`` are ``(H, W, 3)`` RGB arrays of one size (uint8, uint16 or float in [0, 1];
     their dtypes may differ). ``out`` is rewritten in bands of rows, so memory beyond the two images
     is a few rows of floats. A grey input keeps a grey output; no pixel's largest channel rises above
-    :data:`CEILING` or the model's own largest channel, whichever is higher.
+    :data:`CEILING` or the model's own largest channel, whichever is higher. ``into``: an array of
+    ``out``'s shape (any of those dtypes) that receives the result instead, rounded once to its own
+    scale (an output kept at 16 bits, written out at 8), ``out`` then left as it was.
 
     Raises:
         ValueError: shapes differ, are not ``(H, W, 3)``, or ``grid`` < 1.
     """
-    if low.shape != out.shape or low.ndim != 3 or low.shape[2] != 3:
-        raise ValueError(f"expected two (H, W, 3) images of one size, got {low.shape} and {out.shape}")
+    if low.shape != out.shape or low.ndim != 3 or low.shape[2] != 3 or (into is not None and into.shape != out.shape):
+        shapes = ", ".join(str(a.shape) for a in (low, out, into) if a is not None)
+        raise ValueError(f"expected (H, W, 3) images of one size, got {shapes}")
     if grid < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
     height, width = out.shape[:2]
     gain = colour_gain(thumbnail(low, grid), thumbnail(out, grid))  # one after the other: each makes a full-size copy
     with ThreadPoolExecutor(max_workers=_workers(height * width)) as pool:  # numpy releases the GIL: bands side by side
-        _correct_bands(out, gain, pool)
+        _correct_bands(out, gain, pool, out if into is None else into)
 
 
 def _workers(pixels: int) -> int:
@@ -95,15 +98,17 @@ def _workers(pixels: int) -> int:
     return max(1, min(torch.get_num_threads(), 8)) if pixels >= 1 << 20 else 1
 
 
-def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor) -> None:
+def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor, into: np.ndarray) -> None:
     """Multiply ``out`` by ``gain`` upsampled bilinearly, band by band (each band on its own in ``pool``),
-    fitting every pixel under the ceiling (:func:`_fit_under_ceiling`)."""
+    fitting every pixel under the ceiling (:func:`_fit_under_ceiling`); the result goes to ``into``
+    (``out`` itself, or another array of its shape, in its own dtype's scale)."""
     height, width = out.shape[:2]
     rows_small = gain.shape[0]
     # separable bilinear upsampling with pixel centres aligned (as cv2.INTER_LINEAR): columns once,
     # rows band by band
     wide = cv2.resize(gain, (width, rows_small), interpolation=cv2.INTER_LINEAR) if gain.shape[1] != width else gain
     scale = _full_scale(out.dtype)
+    into_scale = _full_scale(into.dtype)
     ceiling = CEILING * scale  # the band is worked on in the image's own units
 
     def band(top: int) -> None:
@@ -118,9 +123,11 @@ def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor) 
         model = out[top : top + len(rows)].astype(np.float32)
         corrected *= model
         fitted = _fit_under_ceiling(model, corrected, ceiling)
-        if np.issubdtype(out.dtype, np.integer):
+        if into_scale != scale:
+            fitted *= np.float32(into_scale / scale)
+        if np.issubdtype(into.dtype, np.integer):
             np.rint(fitted, out=fitted)
-        out[top : top + len(rows)] = np.clip(fitted, 0.0, scale, out=fitted)
+        into[top : top + len(rows)] = np.clip(fitted, 0.0, into_scale, out=fitted)
 
     for done in pool.map(band, range(0, height, BAND_ROWS)):
         del done  # pool.map raises here what a band raised

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -563,9 +562,9 @@ class Enhancer:
 
         self._run(read, height, width, write, on_event, visible=seen)
         if colour:
-            keep_input_colour(pixels, out)
-            if bit_depth == 8:  # 65535 = 255 x 257, and v / 257 never ends in exactly .5: one rounding, exact
-                out = cv2.convertScaleAbs(out, alpha=1 / 257)
+            final = out if bit_depth == 16 else np.empty_like(pixels)  # corrected and rounded to 8 bits band by band
+            keep_input_colour(pixels, out, into=final)
+            return final
         return out
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
