@@ -126,12 +126,16 @@ def main() -> None:
           + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else "")
           + (f", child env {' '.join(args.env)}" if args.env else "")
           + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else ""))
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    marker = f"lowlight-benchmark-busy-{os.getpid()}"  # in each spinner's command line, to find them
+    if args.busy:
+        print(f"# busy processes: {marker}")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass", marker]) for _ in range(args.busy)]
     try:
         _time(args)
     finally:
         for spinner in spinners:
             spinner.kill()
+            spinner.wait()
 
 
 def _time(args: argparse.Namespace) -> None:

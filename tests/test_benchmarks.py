@@ -42,10 +42,11 @@ def test_enhance_command_times_a_busy_machine_with_the_childs_environment():
                "--busy", "1", "--env", "OMP_NUM_THREADS=1")
     assert "1 busy process(es) spinning meanwhile" in out and "child env OMP_NUM_THREADS=1" in out
     assert any(line.startswith("| ") and "JPEG (0.05 MP)" in line for line in out.splitlines())
+    marker = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("# busy processes: "))
     spinning = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            spinning += [cmdline] if b"while True: pass" in cmdline.read_bytes() else []
+            spinning += [cmdline] if marker.encode() in cmdline.read_bytes() else []
         except OSError:  # a process that ended meanwhile
             pass
     assert not spinning, "the busy process outlived the benchmark"

@@ -66,7 +66,7 @@ def test_the_table_and_the_csv_name_every_model(test_set, checkpoint, tmp_path):
     assert lines[0].startswith("# lowlight") and "protocol" in lines[0]
     assert any(line.startswith(f"# {checkpoint}: crnet-tiny") for line in lines)
     body = [line for line in lines if not line.startswith("#")]
-    assert body[0] == "model,name,psnr,ssim,error" and len(body) == 1 + 3 * 3
+    assert body[0] == "model,name,psnr,ssim,error,warnings" and len(body) == 1 + 3 * 3
     assert {line.split(",")[0] for line in body[1:]} == {"input", "gamma", str(checkpoint)}
 
 
@@ -93,4 +93,28 @@ def test_an_image_a_model_cannot_score_is_listed_and_exits_3(test_set):
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert [row["failed"] for row in report["rows"]] == [1, 1]
-    assert "cover fewer images" in result.output
+    assert "cover part of the 4 images" in " ".join(result.output.split())
+
+
+def test_review_points_nan_scores_onnx_names_metric_names_and_unused_options(test_set, tmp_path):
+    """A nan score (NIQE of a flat image) makes the run partial as in evaluate; a missing .onnx is
+    named as such; a metric named without --metrics replaces the default; an option of a metric not
+    asked for is refused; the JSON's inference is a dict, with the unpaired files listed."""
+    import numpy as np
+
+    flat = tmp_path / "flat"
+    save_photo(flat / "flat.png", np.full((96, 128, 3), 0.2, np.float32))
+    save_photo(flat / "textured.png", dark_photo(96, 128, seed=4, exposure=0.3))
+    result = runner.invoke(app, ["compare", "gamma", "niqe", "--data", str(flat)])  # niqe alone: no references needed
+    text = " ".join(result.output.split())
+    assert result.exit_code == 3 and "(1 nan)" in text and "cover part of" in text, result.output
+    result = runner.invoke(app, ["compare", str(tmp_path / "missing.onnx"), "--data", str(test_set)])
+    assert result.exit_code == 1 and "does not exist" in result.output and "no trained weights" not in result.output
+    result = runner.invoke(app, ["compare", "gamma", "--data", str(test_set), "--metrics", "psnr", "--ssim-space", "y"])
+    assert result.exit_code == 2 and "--ssim-space applies to ssim" in " ".join(result.output.split())
+    save_photo(test_set / "high" / "9.png", dark_photo(96, 128, seed=9, exposure=1.0))  # a reference without its low image
+    result = runner.invoke(app, ["compare", "gamma", "--data", str(test_set), "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["rows"][1]["inference"]["device"] == "cpu" and report["rows"][1]["inference"]["colour"] == "model"
+    assert [p.endswith("9.png") for p in report["unpaired"]] == [True]

@@ -7,6 +7,7 @@ import difflib
 import io
 import json
 import math
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,17 +25,18 @@ from ..evaluation.scoring import ImageScores
 from ..evaluation.summary import json_report
 from ..hub import bundled_weights_dir, is_hub_ref
 from ..inference import InferenceConfig
-from ..inference.onnx_backend import is_onnx_path
+from ..inference.onnx_backend import OnnxModel, is_onnx_path
 from ..metrics import list_metrics, metric_info
 from ..models import list_models
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
-from .evaluate import parse_metric_list
-from .loading import LoadedModel, build_enhancer, describe_weights, load_model, model_for_weights
+from .evaluate import parse_metric_list, refuse_unused_metric_options
+from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
 from .options import ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_not_an_input, check_report_destination, write_report
 
 INPUT_ROW = "input"  # the first row: the low images scored as they are
+DEFAULT_METRICS = ("psnr", "ssim")
 
 EPILOG = """
 Examples:\n
@@ -49,10 +51,11 @@ class Entry:
     """One model to compare: as the user named it, and what was loaded for it."""
 
     label: str
-    model: LoadedModel
+    name: str  # the model name it runs as (announce)
+    model: LoadedModel | None  # dropped once its row is scored
     architecture: str
     weights: str
-    settings: str = ""  # device, precision and tiling it ran with (tiles differ by model)
+    inference: dict = dataclasses.field(default_factory=dict)  # device, precision, tile it ran with (tiles differ by model)
 
 
 def _resolve(label: str, config: InferenceConfig) -> Entry:
@@ -73,7 +76,7 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
     try:
         net = load_model(name, weights, False)
     except WeightsNotFoundError as exc:
-        if weights is not None:
+        if weights is not None or is_onnx_path(label):  # its own message names the file or folder
             raise
         # compare takes no --weights: name the checkpoint itself
         official = "lowlight import" in (exc.hint or "")  # a model whose authors' checkpoint converts
@@ -82,8 +85,9 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
             hint="name a checkpoint folder or bundled weights instead (`lowlight models` lists them)"
                  + (f"; the authors' checkpoint: lowlight import FILE.pth --arch {label} -o DIR, then compare DIR" if official else ""),
         ) from None
-    build_enhancer(net, config)  # device and tiling checked for every model before any is run
-    return Entry(label, net, net.info.name, describe_weights(name, net, explicit=weights is not None))
+    # tiling checked for every model before any runs, on the CPU: each goes to the device only for its own row
+    build_enhancer(net, dataclasses.replace(config, device="cpu"))
+    return Entry(label, name, net, net.info.name, describe_weights(name, net, explicit=weights is not None))
 
 
 @handle_errors
@@ -93,7 +97,8 @@ def compare(
              "hf-hub:org/repo references or exported .onnx files.", show_default=False)],
     data: Annotated[Path, typer.Option("--data", help="DIR/low is enhanced by every model and DIR/high is the reference; "
                                                       "a folder of images alone takes no-reference metrics (niqe).")],
-    metrics: Annotated[list[str], typer.Option("--metrics", help="Metrics: several after one flag, comma-separated or repeated.")] = ["psnr", "ssim"],  # noqa: B006
+    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", show_default=False,
+                                                         help="Metrics: several after one flag, comma-separated or repeated. Default: psnr, ssim.")] = None,
     gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Scale predictions to the reference's mean gray level first (full-reference metrics).")] = False,
     ssim_space: Annotated[str, typer.Option("--ssim-space", help="rgb, y or gray.")] = "rgb",
     niqe_space: Annotated[str, typer.Option("--niqe-space", help="y or gray.")] = "y",
@@ -117,7 +122,7 @@ def compare(
     # `--metrics psnr ssim`: click takes the second name as an entry; a metric name is never a model's
     extra = [e for e in entries if e.lower() in known_metrics and e not in models and not Path(e).exists()]
     labels = [e for e in entries if e not in extra]
-    names = parse_metric_list(list(metrics) + extra)
+    names = parse_metric_list(list(metrics or []) + extra) if metrics or extra else list(DEFAULT_METRICS)
     if not labels:
         raise UsageError("no models to compare", hint="e.g. lowlight compare crnet-curve-dn pie-lol --data LOL/test")
     twice = sorted({label for label in labels if labels.count(label) > 1})
@@ -127,6 +132,7 @@ def compare(
         check_report_destination(csv_path, "--csv", json_output=json_output)
     protocol = Protocol(tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(),
                         crop_border=crop_border)
+    refuse_unused_metric_options(protocol, ssim_space=ssim_space, niqe_space=niqe_space)
     if not data.is_dir():
         raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
     if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
@@ -154,36 +160,59 @@ def compare(
     rows: list[tuple[Entry | None, list[ImageScores]]] = [(None, _score(scorer, pairing, None, "the input"))]
     for i, entry in enumerate(loaded, start=1):
         enhancer = build_enhancer(entry.model, config)
-        entry.settings = f"{enhancer.device} {enhancer.precision}, {'whole images' if enhancer.tile == 0 else f'tiles of {enhancer.tile} px'}"
-        err.print(f"[{i}/{len(loaded)}] {escape(entry.label)}: {escape(entry.architecture)} with {escape(entry.weights)} "
-                  f"({entry.settings})", highlight=False)
+        onnx = isinstance(entry.model, OnnxModel)
+        entry.inference = {"device": str(enhancer.device),
+                           "precision": f"onnxruntime {entry.model.precision}" if onnx else enhancer.precision,
+                           "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour}
+        announce(entry.name, entry.model, f"[{i}/{len(loaded)}] {entry.label}: {describe_run(entry.name, entry.model, enhancer)}")
         rows.append((entry, _score(scorer, pairing, enhancer, entry.label)))
+        entry.model = enhancer = None  # one model on the device at a time
 
+    unpaired = [(str(path), "unpaired: no reference") for path in pairing.unpaired_predictions]
+    unpaired += [(str(path), "unpaired: no low image") for path in pairing.unpaired_references]
     csv_problem = None
     if csv_path is not None:
         try:
-            write_report(csv_path, _csv(protocol, rows).encode())
+            write_report(csv_path, _csv(protocol, rows, unpaired).encode())
             err.print(f"per-image scores written to {csv_path}", markup=False, highlight=False)
         except OSError as exc:
             csv_problem = LowlightError(f"could not write --csv {csv_path}: {exc.strerror or exc}",
                                         hint=f"{file_system_hint(exc)}, or give --csv another path")
     if json_output:
-        typer.echo(json.dumps(_json(protocol, rows, data, colour), indent=2))
+        typer.echo(json.dumps(_json(protocol, rows, data, colour, [path for path, _ in unpaired]), indent=2))
     else:
         _table(protocol, rows, data, colour)
     if csv_problem is not None:
         report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)
-    partial = [(entry.label if entry else INPUT_ROW, sum(s.error is not None for s in scores)) for entry, scores in rows]
-    partial = [(label, failed) for label, failed in partial if failed]
+    _exit_status(protocol, rows, len(pairing.pairs), len(unpaired))
+
+
+def _exit_status(protocol: Protocol, rows, pairs: int, unpaired: int) -> None:
+    """As ``evaluate`` per row: every model with no score at all fails the run (exit 1); a row whose
+    means cover part of the set (images not scored, nan scores) or unpaired files make it partial (exit 3)."""
+    models = [(entry, scores) for entry, scores in rows if entry is not None]
+    if all(not _has_scores(protocol, scores) for _, scores in models):
+        report_error(LowlightError(f"no model could score the {pairs} image(s) (listed above)", hint="see each image's reason above"))
+        raise typer.Exit(EXIT_FAILURE)
+    partial = []
+    for entry, scores in rows:
+        failed = sum(s.error is not None for s in scores)
+        nan = max((n.nan for n in summarize(scores, protocol.metrics).values()), default=0)
+        if failed or nan:
+            what = ", ".join(part for part in (f"{failed} not scored" if failed else "", f"{nan} nan" if nan else "") if part)
+            partial.append(f"{entry.label if entry else INPUT_ROW} ({what})")
     if partial:
-        err.print("not every image was scored, so those rows' means cover fewer images: "
-                  + ", ".join(f"{escape(label)} {failed} of {len(pairing.pairs)}" for label, failed in partial))
-        raise typer.Exit(EXIT_PARTIAL)
-    unpaired = len(pairing.unpaired_predictions) + len(pairing.unpaired_references)
+        err.print(escape(f"some rows' means cover part of the {pairs} images: {'; '.join(partial)}"))
     if unpaired:
-        err.print(f"{unpaired} image(s) had no partner (listed above): the means cover the {len(pairing.pairs)} pairs only")
+        err.print(f"{unpaired} image(s) had no partner (listed above): the means cover the {pairs} pairs only")
+    if partial or unpaired:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _has_scores(protocol: Protocol, scores: list[ImageScores]) -> bool:
+    """Some image has a finite or infinite value of every metric (not all failed, not all nan)."""
+    return all(s.count or s.infinite for s in summarize(scores, protocol.metrics).values())
 
 
 def _score(scorer: Scorer, pairing, enhancer, what: str) -> list[ImageScores]:
@@ -231,41 +260,50 @@ def _table(protocol: Protocol, rows, data: Path, colour: str) -> None:
             text = f"{mean:.4f}" if math.isfinite(mean) else str(mean)
             cells.append(f"[bold]{text}[/]" if entry is not None and best.get(name) == mean else text)
         scored = sum(s.error is None for s in scores)
+        nan = max((n.nan for n in summary.values()), default=0)
+        images = f"{scored}/{len(scores)}" + (f" ({nan} nan)" if nan else "")
         if entry is None:
-            table.add_row(INPUT_ROW, "-", "the low images as they are", *cells, f"{scored}/{len(scores)}")
+            table.add_row(INPUT_ROW, "-", "the low images as they are", *cells, images)
         else:
-            table.add_row(escape(entry.label), escape(entry.architecture), escape(entry.weights), *cells, f"{scored}/{len(scores)}")
+            table.add_row(escape(entry.label), escape(entry.architecture), escape(entry.weights), *cells, images)
     print_table(out, table)
 
 
-def _json(protocol: Protocol, rows, data: Path, colour: str) -> dict:
+def _json(protocol: Protocol, rows, data: Path, colour: str, unpaired: list[str]) -> dict:
     return {
         "version": __version__,
         "protocol": protocol.as_dict(),
         "data": str(data),
         "colour": colour,
+        "unpaired": unpaired,
         "rows": [
             {"model": INPUT_ROW if entry is None else entry.label,
              "architecture": None if entry is None else entry.architecture,
              "weights": None if entry is None else entry.weights,
-             "inference": None if entry is None else entry.settings,
+             "inference": None if entry is None else entry.inference,
              **{k: v for k, v in json_report(protocol, scores).items() if k not in ("version", "protocol")}}
             for entry, scores in rows
         ],
     }
 
 
-def _csv(protocol: Protocol, rows) -> str:
+def _csv(protocol: Protocol, rows, unpaired: list[tuple[str, str]]) -> str:
+    """A line per model and image, ``model,name,<metrics>,error,warnings`` (as ``evaluate``'s CSV, with
+    the model first), after comment lines with the protocol and what each model ran with; the files
+    that had no partner last, with their reason as the error."""
     buffer = io.StringIO()
     buffer.write(f"# lowlight {__version__} compare; protocol: {protocol.describe()}\n")
     for entry, _ in rows:
         if entry is not None:
-            buffer.write(f"# {entry.label}: {entry.architecture}, {entry.weights}, {entry.settings}\n")
+            settings = ", ".join(f"{k} {v}" for k, v in entry.inference.items())
+            buffer.write(f"# {entry.label}: {entry.architecture}, {entry.weights}; {settings}\n")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "name", *protocol.metrics, "error"])
+    writer.writerow(["model", "name", *protocol.metrics, "error", "warnings"])
     for entry, scores in rows:
         for s in scores:
             writer.writerow([INPUT_ROW if entry is None else entry.label, s.name,
-                             *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or ""])
+                             *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or "",
+                             "; ".join(s.warnings)])
+    for name, reason in unpaired:
+        writer.writerow(["", name, *("" for _ in protocol.metrics), reason, ""])
     return buffer.getvalue()
-

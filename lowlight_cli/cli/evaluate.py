@@ -39,6 +39,28 @@ def parse_metric_list(values: list[str]) -> list[str]:
     return [n for n in names if n]
 
 
+def refuse_unused_metric_options(protocol: Protocol, *, ssim_space: str = "rgb", niqe_space: str = "y", lpips_net: str = "alex",
+                                 lpips_weights: str | None = None, ref: bool = False) -> None:
+    """A metric's own option given (away from its default) with none of its metrics asked for would
+    be ignored: refused, as ``--gt-mean`` is (``evaluate`` and ``compare``).
+
+    Raises:
+        UsageError: names the option and the metrics asked for.
+    """
+    names = protocol.metrics
+    unused = {"--ssim-space": ssim_space.lower() != "rgb" and "ssim" not in names,
+              "--niqe-space": niqe_space.lower() != "y" and "niqe" not in names,
+              "--lpips-net": lpips_net.lower() != "alex" and "lpips" not in names,
+              "--lpips-weights": lpips_weights is not None and "lpips" not in names,
+              "--ref": ref and not protocol.needs_reference}
+    given = [flag for flag, on in unused.items() if on]
+    if given:
+        metric = {"--ssim-space": "ssim", "--niqe-space": "niqe", "--lpips-net": "lpips", "--lpips-weights": "lpips"}.get(given[0])
+        raise UsageError(f"{given[0]} applies to {metric if metric else 'full-reference metrics (psnr, ssim, lpips)'}, "
+                         f"and --metrics asks for {', '.join(names)}",
+                         hint=f"add {metric} to --metrics or drop {given[0]}" if metric else f"add psnr or ssim to --metrics, or drop {given[0]}")
+
+
 @handle_errors
 def evaluate(
     ctx: typer.Context,
@@ -86,18 +108,8 @@ def evaluate(
         tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(), crop_border=crop_border,
         lpips_net=lpips_net.lower(), lpips_weights=lpips_weights,
     )
-    # a metric's own option with none of its metric asked for would be ignored: said, as --gt-mean is
-    unused = {"--ssim-space": ssim_space.lower() != "rgb" and "ssim" not in names,
-              "--niqe-space": niqe_space.lower() != "y" and "niqe" not in names,
-              "--lpips-net": lpips_net.lower() != "alex" and "lpips" not in names,
-              "--lpips-weights": lpips_weights is not None and "lpips" not in names,
-              "--ref": ref is not None and not protocol.needs_reference}
-    given = [flag for flag, on in unused.items() if on]
-    if given:
-        metric = {"--ssim-space": "ssim", "--niqe-space": "niqe", "--lpips-net": "lpips", "--lpips-weights": "lpips"}.get(given[0])
-        raise UsageError(f"{given[0]} applies to {metric if metric else 'full-reference metrics (psnr, ssim, lpips)'}, "
-                         f"and --metrics asks for {', '.join(names)}",
-                         hint=f"add {metric} to --metrics or drop {given[0]}" if metric else f"add psnr or ssim to --metrics, or drop {given[0]}")
+    refuse_unused_metric_options(protocol, ssim_space=ssim_space, niqe_space=niqe_space, lpips_net=lpips_net,
+                                 lpips_weights=lpips_weights, ref=ref is not None)
     if model is None and weights is None:  # scoring files as they are: the enhancing options would be ignored
         enhancing = {"--data": data is not None, "--no-pretrained": no_pretrained, "--device": device != "auto",
                      "--precision": precision != "auto", "--tile": tile is not None, "--overlap": overlap is not None,

@@ -26,7 +26,7 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     """
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
-    damaged += _transparency_note(pair.prediction, image)
+    damaged += _transparency_note(pair.prediction, image, enhanced=enhancer is not None)
     if enhancer is None:
         prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
     else:
@@ -45,13 +45,17 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     return scores
 
 
-def _transparency_note(path: Path, image: object) -> list[str]:
-    """A warning for an image with (partly) transparent pixels: scores see its colour channels only."""
+def _transparency_note(path: Path, image: object, *, enhanced: bool = False) -> list[str]:
+    """A warning for an image with (partly) transparent pixels: scores see its colour channels only
+    (``enhanced``: an input enhanced first, whose fully transparent pixels come out as ``enhance``
+    saves them, in the colour of the nearest visible pixel)."""
     alpha = getattr(image, "alpha", None)
     if alpha is None or bool((alpha == np.iinfo(alpha.dtype).max).all()):
         return []
     share = float((alpha < np.iinfo(alpha.dtype).max).mean())
-    return [f"{path}: {100 * share:.1f}% of its pixels are (partly) transparent; scored on its colour channels, alpha ignored"]
+    filled = "; its fully transparent pixels scored as lowlight enhance saves them (the colour of the nearest visible pixel)"
+    return [f"{path}: {100 * share:.1f}% of its pixels are (partly) transparent; scored on its colour channels, alpha ignored"
+            + (filled if enhanced and bool((alpha == 0).any()) else "")]
 
 
 def score_pairing(

@@ -509,7 +509,8 @@ class Enhancer:
         """Enhance integer pixels ``(H, W, 3)`` uint8 or uint16 -> the same shape and dtype.
 
         The same result as ``from_float(enhance(to_float(pixels)), bit_depth)`` (with ``colour="input"``
-        to within a level in rare pixels: the colour step corrects the output kept at 16 bits; tests/test_colour.py), without a float copy
+        to within a level: in rare pixels of an 8-bit photo, whose output waits for the colour step at 16 bits, and in about
+        a quarter of a 16-bit photo's, corrected after rounding; tests/test_colour.py), without a float copy
         of the whole photo in or out: tiles are converted as they are read and the output is
         rounded band by band as the tiles finish it, so memory beyond the two integer images stays
         about one strip of tiles, whatever the photo's size. ``gray``: the output's three channels
