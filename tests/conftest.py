@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# `lowlight` subprocesses keep torch's thread count whatever else the machine runs (cli.cores), so
+# that a test's result does not depend on the load; tests/test_cores.py turns it back on
+os.environ["LOWLIGHT_FIT_THREADS"] = "0"
 
 
 @pytest.fixture()

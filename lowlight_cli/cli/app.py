@@ -86,6 +86,9 @@ def __getattr__(name: str) -> typer.Typer:
 # Commands that leave nothing open when they return (their files are written whole and closed, their
 # thread pools joined): these end with :func:`exit_now` instead of the interpreter's teardown.
 QUICK_EXIT = frozenset({"enhance", "evaluate", "compare", "export", "import", "models", "priors"})
+# Commands whose torch threads are fitted to the CPUs other programs leave free (cli.cores); not
+# train: under torchrun the other processes of the job would count as other programs
+FIT_THREADS = frozenset({"enhance", "evaluate", "compare"})
 
 
 def main(*, quick_exit: bool = False) -> None:
@@ -98,6 +101,14 @@ def main(*, quick_exit: bool = False) -> None:
     keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
     asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     command = build_app(asked)
+    if asked in FIT_THREADS and not any(arg in ("--help", "-h") for arg in sys.argv[2:]):
+        from .cores import fit_threads_to_free_cpus
+
+        note = fit_threads_to_free_cpus()  # cores other programs keep busy would slow every operator (cli.cores)
+        if note:
+            from .console import err
+
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
     if not (quick_exit and asked in QUICK_EXIT):
         command()
         return

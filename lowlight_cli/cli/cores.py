@@ -1,0 +1,103 @@
+"""Threads for a machine whose cores are busy with other work (docs/performance.md).
+
+torch runs each operator on as many OpenMP threads as the machine has cores, and every operator
+ends at a barrier that waits for the slowest thread. A core another program keeps busy slows the
+thread that shares it, and every barrier with it: with one of two cores busy, the 12 MP default
+command took 7.5 s on two threads and 5.4 s on one. The CPU time other programs use is read from
+``/proc`` while ``lowlight`` starts (torch's import takes about a second, so nothing is waited for),
+and the inference commands then run on the cores that are free.
+
+Imports nothing heavy: the first sample is taken before torch is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+# the user's choice of threads: left alone
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# set to 0 to keep torch's thread count whatever the load (the test suite does, for repeatable runs)
+FIT_VARIABLE = "LOWLIGHT_FIT_THREADS"
+MIN_WINDOW_S = 0.2  # shorter than this, a few clock ticks would decide
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU time so far, in clock ticks: all CPUs not idle (time the hypervisor stole included) and
+    this process's own (all its threads)."""
+
+    at: float  # time.monotonic()
+    busy: int
+    own: int
+
+
+def sample() -> CpuSample | None:
+    """The CPU time of the machine and of this process now; None where ``/proc`` cannot tell (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        if fields[0] != "cpu":
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+        with open("/proc/self/stat", encoding="ascii", errors="replace") as own_stat:
+            after_name = own_stat.read().rsplit(")", 1)[1].split()  # the name may hold spaces and parentheses
+        utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15 of proc(5)
+    except (OSError, ValueError, IndexError):
+        return None
+    return CpuSample(time.monotonic(), user + nice + system + irq + softirq + steal, utime + stime)
+
+
+def other_busy_cpus(start: CpuSample, end: CpuSample, ticks_per_second: float | None = None) -> float | None:
+    """How many CPUs other programs kept busy between two samples, on average (None: too short a window)."""
+    elapsed = end.at - start.at
+    if elapsed < MIN_WINDOW_S:
+        return None
+    hz = ticks_per_second or os.sysconf("SC_CLK_TCK")
+    return max(0.0, (end.busy - start.busy) - (end.own - start.own)) / hz / elapsed
+
+
+def threads_for(threads: int, cpus: int, other_busy: float) -> int:
+    """Of ``threads`` (torch's count) on ``cpus`` CPUs of which ``other_busy`` are busy with other
+    work, the threads that find a CPU to themselves (at least one; half a busy CPU counts as free)."""
+    return max(1, min(threads, int(cpus - other_busy + 0.5)))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity; all of them where that cannot be read)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_started: CpuSample | None = None
+
+
+def note_start() -> None:
+    """The first sample, as the program starts (before torch is imported)."""
+    global _started
+    _started = sample()
+
+
+def fit_threads_to_free_cpus(environ: dict | None = None) -> str | None:
+    """Lower torch's thread count to the CPUs other programs left free since :func:`note_start`;
+    returns what to tell the user, or None when nothing changed (no sample, an idle machine, the
+    threads chosen by the user, or ``LOWLIGHT_FIT_THREADS=0``)."""
+    environ = os.environ if environ is None else environ
+    if _started is None or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
+        return None
+    end = sample()
+    other = None if end is None else other_busy_cpus(_started, end)
+    if other is None:
+        return None
+    import torch
+
+    threads, cpus = torch.get_num_threads(), available_cpus()
+    fitted = threads_for(threads, cpus, other)
+    if fitted >= threads:
+        return None
+    torch.set_num_threads(fitted)
+    return (f"other programs kept {other:.1f} of the {cpus} CPUs busy as lowlight started: running on {fitted} "
+            f"thread{'s' if fitted > 1 else ''} instead of {threads} (OMP_NUM_THREADS=N chooses; docs/performance.md)")
