@@ -33,20 +33,38 @@ class CpuSample:
     own: int
 
 
+def _busy_ticks(fields: list[str]) -> int:
+    """A ``/proc/stat`` cpu line's time not idle: user, nice, system, irq, softirq and steal (time the
+    hypervisor gave to others; guest time is inside user and nice already)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
 def sample() -> CpuSample | None:
-    """The CPU time of the machine and of this process now; None where ``/proc`` cannot tell (not Linux)."""
+    """The CPU time of the CPUs this process may run on and of this process now; None where
+    ``/proc`` cannot tell (not Linux)."""
+    allowed = _affinity()
     try:
         with open("/proc/stat", encoding="ascii") as stat:
-            fields = stat.readline().split()
-        if fields[0] != "cpu":
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+            lines = [line.split() for line in stat if line.startswith("cpu")]
+        # only the CPUs this process may use: work pinned elsewhere (a container's cpuset, taskset)
+        # leaves ours free; the total line where the affinity cannot be read
+        per_cpu = [f for f in lines if f[0][3:].isdigit() and (allowed is None or int(f[0][3:]) in allowed)]
+        busy = sum(_busy_ticks(f) for f in per_cpu) if per_cpu else _busy_ticks(lines[0])
         with open("/proc/self/stat", encoding="ascii", errors="replace") as own_stat:
             after_name = own_stat.read().rsplit(")", 1)[1].split()  # the name may hold spaces and parentheses
-        utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15 of proc(5)
+        # utime, stime, and the children's it waited for: fields 14 to 17 of proc(5)
+        own = sum(int(v) for v in after_name[11:15])
     except (OSError, ValueError, IndexError):
         return None
-    return CpuSample(time.monotonic(), user + nice + system + irq + softirq + steal, utime + stime)
+    return CpuSample(time.monotonic(), busy, own)
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
 
 def other_busy_cpus(start: CpuSample, end: CpuSample, ticks_per_second: float | None = None) -> float | None:
@@ -60,16 +78,17 @@ def other_busy_cpus(start: CpuSample, end: CpuSample, ticks_per_second: float | 
 
 def threads_for(threads: int, cpus: int, other_busy: float) -> int:
     """Of ``threads`` (torch's count) on ``cpus`` CPUs of which ``other_busy`` are busy with other
-    work, the threads that find a CPU to themselves (at least one; half a busy CPU counts as free)."""
-    return max(1, min(threads, int(cpus - other_busy + 0.5)))
+    work, the threads that find a CPU to themselves (at least one; a CPU counts as taken from three
+    quarters busy, so that a little background work changes nothing). torch counts physical cores
+    and ``cpus`` logical ones: on a machine with hyperthreads a program on a sibling thread leaves
+    torch's count alone."""
+    return max(1, min(threads, int(cpus - other_busy + 0.75)))
 
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity; all of them where that cannot be read)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    allowed = _affinity()
+    return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
 _started: CpuSample | None = None

@@ -64,7 +64,9 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
                 hint="drop --curve-scale, or export one at the scale you want: "
                      "lowlight export --model ARCH --curve-scale N -o FILE.onnx",
             )
-        return OnnxModel(name)
+        import torch
+
+        return OnnxModel(name, threads=torch.get_num_threads())  # the CLI's count (cli.cores may have lowered it)
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
     if curve_scale is not None:
         require_curve_model(model)
