@@ -14,13 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
-from ..errors import DataError, LowlightError, UsageError, WeightsNotFoundError
-from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
-from ..evaluation.runner import score_pairing
+from ..errors import LowlightError, UsageError, WeightsNotFoundError
+from ..evaluation import Protocol, Scorer, summarize
 from ..evaluation.scoring import ImageScores
 from ..evaluation.summary import json_report
 from ..hub import bundled_weights_dir, is_hub_ref
@@ -30,10 +28,10 @@ from ..metrics import list_metrics, metric_info
 from ..models import list_models
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
-from .evaluate import parse_metric_list, refuse_unused_metric_options
+from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
 from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
 from .options import ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
-from .report_file import check_not_an_input, check_report_destination, write_report
+from .report_file import check_report_destination, write_report
 
 INPUT_ROW = "input"  # the first row: the low images scored as they are
 DEFAULT_METRICS = ("psnr", "ssim")
@@ -133,31 +131,17 @@ def compare(
     protocol = Protocol(tuple(names), gt_mean=gt_mean, ssim_space=ssim_space.lower(), niqe_space=niqe_space.lower(),
                         crop_border=crop_border)
     refuse_unused_metric_options(protocol, ssim_space=ssim_space, niqe_space=niqe_space)
-    if not data.is_dir():
-        raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
-    if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
-        split = "test" if (data / "test" / "low").is_dir() else "train"
-        raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")
-    low = data / "low" if (data / "low").is_dir() else data
-    high = data / "high" if (data / "high").is_dir() else None
+    low, high = low_and_high(data)
     if protocol.needs_reference and high is None:
         full = [m for m in protocol.metrics if metric_info(m).full_reference]
         raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references and --data {data} has no high/ folder",
                          hint="give a folder holding low/ and high/, or use --metrics niqe alone")
-    pairing = pair_by_stem(low, high if protocol.needs_reference else None)
-    if csv_path is not None:
-        check_not_an_input(csv_path, pairing)
-    for path in pairing.unpaired_predictions:
-        err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
-    for path in pairing.unpaired_references:
-        err.print(f"[yellow]unpaired:[/] reference {escape(str(path))} has no low image")
-    if not pairing.pairs:
-        raise DataError("no low/reference pairs", hint="pairing is by file stem: low/1.png pairs with high/1.jpg")
+    pairing = paired(low, high if protocol.needs_reference else None, csv_path, what="low image")
 
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour)
     loaded = [_resolve(label, config) for label in labels]  # every name checked before the first model runs
     scorer = Scorer(protocol)
-    rows: list[tuple[Entry | None, list[ImageScores]]] = [(None, _score(scorer, pairing, None, "the input"))]
+    rows: list[tuple[Entry | None, list[ImageScores]]] = [(None, score_with_progress(scorer, pairing, None, INPUT_ROW))]
     for i, entry in enumerate(loaded, start=1):
         enhancer = build_enhancer(entry.model, config)
         onnx = isinstance(entry.model, OnnxModel)
@@ -165,7 +149,7 @@ def compare(
                            "precision": f"onnxruntime {entry.model.precision}" if onnx else enhancer.precision,
                            "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour}
         announce(entry.name, entry.model, f"[{i}/{len(loaded)}] {entry.label}: {describe_run(entry.name, entry.model, enhancer)}")
-        rows.append((entry, _score(scorer, pairing, enhancer, entry.label)))
+        rows.append((entry, score_with_progress(scorer, pairing, enhancer, entry.label)))
         entry.model = enhancer = None  # one model on the device at a time
 
     unpaired = [(str(path), "unpaired: no reference") for path in pairing.unpaired_predictions]
@@ -213,21 +197,6 @@ def _exit_status(protocol: Protocol, rows, pairs: int, unpaired: int) -> None:
 def _has_scores(protocol: Protocol, scores: list[ImageScores]) -> bool:
     """Some image has a finite or infinite value of every metric (not all failed, not all nan)."""
     return all(s.count or s.infinite for s in summarize(scores, protocol.metrics).values())
-
-
-def _score(scorer: Scorer, pairing, enhancer, what: str) -> list[ImageScores]:
-    scores = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task(escape(what), total=len(pairing.pairs))
-        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(f"{what}: {pair.name}"))):
-            for note in result.warnings:
-                progress.console.print(f"[yellow]warning:[/] {escape(what)}: {escape(result.name)}: {escape(note)}")
-            if result.error is not None:
-                progress.console.print(f"[red]failed:[/] {escape(what)}: {escape(result.error)}")
-            scores.append(result)
-            progress.advance(task)
-    return scores
 
 
 def _best(protocol: Protocol, rows) -> dict[str, float]:

@@ -14,6 +14,9 @@ from rich.table import Table
 
 from ..errors import DataError, LowlightError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
+from ..evaluation.pairing import Pairing
+from ..evaluation.scoring import ImageScores
+from ..inference import Enhancer
 from ..evaluation.runner import score_pairing
 from ..evaluation.summary import csv_report, json_report
 from ..inference import InferenceConfig
@@ -59,6 +62,61 @@ def refuse_unused_metric_options(protocol: Protocol, *, ssim_space: str = "rgb",
         raise UsageError(f"{given[0]} applies to {metric if metric else 'full-reference metrics (psnr, ssim, lpips)'}, "
                          f"and --metrics asks for {', '.join(names)}",
                          hint=f"add {metric} to --metrics or drop {given[0]}" if metric else f"add psnr or ssim to --metrics, or drop {given[0]}")
+
+
+def low_and_high(data: Path) -> tuple[Path, Path | None]:
+    """``--data DIR``'s low images and references: ``DIR/low`` and ``DIR/high``, or ``DIR`` itself
+    and none (``evaluate --model``, ``compare``).
+
+    Raises:
+        DataError: no such folder. UsageError: a dataset's root (``DIR/test/low``), not a split.
+    """
+    if not data.is_dir():
+        raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
+    if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
+        split = "test" if (data / "test" / "low").is_dir() else "train"
+        raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")
+    low = data / "low" if (data / "low").is_dir() else data
+    high = data / "high" if (data / "high").is_dir() else None
+    return low, high
+
+
+def paired(pred: Path, ref: Path | None, csv_path: Path | None, *, recursive: bool = False, what: str = "prediction") -> Pairing:
+    """Pair ``pred`` with ``ref`` by stem, say each file without a partner (``what`` names a
+    prediction in the message) and check that ``--csv`` is not one of the images (``evaluate``,
+    ``compare``).
+
+    Raises:
+        DataError: no pair at all.
+    """
+    pairing = pair_by_stem(pred, ref, recursive=recursive)
+    if csv_path is not None:
+        check_not_an_input(csv_path, pairing)
+    for path in pairing.unpaired_predictions:
+        err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
+    for path in pairing.unpaired_references:
+        err.print(f"[yellow]unpaired:[/] reference {escape(str(path))} has no {what}")
+    if not pairing.pairs:
+        raise DataError(f"no {what}/reference pairs", hint="pairing is by file stem: 1.png pairs with 1.jpg")
+    return pairing
+
+
+def score_with_progress(scorer: Scorer, pairing: Pairing, enhancer: Enhancer | None, label: str | None = None) -> list[ImageScores]:
+    """Every pair's scores, with a progress bar on a terminal and each warning and failure said as
+    it comes (``label``: the model, before each image's name, as ``compare`` runs several)."""
+    scores = []
+    prefix = "" if label is None else f"{label}: "
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True, disable=label is not None and not err.is_terminal) as progress:
+        task = progress.add_task(escape(label or "scoring"), total=len(pairing.pairs))
+        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(prefix + pair.name))):
+            for note in result.warnings:
+                progress.console.print(f"[yellow]warning:[/] {escape(prefix + result.name)}: {escape(note)}")
+            if result.error is not None:
+                progress.console.print(f"[red]failed:[/] {escape(prefix + result.error)}")
+            scores.append(result)
+            progress.advance(task)
+    return scores
 
 
 @handle_errors
@@ -129,13 +187,7 @@ def evaluate(
         if pred is not None or data is None:
             flag = "--model" if model is not None else "--weights"
             raise UsageError(f"{flag} needs --data (and no --pred)", hint="e.g. lowlight evaluate --model crnet --data LOL/test")
-        if not data.is_dir():
-            raise DataError(f"--data {data}: no such folder", hint="give a folder holding low/ and high/, or the low images themselves")
-        if not (data / "low").is_dir() and any((data / split / "low").is_dir() for split in ("test", "train")):
-            split = "test" if (data / "test" / "low").is_dir() else "train"
-            raise UsageError(f"--data {data} holds a dataset's splits, not low/ and high/", hint=f"use --data {data / split}")
-        low = data / "low" if (data / "low").is_dir() else data
-        high = data / "high" if (data / "high").is_dir() else None
+        low, high = low_and_high(data)
         pred, ref = low, ref or high
     elif pred is None:
         raise UsageError("nothing to score", hint="give --pred DIR [--ref DIR], or --model NAME --data DIR")
@@ -153,27 +205,8 @@ def evaluate(
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
 
-    pairing = pair_by_stem(pred, ref if protocol.needs_reference else None, recursive=recursive)
-    if csv_path is not None:
-        check_not_an_input(csv_path, pairing)
-    for path in pairing.unpaired_predictions:
-        err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
-    for path in pairing.unpaired_references:
-        err.print(f"[yellow]unpaired:[/] reference {escape(str(path))} has no prediction")
-    if not pairing.pairs:
-        raise DataError("no prediction/reference pairs", hint="pairing is by file stem: 1.png pairs with 1.jpg")
-
-    scorer = Scorer(protocol)
-    scores = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("scoring", total=len(pairing.pairs))
-        for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(pair.name))):
-            for note in result.warnings:
-                progress.console.print(f"[yellow]warning:[/] {escape(result.name)}: {escape(note)}")
-            if result.error is not None:
-                progress.console.print(f"[red]failed:[/] {escape(result.error)}")
-            scores.append(result)
-            progress.advance(task)
+    pairing = paired(pred, ref if protocol.needs_reference else None, csv_path, recursive=recursive)
+    scores = score_with_progress(Scorer(protocol), pairing, enhancer)
 
     extra: dict = {"model": model, "pred": str(pred), "ref": None if ref is None else str(ref),
                    "unpaired": [str(p) for p in pairing.unpaired_predictions + pairing.unpaired_references]}
