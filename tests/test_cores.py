@@ -80,6 +80,8 @@ def test_a_busy_cpu_lowers_the_threads_of_an_inference_command(tmp_path):
         time.sleep(0.5)
         fitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         kept = subprocess.run(command, env={**env, cores.FIT_VARIABLE: "0"}, capture_output=True, text=True, timeout=300)
+        mistyped = subprocess.run([sys.executable, "-m", "lowlight_cli", "enhance", str(tmp_path), "--bogus"], env=env,
+                                  capture_output=True, text=True, timeout=300)
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -88,3 +90,4 @@ def test_a_busy_cpu_lowers_the_threads_of_an_inference_command(tmp_path):
     text = " ".join(fitted.stderr.split())
     assert "running on 1 thread instead of" in text and "OMP_NUM_THREADS=N chooses" in text, fitted.stderr
     assert "running on" not in kept.stderr
+    assert mistyped.returncode == 2 and "note:" not in mistyped.stderr  # a usage error says nothing of threads

@@ -101,14 +101,10 @@ def main(*, quick_exit: bool = False) -> None:
     keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
     asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     command = build_app(asked)
-    if asked in FIT_THREADS and not any(arg in ("--help", "-h") for arg in sys.argv[2:]):
-        from .cores import fit_threads_to_free_cpus
+    if asked in FIT_THREADS:  # cores other programs keep busy would slow every operator (cli.cores)
+        from .cores import fit_when_the_command_starts
 
-        note = fit_threads_to_free_cpus()  # cores other programs keep busy would slow every operator (cli.cores)
-        if note:
-            from .console import err
-
-            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        fit_when_the_command_starts()
     if not (quick_exit and asked in QUICK_EXIT):
         command()
         return

@@ -92,6 +92,7 @@ def available_cpus() -> int:
 
 
 _started: CpuSample | None = None
+_asked = False  # set by the entry point for an inference command; acted on once the command starts
 
 
 def note_start() -> None:
@@ -120,3 +121,20 @@ def fit_threads_to_free_cpus(environ: dict | None = None) -> str | None:
     torch.set_num_threads(fitted)
     return (f"other programs kept {other:.1f} of the {cpus} CPUs busy as lowlight started: running on {fitted} "
             f"thread{'s' if fitted > 1 else ''} instead of {threads} (OMP_NUM_THREADS=N chooses; docs/performance.md)")
+
+
+def fit_when_the_command_starts() -> None:
+    """Ask :func:`fit_now` to fit the threads (the entry point, for ``enhance``, ``evaluate`` and
+    ``compare``): done once the arguments are parsed, so that ``--help`` and a usage error say
+    nothing of threads."""
+    global _asked
+    _asked = True
+
+
+def fit_now() -> str | None:
+    """:func:`fit_threads_to_free_cpus` if the entry point asked for it (once); what to tell the user, or None."""
+    global _asked
+    if not _asked:
+        return None
+    _asked = False
+    return fit_threads_to_free_cpus()

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
+from .cores import fit_now
 from .signals import final_status, restore, take_pending
 
 P = ParamSpec("P")
@@ -119,6 +120,9 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        note = fit_now()  # the arguments are parsed: threads fitted to the free CPUs, if the entry point asked (cli.cores)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         try:
             result = _reported(command, *args, **kwargs)
         except typer.Exit as done:
