@@ -36,6 +36,7 @@ def test_the_users_choice_and_the_switch_are_left_alone(monkeypatch):
     monkeypatch.setattr(cores, "_started", CpuSample(time.monotonic() - 1.0, 0, 0))
     monkeypatch.setattr(cores, "sample", lambda: CpuSample(time.monotonic(), 10**9, 0))  # everything busy
     assert cores.fit_threads_to_free_cpus({"OMP_NUM_THREADS": "2"}) is None
+    monkeypatch.setattr(cores, "_started", CpuSample(time.monotonic() - 1.0, 0, 0))  # a sample is used once
     assert cores.fit_threads_to_free_cpus({"LOWLIGHT_FIT_THREADS": "0"}) is None
 
 

@@ -86,9 +86,6 @@ def __getattr__(name: str) -> typer.Typer:
 # Commands that leave nothing open when they return (their files are written whole and closed, their
 # thread pools joined): these end with :func:`exit_now` instead of the interpreter's teardown.
 QUICK_EXIT = frozenset({"enhance", "evaluate", "compare", "export", "import", "models", "priors"})
-# Commands whose torch threads are fitted to the CPUs other programs leave free (cli.cores); not
-# train: under torchrun the other processes of the job would count as other programs
-FIT_THREADS = frozenset({"enhance", "evaluate", "compare"})
 
 
 def main(*, quick_exit: bool = False) -> None:
@@ -101,10 +98,6 @@ def main(*, quick_exit: bool = False) -> None:
     keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
     asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     command = build_app(asked)
-    if asked in FIT_THREADS:  # cores other programs keep busy would slow every operator (cli.cores)
-        from .cores import fit_when_the_command_starts
-
-        fit_when_the_command_starts()
     if not (quick_exit and asked in QUICK_EXIT):
         command()
         return

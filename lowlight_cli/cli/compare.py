@@ -21,15 +21,16 @@ from ..errors import LowlightError, UsageError, WeightsNotFoundError
 from ..evaluation import Protocol, Scorer, summarize
 from ..evaluation.scoring import ImageScores
 from ..evaluation.summary import json_report
-from ..hub import bundled_weights_dir, is_hub_ref
+from ..hub import bundled_weights_names, is_hub_ref
 from ..inference import InferenceConfig
-from ..inference.onnx_backend import OnnxModel, is_onnx_path
+from ..inference.onnx_backend import is_onnx_path
 from ..metrics import list_metrics, metric_info
 from ..models import list_models
+from ..models.official import importable_architectures
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
-from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
+from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights, run_precision
 from .options import ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_report_destination, write_report
 
@@ -56,6 +57,27 @@ class Entry:
     inference: dict = dataclasses.field(default_factory=dict)  # device, precision, tile it ran with (tiles differ by model)
 
 
+@dataclass(frozen=True)
+class Row:
+    """A row of the comparison: the model (None: the input as it is), its scores and their summary."""
+
+    entry: Entry | None
+    scores: list[ImageScores]
+    summary: dict  # metric -> MetricSummary, summarised once
+
+    @property
+    def label(self) -> str:
+        return INPUT_ROW if self.entry is None else self.entry.label
+
+    @property
+    def failed(self) -> int:
+        return sum(s.error is not None for s in self.scores)
+
+    @property
+    def nan(self) -> int:
+        return max((m.nan for m in self.summary.values()), default=0)
+
+
 def _resolve(label: str, config: InferenceConfig) -> Entry:
     """A model by what its label names: an ONNX file, a registered model (its default weights), or
     weights (a bundled name, a checkpoint folder, hf-hub:...) whose checkpoint names the model."""
@@ -63,8 +85,7 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
     if is_onnx_path(label) or label in models:
         name, weights = label, None
     else:
-        bundled = bundled_weights_dir()
-        bundled_names = sorted(p.name for p in bundled.iterdir() if p.is_dir()) if bundled is not None else []
+        bundled_names = bundled_weights_names()
         if not is_hub_ref(label) and label not in bundled_names and not Path(label).expanduser().exists():
             close = difflib.get_close_matches(label, list_models() + bundled_names, n=3)
             raise UsageError(f"{label} is not a model name, bundled weights, a checkpoint folder nor an .onnx file",
@@ -77,11 +98,11 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
         if weights is not None or is_onnx_path(label):  # its own message names the file or folder
             raise
         # compare takes no --weights: name the checkpoint itself
-        official = "lowlight import" in (exc.hint or "")  # a model whose authors' checkpoint converts
         raise WeightsNotFoundError(
             f"{label} has no trained weights to compare",
             hint="name a checkpoint folder or bundled weights instead (`lowlight models` lists them)"
-                 + (f"; the authors' checkpoint: lowlight import FILE.pth --arch {label} -o DIR, then compare DIR" if official else ""),
+                 + (f"; the authors' checkpoint: lowlight import FILE.pth --arch {label} -o DIR, then compare DIR"
+                    if label in importable_architectures() else ""),
         ) from None
     # tiling checked for every model before any runs, on the CPU: each goes to the device only for its own row
     build_enhancer(net, dataclasses.replace(config, device="cpu"))
@@ -141,15 +162,15 @@ def compare(
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour)
     loaded = [_resolve(label, config) for label in labels]  # every name checked before the first model runs
     scorer = Scorer(protocol)
-    rows: list[tuple[Entry | None, list[ImageScores]]] = [(None, score_with_progress(scorer, pairing, None, INPUT_ROW))]
+    scores = score_with_progress(scorer, pairing, None, INPUT_ROW)
+    rows = [Row(None, scores, summarize(scores, protocol.metrics))]
     for i, entry in enumerate(loaded, start=1):
         enhancer = build_enhancer(entry.model, config)
-        onnx = isinstance(entry.model, OnnxModel)
-        entry.inference = {"device": str(enhancer.device),
-                           "precision": f"onnxruntime {entry.model.precision}" if onnx else enhancer.precision,
+        entry.inference = {"device": str(enhancer.device), "precision": run_precision(entry.model, enhancer),
                            "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour}
         announce(entry.name, entry.model, f"[{i}/{len(loaded)}] {entry.label}: {describe_run(entry.name, entry.model, enhancer)}")
-        rows.append((entry, score_with_progress(scorer, pairing, enhancer, entry.label)))
+        scores = score_with_progress(scorer, pairing, enhancer, entry.label)
+        rows.append(Row(entry, scores, summarize(scores, protocol.metrics)))
         entry.model = enhancer = None  # one model on the device at a time
 
     unpaired = [(str(path), "unpaired: no reference") for path in pairing.unpaired_predictions]
@@ -169,23 +190,17 @@ def compare(
     if csv_problem is not None:
         report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)
-    _exit_status(protocol, rows, len(pairing.pairs), len(unpaired))
+    _exit_status(rows, len(pairing.pairs), len(unpaired))
 
 
-def _exit_status(protocol: Protocol, rows, pairs: int, unpaired: int) -> None:
+def _exit_status(rows: list[Row], pairs: int, unpaired: int) -> None:
     """As ``evaluate`` per row: every model with no score at all fails the run (exit 1); a row whose
     means cover part of the set (images not scored, nan scores) or unpaired files make it partial (exit 3)."""
-    models = [(entry, scores) for entry, scores in rows if entry is not None]
-    if all(not _has_scores(protocol, scores) for _, scores in models):
+    if not any(all(m.count or m.infinite for m in row.summary.values()) for row in rows if row.entry is not None):
         report_error(LowlightError(f"no model could score the {pairs} image(s) (listed above)", hint="see each image's reason above"))
         raise typer.Exit(EXIT_FAILURE)
-    partial = []
-    for entry, scores in rows:
-        failed = sum(s.error is not None for s in scores)
-        nan = max((n.nan for n in summarize(scores, protocol.metrics).values()), default=0)
-        if failed or nan:
-            what = ", ".join(part for part in (f"{failed} not scored" if failed else "", f"{nan} nan" if nan else "") if part)
-            partial.append(f"{entry.label if entry else INPUT_ROW} ({what})")
+    partial = [f"{row.label} ({', '.join(part for part in (f'{row.failed} not scored' if row.failed else '', f'{row.nan} nan' if row.nan else '') if part)})"
+               for row in rows if row.failed or row.nan]
     if partial:
         err.print(escape(f"some rows' means cover part of the {pairs} images: {'; '.join(partial)}"))
     if unpaired:
@@ -194,23 +209,17 @@ def _exit_status(protocol: Protocol, rows, pairs: int, unpaired: int) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _has_scores(protocol: Protocol, scores: list[ImageScores]) -> bool:
-    """Some image has a finite or infinite value of every metric (not all failed, not all nan)."""
-    return all(s.count or s.infinite for s in summarize(scores, protocol.metrics).values())
-
-
-def _best(protocol: Protocol, rows) -> dict[str, float]:
+def _best(protocol: Protocol, rows: list[Row]) -> dict[str, float]:
     """Per metric, the best mean among the models (the input row does not compete)."""
     best = {}
-    summaries = [summarize(scores, protocol.metrics) for entry, scores in rows if entry is not None]
     for name in protocol.metrics:
-        means = [m for m in (summary[name].mean for summary in summaries) if math.isfinite(m)]
+        means = [m for m in (row.summary[name].mean for row in rows if row.entry is not None) if math.isfinite(m)]
         if means:
             best[name] = max(means) if metric_info(name).higher_is_better else min(means)
     return best
 
 
-def _table(protocol: Protocol, rows, data: Path, colour: str) -> None:
+def _table(protocol: Protocol, rows: list[Row], data: Path, colour: str) -> None:
     best = _best(protocol, rows)
     table = Table(title=f"lowlight compare on {escape(str(data))}",
                   caption=f"protocol: {escape(protocol.describe())}; colour {colour}; outputs rounded to each input's bit depth; "
@@ -221,24 +230,21 @@ def _table(protocol: Protocol, rows, data: Path, colour: str) -> None:
     for name in protocol.metrics:
         table.add_column(f"{name} {'↑' if metric_info(name).higher_is_better else '↓'}", justify="right")
     table.add_column("images", justify="right")
-    for entry, scores in rows:
-        summary = summarize(scores, protocol.metrics)
+    for row in rows:
         cells = []
         for name in protocol.metrics:
-            mean = summary[name].mean
+            mean = row.summary[name].mean
             text = f"{mean:.4f}" if math.isfinite(mean) else str(mean)
-            cells.append(f"[bold]{text}[/]" if entry is not None and best.get(name) == mean else text)
-        scored = sum(s.error is None for s in scores)
-        nan = max((n.nan for n in summary.values()), default=0)
-        images = f"{scored}/{len(scores)}" + (f" ({nan} nan)" if nan else "")
-        if entry is None:
+            cells.append(f"[bold]{text}[/]" if row.entry is not None and best.get(name) == mean else text)
+        images = f"{len(row.scores) - row.failed}/{len(row.scores)}" + (f" ({row.nan} nan)" if row.nan else "")
+        if row.entry is None:
             table.add_row(INPUT_ROW, "-", "the low images as they are", *cells, images)
         else:
-            table.add_row(escape(entry.label), escape(entry.architecture), escape(entry.weights), *cells, images)
+            table.add_row(escape(row.entry.label), escape(row.entry.architecture), escape(row.entry.weights), *cells, images)
     print_table(out, table)
 
 
-def _json(protocol: Protocol, rows, data: Path, colour: str, unpaired: list[str]) -> dict:
+def _json(protocol: Protocol, rows: list[Row], data: Path, colour: str, unpaired: list[str]) -> dict:
     return {
         "version": __version__,
         "protocol": protocol.as_dict(),
@@ -246,31 +252,30 @@ def _json(protocol: Protocol, rows, data: Path, colour: str, unpaired: list[str]
         "colour": colour,
         "unpaired": unpaired,
         "rows": [
-            {"model": INPUT_ROW if entry is None else entry.label,
-             "architecture": None if entry is None else entry.architecture,
-             "weights": None if entry is None else entry.weights,
-             "inference": None if entry is None else entry.inference,
-             **{k: v for k, v in json_report(protocol, scores).items() if k not in ("version", "protocol")}}
-            for entry, scores in rows
+            {"model": row.label,
+             "architecture": None if row.entry is None else row.entry.architecture,
+             "weights": None if row.entry is None else row.entry.weights,
+             "inference": None if row.entry is None else row.entry.inference,
+             **{k: v for k, v in json_report(protocol, row.scores).items() if k not in ("version", "protocol")}}
+            for row in rows
         ],
     }
 
 
-def _csv(protocol: Protocol, rows, unpaired: list[tuple[str, str]]) -> str:
+def _csv(protocol: Protocol, rows: list[Row], unpaired: list[tuple[str, str]]) -> str:
     """A line per model and image, ``model,name,<metrics>,error,warnings`` (as ``evaluate``'s CSV, with
     the model first), after comment lines with the protocol and what each model ran with; the files
     that had no partner last, with their reason as the error."""
     buffer = io.StringIO()
     buffer.write(f"# lowlight {__version__} compare; protocol: {protocol.describe()}\n")
-    for entry, _ in rows:
-        if entry is not None:
-            settings = ", ".join(f"{k} {v}" for k, v in entry.inference.items())
-            buffer.write(f"# {entry.label}: {entry.architecture}, {entry.weights}; {settings}\n")
+    for entry in (row.entry for row in rows if row.entry is not None):
+        settings = ", ".join(f"{k} {v}" for k, v in entry.inference.items())
+        buffer.write(f"# {entry.label}: {entry.architecture}, {entry.weights}; {settings}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "name", *protocol.metrics, "error", "warnings"])
-    for entry, scores in rows:
-        for s in scores:
-            writer.writerow([INPUT_ROW if entry is None else entry.label, s.name,
+    for row in rows:
+        for s in row.scores:
+            writer.writerow([row.label, s.name,
                              *(repr(s.values[m]) if m in s.values else "" for m in protocol.metrics), s.error or "",
                              "; ".join(s.warnings)])
     for name, reason in unpaired:

@@ -91,25 +91,32 @@ def available_cpus() -> int:
     return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
+# the commands whose threads are fitted; not train: under torchrun the other processes of the job
+# would count as other programs
+FIT_COMMANDS = frozenset({"enhance", "evaluate", "compare"})
 _started: CpuSample | None = None
-_asked = False  # set by the entry point for an inference command; acted on once the command starts
 
 
-def note_start() -> None:
-    """The first sample, as the program starts (before torch is imported)."""
+def note_start(argv: list[str]) -> None:
+    """The first sample, as the program starts (before torch is imported), for a command of
+    :data:`FIT_COMMANDS` (``argv``: the program's arguments, the command first)."""
     global _started
-    _started = sample()
+    _started = sample() if argv[:1] and argv[0] in FIT_COMMANDS else None
 
 
 def fit_threads_to_free_cpus(environ: dict | None = None) -> str | None:
-    """Lower torch's thread count to the CPUs other programs left free since :func:`note_start`;
-    returns what to tell the user, or None when nothing changed (no sample, an idle machine, the
-    threads chosen by the user, or ``LOWLIGHT_FIT_THREADS=0``)."""
+    """Lower torch's thread count to the CPUs other programs left free since :func:`note_start`
+    (once: the sample is used up); returns what to tell the user, or None when nothing changed (no
+    sample, as in a program running the CLI in its own process; an idle machine; the threads chosen
+    by the user; or ``LOWLIGHT_FIT_THREADS=0``). Called as the command starts, its arguments parsed,
+    so that ``--help`` and a usage error say nothing of threads."""
+    global _started
+    started, _started = _started, None
     environ = os.environ if environ is None else environ
-    if _started is None or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
+    if started is None or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
         return None
     end = sample()
-    other = None if end is None else other_busy_cpus(_started, end)
+    other = None if end is None else other_busy_cpus(started, end)
     if other is None:
         return None
     import torch
@@ -121,20 +128,3 @@ def fit_threads_to_free_cpus(environ: dict | None = None) -> str | None:
     torch.set_num_threads(fitted)
     return (f"other programs kept {other:.1f} of the {cpus} CPUs busy as lowlight started: running on {fitted} "
             f"thread{'s' if fitted > 1 else ''} instead of {threads} (OMP_NUM_THREADS=N chooses; docs/performance.md)")
-
-
-def fit_when_the_command_starts() -> None:
-    """Ask :func:`fit_now` to fit the threads (the entry point, for ``enhance``, ``evaluate`` and
-    ``compare``): done once the arguments are parsed, so that ``--help`` and a usage error say
-    nothing of threads."""
-    global _asked
-    _asked = True
-
-
-def fit_now() -> str | None:
-    """:func:`fit_threads_to_free_cpus` if the entry point asked for it (once); what to tell the user, or None."""
-    global _asked
-    if not _asked:
-        return None
-    _asked = False
-    return fit_threads_to_free_cpus()

@@ -15,7 +15,7 @@ EXIT_INTERRUPTED = 130  # as lowlight_cli.cli.errors.EXIT_INTERRUPTED (not impor
 
 def main() -> None:
     """Console-script entry point."""
-    note_start()  # the CPU time other programs use while torch loads (cli.cores)
+    note_start(sys.argv[1:])  # the CPU time other programs use while torch loads (cli.cores)
     hold_while_starting()  # a Ctrl-C while torch loads is acted on when the command starts (cli.signals)
     try:
         from .app import main as run_app

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
-from .cores import fit_now
+from .cores import fit_threads_to_free_cpus
 from .signals import final_status, restore, take_pending
 
 P = ParamSpec("P")
@@ -120,7 +120,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        note = fit_now()  # the arguments are parsed: threads fitted to the free CPUs, if the entry point asked (cli.cores)
+        note = fit_threads_to_free_cpus()  # the arguments are parsed: threads fitted to the free CPUs (cli.cores)
         if note:
             err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         try:

@@ -15,11 +15,10 @@ from rich.table import Table
 from ..errors import DataError, LowlightError, UsageError
 from ..evaluation import Protocol, Scorer, pair_by_stem, summarize
 from ..evaluation.pairing import Pairing
-from ..evaluation.scoring import ImageScores
-from ..inference import Enhancer
 from ..evaluation.runner import score_pairing
+from ..evaluation.scoring import ImageScores
 from ..evaluation.summary import csv_report, json_report
-from ..inference import InferenceConfig
+from ..inference import Enhancer, InferenceConfig
 from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
@@ -107,7 +106,7 @@ def score_with_progress(scorer: Scorer, pairing: Pairing, enhancer: Enhancer | N
     scores = []
     prefix = "" if label is None else f"{label}: "
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  transient=True, disable=label is not None and not err.is_terminal) as progress:
+                  transient=True, disable=not err.is_terminal) as progress:  # piped: no bar, no blank line
         task = progress.add_task(escape(label or "scoring"), total=len(pairing.pairs))
         for result in score_pairing(scorer, pairing, enhancer, lambda pair: progress.update(task, description=escape(prefix + pair.name))):
             for note in result.warnings:

@@ -96,10 +96,15 @@ def describe_weights(name: str, model: LoadedModel, *, explicit: bool = False) -
     return text
 
 
+def run_precision(model: LoadedModel, enhancer: Enhancer) -> str:
+    """The precision ``model`` runs at: the enhancer's, or onnxruntime's for an exported file."""
+    return f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
+
+
 def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit: bool = False) -> str:
     """``NAME with WEIGHTS on DEVICE (PRECISION, TILING)``: what a run of ``enhancer`` uses."""
     tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"
-    precision = f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
+    precision = run_precision(model, enhancer)
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)
     if enhancer.config.curve_scale == "auto":

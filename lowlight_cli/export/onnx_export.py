@@ -154,7 +154,7 @@ def export_onnx(
     precision = "fp16" if fp16 else "fp32"
     with staged_file(path, overwrite=overwrite) as tmp:
         if on_stage is not None:
-            on_stage('tracing the model into an ONNX graph')
+            on_stage("tracing the model into an ONNX graph")
         _trace(module, tmp, info, opset, device)
         whole_image = bool(getattr(model, "uses_image_context", False))
         curve_scale = int(model.curve_scale) if getattr(model, "supports_curve_scale", False) else None
@@ -162,7 +162,7 @@ def export_onnx(
                               curve_scale=curve_scale)
         _annotate(tmp, info, props)
         if on_stage is not None:
-            on_stage('loading the graph in onnxruntime')
+            on_stage("loading the graph in onnxruntime")
         exported = OnnxModel(tmp, providers=[CPU_PROVIDER])
         checks = check_parity(lambda x: model(x.to(device)).cpu(), exported, checked_sizes, tolerance, what=path.name,
                               on_stage=on_stage)

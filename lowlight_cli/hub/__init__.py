@@ -20,6 +20,7 @@ __all__ = [
     "HUB_PREFIX",
     "HubRef",
     "bundled_weights_dir",
+    "bundled_weights_names",
     "cache_dir",
     "download_checkpoint",
     "is_hub_ref",
@@ -29,12 +30,18 @@ __all__ = [
 ]
 
 
+def bundled_weights_names() -> list[str]:
+    """The names of the bundled checkpoints (folders of :func:`bundled_weights_dir` holding
+    ``config.json``), sorted; empty when none are shipped."""
+    bundled = bundled_weights_dir()
+    return [] if bundled is None else sorted(p.name for p in bundled.iterdir() if (p / CONFIG_NAME).is_file())
+
+
 def _bundled_guess(bundled: Path | None, named: Path | None) -> str | None:
     """A "did you mean" for a mistyped bundled weights name (``--weights crnet-s-lool``), else None."""
     if bundled is None or named is None:
         return None
-    names = sorted(p.name for p in bundled.iterdir() if (p / CONFIG_NAME).is_file())
-    close = difflib.get_close_matches(named.name, names, n=1)
+    close = difflib.get_close_matches(named.name, bundled_weights_names(), n=1)
     return f"did you mean --weights {close[0]}? (bundled weights: `lowlight models`)" if close else None
 
 

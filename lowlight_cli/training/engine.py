@@ -83,6 +83,12 @@ def trained_at_all(run_dir: Path) -> bool:
     return log.is_file() and '"kind": "step"' in log.read_text(errors="replace")
 
 
+def _a_few(names: list) -> str:
+    """``a, b, c and 4 more``: the first three of ``names`` for a message, and how many others."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(str(n) for n in names[:3]) + more
+
+
 class Trainer:
     """Trains one model as ``config`` says, writing to ``run_dir``.
 
@@ -167,9 +173,8 @@ class Trainer:
         if root != SYNTHETIC:
             spare = references_without_low(Path(root), "train")
             if spare:
-                more = f" and {len(spare) - 3} more" if len(spare) > 3 else ""
                 on_event(InfoEvent(f"{len(spare)} reference(s) have no low-light image of the same file stem and are not "
-                                   f"used: {', '.join(str(s) for s in spare[:3])}{more}"))
+                                   f"used: {_a_few(spare)}"))
         return pairs
 
     def _split(self, pairs: list[ImagePair], emit: EventFn) -> Split:
@@ -186,18 +191,15 @@ class Trainer:
                 needed = present if role == "unlabeled" else referenced  # validation and labeled images need their references
                 missing = [name for name in getattr(split, role) if name not in needed]
                 if missing:
-                    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
                     raise DataError(
                         f"{path} holds {role} image(s) that {self.config.data.root or 'the data folder'} no longer has"
-                        f"{'' if role == 'unlabeled' else ' (with their references)'}: "
-                        f"{', '.join(missing[:3])}{more}",
+                        f"{'' if role == 'unlabeled' else ' (with their references)'}: {_a_few(missing)}",
                         hint="put them back to resume this run, or start a new one on the data as it is now")
             in_split = set(split.labeled) | set(split.unlabeled) | set(split.validation)
             added = [pair.name for pair in pairs if pair.name not in in_split]
             if added:  # the split is the run's: images added since it started are not trained on
-                more = f" and {len(added) - 3} more" if len(added) > 3 else ""
                 emit(InfoEvent(f"{len(added)} image(s) in the data folder are not part of this run (added since it started) "
-                               f"and are not trained on: {', '.join(added[:3])}{more}; to train on them, start a new "
+                               f"and are not trained on: {_a_few(added)}; to train on them, start a new "
                                f"run (--set model.init_from={self.run_dir / 'last'})"))
             return split
         d = self.config.data
@@ -271,9 +273,8 @@ class Trainer:
                                      f"(--set model.init_from={self.run_dir / 'last'}) on the data as it is now")
             added = references_added(saved, pairs, split)
             if added:  # as images added since the start: the split is the run's, said rather than passed over
-                more = f" and {len(added) - 3} more" if len(added) > 3 else ""
                 emit(InfoEvent(f"{len(added)} image(s) this run trains without a reference have one now (added since it "
-                               f"started), which it does not use: {', '.join(added[:3])}{more}; to train with them, start "
+                               f"started), which it does not use: {_a_few(added)}; to train with them, start "
                                f"a new run (--set model.init_from={self.run_dir / 'last'})"))
         elif self.ctx.is_main:
             record["started_in"] = str(Path.cwd())  # what relative folders in config.yaml are relative to
