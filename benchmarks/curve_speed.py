@@ -43,7 +43,7 @@ from machine import describe_machine  # noqa: E402
 
 from lowlight_cli.data.synthetic import DarkeningModel, darken, sample_photo  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
-from lowlight_cli.inference.allocator import keep_freed_memory  # noqa: E402
+from lowlight_cli.cli.heap import keep_freed_memory  # noqa: E402
 from lowlight_cli.losses import colour_constancy_loss, exposure_control_loss, illumination_smoothness_loss  # noqa: E402
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 from lowlight_cli.models.dce import DCENet  # noqa: E402

@@ -30,7 +30,7 @@ from machine import describe_machine  # noqa: E402
 from lowlight_cli.errors import MetricError  # noqa: E402
 from lowlight_cli.evaluation import score_test_set  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
-from lowlight_cli.inference.allocator import keep_freed_memory  # noqa: E402
+from lowlight_cli.cli.heap import keep_freed_memory  # noqa: E402
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
 

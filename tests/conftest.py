@@ -9,6 +9,9 @@ import pytest
 # `lowlight` subprocesses keep torch's thread count whatever else the machine runs (cli.cores), so
 # that a test's result does not depend on the load; tests/test_cores.py turns it back on
 os.environ["LOWLIGHT_FIT_THREADS"] = "0"
+# nor fault in half a gigabyte of heap while starting (cli.heap): the suite's many small `lowlight`
+# subprocesses would pay it in memory and CPU for nothing; tests/test_heap.py tests it
+os.environ["LOWLIGHT_WARM_HEAP"] = "0"
 
 
 @pytest.fixture()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import gc
 import importlib
 import inspect
 import os
@@ -13,7 +14,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from .. import __version__
-from ..inference.allocator import keep_freed_memory
+from .heap import keep_freed_memory
 
 # name: (module of this package, function, the module's epilog attribute, extra command settings);
 # in the order `lowlight --help` lists them. Modules are imported when their command is built, so
@@ -88,16 +89,22 @@ def __getattr__(name: str) -> typer.Typer:
 QUICK_EXIT = frozenset({"enhance", "evaluate", "compare", "export", "import", "models", "priors"})
 
 
-def main(*, quick_exit: bool = False) -> None:
+def main(*, quick_exit: bool = False, gc_paused: bool = False) -> None:
     """Console-script entry point: builds only the command asked for when the first argument names one.
 
     ``quick_exit`` (the ``lowlight`` script and ``python -m lowlight_cli``): the commands of
     :data:`QUICK_EXIT` end the process with :func:`exit_now` instead of raising ``SystemExit``.
     Without it (a caller running the CLI in its own process) every command raises ``SystemExit``.
+    ``gc_paused``: the caller paused the garbage collector for the imports (:mod:`.entry`); it is
+    resumed once the command is built, with everything made so far frozen out of its passes
+    (``gc.freeze``: modules, classes and functions live as long as the process anyway).
     """
-    keep_freed_memory()  # large per-image temporaries: reuse freed memory (see inference.allocator)
+    keep_freed_memory()  # large per-image temporaries: reuse freed memory (see cli.heap)
     asked = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     command = build_app(asked)
+    if gc_paused:
+        gc.freeze()
+        gc.enable()
     if not (quick_exit and asked in QUICK_EXIT):
         command()
         return
