@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import needs_graph
+from .base import area_mean, needs_graph
 
 # BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale)
 _KR, _KG, _KB = 0.299, 0.587, 0.114
@@ -85,7 +85,7 @@ def smooth_chroma(
     fit_scale = min(scale, max(1, radius))  # the window never grows past the tuned one: at most 1/radius
     if fit_scale > 1:  # only averages of the image are needed at low resolution: luma and chroma are linear in it
         height, width = guide.shape[-2:]
-        small = F.avg_pool2d(work, fit_scale, ceil_mode=True)
+        small = area_mean(work, fit_scale, ceil_mode=True)
         small_luma = _luma(small)
         coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps, luma)
         # upsampled to whole cells, then cut: a last partial cell keeps the grid aligned with the pixels

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import EnhancementModel, ModelInfo, check_curve_scale, needs_graph
+from .base import EnhancementModel, ModelInfo, area_mean, check_curve_scale, needs_graph
 from .chroma import smooth_chroma
 from .products import long_inner_product
 from .replicate_conv import conv3x3
@@ -337,7 +337,7 @@ class CurveRefinement(nn.Module):
         if fast:  # inference: the same tensor, written straight into channels-last memory
             h = self._input_in_place(y, brightening)
         else:
-            h = torch.cat((F.pixel_unshuffle(y, 2), F.avg_pool2d(brightening, 2)), dim=1)
+            h = torch.cat((F.pixel_unshuffle(y, 2), area_mean(brightening, 2)), dim=1)
             # channels-last: oneDNN runs these narrow convolutions faster that way on CPU (the whole
             # command's A/B: README "Speed", benchmarks/enhance_command.py)
             h = h.contiguous(memory_format=torch.channels_last)
@@ -369,7 +369,7 @@ class CurveRefinement(nn.Module):
         memory[..., : 4 * c].view(b, height // 2, width // 2, c, 2, 2).copy_(
             y.view(b, c, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
         )
-        memory[..., 4 * c :].copy_(F.avg_pool2d(brightening, 2).permute(0, 2, 3, 1))
+        memory[..., 4 * c :].copy_(area_mean(brightening, 2).permute(0, 2, 3, 1))
         return memory.permute(0, 3, 1, 2)  # (B, 5c, H/2, W/2), channels-last strides
 
 
@@ -545,7 +545,7 @@ class CRNet(EnhancementModel):
         continues from them (the decoder side, where plug-ins such as SKF's semantic embedding sit).
         ``curve_scale`` overrides the configured one for this call (training at several scales)."""
         scale = self.cfg.curve_scale if curve_scale is None else curve_scale
-        stem_in = self._stem_input(x if scale == 1 else F.avg_pool2d(x, scale))
+        stem_in = self._stem_input(x if scale == 1 else area_mean(x, scale))
         h = self.stem(stem_in)
         film = None
         if self.context is not None:
