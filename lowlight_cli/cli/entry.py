@@ -30,3 +30,5 @@ def main() -> None:
     except KeyboardInterrupt:  # a second Ctrl-C before the command started (the command reports its own)
         print("interrupted while starting: nothing was done", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:  # whatever stopped the start (the app has resumed it otherwise)
+        gc.enable()

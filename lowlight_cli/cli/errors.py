@@ -22,6 +22,7 @@ from rich.markup import escape
 from ..errors import LowlightError
 from .console import err
 from .cores import fit_threads_to_free_cpus
+from .heap import stop_warming
 from .signals import final_status, restore, take_pending
 
 P = ParamSpec("P")
@@ -120,6 +121,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        stop_warming()  # the command's own allocations start now: the heap warmed so far is theirs (cli.heap)
         note = fit_threads_to_free_cpus()  # the arguments are parsed: threads fitted to the free CPUs (cli.cores)
         if note:
             err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

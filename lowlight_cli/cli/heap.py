@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -35,8 +36,12 @@ WARM_COMMANDS = frozenset({"enhance", "evaluate", "compare"})
 WARM_BYTES = 512 << 20
 WARM_SHARE_OF_AVAILABLE = 0.25  # never more than this share of the memory available
 WARM_VARIABLE = "LOWLIGHT_WARM_HEAP"  # set to 0 to turn it off
+WARM_SLICE = 16 << 20  # written a slice at a time, so that the warming stops soon after it is told
+_stop_warming = threading.Event()
+_warming: threading.Thread | None = None
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """glibc with ``mallopt``, or None (not Linux, musl, a refused load)."""
     if not sys.platform.startswith("linux"):
@@ -73,11 +78,13 @@ def one_arena() -> bool:
     return libc is not None and keep_freed_memory() and bool(libc.mallopt(_M_ARENA_MAX, 1))
 
 
-def warm_heap(nbytes: int) -> bool:
+def warm_heap(nbytes: int, stop: threading.Event | None = None) -> bool:
     """Allocate ``nbytes`` from the heap, write every page, and free it: with
     :func:`keep_freed_memory` the pages stay in the process, mapped and zeroed, for what is
     allocated next (on another thread too, after :func:`one_arena`). Runs without the GIL
-    (``ctypes`` releases it), so a thread can do it while the main thread imports. True when done.
+    (``ctypes`` releases it), so a thread can do it while the main thread imports. Written a
+    :data:`WARM_SLICE` at a time: once ``stop`` is set, what is written so far is freed at once (the
+    pages written are kept; the rest were never touched). True when every page was written.
     """
     libc = _libc()
     if libc is None or nbytes <= 0:
@@ -88,9 +95,15 @@ def warm_heap(nbytes: int) -> bool:
     block = libc.malloc(nbytes)
     if not block:
         return False
-    libc.memset(block, 0, nbytes)
-    libc.free(block)
-    return True
+    done = 0
+    try:
+        while done < nbytes and not (stop is not None and stop.is_set()):
+            size = min(WARM_SLICE, nbytes - done)
+            libc.memset(block + done, 0, size)
+            done += size
+    finally:
+        libc.free(block)
+    return done == nbytes
 
 
 def _available_bytes() -> int | None:
@@ -105,11 +118,32 @@ def _available_bytes() -> int | None:
     return None
 
 
+def _cgroup_room() -> int | None:
+    """Bytes this process's cgroup (v2) may still use, ``memory.max - memory.current``; None without a
+    limit or where it cannot be read. ``MemAvailable`` is the whole machine's: a container's limit
+    may be far lower."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as cgroup:
+            path = next((line.strip().split(":", 2)[2] for line in cgroup if line.startswith("0::")), None)
+        if path is None:
+            return None
+        folder = os.path.join("/sys/fs/cgroup", path.lstrip("/"))
+        with open(os.path.join(folder, "memory.max"), encoding="ascii") as limit:
+            text = limit.read().strip()
+        if text == "max":
+            return None
+        with open(os.path.join(folder, "memory.current"), encoding="ascii") as current:
+            return max(0, int(text) - int(current.read().strip()))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def warm_bytes(args: list[str]) -> int:
     """How much heap to fault in while starting for the command line ``args`` (without the program
     name): :data:`WARM_BYTES` for the inference commands on a process that may run on two CPUs or
-    more, within a share of the memory available; 0 otherwise (other commands, one CPU, where the
-    warming would compete with the import, ``LOWLIGHT_WARM_HEAP=0``, ``--help``)."""
+    more, within a share of the memory available (the machine's, and the cgroup's where it has a
+    limit); 0 otherwise (other commands, one CPU, where the warming would compete with the import,
+    ``LOWLIGHT_WARM_HEAP=0``, ``--help``)."""
     if not args or args[0] not in WARM_COMMANDS or os.environ.get(WARM_VARIABLE) == "0":
         return 0
     if any(a in ("--help", "-h") for a in args[1:]):
@@ -121,15 +155,41 @@ def warm_bytes(args: list[str]) -> int:
     available = _available_bytes()
     if cpus < 2 or available is None:
         return 0
+    room = _cgroup_room()
+    if room is not None:
+        available = min(available, room)
     return min(WARM_BYTES, int(available * WARM_SHARE_OF_AVAILABLE))
+
+
+def _warm_heap_politely(nbytes: int) -> None:
+    """:func:`warm_heap` at the lowest scheduling priority (Linux gives each thread its own nice
+    value), until :func:`stop_warming`: on a machine whose other core is busy, the warming takes
+    what the import and the other program leave; on an idle core it runs as fast as ever."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or refused: warm at the normal priority
+        pass
+    warm_heap(nbytes, _stop_warming)
 
 
 def warm_heap_while_starting(args: list[str]) -> threading.Thread | None:
     """Start :func:`warm_heap` on a daemon thread for the command line ``args`` (see
     :func:`warm_bytes`); returns the thread, or None when there is nothing to warm."""
+    global _warming
     nbytes = warm_bytes(args)
     if not nbytes or not one_arena():
         return None
-    thread = threading.Thread(target=warm_heap, args=(nbytes,), name="lowlight-warm-heap", daemon=True)
-    thread.start()
-    return thread
+    _stop_warming.clear()
+    _warming = threading.Thread(target=_warm_heap_politely, args=(nbytes,), name="lowlight-warm-heap", daemon=True)
+    _warming.start()
+    return _warming
+
+
+def stop_warming(timeout: float = 0.5) -> None:
+    """Called as the command starts its work: the warming stops after the slice it is writing and
+    frees its block, so that the command's own allocations reuse the pages warmed so far instead
+    of growing the heap past a block still held (a warming slowed by a busy machine). Waits up to
+    ``timeout`` seconds for that; does nothing when no warming was started."""
+    _stop_warming.set()
+    if _warming is not None:
+        _warming.join(timeout)

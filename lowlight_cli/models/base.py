@@ -32,8 +32,8 @@ def area_mean(x: torch.Tensor, factor: int, *, ceil_mode: bool = False) -> torch
 
     For inference on a float32 or float64 ``x`` (half types keep the pooling's float accumulation) whose sides are multiples of ``factor``, a power of 2, the cells
     are halved in turn, each halving two additions of whole rows and then of neighbouring columns:
-    the same means to within float rounding (the sum's order differs), about three times as fast as
-    ``avg_pool2d``'s loop on the CPU (docs/performance.md). Otherwise (autograd, tracing, export,
+    the same means to within float rounding (the sum's order differs), faster than ``avg_pool2d``'s
+    loop on the CPU (the whole command's A/B: docs/performance.md). Otherwise (autograd, tracing, export,
     other sizes) ``avg_pool2d`` itself.
     """
     height, width = x.shape[-2:]
