@@ -27,13 +27,15 @@ print(faults() - before)
 """
 
 
+def _page_faults(probe: str, mode: str) -> int:
+    """The page faults ``probe`` counts and prints, run in a fresh interpreter with ``mode``."""
+    out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_freed_large_blocks_are_reused_without_page_faults():
-    def run(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-
-    default, kept = run("off"), run("on")
+    default, kept = _page_faults(PROBE, "off"), _page_faults(PROBE, "on")
     # a 1024x1024 conv net's 16-channel activations (64 MiB, above the 32 MiB that glibc's dynamic
     # mmap threshold can reach, so the default never keeps them: 16 MiB blocks sometimes stayed in the
     # heap by chance, session 19) are re-mapped on every forward pass by default (~370,000 page
@@ -65,11 +67,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_a_heap_warmed_on_another_thread_spares_the_main_threads_page_faults():
-    def run(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", WARM_PROBE, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-
-    cold, warm = run("cold"), run("warm")
+    cold, warm = _page_faults(WARM_PROBE, "cold"), _page_faults(WARM_PROBE, "warm")
     assert cold > 20_000  # 128 MiB of fresh 4 KiB pages (32,768), as torch's tensors take them
     assert warm < cold / 10
 
