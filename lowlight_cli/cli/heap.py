@@ -8,8 +8,8 @@ kernel than in user code (issue 15); with mmap off and trimming disabled the sam
 2.8 times as fast. The peak memory is unchanged: what was freed is reused, not kept twice.
 
 Even kept, each page is mapped and zeroed by the kernel the first time it is written: the first
-photo pays that for its whole working set (on the 2-core Zen 3 of docs/performance.md, about
-180,000 page faults for a 12 MP JPEG). :func:`warm_heap_while_starting` pays it on a core that is
+photo pays that for its whole working set (on the 2-core Zen 3 of docs/performance.md, the 12 MP
+JPEG's command counted about 230,000 page faults, 40,000 of them torch's import). :func:`warm_heap_while_starting` pays it on a core that is
 otherwise idle while torch's single-threaded import runs, so the photo finds the pages ready.
 
 Imports nothing heavy: the entry point calls it before torch is imported.
