@@ -7,10 +7,16 @@
     python benchmarks/enhance_command.py --megapixels 12 --weights weights/crnet-curve-dn-lol-stage5
     python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 4 --against /tmp/old
     python benchmarks/enhance_command.py --megapixels 12 --busy 1 --env GOMP_SPINCOUNT=10000
+    python benchmarks/enhance_command.py --megapixels 12 --repeats 6 --env-against LOWLIGHT_WARM_HEAP=0
+    python benchmarks/enhance_command.py --megapixels 2 --photos 8 --repeats 3 --against /tmp/old
 
 ``--against CHECKOUT`` times another checkout of lowlight (``git worktree add /tmp/old COMMIT``)
 in the same run, alternating with this tree round by round, so that both see the same state of a
-machine whose speed drifts; it prints both and the per-round differences.
+machine whose speed drifts; it prints both and the per-round differences. ``--env-against
+KEY=VALUE`` does the same with this tree under another setting (the heap warming off:
+``LOWLIGHT_WARM_HEAP=0``). ``--photos N`` enhances a folder of N
+copies of the photo in one command (a folder's throughput: the next photo is read while one is
+enhanced).
 
 What a user waits for: process start, model load, JPEG decode, inference, JPEG encode with
 metadata, atomic rename. The photo is a smooth synthetic scene with noise, written once per size
@@ -69,14 +75,14 @@ def make_photo_elsewhere(path: Path, megapixels: float) -> tuple[int, int]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT) -> tuple[float, float]:
-    """One fresh `lowlight enhance` process of the checkout ``tree``; returns (seconds, peak RSS of
-    the child in MB)."""
+def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT, extra_env: list[str] = ()) -> tuple[float, float]:
+    """One fresh `lowlight enhance` process of the checkout ``tree`` on ``photo`` (a file or a
+    folder), with ``extra_env`` settings too; returns (seconds, peak RSS of the child in MB)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     if args.isa == "avx2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
-    env.update(dict(setting.split("=", 1) for setting in args.env))
+    env.update(dict(setting.split("=", 1) for setting in [*args.env, *extra_env]))
     command = [sys.executable, "-m", "lowlight_cli", "enhance", str(photo), "-o", str(out), "--overwrite", "--device", "cpu"]
     if args.model:
         command += ["--model", args.model]
@@ -114,17 +120,24 @@ def main() -> None:
                         help="another checkout of lowlight, timed alternately with this tree (see above)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="set in the child's environment (repeatable), e.g. GOMP_SPINCOUNT=10000 or OMP_NUM_THREADS=1")
+    parser.add_argument("--env-against", action="append", default=[], metavar="KEY=VALUE",
+                        help="time this tree with these settings too (repeatable), alternately (see above)")
+    parser.add_argument("--photos", type=int, default=1, metavar="N",
+                        help="enhance a folder of N copies of each photo in one command (default 1: the photo itself)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="keep N other processes spinning on the CPU while timing: a machine busy with other work")
     args = parser.parse_args()
-    if any("=" not in setting for setting in args.env):
-        parser.error("--env takes KEY=VALUE")
+    if any("=" not in setting for setting in args.env + args.env_against):
+        parser.error("--env and --env-against take KEY=VALUE")
+    if args.photos < 1:
+        parser.error("--photos takes a count of 1 or more")
     if args.against is not None and not (args.against / "lowlight_cli" / "__init__.py").is_file():
         parser.error(f"{args.against} is not a checkout of lowlight (no lowlight_cli/__init__.py)")
     print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}"
           + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else "")
           + (f", child env {' '.join(args.env)}" if args.env else "")
+          + (f", a folder of {args.photos} copies" if args.photos > 1 else "")
           + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else ""))
     marker = f"lowlight-benchmark-busy-{os.getpid()}"  # in each spinner's command line, to find them
     if args.busy:
@@ -139,11 +152,15 @@ def main() -> None:
 
 
 def _time(args: argparse.Namespace) -> None:
-    if args.against is None:
+    compared = args.against is not None or bool(args.env_against)
+    other_tree = args.against if args.against is not None else ROOT
+    other = (str(args.against.resolve()) if args.against is not None else "this tree") + (
+        f" with {' '.join(args.env_against)}" if args.env_against else "")
+    if not compared:
         print("| photo | best s | median s | peak RSS (MB) |")
         print("|---|---|---|---|")
     else:
-        print(f"# alternating this tree ({ROOT}) with {args.against.resolve()}, round by round")
+        print(f"# alternating this tree ({ROOT}) with {other}, round by round")
         print("| photo | checkout | best s | median s | each round (s) | peak RSS (MB) |")
         print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,14 +168,20 @@ def _time(args: argparse.Namespace) -> None:
             photo = Path(tmp) / f"photo-{mp:g}mp.jpg"
             width, height = make_photo_elsewhere(photo, mp)
             label = f"{width}x{height} JPEG ({mp:g} MP)"
-            if args.against is None:
+            if args.photos > 1:  # a folder of copies, enhanced by one command
+                folder = Path(tmp) / f"folder-{mp:g}mp"
+                folder.mkdir()
+                for i in range(args.photos):
+                    (folder / f"{i:03d}.jpg").write_bytes(photo.read_bytes())
+                photo, label = folder, f"{args.photos} x {label}"
+            if not compared:
                 runs = [run_once(photo, Path(tmp) / "out", args) for _ in range(args.repeats)]
                 times = [t for t, _ in runs]
                 print(f"| {label} | {min(times):.2f} | {statistics.median(times):.2f} | {max(r for _, r in runs):.0f} |")
                 continue
-            rounds = [(run_once(photo, Path(tmp) / "out", args, args.against), run_once(photo, Path(tmp) / "out", args))
+            rounds = [(run_once(photo, Path(tmp) / "out", args, other_tree, args.env_against), run_once(photo, Path(tmp) / "out", args))
                       for _ in range(args.repeats)]
-            for name, index in ((str(args.against), 0), ("this tree", 1)):
+            for name, index in ((other, 0), ("this tree", 1)):
                 times = [r[index][0] for r in rounds]
                 print(f"| {label} | {name} | {min(times):.2f} | {statistics.median(times):.2f} | "
                       f"{', '.join(f'{t:.2f}' for t in times)} | {max(r[index][1] for r in rounds):.0f} |")

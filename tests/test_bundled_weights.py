@@ -32,18 +32,41 @@ def test_bundled_checkpoint_loads_strictly_and_has_a_card(folder):
         assert create_model(name).checkpoint_dir.resolve() == folder.resolve()
 
 
+# Architectures re-scored on a few pairs, against the per-pair scores config.json records
+# (scripts/record_per_image.py), instead of on the whole set: on 2 cores of an AMD EPYC Zen 3 the
+# paper-size CRNet takes about 22 s an image (5.5 minutes for the 15 pairs, a third of the suite's
+# aim) and semi-llie-s, whose selective scan runs in Python, about 2 s (35 s a checkpoint).
+PARTLY_RESCORED = {"crnet": ("1", "22", "748"), "semi-llie-s": ("1", "22", "748")}
+PSNR_TOLERANCE, SSIM_TOLERANCE = 0.05, 0.001
+
+
 @pytest.mark.skipif(not LOL.is_dir(), reason="needs ../shared/data/LOL (the LOL test set)")
 @pytest.mark.parametrize("folder", BUNDLED, ids=lambda p: p.name)
 def test_bundled_checkpoint_reproduces_its_card_on_lol_test(folder):
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bundle_weights import lol_test_scores
+    from bundle_weights import PER_IMAGE_METRICS, lol_test_scores
 
-    recorded = json.loads((folder / "config.json").read_text())["provenance"]["lol_test"]
-    measured = lol_test_scores(folder, LOL)
-    assert abs(measured["psnr"] - recorded["psnr"]) <= 0.05
-    assert abs(measured["ssim"] - recorded["ssim"]) <= 0.001
+    config = json.loads((folder / "config.json").read_text())
+    recorded = config["provenance"]["lol_test"]
+    per_image = recorded.get("per_image", {})
+    names = PARTLY_RESCORED.get(config["architecture"])
+    if names is not None:  # the recorded pairs are the card's whole set, and average to its figures
+        assert len(per_image) == recorded["images"], f"{folder.name} records no per-pair scores: scripts/record_per_image.py"
+        for metric, tolerance in (("psnr", 0.0005), ("ssim", 0.00005)):
+            mean = sum(v[metric] for v in per_image.values()) / len(per_image)
+            assert abs(mean - recorded[metric]) <= tolerance, (metric, mean, recorded[metric])
+    measured = lol_test_scores(folder, LOL, PER_IMAGE_METRICS, names=names)  # NIQE is not the card's check
+    if names is None:
+        assert measured["images"] == recorded["images"]
+        assert abs(measured["psnr"] - recorded["psnr"]) <= PSNR_TOLERANCE
+        assert abs(measured["ssim"] - recorded["ssim"]) <= SSIM_TOLERANCE
+    for name, scores in measured["per_image"].items():
+        if name in per_image or names is not None:
+            assert abs(scores["psnr"] - per_image[name]["psnr"]) <= PSNR_TOLERANCE, (name, scores, per_image[name])
+            assert abs(scores["ssim"] - per_image[name]["ssim"]) <= SSIM_TOLERANCE, (name, scores, per_image[name])
+    assert set(measured["per_image"]) == set(names or measured["per_image"])
 
 
 def _lol_psnr(folder: Path) -> float:

@@ -217,6 +217,15 @@ def test_score_test_set_agrees_with_evaluate_and_refuses_a_partial_set(folders):
     assert result.images == 3 and "gt-mean off" in result.protocol
     for name in ("psnr", "ssim"):
         assert result.means[name] == pytest.approx(cli["summary"][name]["mean"], rel=1e-6)
+    by_image = {img["name"]: img for img in cli["images"]}
+    assert set(result.per_image) == set(by_image)
+    for name, values in result.per_image.items():
+        assert values["psnr"] == pytest.approx(by_image[name]["psnr"], rel=1e-6)
+    part = score_test_set(pred, ref, None, ("psnr",), names=["0", "2"])  # a few pairs, checked per image
+    assert part.images == 2 and set(part.per_image) == {"0", "2"}
+    assert part.per_image["2"]["psnr"] == pytest.approx(result.per_image["2"]["psnr"], rel=1e-12)
+    with pytest.raises(MetricError, match="no pair named '7'"):
+        score_test_set(pred, ref, None, ("psnr",), names=["0", "7"])
     (pred / "1.png").write_bytes(b"not an image")  # a card's scores cover the whole set or nothing
     with pytest.raises(MetricError, match="1 test image"):
         score_test_set(pred, ref, None, ("psnr", "ssim"))

@@ -529,3 +529,42 @@ def test_weights_table_names_each_bundle_by_its_method_and_the_data_it_used():
     # a semi-supervised method run without unlabeled batches used no unlabeled images
     assert table.training_text(prov("semi-llie", True, "split: 49 labeled, 414 unlabeled (not used: ...)")) == ("`semi-llie`", "49 labeled")
     assert table.training_text(prov("pie", False, "unpaired: 463 low-light inputs, 383 positives")) == ("`pie`", "unpaired, 463 low-light inputs")
+
+
+def test_record_per_image_writes_each_pairs_scores_only_when_the_card_reproduces(tmp_path):
+    """scripts/record_per_image.py: the per-pair scores the bundled-weights test checks a few pairs
+    against, added only to a checkpoint whose means still reproduce its card."""
+    import json
+
+    import torch
+
+    from lowlight_cli.models import create_model
+    from lowlight_cli.models.checkpoint import save_checkpoint
+
+    from .photos import dark_photo, save_photo
+
+    bundler, recorder = _script("bundle_weights"), _script("record_per_image")
+    data = tmp_path / "LOL"
+    for i, stem in enumerate(("1", "22")):
+        save_photo(data / "test" / "low" / f"{stem}.png", dark_photo(96, 112, seed=i))
+        save_photo(data / "test" / "high" / f"{stem}.png", dark_photo(96, 112, seed=i, exposure=0.6))
+    torch.manual_seed(0)
+    kwargs = {"channels": 4, "groups": 1, "blocks": 1, "context_channels": 4, "refine_channels": 4}
+    folder = save_checkpoint(create_model("crnet-curve-dn", pretrained=False, **kwargs), tmp_path / "ckpt",
+                             architecture="crnet-curve-dn", kwargs=kwargs)
+    scores = bundler.lol_test_scores(folder, data)
+    assert set(scores["per_image"]) == {"1", "22"} and set(scores["per_image"]["1"]) == {"psnr", "ssim"}
+    card = {k: scores[k] for k in ("psnr", "ssim", "niqe", "images", "protocol")}
+    config = json.loads((folder / "config.json").read_text())
+    config["provenance"] = {"lol_test": dict(card, psnr=card["psnr"] + 0.2)}  # a card the weights no longer give
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="not recorded"):
+        recorder.record(folder, data)
+    assert "per_image" not in json.loads((folder / "config.json").read_text())["provenance"]["lol_test"]
+    config["provenance"] = {"lol_test": card}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert recorder.record(folder, data) == scores["per_image"]
+    recorded = json.loads((folder / "config.json").read_text())["provenance"]["lol_test"]
+    assert recorded["per_image"] == scores["per_image"] and recorded["psnr"] == card["psnr"]  # the card's figures kept
+    part = bundler.lol_test_scores(folder, data, bundler.PER_IMAGE_METRICS, names=("22",))
+    assert part["images"] == 1 and part["per_image"] == {"22": scores["per_image"]["22"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.table import Table
 from ..hub import bundled_weights_dir
 from ..models import MODELS, list_models
 from ..models.checkpoint import read_config
-from ..models.complexity import measure_complexity
+from ..models.complexity import Complexity, measure_complexity
 from .console import out, print_table
 from .errors import handle_errors
 from .options import JsonOpt
@@ -48,6 +49,19 @@ def _also_bundled(name: str, default: str | None, configs: dict[str, dict]) -> l
     return [n for n, c in configs.items() if n != default and c.get("architecture") == name]
 
 
+@functools.cache
+def listed_complexity(name: str) -> Complexity:
+    """The size and cost of registered model ``name`` as built by default, measured once per process
+    (the listing takes about 12 s on 2 cores of an AMD EPYC Zen 3, most of it the paper-size
+    ``crnet`` and ``semi-llie``: a program or test listing twice pays once).
+
+    64 px keeps the listing fast; per-image parts (a global context's MLP, SKF's attention) make a
+    few MACs per pixel more at 64 px than at the 256 px the README's tables are measured at (the
+    paper-size semi-llie runs a 256x256 forward pass in about 40 s on a CPU).
+    """
+    return measure_complexity(MODELS.get(name).build(), size=64)
+
+
 @handle_errors
 def models(
     json_output: JsonOpt = False,
@@ -61,10 +75,7 @@ def models(
     configs = _bundled_configs()
     for name in list_models(include_test=all_models):
         entry = MODELS.get(name)
-        # 64 px keeps the listing fast; per-image parts (a global context's MLP, SKF's attention) make a
-        # few MACs per pixel more at 64 px than at the 256 px the README's tables are measured at
-        # (the paper-size semi-llie runs a 256x256 forward pass in about 40 s on a CPU)
-        cx = measure_complexity(entry.build(), size=64)
+        cx = listed_complexity(name)
         bundled = _bundled(name, entry.info.bundled_weights, configs) if entry.info.needs_weights else None
         rows.append(
             {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,22 +91,38 @@ class SetScores:
     means: dict[str, float]
     images: int
     protocol: str
+    per_image: dict[str, dict[str, float]] = field(default_factory=dict)  # pair name -> metric -> score
 
 
 def score_test_set(
-    low: Path, high: Path, enhancer: Enhancer | None, metrics: tuple[str, ...] = ("psnr", "ssim", "niqe")
+    low: Path,
+    high: Path,
+    enhancer: Enhancer | None,
+    metrics: tuple[str, ...] = ("psnr", "ssim", "niqe"),
+    *,
+    names: Collection[str] | None = None,
 ) -> SetScores:
     """Score the inputs of ``low`` (enhanced first with ``enhancer``, or as they are) against ``high``.
 
     For statements about a whole test set (model cards, tables): every pair must score.
+    ``names``: score only the pairs of these names (a check of recorded per-image scores on part of
+    the set); every name must be a pair of the set.
 
     Raises:
-        MetricError: some pair could not be scored (the message counts them and names one).
+        MetricError: some pair could not be scored (the message counts them and names one), or a
+            name in ``names`` is not a pair of the set.
     """
     protocol = Protocol(metrics)
-    scores = list(score_pairing(Scorer(protocol), pair_by_stem(low, high), enhancer))
+    pairing = pair_by_stem(low, high)
+    if names is not None:
+        missing = sorted(set(names) - {pair.name for pair in pairing.pairs})
+        if missing:
+            raise MetricError(f"{low} has no pair named {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        pairing = Pairing([pair for pair in pairing.pairs if pair.name in set(names)])
+    scores = list(score_pairing(Scorer(protocol), pairing, enhancer))
     failed = [s.error for s in scores if s.error is not None]
     if failed:
         raise MetricError(f"{len(failed)} test image(s) could not be scored, e.g. {failed[0]}")
     summary = summarize(scores, protocol.metrics)
-    return SetScores({name: summary[name].mean for name in protocol.metrics}, len(scores), protocol.describe())
+    return SetScores({name: summary[name].mean for name in protocol.metrics}, len(scores), protocol.describe(),
+                     {s.name: dict(s.values) for s in scores})

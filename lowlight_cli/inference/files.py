@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageError, ModelOutputError, UsageError
-from ..io import DEFAULT_MAX_PIXELS, InputFile, SkippedFile, output_path, read_image, read_size, write_image
+from ..io import DEFAULT_MAX_PIXELS, ImageData, InputFile, SkippedFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
 
 
@@ -135,16 +135,19 @@ def enhance_file(
     quality: int = 95,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_event: EventFn | None = None,
+    read: Callable[..., ImageData] = read_image,
 ) -> FileResult:
     """Read ``job.source``, enhance it, write ``job.target`` atomically (bit depth, alpha, metadata kept).
 
     Image problems (unreadable input, unwritable output) and unusable model output (NaN, a flat
     image) are caught and returned as a ``failed`` result naming the file, so a batch goes on and
-    nothing is written for it; anything else propagates.
+    nothing is written for it; anything else propagates. ``read``: how the file is read, called
+    as ``read(path, max_pixels=...)`` (:meth:`lowlight_cli.io.prefetch.ImagePrefetch.take` hands
+    out an image read ahead).
     """
     start = time.perf_counter()
     try:
-        image = read_image(job.source.path, max_pixels=max_pixels)
+        image = read(job.source.path, max_pixels=max_pixels)
         visible = None if image.alpha is None else image.alpha > 0  # hidden colour must not steer the visible part
         enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray, visible=visible)
         notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
