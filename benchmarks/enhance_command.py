@@ -15,8 +15,8 @@ in the same run, alternating with this tree round by round, so that both see the
 machine whose speed drifts; it prints both and the per-round differences. ``--env-against
 KEY=VALUE`` does the same with this tree under another setting (the heap warming off:
 ``LOWLIGHT_WARM_HEAP=0``). ``--photos N`` enhances a folder of N
-copies of the photo in one command (a folder's throughput: the next photo is read while one is
-enhanced).
+copies of the photo in one command (a folder's throughput; the child runs ``--device cpu``, where
+``lowlight enhance`` does not read the next photo ahead).
 
 What a user waits for: process start, model load, JPEG decode, inference, JPEG encode with
 metadata, atomic rename. The photo is a smooth synthetic scene with noise, written once per size

@@ -39,7 +39,7 @@ def test_an_image_read_ahead_is_taken_once_and_equals_a_plain_read(tmp_path, rea
     photo = save_photo(tmp_path / "a.png", dark_photo(40, 56, seed=1))
     prefetch = ImagePrefetch()
     prefetch.start(photo)
-    image = prefetch.take(Path(".") / photo)  # another spelling of the same file
+    image = prefetch.take(os.path.relpath(photo))  # another spelling of the same file
     assert reads == [("a.png", "lowlight-read-ahead")]
     assert np.array_equal(image.rgb, read_image(photo).rgb)
     assert prefetch.pending() == []
@@ -51,8 +51,7 @@ def test_a_file_changed_after_its_read_ahead_is_read_again(tmp_path, reads):
     photo = save_photo(tmp_path / "a.png", dark_photo(40, 56, seed=1))
     prefetch = ImagePrefetch()
     prefetch.start(photo)
-    while not prefetch._reads[Path(os.path.abspath(photo))].done.is_set():
-        pass
+    assert prefetch._reads[Path(os.path.abspath(photo))].done.wait(30)
     before = read_image(photo).rgb
     save_photo(photo, dark_photo(40, 56, seed=2))
     os.utime(photo, ns=(1, 1))  # whatever the clock's resolution: a new modification time
@@ -61,13 +60,14 @@ def test_a_file_changed_after_its_read_ahead_is_read_again(tmp_path, reads):
     assert np.array_equal(taken, read_image(photo).rgb) and not np.array_equal(taken, before)
 
 
-def test_a_failed_read_ahead_is_reported_by_the_read_at_use(tmp_path):
+def test_a_failed_read_ahead_is_reported_by_the_read_at_use(tmp_path, reads):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     prefetch = ImagePrefetch()
     prefetch.start(bad)
     with pytest.raises(ImageReadError) as raised:
         prefetch.take(bad)
+    assert reads == [("bad.png", "lowlight-read-ahead"), ("bad.png", threading.current_thread().name)]  # ahead, then again
     with pytest.raises(ImageReadError) as plain:
         read_image(bad)
     assert str(raised.value) == str(plain.value)
@@ -90,7 +90,7 @@ def test_a_read_ahead_under_another_pixel_limit_is_not_used(tmp_path, reads):
 
 
 def _enhance(args: list[str]):
-    result = CliRunner().invoke(app, ["enhance", *args, "--model", "gamma"])
+    result = CliRunner().invoke(app, ["enhance", *args, "--model", "gamma", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return result
 
@@ -125,7 +125,47 @@ def test_a_photo_that_fails_to_read_still_lets_the_next_be_read_ahead(tmp_path, 
     (folder / "0.png").parent.mkdir()
     (folder / "0.png").write_bytes(b"not an image")
     save_photo(folder / "1.png", dark_photo(32, 48, seed=1))
-    result = CliRunner().invoke(app, ["enhance", str(folder), "-o", str(tmp_path / "out"), "--model", "gamma"])
+    result = CliRunner().invoke(app, ["enhance", str(folder), "-o", str(tmp_path / "out"), "--model", "gamma", "--device", "cpu"])
     assert result.exit_code == 3 and "0.png" in result.output  # one failed, the other written
     assert (tmp_path / "out" / "1.png").is_file()
     assert reads[1] == ("1.png", "lowlight-read-ahead")
+
+
+def test_a_run_waits_for_a_read_ahead_before_it_reports(tmp_path, monkeypatch):
+    """A decoder holds standard error while it runs: an interrupted run waits for the read ahead
+    before its last lines are printed (and starts no other)."""
+    import lowlight_cli.cli.enhance as cli_enhance
+
+    monkeypatch.setattr(cli_enhance, "reads_ahead", lambda enhancer: True)
+    waited: list[bool] = []
+    real_discard = ImagePrefetch.discard
+
+    def discard(self, path=None, *, wait=False):
+        waited.append(wait and path is None)
+        real_discard(self, path, wait=wait)
+
+    monkeypatch.setattr(ImagePrefetch, "discard", discard)
+    started: list[str] = []
+    real_start = ImagePrefetch.start
+    monkeypatch.setattr(ImagePrefetch, "start", lambda self, path, **kw: (started.append(Path(path).name), real_start(self, path, **kw)))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    folder = tmp_path / "in"
+    for i in range(3):
+        save_photo(folder / f"{i}.png", dark_photo(32, 48, seed=i))
+    monkeypatch.setattr(cli_enhance.Enhancer, "enhance_pixels", interrupted)
+    result = CliRunner().invoke(app, ["enhance", str(folder), "-o", str(tmp_path / "out"), "--model", "gamma", "--device", "cpu"])
+    assert result.exit_code == 130
+    assert waited == [True] and started == ["1.png"]  # the next was read ahead, then waited for; none after
+
+
+def test_score_test_set_refuses_names_that_are_not_a_collection(tmp_path):
+    from lowlight_cli.evaluation import score_test_set
+
+    for side in ("low", "high"):
+        save_photo(tmp_path / side / "1.png", dark_photo(24, 24, seed=1))
+    for names in ((), "1"):
+        with pytest.raises(ValueError, match="names takes"):
+            score_test_set(tmp_path / "low", tmp_path / "high", None, ("psnr",), names=names)

@@ -256,10 +256,17 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
 
                 def read(path: Path, *, max_pixels: int, following: FileJob | None = following) -> ImageData:
                     try:
-                        return prefetch.take(path, max_pixels=max_pixels)
-                    finally:  # once this photo is read (or failed to be): the next decodes while it is enhanced
-                        if ahead and following is not None and following.megapixels <= READ_AHEAD_MAX_MEGAPIXELS:
-                            prefetch.start(following.source.path, max_pixels=max_pixels)
+                        image = prefetch.take(path, max_pixels=max_pixels)
+                    except Exception:  # this photo failed (reported as ever): the next is still read ahead
+                        read_next(following, max_pixels)
+                        raise
+                    read_next(following, max_pixels)  # the next decodes while this one is enhanced
+                    return image
+
+                def read_next(following: FileJob | None, max_pixels: int) -> None:
+                    # photos whose size is known (a header that cannot be read gives 0) and within the cap
+                    if ahead and following is not None and 0 < following.megapixels <= READ_AHEAD_MAX_MEGAPIXELS:
+                        prefetch.start(following.source.path, max_pixels=max_pixels)
 
                 result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event, read=read)
                 results.append(result)
@@ -275,8 +282,8 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
                     progress.console.print(f"[yellow]note:[/] {escape(label)}: {escape(note)}")
                 progress.update(tiles_task, visible=False)
                 progress.advance(files_task, job.megapixels)
-        finally:  # a photo read ahead and not enhanced (an interrupt) is let go
-            prefetch.discard()
+        finally:  # a photo read ahead and not enhanced (an interrupt) is let go, once its decoder has given stderr back
+            prefetch.discard(wait=True)
 
 
 def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> dict:

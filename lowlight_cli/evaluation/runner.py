@@ -111,14 +111,18 @@ def score_test_set(
     Raises:
         MetricError: some pair could not be scored (the message counts them and names one), or a
             name in ``names`` is not a pair of the set.
+        ValueError: ``names`` is empty or a single string.
     """
     protocol = Protocol(metrics)
     pairing = pair_by_stem(low, high)
     if names is not None:
-        missing = sorted(set(names) - {pair.name for pair in pairing.pairs})
+        if isinstance(names, str) or not names:
+            raise ValueError(f"names takes a collection of one pair name or more, got {names!r}")
+        names = set(names)
+        missing = sorted(names - {pair.name for pair in pairing.pairs})
         if missing:
             raise MetricError(f"{low} has no pair named {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        pairing = Pairing([pair for pair in pairing.pairs if pair.name in set(names)])
+        pairing = Pairing([pair for pair in pairing.pairs if pair.name in names])
     scores = list(score_pairing(Scorer(protocol), pairing, enhancer))
     failed = [s.error for s in scores if s.error is not None]
     if failed:

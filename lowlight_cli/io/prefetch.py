@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from lowlight_cli.io.image import ImageData
 from lowlight_cli.io.read import DEFAULT_MAX_PIXELS, read_image
 
@@ -70,8 +72,12 @@ class ImagePrefetch:
                 return
             read = _Read(max_pixels, _identity(key))
             self._reads[key] = read
+        Image.init()  # every format's plugin loaded here, so that no other thread imports one while this one does
         read.thread = threading.Thread(target=self._read, args=(key, read), name="lowlight-read-ahead", daemon=True)
-        read.thread.start()
+        try:
+            read.thread.start()
+        except RuntimeError:  # no thread to be had: the file is read at use, as without a prefetch
+            read.done.set()
 
     @staticmethod
     def _read(path: Path, read: _Read) -> None:
@@ -102,11 +108,17 @@ class ImagePrefetch:
                 return read.image
         return read_image(path, max_pixels=max_pixels)  # as given: its errors name the file as the user did
 
-    def discard(self, path: str | Path | None = None) -> None:
-        """Drop what was read ahead of ``path`` (every path when None); a read still running ends
-        on its own and is dropped."""
+    def discard(self, path: str | Path | None = None, *, wait: bool = False) -> None:
+        """Drop what was read ahead of ``path`` (every path when None). A read still running ends on
+        its own and is dropped; with ``wait``, it is waited for first: a decoder holds the process's
+        standard error while it runs (:func:`~lowlight_cli.io.quiet.decoder_messages`), so a program
+        about to report and exit waits for it, or what it writes meanwhile could be lost."""
         with self._lock:
+            dropped = list(self._reads.values()) if path is None else [r for r in [self._reads.get(_key(path))] if r]
             if path is None:
                 self._reads.clear()
             else:
                 self._reads.pop(_key(path), None)
+        if wait:
+            for read in dropped:
+                read.done.wait()
