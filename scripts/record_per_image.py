@@ -19,10 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bundle_weights import PER_IMAGE_METRICS, lol_test_scores  # noqa: E402
-
-PSNR_TOLERANCE = 0.05  # dB, as the bundled-weights test
-SSIM_TOLERANCE = 0.001
+from bundle_weights import PER_IMAGE_METRICS, PSNR_TOLERANCE, SSIM_TOLERANCE, lol_test_scores  # noqa: E402
 
 
 def record(folder: Path, data: Path) -> dict:

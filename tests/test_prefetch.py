@@ -105,6 +105,11 @@ def test_enhance_reads_the_next_photo_of_a_folder_ahead_off_the_cpu_and_writes_t
         save_photo(folder / f"{i}.png", dark_photo(32 + 8 * i, 48, seed=i))
     _enhance([str(folder), "-o", str(tmp_path / "cpu")])  # on the CPU, torch's threads take every core: no read ahead
     assert {thread for _, thread in reads} == {threading.current_thread().name}
+    monkeypatch.setenv("LOWLIGHT_READ_AHEAD", "1")  # unless told (the benchmark's A/B)
+    assert cli_enhance.reads_ahead(on("cpu"))
+    monkeypatch.setenv("LOWLIGHT_READ_AHEAD", "0")
+    assert not cli_enhance.reads_ahead(on("cuda"))
+    monkeypatch.delenv("LOWLIGHT_READ_AHEAD")
     reads.clear()
     monkeypatch.setattr(cli_enhance, "reads_ahead", lambda enhancer: True)  # as on a GPU
     _enhance([str(folder), "-o", str(tmp_path / "ahead")])
@@ -140,9 +145,9 @@ def test_a_run_waits_for_a_read_ahead_before_it_reports(tmp_path, monkeypatch):
     waited: list[bool] = []
     real_discard = ImagePrefetch.discard
 
-    def discard(self, path=None, *, wait=False):
-        waited.append(wait and path is None)
-        real_discard(self, path, wait=wait)
+    def discard(self, *, wait=False):
+        waited.append(wait)
+        real_discard(self, wait=wait)
 
     monkeypatch.setattr(ImagePrefetch, "discard", discard)
     started: list[str] = []

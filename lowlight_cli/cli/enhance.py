@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +17,7 @@ from .. import __version__
 from ..errors import UsageError
 from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
 from ..inference.files import FileJob, FileResult, drop_own_outputs, enhance_file, plan_jobs
-from ..io import DEFAULT_MAX_PIXELS, ImageData, SkippedFile, scan_inputs
+from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
 from ..io.formats import SUPPORTED_EXTENSIONS, format_for_path
 from ..io.read import TOO_LARGE_HINT
 from ..io.prefetch import ImagePrefetch
@@ -217,11 +219,17 @@ def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbos
             err.print(f"  removed {path}", markup=False, highlight=False)
 
 
+READ_AHEAD_VARIABLE = "LOWLIGHT_READ_AHEAD"  # 1 or 0: read ahead, or not, whatever the device
+
+
 def reads_ahead(enhancer: Enhancer) -> bool:
     """Whether to decode the next photo while one is enhanced: when the model runs on a GPU (or
     another device), whose work leaves the CPU idle. Not on the CPU, where torch's threads take
-    every core: on a 2-core AMD EPYC Zen 3 the extra thread made a folder of four 12 MP JPEGs about
-    1 s slower, 4 rounds of 4 (docs/performance.md, session 32)."""
+    every core: on a 2-core AMD EPYC Zen 3 the extra thread made a folder of four 12 MP JPEGs
+    slower (docs/performance.md, session 32). ``LOWLIGHT_READ_AHEAD=1`` or ``0`` decides instead."""
+    setting = os.environ.get(READ_AHEAD_VARIABLE)
+    if setting in ("0", "1"):
+        return setting == "1"
     return enhancer.device.type != "cpu"
 
 
@@ -253,22 +261,12 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
             for number, job in enumerate(jobs, 1):
                 progress.update(files_task, description=f"{number}/{len(jobs)} {escape(job.source.path.name)}")
                 following = jobs[number] if number < len(jobs) else None
-
-                def read(path: Path, *, max_pixels: int, following: FileJob | None = following) -> ImageData:
-                    try:
-                        image = prefetch.take(path, max_pixels=max_pixels)
-                    except Exception:  # this photo failed (reported as ever): the next is still read ahead
-                        read_next(following, max_pixels)
-                        raise
-                    read_next(following, max_pixels)  # the next decodes while this one is enhanced
-                    return image
-
-                def read_next(following: FileJob | None, max_pixels: int) -> None:
-                    # photos whose size is known (a header that cannot be read gives 0) and within the cap
-                    if ahead and following is not None and 0 < following.megapixels <= READ_AHEAD_MAX_MEGAPIXELS:
-                        prefetch.start(following.source.path, max_pixels=max_pixels)
-
-                result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event, read=read)
+                # the next decodes once this one is read, while it is enhanced: a photo whose size is
+                # known (a header that cannot be read gives 0) and within the cap
+                then = (following.source.path if ahead and following is not None
+                        and 0 < following.megapixels <= READ_AHEAD_MAX_MEGAPIXELS else None)
+                result = enhance_file(enhancer, job, quality=quality, max_pixels=max_pixels, on_event=on_event,
+                                      read=functools.partial(prefetch.take, then=then))
                 results.append(result)
                 if result.status == "failed":
                     progress.console.print(f"[red]failed:[/] {escape(result.error)}")

@@ -52,7 +52,7 @@ def _also_bundled(name: str, default: str | None, configs: dict[str, dict]) -> l
 @functools.cache
 def listed_complexity(name: str) -> Complexity:
     """The size and cost of registered model ``name`` as built by default, measured once per process
-    (the listing takes about 12 s on 2 cores of an AMD EPYC Zen 3, most of it the paper-size
+    (``time lowlight models`` took about 12 s on 2 cores of an AMD EPYC Zen 3, most of it the paper-size
     ``crnet`` and ``semi-llie``: a program or test listing twice pays once).
 
     64 px keeps the listing fast; per-image parts (a global context's MLP, SKF's attention) make a

@@ -1,6 +1,6 @@
 """Images read on a background thread before they are needed.
 
-Decoding a photo (a 12 MP JPEG: 0.13 to 0.2 s on one core of an AMD EPYC Zen 3) runs in C with
+Decoding a photo (a 12 MP JPEG: 0.13 to 0.24 s on one core of an AMD EPYC Zen 3, docs/performance.md) runs in C with
 the GIL released, so it can go on beside other work: ``lowlight enhance`` reads the next photo of a
 folder while the model enhances this one. Start reads once the program's imports are done: a
 thread that imports while another does can see a module half-initialised (reading the first photo
@@ -42,13 +42,12 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
 
 @dataclass
 class _Read:
-    """One read ahead: its thread, the file's identity when it started, and the outcome."""
+    """One read ahead: the file's identity when it started, and the outcome."""
 
     max_pixels: int
     identity: tuple[int, int, int, int] | None
     done: threading.Event = field(default_factory=threading.Event)
     image: ImageData | None = None
-    thread: threading.Thread | None = None
 
 
 class ImagePrefetch:
@@ -73,9 +72,8 @@ class ImagePrefetch:
             read = _Read(max_pixels, _identity(key))
             self._reads[key] = read
         Image.init()  # every format's plugin loaded here, so that no other thread imports one while this one does
-        read.thread = threading.Thread(target=self._read, args=(key, read), name="lowlight-read-ahead", daemon=True)
         try:
-            read.thread.start()
+            threading.Thread(target=self._read, args=(key, read), name="lowlight-read-ahead", daemon=True).start()
         except RuntimeError:  # no thread to be had: the file is read at use, as without a prefetch
             read.done.set()
 
@@ -93,11 +91,24 @@ class ImagePrefetch:
         with self._lock:
             return list(self._reads)
 
-    def take(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
-        """The image of ``path``: the one read ahead when it is still valid, else read now.
+    def take(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, then: str | Path | None = None) -> ImageData:
+        """The image of ``path``: the one read ahead when it is still valid, else read now. ``then``:
+        a file to :meth:`start` reading once this one is read, or failed to be (not after an
+        interrupt), so that the next photo decodes while this one is used.
 
         Raises what :func:`~lowlight_cli.io.read.read_image` raises.
         """
+        try:
+            image = self._take(path, max_pixels)
+        except Exception:
+            if then is not None:
+                self.start(then, max_pixels=max_pixels)
+            raise
+        if then is not None:
+            self.start(then, max_pixels=max_pixels)
+        return image
+
+    def _take(self, path: str | Path, max_pixels: int) -> ImageData:
         key = _key(path)
         with self._lock:
             read = self._reads.pop(key, None)
@@ -108,17 +119,14 @@ class ImagePrefetch:
                 return read.image
         return read_image(path, max_pixels=max_pixels)  # as given: its errors name the file as the user did
 
-    def discard(self, path: str | Path | None = None, *, wait: bool = False) -> None:
-        """Drop what was read ahead of ``path`` (every path when None). A read still running ends on
-        its own and is dropped; with ``wait``, it is waited for first: a decoder holds the process's
-        standard error while it runs (:func:`~lowlight_cli.io.quiet.decoder_messages`), so a program
-        about to report and exit waits for it, or what it writes meanwhile could be lost."""
+    def discard(self, *, wait: bool = False) -> None:
+        """Drop every image read ahead and not taken. A read still running ends on its own and is
+        dropped; with ``wait``, it is waited for first: a decoder holds the process's standard error
+        while it runs (:func:`~lowlight_cli.io.quiet.decoder_messages`), so a program about to
+        report and exit waits for it, or what it writes meanwhile could be lost."""
         with self._lock:
-            dropped = list(self._reads.values()) if path is None else [r for r in [self._reads.get(_key(path))] if r]
-            if path is None:
-                self._reads.clear()
-            else:
-                self._reads.pop(_key(path), None)
+            dropped = list(self._reads.values())
+            self._reads.clear()
         if wait:
             for read in dropped:
                 read.done.wait()
