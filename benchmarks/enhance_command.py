@@ -9,6 +9,7 @@
     python benchmarks/enhance_command.py --megapixels 12 --busy 1 --env GOMP_SPINCOUNT=10000
     python benchmarks/enhance_command.py --megapixels 12 --repeats 6 --env-against LOWLIGHT_WARM_HEAP=0
     python benchmarks/enhance_command.py --megapixels 12 --photos 4 --repeats 4 --env-against LOWLIGHT_READ_AHEAD=1
+    sudo python benchmarks/enhance_command.py --megapixels 12 --repeats 3 --cpu-quota 1 --against /tmp/old
 
 ``--against CHECKOUT`` times another checkout of lowlight (``git worktree add /tmp/old COMMIT``)
 in the same run, alternating with this tree round by round, so that both see the same state of a
@@ -26,12 +27,15 @@ resident memory of the child (ru_maxrss). ``--isa avx2`` runs the child with one
 limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``): the vector width of
 a CPU without AVX-512 or AMX, on a machine that has them. ``--busy N`` keeps N other processes
 spinning on the CPU meanwhile (a machine busy with other work) and ``--env KEY=VALUE`` sets the
-child's environment (OpenMP's ``GOMP_SPINCOUNT``, ``OMP_NUM_THREADS``, ...).
+child's environment (OpenMP's ``GOMP_SPINCOUNT``, ``OMP_NUM_THREADS``, ...). ``--cpu-quota CPUS``
+runs each child in a cgroup allowed that many CPUs' worth of time (a container's ``docker run
+--cpus``; needs root: ``cpu_quota.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -44,6 +48,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_quota import join, quota_cgroup  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 
@@ -97,7 +102,9 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT
     if args.precision is not None:
         command += ["--precision", args.precision]
     start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    quota = args.quota_folder
+    child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             preexec_fn=None if quota is None else lambda: join(quota))
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -126,7 +133,12 @@ def main() -> None:
                         help="enhance a folder of N copies of each photo in one command (default 1: the photo itself)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="keep N other processes spinning on the CPU while timing: a machine busy with other work")
+    parser.add_argument("--cpu-quota", type=float, default=None, metavar="CPUS",
+                        help="run each child in a cgroup allowed CPUS CPUs' worth of time (a container's --cpus; needs root)")
     args = parser.parse_args()
+    args.quota_folder = None
+    if args.cpu_quota is not None and args.cpu_quota <= 0:
+        parser.error("--cpu-quota takes a positive number of CPUs")
     if any("=" not in setting for setting in args.env + args.env_against):
         parser.error("--env and --env-against take KEY=VALUE")
     if args.photos < 1:
@@ -138,13 +150,20 @@ def main() -> None:
           + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else "")
           + (f", child env {' '.join(args.env)}" if args.env else "")
           + (f", a folder of {args.photos} copies" if args.photos > 1 else "")
-          + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else ""))
+          + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else "")
+          + (f", children in a cgroup with a CPU quota of {args.cpu_quota:g}" if args.cpu_quota else ""))
     marker = f"lowlight-benchmark-busy-{os.getpid()}"  # in each spinner's command line, to find them
     if args.busy:
         print(f"# busy processes: {marker}")
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass", marker]) for _ in range(args.busy)]
     try:
-        _time(args)
+        with contextlib.ExitStack() as stack:
+            if args.cpu_quota is not None:
+                try:
+                    args.quota_folder = stack.enter_context(quota_cgroup(args.cpu_quota))
+                except OSError as failure:  # PermissionError included
+                    raise SystemExit(f"--cpu-quota: {failure}") from None
+            _time(args)
     finally:
         for spinner in spinners:
             spinner.kill()

@@ -62,3 +62,16 @@ def test_enhance_command_alternates_a_setting_on_a_folder_of_copies():
     rows = [line for line in out.splitlines() if line.startswith("| 2 x ")]
     assert len(rows) == 2 and "this tree with LOWLIGHT_WARM_HEAP=0" in rows[0] and "| this tree |" in rows[1]
     assert "this tree faster in" in out
+
+
+def test_enhance_command_runs_its_children_under_a_cpu_quota():
+    """`--cpu-quota` runs each child in a cgroup with that quota (docs/performance.md, a
+    container's CPU quota); needs root and a writable cgroup hierarchy, and says so otherwise."""
+    args = ("benchmarks/enhance_command.py", "--megapixels", "0.05", "--repeats", "1", "--model", "gamma", "--cpu-quota", "1")
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "--cpu-quota:" in result.stderr:
+        pytest.skip(result.stderr.strip())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "children in a cgroup with a CPU quota of 1" in result.stdout
+    tops = [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup/unified")]
+    assert not [f for top in tops for f in top.glob("lowlight-quota-*")]  # removed afterwards

@@ -98,3 +98,85 @@ def test_a_busy_cpu_lowers_the_threads_of_an_inference_command(tmp_path):
     assert "running on 1 thread instead of" in text and "OMP_NUM_THREADS=N chooses" in text, fitted.stderr
     assert "running on" not in kept.stderr
     assert mistyped.returncode == 2 and "note:" not in mistyped.stderr  # a usage error says nothing of threads
+
+
+def _fake_machine(root: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> str:
+    """A /proc/self and cgroup mounts under ``root`` for cores.cpu_quota(root=...)."""
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(cgroup)
+    (root / "proc/self/mountinfo").write_text(mountinfo)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return str(root)
+
+
+V2_MOUNT = "30 24 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+V1_MOUNTS = ("35 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw shared:11 - cgroup cgroup rw,cpu,cpuacct\n"
+             "36 30 0:31 / /sys/fs/cgroup/cpuset rw shared:12 - cgroup cgroup rw,cpuset\n")
+
+
+def test_a_cgroup_v2_quota_is_the_smallest_along_the_ancestors(tmp_path):
+    root = _fake_machine(tmp_path, "0::/user.slice/job\n", V2_MOUNT, {
+        "sys/fs/cgroup/user.slice/job/cpu.max": "max 100000\n",   # the cgroup itself: no limit
+        "sys/fs/cgroup/user.slice/cpu.max": "150000 100000\n",    # its parent: 1.5 CPUs
+        "sys/fs/cgroup/cpu.max": "400000 100000\n"})
+    assert cores.cpu_quota(root) == pytest.approx(1.5)
+    assert cores.quota_threads(1.5) == 2 and cores.quota_threads(1.0) == 1 and cores.quota_threads(0.2) == 1
+
+
+def test_a_cgroup_v1_quota_in_a_containers_own_view(tmp_path):
+    """Docker on cgroup v1 without a cgroup namespace: /proc/self/cgroup names /docker/ID and the
+    container mounts that cgroup as the hierarchy's root; -1 is no quota."""
+    mounts = V1_MOUNTS.replace("35 30 0:30 / ", "35 30 0:30 /docker/abc ")
+    root = _fake_machine(tmp_path, "5:cpuset:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n", mounts, {
+        "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "200000\n",
+        "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n"})
+    assert cores.cpu_quota(root) == pytest.approx(2.0)
+    (tmp_path / "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us").write_text("-1\n")
+    assert cores.cpu_quota(root) is None
+
+
+def test_no_quota_where_none_is_set_or_nothing_can_be_read(tmp_path):
+    assert cores.cpu_quota(str(tmp_path)) is None  # no /proc (not Linux)
+    root = _fake_machine(tmp_path / "a", "0::/\n", V2_MOUNT, {"sys/fs/cgroup/cpu.max": "max 100000\n"})
+    assert cores.cpu_quota(root) is None
+    root = _fake_machine(tmp_path / "b", "0::/x\n", V2_MOUNT, {"sys/fs/cgroup/x/cpu.max": "garbage\n"})
+    assert cores.cpu_quota(root) is None
+
+
+def test_a_quota_caps_torchs_threads_silently_unless_the_user_chose(tmp_path):
+    import torch
+
+    root = _fake_machine(tmp_path, "0::/job\n", V2_MOUNT, {"sys/fs/cgroup/job/cpu.max": "100000 100000\n"})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cores.fit_threads_to_free_cpus({"OMP_NUM_THREADS": "2"}, root=root) is None
+        assert torch.get_num_threads() == 2  # the user's count
+        assert cores.fit_threads_to_free_cpus({cores.FIT_VARIABLE: "0"}, root=root) is None
+        assert torch.get_num_threads() == 2
+        if cores.available_cpus() >= 2:
+            assert cores.fit_threads_to_free_cpus({}, root=root) is None  # nothing to tell: the user's limit
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_kernels_quota_reaches_a_command():
+    """A child moved into a real cgroup with a quota of 1.5 CPUs reads it (benchmarks/cpu_quota.py
+    makes the cgroup); needs root and a writable cgroup hierarchy (skipped otherwise)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from cpu_quota import join, quota_cgroup
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    try:
+        with quota_cgroup(1.5) as folder:
+            child = subprocess.run([sys.executable, "-c", "from lowlight_cli.cli import cores; print(cores.cpu_quota())"],
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                                   timeout=120, preexec_fn=lambda: join(folder))
+    except OSError as failure:  # PermissionError included: not root, no writable hierarchy
+        pytest.skip(f"needs a cgroup with a CPU quota: {failure}")
+    assert child.returncode == 0, child.stderr
+    assert float(child.stdout) == pytest.approx(1.5)

@@ -95,6 +95,12 @@ def test_the_heap_is_warmed_for_the_inference_commands_only(monkeypatch):
     monkeypatch.setattr(heap.os, "sched_getaffinity", lambda pid: {0}, raising=False)  # one CPU: it would slow the import
     assert heap.warm_bytes(["enhance", "photo.jpg"]) == 0
     monkeypatch.setattr(heap.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    from lowlight_cli.cli import cores
+
+    monkeypatch.setattr(cores, "cpu_quota", lambda root="/": 1.0)  # two CPUs, a container's quota of one
+    assert heap.warm_bytes(["enhance", "photo.jpg"]) == 0
+    monkeypatch.setattr(cores, "cpu_quota", lambda root="/": 1.5)
+    assert heap.warm_bytes(["enhance", "photo.jpg"]) == heap.WARM_BYTES
     monkeypatch.setenv(heap.WARM_VARIABLE, "0")
     assert heap.warm_bytes(["enhance", "photo.jpg"]) == 0
 

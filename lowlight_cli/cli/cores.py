@@ -1,4 +1,5 @@
-"""Threads for a machine whose cores are busy with other work (docs/performance.md).
+"""Threads for the CPU time this process may have: cores busy with other work, and a container's
+CPU quota (docs/performance.md).
 
 torch runs each operator on as many OpenMP threads as the machine has cores, and every operator
 ends at a barrier that waits for the slowest thread. A core another program keeps busy slows the
@@ -7,11 +8,19 @@ command took 7.5 s on two threads and 5.4 s on one. The CPU time other programs 
 ``/proc`` while ``lowlight`` starts (torch's import takes about a second, so nothing is waited for),
 and the inference commands then run on the cores that are free.
 
+A container limited to part of the machine's CPU time (``docker run --cpus 2``, a Kubernetes CPU
+limit: a cgroup CPU quota) still shows torch every core, and torch starts a thread per core; the
+quota then throttles them all, and the threads spin at each barrier on time the quota counts.
+Under a one-CPU quota on 2 cores the 12 MP command took 11.3-12.0 s on two threads and 10.0 s on
+one. The quota caps the threads at the CPUs it is worth, rounded up (1.5 CPUs: two threads, 7.5-8.8
+s against 9.1-9.9 s on one), as Go's runtime and the JVM round it.
+
 Imports nothing heavy: the first sample is taken before torch is imported.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -91,6 +100,100 @@ def available_cpus() -> int:
     return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _cgroup_folders(root: str) -> list[tuple[str, str, str]]:
+    """``(folder, hierarchy's folder, version)`` of this process's cgroups that may hold a CPU
+    quota: the cgroup v2 one, and v1's where the ``cpu`` controller is mounted; each folder found
+    through the mount table, so that a container's own view (its cgroup mounted as the
+    hierarchy's root) reads right."""
+    cgroups = _read(os.path.join(root, "proc/self/cgroup"))
+    mounts = _read(os.path.join(root, "proc/self/mountinfo"))
+    if cgroups is None or mounts is None:
+        return []
+    paths = {}  # "v2" or "v1" -> the cgroup's path in its hierarchy
+    for line in cgroups.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            paths["v2"] = parts[2]
+        elif "cpu" in parts[1].split(","):
+            paths["v1"] = parts[2]
+    folders = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if "-" not in fields[6:]:
+            continue
+        dash = fields.index("-", 6)
+        if len(fields) < dash + 4:
+            continue
+        kind, options = fields[dash + 1], fields[dash + 3].split(",")
+        version = "v2" if kind == "cgroup2" else "v1" if kind == "cgroup" and "cpu" in options else None
+        if version is None or version not in paths:
+            continue
+        mount_root, mount_point = fields[3], fields[4]
+        path = paths[version]
+        inside = os.path.relpath(path, mount_root) if (path + "/").startswith(mount_root.rstrip("/") + "/") else "."
+        folders.append((os.path.normpath(os.path.join(root, mount_point.lstrip("/"), inside)),
+                        os.path.normpath(os.path.join(root, mount_point.lstrip("/"))), version))
+    return folders
+
+
+def _quota_in(folder: str, version: str) -> float | None:
+    """One cgroup's CPU quota in CPUs, None without one."""
+    if version == "v2":
+        text = _read(os.path.join(folder, "cpu.max"))
+        fields = text.split() if text else []
+        if len(fields) != 2 or fields[0] == "max":
+            return None
+        quota, period = fields
+    else:
+        quota, period = (_read(os.path.join(folder, name)) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        if quota is None or period is None:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def cpu_quota(root: str = "/") -> float | None:
+    """The CPU time this process's cgroups allow, in CPUs (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us / cpu.cfs_period_us``): the smallest quota of its cgroup and the cgroup's
+    ancestors up to the mounted hierarchy's root; None without a quota or where none can be read
+    (not Linux). ``root``: where ``/proc`` and the cgroup mounts are found (tests)."""
+    quotas = []
+    for folder, top, version in _cgroup_folders(root):
+        while True:
+            quota = _quota_in(folder, version)
+            if quota is not None:
+                quotas.append(quota)
+            if folder == top or len(folder) <= len(top):
+                break
+            folder = os.path.dirname(folder)
+    return min(quotas) if quotas else None
+
+
+def quota_threads(quota: float) -> int:
+    """Threads for a CPU quota of ``quota`` CPUs: rounded up, at least one."""
+    return max(1, math.ceil(quota - 1e-6))
+
+
+def usable_cpus(root: str = "/") -> int:
+    """CPUs this process may run on, capped by its cgroup's CPU quota."""
+    quota = cpu_quota(root)
+    cpus = available_cpus()
+    return cpus if quota is None else min(cpus, quota_threads(quota))
+
+
 # the commands whose threads are fitted; not train: under torchrun the other processes of the job
 # would count as other programs
 FIT_COMMANDS = frozenset({"enhance", "evaluate", "compare"})
@@ -104,27 +207,35 @@ def note_start(argv: list[str]) -> None:
     _started = sample() if argv[:1] and argv[0] in FIT_COMMANDS else None
 
 
-def fit_threads_to_free_cpus(environ: dict | None = None) -> str | None:
-    """Lower torch's thread count to the CPUs other programs left free since :func:`note_start`
-    (once: the sample is used up); returns what to tell the user, or None when nothing changed (no
-    sample, as in a program running the CLI in its own process; an idle machine; the threads chosen
-    by the user; or ``LOWLIGHT_FIT_THREADS=0``). Called as the command starts, its arguments parsed,
-    so that ``--help`` and a usage error say nothing of threads."""
+def fit_threads_to_free_cpus(environ: dict | None = None, root: str = "/") -> str | None:
+    """Lower torch's thread count to the CPU quota of this process's cgroup (every command) and to
+    the CPUs other programs left free since :func:`note_start` (once: the sample is used up).
+    Returns what to tell the user when other programs lowered it, None otherwise: a quota is the
+    user's own setting, kept silently, as is everything when the threads were chosen
+    (``OMP_NUM_THREADS``) or ``LOWLIGHT_FIT_THREADS=0``. Called as the command starts, its
+    arguments parsed, so that ``--help`` and a usage error say nothing of threads. torch is
+    imported only when a quota or other programs' work may lower its count."""
     global _started
     started, _started = _started, None
     environ = os.environ if environ is None else environ
-    if started is None or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
+    if environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
         return None
-    end = sample()
-    other = None if end is None else other_busy_cpus(started, end)
-    if other is None:
+    cpus = available_cpus()
+    quota = cpu_quota(root)
+    cap = None if quota is None or quota_threads(quota) >= cpus else quota_threads(quota)
+    end = None if started is None else sample()
+    other = None if started is None or end is None else other_busy_cpus(started, end)
+    if other is None and cap is None:
         return None
     import torch
 
-    threads, cpus = torch.get_num_threads(), available_cpus()
-    fitted = threads_for(threads, cpus, other)
+    threads = torch.get_num_threads()
+    free = threads if other is None else threads_for(threads, cpus, other)
+    fitted = free if cap is None else min(free, cap)
     if fitted >= threads:
         return None
     torch.set_num_threads(fitted)
+    if free > fitted or free >= threads:  # the quota decided
+        return None
     return (f"other programs kept {other:.1f} of the {cpus} CPUs busy as lowlight started: running on {fitted} "
             f"thread{'s' if fitted > 1 else ''} instead of {threads} (OMP_NUM_THREADS=N chooses; docs/performance.md)")

@@ -24,6 +24,8 @@ import os
 import sys
 import threading
 
+from .cores import usable_cpus
+
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -141,17 +143,14 @@ def _cgroup_room() -> int | None:
 def warm_bytes(args: list[str]) -> int:
     """How much heap to fault in while starting for the command line ``args`` (without the program
     name): :data:`WARM_BYTES` for the inference commands on a process that may run on two CPUs or
-    more, within a share of the memory available (the machine's, and the cgroup's where it has a
-    limit); 0 otherwise (other commands, one CPU, where the warming would compete with the import,
+    more (its affinity and its cgroup's CPU quota), within a share of the memory available (the
+    machine's, and the cgroup's where it has a limit); 0 otherwise (other commands, one CPU, where the warming would compete with the import,
     ``LOWLIGHT_WARM_HEAP=0``, ``--help``)."""
     if not args or args[0] not in WARM_COMMANDS or os.environ.get(WARM_VARIABLE) == "0":
         return 0
     if any(a in ("--help", "-h") for a in args[1:]):
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()  # a container's CPU quota of one CPU leaves no idle core to warm on
     available = _available_bytes()
     if cpus < 2 or available is None:
         return 0
