@@ -270,6 +270,33 @@ def test_models_lists_sizes_weights_and_scores():
     assert rows["crnet"]["bundled_architecture"] == "crnet-curve-dn"
 
 
+def test_models_lists_the_registered_cost_and_counts_only_where_none_is(monkeypatch):
+    """The listing takes ``ModelInfo.listed_macs`` (checked against a count in test_models) and
+    counts a model registered without it."""
+    import dataclasses
+
+    from lowlight_cli.cli import models as cli_models
+    from lowlight_cli.models import MODELS
+    from lowlight_cli.models.complexity import Complexity
+
+    counted = []
+
+    def count(model, size=256):
+        counted.append(model.info.name)
+        return Complexity(parameters=0, macs=7 * size * size, size=size)
+
+    monkeypatch.setattr(cli_models, "measure_complexity", count)
+    cli_models.listed_complexity.cache_clear()
+    try:
+        assert cli_models.listed_complexity("crnet").macs_per_pixel == 1_694_752 and counted == []
+        entry, get = MODELS.get("crnet-s"), MODELS.get
+        unlisted = dataclasses.replace(entry, info=dataclasses.replace(entry.info, listed_macs=None))
+        monkeypatch.setattr(MODELS, "get", lambda name: unlisted if name == "crnet-s" else get(name))
+        assert cli_models.listed_complexity("crnet-s").macs_per_pixel == 7 and counted == ["crnet-s"]
+    finally:
+        cli_models.listed_complexity.cache_clear()
+
+
 def test_a_rerun_never_takes_the_last_runs_outputs_inside_the_input_tree(photos):
     out = photos / "out"
     assert runner.invoke(app, ["enhance", str(photos), "-r", "-o", str(out), "--model", "gamma"]).exit_code == 0

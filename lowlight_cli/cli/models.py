@@ -49,17 +49,25 @@ def _also_bundled(name: str, default: str | None, configs: dict[str, dict]) -> l
     return [n for n, c in configs.items() if n != default and c.get("architecture") == name]
 
 
+LISTED_SIZE = 64  # the side of the square input the listing's MACs per pixel are counted on
+
+
 @functools.cache
 def listed_complexity(name: str) -> Complexity:
-    """The size and cost of registered model ``name`` as built by default, measured once per process
-    (``time lowlight models`` took about 12 s on 2 cores of an AMD EPYC Zen 3, most of it the paper-size
-    ``crnet`` and ``semi-llie``: a program or test listing twice pays once).
+    """The size and cost of registered model ``name`` as built by default: its parameters counted,
+    its MACs at 64x64 as registered (``ModelInfo.listed_macs``, which a test checks against a
+    count) or, where none are, counted once per process. Counting took about 7 s of ``lowlight
+    models``'s 10 s on 2 cores of an AMD EPYC Zen 3 (the paper-size ``crnet`` 2.6 s, ``semi-llie``
+    4.8 s: ``time lowlight models``).
 
-    64 px keeps the listing fast; per-image parts (a global context's MLP, SKF's attention) make a
-    few MACs per pixel more at 64 px than at the 256 px the README's tables are measured at (the
-    paper-size semi-llie runs a 256x256 forward pass in about 40 s on a CPU).
+    64 px keeps a count fast; per-image parts (a global context's MLP, SKF's attention) make a
+    few MACs per pixel more at 64 px than at the 256 px the README's tables are measured at.
     """
-    return measure_complexity(MODELS.get(name).build(), size=64)
+    entry = MODELS.get(name)
+    model = entry.build()
+    if entry.info.listed_macs is None:
+        return measure_complexity(model, size=LISTED_SIZE)
+    return Complexity(parameters=sum(p.numel() for p in model.parameters()), macs=entry.info.listed_macs, size=LISTED_SIZE)
 
 
 @handle_errors

@@ -40,6 +40,7 @@ SEED = 0  # seed of ``pretrained=False`` initialisations, so random-weight runs 
 register_model(
     ModelInfo(
         name="crnet",
+        listed_macs=6_941_704_192,
         family="crnet",
         description="CRNet, paper size (C=32, 4 groups x 5 blocks x 2 recurrences); GPU model",
         input_multiple=1,
@@ -55,6 +56,7 @@ register_model(
 register_model(
     ModelInfo(
         name="crnet-s",
+        listed_macs=150_155_456,
         family="crnet",
         description="CRNet small: C=32, 2 groups x 3 blocks, body at 1/4 resolution, global context; CPU-friendly",
         input_multiple=4,
@@ -76,6 +78,7 @@ CRNET_CURVE = dict(groups=2, blocks=3, downscale=8, global_context=True, output=
 register_model(
     ModelInfo(
         name="crnet-curve",
+        listed_macs=46_745_792,
         family="crnet",
         description="CRNet photo model (ours): body at 1/8 resolution, global context, curve output that never darkens or clips",
         input_multiple=8,
@@ -92,6 +95,7 @@ register_model(
 register_model(
     ModelInfo(
         name="crnet-curve-dn",
+        listed_macs=55_445_696,
         family="crnet",
         description="crnet-curve + a denoising stage at 1/2 resolution on its output (ours)",
         input_multiple=8,
@@ -113,6 +117,7 @@ register_model(
 register_model(
     ModelInfo(
         name="crnet-tiny",
+        listed_macs=61_898_752,
         family="crnet",
         description="CRNet test size (C=8, 2 groups x 2 blocks x 1 recurrence)",
         input_multiple=1,
@@ -130,6 +135,7 @@ register_model(
 register_model(
     ModelInfo(
         name="gamma",
+        listed_macs=0,
         family="classical",
         description="fixed tone curve y = x^(1/2.2); no weights, per pixel",
         tile_exact=True,
@@ -144,6 +150,7 @@ register_model(
 register_model(
     ModelInfo(
         name="clahe",
+        listed_macs=0,
         family="classical",
         description="CLAHE on CIE Lab lightness (OpenCV); no weights",
         default_tile=0,

@@ -126,6 +126,11 @@ class ModelInfo:
             photo's own colour balance (:func:`~lowlight_cli.inference.colour.keep_input_colour`),
             measured better on every photo set for this model (docs/photo-quality.md); ``"model"``
             (the default) keeps the model's. ``lowlight evaluate`` always defaults to ``"model"``.
+        listed_macs: multiply-accumulates of one forward pass of the model as built by default on a
+            64x64 input (:func:`~lowlight_cli.models.complexity.measure_complexity`), which
+            ``lowlight models`` lists per pixel instead of counting them again: counting takes
+            seconds for the paper-size models on a CPU. A test counts every registered model and
+            checks this; None: counted when listed.
     """
 
     name: str
@@ -145,6 +150,7 @@ class ModelInfo:
     bundled_weights: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
     cpu_bf16: bool = False
+    listed_macs: int | None = None
     enhance_auto_curve_scale: bool = False
     enhance_colour: str = "model"
 

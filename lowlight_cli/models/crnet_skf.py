@@ -165,6 +165,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="crnet-s-skf",
+            listed_macs=180_521_300,
             description="crnet-s with SKF semantic guidance (two SEMs; the frozen espnetv2-voc it runs on the "
             "input is counted in params and MACs)",
             input_multiple=4,
@@ -182,6 +183,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="crnet-tiny-skf",
+            listed_macs=99_517_588,
             description="CRNet test size with SKF semantic guidance (two SEMs)",
             memory_per_pixel=900,
             tags=("test",),

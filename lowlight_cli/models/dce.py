@@ -198,6 +198,7 @@ def register() -> None:
         register_model(
             ModelInfo(
                 name=name,
+                listed_macs=324_403_200,  # DCE-Net at width 32, as zero-dce
                 description=f"{system}: Zero-DCE's DCE-Net (79k parameters, 8 pixel-wise curves), full resolution, "
                 "tile-exact (--curve-scale N: curves at 1/N resolution); `lowlight import` converts the authors' checkpoint",
                 paper=paper,
@@ -209,6 +210,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="zero-dce",
+            listed_macs=324_403_200,
             description="Zero-DCE (CVPR 2020): DCE-Net, 8 pixel-wise curves, tile-exact; no bundled weights: "
             "`lowlight import Epoch99.pth --arch zero-dce -o DIR` converts the authors' checkpoint",
             paper=ZERO_DCE_PAPER,
@@ -219,6 +221,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="dce-tiny",
+            listed_macs=31_555_584,
             description="DCE-Net test size (width 8)",
             paper=ZERO_DCE_PAPER,
             tags=("test",),

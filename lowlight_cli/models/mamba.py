@@ -287,6 +287,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="semi-llie",
+            listed_macs=2_323_645_440,
             description="Semi-LLIE's Mamba backbone as released (610,530 parameters), full resolution, "
             "global 4-direction selective scan; GPU model; no trained weights yet",
             input_multiple=1,
@@ -299,6 +300,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="semi-llie-s",
+            listed_macs=112_198_656,
             description="Semi-LLIE backbone (ours, for CPUs): behind 4x pixel-unshuffle, SS2D inner width 64, "
             "d_state 8",
             input_multiple=4,
@@ -315,6 +317,7 @@ def register() -> None:
     register_model(
         ModelInfo(
             name="semi-llie-tiny",
+            listed_macs=60_948_512,
             description="Semi-LLIE backbone test size (width 16, one block, d_state 4)",
             input_multiple=1,
             default_tile=256,
