@@ -568,3 +568,34 @@ def test_record_per_image_writes_each_pairs_scores_only_when_the_card_reproduces
     assert recorded["per_image"] == scores["per_image"] and recorded["psnr"] == card["psnr"]  # the card's figures kept
     part = bundler.lol_test_scores(folder, data, bundler.PER_IMAGE_METRICS, names=("22",))
     assert part["images"] == 1 and part["per_image"] == {"22": scores["per_image"]["22"]}
+
+
+def test_gain_map_trial_changes_only_what_each_candidate_names():
+    trial = _script("gain_map_trial")
+    import torch
+
+    logits = torch.randn(1, 3, 16, 16)
+    assert torch.equal(trial.flatten_logits(logits, 1.0), logits)  # as trained
+    share, flat = torch.sigmoid(logits), torch.sigmoid(trial.flatten_logits(logits, 0.5))
+    mean = share.mean(dim=(-2, -1), keepdim=True)
+    assert torch.allclose(flat, 0.5 * share + 0.5 * mean, atol=1e-5)  # halfway to the photo's mean share
+
+    x = torch.linspace(0, 0.2, 16 * 16).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
+    correction = torch.full((1, 3, 16, 16), 0.05)
+    correction[:, 0] = -0.05  # a negative offset is left alone
+    toed = trial.toe_limited(correction, x, 0.5)
+    assert torch.equal(trial.toe_limited(correction, x, 0.0), correction)
+    assert toed[0, 1, 0, 0] == 0 and torch.equal(toed[:, 0], correction[:, 0])  # no offset at black
+    bright = x[:, :1] >= 0.5 * x.mean()
+    assert torch.equal(toed[:, 1:2][bright], correction[:, 1:2][bright])  # mid-tones keep theirs
+
+    model = trial.create_model("crnet-curve-dn", pretrained=False).eval()
+    photo = torch.rand(1, 3, 64, 64) * 0.2
+    with torch.no_grad():
+        bundled = model(photo)
+        with trial.curve_stage_changed(1.0, 1.0, 0.0):
+            assert torch.equal(model(photo), bundled)  # the identity candidate is the model
+        with trial.curve_stage_changed(0.0, 1.0, 0.0):
+            changed = model(photo)
+        assert torch.equal(model(photo), bundled)  # restored on leaving
+    assert not torch.equal(changed, bundled)
