@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +32,10 @@ def _candidates() -> list[tuple[Path, str]]:
 
 @contextlib.contextmanager
 def quota_cgroup(cpus: float) -> Iterator[Path]:
-    """A fresh cgroup allowed ``cpus`` CPUs' worth of time per period; yields its folder (write a
-    process's pid to ``cgroup.procs`` in it: :func:`join`), removed afterwards. Raises
-    ``PermissionError`` or ``OSError`` with the reason where none can be made."""
+    """A fresh cgroup allowed ``cpus`` CPUs' worth of time per period; yields its folder (run a
+    command in it with :func:`in_cgroup`). On leaving, whatever still runs in it is killed and the
+    cgroup removed (a warning on stderr if it cannot be). Raises ``PermissionError`` or
+    ``OSError`` with the reason where none can be made."""
     if os.name != "posix" or os.geteuid() != 0:
         raise PermissionError("a CPU quota needs root on Linux (it makes a cgroup)")
     quota = max(1000, round(cpus * PERIOD_US))
@@ -50,16 +53,31 @@ def quota_cgroup(cpus: float) -> Iterator[Path]:
                 (folder / "cpu.cfs_quota_us").write_text(f"{quota}\n")
             yield folder
         finally:
-            for _ in range(50):  # the children have exited; the kernel may take a moment to empty it
-                try:
-                    folder.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            _remove(folder)
         return
     raise OSError("no writable cgroup hierarchy with the cpu controller (/sys/fs/cgroup)")
 
 
-def join(folder: Path) -> None:
-    """Move the calling process into cgroup ``folder`` (a ``preexec_fn`` for subprocess)."""
-    (folder / "cgroup.procs").write_text(str(os.getpid()))
+def in_cgroup(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run inside cgroup ``folder``: a shell writes its own pid to ``cgroup.procs``,
+    then ``exec``s the command, which keeps that pid (and so the caller's ``wait4`` measures the
+    command itself); the command does not start if the shell cannot join."""
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(folder), *command]
+
+
+def _remove(folder: Path) -> None:
+    """Kill what is left in the cgroup (an interrupted run's child), then remove it."""
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+        except OSError:
+            pids = []
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            folder.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)  # the killed processes take a moment to leave it
+    print(f"warning: could not remove the cgroup {folder}: rmdir it by hand", file=sys.stderr)

@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_quota import join, quota_cgroup  # noqa: E402
+from cpu_quota import in_cgroup, quota_cgroup  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 
@@ -101,10 +101,10 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT
         command += ["--colour", args.colour]
     if args.precision is not None:
         command += ["--precision", args.precision]
+    if args.quota_folder is not None:
+        command = in_cgroup(args.quota_folder, command)
     start = time.perf_counter()
-    quota = args.quota_folder
-    child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             preexec_fn=None if quota is None else lambda: join(quota))
+    child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:

@@ -1,8 +1,9 @@
 """Score two inference-time changes inside the default photo model against its lifted blacks
 (session 33's trial for issue 15's "night scenes keep their blacks").
 
-    python scripts/gain_map_trial.py                 # the model as bundled and the five candidates
-    python scripts/gain_map_trial.py --test          # and LOL-v1 test, bundled and the chosen one
+    python scripts/gain_map_trial.py                                 # the model as bundled and every candidate
+    python scripts/gain_map_trial.py --candidates 1,1,0.5 1,1,1      # only these (k,a,t), as round 2 ran
+    python scripts/gain_map_trial.py --test --chosen K A T           # and LOL-v1 test, bundled and the chosen one
 
 The default model (``crnet-curve-dn``) lifts the blacks of dark photos: the 1st-percentile gray of
 its outputs is 0.143 on the darkened photos and 0.186 on the noisy ones, against 0.082 in the
@@ -35,11 +36,12 @@ must come back unchanged, none darker, no new clipping; and the black level must
 noise set is taken; LOL-v1 test is scored once, after (``--test``). Outcome: docs/photo-quality.md.
 
 Prints one line per candidate (and one for the model as bundled): about 50 s a candidate on two
-cores of an AMD EPYC Zen 3.
+cores of an AMD EPYC Zen 3 (round 1, five candidates: 313 s; round 2, two: 164 s).
 
 Outcome (session 33): no candidate passes. The correction holds the lift: without it the blacks
 are the clean photos' (0.080 / 0.095), limited at black (``t 0.5``) 0.086 / 0.104. But LOL
-validation loses 0.85-2.7 dB and the photo sets' SSIM falls by 0.016-0.036: the offset also keeps
+validation loses 2.7 dB without it (0.85 with half, 0.95 limited at black) and the photo sets'
+SSIM falls by 0.014-0.036: the offset also keeps
 the shadows on the flatter part of the curve, where noise is amplified less. Flattening the gain
 map leaves the blacks where they were. The table: docs/photo-quality.md, "Where the lift lives".
 """

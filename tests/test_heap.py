@@ -73,9 +73,10 @@ def test_a_heap_warmed_on_another_thread_spares_the_main_threads_page_faults():
 
 
 def test_the_heap_is_warmed_for_the_inference_commands_only(monkeypatch):
-    from lowlight_cli.cli import heap
+    from lowlight_cli.cli import cores, heap
 
     monkeypatch.delenv(heap.WARM_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "cpu_quota", lambda root="/": None)  # whatever quota the machine running the tests has
     monkeypatch.setattr(heap.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(heap, "_available_bytes", lambda: 16 << 30)
     monkeypatch.setattr(heap, "_cgroup_room", lambda: None)
@@ -95,8 +96,6 @@ def test_the_heap_is_warmed_for_the_inference_commands_only(monkeypatch):
     monkeypatch.setattr(heap.os, "sched_getaffinity", lambda pid: {0}, raising=False)  # one CPU: it would slow the import
     assert heap.warm_bytes(["enhance", "photo.jpg"]) == 0
     monkeypatch.setattr(heap.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    from lowlight_cli.cli import cores
-
     monkeypatch.setattr(cores, "cpu_quota", lambda root="/": 1.0)  # two CPUs, a container's quota of one
     assert heap.warm_bytes(["enhance", "photo.jpg"]) == 0
     monkeypatch.setattr(cores, "cpu_quota", lambda root="/": 1.5)

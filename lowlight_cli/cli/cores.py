@@ -13,7 +13,7 @@ limit: a cgroup CPU quota) still shows torch every core, and torch starts a thre
 quota then throttles them all, and the threads spin at each barrier on time the quota counts.
 Under a one-CPU quota on 2 cores the 12 MP command took 11.3-12.0 s on two threads and 10.0 s on
 one. The quota caps the threads at the CPUs it is worth, rounded up (1.5 CPUs: two threads, 7.5-8.8
-s against 9.1-9.9 s on one), as Go's runtime and the JVM round it.
+s against 9.1-9.9 s on one), as the JVM rounds it (Go's runtime rounds up too, but never below 2).
 
 Imports nothing heavy: the first sample is taken before torch is imported.
 """
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
 import time
 from dataclasses import dataclass
 
@@ -138,16 +140,34 @@ def _cgroup_folders(root: str) -> list[tuple[str, str, str]]:
         version = "v2" if kind == "cgroup2" else "v1" if kind == "cgroup" and "cpu" in options else None
         if version is None or version not in paths:
             continue
-        mount_root, mount_point = fields[3], fields[4]
-        path = paths[version]
-        inside = os.path.relpath(path, mount_root) if (path + "/").startswith(mount_root.rstrip("/") + "/") else "."
-        folders.append((os.path.normpath(os.path.join(root, mount_point.lstrip("/"), inside)),
-                        os.path.normpath(os.path.join(root, mount_point.lstrip("/"))), version))
+        mount_root, mount_point = _unescape(fields[3]), _unescape(fields[4])
+        inside = _inside(paths[version], mount_root)
+        if inside is None:  # not this mount's part of the hierarchy: its files are another cgroup's
+            continue
+        top = os.path.normpath(os.path.join(root, mount_point.lstrip("/")))
+        folders.append((os.path.normpath(os.path.join(top, inside)), top, version))
     return folders
 
 
-def _quota_in(folder: str, version: str) -> float | None:
-    """One cgroup's CPU quota in CPUs, None without one."""
+def _unescape(field: str) -> str:
+    """A ``/proc/self/mountinfo`` path with its octal escapes decoded (``\\040`` is a space)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _inside(path: str, mount_root: str) -> str | None:
+    """``path`` (a cgroup's, from ``/proc/self/cgroup``) relative to a mount of its hierarchy whose
+    root is ``mount_root``; None where the mount does not show it: outside the mount's root, or
+    above the namespace's root (``/../x``, a cgroup namespace's view of a cgroup outside it)."""
+    if not path.startswith("/") or ".." in path.split("/"):
+        return None
+    base = mount_root.rstrip("/") + "/"
+    if not (path.rstrip("/") + "/").startswith(base):
+        return None
+    return path[len(base):] or "."
+
+
+def _own_quota(folder: str, version: str) -> float | None:
+    """The CPU quota of the cgroup at ``folder`` itself, in CPUs (its ancestors' apart); None without one."""
     if version == "v2":
         text = _read(os.path.join(folder, "cpu.max"))
         fields = text.split() if text else []
@@ -169,16 +189,20 @@ def cpu_quota(root: str = "/") -> float | None:
     """The CPU time this process's cgroups allow, in CPUs (cgroup v2 ``cpu.max``, v1
     ``cpu.cfs_quota_us / cpu.cfs_period_us``): the smallest quota of its cgroup and the cgroup's
     ancestors up to the mounted hierarchy's root; None without a quota or where none can be read
-    (not Linux). ``root``: where ``/proc`` and the cgroup mounts are found (tests)."""
+    (not Linux, or files this reading does not understand: it runs as every command starts, so it
+    never raises). ``root``: where ``/proc`` and the cgroup mounts are found (tests)."""
     quotas = []
-    for folder, top, version in _cgroup_folders(root):
-        while True:
-            quota = _quota_in(folder, version)
-            if quota is not None:
-                quotas.append(quota)
-            if folder == top or len(folder) <= len(top):
-                break
-            folder = os.path.dirname(folder)
+    try:
+        for folder, top, version in _cgroup_folders(root):
+            while True:
+                quota = _own_quota(folder, version)
+                if quota is not None:
+                    quotas.append(quota)
+                if folder == top or len(folder) <= len(top):
+                    break
+                folder = os.path.dirname(folder)
+    except (OSError, ValueError, IndexError):
+        return None
     return min(quotas) if quotas else None
 
 
@@ -187,7 +211,7 @@ def quota_threads(quota: float) -> int:
     return max(1, math.ceil(quota - 1e-6))
 
 
-def usable_cpus(root: str = "/") -> int:
+def cpus_within_quota(root: str = "/") -> int:
     """CPUs this process may run on, capped by its cgroup's CPU quota."""
     quota = cpu_quota(root)
     cpus = available_cpus()
@@ -198,27 +222,32 @@ def usable_cpus(root: str = "/") -> int:
 # would count as other programs
 FIT_COMMANDS = frozenset({"enhance", "evaluate", "compare"})
 _started: CpuSample | None = None
+_console = False  # the process is the `lowlight` program, not a program running the CLI in its own process
 
 
 def note_start(argv: list[str]) -> None:
-    """The first sample, as the program starts (before torch is imported), for a command of
-    :data:`FIT_COMMANDS` (``argv``: the program's arguments, the command first)."""
-    global _started
+    """Called by the ``lowlight`` program as it starts (before torch is imported): the threads
+    of this process are then the command's to fit, and for a command of :data:`FIT_COMMANDS` the
+    first sample of the CPUs is taken (``argv``: the program's arguments, the command first)."""
+    global _started, _console
+    _console = True
     _started = sample() if argv[:1] and argv[0] in FIT_COMMANDS else None
 
 
-def fit_threads_to_free_cpus(environ: dict | None = None, root: str = "/") -> str | None:
-    """Lower torch's thread count to the CPU quota of this process's cgroup (every command) and to
-    the CPUs other programs left free since :func:`note_start` (once: the sample is used up).
-    Returns what to tell the user when other programs lowered it, None otherwise: a quota is the
-    user's own setting, kept silently, as is everything when the threads were chosen
-    (``OMP_NUM_THREADS``) or ``LOWLIGHT_FIT_THREADS=0``. Called as the command starts, its
-    arguments parsed, so that ``--help`` and a usage error say nothing of threads. torch is
-    imported only when a quota or other programs' work may lower its count."""
+def fit_threads(environ: dict | None = None, root: str = "/") -> str | None:
+    """In the ``lowlight`` program (:func:`note_start`), lower torch's thread count (and OpenCV's)
+    to the CPU quota of this process's cgroup (every command) and to the CPUs other programs left
+    free since :func:`note_start` (once: the sample is used up). Returns what to tell the user
+    when other programs lowered it, None otherwise: a quota is the user's own setting, kept
+    silently, as is everything when the threads were chosen (``OMP_NUM_THREADS``) or
+    ``LOWLIGHT_FIT_THREADS=0``; a program running the CLI in its own process keeps its threads.
+    Called as the command starts, its arguments parsed, so that ``--help`` and a usage error say
+    nothing of threads. torch is imported only when a quota or other programs' work may lower its
+    count."""
     global _started
     started, _started = _started, None
     environ = os.environ if environ is None else environ
-    if environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
+    if not _console or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
         return None
     cpus = available_cpus()
     quota = cpu_quota(root)
@@ -235,6 +264,9 @@ def fit_threads_to_free_cpus(environ: dict | None = None, root: str = "/") -> st
     if fitted >= threads:
         return None
     torch.set_num_threads(fitted)
+    cv2 = sys.modules.get("cv2")  # imported by then with the command's module; its pool is sized per core too
+    if cv2 is not None:
+        cv2.setNumThreads(fitted)
     if free > fitted or free >= threads:  # the quota decided
         return None
     return (f"other programs kept {other:.1f} of the {cpus} CPUs busy as lowlight started: running on {fitted} "

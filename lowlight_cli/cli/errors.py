@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from ..errors import LowlightError
 from .console import err
-from .cores import fit_threads_to_free_cpus
+from .cores import fit_threads
 from .heap import stop_warming
 from .signals import final_status, restore, take_pending
 
@@ -122,7 +122,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         stop_warming()  # the command's own allocations start now: the heap warmed so far is theirs (cli.heap)
-        note = fit_threads_to_free_cpus()  # the arguments are parsed: threads fitted to the free CPUs (cli.cores)
+        note = fit_threads()  # the arguments are parsed: threads fitted to the quota and the free CPUs (cli.cores)
         if note:
             err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         try:

@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 
-from .cores import usable_cpus
+from .cores import cpus_within_quota
 
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -150,7 +150,7 @@ def warm_bytes(args: list[str]) -> int:
         return 0
     if any(a in ("--help", "-h") for a in args[1:]):
         return 0
-    cpus = usable_cpus()  # a container's CPU quota of one CPU leaves no idle core to warm on
+    cpus = cpus_within_quota()  # a container's CPU quota of one CPU leaves no idle core to warm on
     available = _available_bytes()
     if cpus < 2 or available is None:
         return 0
