@@ -203,10 +203,13 @@ def test_the_kernels_quota_reaches_a_command():
         from cpu_quota import in_cgroup, quota_cgroup
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    outer = cores.cpu_quota()  # this process's own, which the new cgroup's ancestors hold
     code = "from lowlight_cli.cli import cores; print(cores.cpu_quota())"
     try:
         with quota_cgroup(1.5) as folder:
+            # the cgroup is made at the top of the hierarchy as this process sees it, whose own quota
+            # (a container's, seen through a cgroup namespace) applies too
+            version = "v1" if (folder / "cpu.cfs_quota_us").exists() else "v2"
+            outer = cores._own_quota(str(folder.parent), version)
             child = subprocess.run(in_cgroup(folder, [sys.executable, "-c", code]), env={**os.environ, "PYTHONPATH": str(ROOT)},
                                    capture_output=True, text=True, timeout=120)
     except OSError as failure:  # PermissionError included: not root, no writable hierarchy
