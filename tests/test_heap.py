@@ -180,3 +180,18 @@ def test_the_console_entry_enhances_with_the_heap_warming_on(tmp_path):
         pytest.skip("one CPU here: the warming is off")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "dark.png").is_file()
+
+
+def test_the_cgroups_memory_room_is_read_where_the_mount_shows_it(tmp_path):
+    """A container's view: its cgroup mounted as the hierarchy's root, /proc/self/cgroup naming
+    its path on the host (found as for the CPU quota, cores.cgroup_folders)."""
+    from lowlight_cli.cli import heap
+
+    from .test_cores import V2_MOUNT, _fake_machine
+
+    mounts = V2_MOUNT.replace(" / /sys/fs/cgroup ", " /docker/abc /sys/fs/cgroup ")
+    root = _fake_machine(tmp_path, "0::/docker/abc\n", mounts, {
+        "sys/fs/cgroup/memory.max": str(512 << 20) + "\n", "sys/fs/cgroup/memory.current": str(100 << 20) + "\n"})
+    assert heap._cgroup_room(root) == 412 << 20
+    (tmp_path / "sys/fs/cgroup/memory.max").write_text("max\n")
+    assert heap._cgroup_room(root) is None

@@ -11,9 +11,10 @@ and the inference commands then run on the cores that are free.
 A container limited to part of the machine's CPU time (``docker run --cpus 2``, a Kubernetes CPU
 limit: a cgroup CPU quota) still shows torch every core, and torch starts a thread per core; the
 quota then throttles them all, and the threads spin at each barrier on time the quota counts.
-Under a one-CPU quota on 2 cores the 12 MP command took 11.3-12.0 s on two threads and 10.0 s on
-one. The quota caps the threads at the CPUs it is worth, rounded up (1.5 CPUs: two threads, 7.5-8.8
-s against 9.1-9.9 s on one), as the JVM rounds it (Go's runtime rounds up too, but never below 2).
+Under a one-CPU quota on 2 cores the 12 MP command took 12.40 s on two threads and 10.39 s on one
+(median). The quota caps the threads at the CPUs it is worth, rounded up (1.5 CPUs: two threads,
+4.82 s against 5.67 s on one), as the JVM rounds it (Go's runtime rounds up too, but never below 2).
+Commands and machine: docs/performance.md, "A container's CPU quota".
 
 Imports nothing heavy: the first sample is taken before torch is imported.
 """
@@ -110,11 +111,12 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _cgroup_folders(root: str) -> list[tuple[str, str, str]]:
-    """``(folder, hierarchy's folder, version)`` of this process's cgroups that may hold a CPU
-    quota: the cgroup v2 one, and v1's where the ``cpu`` controller is mounted; each folder found
+def cgroup_folders(root: str = "/", controller: str = "cpu") -> list[tuple[str, str, str]]:
+    """``(folder, hierarchy's folder, version)`` of this process's cgroups where ``controller``'s
+    files may be: the cgroup v2 one, and v1's where that controller is mounted; each folder found
     through the mount table, so that a container's own view (its cgroup mounted as the
-    hierarchy's root) reads right."""
+    hierarchy's root) reads right, and none the mount does not show. May raise ``ValueError`` or
+    ``IndexError`` on files it does not understand (callers that must not fail catch them)."""
     cgroups = _read(os.path.join(root, "proc/self/cgroup"))
     mounts = _read(os.path.join(root, "proc/self/mountinfo"))
     if cgroups is None or mounts is None:
@@ -126,7 +128,7 @@ def _cgroup_folders(root: str) -> list[tuple[str, str, str]]:
             continue
         if parts[0] == "0" and parts[1] == "":
             paths["v2"] = parts[2]
-        elif "cpu" in parts[1].split(","):
+        elif controller in parts[1].split(","):
             paths["v1"] = parts[2]
     folders = []
     for line in mounts.splitlines():
@@ -137,7 +139,7 @@ def _cgroup_folders(root: str) -> list[tuple[str, str, str]]:
         if len(fields) < dash + 4:
             continue
         kind, options = fields[dash + 1], fields[dash + 3].split(",")
-        version = "v2" if kind == "cgroup2" else "v1" if kind == "cgroup" and "cpu" in options else None
+        version = "v2" if kind == "cgroup2" else "v1" if kind == "cgroup" and controller in options else None
         if version is None or version not in paths:
             continue
         mount_root, mount_point = _unescape(fields[3]), _unescape(fields[4])
@@ -193,7 +195,7 @@ def cpu_quota(root: str = "/") -> float | None:
     never raises). ``root``: where ``/proc`` and the cgroup mounts are found (tests)."""
     quotas = []
     try:
-        for folder, top, version in _cgroup_folders(root):
+        for folder, top, version in cgroup_folders(root):
             while True:
                 quota = _own_quota(folder, version)
                 if quota is not None:
@@ -250,8 +252,8 @@ def fit_threads(environ: dict | None = None, root: str = "/") -> str | None:
     if not _console or environ.get(FIT_VARIABLE) == "0" or any(v in environ for v in THREAD_VARIABLES):
         return None
     cpus = available_cpus()
-    quota = cpu_quota(root)
-    cap = None if quota is None or quota_threads(quota) >= cpus else quota_threads(quota)
+    within = cpus_within_quota(root)
+    cap = within if within < cpus else None
     end = None if started is None else sample()
     other = None if started is None or end is None else other_busy_cpus(started, end)
     if other is None and cap is None:

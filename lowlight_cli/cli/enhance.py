@@ -225,8 +225,9 @@ READ_AHEAD_VARIABLE = "LOWLIGHT_READ_AHEAD"  # 1 or 0: read ahead, or not, whate
 def reads_ahead(enhancer: Enhancer) -> bool:
     """Whether to decode the next photo while one is enhanced: when the model runs on a GPU (or
     another device), whose work leaves the CPU idle. Not on the CPU, where torch's threads take
-    every core: on a 2-core AMD EPYC Zen 3 the extra thread made a folder of four 12 MP JPEGs
-    slower (docs/performance.md, session 32). ``LOWLIGHT_READ_AHEAD=1`` or ``0`` decides instead."""
+    every core: on a 2-core AMD EPYC Zen 3 a folder of four 12 MP JPEGs gained nothing beyond the
+    machine's drift (faster in 0 of 4 rounds in one run, 2 of 4 in another) and peaked 135 MB
+    higher (docs/performance.md, session 32). ``LOWLIGHT_READ_AHEAD=1`` or ``0`` decides instead."""
     setting = os.environ.get(READ_AHEAD_VARIABLE)
     if setting in ("0", "1"):
         return setting == "1"

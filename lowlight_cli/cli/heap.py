@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 
-from .cores import cpus_within_quota
+from .cores import cgroup_folders, cpus_within_quota
 
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -120,16 +120,15 @@ def _available_bytes() -> int | None:
     return None
 
 
-def _cgroup_room() -> int | None:
+def _cgroup_room(root: str = "/") -> int | None:
     """Bytes this process's cgroup (v2) may still use, ``memory.max - memory.current``; None without a
     limit or where it cannot be read. ``MemAvailable`` is the whole machine's: a container's limit
-    may be far lower."""
+    may be far lower. The cgroup's folder is found as for the CPU quota (:func:`cores.cgroup_folders`;
+    ``root``: where ``/proc`` and the cgroup mounts are found, for tests)."""
     try:
-        with open("/proc/self/cgroup", encoding="ascii") as cgroup:
-            path = next((line.strip().split(":", 2)[2] for line in cgroup if line.startswith("0::")), None)
-        if path is None:
+        folder = next((f for f, _top, version in cgroup_folders(root, "memory") if version == "v2"), None)
+        if folder is None:
             return None
-        folder = os.path.join("/sys/fs/cgroup", path.lstrip("/"))
         with open(os.path.join(folder, "memory.max"), encoding="ascii") as limit:
             text = limit.read().strip()
         if text == "max":
@@ -144,8 +143,8 @@ def warm_bytes(args: list[str]) -> int:
     """How much heap to fault in while starting for the command line ``args`` (without the program
     name): :data:`WARM_BYTES` for the inference commands on a process that may run on two CPUs or
     more (its affinity and its cgroup's CPU quota), within a share of the memory available (the
-    machine's, and the cgroup's where it has a limit); 0 otherwise (other commands, one CPU, where the warming would compete with the import,
-    ``LOWLIGHT_WARM_HEAP=0``, ``--help``)."""
+    machine's, and the cgroup's where it has a limit); 0 otherwise (other commands, one CPU, where
+    the warming would compete with the import, ``LOWLIGHT_WARM_HEAP=0``, ``--help``)."""
     if not args or args[0] not in WARM_COMMANDS or os.environ.get(WARM_VARIABLE) == "0":
         return 0
     if any(a in ("--help", "-h") for a in args[1:]):
