@@ -12,7 +12,9 @@ the model runs them: the stem (384 -> 32 at 256x256), the denoiser (16 -> 16 at 
 channels-last) and a body convolution (32 -> 64 at 256x256, below the size where the strips are used);
 and the whole denoiser stage as the general path runs it (unshuffle, concatenation, conversion to
 channels-last; contiguous copy and pixel shuffle after) against its inference path (input and
-shuffle in one copy each, session 19), best of 20, the two alternated; and the denoiser stage's
+shuffle in one copy each, session 19), best of 20, the two alternated; the copy that builds the
+denoiser's input (one copy of a six-dimensional view against one per channel and row parity,
+session 35); and the denoiser stage's
 share of a whole tile's network time at the setting `lowlight enhance` uses for a 12 MP photo.
 """
 
@@ -75,6 +77,24 @@ def main() -> None:
             after = best(lambda: replicate_conv3x3(x, w, b))
             print(f"| replicate-padded 3x3 conv, {name} ({c_in} -> {c_out} at {side}x{side}): padded copy / strips "
                   f"| {before:.1f} | {after:.1f} |")
+        # the denoiser's input: a tile unshuffled by 2 into channels-last memory, as one copy of a
+        # six-dimensional view against one copy per channel and row parity (session 35)
+        y = torch.rand(1, 3, 2048, 2048)
+        memory = torch.empty(1, 1024, 1024, 15)
+        unshuffled, rows = memory[..., :12].view(1, 1024, 1024, 3, 2, 2), y.view(1, 3, 1024, 2, 1024, 2)
+
+        def per_row_parity() -> None:
+            for channel in range(3):
+                for dy in range(2):
+                    unshuffled[:, :, :, channel, dy].copy_(rows[:, channel, :, dy])
+
+        before = best(lambda: unshuffled.copy_(rows.permute(0, 2, 4, 1, 3, 5)))
+        expected = memory.clone()
+        memory.zero_()
+        after = best(per_row_parity)
+        assert torch.equal(memory, expected)
+        print(f"| denoiser input: a 2048x2048 tile unshuffled into channels-last memory: one 6-d copy / a copy per "
+              f"channel and row parity | {before:.1f} | {after:.1f} |")
         stage = create_model("crnet-curve-dn", pretrained=False).refine.eval()
         y, bright = torch.rand(1, 3, 2048, 2048), torch.rand(1, 3, 2048, 2048) * 0.5
         general_y = y.contiguous(memory_format=torch.channels_last)  # a channels-last y takes the general path
