@@ -415,6 +415,43 @@ def test_lol_neighbours_layout_ignores_exposure_and_finds_the_same_scene():
     assert psnr > 60 and abs(ssim - 1) < 1e-6
 
 
+def test_memorisation_probe_picks_its_pairs_and_finds_repeats(tmp_path):
+    probe = _script("memorisation_probe")
+    names = [str(n) for n in range(1, 40)]
+    assert probe.every_nth(names, 15) == ["1", "23", "37"]  # sorted as file names: 1, 10, 11, ..., 19, 2, 20, ...
+    assert probe.neighbour("5", {"4", "6", "7"}, {"6"}) == "4"  # n+1 taken: n-1
+    assert probe.neighbour("5", {"7"}, set()) == "7" and probe.neighbour("5", {"9"}, set()) is None
+    assert probe.neighbour("a", {"b"}, set()) is None
+
+    rng = np.random.default_rng(0)
+    room = rng.uniform(0.05, 0.9, size=(24, 32, 3))
+    u8 = lambda x: (np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    library = {"a": (u8(room * 0.2), u8(room)), "b": (u8(room * 0.6), u8(room * 0.9)), "c": (u8(rng.uniform(size=room.shape) * 0.2), u8(room))}
+    repeat = u8(room * 0.2 + rng.normal(0, 0.001, room.shape))  # the capture of "a" again, a little noise
+    (twin,) = probe.repeat_twins({"t": (repeat, u8(room))}, library)
+    assert twin.twin == "a" and twin.low_psnr >= probe.SAME_CAPTURE_DB and twin.reference_psnr == float("inf")
+    (other,) = probe.repeat_twins({"t": (u8(room * 0.4), u8(room * 0.5))}, library)  # the room at another exposure
+    assert other.low_psnr < probe.SAME_CAPTURE_DB and other.reference_psnr < probe.SAME_REFERENCE_DB
+    assert probe.repeat_twins({"t": (u8(np.zeros((8, 8, 3))), u8(np.zeros((8, 8, 3))))}, library) == []  # no size match
+
+    layouts = {n: _script("lol_neighbours").layout(library[n][0]) for n in library}
+    layouts["v"] = _script("lol_neighbours").layout(u8(room * 0.05))
+    matches = probe.same_room_matches(["v"], ["a", "b", "c"], layouts)["v"]
+    assert set(matches) == {"a", "b"}  # the room at any exposure; the unrelated "c" is not
+    assert probe.same_room_matches(["v"], ["a", "b", "c"], layouts, per_room=1) == {"v": matches[:1]}  # most similar first
+    assert probe.same_room_matches(["c"], ["a", "b"], layouts) == {}  # a room with no match is left out
+
+    _fake_lol(tmp_path / "LOL")
+    from lowlight_cli.data.pairs import find_pairs
+
+    pairs = {p.name: p for p in find_pairs(tmp_path / "LOL", "train") if p.high is not None}
+    subset = probe.link_subset(pairs, ["1", "3"], tmp_path / "subset", tmp_path / "LOL" / "test")
+    assert sorted(p.name for p in (subset / "train" / "low").iterdir()) == ["1.webp", "3.webp"]
+    assert (subset / "train" / "high" / "3.webp").read_bytes() == (tmp_path / "LOL" / "train" / "high" / "3.webp").read_bytes()
+    assert (subset / "test").resolve() == (tmp_path / "LOL" / "test").resolve()
+    probe.link_subset(pairs, ["1", "3"], tmp_path / "subset", tmp_path / "LOL" / "test")  # again: nothing to redo
+
+
 def test_average_weights_writes_a_loadable_mean_checkpoint(tmp_path):
     import torch
 
@@ -483,7 +520,8 @@ def test_guided_filter_sweep_keeps_luma_and_its_none_setting_is_the_identity():
     assert set(sweep.GRIDS) == {"chroma", "variants", "luma"}
 
 
-@pytest.mark.parametrize("script", ["examples/make_examples.py", "examples/before_after.py", "scripts/snapshot_run.py"])
+@pytest.mark.parametrize("script", ["examples/make_examples.py", "examples/before_after.py", "scripts/snapshot_run.py",
+                                    "scripts/memorisation_probe.py"])
 def test_help_prints_usage_exits_0_and_writes_nothing(script, tmp_path):
     import subprocess
 
