@@ -109,6 +109,26 @@ def test_tiles_and_odd_sizes_work_at_reduced_resolution():
     assert np.abs(whole - tiled).mean() < 0.02
 
 
+def test_auto_scale_gives_full_resolution_photos_smaller_default_tiles_on_the_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(engine, "AUTO_CURVE_MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(engine, "FULL_RESOLUTION_CURVE_TILE", 96)
+    photo = np.random.default_rng(2).random((120, 200, 3), dtype=np.float32) * 0.3  # 24,000 px: curves at 1/4
+    enhancer = Enhancer(_trained_like(), InferenceConfig(device="cpu", curve_scale="auto"))
+    assert enhancer.tile == 2048 and enhancer.full_resolution_tile() == 96
+    small = enhancer.enhance(photo[:48, :80])  # 3,840 px: full resolution, so 96-px tiles
+    assert enhancer.curve_scale == 1 and enhancer.last_tile == 96 and enhancer.tile == 2048
+    same = Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=96, overlap=32)).enhance(photo[:48, :80])
+    assert np.array_equal(small, same)
+    enhancer.enhance(photo)  # reduced resolution: the default tile
+    assert enhancer.curve_scale == 4 and enhancer.last_tile == 2048
+    # kept as asked: an explicit tile, a fixed curve scale, an overlap the small tile cannot hold
+    for config in (InferenceConfig(device="cpu", tile=512, curve_scale="auto"), InferenceConfig(device="cpu"),
+                   InferenceConfig(device="cpu", curve_scale="auto", overlap=48)):
+        kept = Enhancer(_trained_like(), config)
+        kept.enhance(photo[:48, :80])
+        assert kept.last_tile == kept.tile == (512 if config.tile else 2048)
+
+
 def test_auto_scale_keeps_photos_up_to_8_mp_whole_and_halves_larger_ones(monkeypatch):
     assert [auto_curve_scale(h, w) for h, w in ((2000, 2000), (3000, 4000), (4248, 5664), (6000, 8000))] == [1, 2, 2, 4]
     model = _trained_like()

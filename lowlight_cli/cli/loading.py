@@ -104,6 +104,8 @@ def run_precision(model: LoadedModel, enhancer: Enhancer) -> str:
 def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit: bool = False) -> str:
     """``NAME with WEIGHTS on DEVICE (PRECISION, TILING)``: what a run of ``enhancer`` uses."""
     tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"
+    if 0 < enhancer.full_resolution_tile() < enhancer.tile:
+        tile_text += f", {enhancer.full_resolution_tile()} px where the curves run at full resolution"
     precision = run_precision(model, enhancer)
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)

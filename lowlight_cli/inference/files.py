@@ -29,7 +29,7 @@ class FileJob:
 class FileResult:
     """What happened to one file; ``status`` is ``written``, ``skipped`` or ``failed``;
     ``curve_scale``: the curve model's maps were estimated at ``1/curve_scale`` resolution (None:
-    the model has no curves)."""
+    the model has no curves); ``tile``: the tile side it ran with (0: the whole image)."""
 
     job: FileJob
     status: str
@@ -39,6 +39,7 @@ class FileResult:
     seconds: float = 0.0
     megapixels: float = 0.0
     curve_scale: int | None = None
+    tile: int | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class FileResult:
             "seconds": round(self.seconds, 4),
             "megapixels": round(self.megapixels, 4),
             "curve_scale": self.curve_scale,
+            "tile": self.tile,
         }
 
 
@@ -162,4 +164,5 @@ def enhance_file(
         seconds=time.perf_counter() - start,
         megapixels=image.height * image.width / 1e6,
         curve_scale=enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None,
+        tile=enhancer.last_tile,
     )
