@@ -75,6 +75,7 @@ from lowlight_cli.data.splits import make_split  # noqa: E402
 from lowlight_cli.evaluation.scoring import gt_mean_scale  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.io import from_float, to_float  # noqa: E402
+from lowlight_cli.metrics import psnr  # noqa: E402
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 
 CONFIG = ROOT / "configs" / "memorisation-probe.yaml"
@@ -101,8 +102,9 @@ def neighbour(name: str, labelled: set[str], taken: set[str]) -> str | None:
 
 
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(255.0**2 / error))
+    """PSNR of two ``(H, W, 3)`` uint8 images (``lowlight_cli.metrics.psnr``); inf where they are equal."""
+    tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].double()  # noqa: E731
+    return float(psnr(tensor(a), tensor(b), data_range=255.0)[0])
 
 
 def same_room_matches(validation: list[str], training: list[str], lows: dict[str, np.ndarray],
@@ -194,13 +196,17 @@ class Scored:
     psnr_gt_mean: float
 
 
-def score(enhancer: Enhancer, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Scored:
-    plain, scaled = [], []
-    for low, ref in pairs:
+def score_each(enhancer: Enhancer, pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Scored]:
+    """Each ``name: (low, reference)`` pair enhanced and scored (plain and GT-mean PSNR)."""
+    scored = {}
+    for name, (low, ref) in pairs.items():
         out = enhancer.enhance(to_float(low))
-        plain.append(scores(from_float(out, 8), ref)[0])
-        scaled.append(scores(from_float(gt_mean_scale(out, to_float(ref)), 8), ref)[0])
-    return Scored(float(np.mean(plain)), float(np.mean(scaled)))
+        scored[name] = Scored(scores(from_float(out, 8), ref)[0], scores(from_float(gt_mean_scale(out, to_float(ref)), 8), ref)[0])
+    return scored
+
+
+def mean(scored: list[Scored]) -> Scored:
+    return Scored(float(np.mean([s.psnr for s in scored])), float(np.mean([s.psnr_gt_mean for s in scored])))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     def read(name: str, side: str) -> np.ndarray:
         return images[name][0 if side == "low" else 1]
 
-    def pairs(names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(read(n, "low"), read(n, "high")) for n in names]
+    def pairs(names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {n: images[n] for n in names}
 
     bundled = Enhancer(create_model("crnet-curve-dn", pretrained=True), InferenceConfig(device="cpu", precision="fp32"))
     print(f"# {describe_machine()}; crnet-curve-dn, fp32, whole images; PSNR as lowlight evaluate scores it\n")
@@ -229,40 +235,34 @@ def main(argv: list[str] | None = None) -> int:
     validation = sorted(split.validation)
     if args.repeats:
         test = {p.name: (p.low, p.high) for p in load_pairs(find_pairs(args.lol, "test")) if p.high is not None}
-        print_twins("LOL-v1 test against the whole training set", repeat_twins(test, {n: images[n] for n in paths}))
+        print_twins("LOL-v1 test against the whole training set", repeat_twins(test, pairs(list(paths))))
         print_twins("the 22 validation pairs (split seed 0) against the pairs the stages trained on",
-                    repeat_twins({n: images[n] for n in validation}, {n: images[n] for n in paths if n not in set(validation)}))
+                    repeat_twins(pairs(validation), pairs([n for n in paths if n not in set(validation)])))
     if 1 in args.probes:
         names = every_nth(list(paths))
         start = time.perf_counter()
         run = args.work / "run1"
         train(link_subset(paths, names, args.work / "probe1", args.lol / "test"), run, 25)
+        seconds = time.perf_counter() - start
         probe = Enhancer(teacher(run), InferenceConfig(device="cpu", precision="fp32"))
-        trained = pairs(names)
-        same, other = [], []
-        for name in names:
-            near = neighbour(name, set(paths), set(names))
-            if near is not None:
-                close = psnr_u8(read(name, "high"), read(near, "high")) > SAME_REFERENCE_DB
-                (same if close else other).append((read(near, "low"), read(near, "high")))
-        print(f"probe 1 ({len(names)} pairs; {time.perf_counter() - start:.0f} s here)\n")
+        near = {name: other for name in names if (other := neighbour(name, set(paths), set(names))) is not None}
+        scored = [score_each(enhancer, pairs(names + list(near.values()))) for enhancer in (bundled, probe)]
+        same = [n for n in names if n in near and psnr_u8(read(n, "high"), read(near[n], "high")) > SAME_REFERENCE_DB]
+        print(f"probe 1 ({len(names)} pairs; {seconds:.0f} s here)\n")
         print("| pairs | bundled PSNR (GT-mean) | probe 1 PSNR (GT-mean) |\n|---|---|---|")
-        for label, group in ((f"the {len(trained)} trained", trained),
-                             (f"{len(same)} neighbours with the trained pair's reference", same),
-                             (f"{len(other)} neighbours with another", other)):
-            before, after = score(bundled, group), score(probe, group)
+        for label, group in ((f"the {len(names)} trained", names),
+                             (f"{len(same)} neighbours with the trained pair's reference", [near[n] for n in same]),
+                             (f"{len(near) - len(same)} neighbours with another", [near[n] for n in near if n not in same])):
+            before, after = (mean([each[n] for n in group]) for each in scored)
             print(f"| {label} | {before.psnr:.2f} ({before.psnr_gt_mean:.2f}) | {after.psnr:.2f} ({after.psnr_gt_mean:.2f}) |")
         print("\n| trained pair | neighbour | references (PSNR) | low images (PSNR) | neighbour: bundled | probe 1 |\n|---|---|---|---|---|---|")
         repeats, others = [], []
-        for name in names:
-            near = neighbour(name, set(paths), set(names))
-            if near is None:
-                continue
-            low_vs_low = psnr_u8(read(name, "low"), read(near, "low"))
-            before, after = score(bundled, pairs([near])), score(probe, pairs([near]))
-            (repeats if low_vs_low >= SAME_CAPTURE_DB else others).append(after.psnr - before.psnr)
-            print(f"| {name} | {near} | {psnr_u8(read(name, 'high'), read(near, 'high')):.1f} dB | {low_vs_low:.1f} dB "
-                  f"| {before.psnr:.2f} | {after.psnr:.2f} |")
+        for name, other in near.items():
+            low_vs_low = psnr_u8(read(name, "low"), read(other, "low"))
+            before, after = (each[other].psnr for each in scored)
+            (repeats if low_vs_low >= SAME_CAPTURE_DB else others).append(after - before)
+            print(f"| {name} | {other} | {psnr_u8(read(name, 'high'), read(other, 'high')):.1f} dB | {low_vs_low:.1f} dB "
+                  f"| {before:.2f} | {after:.2f} |")
         print(f"\nneighbours whose low image matches the trained one at >= {SAME_CAPTURE_DB:.0f} dB PSNR (a repeat of the capture): "
               f"{len(repeats)}, mean change {np.mean(repeats):+.2f} dB, {sum(d < 0 for d in repeats)} worse; "
               f"the other {len(others)}: mean change {np.mean(others):+.2f} dB, {sum(d < 0 for d in others)} worse\n")
@@ -274,20 +274,22 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         run = args.work / "run2"
         train(link_subset(paths, chosen, args.work / "probe2", args.lol / "test"), run, 30)
+        seconds = time.perf_counter() - start
         probe = Enhancer(teacher(run), InferenceConfig(device="cpu", precision="fp32"))
         new = [n for n in validation if n not in matches]
         print(f"probe 2 ({len(chosen)} pairs, the rooms of {len(matches)} validation pairs; "
-              f"{time.perf_counter() - start:.0f} s here)\n")
+              f"{seconds:.0f} s here)\n")
+        scored = [score_each(enhancer, pairs(chosen + validation)) for enhancer in (bundled, probe)]
         print("| pairs | bundled PSNR (GT-mean) | probe 2 PSNR (GT-mean) |\n|---|---|---|")
         for label, names in ((f"the {len(chosen)} trained", chosen), (f"{len(matches)} validation pairs of those rooms", list(matches)),
                              (f"{len(new)} validation pairs of new rooms", new)):
-            before, after = score(bundled, pairs(names)), score(probe, pairs(names))
+            before, after = (mean([each[n] for n in names]) for each in scored)
             print(f"| {label} | {before.psnr:.2f} ({before.psnr_gt_mean:.2f}) | {after.psnr:.2f} ({after.psnr_gt_mean:.2f}) |")
         print("\n| validation pair | its best-matched training pair | that pair's reference vs its own (PSNR) | bundled | probe 2 |\n|---|---|---|---|---|")
         for name, found in matches.items():
-            before, after = score(bundled, pairs([name])), score(probe, pairs([name]))
+            before, after = (each[name].psnr for each in scored)
             print(f"| {name} | {found[0]} | {psnr_u8(read(found[0], 'high'), read(name, 'high')):.1f} dB "
-                  f"| {before.psnr:.2f} | {after.psnr:.2f} |")
+                  f"| {before:.2f} | {after:.2f} |")
     return 0
 
 

@@ -109,7 +109,7 @@ def test_tiles_and_odd_sizes_work_at_reduced_resolution():
     assert np.abs(whole - tiled).mean() < 0.02
 
 
-def test_auto_scale_gives_full_resolution_photos_smaller_default_tiles_on_the_cpu(monkeypatch, tmp_path):
+def test_auto_scale_gives_full_resolution_photos_smaller_default_tiles_on_the_cpu(monkeypatch):
     monkeypatch.setattr(engine, "AUTO_CURVE_MAX_PIXELS", 64 * 64)
     monkeypatch.setattr(engine, "FULL_RESOLUTION_CURVE_TILE", 96)
     photo = np.random.default_rng(2).random((120, 200, 3), dtype=np.float32) * 0.3  # 24,000 px: curves at 1/4

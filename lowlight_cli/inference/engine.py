@@ -406,7 +406,6 @@ class Enhancer:
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
         self._last_curve_scale: int | None = None  # the scale of the last photo (see curve_scale)
-        self._default_tiles = self.config.tile is None and not getattr(model, "whole_image_context", False)
         self.last_tile: int | None = None  # the tile the last photo ran with (see photo_tile)
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
@@ -442,7 +441,7 @@ class Enhancer:
         ``FULL_RESOLUTION_CURVE_TILE`` on the CPU when the tiles are the default ones and the curve
         scale is chosen per photo (``"auto"``, on a model built at full resolution); else the
         enhancer's."""
-        if (self._default_tiles and self.device.type == "cpu" and self.config.curve_scale == "auto"
+        if (self.config.tile is None and self.device.type == "cpu" and self.config.curve_scale == "auto"
                 and int(getattr(self.model, "built_curve_scale", 1)) == 1 and self.tile > FULL_RESOLUTION_CURVE_TILE
                 and 2 * self.config.overlap < FULL_RESOLUTION_CURVE_TILE):  # a larger --overlap keeps its tiles
             return FULL_RESOLUTION_CURVE_TILE
