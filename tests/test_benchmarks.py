@@ -80,3 +80,16 @@ def test_enhance_command_runs_its_children_under_a_cpu_quota():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "children in a cgroup with a CPU quota of 1" in result.stdout
     assert _quota_cgroups() <= before  # its own removed afterwards
+
+
+def test_tile_choice_times_enhances_default_tiling_against_whole_images():
+    """`benchmarks/tile_choice.py` (docs/performance.md, the per-photo tile) names the tile the
+    default picked for each photo: one tile up to a small tile's area, small tiles above it."""
+    out = _run("benchmarks/tile_choice.py", "--model", "crnet-curve-dn", "--sizes", "96x64", "--tiles", "default", "0",
+               "--repeats", "1")
+    row = next(line for line in out.splitlines() if line.startswith("| 96x64"))
+    assert "default (2048 px): " in row and "whole: " in row
+    assert " cores, torch " in out.splitlines()[0]  # the machine, named
+    bad = subprocess.run([sys.executable, "benchmarks/tile_choice.py", "--sizes", "96"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "not WIDTHxHEIGHT" in bad.stderr

@@ -110,22 +110,27 @@ def test_tiles_and_odd_sizes_work_at_reduced_resolution():
 
 
 def test_auto_scale_gives_full_resolution_photos_smaller_default_tiles_on_the_cpu(monkeypatch):
-    monkeypatch.setattr(engine, "AUTO_CURVE_MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(engine, "AUTO_CURVE_MAX_PIXELS", 140 * 140)
     monkeypatch.setattr(engine, "FULL_RESOLUTION_CURVE_TILE", 96)
-    photo = np.random.default_rng(2).random((120, 200, 3), dtype=np.float32) * 0.3  # 24,000 px: curves at 1/4
+    photo = np.random.default_rng(2).random((150, 200, 3), dtype=np.float32) * 0.3  # 30,000 px: curves at 1/2
     enhancer = Enhancer(_trained_like(), InferenceConfig(device="cpu", curve_scale="auto"))
-    assert enhancer.tile == 2048 and enhancer.full_resolution_tile() == 96
-    small = enhancer.enhance(photo[:48, :80])  # 3,840 px: full resolution, so 96-px tiles
+    assert enhancer.tile == 2048 and enhancer.full_resolution_tile() == 96 and enhancer.whole_photo_pixels() == 96 * 96
+    mid = photo[:100, :190]  # 19,000 px: full resolution and larger than one 96-px tile, so 96-px tiles
+    tiled = enhancer.enhance(mid)
     assert enhancer.curve_scale == 1 and enhancer.last_tile == 96 and enhancer.tile == 2048
-    same = Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=96, overlap=32)).enhance(photo[:48, :80])
-    assert np.array_equal(small, same)
+    same = Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=96, overlap=32)).enhance(mid)
+    assert np.array_equal(tiled, same)
+    small = enhancer.enhance(photo[:60, :150])  # 9,000 px, wider than a small tile: one tile, as whole
+    assert enhancer.curve_scale == 1 and enhancer.last_tile == 2048
+    assert np.array_equal(small, Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=0)).enhance(photo[:60, :150]))
     enhancer.enhance(photo)  # reduced resolution: the default tile
-    assert enhancer.curve_scale == 4 and enhancer.last_tile == 2048
+    assert enhancer.curve_scale == 2 and enhancer.last_tile == 2048
     # kept as asked: an explicit tile, a fixed curve scale, an overlap the small tile cannot hold
     for config in (InferenceConfig(device="cpu", tile=512, curve_scale="auto"), InferenceConfig(device="cpu"),
                    InferenceConfig(device="cpu", curve_scale="auto", overlap=48)):
         kept = Enhancer(_trained_like(), config)
-        kept.enhance(photo[:48, :80])
+        assert kept.whole_photo_pixels() == 0
+        kept.enhance(mid)
         assert kept.last_tile == kept.tile == (512 if config.tile else 2048)
 
 
@@ -198,6 +203,7 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     assert "curves at 1/2 resolution" not in auto.output and "curves at" not in whole.output
     # auto is enhance's default for the photo models (crnet-curve, crnet-curve-dn), not for DCE-Net
     assert default.exit_code == 0 and "curves at reduced resolution above 8 MP" in default.output
+    assert "1024 px where the curves run at full resolution above 1.0 MP" in " ".join(default.output.split())
     assert '"curve_scale": 1' in default.stdout
     assert [n for n in MODELS.names() if MODELS.get(n).info.enhance_auto_curve_scale] == ["crnet-curve", "crnet-curve-dn"]
     dce = runner.invoke(app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "dce"), "--model", "scl-lle",

@@ -105,7 +105,8 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
     """``NAME with WEIGHTS on DEVICE (PRECISION, TILING)``: what a run of ``enhancer`` uses."""
     tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"
     if 0 < enhancer.full_resolution_tile() < enhancer.tile:
-        tile_text += f", {enhancer.full_resolution_tile()} px where the curves run at full resolution"
+        tile_text += (f", {enhancer.full_resolution_tile()} px where the curves run at full resolution"
+                      f" above {enhancer.whole_photo_pixels() / 1e6:.1f} MP")
     precision = run_precision(model, enhancer)
     compiled = ", compiled" if enhancer.config.compile else ""
     scale = getattr(model, "curve_scale", 1)

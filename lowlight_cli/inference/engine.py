@@ -37,6 +37,8 @@ AUTO_CURVE_MAX_PIXELS = 8_000_000
 # gets tiles of at most this side (docs/performance.md "The price of `--curve-scale auto`": 4 and
 # 8 MP faster and at about half the peak memory than with 2048-px tiles, which stay the faster at 1/2)
 FULL_RESOLUTION_CURVE_TILE = 1024
+# ... unless the photo is at most one such tile in area (Enhancer.whole_photo_pixels): then it runs
+# as one tile, which is faster up to 1 MP and slower from 1.5 MP (benchmarks/tile_choice.py)
 # an input tile spanning at least this much (4 levels of 8 bits) must not come out as one flat colour
 FLAT_CHECK_MIN_RANGE = 4 / 255
 _BROKEN_WEIGHTS_HINT = ("the weights are probably broken (e.g. from a diverged training run): use another checkpoint "
@@ -52,7 +54,8 @@ class InferenceConfig:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`resolve_precision`).
         tile: tile side in pixels; ``None`` chooses from free GPU memory (CPU: the model's
             default, and with ``curve_scale="auto"`` at most ``FULL_RESOLUTION_CURVE_TILE`` for a
-            photo whose curves run at full resolution); ``0`` runs whole images.
+            photo whose curves run at full resolution and that is larger than one such tile: see
+            ``Enhancer.photo_tile``); ``0`` runs whole images.
         overlap: pixels shared by neighbouring tiles; None: 32 (31 for tiles of 64 px).
         batch_size: tiles per forward pass.
         compile: run the model through ``torch.compile`` (PyTorch models only). The first image
@@ -447,9 +450,23 @@ class Enhancer:
             return FULL_RESOLUTION_CURVE_TILE
         return self.tile
 
-    def photo_tile(self) -> int:
-        """The tile for a photo at the model's current curve scale (see :meth:`full_resolution_tile`)."""
-        return self.full_resolution_tile() if int(getattr(self.model, "curve_scale", 1)) == 1 else self.tile
+    def whole_photo_pixels(self) -> int:
+        """Photos whose curves run at full resolution and that have at most this many pixels run
+        as one of the enhancer's tiles (when they fit it), not on :meth:`full_resolution_tile`'s
+        smaller ones: one of those tiles' area (0 when they are not smaller). A 1154x865 photo split
+        into two 1024-px tiles ran 10% slower than whole (``benchmarks/tile_choice.py``)."""
+        small = self.full_resolution_tile()
+        return small * small if 0 < small < self.tile else 0
+
+    def photo_tile(self, height: int, width: int) -> int:
+        """The tile for a ``height`` x ``width`` photo at the model's current curve scale: the
+        enhancer's, or :meth:`full_resolution_tile` for a photo at full resolution larger than
+        :meth:`whole_photo_pixels`."""
+        if int(getattr(self.model, "curve_scale", 1)) != 1:
+            return self.tile
+        if height * width <= self.whole_photo_pixels() and max(height, width) <= self.tile:
+            return self.tile
+        return self.full_resolution_tile()
 
     def _context_forward(self, read: TileReader, height: int, width: int,
                          visible: TileReader | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -507,7 +524,7 @@ class Enhancer:
                 on_progress=progress,
             )
 
-        tile = self.photo_tile()
+        tile = self.photo_tile(height, width)
         _, used = run_with_tile_fallback(run, tile, max(height, width), info.input_multiple, on_event)
         if used != tile:  # out of memory: later photos keep the smaller tile
             self.tile = min(self.tile, used) if self.tile else used
