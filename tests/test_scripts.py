@@ -521,7 +521,7 @@ def test_guided_filter_sweep_keeps_luma_and_its_none_setting_is_the_identity():
 
 
 @pytest.mark.parametrize("script", ["examples/make_examples.py", "examples/before_after.py", "scripts/snapshot_run.py",
-                                    "scripts/memorisation_probe.py"])
+                                    "scripts/memorisation_probe.py", "scripts/noise_eps_trial.py"])
 def test_help_prints_usage_exits_0_and_writes_nothing(script, tmp_path):
     import subprocess
 
@@ -637,3 +637,23 @@ def test_gain_map_trial_changes_only_what_each_candidate_names():
             changed = model(photo)
         assert torch.equal(model(photo), bundled)  # restored on leaving
     assert not torch.equal(changed, bundled)
+
+
+def test_noise_eps_trial_estimates_noise_like_the_model_and_patches_only_inside_its_context():
+    trial = _script("noise_eps_trial")
+    import torch
+    import torch.nn.functional as F
+
+    from lowlight_cli.models import crnet
+    from lowlight_cli.models.noise import IMMERKAER_SCALE, cell_noise_response, cell_noise_taps
+
+    rng = np.random.default_rng(0)
+    photo = np.clip(0.2 + rng.normal(0, 0.01, (128, 160, 1)), 0, 1).repeat(3, axis=2)
+    assert trial.noise_sigma(photo) == pytest.approx(0.01, rel=0.05)
+    cells = cell_noise_response(F.pixel_unshuffle(torch.from_numpy(photo.transpose(2, 0, 1))[None].float(), 8),
+                                cell_noise_taps(8))
+    assert IMMERKAER_SCALE * float(cells.mean()) == pytest.approx(trial.noise_sigma(photo), rel=0.02)
+    original = crnet.smooth_chroma
+    with trial.noise_adaptive("4g"):
+        assert crnet.smooth_chroma is not original
+    assert crnet.smooth_chroma is original and trial.as_trained().cfg.chroma_noise == 0.0

@@ -53,7 +53,7 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
 
 def smooth_chroma(
     y: torch.Tensor, gate: torch.Tensor, radius: int, eps: float, ceiling: float = 1.0, scale: int = 1,
-    luma: bool = False,
+    luma: bool = False, noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``y`` with its chroma guided-filtered by its luma, blended in by ``gate``.
 
@@ -73,6 +73,11 @@ def smooth_chroma(
         luma: smooth luma too, with the same window and ``eps`` (the guided filter of luma on
             itself: flat windows are averaged, edges and texture above ``eps`` in variance kept);
             the change is added to all three channels, so chroma is as without it.
+        noise: ``(B, 1, H, W)``, added to ``eps`` pixel by pixel: the variance of the noise each
+            pixel carries (:func:`~lowlight_cli.models.noise.noise_eps`), so that noisier windows
+            count as flat up to a larger variance. With ``scale``, its area mean at the fitting
+            resolution divided by ``s^2`` (averaging ``s x s`` pixels of white noise divides its
+            variance so).
 
     Returns:
         ``(B, 3, H, W)``, same dtype, not clamped below (the caller clamps to ``[0, 1]``); computed
@@ -87,11 +92,15 @@ def smooth_chroma(
         height, width = guide.shape[-2:]
         small = area_mean(work, fit_scale, ceil_mode=True)
         small_luma = _luma(small)
+        if noise is not None:
+            eps = area_mean(noise.float(), fit_scale, ceil_mode=True).mul_(1.0 / fit_scale**2).add_(eps)
         coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps, luma)
         # upsampled to whole cells, then cut: a last partial cell keeps the grid aligned with the pixels
         cells = (small.shape[-2] * fit_scale, small.shape[-1] * fit_scale)
         coefficients = F.interpolate(coefficients, size=cells, mode="bilinear", align_corners=False)[..., :height, :width]
     else:
+        if noise is not None:
+            eps = noise.float() + eps
         coefficients = _coefficients(guide, work[:, 0::2] - guide, radius, eps, luma)
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
     delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2]).mul_(gate)
@@ -118,7 +127,8 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb[:, 0:1] * _KR).add_(rgb[:, 1:2], alpha=_KG).add_(rgb[:, 2:3], alpha=_KB)
 
 
-def _coefficients(luma: torch.Tensor, chroma: torch.Tensor, radius: int, eps: float, with_luma: bool = False) -> torch.Tensor:
+def _coefficients(luma: torch.Tensor, chroma: torch.Tensor, radius: int, eps: float | torch.Tensor,
+                  with_luma: bool = False) -> torch.Tensor:
     """The guided filter's window-averaged ``(slope + 1, offset)`` of chroma on luma, ``(B, 4, H, W)``:
     ``(slope + 1) luma + offset`` is then the smoothed red (blue) itself, since chroma is red (blue)
     minus luma. ``with_luma`` appends luma's own ``(a, b)``, ``(B, 6, H, W)`` in all."""

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import EnhancementModel, ModelInfo, area_mean, check_curve_scale, needs_graph
 from .chroma import smooth_chroma
+from .noise import IMMERKAER_SCALE, cell_noise_response, cell_noise_taps, noise_eps
 from .products import long_inner_product
 from .replicate_conv import conv3x3
 
@@ -97,6 +98,12 @@ class CRNetConfig:
         chroma_eps: the guided filter's regulariser on luma variance (``[0, 1]`` scale).
         chroma_luma: the same step also smooths luma, guided by itself with the same window and
             ``eps`` (flat noisy windows averaged, edges and texture above ``eps`` kept), gated alike.
+        chroma_noise: the same step's ``eps`` grows with the noise each pixel carries (**ours**;
+            0 = a fixed ``eps``): ``eps + chroma_noise * gate * (slope * sigma)^2``, ``sigma`` the
+            input's noise over the whole photo (Immerkaer's estimate, carried in the global context
+            so tiles agree) and ``slope`` the curve's at the pixel
+            (:func:`~lowlight_cli.models.noise.noise_eps`). No weights; needs ``chroma_radius``,
+            ``global_context`` and ``downscale >= 3``.
         curve_scale: curve output: run the body on an area-downscaled copy of the input (1/s^2 of
             the pixels, so the body works at ``1/(downscale * curve_scale)`` resolution) and upsample
             its correction and gain maps bilinearly to full resolution, where the curve (and the
@@ -126,6 +133,7 @@ class CRNetConfig:
     chroma_radius: int = 0
     chroma_eps: float = 1e-4
     chroma_luma: bool = False
+    chroma_noise: float = 0.0
     curve_scale: int = 1
 
     def __post_init__(self) -> None:
@@ -159,6 +167,12 @@ class CRNetConfig:
             raise ConfigError("crnet chroma_luma needs chroma_radius >= 1 (it is the same filter's luma part)")
         if self.chroma_radius and self.output != "curve":
             raise ConfigError("crnet chroma_radius needs output: curve (the curve's brightening gates it)")
+        if not (isinstance(self.chroma_noise, (int, float)) and not isinstance(self.chroma_noise, bool)
+                and math.isfinite(self.chroma_noise) and self.chroma_noise >= 0):
+            raise ConfigError(f"crnet chroma_noise must be a number >= 0, got {self.chroma_noise!r}")
+        if self.chroma_noise and not (self.chroma_radius and self.global_context and self.downscale >= 3):
+            raise ConfigError("crnet chroma_noise needs chroma_radius >= 1 (it sets that filter's eps), global_context "
+                              "(the photo's noise is a whole-image statistic) and downscale >= 3 (measured in its cells)")
         # a plain int (numpy integers too), for JSON
         object.__setattr__(self, "curve_scale", check_curve_scale(self.curve_scale, "crnet curve_scale"))
         if self.curve_scale > 1 and self.output != "curve":
@@ -434,6 +448,8 @@ class CRNet(EnhancementModel):
         self.refine = (
             CurveRefinement(cfg.refine_channels, cfg.refine_layers, pad) if cfg.refine_channels else None
         )
+        if cfg.chroma_noise:  # fixed, not learned: not in checkpoints
+            self.register_buffer("noise_taps", cell_noise_taps(s), persistent=False)
 
     def _configure(self, cfg: CRNetConfig) -> None:
         self.cfg = cfg
@@ -476,7 +492,8 @@ class CRNet(EnhancementModel):
 
     @torch.no_grad()
     def image_context(self, image: torch.Tensor, band: int = 256, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """The whole-image context ``(B, D)`` of ``image`` ``(B, 3, H, W)``, computed in row bands.
+        """The whole-image context ``(B, D)`` of ``image`` ``(B, 3, H, W)``, computed in row bands
+        (``D`` is ``context_channels``, one more with ``chroma_noise``: the photo's noise response).
 
         Pass it as ``forward(tile, context=...)`` so every tile of a photo sees the statistics of
         the whole photo. ``H`` and ``W`` must be multiples of ``downscale``; ``band`` bounds the
@@ -493,7 +510,7 @@ class CRNet(EnhancementModel):
         total, counted = None, None
         for top in range(0, image.shape[-2], band):
             rows = image[..., top : top + band, :].to(weight.device, weight.dtype)
-            part = self.context.pixel_embedding(self._stem_input(rows))
+            part = self._context_features(self._stem_input(rows))
             if weights is None:
                 sums = part.sum(dim=(-2, -1), dtype=torch.float32)
                 count = torch.full_like(sums[:, :1], part.shape[-2] * part.shape[-1])
@@ -507,6 +524,18 @@ class CRNet(EnhancementModel):
         if weights is not None and bool((counted <= 0).any()):
             return self.image_context(image, band)
         return total / counted
+
+    def _context_features(self, stem_in: torch.Tensor) -> torch.Tensor:
+        """``(B, D, h, w)``, or ``(B, D + 1, h, w)`` with ``chroma_noise``: the per-cell quantities
+        whose means over the photo are its context: the global context's embedding and the cells'
+        noise response (:func:`~lowlight_cli.models.noise.cell_noise_response`)."""
+        assert self.context is not None
+        embedding = self.context.pixel_embedding(stem_in)
+        if not self.cfg.chroma_noise:
+            return embedding
+        cell = self.cfg.downscale
+        response = cell_noise_response(stem_in[:, : 3 * cell * cell], self.noise_taps)
+        return torch.cat((embedding, response.to(embedding.dtype)), dim=1)
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """``pixel_unshuffle(cat(x, view))``, computed as ``cat(u, view(u))`` with ``u`` the
@@ -552,12 +581,15 @@ class CRNet(EnhancementModel):
         scale = self.cfg.curve_scale if curve_scale is None else curve_scale
         stem_in = self._stem_input(x if scale == 1 else area_mean(x, scale))
         h = self.stem(stem_in)
-        film = None
+        film, noise_level = None, None
         if self.context is not None:
             if context is None:  # from the full-resolution input, as image_context computes it
                 full = stem_in if scale == 1 else self._stem_input(x)
-                context = self.context.pixel_embedding(full).mean(dim=(-2, -1))
-            film = self.context.modulation(context.to(h.dtype))
+                context = self._context_features(full).mean(dim=(-2, -1))
+            width = self.cfg.context_channels
+            film = self.context.modulation(context[:, :width].to(h.dtype))
+            if self.cfg.chroma_noise:
+                noise_level = context[:, width : width + 1]
         stages = []
         last = len(self.body) - 1
         for k, (group, head) in enumerate(zip(self.body, self.heads)):
@@ -575,8 +607,12 @@ class CRNet(EnhancementModel):
                     if k == last and self.cfg.chroma_radius:
                         # the green channel's brightening (green weighs most in luma), full from gain 2 up
                         gate = (brightening[:, 1:2] / CHROMA_FULL_BRIGHTENING).clamp(max=1.0)
+                        noise = None
+                        if noise_level is not None:  # eps grows with the noise the curve left in each pixel
+                            noise = noise_eps(curve, brightening[:, 1:2], gate, IMMERKAER_SCALE * noise_level,
+                                              self.cfg.chroma_noise)
                         curve = smooth_chroma(curve, gate, self.cfg.chroma_radius, self.cfg.chroma_eps, REFINE_CEILING, scale,
-                                              luma=self.cfg.chroma_luma)
+                                              luma=self.cfg.chroma_luma, noise=noise)
                     stages.append(curve)
                     continue
                 residual = head(h)

@@ -1,0 +1,75 @@
+"""A photo's noise level and the noise a brightening curve leaves in each pixel (**ours**).
+
+The default photo model ends with a guided filter (:mod:`.chroma`) whose ``eps`` separates noise
+(windows that vary less than it are averaged) from texture (kept). One ``eps`` for every photo and
+pixel keeps the amplified noise of a night sky as if it were texture; :func:`noise_eps` gives the
+variance the noise has in each output pixel, to be added to it.
+
+The input's noise is Immerkaer's estimate (Fast Noise Variance Estimation, CVIU 64(2), 1996): the
+mean absolute response of the image's luma to the difference of two Laplacians
+``[[1, -2, 1], [-2, 4, -2], [1, -2, 1]]`` (zero on any locally linear image), times
+``sqrt(pi / 2) / 6``. Here it is taken inside the ``s x s`` cells of the pixel-unshuffled input
+(the positions whose 3x3 neighbourhood lies in the cell), so its mean over a photo is the
+pixel-weighted mean over any partition of the photo into whole cells: tiled inference gets the
+whole photo's value band by band, as it gets CRNet's global context (``CRNet.image_context``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import needs_graph
+
+# Immerkaer: sigma = sqrt(pi / 2) / 6 * mean |luma * mask|
+IMMERKAER_SCALE = math.sqrt(math.pi / 2) / 6
+_MASK = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
+_LUMA = (0.299, 0.587, 0.114)  # BT.601, as the guided filter's guide
+
+
+def cell_noise_taps(cell: int) -> torch.Tensor:
+    """``((cell - 2)^2, 3 cell^2, 1, 1)`` weights of a 1x1 convolution that takes a pixel-unshuffled RGB
+    image (channel ``c cell^2 + i cell + j`` holds colour ``c`` at row ``i``, column ``j`` of each cell)
+    to the mask's response on luma at each position of the cell whose neighbours lie in the cell."""
+    if cell < 3:
+        raise ValueError(f"a cell of {cell} px has no position with all 8 neighbours inside it")
+    inner = cell - 2
+    taps = torch.zeros(inner * inner, 3 * cell * cell)
+    for i in range(1, cell - 1):
+        for j in range(1, cell - 1):
+            row = (i - 1) * inner + (j - 1)
+            for a in (-1, 0, 1):
+                for b in (-1, 0, 1):
+                    for colour, weight in enumerate(_LUMA):
+                        taps[row, colour * cell * cell + (i + a) * cell + (j + b)] += _MASK[a + 1][b + 1] * weight
+    return taps[:, :, None, None]
+
+
+def cell_noise_response(unshuffled: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)`` float32: the mean absolute mask response in each cell of ``unshuffled``
+    ``(B, 3 cell^2, h, w)`` (``taps`` from :func:`cell_noise_taps`). Its mean over a photo times
+    :data:`IMMERKAER_SCALE` is the photo's noise standard deviation (``[0, 1]`` scale)."""
+    return F.conv2d(unshuffled.float(), taps.float()).abs().mean(dim=1, keepdim=True)
+
+
+def noise_eps(output: torch.Tensor, brightening: torch.Tensor, gate: torch.Tensor, sigma: torch.Tensor,
+              strength: float) -> torch.Tensor:
+    """``strength * gate * (slope * sigma)^2``, ``(B, 1, H, W)`` float32: the variance the input's noise
+    ``sigma`` ``(B, 1, 1, 1)`` has after the curve, weighted by the filter's ``gate``.
+
+    ``slope`` is the derivative of the curve ``f = g y / (1 + (g - 1) y)`` at the pixel, written in
+    what the model has at hand, its brightening ``b = 1 - 1/g`` (``brightening``, ``(B, 1, H, W)``,
+    the green channel's) and the output's luma ``f``: ``(1 - b f)^2 / (1 - b)`` (``g`` at black,
+    ``1/g`` at white). Where the model did not brighten, ``b = 0`` and the gate is 0.
+    """
+    out, b, gate = output.float(), brightening.float(), gate.float()
+    luma = out[:, 0:1] * _LUMA[0] + out[:, 1:2] * _LUMA[1] + out[:, 2:3] * _LUMA[2]
+    scale = sigma.float().reshape(-1, 1, 1, 1)
+    if needs_graph(out, b, gate, scale):
+        slope = (1.0 - b * luma.clamp(0.0, 1.0)).square() / (1.0 - b)
+        return strength * gate * (slope * scale).square()
+    # the same, in place on the luma map: one full-resolution channel, six passes
+    slope = luma.clamp_(0.0, 1.0).mul_(b).neg_().add_(1.0).square_().div_(torch.rsub(b, 1.0))
+    return slope.mul_(scale).square_().mul_(gate).mul_(strength)
