@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lowlight_cli.errors import ConfigError
 from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.models import create_model
-from lowlight_cli.models.noise import IMMERKAER_SCALE, cell_noise_response, cell_noise_taps, noise_eps
+from lowlight_cli.models.noise import IMMERKAER_SCALE, AmplifiedNoise, cell_noise_response, cell_noise_taps, noise_eps
 
 MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -58,17 +58,23 @@ def test_noise_eps_is_the_curves_slope_times_sigma_squared():
     f = gain * y / (1 + (gain - 1) * y)  # (1, 1, 4, 4)
     h = 1e-4
     slope = (gain * (y + h) / (1 + (gain - 1) * (y + h)) - f) / h  # numerical derivative
-    output = f.expand(1, 3, 4, 4).contiguous()  # grey: luma is f
+    luma = f.expand(1, 1, 4, 4).contiguous()
+    kept = luma.clone()
     brightening = (1 - 1 / gain).expand(1, 1, 4, 4).contiguous()
     gate = torch.ones(1, 1, 4, 4)
     sigma = torch.tensor([[0.01]])
-    got = noise_eps(output, brightening, gate, sigma, 4.0)
+    got = noise_eps(luma, brightening, gate, sigma, 4.0)
+    assert torch.equal(luma, kept)  # the caller's luma is not written
     assert torch.allclose(got, 4.0 * (slope * 0.01) ** 2, rtol=2e-2, atol=1e-9)
     assert torch.allclose(got[..., 0], torch.full((1, 1, 4), 4.0 * 0.01**2))  # gain 1: slope 1 at every level
     # the differentiable form and the in-place one agree
-    graph = noise_eps(output.clone().requires_grad_(True), brightening, gate, sigma, 4.0)
+    graph = noise_eps(luma.clone().requires_grad_(True), brightening, gate, sigma, 4.0)
     assert torch.allclose(graph.detach(), got)
-    assert torch.equal(noise_eps(output, brightening, torch.zeros_like(gate), sigma, 4.0), torch.zeros_like(gate))
+    assert torch.equal(noise_eps(luma, brightening, torch.zeros_like(gate), sigma, 4.0), torch.zeros_like(gate))
+    # at a coarser fitting resolution the brightening is area-averaged to the luma's grid
+    noise = AmplifiedNoise(torch.full((1, 1, 8, 8), 0.875), sigma, 4.0)
+    coarse = noise.variance(torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4), scale=2)
+    assert coarse.shape == (1, 1, 4, 4) and torch.allclose(coarse, torch.full_like(coarse, 4.0 * (8.0 * 0.01) ** 2))
 
 
 def test_the_option_is_validated():

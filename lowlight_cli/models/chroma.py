@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import area_mean, needs_graph
+from .noise import AmplifiedNoise
 
 # BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale)
 _KR, _KG, _KB = 0.299, 0.587, 0.114
@@ -53,7 +54,7 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
 
 def smooth_chroma(
     y: torch.Tensor, gate: torch.Tensor, radius: int, eps: float, ceiling: float = 1.0, scale: int = 1,
-    luma: bool = False, noise: torch.Tensor | None = None,
+    luma: bool = False, noise: AmplifiedNoise | None = None,
 ) -> torch.Tensor:
     """``y`` with its chroma guided-filtered by its luma, blended in by ``gate``.
 
@@ -73,12 +74,13 @@ def smooth_chroma(
         luma: smooth luma too, with the same window and ``eps`` (the guided filter of luma on
             itself: flat windows are averaged, edges and texture above ``eps`` in variance kept);
             the change is added to all three channels, so chroma is as without it.
-        noise: ``(B, 1, H, W)``, added to ``eps`` pixel by pixel: the variance of the noise each
-            pixel carries (:func:`~lowlight_cli.models.noise.noise_eps`), so that noisier windows
-            count as flat up to a larger variance. With ``scale``, its area mean at the fitting
-            resolution, not divided by ``s^2`` as white noise would be: what the denoiser leaves is
-            not white, and on 3x-enlarged noisy photos at curve scale 2 dividing by ``s^2`` or
-            ``s`` scored lower on PSNR, SSIM and NIQE alike (docs/photo-quality.md).
+        noise: the noise the curve left in each pixel (:class:`~lowlight_cli.models.noise.AmplifiedNoise`):
+            its variance is added to ``eps`` pixel by pixel, so that noisier windows count as
+            flat up to a larger variance. With ``scale`` it is computed at the fitting resolution
+            from the luma and gate there, and not divided by ``s^2`` as white noise averaged over
+            ``s x s`` pixels would be: what the denoiser leaves is not white, and on 3x-enlarged
+            noisy photos at curve scale 2 dividing by ``s^2`` or ``s`` scored lower on PSNR, SSIM
+            and NIQE alike (docs/photo-quality.md).
 
     Returns:
         ``(B, 3, H, W)``, same dtype, not clamped below (the caller clamps to ``[0, 1]``); computed
@@ -94,14 +96,14 @@ def smooth_chroma(
         small = area_mean(work, fit_scale, ceil_mode=True)
         small_luma = _luma(small)
         if noise is not None:
-            eps = area_mean(noise.float(), fit_scale, ceil_mode=True).add_(eps)
+            eps = noise.variance(small_luma, area_mean(gate.float(), fit_scale, ceil_mode=True), fit_scale).add_(eps)
         coefficients = _coefficients(small_luma, small[:, 0::2] - small_luma, radius // fit_scale, eps, luma)
         # upsampled to whole cells, then cut: a last partial cell keeps the grid aligned with the pixels
         cells = (small.shape[-2] * fit_scale, small.shape[-1] * fit_scale)
         coefficients = F.interpolate(coefficients, size=cells, mode="bilinear", align_corners=False)[..., :height, :width]
     else:
         if noise is not None:
-            eps = noise.float() + eps
+            eps = noise.variance(guide, gate).add_(eps)
         coefficients = _coefficients(guide, work[:, 0::2] - guide, radius, eps, luma)
     # the smoothed red and blue, (slope + 1) luma + offset, minus the image's: how far each moves
     delta = torch.addcmul(coefficients[:, 2:4], coefficients[:, 0:2], guide).sub_(work[:, 0::2]).mul_(gate)

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import EnhancementModel, ModelInfo, area_mean, check_curve_scale, needs_graph
 from .chroma import smooth_chroma
-from .noise import IMMERKAER_SCALE, cell_noise_response, cell_noise_taps, noise_eps
+from .noise import IMMERKAER_SCALE, AmplifiedNoise, cell_noise_response, cell_noise_taps
 from .products import long_inner_product
 from .replicate_conv import conv3x3
 
@@ -609,8 +609,7 @@ class CRNet(EnhancementModel):
                         gate = (brightening[:, 1:2] / CHROMA_FULL_BRIGHTENING).clamp(max=1.0)
                         noise = None
                         if noise_level is not None:  # eps grows with the noise the curve left in each pixel
-                            noise = noise_eps(curve, brightening[:, 1:2], gate, IMMERKAER_SCALE * noise_level,
-                                              self.cfg.chroma_noise)
+                            noise = AmplifiedNoise(brightening[:, 1:2], IMMERKAER_SCALE * noise_level, self.cfg.chroma_noise)
                         curve = smooth_chroma(curve, gate, self.cfg.chroma_radius, self.cfg.chroma_eps, REFINE_CEILING, scale,
                                               luma=self.cfg.chroma_luma, noise=noise)
                     stages.append(curve)
