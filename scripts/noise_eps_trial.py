@@ -67,6 +67,7 @@ from lowlight_cli.io import from_float, read_image, to_float  # noqa: E402
 from lowlight_cli.models import crnet as crnet_module  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
 from lowlight_cli.models.crnet import CRNet  # noqa: E402
+from lowlight_cli.models.noise import AmplifiedNoise  # noqa: E402
 
 import black_point_trial as trial  # noqa: E402
 import photo_eval  # noqa: E402
@@ -87,12 +88,11 @@ def noise_sigma(rgb: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6.0 * (width - 2) * (height - 2)))
 
 
-def curve_slope(output: torch.Tensor, brightening: torch.Tensor) -> torch.Tensor:
-    """The slope of ``f = g y / (1 + (g - 1) y)`` at the pixel whose output luma is ``f``:
-    ``(g - (g - 1) f)^2 / g``, with ``g = 1 / (1 - brightening)``."""
-    gain = 1.0 / (1.0 - brightening).clamp(min=1e-3)
-    luma = output[:, 0:1] * 0.299 + output[:, 1:2] * 0.587 + output[:, 2:3] * 0.114
-    return (gain - (gain - 1.0) * luma.clamp(0.0, 1.0)).square() / gain
+class _Ungated(AmplifiedNoise):
+    """Round 1's form: the noise term without the filter's gate."""
+
+    def variance(self, luma: torch.Tensor, gate: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        return super().variance(luma, torch.ones_like(gate), scale)
 
 
 class _State:
@@ -116,8 +116,9 @@ def noise_adaptive(candidate: str) -> Iterator[None]:
 
     def smooth(curve, gate, radius, eps, ceiling=1.0, scale=1, luma=False, noise=None):
         if k and scale == 1 and _State.brightening is not None and _State.brightening.shape[-2:] == curve.shape[-2:]:
-            noise = (curve_slope(curve, _State.brightening) * _State.sigma).square()
-            eps = eps + k * (noise * gate if gated else noise)
+            # the library's noise term (lowlight_cli.models.noise), with the trial's whole-image sigma
+            form = AmplifiedNoise if gated else _Ungated
+            noise = form(_State.brightening, torch.tensor([[_State.sigma]]), k)
         return original_smooth(curve, gate, radius, eps, ceiling, scale, luma, noise)
 
     CRNet._curve_stage, crnet_module.smooth_chroma = stage, smooth

@@ -657,3 +657,11 @@ def test_noise_eps_trial_estimates_noise_like_the_model_and_patches_only_inside_
     with trial.noise_adaptive("4g"):
         assert crnet.smooth_chroma is not original
     assert crnet.smooth_chroma is original and trial.as_trained().cfg.chroma_noise == 0.0
+    model = trial.as_trained()  # each candidate runs through the library's noise term
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        plain = model(x)
+        trial._State.sigma = 0.01
+        for candidate in ("4", "4g"):
+            with trial.noise_adaptive(candidate):
+                assert not torch.equal(model(x), plain)

@@ -462,11 +462,11 @@ class Enhancer:
         """The tile for a ``height`` x ``width`` photo at the model's current curve scale: the
         enhancer's, or :meth:`full_resolution_tile` for a photo at full resolution larger than
         :meth:`whole_photo_pixels`."""
-        if int(getattr(self.model, "curve_scale", 1)) != 1:
+        small = self.full_resolution_tile()
+        if int(getattr(self.model, "curve_scale", 1)) != 1 or small == self.tile:
             return self.tile
-        if height * width <= self.whole_photo_pixels() and max(height, width) <= self.tile:
-            return self.tile
-        return self.full_resolution_tile()
+        fits = height * width <= self.whole_photo_pixels() and max(height, width) <= self.tile
+        return self.tile if fits else small
 
     def _context_forward(self, read: TileReader, height: int, width: int,
                          visible: TileReader | None = None) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,14 +16,20 @@ radius, ``eps`` and gate were chosen (validation pairs): docs/crnet-training.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from .base import area_mean, needs_graph
-from .noise import AmplifiedNoise
 
-# BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale)
-_KR, _KG, _KB = 0.299, 0.587, 0.114
+if TYPE_CHECKING:
+    from .noise import AmplifiedNoise
+
+# BT.601 luma weights (as ``lowlight_cli.metrics.color.luma_bt601`` without its offset and scale);
+# the guide of the filter, and the luma :mod:`.noise` measures the photo's noise on
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_KR, _KG, _KB = LUMA_WEIGHTS
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from .base import area_mean, needs_graph
+from .chroma import LUMA_WEIGHTS
 
 # Immerkaer: sigma = sqrt(pi / 2) / 6 * mean |luma * mask|
 IMMERKAER_SCALE = math.sqrt(math.pi / 2) / 6
 _MASK = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
-_LUMA = (0.299, 0.587, 0.114)  # BT.601, as the guided filter's guide (the response is taken on it)
 
 
 def cell_noise_taps(cell: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def cell_noise_taps(cell: int) -> torch.Tensor:
             row = (i - 1) * inner + (j - 1)
             for a in (-1, 0, 1):
                 for b in (-1, 0, 1):
-                    for colour, weight in enumerate(_LUMA):
+                    for colour, weight in enumerate(LUMA_WEIGHTS):
                         taps[row, colour * cell * cell + (i + a) * cell + (j + b)] += _MASK[a + 1][b + 1] * weight
     return taps[:, :, None, None]
 
