@@ -6,6 +6,7 @@
     python scripts/photo_eval.py --curve-scale 2 --upscale 2 --sets lights bright noise
     python scripts/photo_eval.py --sets lights --noise-free     # darkened without sensor noise
     python scripts/photo_eval.py --colour input                 # lowlight enhance --colour input
+    python scripts/photo_eval.py --colour input --blacks keep   # lowlight enhance's defaults for crnet-curve-dn
 
 Five sets (and one more on request), built here from ``../shared/data`` and scikit-image's sample photos (nothing trained
 on them; LOL's *test* split only):
@@ -170,13 +171,15 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="as lowlight enhance --precision")
     parser.add_argument("--colour", choices=["model", "input"], default="model",
                         help="input: keep the input's colour at low resolution (lowlight enhance --colour input)")
+    parser.add_argument("--blacks", choices=["model", "keep"], default="model",
+                        help="keep: lower the blacks the model lifts (lowlight enhance --blacks keep)")
     parser.add_argument("--noise-free", action="store_true", help="darken the lights and noise sets without sensor noise")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = create_model(args.model, weights=args.weights) if args.weights else create_model(args.model, pretrained=True)
     if args.curve_scale != 1:
         model.set_curve_scale(args.curve_scale)
-    enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile, colour=args.colour, precision=args.precision))
+    enhancer = Enhancer(model, InferenceConfig(device="cpu", tile=args.tile, colour=args.colour, blacks=args.blacks, precision=args.precision))
     sets = build_sets(args.shared, args.upscale, args.noise_free, only=set(args.sets))
     start = time.perf_counter()
     results = {name: score_set(enhancer, sets[name], args.save, name) for name in args.sets}
@@ -184,6 +187,7 @@ def main() -> None:
     setting += f", clean photos upscaled {args.upscale}x" if args.upscale != 1 else ""
     setting += ", darkened without sensor noise" if args.noise_free else ""
     setting += ", the input's colour" if args.colour == "input" else ""
+    setting += ", blacks kept" if args.blacks == "keep" else ""
     setting += f", {enhancer.precision}"
     print(f"# {args.model} ({args.weights or ('bundled weights' if model.info.needs_weights else 'no weights')}{setting}); "
           f"{describe_machine()}; {time.perf_counter() - start:.0f} s\n")
@@ -197,7 +201,7 @@ def main() -> None:
         print(f"| {name} | {s['count']} | {s['niqe_in']:.2f} -> {s['niqe_out']:.2f} | {s['gray_in']:.3f} -> {s['gray_out']:.3f} "
               f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f}{clean} | {pair} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "curve_scale": args.curve_scale, "upscale": args.upscale, "noise_free": args.noise_free, "colour": args.colour, "precision": enhancer.precision, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"model": args.model, "weights": args.weights, "curve_scale": args.curve_scale, "upscale": args.upscale, "noise_free": args.noise_free, "colour": args.colour, "blacks": args.blacks, "precision": enhancer.precision, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

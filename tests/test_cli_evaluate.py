@@ -157,7 +157,7 @@ def test_model_mode_enhances_then_scores(tmp_path):
 
     tile = create_model("gamma").info.default_tile  # the CPU default
     assert report["inference"] == {"device": "cpu", "precision": "fp32", "tile": tile, "overlap": 32, "curve_scale": None,
-                                   "compiled": False, "colour": "model"}
+                                   "compiled": False, "colour": "model", "blacks": "model"}
     assert report["architecture"] == "gamma" and report["weights"] == "no weights needed" and report["weights_path"] is None
     assert report["pred"] == str(data / "low") and report["ref"] == str(data / "high")
     random = _json(runner.invoke(app, ["evaluate", "--model", "crnet-s", "--no-pretrained", "--data", str(data),

@@ -127,6 +127,27 @@ def test_pairs_sharing_a_reference_stay_on_one_side_of_validation():
     assert split_sides > 0  # the groups were drawn into validation, whole
 
 
+def test_pair_hold_out_trains_on_the_other_exposures_of_a_validated_scene():
+    """``hold_out="pair"`` validates like LOL-v1's test set: other captures of a held-out scene train."""
+    pairs = _fake_lol()
+    for i in range(0, 120, 3):  # 40 scenes of three exposures each
+        for j in (i + 1, i + 2):
+            pairs[j] = ImagePair(pairs[j].name, pairs[j].low, pairs[i].high.copy())
+    shared_scenes = 0
+    for seed in range(5):
+        s = make_split(pairs, labeled_frac=1.0, val_count=15, seed=seed, hold_out="pair")
+        val, trained = set(s.validation), set(s.labeled) | set(s.unlabeled)
+        assert len(val) == 15 and not val & trained
+        assert s == make_split(pairs, labeled_frac=1.0, val_count=15, seed=seed, hold_out="pair")
+        shared_scenes += sum(bool({str(i), str(i + 1), str(i + 2)} & val and {str(i), str(i + 1), str(i + 2)} & trained)
+                             for i in range(0, 120, 3))
+    assert shared_scenes > 0  # a validated scene's other exposures were trained on
+    with pytest.raises(ConfigError, match="hold-out"):
+        make_split(pairs, labeled_frac=1.0, val_count=15, seed=0, hold_out="room")
+    with pytest.raises(ConfigError, match="data.hold_out"):
+        build_config(flags={"data.root": "synthetic"}, assignments=["data.hold_out=room"])
+
+
 def test_data_seed_fixes_the_labeled_images_while_the_run_seed_varies(tmp_path):
     from lowlight_cli.training import Trainer
 

@@ -31,7 +31,7 @@ from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
 from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights, run_precision
-from .options import ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
+from .options import BlacksOpt, ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_report_destination, write_report
 
 INPUT_ROW = "input"  # the first row: the low images scored as they are
@@ -129,6 +129,7 @@ def compare(
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
     colour: ColourOpt = "model",
+    blacks: BlacksOpt = "model",
 ) -> None:
     """Score several models on one test set under one protocol: a row per model, the input first.
 
@@ -159,7 +160,7 @@ def compare(
                          hint="give a folder holding low/ and high/, or use --metrics niqe alone")
     pairing = paired(low, high if protocol.needs_reference else None, csv_path, what="low image")
 
-    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour)
+    config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour, blacks=blacks)
     loaded = [_resolve(label, config) for label in labels]  # every name checked before the first model runs
     scorer = Scorer(protocol)
     scores = score_with_progress(scorer, pairing, None, INPUT_ROW)
@@ -167,7 +168,8 @@ def compare(
     for i, entry in enumerate(loaded, start=1):
         enhancer = build_enhancer(entry.model, config)
         entry.inference = {"device": str(enhancer.device), "precision": run_precision(entry.model, enhancer),
-                           "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour}
+                           "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour,
+                           "blacks": enhancer.config.blacks}
         announce(entry.name, entry.model, f"[{i}/{len(loaded)}] {entry.label}: {describe_run(entry.name, entry.model, enhancer)}")
         scores = score_with_progress(scorer, pairing, enhancer, entry.label)
         rows.append(Row(entry, scores, summarize(scores, protocol.metrics)))
@@ -186,7 +188,7 @@ def compare(
     if json_output:
         typer.echo(json.dumps(_json(protocol, rows, data, colour, [path for path, _ in unpaired]), indent=2))
     else:
-        _table(protocol, rows, data, colour)
+        _table(protocol, rows, data, colour if blacks == "model" else f"{colour}, blacks {blacks}")
     if csv_problem is not None:
         report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)

@@ -27,6 +27,7 @@ from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, handl
 from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
+    EnhanceBlacksOpt,
     EnhanceColourOpt,
     CompileOpt,
     DeviceOpt,
@@ -82,6 +83,7 @@ def enhance(
     compile_: CompileOpt = False,
     curve_scale: EnhanceCurveScaleOpt = None,
     colour: EnhanceColourOpt = None,
+    blacks: EnhanceBlacksOpt = None,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images larger than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     verbose: VerboseOpt = False,
     json_output: JsonOpt = False,
@@ -130,8 +132,11 @@ def enhance(
         scale = "auto"  # the photo models: curves at reduced resolution above 8 MP unless told (docs/performance.md)
     if colour is None:  # the photo model keeps a photo's colour balance unless told (docs/photo-quality.md)
         colour = getattr(net.info, "enhance_colour", "model")
+    if blacks is None:  # ... and keeps a dark photo's blacks unless told (docs/photo-quality.md)
+        blacks = getattr(net.info, "enhance_blacks", "model")
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
-                             compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour, cpu_bf16=True)
+                             compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour,
+                             blacks=blacks, cpu_bf16=True)
     enhancer = build_enhancer(net, config)
     if dry_run:  # everything a run checks first has been checked (options, model, weights, device, output folder)
         _report_passed_over(found.skipped, [], verbose=verbose)
@@ -294,6 +299,7 @@ def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> di
         "precision": enhancer.precision,
         "tile": enhancer.tile,
         "colour": enhancer.config.colour,
+        "blacks": enhancer.config.blacks,
         **{s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")},
         "files": [r.as_dict() for r in results],
     }

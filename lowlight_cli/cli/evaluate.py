@@ -23,7 +23,7 @@ from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
-from .options import ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
+from .options import BlacksOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 from .report_file import check_not_an_input, check_report_destination, write_report
 
 EPILOG = """
@@ -145,6 +145,7 @@ def evaluate(
     compile_: CompileOpt = False,
     curve_scale: CurveScaleOpt = None,
     colour: ColourOpt = "model",
+    blacks: BlacksOpt = "model",
 ) -> None:
     """Score images with PSNR, SSIM and NIQE under an explicit protocol.
 
@@ -182,6 +183,8 @@ def evaluate(
                          hint="score existing predictions with --pred/--ref alone, or enhance with --weights W --data DIR")
     if colour != "model" and not enhances:
         raise UsageError("--colour applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --colour input")
+    if blacks != "model" and not enhances:
+        raise UsageError("--blacks applies when evaluate enhances with --model", hint="e.g. lowlight evaluate --model crnet-curve-dn --data LOL/test --blacks keep")
     if enhances:
         if pred is not None or data is None:
             flag = "--model" if model is not None else "--weights"
@@ -199,7 +202,7 @@ def evaluate(
         if model is None:  # as enhance: the architecture the checkpoint names (a hub checkpoint is fetched here)
             model, weights = model_for_weights(None, weights, "")
         config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap,
-                                 batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour)
+                                 batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour, blacks=blacks)
         net = load_model(model, weights, no_pretrained, curve_scale)
         enhancer = build_enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
@@ -216,11 +219,12 @@ def evaluate(
         curve_scale = enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
                               "overlap": enhancer.config.overlap, "curve_scale": curve_scale,
-                              "compiled": enhancer.config.compile, "colour": enhancer.config.colour}
+                              "compiled": enhancer.config.compile, "colour": enhancer.config.colour,
+                              "blacks": enhancer.config.blacks}
         tiles = f"tiles of {enhancer.tile} px (overlap {enhancer.config.overlap})" if enhancer.tile else "whole images"
         predictions = (f"{net.info.name} ({extra['weights']}), {enhancer.device} {enhancer.precision}, {tiles}"
                        + (f", curve scale {curve_scale}" if curve_scale is not None else "")
-                       + f", colour {enhancer.config.colour}, rounded to each input's bit depth")
+                       + f", colour {enhancer.config.colour}, blacks {enhancer.config.blacks}, rounded to each input's bit depth")
     csv_problem = None
     if csv_path is not None:
         try:

@@ -121,6 +121,8 @@ def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit:
         compiled += f", curves at {'full' if exported == 1 else f'1/{exported}'} resolution as exported"
     if enhancer.config.colour == "input":
         compiled += ", the input's colour"
+    if enhancer.config.blacks == "keep":
+        compiled += ", blacks kept"
     weights = describe_weights(name, model, explicit=explicit)
     return f"{name} with {weights} on {enhancer.device} ({precision}, {tile_text}{compiled})"
 

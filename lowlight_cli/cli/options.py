@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from ..inference.engine import AUTO_CURVE_MAX_PIXELS, COLOUR_MODES, MIN_TILE, auto_curve_scale
+from ..inference.engine import AUTO_CURVE_MAX_PIXELS, BLACKS_MODES, COLOUR_MODES, MIN_TILE, auto_curve_scale
 from ..models.base import MAX_CURVE_SCALE
 from ..models.registry import curve_model_names
 
@@ -155,6 +155,22 @@ EnhanceColourOpt = Annotated[
         "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md). "
         "Default: input for crnet-curve-dn (the default model; photos from cameras and phones are balanced already), "
         "model for the others.",
+    ),
+]
+_BLACKS_HELP = ("model: the model's blacks (LOL-trained models lift a dark photo's blacks into a grey veil); keep: "
+                "a toe on the output's brightness brings them down to a photo's, with grain scaled with its surroundings "
+                "and mid-tones, highlights and lights as the model left them (docs/photo-quality.md).")
+BlacksOpt = Annotated[
+    str,
+    typer.Option("--blacks", click_type=click.Choice(list(BLACKS_MODES), case_sensitive=False), help=_BLACKS_HELP),
+]
+EnhanceBlacksOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--blacks",
+        click_type=click.Choice(list(BLACKS_MODES), case_sensitive=False),
+        show_default=False,
+        help=_BLACKS_HELP + " Default: keep for crnet-curve-dn (the default model), model for the others.",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

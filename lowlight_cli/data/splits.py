@@ -51,14 +51,20 @@ def validation_cap(references: int) -> int:
     return max(1, references // 5)
 
 
+HOLD_OUTS = ("scene", "pair")
+
+
 def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, seed: int,
-               validation_required: bool = True) -> Split:
+               validation_required: bool = True, hold_out: str = "scene") -> Split:
     """Split training pairs into validation, labeled and unlabeled sets.
 
     ``val_count`` pairs with references are held out first (at most a fifth of them), together with
     every pair whose reference is pixel-identical to a held-out one: LOL shoots some scenes at several
     exposures with one reference, and a scene must not be both validated and trained on (the
-    unlabeled images of pairs whose references are absent cannot be checked). The labeled set then has
+    unlabeled images of pairs whose references are absent cannot be checked). ``hold_out="pair"``
+    holds out the drawn pairs alone and trains on the other exposures of their scenes: validation
+    then measures what LOL-v1's test set does, the recall of scenes trained on (13 of its 15 low
+    images repeat a training capture; docs/crnet-training.md). The labeled set then has
     ``ceil(labeled_frac * len(pairs))`` pairs (10% of LOL's 485 images = 49), drawn from the
     remaining pairs with references (all of them when that many do not exist). Every other
     training image is unlabeled. Draws use ``numpy.random.default_rng(seed)``.
@@ -68,10 +74,13 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
     is unlabeled.
 
     Raises:
-        ConfigError: ``labeled_frac`` outside (0, 1]. DataError: too few pairs with references.
+        ConfigError: ``labeled_frac`` outside (0, 1], or an unknown ``hold_out``.
+        DataError: too few pairs with references.
     """
     if not 0.0 < labeled_frac <= 1.0:
         raise ConfigError(f"labeled fraction must be in (0, 1], got {labeled_frac}")
+    if hold_out not in HOLD_OUTS:
+        raise ConfigError(f"unknown hold-out {hold_out!r}", hint=f"one of: {', '.join(HOLD_OUTS)}")
     rng = np.random.default_rng(seed)
     with_ref = [p.name for p in pairs if p.labeled]
     if not has_validation(len(with_ref), validation_required=validation_required):
@@ -82,7 +91,7 @@ def make_split(pairs: list[ImagePair], *, labeled_frac: float, val_count: int, s
                              "the paired methods validate on held-out pairs (the unpaired ones train without)")
     val_count = min(val_count, validation_cap(len(with_ref)))
     order = [with_ref[i] for i in rng.permutation(len(with_ref))]
-    scene = {p.name: p.high_digest for p in pairs if p.labeled}
+    scene = {p.name: (p.high_digest if hold_out == "scene" else p.name) for p in pairs if p.labeled}
     held_scenes = {scene[n] for n in order[:val_count]}
     validation = sorted(n for n in order if scene[n] in held_scenes)
     candidates = [n for n in order if scene[n] not in held_scenes]

@@ -19,6 +19,7 @@ from ..errors import ConfigError, InputError, ModelOutputError, UsageError
 from ..io.image import bit_depth_of, from_float, gray_channels, to_float
 from ..models.base import MAX_CURVE_SCALE, EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
+from .blacks import keep_blacks
 from .colour import keep_input_colour
 from .compilation import check_compile_toolchain, compile_module
 from .device import resolve_device
@@ -30,6 +31,8 @@ from .transparency import fill_hidden
 MIN_TILE = 64
 # InferenceConfig.colour: the model's colours, or the input's at low resolution (inference.colour)
 COLOUR_MODES = ("model", "input")
+# InferenceConfig.blacks: the model's blacks, or lowered to a photo's where the model lifted them (inference.blacks)
+BLACKS_MODES = ("model", "keep")
 # curve models under curve_scale="auto": the body sees at most this many pixels (photos above it
 # get their curve maps at 1/2, 1/4, ... resolution; README "Speed" gives the cost and the gain)
 AUTO_CURVE_MAX_PIXELS = 8_000_000
@@ -78,6 +81,9 @@ class InferenceConfig:
             colour at low resolution (:func:`~lowlight_cli.inference.colour.keep_input_colour`):
             the photo's own white balance and saturation, the model's brightness, detail and
             denoising.
+        blacks: ``"model"`` keeps the model's blacks; ``"keep"`` lowers the blacks a model lifted
+            to a photo's, with a toe on the output's brightness after the colour step
+            (:func:`~lowlight_cli.inference.blacks.keep_blacks`; RGB photos only).
     """
 
     device: str = "auto"
@@ -89,6 +95,7 @@ class InferenceConfig:
     curve_scale: int | str | None = None
     cpu_bf16: bool = False
     colour: str = "model"
+    blacks: str = "model"
 
     def __post_init__(self) -> None:
         for name, optional in (("tile", True), ("overlap", True), ("batch_size", False)):
@@ -102,6 +109,8 @@ class InferenceConfig:
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.colour not in COLOUR_MODES:
             raise ConfigError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {self.colour!r}")
+        if self.blacks not in BLACKS_MODES:
+            raise ConfigError(f"blacks must be one of {', '.join(BLACKS_MODES)}, got {self.blacks!r}")
         if self.curve_scale is not None and self.curve_scale != "auto":
             if isinstance(self.curve_scale, str):
                 raise ConfigError(f"curve_scale must be an integer from 1 to {MAX_CURVE_SCALE}, 'auto' or None, got {self.curve_scale!r}")
@@ -307,6 +316,12 @@ def banded_context(model: torch.nn.Module, read: TileReader, height: int, width:
 
 # float inputs may stray this far outside [0, 1] (resampling overshoot) and are clipped; further is refused
 RANGE_TOLERANCE = 0.01
+
+
+def to_depth(source: np.ndarray, into: np.ndarray, band_rows: int = 256) -> None:
+    """Round ``source`` (uint16) into ``into`` (uint8) band by band: no float copy of the whole photo."""
+    for top in range(0, source.shape[0], band_rows):
+        into[top : top + band_rows] = from_float(source[top : top + band_rows].astype(np.float32) / np.float32(65535), 8)
 
 
 def _range_problem(low: float, high: float) -> str | None:
@@ -542,8 +557,12 @@ class Enhancer:
         """:meth:`enhance_tensor` of an image already checked (float32, in [0, 1])."""
         out, keep = float_output(image)
         self._run(tensor_reader(image), *image.shape[-2:], keep, on_event)
-        if self.config.colour == "input" and image.shape[1] == 3:
-            keep_input_colour(image[0].detach().permute(1, 2, 0).float().numpy(), out[0].permute(1, 2, 0).numpy())
+        if image.shape[1] == 3 and (self.config.colour == "input" or self.config.blacks == "keep"):
+            low, result = image[0].detach().permute(1, 2, 0).float().numpy(), out[0].permute(1, 2, 0).numpy()
+            if self.config.colour == "input":
+                keep_input_colour(low, result)
+            if self.config.blacks == "keep":
+                keep_blacks(low, result)
         return out
 
     def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False,
@@ -581,9 +600,10 @@ class Enhancer:
         bit_depth = bit_depth_of(pixels.dtype)
         height, width = pixels.shape[:2]
         colour = self.config.colour == "input" and not gray
-        # the colour step corrects the whole output once it is there: an 8-bit photo's output waits
-        # for it at 16 bits, so that it is rounded to 8 bits once, as from the float path
-        work_depth = 16 if colour else bit_depth
+        blacks = self.config.blacks == "keep"
+        # the colour and blacks steps correct the whole output once it is there: an 8-bit photo's
+        # output waits for them at 16 bits, so that it is rounded to 8 bits once, as from the float path
+        work_depth = 16 if colour or blacks else bit_depth
 
         def read(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
             region = torch.from_numpy(to_float(pixels[top : top + rows, left : left + cols])).permute(2, 0, 1)[None]
@@ -604,11 +624,16 @@ class Enhancer:
                 return pad_to(region, rows, cols)
 
         self._run(read, height, width, write, on_event, visible=seen)
+        if not (colour or blacks):
+            return out
+        final = out if bit_depth == 16 else np.empty_like(pixels)  # corrected and rounded to 8 bits band by band
         if colour:
-            final = out if bit_depth == 16 else np.empty_like(pixels)  # corrected and rounded to 8 bits band by band
-            keep_input_colour(pixels, out, into=final)
-            return final
-        return out
+            keep_input_colour(pixels, out, into=out if blacks else final)
+        if blacks:
+            keep_blacks(pixels, out, visible=visible)
+            if final is not out:
+                to_depth(out, final)
+        return final
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""

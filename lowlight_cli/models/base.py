@@ -126,6 +126,10 @@ class ModelInfo:
             photo's own colour balance (:func:`~lowlight_cli.inference.colour.keep_input_colour`),
             measured better on every photo set for this model (docs/photo-quality.md); ``"model"``
             (the default) keeps the model's. ``lowlight evaluate`` always defaults to ``"model"``.
+        enhance_blacks: ``lowlight enhance``'s ``--blacks`` when none is given: ``"keep"`` lowers
+            the blacks the model lifts (:func:`~lowlight_cli.inference.blacks.keep_blacks`), chosen
+            for this model on the photo sets (docs/photo-quality.md); ``"model"`` (the default)
+            keeps the model's. ``lowlight evaluate`` always defaults to ``"model"``.
         listed_macs: multiply-accumulates of one forward pass of the model as built by default on a
             64x64 input (:func:`~lowlight_cli.models.complexity.measure_complexity`), which
             ``lowlight models`` lists per pixel instead of counting them again: counting takes
@@ -153,6 +157,7 @@ class ModelInfo:
     listed_macs: int | None = None
     enhance_auto_curve_scale: bool = False
     enhance_colour: str = "model"
+    enhance_blacks: str = "model"
 
 
 class EnhancementModel(nn.Module):

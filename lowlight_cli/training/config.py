@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.splits import HOLD_OUTS
 from ..errors import ConfigError
 from ..models import MODELS
 from ..models.base import check_curve_scale
@@ -59,6 +60,10 @@ class DataSection:
             ``$LOWLIGHT_DATA`` / ``./data/LOL``.
         labeled_frac: fraction of the training images whose reference is used.
         val_count: pairs held out of the training set for validation.
+        hold_out: ``scene`` holds out every pair of a drawn pair's scene (its reference) too, so
+            validation measures new scenes; ``pair`` holds out the drawn pairs alone, so validation
+            measures what LOL-v1's test set does, the recall of scenes trained on (ours; see
+            :func:`lowlight_cli.data.splits.make_split`).
         patch_size, patches_per_image, augment: patch sampling (SPEC: 30 patches per image).
         identity_prob: share of labeled patches trained as reference -> reference (ours; 0 = off):
             teaches the model to leave well-exposed photos alone.
@@ -80,6 +85,7 @@ class DataSection:
     root: str = ""
     labeled_frac: float = 1.0
     val_count: int = 15
+    hold_out: str = "scene"
     patch_size: int = 96
     patches_per_image: int = 30
     augment: bool = True
@@ -251,6 +257,7 @@ class TrainConfig:
         checks = [
             (0.0 < self.data.labeled_frac <= 1.0, "data.labeled_frac must be in (0, 1]"),
             (self.data.val_count >= 1, "data.val_count must be >= 1"),
+            (self.data.hold_out in HOLD_OUTS, f"data.hold_out must be one of: {', '.join(HOLD_OUTS)}"),
             (self.data.patch_size >= 16, "data.patch_size must be >= 16"),
             (self.data.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
             (0.0 <= self.data.identity_prob < 1.0, "data.identity_prob must be in [0, 1)"),

@@ -204,7 +204,7 @@ class Trainer:
             return split
         d = self.config.data
         split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed,
-                           validation_required=not self.method.unpaired)
+                           validation_required=not self.method.unpaired, hold_out=d.hold_out)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             split.save(path)
