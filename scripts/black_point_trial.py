@@ -95,21 +95,31 @@ def reference_black(pairs: list) -> float:
     return float(np.median([checks.black_level(p.high) for p in pairs if p.high is not None]))
 
 
-def black_point(low: np.ndarray, out: np.ndarray, target: float, strength: float, pivot: float) -> np.ndarray:
-    """The toe of the module docstring on uint8 RGB ``out`` (enhanced from ``low``) -> uint8 RGB."""
+def toe_step(low: np.ndarray, out: np.ndarray, target: float, strength: float, pivot: float, *,
+             gain_from: str = "luma", black_from: str = "luma") -> np.ndarray:
+    """The toe of the module docstring on uint8 RGB ``out`` (enhanced from ``low``) -> uint8 RGB.
+    ``gain_from``: each pixel is scaled by ``f(x) / x`` of its own luma (round 1) or of the luma's
+    base (``"base"``, :func:`luma_base`, rounds 2 and 3); ``black_from``: the photo's black ``b`` is
+    the 1st percentile of the luma (rounds 1 and 3) or of the base (``"base"``, round 2)."""
     o = out.astype(np.float64) / 255
     i = low.astype(np.float64) / 255
     y = o @ LUMA
-    black = np.percentile(y, 1)
+    base = np.clip(luma_base(y), 0.0, 1.0) if "base" in (gain_from, black_from) else None
+    black = np.percentile(base if black_from == "base" else y, 1)
     weight = min(max(y.mean() / max((i @ LUMA).mean(), 1e-6) - 1, 0.0), 1.0)
     p = pivot * y.mean()
     if black <= target or weight == 0 or black >= p:
         return out
     goal = black - strength * (black - target)
     c = min((1 - goal / black) / (1 - black / p) ** 2, 0.9) * weight
-    u = np.clip(y / p, 0, 1)
+    u = np.clip((base if gain_from == "base" else y) / p, 0, 1)
     toned = np.maximum(o * (1 - c * (1 - u) ** 2)[..., None], i)
     return np.clip(np.round(toned * 255), 0, 255).astype(np.uint8)
+
+
+def black_point(low: np.ndarray, out: np.ndarray, target: float, strength: float, pivot: float) -> np.ndarray:
+    """Round 1's toe: each pixel by its own luma (:func:`toe_step`)."""
+    return toe_step(low, out, target, strength, pivot)
 
 
 def luma_base(y: np.ndarray, eps: float = 0.01) -> np.ndarray:
@@ -123,32 +133,11 @@ def luma_base(y: np.ndarray, eps: float = 0.01) -> np.ndarray:
     return box(a) * y + box(mean - a * mean)
 
 
-def base_black_point(low: np.ndarray, out: np.ndarray, target: float, strength: float, pivot: float,
-                     black_from: str = "base") -> np.ndarray:
-    """Round 2's toe on uint8 RGB ``out`` (enhanced from ``low``): the gain ``f(B) / B`` of the luma's
-    base ``B`` (:func:`luma_base`) scales each pixel; otherwise :func:`black_point`. ``black_from``:
-    the photo's black ``b`` is the 1st percentile of the base (round 2) or of the luma (``"luma"``,
-    round 3)."""
-    o = out.astype(np.float64) / 255
-    i = low.astype(np.float64) / 255
-    y = o @ LUMA
-    base = np.clip(luma_base(y), 0.0, 1.0)
-    black = np.percentile(base if black_from == "base" else y, 1)
-    weight = min(max(y.mean() / max((i @ LUMA).mean(), 1e-6) - 1, 0.0), 1.0)
-    p = pivot * y.mean()
-    if black <= target or weight == 0 or black >= p:
-        return out
-    goal = black - strength * (black - target)
-    c = min((1 - goal / black) / (1 - black / p) ** 2, 0.9) * weight
-    u = np.clip(base / p, 0, 1)
-    toned = np.maximum(o * (1 - c * (1 - u) ** 2)[..., None], i)
-    return np.clip(np.round(toned * 255), 0, 255).astype(np.uint8)
-
-
 ROUND_2 = [("base", 1.0, 1.0), ("base", 1.0, 1.5), ("base", 0.5, 1.5), ("pixel", 1.0, 1.0), ("pixel", 1.0, 1.5)]
 ROUND_3 = [("base-y", 0.5, 1.5), ("base-y", 0.75, 1.5), ("base-y", 1.0, 1.5), ("base-y", 1.0, 2.0)]
-STEPS = {"pixel": black_point, "base": base_black_point,
-         "base-y": lambda low, out, target, s, p: base_black_point(low, out, target, s, p, black_from="luma")}
+STEPS = {"pixel": black_point,
+         "base": lambda low, out, target, s, p: toe_step(low, out, target, s, p, gain_from="base", black_from="base"),
+         "base-y": lambda low, out, target, s, p: toe_step(low, out, target, s, p, gain_from="base")}
 
 
 def pair_scores(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
