@@ -79,6 +79,13 @@ def test_bands_give_the_whole_image_step_on_every_dtype(monkeypatch):
     banded = out.copy()
     keep_blacks(low, banded)
     np.testing.assert_allclose(banded, whole, atol=2e-6)
+    source = np.rint(out * 65535).astype(np.uint16)
+    into = np.empty(source.shape, np.uint8)  # written into another array at its own depth, rounded once
+    keep_blacks(np.rint(low * 255).astype(np.uint8), source, into=into)
+    assert np.array_equal(source, np.rint(out * 65535).astype(np.uint16))  # the source left as it was
+    assert np.abs(into / 255.0 - whole).max() < 1 / 255
+    passed = np.empty_like(into)
+    assert keep_blacks(low, low.copy(), into=passed) is None and np.array_equal(passed, np.rint(low * 255))
     as_uint16 = np.rint(out * 65535).astype(np.uint16)
     keep_blacks(np.rint(low * 255).astype(np.uint8), as_uint16)  # dtypes may differ
     assert np.abs(as_uint16 / 65535.0 - whole).max() < 2 / 255

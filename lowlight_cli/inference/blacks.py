@@ -109,21 +109,33 @@ def plan_toe(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = N
     return Toe(float(strength), float(level), base_radius(height, width))
 
 
-def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = None) -> Toe | None:
+def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = None,
+                into: np.ndarray | None = None) -> Toe | None:
     """Lower ``out``'s lifted blacks (enhanced from ``low``) in place, as the module says; returns the
     toe applied, or None where the photo needed none.
 
     ``low`` and ``out`` are ``(H, W, 3)`` RGB arrays of one size (uint8, uint16 or float in [0, 1];
     their dtypes may differ). ``out`` is rewritten band by band; rows a later band's base still
     needs are kept aside before a band is written, so the result equals the whole-image step.
+    ``into``: an array of ``out``'s shape (any of those dtypes) that receives the result instead,
+    rounded once to its own scale (an output kept at 16 bits, written out at 8), ``out`` then left
+    as it was; with no toe needed it receives ``out`` as it is.
 
     Raises:
         ValueError: shapes differ or are not ``(H, W, 3)``.
     """
     if low.shape != out.shape or low.ndim != 3 or low.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) images of one size, got {low.shape}, {out.shape}")
+    if into is out:
+        into = None
+    if into is not None and into.shape != out.shape:
+        raise ValueError(f"expected (H, W, 3) images of one size, got {out.shape}, {into.shape}")
     toe = plan_toe(low, out, visible=visible)
+    target = out if into is None else into
+    into_scale = np.float32(_full_scale(target.dtype))
     if toe is None:
+        if into is not None:
+            _store(into, 0, out, np.float32(_full_scale(out.dtype)), into_scale)
         return None
     height = out.shape[0]
     halo = 2 * toe.radius  # the base at a row reads the luma this many rows away
@@ -142,8 +154,20 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
         if low_scale != scale:
             floor *= scale / low_scale
         np.maximum(toned, floor, out=toned)
-        above = out[max(0, bottom - halo) : bottom].copy()
-        if np.issubdtype(out.dtype, np.integer):
-            np.rint(toned, out=toned)
-        out[top:bottom] = np.clip(toned, 0.0, scale, out=toned)
+        if into is None:  # out is rewritten: keep the original rows the next band's base reads
+            above = out[max(0, bottom - halo) : bottom].copy()
+        else:
+            above = out[max(0, bottom - halo) : bottom]
+        _store(target, top, toned, scale, into_scale)
     return toe
+
+
+def _store(target: np.ndarray, top: int, values: np.ndarray, scale: np.float32, target_scale: np.float32) -> None:
+    """Write ``values`` (rows from ``top``, in units of ``scale``) into ``target``, rounded to its scale."""
+    for first in range(0, len(values), BAND_ROWS):
+        block = values[first : first + BAND_ROWS].astype(np.float32)  # a copy: values may be an input
+        if target_scale != scale:
+            block *= target_scale / scale
+        if np.issubdtype(target.dtype, np.integer):
+            np.rint(block, out=block)
+        target[top + first : top + first + len(block)] = np.clip(block, 0.0, target_scale, out=block)

@@ -318,12 +318,6 @@ def banded_context(model: torch.nn.Module, read: TileReader, height: int, width:
 RANGE_TOLERANCE = 0.01
 
 
-def to_depth(source: np.ndarray, into: np.ndarray, band_rows: int = 256) -> None:
-    """Round ``source`` (uint16) into ``into`` (uint8) band by band: no float copy of the whole photo."""
-    for top in range(0, source.shape[0], band_rows):
-        into[top : top + band_rows] = from_float(source[top : top + band_rows].astype(np.float32) / np.float32(65535), 8)
-
-
 def _range_problem(low: float, high: float) -> str | None:
     if not (math.isfinite(low) and math.isfinite(high)):
         return "holds NaN or infinite values"
@@ -630,9 +624,7 @@ class Enhancer:
         if colour:
             keep_input_colour(pixels, out, into=out if blacks else final)
         if blacks:
-            keep_blacks(pixels, out, visible=visible)
-            if final is not out:
-                to_depth(out, final)
+            keep_blacks(pixels, out, visible=visible, into=final)
         return final
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
