@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1, help="round 1 (session 25), 2 or 3 (session 38)")
     parser.add_argument("--chosen", default="base,1.0,1.5", help="the candidate of rounds 2 and 3 for --test: KIND,S,P (KIND pixel, base or base-y)")
     parser.add_argument("--colour", choices=("model", "input"), default="model", help="the enhancer's colour (lowlight enhance --colour)")
+    parser.add_argument("--per-photo", action="store_true", help="after the candidates, the --chosen candidate photo by photo "
+                                                                 "on the lights and noise sets (PSNR change, mean gray)")
     args = parser.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -210,7 +212,28 @@ def main() -> None:
                 out = run(low)
                 scores.append(pair_scores(STEPS[kind](low, out, target, float(s), float(p)) if chosen else out, ref))
             print(f"LOL-v1 test, {label}: {np.mean([s[0] for s in scores]):.3f} / {np.mean([s[1] for s in scores]):.4f}")
+    if args.per_photo:
+        kind, s, p = args.chosen.split(",")
+        print_per_photo(sets, lambda low, out: STEPS[kind](low, out, target, float(s), float(p)), f"{kind} s {s}, p {p}")
     print(f"\n{time.perf_counter() - start:.0f} s")
+
+
+def print_per_photo(sets: dict, step, label: str, names: tuple[str, ...] = ("lights", "noise")) -> None:
+    """``step`` against the model photo by photo on ``names``: how many photos gain and lose more than
+    0.05 dB, and the largest losses and gains with the mean gray of the output, the stepped output and
+    the clean photo."""
+    gray = lambda rgb: float((rgb.astype(np.float64) @ LUMA).mean() / 255)  # noqa: E731
+    for name in names:
+        rows = []
+        for photo, low, ref, out in sets[name]:
+            stepped = step(low, out)
+            rows.append((pair_scores(stepped, ref)[0] - pair_scores(out, ref)[0], photo, gray(out), gray(stepped), gray(ref)))
+        rows.sort()
+        print(f"\n{label}, {name}: {sum(r[0] > 0.05 for r in rows)} of {len(rows)} photos gain more than 0.05 dB, "
+              f"{sum(r[0] < -0.05 for r in rows)} lose more\n")
+        print("| photo | PSNR change | mean gray: model, stepped, clean |\n|---|---|---|")
+        for change, photo, model, stepped, clean in rows[:5] + rows[-3:]:
+            print(f"| {photo} | {change:+.2f} dB | {model:.3f}, {stepped:.3f}, {clean:.3f} |")
 
 
 if __name__ == "__main__":

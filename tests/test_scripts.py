@@ -555,6 +555,30 @@ def test_black_point_trial_lowers_a_lifted_black_halfway_and_keeps_what_it_must(
     assert np.array_equal(trial.black_point(low, low, target=0.1, strength=1.0, pivot=1.0), low)  # passed photo: unchanged
 
 
+def test_black_point_trials_chosen_step_is_what_the_library_runs(capsys):
+    """Round 3's candidate, as the trial scored it (float64, its own guided filter), and
+    ``lowlight_cli.inference.blacks.keep_blacks`` (float32, in bands) give the same pixels within a level."""
+    from lowlight_cli.inference.blacks import REFERENCE_BLACK, keep_blacks
+
+    trial = _script("black_point_trial")
+    rng = np.random.default_rng(3)
+    low = np.clip(rng.normal(8, 3, (300, 420, 3)), 0, 255).astype(np.uint8)
+    low[40:120, 200:380] = (60, 50, 40)  # a lit wall
+    low[10:20, 10:20] = 240  # a lamp
+    lifted = np.clip(45 + low.astype(np.float64) * 3 + rng.normal(0, 5, low.shape), 0, 255).astype(np.uint8)
+    by_trial = trial.STEPS["base-y"](low, lifted, REFERENCE_BLACK, 1.0, 1.5)
+    by_library = lifted.copy()
+    assert keep_blacks(low, by_library) is not None
+    assert not np.array_equal(by_trial, lifted)
+    difference = np.abs(by_trial.astype(int) - by_library)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+    sets = {"lights": [("wall", low, lifted, lifted)]}
+    trial.print_per_photo(sets, lambda l, o: by_trial, "base-y s 1, p 1.5", names=("lights",))
+    printed = capsys.readouterr().out
+    assert "0 of 1 photos gain" in printed or "1 of 1 photos gain" in printed
+    assert "| wall |" in printed
+
+
 def test_weights_table_names_each_bundle_by_its_method_and_the_data_it_used():
     table = _script("weights_table")
 

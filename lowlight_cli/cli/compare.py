@@ -188,7 +188,7 @@ def compare(
     if json_output:
         typer.echo(json.dumps(_json(protocol, rows, data, colour, [path for path, _ in unpaired]), indent=2))
     else:
-        _table(protocol, rows, data, colour if blacks == "model" else f"{colour}, blacks {blacks}")
+        _table(protocol, rows, data, f"colour {colour}" + ("" if blacks == "model" else f", blacks {blacks}"))
     if csv_problem is not None:
         report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)
@@ -221,10 +221,10 @@ def _best(protocol: Protocol, rows: list[Row]) -> dict[str, float]:
     return best
 
 
-def _table(protocol: Protocol, rows: list[Row], data: Path, colour: str) -> None:
+def _table(protocol: Protocol, rows: list[Row], data: Path, settings: str) -> None:
     best = _best(protocol, rows)
     table = Table(title=f"lowlight compare on {escape(str(data))}",
-                  caption=f"protocol: {escape(protocol.describe())}; colour {colour}; outputs rounded to each input's bit depth; "
+                  caption=f"protocol: {escape(protocol.describe())}; {settings}; outputs rounded to each input's bit depth; "
                           "the best model's mean in bold")
     table.add_column("model")
     table.add_column("architecture")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .colour import LUMA, _full_scale
+from .colour import LUMA, full_scale, store_rows
 
 REFERENCE_BLACK = 0.0978  # median 1st-percentile luma of LOL-v1's 484 training references
 PIVOT = 1.5  # the toe acts below this many times the output's mean luma
@@ -71,7 +71,7 @@ def luma_base(luma: np.ndarray, radius: int, eps: float = BASE_EPS) -> np.ndarra
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
-    return (pixels.astype(np.float32) @ LUMA) / np.float32(_full_scale(pixels.dtype))
+    return (pixels.astype(np.float32) @ LUMA) / np.float32(full_scale(pixels.dtype))
 
 
 def plan_toe(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = None,
@@ -131,16 +131,14 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
     if into is not None and into.shape != out.shape:
         raise ValueError(f"expected (H, W, 3) images of one size, got {out.shape}, {into.shape}")
     toe = plan_toe(low, out, visible=visible)
-    target = out if into is None else into
-    into_scale = np.float32(_full_scale(target.dtype))
+    scale, low_scale = np.float32(full_scale(out.dtype)), np.float32(full_scale(low.dtype))
     if toe is None:
-        if into is not None:
-            _store(into, 0, out, np.float32(_full_scale(out.dtype)), into_scale)
+        for top in range(0, out.shape[0] if into is not None else 0, BAND_ROWS):
+            store_rows(into, top, out[top : top + BAND_ROWS].astype(np.float32), scale)
         return None
     height = out.shape[0]
     halo = 2 * toe.radius  # the base at a row reads the luma this many rows away
     band = max(BAND_ROWS, halo)
-    scale, low_scale = np.float32(_full_scale(out.dtype)), np.float32(_full_scale(low.dtype))
     above = np.empty((0,) + out.shape[1:], out.dtype)  # the original rows just above the band
     for top in range(0, height, band):
         bottom = min(height, top + band)
@@ -158,16 +156,6 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
             above = out[max(0, bottom - halo) : bottom].copy()
         else:
             above = out[max(0, bottom - halo) : bottom]
-        _store(target, top, toned, scale, into_scale)
+        store_rows(out if into is None else into, top, toned, scale)
     return toe
 
-
-def _store(target: np.ndarray, top: int, values: np.ndarray, scale: np.float32, target_scale: np.float32) -> None:
-    """Write ``values`` (rows from ``top``, in units of ``scale``) into ``target``, rounded to its scale."""
-    for first in range(0, len(values), BAND_ROWS):
-        block = values[first : first + BAND_ROWS].astype(np.float32)  # a copy: values may be an input
-        if target_scale != scale:
-            block *= target_scale / scale
-        if np.issubdtype(target.dtype, np.integer):
-            np.rint(block, out=block)
-        target[top + first : top + first + len(block)] = np.clip(block, 0.0, target_scale, out=block)

@@ -34,8 +34,20 @@ CEILING = 250 / 255
 BAND_ROWS = 256
 
 
-def _full_scale(dtype: np.dtype) -> float:
+def full_scale(dtype: np.dtype) -> float:
+    """The value of white in an image of ``dtype``: 255, 65535, or 1.0 for floats."""
     return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def store_rows(into: np.ndarray, top: int, values: np.ndarray, scale: float) -> None:
+    """Write float32 ``values`` (rows from ``top``, in units where white is ``scale``) into ``into``,
+    rescaled to its own white, rounded if it is an integer image and clipped; ``values`` is reused."""
+    into_scale = full_scale(into.dtype)
+    if into_scale != scale:
+        values *= np.float32(into_scale / float(scale))
+    if np.issubdtype(into.dtype, np.integer):
+        np.rint(values, out=values)
+    into[top : top + len(values)] = np.clip(values, 0.0, into_scale, out=values)
 
 
 def thumbnail(pixels: np.ndarray, grid: int) -> np.ndarray:
@@ -52,7 +64,7 @@ def thumbnail(pixels: np.ndarray, grid: int) -> np.ndarray:
     if pixels.dtype == np.uint8:
         source, scale = pixels.astype(np.uint16) * np.uint16(257), 65535.0
     else:
-        source, scale = pixels.astype(np.float32, copy=False), _full_scale(pixels.dtype)
+        source, scale = pixels.astype(np.float32, copy=False), full_scale(pixels.dtype)
     small = cv2.resize(source, size, interpolation=cv2.INTER_AREA) if size != (width, height) else source
     return small.astype(np.float32) / scale
 
@@ -107,8 +119,7 @@ def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor, 
     # separable bilinear upsampling with pixel centres aligned (as cv2.INTER_LINEAR): columns once,
     # rows band by band
     wide = cv2.resize(gain, (width, rows_small), interpolation=cv2.INTER_LINEAR) if gain.shape[1] != width else gain
-    scale = _full_scale(out.dtype)
-    into_scale = _full_scale(into.dtype)
+    scale = full_scale(out.dtype)
     ceiling = CEILING * scale  # the band is worked on in the image's own units
 
     def band(top: int) -> None:
@@ -122,12 +133,7 @@ def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor, 
         corrected += wide[first]  # the band's gain
         model = out[top : top + len(rows)].astype(np.float32)
         corrected *= model
-        fitted = _fit_under_ceiling(model, corrected, ceiling)
-        if into_scale != scale:
-            fitted *= np.float32(into_scale / scale)
-        if np.issubdtype(into.dtype, np.integer):
-            np.rint(fitted, out=fitted)
-        into[top : top + len(rows)] = np.clip(fitted, 0.0, into_scale, out=fitted)
+        store_rows(into, top, _fit_under_ceiling(model, corrected, ceiling), scale)
 
     for done in pool.map(band, range(0, height, BAND_ROWS)):
         del done  # pool.map raises here what a band raised
