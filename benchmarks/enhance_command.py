@@ -4,6 +4,7 @@
     python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 3
     python benchmarks/enhance_command.py --model crnet-s --tile 0 --megapixels 12
     python benchmarks/enhance_command.py --megapixels 12 --curve-scale 2
+    python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --blacks model     # without the blacks step
     python benchmarks/enhance_command.py --megapixels 12 --weights weights/crnet-curve-dn-lol-stage5
     python benchmarks/enhance_command.py --megapixels 12 --isa avx2 --repeats 4 --against /tmp/old
     python benchmarks/enhance_command.py --megapixels 12 --busy 1 --env GOMP_SPINCOUNT=10000
@@ -99,6 +100,8 @@ def run_once(photo: Path, out: Path, args: argparse.Namespace, tree: Path = ROOT
         command += ["--curve-scale", str(args.curve_scale)]
     if args.colour is not None:
         command += ["--colour", args.colour]
+    if args.blacks is not None:
+        command += ["--blacks", args.blacks]
     if args.precision is not None:
         command += ["--precision", args.precision]
     if args.quota_folder is not None:
@@ -119,6 +122,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=None, help="default: the CLI's choice")
     parser.add_argument("--curve-scale", default=None, help="curve models: --curve-scale auto|N (default: the CLI's)")
     parser.add_argument("--colour", default=None, choices=["model", "input"], help="--colour (default: the CLI's)")
+    parser.add_argument("--blacks", default=None, choices=["model", "keep"], help="--blacks (default: the CLI's)")
     parser.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"], help="--precision (default: the CLI's)")
     parser.add_argument("--megapixels", type=float, nargs="+", default=[6.0, 12.0, 24.0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -147,7 +151,7 @@ def main() -> None:
         parser.error(f"{args.against} is not a checkout of lowlight (no lowlight_cli/__init__.py)")
     print(f"# {describe_machine()}; child ISA: {args.isa}; model {args.model or 'default'}, weights {args.weights or 'bundled'}, tile {args.tile if args.tile is not None else 'default'}, "
           f"curve scale {args.curve_scale if args.curve_scale is not None else 'default'}"
-          + (f", colour {args.colour}" if args.colour else "") + (f", precision {args.precision}" if args.precision else "")
+          + (f", colour {args.colour}" if args.colour else "") + (f", blacks {args.blacks}" if args.blacks else "") + (f", precision {args.precision}" if args.precision else "")
           + (f", child env {' '.join(args.env)}" if args.env else "")
           + (f", a folder of {args.photos} copies" if args.photos > 1 else "")
           + (f", {args.busy} busy process(es) spinning meanwhile" if args.busy else "")

@@ -13,7 +13,7 @@ from lowlight_cli.cli.app import app
 from lowlight_cli.errors import ConfigError
 from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.inference import blacks as blacks_module
-from lowlight_cli.inference.blacks import REFERENCE_BLACK, keep_blacks, luma_base, plan_toe
+from lowlight_cli.inference.blacks import REFERENCE_BLACK, base_step, keep_blacks, luma_base, plan_toe
 from lowlight_cli.inference.colour import LUMA
 from lowlight_cli.io import read_image
 from lowlight_cli.models import create_model
@@ -89,6 +89,26 @@ def test_bands_give_the_whole_image_step_on_every_dtype(monkeypatch):
     as_uint16 = np.rint(out * 65535).astype(np.uint16)
     keep_blacks(np.rint(low * 255).astype(np.uint8), as_uint16)  # dtypes may differ
     assert np.abs(as_uint16 / 65535.0 - whole).max() < 2 / 255
+
+
+def test_a_large_photos_base_runs_on_a_coarse_grid_and_bands_still_give_the_whole_step(monkeypatch):
+    """From a radius of 12 px (a short side of about 1150 px) the base's guided filter runs on block
+    means and is interpolated back: close to the exact filter, and banded = whole to float rounding,
+    with bands that cut blocks."""
+    assert [base_step(r) for r in (4, 11, 12, 30, 42)] == [1, 1, 2, 4, 5]
+    low, out = _lifted(1250, 1330, seed=4)
+    toe = plan_toe(low, out)
+    assert toe is not None and (toe.radius, toe.step) == (12, 2)
+    luma = out @ LUMA
+    fast, exact = luma_base(luma, toe.radius, step=toe.step), luma_base(luma, toe.radius)
+    assert not np.array_equal(fast, exact) and np.abs(fast - exact).mean() < 2e-3
+    assert np.abs(fast - exact).max() < 0.05  # at the lamp's edge
+    np.testing.assert_array_equal(luma_base(luma, 4, step=1), luma_base(luma, 4))
+    whole = np.maximum(out * toe.gain(fast)[..., None], low)
+    monkeypatch.setattr(blacks_module, "BAND_ROWS", 37)  # bands of an odd height: they cut the 2x2 blocks
+    banded = out.copy()
+    assert keep_blacks(low, banded) == toe
+    np.testing.assert_allclose(banded, whole, atol=2e-6)
 
 
 def test_enhancer_keeps_blacks_only_when_asked_on_both_paths_and_tiles():

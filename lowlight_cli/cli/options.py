@@ -136,41 +136,25 @@ EnhanceCurveScaleOpt = Annotated[
         "resolution at any size.",
     ),
 ]
-ColourOpt = Annotated[
-    str,
-    typer.Option(
-        "--colour",
-        click_type=click.Choice(list(COLOUR_MODES), case_sensitive=False),
-        help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
-        "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md).",
-    ),
-]
-EnhanceColourOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--colour",
-        click_type=click.Choice(list(COLOUR_MODES), case_sensitive=False),
-        show_default=False,
-        help="model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
-        "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md). "
-        "Default: input for crnet-curve-dn (the default model; photos from cameras and phones are balanced already), "
-        "model for the others.",
-    ),
-]
-_BLACKS_HELP = ("model: the model's blacks (LOL-trained models lift a dark photo's blacks into a grey veil); keep: "
-                "a toe on the output's brightness brings them down to a photo's, with grain scaled with its surroundings "
-                "and mid-tones, highlights and lights as the model left them (docs/photo-quality.md).")
-BlacksOpt = Annotated[
-    str,
-    typer.Option("--blacks", click_type=click.Choice(list(BLACKS_MODES), case_sensitive=False), help=_BLACKS_HELP),
-]
-EnhanceBlacksOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--blacks",
-        click_type=click.Choice(list(BLACKS_MODES), case_sensitive=False),
-        show_default=False,
-        help=_BLACKS_HELP + " Default: keep for crnet-curve-dn (the default model), model for the others.",
-    ),
-]
+def _mode_options(flag: str, modes: tuple[str, ...], help: str, enhance_default: str) -> tuple[object, object]:
+    """A mode option twice: as ``evaluate`` and ``compare`` take it (their protocol's default) and as
+    ``enhance`` does (no default of its own: the model's, said in ``enhance_default``)."""
+    choice = click.Choice(list(modes), case_sensitive=False)
+    return (Annotated[str, typer.Option(flag, click_type=choice, help=help)],
+            Annotated[Optional[str], typer.Option(flag, click_type=choice, show_default=False,
+                                                  help=f"{help} Default: {enhance_default}")])
+
+
+ColourOpt, EnhanceColourOpt = _mode_options(
+    "--colour", COLOUR_MODES,
+    "model: the model's colours (LOL-trained models neutralise casts and desaturate); input: the photo's own "
+    "colour balance at low resolution, with the model's brightness, detail and denoising (docs/photo-quality.md).",
+    "input for crnet-curve-dn (the default model; photos from cameras and phones are balanced already), model for "
+    "the others.")
+BlacksOpt, EnhanceBlacksOpt = _mode_options(
+    "--blacks", BLACKS_MODES,
+    "model: the model's blacks (LOL-trained models lift a dark photo's blacks into a grey veil); keep: a toe on the "
+    "output's brightness brings them down to a photo's, with grain scaled with its surroundings and mid-tones, "
+    "highlights and lights as the model left them (docs/photo-quality.md).",
+    "keep for crnet-curve-dn (the default model), model for the others.")
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file passed over, not just the count.")]

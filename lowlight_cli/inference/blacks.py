@@ -10,14 +10,17 @@ with no retraining, by a toe on the output's brightness:
 - the toe ``f(B) = B (1 - c (1 - B / p)^2)`` acts below the pivot ``p`` (:data:`PIVOT` times the
   output's mean luma) and is the identity above it, so mid-tones and highlights keep their level;
 - each pixel is scaled by ``f(B) / B`` of its *base* ``B``, an edge-preserving smoothing of the
-  luma (a guided filter of the luma on itself): grain is scaled with its surroundings, never made
-  more contrasty, while edges, lamps and window frames keep their own base. Hue is kept;
+  luma (a guided filter of the luma on itself, its coefficients computed on block means about a
+  radius / 8 coarser and interpolated back: :func:`luma_base`): grain is scaled with its
+  surroundings, never made more contrasty, while edges, lamps and window frames keep their own
+  base. Hue is kept;
 - the toe is blended in by how much the model brightened the photo (none on a photo it passed
   unchanged), and no pixel ends below its input.
 
 Chosen by ``scripts/black_point_trial.py`` (round 3, its rule written before the candidates were
 scored); the numbers are in docs/photo-quality.md. Memory beyond the two images is a few bands of
-rows, whatever the photo's size.
+rows and three maps on the coarse grid (each a 16th of the photo's pixels at 12 MP), whatever the
+photo's size.
 """
 
 from __future__ import annotations
@@ -36,16 +39,19 @@ BASE_EPS = 0.01  # the base's guided filter: luma steps of about sqrt(eps) = 0.1
 PERCENTILE = 1.0
 HISTOGRAM_BINS = 1 << 14
 BAND_ROWS = 256
+COARSE_RADIUS = 8  # the base's filter runs on a grid with about this radius in cells (base_step)
 
 
 @dataclass(frozen=True)
 class Toe:
     """One photo's toe: ``gain(B) = 1 - strength (1 - min(B / pivot, 1))^2`` of the luma base ``B``,
-    which is a guided filter of radius ``radius`` px."""
+    which is a guided filter of radius ``radius`` px computed on a grid ``step`` times coarser
+    (:func:`luma_base`)."""
 
     strength: float
     pivot: float
     radius: int
+    step: int = 1
 
     def gain(self, base: np.ndarray) -> np.ndarray:
         shortfall = 1.0 - np.clip(base / np.float32(self.pivot), 0.0, 1.0)
@@ -58,16 +64,56 @@ def base_radius(height: int, width: int) -> int:
     return max(4, round(min(height, width) / 100))
 
 
-def luma_base(luma: np.ndarray, radius: int, eps: float = BASE_EPS) -> np.ndarray:
-    """An edge-preserving base of ``luma`` ``(H, W)`` float32: a guided filter of it on itself
-    (He et al. 2013) with box windows of ``radius``, edges mirrored."""
-    size = (2 * radius + 1, 2 * radius + 1)
-    box = lambda x: cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    mean = box(luma)
-    variance = np.maximum(box(luma * luma) - mean * mean, 0.0)
+def base_step(radius: int) -> int:
+    """How much coarser than the photo the base's filter runs: one grid cell per
+    :data:`COARSE_RADIUS`-th of its radius (1, the photo's own grid, below a radius of 12 px)."""
+    return max(1, round(radius / COARSE_RADIUS))
+
+
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def _coefficients(luma: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The guided filter's window-averaged coefficients ``(A, B)``: the base is ``A luma + B``."""
+    mean = _box(luma, radius)
+    variance = np.maximum(_box(luma * luma, radius) - mean * mean, 0.0)
     a = variance / (variance + np.float32(eps))
     b = mean - a * mean
-    return box(a) * luma + box(b)
+    return _box(a, radius), _box(b, radius)
+
+
+def _block_means(luma: np.ndarray, step: int) -> np.ndarray:
+    """Means of ``step`` x ``step`` blocks, the last row and column of blocks padded by repeating the
+    edge."""
+    if step == 1:
+        return luma
+    height, width = luma.shape
+    padded = cv2.copyMakeBorder(luma, 0, -height % step, 0, -width % step, cv2.BORDER_REPLICATE)
+    # an area resize by a whole factor is the mean of each block
+    return cv2.resize(padded, (padded.shape[1] // step, padded.shape[0] // step), interpolation=cv2.INTER_AREA)
+
+
+def _upsampled(coarse: np.ndarray, step: int, top: int, bottom: int, width: int) -> np.ndarray:
+    """Rows ``top:bottom`` of ``coarse`` (one value per ``step`` x ``step`` block) interpolated
+    linearly to the photo's grid (block centres as samples, edges repeated): the rows a band needs,
+    equal to those of the whole map."""
+    if step == 1:
+        return coarse[top:bottom]
+    first = max(0, top // step - 1)  # one block row more on each side: the band's edges interpolate as inside
+    rows = coarse[first : min(len(coarse), (bottom - 1) // step + 2)]
+    fine = cv2.resize(rows, (rows.shape[1] * step, rows.shape[0] * step), interpolation=cv2.INTER_LINEAR)
+    return fine[top - first * step : bottom - first * step, :width]
+
+
+def luma_base(luma: np.ndarray, radius: int, eps: float = BASE_EPS, step: int = 1) -> np.ndarray:
+    """An edge-preserving base of ``luma`` ``(H, W)`` float32: a guided filter of it on itself
+    (He et al. 2013) with box windows of ``radius``, edges mirrored; with ``step`` > 1 its
+    coefficients are computed on the means of ``step`` x ``step`` blocks with a radius ``step`` times
+    smaller and interpolated back (the fast guided filter, He and Sun 2015)."""
+    a, b = _coefficients(_block_means(luma, step), max(1, round(radius / step)), eps)
+    height, width = luma.shape
+    return _upsampled(a, step, 0, height, width) * luma + _upsampled(b, step, 0, height, width)
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
@@ -80,20 +126,35 @@ def plan_toe(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = N
     is needed: the black already at or below the target or above the pivot, or a photo the model
     did not brighten. Statistics are gathered band by band (a luma histogram for the percentile),
     over the ``visible`` pixels only when given (``(H, W)`` bool)."""
+    return _survey(low, out, visible, target, pivot)[0]
+
+
+def _survey(low: np.ndarray, out: np.ndarray, visible: np.ndarray | None, target: float,
+            pivot: float) -> tuple[Toe | None, np.ndarray]:
+    """:func:`plan_toe`'s toe and, from the same pass, the block means of ``out``'s luma on the
+    base's coarse grid."""
     height, width = out.shape[:2]
+    radius = base_radius(height, width)
+    step = base_step(radius)
+    band = max(step, BAND_ROWS // step * step)  # whole blocks per band
     counts = np.zeros(HISTOGRAM_BINS, np.int64)
     sums = np.zeros(2)
-    for top in range(0, height, BAND_ROWS):
-        rows = slice(top, top + BAND_ROWS)
-        y_out, y_in = _luma(out[rows]), _luma(low[rows])
-        if visible is not None:
-            y_out, y_in = y_out[visible[rows]], y_in[visible[rows]]
+    blocks = []
+    for top in range(0, height, band):
+        rows = slice(top, top + band)
+        y_out = _luma(out[rows])
+        blocks.append(_block_means(y_out, step))
+        if visible is None:  # the input's mean luma from its channel sums: no second luma map
+            sum_in = float(np.dot(cv2.sumElems(low[rows])[:3], LUMA)) / full_scale(low.dtype)
+        else:
+            y_out, sum_in = y_out[visible[rows]], float(_luma(low[rows])[visible[rows]].sum(dtype=np.float64))
         bins = np.clip((y_out * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
         counts += np.bincount(bins.ravel(), minlength=HISTOGRAM_BINS)
-        sums += (float(y_out.sum(dtype=np.float64)), float(y_in.sum(dtype=np.float64)))
+        sums += (float(y_out.sum(dtype=np.float64)), sum_in)
+    coarse = np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
     total = int(counts.sum())
     if total == 0:
-        return None
+        return None, coarse
     mean_out, mean_in = sums / total
     # the PERCENTILE-th percentile, interpolated within its bin
     rank = PERCENTILE / 100 * total
@@ -104,9 +165,9 @@ def plan_toe(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = N
     weight = min(max(mean_out / max(mean_in, 1e-6) - 1.0, 0.0), 1.0)
     level = pivot * mean_out
     if black <= target or weight == 0.0 or black >= level:
-        return None
+        return None, coarse
     strength = min((1.0 - target / black) / (1.0 - black / level) ** 2, MAX_TOE) * weight
-    return Toe(float(strength), float(level), base_radius(height, width))
+    return Toe(float(strength), float(level), radius, step), coarse
 
 
 def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None = None,
@@ -115,8 +176,9 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
     toe applied, or None where the photo needed none.
 
     ``low`` and ``out`` are ``(H, W, 3)`` RGB arrays of one size (uint8, uint16 or float in [0, 1];
-    their dtypes may differ). ``out`` is rewritten band by band; rows a later band's base still
-    needs are kept aside before a band is written, so the result equals the whole-image step.
+    their dtypes may differ). ``out`` is rewritten band by band; the base's coefficients are
+    computed on the coarse grid before the first band is written, so the result equals the
+    whole-image step.
     ``into``: an array of ``out``'s shape (any of those dtypes) that receives the result instead,
     rounded once to its own scale (an output kept at 16 bits, written out at 8), ``out`` then left
     as it was; with no toe needed it receives ``out`` as it is.
@@ -130,32 +192,24 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
         into = None
     if into is not None and into.shape != out.shape:
         raise ValueError(f"expected (H, W, 3) images of one size, got {out.shape}, {into.shape}")
-    toe = plan_toe(low, out, visible=visible)
+    toe, coarse = _survey(low, out, visible, REFERENCE_BLACK, PIVOT)
     scale, low_scale = np.float32(full_scale(out.dtype)), np.float32(full_scale(low.dtype))
+    height, width = out.shape[:2]
     if toe is None:
-        for top in range(0, out.shape[0] if into is not None else 0, BAND_ROWS):
+        for top in range(0, height if into is not None else 0, BAND_ROWS):
             store_rows(into, top, out[top : top + BAND_ROWS].astype(np.float32), scale)
         return None
-    height = out.shape[0]
-    halo = 2 * toe.radius  # the base at a row reads the luma this many rows away
-    band = max(BAND_ROWS, halo)
-    above = np.empty((0,) + out.shape[1:], out.dtype)  # the original rows just above the band
-    for top in range(0, height, band):
-        bottom = min(height, top + band)
-        below = out[bottom : bottom + halo]  # not written yet
-        chunk = np.concatenate([above, out[top:bottom], below]) if len(above) or len(below) else out[top:bottom]
-        base = luma_base(_luma(chunk), toe.radius)[len(above) : len(above) + bottom - top]
-        gain = toe.gain(base)
+    a, b = _coefficients(coarse, max(1, round(toe.radius / toe.step)), BASE_EPS)
+    del coarse
+    for top in range(0, height, BAND_ROWS):  # the coefficients are whole: a band reads no other rows
+        bottom = min(height, top + BAND_ROWS)
+        base = _upsampled(a, toe.step, top, bottom, width) * _luma(out[top:bottom])
+        base += _upsampled(b, toe.step, top, bottom, width)
         toned = out[top:bottom].astype(np.float32)
-        toned *= gain[..., None]
+        toned *= toe.gain(base)[..., None]
         floor = low[top:bottom].astype(np.float32)
         if low_scale != scale:
             floor *= scale / low_scale
         np.maximum(toned, floor, out=toned)
-        if into is None:  # out is rewritten: keep the original rows the next band's base reads
-            above = out[max(0, bottom - halo) : bottom].copy()
-        else:
-            above = out[max(0, bottom - halo) : bottom]
         store_rows(out if into is None else into, top, toned, scale)
     return toe
-
