@@ -555,6 +555,25 @@ def test_black_point_trial_lowers_a_lifted_black_halfway_and_keeps_what_it_must(
     assert np.array_equal(trial.black_point(low, low, target=0.1, strength=1.0, pivot=1.0), low)  # passed photo: unchanged
 
 
+def test_black_point_trials_calibrated_toe_lands_the_black_on_its_goal():
+    """Round 4: the strength found by bisection puts the toned output's 1st-percentile luma on
+    ``b - w s (b - t)`` where the cap allows, and at most 0.9 where it does not."""
+    trial = _script("black_point_trial")
+    rng = np.random.default_rng(5)
+    low = np.clip(rng.normal(20, 4, (120, 160, 3)), 0, 255).astype(np.uint8)
+    low[:, 80:] = 90  # a lit half: the pivot sits above the blacks
+    lifted = np.clip(30 + low.astype(np.float64) * 2 + rng.normal(0, 3, low.shape), 0, 255).astype(np.uint8)
+    gray = lambda rgb: rgb.astype(np.float64) @ trial.LUMA / 255  # noqa: E731
+    b = np.percentile(gray(lifted), 1)
+    halfway = trial.calibrated_toe(low, lifted, 0.1, 0.5, 1.5)
+    assert abs(np.percentile(gray(halfway), 1) - (b - 0.5 * (b - 0.1))) < 0.004  # on the goal, to rounding
+    plain = trial.toe_step(low, lifted, 0.1, 0.5, 1.5, gain_from="base")
+    assert np.percentile(gray(plain), 1) > np.percentile(gray(halfway), 1) + 0.004  # round 3's ends above it
+    deepest = trial.calibrated_toe(low, lifted, 0.0001, 1.0, 1.5)  # a goal out of reach: the cap
+    assert (deepest.astype(int) >= low.astype(int)).all() and np.percentile(gray(deepest), 1) > 0.0001
+    assert np.array_equal(trial.calibrated_toe(low, low, 0.1, 1.0, 1.5), low)  # a passed photo: unchanged
+
+
 def test_black_point_trials_chosen_step_is_what_the_library_runs(capsys):
     """Round 3's candidate, as the trial scored it (float64, its own guided filter), and
     ``lowlight_cli.inference.blacks.keep_blacks`` (float32, in bands) give the same pixels within a level."""
