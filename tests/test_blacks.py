@@ -92,10 +92,11 @@ def test_bands_give_the_whole_image_step_on_every_dtype(monkeypatch):
 
 
 def test_a_large_photos_base_runs_on_a_coarse_grid_and_bands_still_give_the_whole_step(monkeypatch):
-    """From a radius of 12 px (a short side of about 1150 px) the base's guided filter runs on block
+    """From a radius of 12 px (a short side of about 1150 px, or a grid of over 2 MP) the base's guided filter runs on block
     means and is interpolated back: close to the exact filter, and banded = whole to float rounding,
     with bands that cut blocks."""
-    assert [base_step(r) for r in (4, 11, 12, 30, 42)] == [1, 1, 2, 4, 5]
+    assert [base_step(h, w) for h, w in ((400, 600), (1100, 1900), (1225, 1633), (3000, 4000), (4243, 5657))] == [1, 1, 2, 4, 5]
+    assert base_step(1100, 20000) == 4  # a long panorama: its grid held to about 2 MP
     low, out = _lifted(1250, 1330, seed=4)
     toe = plan_toe(low, out)
     assert toe is not None and (toe.radius, toe.step) == (12, 2)

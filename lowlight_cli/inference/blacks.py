@@ -19,12 +19,13 @@ with no retraining, by a toe on the output's brightness:
 
 Chosen by ``scripts/black_point_trial.py`` (round 3, its rule written before the candidates were
 scored); the numbers are in docs/photo-quality.md. Memory beyond the two images is a few bands of
-rows and three maps on the coarse grid (each a 16th of the photo's pixels at 12 MP), whatever the
-photo's size.
+rows and three maps on the coarse grid (each a 16th of the photo's pixels at 12 MP, at most 2 MP
+of cells), whatever the photo's size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -40,6 +41,7 @@ PERCENTILE = 1.0
 HISTOGRAM_BINS = 1 << 14
 BAND_ROWS = 256
 COARSE_RADIUS = 8  # the base's filter runs on a grid with about this radius in cells (base_step)
+MAX_GRID_PIXELS = 1 << 21  # ... and at most this many cells: its maps stay small whatever the photo
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,12 @@ def base_radius(height: int, width: int) -> int:
     return max(4, round(min(height, width) / 100))
 
 
-def base_step(radius: int) -> int:
+def base_step(height: int, width: int) -> int:
     """How much coarser than the photo the base's filter runs: one grid cell per
-    :data:`COARSE_RADIUS`-th of its radius (1, the photo's own grid, below a radius of 12 px)."""
-    return max(1, round(radius / COARSE_RADIUS))
+    :data:`COARSE_RADIUS`-th of its radius (the photo's own grid, 1, below a radius of 12 px), and
+    coarse enough that the grid holds at most :data:`MAX_GRID_PIXELS` (a long panorama's)."""
+    by_radius = round(base_radius(height, width) / COARSE_RADIUS)
+    return max(1, by_radius, math.ceil(math.sqrt(height * width / MAX_GRID_PIXELS)))
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:
@@ -135,7 +139,7 @@ def _survey(low: np.ndarray, out: np.ndarray, visible: np.ndarray | None, target
     base's coarse grid."""
     height, width = out.shape[:2]
     radius = base_radius(height, width)
-    step = base_step(radius)
+    step = base_step(height, width)
     band = max(step, BAND_ROWS // step * step)  # whole blocks per band
     counts = np.zeros(HISTOGRAM_BINS, np.int64)
     sums = np.zeros(2)
