@@ -112,6 +112,18 @@ def test_a_large_photos_base_runs_on_a_coarse_grid_and_bands_still_give_the_whol
     np.testing.assert_allclose(banded, whole, atol=2e-6)
 
 
+def test_bands_toned_side_by_side_give_what_one_thread_gives(monkeypatch):
+    low, out = _lifted(1250, 1330, seed=6)
+    monkeypatch.setattr(blacks_module, "BAND_ROWS", 100)
+    monkeypatch.setattr(blacks_module, "band_workers", lambda pixels: 2)
+    threaded = out.copy()
+    toe = keep_blacks(low, threaded)
+    monkeypatch.setattr(blacks_module, "band_workers", lambda pixels: 1)
+    alone = out.copy()
+    assert keep_blacks(low, alone) == toe
+    assert np.array_equal(threaded, alone) and not np.array_equal(alone, out)
+
+
 def test_enhancer_keeps_blacks_only_when_asked_on_both_paths_and_tiles():
     low = np.rint(dark_photo(96, 128, seed=7) * 255).astype(np.uint8)
     model = create_model("crnet-curve-dn", pretrained=True)

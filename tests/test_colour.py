@@ -227,9 +227,9 @@ def test_bands_corrected_side_by_side_give_what_one_thread_gives(monkeypatch):
     low = (rng.random((1100, 1000, 3)) * 40).astype(np.uint8)  # over a megapixel: the bands run in threads
     out = np.clip(low.astype(np.float32) * 5 + rng.normal(0, 20, low.shape), 0, 255).astype(np.uint8)
     threaded = out.copy()
-    monkeypatch.setattr(colour_module, "_workers", lambda pixels: 2)
+    monkeypatch.setattr(colour_module, "band_workers", lambda pixels: 2)
     keep_input_colour(low, threaded)
-    monkeypatch.setattr(colour_module, "_workers", lambda pixels: 1)
+    monkeypatch.setattr(colour_module, "band_workers", lambda pixels: 1)
     alone = out.copy()
     keep_input_colour(low, alone)
     assert np.array_equal(threaded, alone) and not np.array_equal(alone, out)

@@ -26,12 +26,13 @@ of cells), whatever the photo's size.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .colour import LUMA, full_scale, store_rows
+from .colour import LUMA, band_workers, full_scale, store_rows
 
 REFERENCE_BLACK = 0.0978  # median 1st-percentile luma of LOL-v1's 484 training references
 PIVOT = 1.5  # the toe acts below this many times the output's mean luma
@@ -141,20 +142,26 @@ def _survey(low: np.ndarray, out: np.ndarray, visible: np.ndarray | None, target
     radius = base_radius(height, width)
     step = base_step(height, width)
     band = max(step, BAND_ROWS // step * step)  # whole blocks per band
-    counts = np.zeros(HISTOGRAM_BINS, np.int64)
-    sums = np.zeros(2)
-    blocks = []
-    for top in range(0, height, band):
+
+    def survey(top: int) -> tuple[np.ndarray, np.ndarray, float, float]:
         rows = slice(top, top + band)
         y_out = _luma(out[rows])
-        blocks.append(_block_means(y_out, step))
+        blocks = _block_means(y_out, step)
         if visible is None:  # the input's mean luma from its channel sums: no second luma map
             sum_in = float(np.dot(cv2.sumElems(low[rows])[:3], LUMA)) / full_scale(low.dtype)
         else:
             y_out, sum_in = y_out[visible[rows]], float(_luma(low[rows])[visible[rows]].sum(dtype=np.float64))
         bins = np.clip((y_out * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-        counts += np.bincount(bins.ravel(), minlength=HISTOGRAM_BINS)
-        sums += (float(y_out.sum(dtype=np.float64)), sum_in)
+        return blocks, np.bincount(bins.ravel(), minlength=HISTOGRAM_BINS), float(y_out.sum(dtype=np.float64)), sum_in
+
+    counts = np.zeros(HISTOGRAM_BINS, np.int64)
+    sums = np.zeros(2)
+    blocks = []
+    with ThreadPoolExecutor(max_workers=band_workers(height * width)) as pool:  # bands side by side, summed in order
+        for band_blocks, band_counts, sum_out, sum_in in pool.map(survey, range(0, height, band)):
+            blocks.append(band_blocks)
+            counts += band_counts
+            sums += (sum_out, sum_in)
     coarse = np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
     total = int(counts.sum())
     if total == 0:
@@ -205,7 +212,8 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
         return None
     a, b = _coefficients(coarse, max(1, round(toe.radius / toe.step)), BASE_EPS)
     del coarse
-    for top in range(0, height, BAND_ROWS):  # the coefficients are whole: a band reads no other rows
+
+    def tone(top: int) -> None:  # the coefficients are whole: a band reads no other rows
         bottom = min(height, top + BAND_ROWS)
         base = _upsampled(a, toe.step, top, bottom, width) * _luma(out[top:bottom])
         base += _upsampled(b, toe.step, top, bottom, width)
@@ -216,4 +224,8 @@ def keep_blacks(low: np.ndarray, out: np.ndarray, *, visible: np.ndarray | None 
             floor *= scale / low_scale
         np.maximum(toned, floor, out=toned)
         store_rows(out if into is None else into, top, toned, scale)
+
+    with ThreadPoolExecutor(max_workers=band_workers(height * width)) as pool:  # numpy releases the GIL: bands side by side
+        for done in pool.map(tone, range(0, height, BAND_ROWS)):
+            del done  # pool.map raises here what a band raised
     return toe

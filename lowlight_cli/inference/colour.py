@@ -101,11 +101,11 @@ def keep_input_colour(low: np.ndarray, out: np.ndarray, grid: int = DEFAULT_GRID
         raise ValueError(f"grid must be >= 1, got {grid}")
     height, width = out.shape[:2]
     gain = colour_gain(thumbnail(low, grid), thumbnail(out, grid))  # one after the other: each makes a full-size copy
-    with ThreadPoolExecutor(max_workers=_workers(height * width)) as pool:  # numpy releases the GIL: bands side by side
+    with ThreadPoolExecutor(max_workers=band_workers(height * width)) as pool:  # numpy releases the GIL: bands side by side
         _correct_bands(out, gain, pool, out if into is None else into)
 
 
-def _workers(pixels: int) -> int:
+def band_workers(pixels: int) -> int:
     """Threads for the full-resolution passes: torch's intra-op count (the CLI's cores), one for small images."""
     return max(1, min(torch.get_num_threads(), 8)) if pixels >= 1 << 20 else 1
 
