@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -521,7 +522,8 @@ def test_guided_filter_sweep_keeps_luma_and_its_none_setting_is_the_identity():
 
 
 @pytest.mark.parametrize("script", ["examples/make_examples.py", "examples/before_after.py", "scripts/snapshot_run.py",
-                                    "scripts/memorisation_probe.py", "scripts/noise_eps_trial.py"])
+                                    "scripts/memorisation_probe.py", "scripts/noise_eps_trial.py",
+                                    "scripts/chroma_radius_trial.py"])
 def test_help_prints_usage_exits_0_and_writes_nothing(script, tmp_path):
     import subprocess
 
@@ -680,6 +682,21 @@ def test_gain_map_trial_changes_only_what_each_candidate_names():
             changed = model(photo)
         assert torch.equal(model(photo), bundled)  # restored on leaving
     assert not torch.equal(changed, bundled)
+
+
+def test_chroma_radius_trial_changes_only_the_filters_radius():
+    trial = _script("chroma_radius_trial")
+    from lowlight_cli.models import create_model
+
+    bundled = create_model("crnet-curve-dn", pretrained=True)
+    wider = trial.with_radius(4)
+    assert wider.config == {**bundled.config, "chroma_radius": 4}
+    assert all(torch.equal(a, b) for a, b in zip(wider.state_dict().values(), bundled.state_dict().values()))
+    rng = np.random.default_rng(2)
+    low = np.clip(rng.normal(12, 4, (64, 96, 3)), 0, 255).astype(np.uint8)  # dark, noisy in every channel
+    narrow, wide = trial.enhancer_for(2)(low), trial.enhancer_for(4)(low)
+    chroma = lambda rgb: (rgb.astype(np.float64) - rgb.astype(np.float64).mean(-1, keepdims=True)).std()  # noqa: E731
+    assert chroma(wide) < chroma(narrow)  # the wider window averages more of the colour noise
 
 
 def test_noise_eps_trial_estimates_noise_like_the_model_and_patches_only_inside_its_context():
