@@ -93,3 +93,16 @@ def test_tile_choice_times_enhances_default_tiling_against_whole_images():
     bad = subprocess.run([sys.executable, "benchmarks/tile_choice.py", "--sizes", "96"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode != 0 and "not WIDTHxHEIGHT" in bad.stderr
+
+
+def test_photo_steps_times_the_colour_and_blacks_steps_on_an_output_the_toe_acts_on(tmp_path):
+    """`benchmarks/photo_steps.py` (docs/performance.md, session 39): one row per tree and step; the
+    synthetic output needs a toe, so the blacks step's time is the toe's, not a copy's."""
+    out = _run("benchmarks/photo_steps.py", "--megapixels", "0.05", "--repeats", "1", "--workers", "1",
+               "--against", str(ROOT))
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line and not line.startswith("| tree |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["colour", "blacks", "colour", "blacks"]
+    assert " cores, torch " in out.splitlines()[0] and "workers 1" in out.splitlines()[0]
+    bad = subprocess.run([sys.executable, "benchmarks/photo_steps.py", "--against", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "not a checkout of lowlight" in bad.stderr
