@@ -3,7 +3,7 @@ night scenes).
 
     python scripts/chroma_radius_trial.py                     # the model as bundled and every candidate
     python scripts/chroma_radius_trial.py --candidates 3      # only these radii
-    python scripts/chroma_radius_trial.py --save OUT --chosen R   # the examples and LOL-v1 test lows, both ways
+    python scripts/chroma_radius_trial.py --test --chosen R   # and LOL-v1 test, bundled and radius R
 
 The default model (``crnet-curve-dn``) ends with a guided filter of its output's chroma and luma on
 its luma (``lowlight_cli/models/chroma.py``), radius 2 (5x5 windows), whose ``eps`` follows the
@@ -37,7 +37,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -76,22 +75,10 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", type=int, default=CANDIDATES, metavar="R")
     parser.add_argument("--test", action="store_true", help="also score LOL-v1 test, bundled and with --chosen")
     parser.add_argument("--chosen", type=int, default=None, metavar="R")
-    parser.add_argument("--save", type=Path, default=None, help="write the examples and LOL-v1 test lows enhanced, bundled and --chosen")
     args = parser.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()
     bundled_radius = create_model("crnet-curve-dn", pretrained=True).config["chroma_radius"]
-    if args.save is not None:
-        items = photo_eval.build_sets(args.shared, only={"examples", "dark"})
-        for radius in [bundled_radius] + ([args.chosen] if args.chosen else []):
-            run = enhancer_for(radius)
-            for set_name, rows in items.items():
-                for name, low, _ in rows:
-                    path = args.save / f"r{radius}" / f"{set_name}-{name}.png"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(path), cv2.cvtColor(run(low), cv2.COLOR_RGB2BGR))
-        print(f"written under {args.save}")
-        return
     items = photo_eval.build_sets(args.shared, only=set(trial.SETS))
     held = trial.validation_pairs(load_pairs(find_pairs(args.shared / "LOL", "train")))
     print(f"# crnet-curve-dn (bundled weights; fp32, whole image); {describe_machine()}\n")
