@@ -93,9 +93,9 @@ left more alone). Its rule is round 4's, unchanged, written before its candidate
 
 Outcome of round 5 (Intel Xeon, one thread, 170 s): none passed; the cap at 0.99 lowered the
 blacks by 0.002 and 0.005 (lights 0.112, noise 0.135), the pivot at 1.25 raised them. What holds
-the blacks up is the toe's shape: on the photos whose blacks stay highest the model's black sits
-at about 0.43 of the pivot (lol-179 at e0.02: black 0.313, mean 0.488), where ``(1 - x)^2`` lets
-the toe take at most a third of the level whatever the strength.
+the blacks up is the toe's shape: where the model's black is a share ``x`` of the pivot,
+``(1 - x)^2`` lets the toe take at most that share of the level whatever the strength (a third at
+``x`` = 0.43), so blacks lifted towards the mid-tones stay lifted.
 
 **Round 6** (``--round 6``, after round 5's numbers): the shortfall's exponent ``m`` lowered from 2
 to 1.5 and 1.25 (``base-y-m1.5``, ``base-y-m1.25``), the strength's cap at 1 (the curve still
