@@ -15,9 +15,9 @@ from lowlight_cli.inference import Enhancer, InferenceConfig
 from lowlight_cli.inference import blacks as blacks_module
 from lowlight_cli.inference.blacks import REFERENCE_BLACK, base_step, keep_blacks, luma_base, plan_toe
 from lowlight_cli.inference.colour import LUMA
-from lowlight_cli.io import read_image
 from lowlight_cli.models import create_model
 
+from .enhance_runs import enhance_each_mode
 from .photos import dark_photo, save_photo
 
 runner = CliRunner()
@@ -154,14 +154,7 @@ def test_enhancer_keeps_blacks_only_when_asked_on_both_paths_and_tiles():
 def test_enhance_keeps_blacks_by_default_with_the_photo_model_only(tmp_path):
     from lowlight_cli.models import MODELS
 
-    save_photo(tmp_path / "in" / "a.png", dark_photo(48, 64, seed=5))
-    outputs = {}
-    for label, model, extra in (("default", "crnet-curve-dn", []), ("keep", "crnet-curve-dn", ["--blacks", "keep"]),
-                                ("model", "crnet-curve-dn", ["--blacks", "model"]), ("crnet-s", "crnet-s", ["--no-pretrained"])):
-        result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "--model", model, "-o", str(tmp_path / label),
-                                     "--device", "cpu", "--json", *extra])
-        assert result.exit_code == 0, result.output
-        outputs[label] = (read_image(tmp_path / label / "a.png").rgb, json.loads(result.stdout[result.stdout.index("{"):])["blacks"])
+    outputs = enhance_each_mode(tmp_path, "blacks", ("keep", "model"))
     assert outputs["default"][1] == "keep" and np.array_equal(outputs["default"][0], outputs["keep"][0])
     assert outputs["model"][1] == "model" and _black(outputs["model"][0]) > _black(outputs["keep"][0])
     assert outputs["crnet-s"][1] == "model"  # the others keep the model's blacks unless told

@@ -19,6 +19,7 @@ from lowlight_cli.inference import colour as colour_module
 from lowlight_cli.inference.colour import CEILING, LUMA, keep_input_colour, thumbnail
 from lowlight_cli.io import read_image
 
+from .enhance_runs import enhance_each_mode
 from .photos import dark_photo, save_photo
 
 runner = CliRunner()
@@ -208,14 +209,7 @@ def test_cli_enhance_and_evaluate_take_colour(tmp_path):
 def test_enhance_keeps_a_photos_colour_by_default_with_the_photo_model_only(tmp_path):
     from lowlight_cli.models import MODELS
 
-    save_photo(tmp_path / "in" / "a.png", dark_photo(48, 64, seed=5))
-    outputs = {}
-    for label, model, extra in (("default", "crnet-curve-dn", []), ("input", "crnet-curve-dn", ["--colour", "input"]),
-                                ("model", "crnet-curve-dn", ["--colour", "model"]), ("crnet-s", "crnet-s", ["--no-pretrained"])):
-        result = runner.invoke(app, ["enhance", str(tmp_path / "in"), "--model", model, "-o", str(tmp_path / label),
-                                     "--device", "cpu", "--json", *extra])
-        assert result.exit_code == 0, result.output
-        outputs[label] = (read_image(tmp_path / label / "a.png").rgb, json.loads(result.stdout[result.stdout.index("{"):])["colour"])
+    outputs = enhance_each_mode(tmp_path, "colour", ("input", "model"))
     assert outputs["default"][1] == "input" and np.array_equal(outputs["default"][0], outputs["input"][0])
     assert outputs["model"][1] == "model" and not np.array_equal(outputs["model"][0], outputs["input"][0])
     assert outputs["crnet-s"][1] == "model"  # the others keep the model's colour unless told
