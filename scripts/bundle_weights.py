@@ -385,7 +385,7 @@ Architecture: {", ".join(f"{k}={v}" for k, v in arch.items())}; layer-attention 
 ## Data and split
 
 LOL-v1 training set as in `../shared/data/LOL` ({facts["validation"] + facts["labeled"] + facts["unlabeled"]} low-light images, {facts["validation"] + facts["labeled"]} of them with references used; the earlier bundles saw 232 references, all there were until 2026-11-29).
-Seed {facts["split_seed"]}: {facts["validation"]} pairs with references held out for validation;
+{held_out_text(facts)};
 {labeled_text}; {facts["unlabeled"]} other low-light images
 {"used as unlabeled data" if semi else "unused (supervised run)"}. Patches {c["data"]["patch_size"]} px,
 {c["data"]["patches_per_image"]} per labeled image per epoch, batch {batch_text}, flips and 90-degree rotations{identity_text}.
@@ -407,6 +407,16 @@ For reference, {PAPER_ROWS}.
 """
     (target / "MODEL_CARD.md").write_text(card)
     print(json.dumps({"name": args.name, **scores}, indent=2))
+
+
+def held_out_text(facts: dict) -> str:
+    """The card's words for the validation split: which pairs were held out, and how (``data.hold_out``)."""
+    text = f"Seed {facts['split_seed']}: {facts['validation']} pairs with references held out for validation"
+    if facts["config"].get("data", {}).get("hold_out", "scene") == "pair":
+        return (text + ", each alone (`data.hold_out: pair`): the other pairs of their scenes (sharing their "
+                "reference), where there are any, are trained on, as the LOL-v1 test set's are, so validation "
+                "measures recall of trained scenes, not new ones")
+    return text + ", each with every pair sharing its reference (`data.hold_out: scene`: new scenes)"
 
 
 def chosen_text(facts: dict) -> str:

@@ -194,6 +194,16 @@ def test_bundling_a_checkpoint_other_than_best_quotes_its_own_step_and_validatio
         bundler.run_facts(run, 35)
 
 
+def test_a_card_says_how_its_validation_pairs_were_held_out():
+    bundler = _script("bundle_weights")
+    facts = {"split_seed": 0, "validation": 15, "config": {"data": {"hold_out": "pair"}}}
+    assert bundler.held_out_text(facts).startswith("Seed 0: 15 pairs with references held out for validation, each alone")
+    assert "recall of trained scenes" in bundler.held_out_text(facts)
+    for data in ({"hold_out": "scene"}, {}):  # runs before data.hold_out held out scenes
+        text = bundler.held_out_text({**facts, "config": {"data": data}})
+        assert text.endswith("(`data.hold_out: scene`: new scenes)") and "recall" not in text
+
+
 def test_lineage_hours_count_a_parent_run_that_was_not_bundled_and_what_it_started_from(tmp_path, monkeypatch):
     bundler = _script("bundle_weights")
     monkeypatch.setattr(bundler, "ROOT", tmp_path)
