@@ -48,8 +48,9 @@ register_model(
         memory_per_pixel=1600,
         paper=CRNET_PAPER,
         # the best trained CRNet weights bundled (highest LOL test PSNR in the family; a test checks
-        # it): the paper-size network has had too little training for its own to be the default
-        bundled_weights="crnet-curve-dn-lol",
+        # it): the paper-size network has had too little training for its own to be the default.
+        # The LOL-v1 leaderboard checkpoint, not the photo default (crnet-curve-dn's)
+        bundled_weights="crnet-curve-dn-lol-bench",
     ),
     CRNet,
 )
@@ -261,7 +262,7 @@ def create_model(
     Args:
         name: registered name (``lowlight models`` lists them). Some names run by default the
             weights of another architecture of their family: ``crnet`` (the paper-size CRNet) runs
-            the family's weights with the best LOL test score, ``crnet-curve-dn-lol``, so
+            the family's weights with the best LOL test score, ``crnet-curve-dn-lol-bench``, so
             ``create_model("crnet")`` is a ``crnet-curve-dn`` (``.info.name`` says which), while
             ``pretrained=False`` builds the paper-size network and ``weights="crnet-lol"`` loads
             its own, partly trained weights.
