@@ -35,7 +35,7 @@ from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.models import load_checkpoint  # noqa: E402
 from lowlight_cli.models.checkpoint import WEIGHTS_NAME, read_config  # noqa: E402
 from lowlight_cli.models.complexity import measure_complexity  # noqa: E402
-from lowlight_cli.training.config import method_name  # noqa: E402
+from lowlight_cli.training.config import DataSection, method_name  # noqa: E402
 from lowlight_cli.training.methods import METHODS  # noqa: E402
 
 PAPER_ROWS = "CRNet paper (LOL-v1 test, RGB, no GT-mean): 24.01 / 0.9281 with 100% labels; 23.05 / 0.9354 MCMT with 10%; 21.94 / 0.9086 supervised with 10%"
@@ -412,7 +412,7 @@ For reference, {PAPER_ROWS}.
 def held_out_text(facts: dict) -> str:
     """The card's words for the validation split: which pairs were held out, and how (``data.hold_out``)."""
     text = f"Seed {facts['split_seed']}: {facts['validation']} pairs with references held out for validation"
-    if facts["config"].get("data", {}).get("hold_out", "scene") == "pair":
+    if facts["config"].get("data", {}).get("hold_out", DataSection.hold_out) == "pair":  # runs before the key: its default
         return (text + ", each alone (`data.hold_out: pair`): the other pairs of their scenes (sharing their "
                 "reference), where there are any, are trained on, as the LOL-v1 test set's are, so validation "
                 "measures recall of trained scenes, not new ones")

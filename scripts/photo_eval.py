@@ -152,6 +152,7 @@ def score_set(enhancer: Enhancer, items: list, save: Path | None, set_name: str)
     summary["count"] = len(rows)
     if "psnr_out" in rows[0]:
         summary["psnr_out_min"] = float(min(r["psnr_out"] for r in rows))
+        summary["identical_count"] = sum(bool(np.isinf(r["psnr_out"])) for r in rows)  # output == reference, bit for bit
     return {"summary": summary, "images": rows}
 
 
@@ -196,7 +197,7 @@ def main() -> None:
     for name, result in results.items():
         s = result["summary"]
         clean = f" (clean {s['black_clean']:.3f})" if "black_clean" in s else ""
-        pair = (f"{s['psnr_in']:.2f} / {s['ssim_in']:.3f} -> {s['psnr_out']:.2f} / {s['ssim_out']:.3f} (min {s['psnr_out_min']:.2f})"
+        pair = (f"{s['psnr_in']:.2f} / {s['ssim_in']:.3f} -> {s['psnr_out']:.2f} / {s['ssim_out']:.3f} (min {s['psnr_out_min']:.2f}, {s['identical_count']} identical)"
                 if "psnr_out" in s else "")
         print(f"| {name} | {s['count']} | {s['niqe_in']:.2f} -> {s['niqe_out']:.2f} | {s['gray_in']:.3f} -> {s['gray_out']:.3f} "
               f"| {s['darker_count']} | {100 * s['new_clipping']:.2f}% | {s['black_in']:.3f} -> {s['black_out']:.3f}{clean} | {pair} |")

@@ -204,6 +204,22 @@ def test_a_card_says_how_its_validation_pairs_were_held_out():
         assert text.endswith("(`data.hold_out: scene`: new scenes)") and "recall" not in text
 
 
+def test_photo_eval_counts_the_outputs_identical_to_their_reference():
+    evaluator = _script("photo_eval")
+    rng = np.random.default_rng(0)
+    photos = [(str(i), (rng.random((96, 96, 3)) * 255).astype(np.uint8)) for i in range(3)]
+
+    class TouchesTheLast:  # passes two photos bit for bit, changes one pixel of the third
+        def enhance_pixels(self, low):
+            out = low.copy()
+            if low is photos[2][1]:
+                out[0, 0, 0] ^= 1
+            return out
+
+    summary = evaluator.score_set(TouchesTheLast(), [(name, low, low) for name, low in photos], None, "bright")["summary"]
+    assert summary["identical_count"] == 2 and np.isfinite(summary["psnr_out_min"])
+
+
 def test_lineage_hours_count_a_parent_run_that_was_not_bundled_and_what_it_started_from(tmp_path, monkeypatch):
     bundler = _script("bundle_weights")
     monkeypatch.setattr(bundler, "ROOT", tmp_path)
