@@ -751,3 +751,31 @@ def test_noise_eps_trial_estimates_noise_like_the_model_and_patches_only_inside_
         for candidate in ("4", "4g"):
             with trial.noise_adaptive(candidate):
                 assert not torch.equal(model(x), plain)
+
+
+def test_lol_training_fit_groups_repeats_by_their_references(tmp_path):
+    script = _script("lol_training_fit")
+    rng = np.random.default_rng(1)
+    u8 = lambda x: (np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    rooms = [rng.uniform(0.05, 0.9, size=(24, 32, 3)) for _ in range(3)]
+    noisy = lambda x: u8(x + rng.normal(0, 0.001, x.shape))  # noqa: E731  the same capture again
+    pairs = {
+        "a1": (noisy(rooms[0] * 0.2), u8(rooms[0])), "a2": (noisy(rooms[0] * 0.2), u8(rooms[0])),  # one reference
+        "b1": (noisy(rooms[1] * 0.2), u8(rooms[1])), "b2": (noisy(rooms[1] * 0.2), u8(rooms[1] * 0.5)),  # two
+        "c": (u8(rooms[2] * 0.2), u8(rooms[2])),
+        "d": (u8(rooms[0] * 0.5), u8(rooms[0])),  # a's room at another exposure: not a repeat
+    }
+    repeats = script.find_repeats(pairs)
+    groups = {n: script.group_of(r) for n, r in repeats.items()}
+    assert groups == {"a1": "repeat, same reference", "a2": "repeat, same reference",
+                      "b1": "repeat, other reference", "b2": "repeat, other reference", "c": "once", "d": "once"}
+    assert [r.name for r in repeats["a1"]] == ["a2"] and repeats["a1"][0].reference_psnr == float("inf")
+
+    raw = {"a1": 20.0, "a2": 22.0, "b1": 18.0, "b2": 18.0, "c": 25.0, "d": 24.0}
+    gt_mean = {n: v + 4 for n, v in raw.items()}
+    table = script.rows(groups, raw, gt_mean)
+    assert table == ["| once | 2 | 24.50 | 28.50 | 4.00 |", "| repeat, same reference | 2 | 21.00 | 25.00 | 4.00 |",
+                     "| repeat, other reference | 2 | 18.00 | 22.00 | 4.00 |", "| all | 6 | 21.17 | 25.17 | 4.00 |"]
+    csv_path = tmp_path / "fit.csv"
+    csv_path.write_text("# lowlight 0.1.0\nname,psnr,ssim,error,warnings\na1,20.5,0.8,,\nbad,,,unreadable,\n")
+    assert script.read_scores(csv_path) == {"a1": 20.5}
