@@ -21,6 +21,8 @@ class Registry(Generic[T]):
 
     Args:
         kind: what is registered ("model", "metric", "loss"); used in error messages.
+        listed: which entries the error of an unknown name lists and suggests (None: all); the
+            others are still found by their names (test sizes of models).
         listing: the command that lists the names, for the hint of an unknown name without close
             matches (None: the error's own list of the names is all there is).
 
@@ -31,9 +33,10 @@ class Registry(Generic[T]):
         1
     """
 
-    def __init__(self, kind: str, *, listing: str | None = None) -> None:
+    def __init__(self, kind: str, *, listing: str | None = None, listed: Callable[[T], bool] | None = None) -> None:
         self.kind = kind
         self.listing = listing
+        self.listed = listed  # which entries an unknown name's error lists and suggests (None: all)
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
@@ -59,12 +62,13 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
+            shown = [n for n, e in self._entries.items() if self.listed is None or self.listed(e)]
             folded = [n for n in self._entries if n.lower() == name.lower()]  # CRNet -> crnet
-            close = folded or difflib.get_close_matches(name.lower(), list(self._entries), n=3, cutoff=0.6)  # 0.5 offered "pie" for "nope"
+            close = folded or difflib.get_close_matches(name.lower(), shown, n=3, cutoff=0.6)  # 0.5 offered "pie" for "nope"
             hint = f"did you mean {', '.join(close)}?" if close else None
             if hint is None and self.listing:
                 hint = f"run `{self.listing}` to list them"
-            available = ", ".join(sorted(self._entries))
+            available = ", ".join(sorted(shown))
             raise UnknownNameError(f"unknown {self.kind} {name!r} (available: {available})", hint=hint) from None
 
     def names(self) -> list[str]:

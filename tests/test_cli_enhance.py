@@ -125,7 +125,8 @@ def test_outputs_written_among_the_inputs_are_not_enhanced_again(tmp_path):
     for _ in range(2):  # reruns: the last run's outputs are recognised, never made into _bright_bright
         result = runner.invoke(app, [*command, "--skip-existing", "--verbose"])
         assert result.exit_code == 0, result.output
-        assert "an output of this run (from a.png)" in result.stderr
+        assert "an earlier run's output (written for a.png)" in result.stderr
+        assert "ignored 2 file(s): an earlier run's output: 2" in result.stderr  # counted by reason, once
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
     assert names == ["a.png", "a_bright.png", "sub/b.png", "sub/b_bright.png"]
     other = tmp_path / "conv"  # --ext: a.jpg -> a.png beside it; a rerun does not take a.png as an input of its own
@@ -448,3 +449,18 @@ def test_an_unreadable_input_named_alone_fails_like_any_file_with_its_json(tmp_p
     assert proc.returncode == 1, proc.stderr
     (entry,) = json.loads(proc.stdout)["files"]
     assert entry["status"] == "failed" and "Permission denied" in entry["error"] and "permissions" in entry["hint"]
+
+
+def test_quality_for_lossless_outputs_is_noted_not_dropped_silently(tmp_path):
+    photo = tmp_path / "in" / "a.png"
+    save_photo(photo, dark_photo(30, 40, seed=1))
+    result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "png"), "--quality", "10", "-m", "gamma"])
+    assert result.exit_code == 0, result.output
+    assert "--quality 10 applies to JPEG and WebP outputs; these are PNG" in " ".join(result.stderr.split())
+    for extra in (["--quality", "10", "--ext", "jpg"], []):  # a lossy output takes it; no --quality, no note
+        result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / f"o{len(extra)}"), "-m", "gamma", *extra])
+        assert result.exit_code == 0 and "--quality" not in result.stderr, result.output
+    small, large = ((tmp_path / "q").joinpath(f"{q}.jpg") for q in ("10", "95"))
+    for q, path in (("10", small), ("95", large)):
+        assert runner.invoke(app, ["enhance", str(photo), "-o", str(path), "--quality", q, "-m", "gamma"]).exit_code == 0
+    assert small.stat().st_size < large.stat().st_size  # and it is used

@@ -81,3 +81,26 @@ def test_precision_and_colour_are_taken_in_any_case(tmp_path):
     result = runner.invoke(app, ["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", "crnet-tiny",
                                  "--no-pretrained", "--precision", "FP32", "--colour", "Input", "--json"])
     assert result.exit_code == 0, result.output
+
+
+def test_weights_given_as_the_model_are_sent_to_weights(tmp_path):
+    from lowlight_cli.models import create_model
+    from lowlight_cli.models.checkpoint import save_checkpoint
+
+    kwargs = {"channels": 4, "groups": 1, "blocks": 1}
+    folder = save_checkpoint(create_model("crnet-tiny", pretrained=False, **kwargs), tmp_path / "ckpt",
+                             architecture="crnet-tiny", kwargs=kwargs)
+    photo = tmp_path / "p.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(photo), np.full((16, 16, 3), 20, np.uint8))
+    for command in (["enhance", str(photo), "-o", str(tmp_path / "out"), "--model", str(folder)],
+                    ["enhance", str(photo), "-o", str(tmp_path / "out"), "--model", "crnet-s-lol"],  # bundled weights
+                    ["export", "--model", str(folder), "-o", str(tmp_path / "m.onnx")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "names weights, not a model" in result.output and "--weights" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()
+    result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"), "--weights", str(folder)])
+    assert result.exit_code == 0, result.output  # as the hint says

@@ -327,6 +327,20 @@ def test_onnx_model_refuses_weights_flags_and_reexport(trained_onnx, photos, tmp
     assert result.exit_code == 2 and "names an ONNX file" in result.output
 
 
+def test_onnx_file_refuses_a_precision_or_compilation_it_cannot_run(trained_onnx, photos, tmp_path):
+    # the graph runs at its exported precision: an explicit other one is refused, never silently dropped
+    for extra, said in ((["--precision", "bf16"], "--precision bf16 does not apply"),
+                        (["--precision", "fp16"], "--precision fp16 does not apply"),
+                        (["--compile"], "not to the ONNX file")):
+        result = runner.invoke(app, ["enhance", str(photos), "--model", str(trained_onnx), "-o", str(tmp_path / "o"), *extra])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and trained_onnx.name in result.output
+    assert not (tmp_path / "o").exists()
+    result = runner.invoke(app, ["enhance", str(photos), "--model", str(trained_onnx), "-o", str(tmp_path / "o"),
+                                 "--precision", "fp32"])
+    assert result.exit_code == 0, result.output  # its own precision, said explicitly, runs
+
+
 def test_metadata_props_describe_model_and_weights(checkpoint, trained_onnx):
     graph = onnx.load(str(trained_onnx))
     props = {p.key: p.value for p in graph.metadata_props}

@@ -233,6 +233,20 @@ def test_espnetv2_runs_at_sizes_not_divisible_by_16() -> None:
     assert feats["level4"].shape[2:] == (4, 3)
 
 
+@pytest.mark.parametrize("size", [(2, 64), (1, 100), (4, 128), (8, 400), (64, 2), (1, 1)])
+def test_espnetv2_runs_on_thin_images(size: tuple[int, int]) -> None:
+    # A short photo's height reaches 1 pixel (1 halves to 1) while its width still halves: the
+    # reinforcing image of each strided unit must match both sides, not the height alone.
+    net = create_prior("espnetv2-voc", stand_in=True)
+    with torch.no_grad():
+        logits, feats = net.logits_and_features(torch.rand(1, 3, *size))
+    assert logits.shape == (1, 21, *size)
+    h, w = size
+    for level in ("level1", "level2", "level3", "level4"):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        assert feats[level].shape[2:] == (h, w)
+
+
 def test_bad_layer_names_and_inputs_are_usage_errors() -> None:
     net = create_prior("vgg19-normalised", stand_in=True)
     with pytest.raises(UnknownNameError, match="no layer 'relu4_3'") as info:

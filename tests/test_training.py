@@ -1016,6 +1016,20 @@ def test_config_files_that_cannot_be_read_name_the_file_and_line(tmp_path):
     assert under_file.exit_code == 1 and "Not a directory" in under_file.output and "Traceback" not in under_file.output
 
 
+def test_a_config_folder_that_is_not_there_names_the_key_the_file_and_the_current_folder(tmp_path, monkeypatch):
+    config = tmp_path / "configs" / "run.yaml"
+    config.parent.mkdir()
+    config.write_text("model:\n  name: crnet-tiny\ndata:\n  root: ../data/LOL\n")
+    monkeypatch.chdir(tmp_path)  # ../data/LOL is read from here, not from configs/
+    result = runner.invoke(app, ["train", "--config", str(config), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"data.root: ../data/LOL in {config} is not a folder, read from the current folder {tmp_path}" in said
+    assert "--data DIR" in said and not (tmp_path / "r").exists()
+    # --data (or --set data.root=...) replaces the file's folder: no complaint about it
+    result = runner.invoke(app, ["train", *SMOKE, "--config", str(config), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+
 def test_resume_after_a_split_image_was_removed_names_it(tmp_path):
     from lowlight_cli.data.pairs import synthetic_pairs
     from lowlight_cli.io import ImageData, write_image

@@ -105,7 +105,7 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
                     if label in importable_architectures() else ""),
         ) from None
     # tiling checked for every model before any runs, on the CPU: each goes to the device only for its own row
-    build_enhancer(net, dataclasses.replace(config, device="cpu"))
+    build_enhancer(net, dataclasses.replace(config, device="cpu"), own_precision=False)
     return Entry(label, name, net, net.info.name, describe_weights(name, net, explicit=weights is not None))
 
 
@@ -166,7 +166,7 @@ def compare(
     scores = score_with_progress(scorer, pairing, None, INPUT_ROW)
     rows = [Row(None, scores, summarize(scores, protocol.metrics))]
     for i, entry in enumerate(loaded, start=1):
-        enhancer = build_enhancer(entry.model, config)
+        enhancer = build_enhancer(entry.model, config, own_precision=False)
         entry.inference = {"device": str(enhancer.device), "precision": run_precision(entry.model, enhancer),
                            "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour,
                            "blacks": enhancer.config.blacks}

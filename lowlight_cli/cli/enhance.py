@@ -7,7 +7,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -71,7 +71,7 @@ def enhance(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror the tree under OUTPUT.")] = False,
     suffix: Annotated[str, typer.Option("--suffix", help="Appended to each output file's stem.")] = "",
     ext: Annotated[str, typer.Option("--ext", help="Output format: auto (same as input), png, jpg (jpeg), tif (tiff) or webp.")] = "auto",
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    quality: Annotated[Optional[int], typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (lossy outputs only; default 95).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing outputs alone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
@@ -147,6 +147,10 @@ def enhance(
     run = describe_run(model, net, enhancer, explicit=weights is not None)
     announce(model, net, f"{run}: {len(todo)} image(s), {megapixels:.2f} MP")
     _report_passed_over(found.skipped, stale, verbose=verbose)
+    if quality is not None and todo and not any(format_for_path(j.target) in ("jpeg", "webp") for j in todo):
+        err.print(f"[yellow]note:[/] --quality {quality} applies to JPEG and WebP outputs; these are "
+                  f"{', '.join(sorted({format_for_path(j.target).upper() for j in todo}))} (--ext jpg or webp makes lossy ones)")
+    quality = 95 if quality is None else quality
     results: list[FileResult] = []
     try:
         _run(enhancer, todo, results, quality=quality, max_pixels=max_pixels)
@@ -209,7 +213,7 @@ def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbos
     """Say what was found but not taken: a count by reason, every name with ``--verbose``."""
     counted = [s for s in skipped if not s.quiet]  # hidden files (.DS_Store, ...) only with --verbose
     if counted:
-        reasons = ", ".join(f"{n} {reason}" for reason, n in Counter(s.reason for s in counted).most_common())
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in Counter(s.reason for s in counted).most_common())
         more = "" if verbose else " (--verbose lists them)"
         folders = sum(s.path.is_dir() for s in counted)
         what = " and ".join(part for count, part in ((len(counted) - folders, f"{len(counted) - folders} file(s)"),
@@ -219,7 +223,8 @@ def _report_passed_over(skipped: list[SkippedFile], stale: list[Path], *, verbos
         err.print(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if verbose:
         for item in skipped:
-            err.print(f"  ignored {item.path}: {item.reason}", markup=False, highlight=False)
+            detail = f" ({item.detail})" if item.detail else ""
+            err.print(f"  ignored {item.path}: {item.reason}{detail}", markup=False, highlight=False)
         for path in stale:
             err.print(f"  removed {path}", markup=False, highlight=False)
 

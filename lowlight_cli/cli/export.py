@@ -20,7 +20,7 @@ from ..inference.onnx_backend import is_onnx_path
 from ..models import model_info
 from .console import err, out
 from .errors import handle_errors
-from .loading import announce, describe_weights, load_model, model_for_weights
+from .loading import announce, describe_weights, load_model, model_for_weights, refuse_weights_as_model
 from .options import CurveScaleOpt, JsonOpt, ModelOpt, NoPretrainedOpt, WeightsOpt
 
 EPILOG = """
@@ -65,6 +65,7 @@ def export(
     if is_onnx_path(model):
         raise UsageError(f"--model {model} names an ONNX file; export takes a registered model name",
                          hint="pass a registered model name (see `lowlight models`), with --weights for trained weights")
+    refuse_weights_as_model(model, weights)
     named = model
     if output is None and weights is not None:
         # the default name is the architecture exported: --model crnet-s --weights CKPT of a

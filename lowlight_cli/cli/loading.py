@@ -8,11 +8,11 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..errors import UsageError
-from ..hub import bundled_weights_dir, resolve_weights
+from ..hub import bundled_weights_dir, bundled_weights_names, is_hub_ref, resolve_weights
 from ..inference import Enhancer, InferenceConfig
 from ..inference.engine import AUTO_CURVE_MAX_PIXELS, require_curve_model
 from ..inference.onnx_backend import OnnxModel, is_onnx_path
-from ..models import EnhancementModel, create_model
+from ..models import EnhancementModel, create_model, list_models
 from ..models.checkpoint import read_config
 from .console import err
 
@@ -39,6 +39,20 @@ def model_for_weights(name: str | None, weights: str | None, default: str) -> tu
     return str(read_config(folder)["architecture"]), str(folder)
 
 
+def refuse_weights_as_model(name: str, weights: str | None) -> None:
+    """``--model`` given bundled weights, an ``hf-hub:`` reference or a checkpoint folder, without
+    ``--weights``: say to pass it as ``--weights`` (which reads the model from the checkpoint).
+
+    Raises:
+        UsageError: ``name`` names weights, not a model.
+    """
+    if weights is not None or is_onnx_path(name) or name in list_models(include_test=True):
+        return
+    if name in bundled_weights_names() or is_hub_ref(name) or (Path(name).expanduser() / "config.json").is_file():
+        raise UsageError(f"--model {name} names weights, not a model",
+                         hint=f"pass them as --weights {name} (the model is read from the checkpoint)")
+
+
 def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale: int | str | None = None) -> LoadedModel:
     """``create_model`` with the CLI's flags; prints nothing (see :func:`describe_weights`).
 
@@ -48,7 +62,7 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
     ``"auto"`` is checked here and applied per photo by the enhancer.
 
     Raises:
-        UsageError: a flag that does not apply to the model.
+        UsageError: a flag that does not apply to the model; ``name`` names weights, not a model.
     """
     if is_onnx_path(name):
         flags = (("--weights", weights is not None), ("--no-pretrained", no_pretrained))
@@ -67,6 +81,7 @@ def load_model(name: str, weights: str | None, no_pretrained: bool, curve_scale:
         import torch
 
         return OnnxModel(name, threads=torch.get_num_threads())  # the CLI's count (cli.cores may have lowered it)
+    refuse_weights_as_model(name, weights)
     model = create_model(name, pretrained=not no_pretrained, weights=weights)
     if curve_scale is not None:
         require_curve_model(model)
@@ -145,14 +160,25 @@ def announce(name: str, model: LoadedModel, first_line: str) -> None:
         )
 
 
-def build_enhancer(model: LoadedModel, config: InferenceConfig) -> Enhancer:
+def build_enhancer(model: LoadedModel, config: InferenceConfig, *, own_precision: bool = True) -> Enhancer:
     """The :class:`Enhancer` for ``model``; an ONNX model with a whole-image context runs whole images.
 
     Such a graph computes its image statistics per tile, so tiles would differ in exposure: with
     no ``--tile`` it runs whole images (:func:`announce` says so), with ``--tile N`` (N > 0) it is
-    refused.
+    refused. An ONNX file runs at the precision it was exported with: an explicit ``--precision``
+    that differs is refused (``own_precision``; ``compare`` passes False, its other models take it)
+    and so is ``--compile``.
 
     Raises:
-        UsageError: tiles asked for an ONNX model with a whole-image context.
+        UsageError: tiles asked for an ONNX model with a whole-image context; a precision or
+            compilation an ONNX file cannot run.
     """
+    if isinstance(model, OnnxModel):
+        if own_precision and config.precision not in ("auto", model.precision):
+            raise UsageError(f"{model.path.name} runs in the precision it was exported with ({model.precision}): "
+                             f"--precision {config.precision} does not apply to an ONNX file",
+                             hint="drop --precision (`lowlight export --fp16` makes a float16 ONNX file)")
+        if config.compile:
+            raise UsageError(f"--compile applies to PyTorch models, not to the ONNX file {model.path.name}",
+                             hint="drop --compile (onnxruntime optimises the graph itself)")
     return Enhancer(model, config)  # the Enhancer refuses tiles for such a graph and runs whole images

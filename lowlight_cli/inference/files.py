@@ -78,7 +78,7 @@ def drop_own_outputs(
     for item in items:
         others = [p for p in producers.get(item.path.resolve(), []) if p is not item]
         if others:
-            passed_over.append(SkippedFile(item.path, f"an output of this run (from {others[0].path.name})"))
+            passed_over.append(SkippedFile(item.path, "an earlier run's output", detail=f"written for {others[0].path.name}"))
         else:
             kept.append(item)
     return kept, passed_over

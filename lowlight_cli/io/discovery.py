@@ -34,6 +34,7 @@ class SkippedFile:
     path: Path
     reason: str
     quiet: bool = False  # hidden files and folders: listed with --verbose, not counted in the summary line
+    detail: str = ""  # said after the reason with --verbose; the summary counts files by reason alone
 
 
 @dataclass

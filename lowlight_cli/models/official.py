@@ -193,7 +193,7 @@ def _fits(architecture: str, official_state: Mapping[str, torch.Tensor]) -> bool
 
 def importable_architectures() -> list[str]:
     """Registered models whose family has an official-checkpoint translation."""
-    return [n for n in MODELS.names() if MODELS.get(n).info.family in OFFICIAL_NAMES]
+    return [n for n in MODELS.names() if MODELS.get(n).info.family in OFFICIAL_NAMES and "test" not in MODELS.get(n).info.tags]
 
 
 def import_official_checkpoint(path: str | Path, architecture: str, folder: str | Path, *, overwrite: bool = False) -> Path:

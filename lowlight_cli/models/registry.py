@@ -35,7 +35,8 @@ class ModelEntry:
                               hint="see the architecture's config class in lowlight_cli.models for its options") from None
 
 
-MODELS: Registry[ModelEntry] = Registry("model", listing="lowlight models")
+MODELS: Registry[ModelEntry] = Registry("model", listing="lowlight models",
+                                        listed=lambda entry: "test" not in entry.info.tags)
 
 
 def register_model(info: ModelInfo, builder: Callable[..., EnhancementModel], **kwargs: object) -> None:

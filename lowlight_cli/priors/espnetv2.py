@@ -250,19 +250,21 @@ class ESPNetv2Segmentation(FrozenNetwork):
         levels = [base.level1(x)]
         pooled = [x]  # pooled[i]: the input halved i times
 
-        def image_of_height(height: int) -> Tensor:
-            # As in EdgeNets: halve the input at least once, until its height matches.
+        def image_of_size(height: int, width: int) -> Tensor:
+            # As in EdgeNets: halve the input at least once, until its size matches. EdgeNets
+            # compares heights only, which picks a too-wide image once a short photo's height has
+            # reached 1 pixel (1 halves to 1) while its width still halves.
             i = 1
             while True:
                 if len(pooled) <= i:
                     pooled.append(halve(pooled[-1]))
-                if pooled[i].shape[2] <= height:  # equal, unless the sizes were inconsistent
+                if pooled[i].shape[2] <= height and pooled[i].shape[3] <= width:  # equal, unless inconsistent
                     return pooled[i]
                 i += 1
 
         stages = ((base.level2_0, ()), (base.level3_0, base.level3), (base.level4_0, base.level4))
         for strided, units in stages[: deepest - 1]:
-            y = strided(levels[-1], image_of_height((levels[-1].shape[2] + 1) // 2))
+            y = strided(levels[-1], image_of_size((levels[-1].shape[2] + 1) // 2, (levels[-1].shape[3] + 1) // 2))
             for unit in units:
                 y = unit(y)
             levels.append(y)
