@@ -21,8 +21,8 @@ class Registry(Generic[T]):
 
     Args:
         kind: what is registered ("model", "metric", "loss"); used in error messages.
-        listed: which entries the error of an unknown name lists and suggests (None: all); the
-            others are still found by their names (test sizes of models).
+        listed: which entries the error of an unknown name lists (None: all); the others are still
+            found by their names and offered for a close misspelling (test sizes of models).
         listing: the command that lists the names, for the hint of an unknown name without close
             matches (None: the error's own list of the names is all there is).
 
@@ -36,7 +36,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, *, listing: str | None = None, listed: Callable[[T], bool] | None = None) -> None:
         self.kind = kind
         self.listing = listing
-        self.listed = listed  # which entries an unknown name's error lists and suggests (None: all)
+        self.listed = listed  # which entries an unknown name's error lists (None: all)
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
@@ -64,7 +64,7 @@ class Registry(Generic[T]):
         except KeyError:
             shown = [n for n, e in self._entries.items() if self.listed is None or self.listed(e)]
             folded = [n for n in self._entries if n.lower() == name.lower()]  # CRNet -> crnet
-            close = folded or difflib.get_close_matches(name.lower(), shown, n=3, cutoff=0.6)  # 0.5 offered "pie" for "nope"
+            close = folded or difflib.get_close_matches(name.lower(), list(self._entries), n=3, cutoff=0.6)  # 0.5 offered "pie" for "nope"
             hint = f"did you mean {', '.join(close)}?" if close else None
             if hint is None and self.listing:
                 hint = f"run `{self.listing}` to list them"

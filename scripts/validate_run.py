@@ -27,6 +27,13 @@ resolution, one row per scale (as ``lowlight evaluate --curve-scale N``, on vali
 ``--colour model input`` scores each checkpoint as it is and with the input's colour kept (the
 ``--exposure`` rows use the model's colours: the colour step keeps luma, so mean gray barely moves).
 
+``--gain-exponent A [A ...]`` (CRNet curve models) adds a row per ``A`` with every pixel's
+log-gain multiplied by ``A`` (``max_gain`` raised to ``A``: the curve's exposure calibrated by one
+number; a gain of 1 stays 1). ``--trained`` scores the pairs the run trained on instead of its
+validation pairs:
+
+    python scripts/validate_run.py /tmp/lol-split weights/crnet-curve-dn-lol --gain-exponent 0.85 0.9 0.95 [--trained]
+
 ``--recall-weighted`` (LOL-like data with a ``test/low`` folder) adds a row weighted like the test
 set: LOL-v1's test set largely measures recall of rooms seen in training (13 of its 15 low images
 have a training low of the same room, ``scripts/lol_neighbours.py``), while a run's validation
@@ -41,6 +48,7 @@ neighbour (only the test *low* images are read, never its references):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -86,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--make-split", action="store_true", help="write RUN's split.json from --data first (see above)")
     parser.add_argument("--seed", type=int, default=0, help="with --make-split: data.seed of the run")
     parser.add_argument("--val-count", type=int, default=15, help="with --make-split: data.val_count of the run")
+    parser.add_argument("--gain-exponent", type=float, nargs="+", default=[],
+                        help="CRNet curve models: score with the log-gain scaled by each of these (see above)")
+    parser.add_argument("--trained", action="store_true", help="score the pairs the run trained on instead of its validation pairs")
     args = parser.parse_args(argv)
     if args.make_split:
         if args.data is None:
@@ -98,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if str(root) == SYNTHETIC:  # generated pairs: no folder to read them back from
         parser.error(f"{args.run} trained on synthetic data, which has no folder to read its validation pairs from: "
                      "this script scores runs on a dataset folder (give it with --data)")
-    wanted = set(split.validation)
-    paths = [p for p in find_pairs(root, "train") if p.name in wanted]
-    if len(paths) != len(wanted):
+    wanted = set(split.labeled if args.trained else split.validation)
+    paths = [p for p in find_pairs(root, "train") if p.name in wanted and p.high is not None]
+    kind = "trained" if args.trained else "validation"
+    if not args.trained and len(paths) != len(wanted):
         parser.error(f"{root}: found {len(paths)} of the run's {len(wanted)} validation pairs")
+    if args.trained and args.recall_weighted:
+        parser.error("--recall-weighted weights validation pairs; drop --trained")
     pairs = load_pairs(paths)
     groups = None
     if args.recall_weighted:
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--recall-weighted needs {root}/test/low (the test set whose mix it weights by)")
         groups = recall_groups(root, split, pairs)
     device = resolve_device(args.device)
-    print(f"{args.run}: {len(pairs)} validation pairs from {root}; {device}, float32")
+    print(f"{args.run}: {len(pairs)} {kind} pairs from {root}; {device}, float32")
     if groups is not None:
         same, new, weight = groups
         print(f"recall-weighted: {len(same)} validation pairs of a room trained on ({', '.join(p.name for p in same)}), "
@@ -121,8 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         folder = checkpoint_folder(args.run, name)
         model = load_checkpoint(folder).to(device)
         step = read_config(folder).get("provenance", {}).get("step", "?")
-        for scale in args.curve_scale or [None]:
+        base_gain = getattr(getattr(model, "cfg", None), "max_gain", None)
+        if args.gain_exponent and (base_gain is None or not getattr(model, "supports_curve_scale", False)):
+            parser.error(f"{name}: --gain-exponent applies to CRNet curve models")
+        variants = [(s, None) for s in args.curve_scale or [None]] + [(None, e) for e in args.gain_exponent]
+        for scale, exponent in variants:
             label = name
+            if exponent is not None:
+                if args.curve_scale:  # the scale the checkpoint was built with, as the rows without --curve-scale
+                    model.set_curve_scale(model.built_curve_scale)
+                model.cfg = dataclasses.replace(model.cfg, max_gain=base_gain ** exponent)
+                label = f"{name}, log-gain x {exponent:g}"
             if scale is not None:
                 try:
                     require_curve_model(model)
@@ -150,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         mix = pooled(weighted)
                         print(f"| {shown}, recall-weighted | {step} | {mix.psnr:.2f} | {mix.ssim:.4f} "
                               f"| {mix.psnr_gt_mean:.2f} |", flush=True)
+            if exponent is not None:
+                model.cfg = dataclasses.replace(model.cfg, max_gain=base_gain)
         if args.exposure:
             sets = {"validation": [(p.low, p.high) for p in pairs]}
             if args.test is not None:

@@ -43,7 +43,7 @@ def test_enhance_folder_writes_brighter_images(photos, tmp_path):
     result = runner.invoke(app, ["enhance", str(photos), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # not recursive: deep/ ignored ...
-    assert "ignored 1 folder(s): 1 sub-folder (--recursive enters it)" in result.output  # ... and said
+    assert "ignored 1 folder(s): sub-folder (--recursive enters it): 1" in result.output  # ... and said
     before = read_image(photos / "a.png").rgb.mean()
     after = read_image(out / "a.png").rgb.mean()
     assert after > before * 1.5
