@@ -339,6 +339,23 @@ def test_validate_run_reproduces_the_validation_training_logged(tmp_path, capsys
     same, new = int(lines[1].split(": ")[1].split(" ")[0]), held_out - int(lines[1].split(": ")[1].split(" ")[0])
     assert ("best, recall-weighted" in rows) == (same > 0 and new > 0)
     assert rows["best"] == out[-1]  # the whole set's row is unchanged
+    # --trained: the pairs the run trained on; --gain-exponent: curve models only, 1 gives the plain row
+    assert _script("validate_run").main([str(run), "best", "--device", "cpu", "--trained"]) == 0
+    trained_count = len(json.loads((run / "split.json").read_text())["labeled"])
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"{run}: {trained_count} trained pairs")
+    with pytest.raises(SystemExit):
+        _script("validate_run").main([str(run), "best", "--device", "cpu", "--gain-exponent", "0.9"])
+    assert "applies to CRNet curve models" in capsys.readouterr().err
+    from lowlight_cli.models import create_model
+    from lowlight_cli.models.checkpoint import save_checkpoint
+
+    kwargs = {"channels": 4, "groups": 1, "blocks": 1, "context_channels": 4}
+    torch.manual_seed(0)
+    curve = save_checkpoint(create_model("crnet-curve-dn", pretrained=False, **kwargs), tmp_path / "curve",
+                            architecture="crnet-curve-dn", kwargs=kwargs)
+    assert _script("validate_run").main([str(run), str(curve), "--device", "cpu", "--gain-exponent", "1", "0.5"]) == 0
+    rows = [line.split("|")[3:6] for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {curve}")]
+    assert len(rows) == 3 and rows[1] == rows[0] and rows[2] != rows[0]
 
 
 def test_cards_of_other_methods_say_what_the_method_is_and_what_it_was_trained_with(tmp_path):
