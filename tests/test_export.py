@@ -341,6 +341,29 @@ def test_onnx_file_refuses_a_precision_or_compilation_it_cannot_run(trained_onnx
     assert result.exit_code == 0, result.output  # its own precision, said explicitly, runs
 
 
+def test_the_enhancer_runs_an_onnx_file_at_its_own_precision(checkpoint, trained_onnx, tmp_path):
+    # the library refuses what the CLI refuses: the engine, not the command, knows a graph's precision
+    model = OnnxModel(trained_onnx)
+    assert Enhancer(model, InferenceConfig(device="cpu")).precision == "fp32"  # not bf16, even on a bf16 CPU
+    with pytest.raises(UsageError, match=f"{trained_onnx.name} runs in the precision it was exported with"):
+        Enhancer(model, InferenceConfig(device="cpu", precision="fp16"))
+    with pytest.raises(UsageError, match=f"not to the ONNX file {trained_onnx.name}"):
+        Enhancer(model, InferenceConfig(device="cpu", compile=True))
+    # compare's --precision is for its PyTorch models: an fp16 ONNX file beside them runs at its own
+    half = tmp_path / "tiny-fp16.onnx"
+    exported = runner.invoke(app, ["export", "--model", "crnet-tiny", "--weights", str(checkpoint), "--fp16", "-o", str(half)])
+    assert exported.exit_code == 0, exported.output
+    data = tmp_path / "set"
+    for i, name in enumerate(("a", "b")):
+        save_photo(data / "low" / f"{name}.png", dark_photo(40, 48, seed=i))
+        save_photo(data / "high" / f"{name}.png", dark_photo(40, 48, seed=i, exposure=0.5))
+    result = runner.invoke(app, ["compare", "gamma", str(half), "--data", str(data), "--precision", "fp32", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime fp16" in result.stdout, result.stdout
+    alone = runner.invoke(app, ["evaluate", "--model", str(half), "--data", str(data), "--precision", "fp32"])
+    assert alone.exit_code == 2 and "--precision fp32 does not apply" in alone.output
+
+
 def test_metadata_props_describe_model_and_weights(checkpoint, trained_onnx):
     graph = onnx.load(str(trained_onnx))
     props = {p.key: p.value for p in graph.metadata_props}

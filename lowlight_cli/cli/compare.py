@@ -22,7 +22,8 @@ from ..evaluation import Protocol, Scorer, summarize
 from ..evaluation.scoring import ImageScores
 from ..evaluation.summary import json_report
 from ..hub import bundled_weights_names, is_hub_ref
-from ..inference import InferenceConfig
+from ..inference import Enhancer, InferenceConfig
+from ..inference.engine import exported_precision
 from ..inference.onnx_backend import is_onnx_path
 from ..metrics import list_metrics, metric_info
 from ..models import list_models
@@ -30,7 +31,7 @@ from ..models.official import importable_architectures
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
-from .loading import LoadedModel, announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights, run_precision
+from .loading import LoadedModel, announce, describe_run, describe_weights, load_model, model_for_weights, run_precision
 from .options import BlacksOpt, ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_report_destination, write_report
 
@@ -105,8 +106,14 @@ def _resolve(label: str, config: InferenceConfig) -> Entry:
                     if label in importable_architectures() else ""),
         ) from None
     # tiling checked for every model before any runs, on the CPU: each goes to the device only for its own row
-    build_enhancer(net, dataclasses.replace(config, device="cpu"), own_precision=False)
+    Enhancer(net, dataclasses.replace(model_config(net, config), device="cpu"))
     return Entry(label, name, net, net.info.name, describe_weights(name, net, explicit=weights is not None))
+
+
+def model_config(model: LoadedModel, config: InferenceConfig) -> InferenceConfig:
+    """``config`` for one compared model: --precision is for the PyTorch models, and an exported
+    graph runs at its own (alone, the Enhancer refuses an explicit other one)."""
+    return dataclasses.replace(config, precision="auto") if exported_precision(model) else config
 
 
 @handle_errors
@@ -166,7 +173,7 @@ def compare(
     scores = score_with_progress(scorer, pairing, None, INPUT_ROW)
     rows = [Row(None, scores, summarize(scores, protocol.metrics))]
     for i, entry in enumerate(loaded, start=1):
-        enhancer = build_enhancer(entry.model, config, own_precision=False)
+        enhancer = Enhancer(entry.model, model_config(entry.model, config))
         entry.inference = {"device": str(enhancer.device), "precision": run_precision(entry.model, enhancer),
                            "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour,
                            "blacks": enhancer.config.blacks}

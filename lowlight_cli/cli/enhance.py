@@ -24,7 +24,7 @@ from ..io.prefetch import ImagePrefetch
 from ..io.write import check_output_folder, remove_stale_temps
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, handle_errors, interrupt_text
-from .loading import announce, build_enhancer, describe_run, load_model, model_for_weights
+from .loading import announce, describe_run, load_model, model_for_weights
 from .options import (
     BatchSizeOpt,
     EnhanceBlacksOpt,
@@ -137,7 +137,7 @@ def enhance(
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, batch_size=batch_size,
                              compile=compile_, curve_scale="auto" if scale == "auto" else None, colour=colour,
                              blacks=blacks, cpu_bf16=True)
-    enhancer = build_enhancer(net, config)
+    enhancer = Enhancer(net, config)
     if dry_run:  # everything a run checks first has been checked (options, model, weights, device, output folder)
         _report_passed_over(found.skipped, [], verbose=verbose)
         _dry_run_report(jobs, skipped, model=model, enhancer=enhancer, json_output=json_output)

@@ -22,7 +22,7 @@ from ..inference import Enhancer, InferenceConfig
 from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
-from .loading import announce, build_enhancer, describe_run, describe_weights, load_model, model_for_weights
+from .loading import announce, describe_run, describe_weights, load_model, model_for_weights
 from .options import BlacksOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 from .report_file import check_not_an_input, check_report_destination, write_report
 
@@ -204,7 +204,7 @@ def evaluate(
         config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap,
                                  batch_size=4 if batch_size is None else batch_size, compile=compile_, colour=colour, blacks=blacks)
         net = load_model(model, weights, no_pretrained, curve_scale)
-        enhancer = build_enhancer(net, config)
+        enhancer = Enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
 
     pairing = paired(pred, ref if protocol.needs_reference else None, csv_path, recursive=recursive)

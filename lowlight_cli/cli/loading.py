@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from rich.markup import escape
 
 from ..errors import UsageError
 from ..hub import bundled_weights_dir, bundled_weights_names, is_hub_ref, resolve_weights
-from ..inference import Enhancer, InferenceConfig
+from ..inference import Enhancer
 from ..inference.engine import AUTO_CURVE_MAX_PIXELS, require_curve_model
 from ..inference.onnx_backend import OnnxModel, is_onnx_path
 from ..models import EnhancementModel, create_model, list_models
@@ -158,27 +157,3 @@ def announce(name: str, model: LoadedModel, first_line: str) -> None:
             f"[yellow]warning:[/] {name} runs with random weights (--no-pretrained): "
             "its output means nothing; use it for tests and benchmarks only"
         )
-
-
-def build_enhancer(model: LoadedModel, config: InferenceConfig, *, own_precision: bool = True) -> Enhancer:
-    """The :class:`Enhancer` for ``model``; an ONNX model with a whole-image context runs whole images.
-
-    Such a graph computes its image statistics per tile, so tiles would differ in exposure: with
-    no ``--tile`` it runs whole images (:func:`announce` says so), with ``--tile N`` (N > 0) it is
-    refused. An ONNX file runs at the precision it was exported with: an explicit ``--precision``
-    that differs is refused (``own_precision``; ``compare`` passes False, its other models take it)
-    and so is ``--compile``.
-
-    Raises:
-        UsageError: tiles asked for an ONNX model with a whole-image context; a precision or
-            compilation an ONNX file cannot run.
-    """
-    if isinstance(model, OnnxModel):
-        if own_precision and config.precision not in ("auto", model.precision):
-            raise UsageError(f"{model.path.name} runs in the precision it was exported with ({model.precision}): "
-                             f"--precision {config.precision} does not apply to an ONNX file",
-                             hint="drop --precision (`lowlight export --fp16` makes a float16 ONNX file)")
-        if config.compile:
-            raise UsageError(f"--compile applies to PyTorch models, not to the ONNX file {model.path.name}",
-                             hint="drop --compile (onnxruntime optimises the graph itself)")
-    return Enhancer(model, config)  # the Enhancer refuses tiles for such a graph and runs whole images

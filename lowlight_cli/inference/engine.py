@@ -376,6 +376,19 @@ def check_float_tensor(image: torch.Tensor) -> torch.Tensor:
     return image.clamp(0.0, 1.0) if (low < 0 or high > 1) else image
 
 
+def model_label(model: object) -> str:
+    """How messages name ``model``: its own ``label`` (an exported file names itself), else its architecture."""
+    label = getattr(model, "label", None)
+    return label if isinstance(label, str) else model.info.name  # type: ignore[attr-defined]
+
+
+def exported_precision(model: object) -> str | None:
+    """The precision a model brings with it (an exported graph, whose arithmetic was fixed at export),
+    or None for a PyTorch model, which runs at the precision the :class:`InferenceConfig` asks for."""
+    precision = getattr(model, "graph_precision", None)
+    return precision if isinstance(precision, str) else None
+
+
 class Enhancer:
     """Runs an enhancement model on images of any size.
 
@@ -403,8 +416,18 @@ class Enhancer:
                             + (": InferenceConfig(**settings)" if isinstance(config, dict) else ""))
         self.config = config or InferenceConfig()
         self.device = resolve_device(self.config.device)
-        self.precision = resolve_precision(self.config.precision, self.device,
-                                           cpu_bf16=self.config.cpu_bf16 and getattr(model.info, "cpu_bf16", False))
+        exported = exported_precision(model)
+        if exported is None:
+            self.precision = resolve_precision(self.config.precision, self.device,
+                                               cpu_bf16=self.config.cpu_bf16 and getattr(model.info, "cpu_bf16", False))
+            self._autocast = self.precision
+        else:  # the graph computes in its own precision: an explicit other one is refused, never silently dropped
+            if self.config.precision not in ("auto", exported):
+                raise UsageError(f"{model_label(model)} runs in the precision it was exported with ({exported}): "
+                                 f"--precision {self.config.precision} does not apply to it",
+                                 hint="drop --precision (`lowlight export --fp16` makes a float16 ONNX file)")
+            self.precision = exported
+            self._autocast = "fp32"  # torch's autocast does not reach into the graph
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.info = model.info
         if getattr(model, "whole_image_context", False):  # an ONNX graph that computes whole-photo statistics
@@ -422,8 +445,8 @@ class Enhancer:
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
-                raise UsageError(f"compile (--compile) applies to trained PyTorch models, not {self.info.name}",
-                                 hint="drop it")
+                raise UsageError(f"compile (--compile) applies to trained PyTorch models, not to {model_label(model)}",
+                                 hint="drop it" + (" (onnxruntime optimises the graph itself)" if exported else ""))
             check_compile_toolchain(self.device)
             self._call = compile_module(self.model, fixed_shapes=self.tile > 0)
 
@@ -519,7 +542,7 @@ class Enhancer:
 
         def run(tile: int) -> None:
             tiled_rows(
-                lambda b: guarded_forward(forward, b, self.precision, self.device, on_event),
+                lambda b: guarded_forward(forward, b, self._autocast, self.device, on_event),
                 read,
                 height,
                 width,

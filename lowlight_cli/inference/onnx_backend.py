@@ -193,6 +193,17 @@ class OnnxModel:
                 raise CheckpointError(f"{self.path} is not a model onnxruntime can load: {exc}") from None
         return self._sessions[providers]
 
+    @property
+    def graph_precision(self) -> str:
+        """The precision the graph computes in, fixed at export: the :class:`Enhancer` runs it as is and
+        refuses an explicit other one (see :func:`lowlight_cli.inference.engine.exported_precision`)."""
+        return self.precision
+
+    @property
+    def label(self) -> str:
+        """How messages name this model: its file."""
+        return f"the ONNX file {self.path.name}"
+
     def check_tile(self, tile: int | None) -> None:
         """Refuse tiles (``tile`` > 0) for a model with a whole-image context.
 
