@@ -1022,10 +1022,20 @@ def test_a_config_folder_that_is_not_there_names_the_key_the_file_and_the_curren
     config.write_text("model:\n  name: crnet-tiny\ndata:\n  root: ../data/LOL\n")
     monkeypatch.chdir(tmp_path)  # ../data/LOL is read from here, not from configs/
     result = runner.invoke(app, ["train", "--config", str(config), "--max-steps", "1", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
-    assert f"data.root: ../data/LOL in {config} is not a folder, read from the current folder {tmp_path}" in said
-    assert "--data DIR" in said and not (tmp_path / "r").exists()
+    assert f"dataset folder ../data/LOL not found (data.root in {config}, read from the current folder {tmp_path})" in said
+    assert "--data DIR" in said and "the config's paths are relative to" in said and not (tmp_path / "r").exists()
+    # the same folder named by --set, or a positives folder named by the file, says so
+    result = runner.invoke(app, ["train", "--model", "crnet-tiny", "--set", "data.root=../data/LOL", "--max-steps", "1",
+                                 "--out", str(tmp_path / "r")])
+    assert "(--set data.root, read from the current folder" in " ".join(result.output.split()), result.output
+    unpaired = tmp_path / "configs" / "scl.yaml"
+    unpaired.write_text("run:\n  method: scl-lle\n  device: cpu\ndata:\n  root: synthetic\n  positives: ../normal\n")
+    result = runner.invoke(app, ["train", "--config", str(unpaired), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    said = " ".join(result.output.split())
+    assert f"positives folder ../normal not found (data.positives in {unpaired}, read from the current folder" in said, said
+    assert not (tmp_path / "r").exists()
     # --data (or --set data.root=...) replaces the file's folder: no complaint about it
     result = runner.invoke(app, ["train", *SMOKE, "--config", str(config), "--max-steps", "1", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output

@@ -141,8 +141,6 @@ def train(
         run_dir = resume
     else:
         cfg = build_config(yaml_path=config, flags=flags, assignments=assignments)
-        if config is not None:
-            _check_config_folders(cfg, config, flags, assignments or [])
         if semi is False and METHODS.get(cfg.method).uses_unlabeled:  # the method from --method, the file or --set
             raise UsageError(f"--supervised contradicts method {cfg.method}, which trains on unlabeled images too",
                              hint="drop --supervised, or train --method crnet")
@@ -190,22 +188,6 @@ RESUMABLE = frozenset({"optim.epochs", "optim.max_steps", "run.val_every", "run.
 
 
 DATA_FOLDERS = ("data.root", "data.positives", "data.negatives")
-
-
-def _check_config_folders(cfg, config: Path, flags: dict, assignments: list[str]) -> None:
-    """A data folder the YAML file names (not ``--data`` or ``--set``) that is not there: say that it came
-    from the file and that a relative path is read from the current folder, not the file's."""
-    for key in DATA_FOLDERS:
-        if flags.get(key) is not None or any(a.split("=", 1)[0].strip() == key for a in assignments):
-            continue
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if not isinstance(value, str) or value in ("", "synthetic") or Path(value).expanduser().is_dir():
-            continue
-        relative = "" if Path(value).expanduser().is_absolute() else f", read from the current folder {Path.cwd()}"
-        option = {"data.root": "--data", "data.positives": "--positives", "data.negatives": "--negatives"}[key]
-        raise UsageError(f"{key}: {value} in {config} is not a folder{relative}",
-                         hint=f"run from the folder the config's paths are relative to, or pass {option} DIR")
 
 
 def _absolute(folder: str) -> str:

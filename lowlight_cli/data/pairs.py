@@ -61,23 +61,35 @@ class ImagePair:
         return pixel_digest(self.high) if self.high is not None else None
 
 
-def resolve_data_root(data: str | Path | None) -> Path | str:
+def named_where(folder: str | Path, source: str) -> str:
+    """``(SOURCE, read from the current folder CWD)`` for a relative ``folder``, ``(SOURCE)`` otherwise:
+    how a missing folder's message says where it was named (a config file's relative paths are read
+    from the current folder, not the file's)."""
+    relative = "" if Path(folder).expanduser().is_absolute() else f", read from the current folder {Path.cwd()}"
+    return f"({source}{relative})"
+
+
+def resolve_data_root(data: str | Path | None, *, source: str | None = None) -> Path | str:
     """Where the training data is: ``--data``, else ``$LOWLIGHT_DATA``, else ``./data/LOL``.
+
+    ``source`` says where ``data`` was named (``data.root in FILE``, ``--set data.root``; default
+    ``--data``), for the message when it is not there.
 
     Returns the path, or the string ``"synthetic"``.
 
     Raises:
-        DataError: the folder does not exist (the message says how to point at one).
+        DataError: the folder does not exist (the message says where it was named and how to point at one).
     """
     if data is not None and str(data) == SYNTHETIC:
         return SYNTHETIC
     chosen = Path(data).expanduser() if data is not None else Path(os.environ.get("LOWLIGHT_DATA", DEFAULT_DATA)).expanduser()
     if not chosen.is_dir():
-        source = "--data" if data is not None else ("$LOWLIGHT_DATA" if "LOWLIGHT_DATA" in os.environ else "the default ./data/LOL")
+        named = (source or "--data") if data is not None else ("$LOWLIGHT_DATA" if "LOWLIGHT_DATA" in os.environ else "the default ./data/LOL")
         raise DataError(
-            f"dataset folder {chosen} " + ("is a file, not a folder" if chosen.exists() else "not found") + f" ({source})",
+            f"dataset folder {chosen} " + ("is a file, not a folder" if chosen.exists() else "not found") + f" {named_where(chosen, named)}",
             hint="pass --data DIR (LOL layout DIR/train/{low,high} or DIR/{low,high}), set LOWLIGHT_DATA, "
-            "or use --data synthetic for a smoke run",
+            "or use --data synthetic for a smoke run" + ("; or run from the folder the config's paths are relative to"
+                                                          if " in " in named and not chosen.is_absolute() else ""),
         )
     return chosen
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..io import SUPPORTED_EXTENSIONS, read_image
 from ..io.discovery import scan_inputs
+from .pairs import named_where
 from .pairs import ImagePair, pixel_digest
 from .patches import PatchConfig, PatchKey, check_patch_size, random_patch, to_tensor
 
@@ -80,21 +81,25 @@ class ImageFolder:
     unfollowed_links: tuple[str, ...] = ()
 
 
-def scan_image_folder(folder: str | Path, what: str) -> ImageFolder:
+def scan_image_folder(folder: str | Path, what: str, *, source: str | None = None) -> ImageFolder:
     """The images under ``folder`` (one listing; read them with :func:`read_image_folder`).
+
+    ``source`` says where the folder was named (``data.positives in FILE``, ``--set ...``; default
+    the option ``--WHAT``).
 
     Raises:
         DataError: the folder is empty as a value, does not exist, is a file, or holds no images
             (``what`` names the option; symbolic links to folders, which are not followed, are named).
     """
     option = f"--{what}"
+    where = named_where(folder, source or option)
     if not str(folder).strip():
         raise DataError(f"{option} is empty", hint=f"{option} takes a folder of images; leave it out to use the default")
     path = Path(folder).expanduser()
     if path.is_file():
-        raise DataError(f"{what} folder {folder} is a file, not a folder", hint=f"{option} takes a folder of images")
+        raise DataError(f"{what} folder {folder} is a file, not a folder {where}", hint=f"{option} takes a folder of images")
     if not path.is_dir():
-        raise DataError(f"{what} folder {folder} not found", hint=f"{option} takes a folder of images")
+        raise DataError(f"{what} folder {folder} not found {where}", hint=f"{option} takes a folder of images")
     found = scan_inputs([path], recursive=True)
     links = tuple(s.path.name for s in found.skipped if "symbolic link to a folder" in s.reason)
     if not found.files:

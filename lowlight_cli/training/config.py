@@ -210,9 +210,9 @@ class TrainConfig:
     method_sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # the keys the user set (a config file, a flag, --set), as against defaults: not a field, so
-        # never saved nor compared
-        self.asked: set[str] = set()
+        # the keys the user set, as against defaults, and where (see :func:`build_config`): not a
+        # field, so never saved nor compared
+        self.origins: dict[str, str] = {}
 
     @classmethod
     def for_method(cls, name: str) -> "TrainConfig":
@@ -426,6 +426,10 @@ def set_value(config: TrainConfig, key: str, value: Any) -> None:
     setattr(section, parts[1], coerce(value, fields[parts[1]].type, key))
 
 
+# the command-line options that set the data folders, for messages about where a folder was named
+DATA_FOLDER_OPTIONS = {"data.root": "--data", "data.positives": "--positives", "data.negatives": "--negatives"}
+
+
 def merge_mapping(config: TrainConfig, mapping: dict[str, Any], source: str) -> None:
     """Apply a nested mapping ``{section: {field: value}}`` (a YAML file's content)."""
     if not isinstance(mapping, dict):
@@ -480,6 +484,9 @@ def build_config(
 ) -> TrainConfig:
     """Defaults, then the method's defaults, then the YAML file, then command-line flags, then ``--set``.
 
+    The config's ``origins`` say where each key the user set came from, as messages name it:
+    ``data.root in FILE``, ``--data`` (a flag) or ``--set data.root``.
+
     The method is read from the layers above its defaults first (``run.method``, or ``run.semi``),
     so that e.g. ``--method scl-lle`` brings SCL-LLE's optimiser settings, which the file, the
     flags and ``--set`` may still override.
@@ -489,15 +496,16 @@ def build_config(
     def layered(config: TrainConfig) -> TrainConfig:
         if mapping is not None:
             merge_mapping(config, mapping, str(yaml_path))
-            config.asked.update(f"{section}.{name}" for section, values in mapping.items() for name in values)
+            config.origins.update({f"{section}.{name}": f"{section}.{name} in {yaml_path}"
+                                   for section, values in mapping.items() for name in values})
         for key, value in (flags or {}).items():
             if value is not None:
                 set_value(config, key, value)
-                config.asked.add(key)
+                config.origins[key] = DATA_FOLDER_OPTIONS.get(key, f"the {key} option")
         for text in assignments or []:
             key, value = parse_assignment(text)
             set_value(config, key, value)
-            config.asked.add(key)
+            config.origins[key] = f"--set {key}"
         return config
 
     probe = layered(TrainConfig())

@@ -143,7 +143,7 @@ class Trainer:
         a resume's relative folders are settled first (:meth:`_find_relative_folders`)."""
         if self._found is None:
             try:
-                root = resolve_data_root(self.config.data.root or None)
+                root = resolve_data_root(self.config.data.root or None, source=self.config.origins.get("data.root"))
             except DataError as exc:
                 if self.resume:  # the default folder ($LOWLIGHT_DATA, ./data/LOL); named ones: _check_folders_are_there
                     exc.hint = ("check that path; if the images moved, name their folder where it is now: "
@@ -351,7 +351,7 @@ class Trainer:
         folders = {}  # listed once, here: said before the data set is decoded
         for folder, what in ((cfg.data.positives, "positives"), (cfg.data.negatives, "negatives")):
             if folder:  # a resumed run's missing folders were named above
-                folders[what] = scan_image_folder(folder, what)
+                folders[what] = scan_image_folder(folder, what, source=cfg.origins.get(f"data.{what}"))
         pairs = self._load_pairs(emit)
         split = self._split(pairs, emit)
         if not split.labeled and not split.unlabeled:
@@ -372,7 +372,7 @@ class Trainer:
         emit(InfoEvent(data.summary))
         references = sum(1 for p in pairs if p.labeled)
         # set by the user (or, built in code, away from the default): the default is capped on small sets without a word
-        asked = "data.val_count" in cfg.asked or cfg.data.val_count != DataSection().val_count
+        asked = "data.val_count" in cfg.origins or cfg.data.val_count != DataSection().val_count
         if asked and data.validation and not self.resume and cfg.data.val_count > validation_cap(references):
             emit(InfoEvent(f"data.val_count {cfg.data.val_count} capped at {validation_cap(references)}: at most a fifth "
                            f"of the {references} pairs with references (at least 1) are held out, so that most stay "
