@@ -33,11 +33,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from lol_matching import layout, nearest  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 from lowlight_cli.data.pairs import find_pairs, load_pairs  # noqa: E402
@@ -46,25 +46,6 @@ from lowlight_cli.evaluation.scoring import gt_mean_scale  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.io import from_float, to_float  # noqa: E402
 from lowlight_cli.models import create_model  # noqa: E402
-
-THUMB = (32, 24)  # width, height
-
-
-def layout(image: np.ndarray) -> np.ndarray:
-    """Exposure-invariant layout of an ``(H, W, 3)`` uint8 image: the log of a 32x24 area thumbnail,
-    minus its mean (a global gain drops out), as a unit vector."""
-    thumb = cv2.resize(image.astype(np.float32) / 255, THUMB, interpolation=cv2.INTER_AREA)
-    log = np.log(thumb + 0.01)
-    log -= log.mean()
-    return (log / (np.linalg.norm(log) + 1e-9)).ravel()
-
-
-def nearest(query: np.ndarray, library: np.ndarray) -> tuple[int, float]:
-    """Index and cosine similarity of the row of ``library`` (unit vectors) nearest ``query``."""
-    similarity = library @ query
-    index = int(np.argmax(similarity))
-    return index, float(similarity[index])
-
 
 SCORER = Scorer(Protocol(metrics=("psnr", "ssim")))
 

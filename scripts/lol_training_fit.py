@@ -5,7 +5,7 @@
     python scripts/lol_training_fit.py --lol ../shared/data/LOL fit.csv fit-gtmean.csv --show 607 699 719 723 731
 
 LOL-v1 often holds the same capture twice: two low images a moment apart (>= 35 dB PSNR to each
-other, ``SAME_CAPTURE_DB`` of ``scripts/memorisation_probe.py``), paired with the same reference
+other, ``SAME_CAPTURE_DB`` of ``scripts/lol_matching.py``), paired with the same reference
 or with another one. A model that memorised its training pairs would fit the repeats with one
 reference as well as the captures that occur once, and the gap between its PSNR and its PSNR after
 GT-mean scaling (the exposure part of its error) would close on both. ``--trained-by RUN`` keeps
@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lol_neighbours import layout  # noqa: E402
-from memorisation_probe import SAME_CAPTURE_DB, SAME_REFERENCE_DB, psnr_u8  # noqa: E402
+from lol_matching import SAME_CAPTURE_DB, SAME_REFERENCE_DB, layout, psnr_u8  # noqa: E402
 
 GROUPS = ("once", "repeat, same reference", "repeat, other reference")
 CANDIDATES = 4  # layout neighbours checked by PSNR for a repeat

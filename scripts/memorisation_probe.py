@@ -21,7 +21,7 @@ its own, then scores the bundled weights and the probe's on:
   25 dB PSNR of each other) or another; then each neighbour beside how close its low image is to
   the trained one (added after the runs, to read them).
 - **probe 2**: the training pairs whose low image is the same room (layout similarity >=
-  ``SAME_ROOM`` of ``scripts/validate_run.py``, at most 8 each) as one of the 22 validation pairs
+  ``SAME_ROOM`` of ``scripts/lol_matching.py``, at most 8 each) as one of the 22 validation pairs
   every bundled stage held out (split seed 0): 13 pairs (30 epochs). Scored on them, on the 8
   validation pairs of those rooms and on the 14 of new rooms; each of the 8 beside how close its
   matched training reference is to its own.
@@ -66,21 +66,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from lol_neighbours import layout, scores  # noqa: E402
+from lol_matching import SAME_CAPTURE_DB, SAME_REFERENCE_DB, SAME_ROOM, layout, psnr_u8  # noqa: E402
+from lol_neighbours import scores  # noqa: E402
 from machine import describe_machine  # noqa: E402
-from validate_run import SAME_ROOM  # noqa: E402
 
 from lowlight_cli.data.pairs import PairPaths, find_pairs, load_pairs  # noqa: E402
 from lowlight_cli.data.splits import make_split  # noqa: E402
 from lowlight_cli.evaluation.scoring import gt_mean_scale  # noqa: E402
 from lowlight_cli.inference import Enhancer, InferenceConfig  # noqa: E402
 from lowlight_cli.io import from_float, to_float  # noqa: E402
-from lowlight_cli.metrics import psnr  # noqa: E402
 from lowlight_cli.models import create_model, load_checkpoint  # noqa: E402
 
 CONFIG = ROOT / "configs" / "memorisation-probe.yaml"
-SAME_REFERENCE_DB = 25.0  # two references this close (PSNR) count as one reference
-SAME_CAPTURE_DB = 35.0  # two low images this close (PSNR) count as a repeat of one capture
 EVERY = 15  # probe 1 takes every 15th reference by file name
 PER_ROOM = 8  # probe 2 takes at most this many training matches per validation pair
 
@@ -99,12 +96,6 @@ def neighbour(name: str, labelled: set[str], taken: set[str]) -> str | None:
         if other in labelled and other not in taken:
             return other
     return None
-
-
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two ``(H, W, 3)`` uint8 images (``lowlight_cli.metrics.psnr``); inf where they are equal."""
-    tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].double()  # noqa: E731
-    return float(psnr(tensor(a), tensor(b), data_range=255.0)[0])
 
 
 def same_room_matches(validation: list[str], training: list[str], lows: dict[str, np.ndarray],

@@ -68,7 +68,9 @@ from lowlight_cli.models.checkpoint import read_config
 from lowlight_cli.training.distributed import DistContext
 from lowlight_cli.training.validation import ValidationScores, validate
 
-SAME_ROOM = 0.9  # layout similarity from which two LOL low images are the same room (lol_neighbours.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lol_matching.py, beside this script
+from lol_matching import SAME_ROOM, layout  # noqa: E402
+
 
 
 def checkpoint_folder(run: Path, name: str) -> Path:
@@ -200,9 +202,6 @@ def recall_groups(root: Path, split: Split, pairs: list) -> tuple[list, list, fl
     the first group: the share of ``root/test/low`` images with a training neighbour (every training
     pair with a reference counts: the test set's relation to a model trained on all of them).
     Only low images are read."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # lol_neighbours.py, beside this script
-    from lol_neighbours import layout
-
     trained = set(split.labeled) | set(split.unlabeled)  # every low image the run trained on
     train_paths = [p for p in find_pairs(root, "train") if p.high is not None]
     loaded = {p.name: p.low for p in pairs}  # the validation lows are decoded already

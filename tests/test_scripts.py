@@ -796,3 +796,18 @@ def test_lol_training_fit_groups_repeats_by_their_references(tmp_path):
     csv_path = tmp_path / "fit.csv"
     csv_path.write_text("# lowlight 0.1.0\nname,psnr,ssim,error,warnings\na1,20.5,0.8,,\nbad,,,unreadable,\n")
     assert script.read_scores(csv_path) == {"a1": 20.5}
+
+
+def test_lol_training_fit_reads_csv_files_without_the_training_machinery():
+    # it shares its thresholds and PSNR with memorisation_probe.py through lol_matching.py, which is light
+    import subprocess
+
+    def imported(module: str) -> list[str]:  # in a fresh interpreter, so that other tests' imports do not count
+        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); import {module}; "
+                "print(sorted(k for k in sys.modules if k.startswith(('lowlight_cli.training', 'memorisation_probe'))))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    assert imported("lol_training_fit") == "[]"
+    assert "lowlight_cli.training" in imported("validate_run")  # what it loaded through its old imports
+    probe, matching = _script("memorisation_probe"), _script("lol_matching")
+    assert (probe.SAME_CAPTURE_DB, probe.SAME_REFERENCE_DB) == (matching.SAME_CAPTURE_DB, matching.SAME_REFERENCE_DB)
