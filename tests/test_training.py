@@ -1025,7 +1025,7 @@ def test_a_config_folder_that_is_not_there_names_the_key_the_file_and_the_curren
     assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
     assert f"dataset folder ../data/LOL not found (data.root in {config}, read from the current folder {tmp_path})" in said
-    assert "--data DIR" in said and "the config's paths are relative to" in said and not (tmp_path / "r").exists()
+    assert "--data DIR" in said and "the folder the relative path is meant from" in said and not (tmp_path / "r").exists()
     # the same folder named by --set, or a positives folder named by the file, says so
     result = runner.invoke(app, ["train", "--model", "crnet-tiny", "--set", "data.root=../data/LOL", "--max-steps", "1",
                                  "--out", str(tmp_path / "r")])

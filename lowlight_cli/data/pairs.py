@@ -88,8 +88,8 @@ def resolve_data_root(data: str | Path | None, *, source: str | None = None) -> 
         raise DataError(
             f"dataset folder {chosen} " + ("is a file, not a folder" if chosen.exists() else "not found") + f" {named_where(chosen, named)}",
             hint="pass --data DIR (LOL layout DIR/train/{low,high} or DIR/{low,high}), set LOWLIGHT_DATA, "
-            "or use --data synthetic for a smoke run" + ("; or run from the folder the config's paths are relative to"
-                                                          if " in " in named and not chosen.is_absolute() else ""),
+            "or use --data synthetic for a smoke run" + ("" if chosen.is_absolute() else
+                                                          "; or run from the folder the relative path is meant from"),
         )
     return chosen
 
