@@ -118,3 +118,28 @@ def test_review_points_nan_scores_onnx_names_metric_names_and_unused_options(tes
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["rows"][1]["inference"]["device"] == "cpu" and report["rows"][1]["inference"]["colour"] == "model"
     assert [p.endswith("9.png") for p in report["unpaired"]] == [True]
+
+
+def test_means_that_leave_out_different_numbers_of_infinite_scores_get_no_best(tmp_path):
+    # a DCE-Net with zero weights hands back its input: on a pair whose low image is its reference it
+    # scores inf, which its mean leaves out; gamma's finite score there is in its mean
+    import torch
+
+    identity = create_model("scl-lle", pretrained=False)
+    with torch.no_grad():
+        for parameter in identity.parameters():
+            parameter.zero_()
+    folder = save_checkpoint(identity, tmp_path / "identity", architecture="scl-lle", kwargs=identity.config,
+                             provenance={"data": "test"})
+    bright = dark_photo(96, 128, seed=0, exposure=1.0)
+    save_photo(tmp_path / "set" / "low" / "0.png", bright)
+    save_photo(tmp_path / "set" / "high" / "0.png", bright)
+    save_photo(tmp_path / "set" / "low" / "1.png", dark_photo(96, 128, name="coffee", seed=1, exposure=0.1))
+    save_photo(tmp_path / "set" / "high" / "1.png", dark_photo(96, 128, name="coffee", seed=1, exposure=1.0))
+    result = runner.invoke(app, ["compare", str(folder), "gamma", "--data", str(tmp_path / "set"), "--metrics", "psnr"],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "(+1 inf)" in said and "none for psnr" in said
+    report = _json(runner.invoke(app, ["compare", str(folder), "gamma", "--data", str(tmp_path / "set"), "--metrics", "psnr", "--json"]))
+    assert report["rows"][1]["summary"]["psnr"]["infinite"] == 1 and "infinite" not in report["rows"][2]["summary"]["psnr"]

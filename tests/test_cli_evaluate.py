@@ -314,9 +314,9 @@ def test_csv_is_checked_before_scoring_and_written_through_a_link(folders, tmp_p
     assert onto_input.exit_code == 2 and "image file's extension" in onto_input.output
     (tmp_path / "alias.csv").symlink_to(pred / "1.png")  # another spelling of an image being scored
     onto_alias = runner.invoke(app, [*base, "--csv", str(tmp_path / "alias.csv")])
-    assert onto_alias.exit_code == 2 and "one of the images being scored" in onto_alias.output
+    assert onto_alias.exit_code == 2 and "is not a lowlight report" in onto_alias.output
     assert (pred / "1.png").read_bytes()[:4] == b"\x89PNG"  # untouched
-    (tmp_path / "target.csv").write_text("old")
+    (tmp_path / "target.csv").write_text("# lowlight 0.1; an earlier run's report")
     (tmp_path / "link.csv").symlink_to("target.csv")
     linked = runner.invoke(app, [*base, "--csv", str(tmp_path / "link.csv")])
     assert linked.exit_code == 0, linked.output
@@ -434,6 +434,19 @@ def test_csv_destinations_that_would_lose_or_mix_output_are_refused(folders, tmp
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "mixed" in done.stderr + done.stdout
     json.loads(done.stdout)  # what stdout holds is one JSON document (the error), no CSV in it
+    # a file that is not a report is kept; an earlier run's report (and an empty file) is replaced
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important\n")
+    kept = runner.invoke(app, [*base, "--csv", str(notes)])
+    assert kept.exit_code == 2 and "is not a lowlight report" in kept.output and notes.read_text() == "important\n"
+    report = tmp_path / "scores.csv"
+    for _ in range(2):
+        again = runner.invoke(app, [*base, "--csv", str(report)])
+        assert again.exit_code == 0, again.output
+    (tmp_path / "empty.csv").touch()
+    assert runner.invoke(app, [*base, "--csv", str(tmp_path / "empty.csv")]).exit_code == 0
+    compared = runner.invoke(app, ["compare", "gamma", "--data", str(pred.parent), "--csv", str(notes)])
+    assert compared.exit_code == 2 and "is not a lowlight report" in compared.output
 
 
 def test_a_folder_given_without_pred_is_not_taken_for_a_metric(folders):
@@ -526,3 +539,30 @@ def test_an_empty_folder_says_where_images_are_looked_for_and_a_black_prediction
     cropped = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
                                   "--metrics", "psnr", "--gt-mean", "--crop-border", "4", "--json"])
     assert any("cannot be scaled" in w for w in json.loads(cropped.stdout)["images"][0]["warnings"]), cropped.output
+
+
+def test_sub_folders_left_out_are_said_not_skipped_silently(folders, tmp_path):
+    pred, ref = folders
+    save_photo(pred / "more" / "x.png", dark_photo(200, 240, seed=5, exposure=1.0))
+    save_photo(ref / "more" / "x.png", dark_photo(200, 240, seed=5, exposure=1.0))
+    flat = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--json"])
+    said = " ".join(flat.output.split())
+    assert "2 sub-folder(s) not searched, their images not scored" in said and "(-r searches them)" in said
+    assert len(_json(flat)["images"]) == 3
+    deep = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "-r", "--json"])
+    assert "not searched" not in deep.output and len(_json(deep)["images"]) == 4
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "low").symlink_to(pred)
+    (tmp_path / "set" / "high").symlink_to(ref)
+    compared = runner.invoke(app, ["compare", "gamma", "--data", str(tmp_path / "set"), "--metrics", "psnr"])
+    said = " ".join(compared.output.split())
+    assert compared.exit_code == 0 and "2 sub-folder(s) not searched" in said and "-r searches" not in said
+
+
+def test_data_without_a_model_and_an_empty_metric_name_get_messages_that_fit(folders):
+    pred, ref = folders
+    alone = runner.invoke(app, ["evaluate", "--data", str(pred.parent)])
+    said = " ".join(alone.output.split())
+    assert alone.exit_code == 2 and "add --model NAME" in said and "score --pred as it is" not in said
+    empty = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", ""])
+    assert empty.exit_code == 2 and "no metrics given" in empty.output and "is not a metric name" not in empty.output

@@ -3,6 +3,9 @@ its correction and gain maps are upsampled, and the curve is applied at full res
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -242,6 +245,17 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     assert exported.exported_curve_scale == 2  # recorded in the file's metadata
     text = describe_run(str(tmp_path / "m.onnx"), exported, Enhancer(exported, InferenceConfig(device="cpu")))
     assert "curves at 1/2 resolution as exported" in text
+    # evaluate and compare record it with the scores, as they do for the PyTorch model
+    pairs = tmp_path / "pairs"
+    for kind in ("low", "high"):
+        (pairs / kind).mkdir(parents=True)
+        shutil.copy(next((tmp_path / "in").glob("a.*")), pairs / kind / "a.png")
+    scored = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m.onnx"), "--data", str(pairs), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["inference"]["curve_scale"] == 2
+    compared = runner.invoke(app, ["compare", str(tmp_path / "m.onnx"), "--data", str(pairs), "--json"])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.stdout)["rows"][1]["inference"]["curve_scale"] == 2
     export_onnx(create_model("crnet-s", pretrained=False), tmp_path / "s.onnx")
     assert OnnxModel(tmp_path / "s.onnx").exported_curve_scale is None  # not a curve model: nothing said
 

@@ -360,6 +360,8 @@ def test_the_enhancer_runs_an_onnx_file_at_its_own_precision(checkpoint, trained
     result = runner.invoke(app, ["compare", "gamma", str(half), "--data", str(data), "--precision", "fp32", "--json"])
     assert result.exit_code == 0, result.output
     assert "onnxruntime fp16" in result.stdout, result.stdout
+    said = " ".join(result.output.split())
+    assert f"{half} runs in the precision it was exported with (fp16), not --precision fp32" in said  # never silently
     alone = runner.invoke(app, ["evaluate", "--model", str(half), "--data", str(data), "--precision", "fp32"])
     assert alone.exit_code == 2 and "--precision fp32 does not apply" in alone.output
 

@@ -31,7 +31,7 @@ from ..models.official import importable_architectures
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
-from .loading import LoadedModel, announce, describe_run, describe_weights, load_model, model_for_weights, run_precision
+from .loading import LoadedModel, announce, describe_run, describe_weights, load_model, model_for_weights, run_curve_scale, run_precision
 from .options import BlacksOpt, ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_report_destination, write_report
 
@@ -165,7 +165,7 @@ def compare(
         full = [m for m in protocol.metrics if metric_info(m).full_reference]
         raise UsageError(f"{', '.join(full)} {'needs' if len(full) == 1 else 'need'} references and --data {data} has no high/ folder",
                          hint="give a folder holding low/ and high/, or use --metrics niqe alone")
-    pairing = paired(low, high if protocol.needs_reference else None, csv_path, what="low image")
+    pairing = paired(low, high if protocol.needs_reference else None, what="low image", searches_subfolders=False)
 
     config = InferenceConfig(device=device, precision=precision, tile=tile, overlap=overlap, colour=colour, blacks=blacks)
     loaded = [_resolve(label, config) for label in labels]  # every name checked before the first model runs
@@ -178,7 +178,11 @@ def compare(
                            "tile": enhancer.tile, "overlap": enhancer.config.overlap, "colour": enhancer.config.colour,
                            "blacks": enhancer.config.blacks}
         announce(entry.name, entry.model, f"[{i}/{len(loaded)}] {entry.label}: {describe_run(entry.name, entry.model, enhancer)}")
+        if precision != "auto" and enhancer.precision != precision:  # an exported graph's own (model_config)
+            err.print(f"[yellow]note:[/] {escape(entry.label)} runs in the precision it was exported with "
+                      f"({enhancer.precision}), not --precision {precision}, which the other models take")
         scores = score_with_progress(scorer, pairing, enhancer, entry.label)
+        entry.inference["curve_scale"] = run_curve_scale(entry.model, enhancer)  # the last image's (auto may vary it)
         rows.append(Row(entry, scores, summarize(scores, protocol.metrics)))
         entry.model = enhancer = None  # one model on the device at a time
 
@@ -219,20 +223,33 @@ def _exit_status(rows: list[Row], pairs: int, unpaired: int) -> None:
 
 
 def _best(protocol: Protocol, rows: list[Row]) -> dict[str, float]:
-    """Per metric, the best mean among the models (the input row does not compete)."""
+    """Per metric, the best mean among the models (the input row does not compete). A mean leaves out
+    infinite scores (an output identical to its reference), so means whose models have different
+    numbers of them are not comparable: such a metric has no best."""
     best = {}
+    unranked = _unranked(protocol, rows)
     for name in protocol.metrics:
+        if name in unranked:
+            continue
         means = [m for m in (row.summary[name].mean for row in rows if row.entry is not None) if math.isfinite(m)]
         if means:
             best[name] = max(means) if metric_info(name).higher_is_better else min(means)
     return best
 
 
+def _unranked(protocol: Protocol, rows: list[Row]) -> list[str]:
+    """The metrics whose models' means leave out different numbers of infinite scores."""
+    return [name for name in protocol.metrics
+            if len({row.summary[name].infinite for row in rows if row.entry is not None}) > 1]
+
+
 def _table(protocol: Protocol, rows: list[Row], data: Path, settings: str) -> None:
     best = _best(protocol, rows)
     table = Table(title=f"lowlight compare on {escape(str(data))}",
                   caption=f"protocol: {escape(protocol.describe())}; {settings}; outputs rounded to each input's bit depth; "
-                          "the best model's mean in bold")
+                          "the best model's mean in bold" + (
+                              f" (none for {', '.join(unranked)}: the means leave out different numbers of infinite "
+                              "scores, outputs identical to their references)" if (unranked := _unranked(protocol, rows)) else ""))
     table.add_column("model")
     table.add_column("architecture")
     table.add_column("weights")
@@ -244,7 +261,9 @@ def _table(protocol: Protocol, rows: list[Row], data: Path, settings: str) -> No
         for name in protocol.metrics:
             mean = row.summary[name].mean
             text = f"{mean:.4f}" if math.isfinite(mean) else str(mean)
-            cells.append(f"[bold]{text}[/]" if row.entry is not None and best.get(name) == mean else text)
+            text = f"[bold]{text}[/]" if row.entry is not None and best.get(name) == mean else text
+            infinite = row.summary[name].infinite
+            cells.append(text + (f" (+{infinite} inf)" if infinite and math.isfinite(mean) else ""))
         images = f"{len(row.scores) - row.failed}/{len(row.scores)}" + (f" ({row.nan} nan)" if row.nan else "")
         if row.entry is None:
             table.add_row(INPUT_ROW, "-", "the low images as they are", *cells, images)

@@ -22,9 +22,9 @@ from ..inference import Enhancer, InferenceConfig
 from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
-from .loading import announce, describe_run, describe_weights, load_model, model_for_weights
+from .loading import announce, describe_run, describe_weights, load_model, model_for_weights, run_curve_scale
 from .options import BlacksOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
-from .report_file import check_not_an_input, check_report_destination, write_report
+from .report_file import check_report_destination, write_report
 
 EPILOG = """
 Examples:\n
@@ -80,17 +80,22 @@ def low_and_high(data: Path) -> tuple[Path, Path | None]:
     return low, high
 
 
-def paired(pred: Path, ref: Path | None, csv_path: Path | None, *, recursive: bool = False, what: str = "prediction") -> Pairing:
-    """Pair ``pred`` with ``ref`` by stem, say each file without a partner (``what`` names a
-    prediction in the message) and check that ``--csv`` is not one of the images (``evaluate``,
-    ``compare``).
+def paired(pred: Path, ref: Path | None, *, recursive: bool = False, what: str = "prediction",
+           searches_subfolders: bool = True) -> Pairing:
+    """Pair ``pred`` with ``ref`` by stem and say each file without a partner (``what`` names a
+    prediction in the message), and the sub-folders not searched (``searches_subfolders``: the
+    command can, with ``-r``). (``--csv`` naming one of the images is refused before, by
+    :func:`check_report_destination`: an existing file that is not a report is never replaced.)
 
     Raises:
         DataError: no pair at all.
     """
     pairing = pair_by_stem(pred, ref, recursive=recursive)
-    if csv_path is not None:
-        check_not_an_input(csv_path, pairing)
+    if pairing.unsearched_folders:
+        names = ", ".join(str(path) for path in pairing.unsearched_folders[:3])
+        more = f" and {len(pairing.unsearched_folders) - 3} more" if len(pairing.unsearched_folders) > 3 else ""
+        err.print(f"[yellow]note:[/] {len(pairing.unsearched_folders)} sub-folder(s) not searched, their images not scored: "
+                  f"{escape(names)}{more}" + (" (-r searches them)" if searches_subfolders else ""))
     for path in pairing.unpaired_predictions:
         err.print(f"[yellow]unpaired:[/] {escape(str(path))} has no reference")
     for path in pairing.unpaired_references:
@@ -156,7 +161,7 @@ def evaluate(
     if stray:
         raise UsageError(f"unknown option {stray[0]}", hint="see lowlight evaluate --help")
     known = set(list_metrics())
-    paths = [a for a in list(metrics) + list(ctx.args) if a.lower() not in known and (os.sep in a or Path(a).exists())]
+    paths = [a for a in list(metrics) + list(ctx.args) if a.strip() and a.lower() not in known and (os.sep in a or Path(a).exists())]
     if paths:  # an argument after --metrics (or alone) that names a file or folder, not a metric
         raise UsageError(f"{paths[0]} is not a metric name: folders and images are given with an option",
                          hint="lowlight evaluate --pred DIR --ref DIR, or --model NAME --data DIR")
@@ -175,7 +180,9 @@ def evaluate(
         given = [flag for flag, on in enhancing.items() if on]
         if given:
             raise UsageError(f"{given[0]} applies when evaluate enhances a folder itself (--model NAME --data DIR)",
-                             hint=f"drop {given[0]} to score --pred as it is")
+                             hint=f"drop {given[0]} to score --pred as it is" if pred is not None else
+                             "add --model NAME (or --weights CHECKPOINT) to enhance and score the folder, "
+                             "or score images as they are with --pred DIR --ref DIR")
     enhancer = None
     enhances = model is not None or weights is not None  # the model itself is settled after the checks below
     if model is None and weights is not None and pred is not None:
@@ -207,7 +214,7 @@ def evaluate(
         enhancer = Enhancer(net, config)
         announce(model, net, f"enhancing {pred} with {describe_run(model, net, enhancer, explicit=weights is not None)}")
 
-    pairing = paired(pred, ref if protocol.needs_reference else None, csv_path, recursive=recursive)
+    pairing = paired(pred, ref if protocol.needs_reference else None, recursive=recursive)
     scores = score_with_progress(Scorer(protocol), pairing, enhancer)
 
     extra: dict = {"model": model, "pred": str(pred), "ref": None if ref is None else str(ref),
@@ -216,7 +223,7 @@ def evaluate(
         extra["architecture"] = net.info.name
         extra["weights"] = describe_weights(model, net, explicit=weights is not None)
         extra["weights_path"] = None if getattr(net, "checkpoint_dir", None) is None else str(net.checkpoint_dir)
-        curve_scale = enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None
+        curve_scale = run_curve_scale(net, enhancer)
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
                               "overlap": enhancer.config.overlap, "curve_scale": curve_scale,
                               "compiled": enhancer.config.compile, "colour": enhancer.config.colour,

@@ -37,7 +37,7 @@ def export(
     model: ModelOpt = None,
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default <architecture>[-fp16].onnx or <architecture>[-fp16]/, the model exported."),
+        typer.Option("--output", "-o", help="File (onnx) or folder (safetensors); default MODEL[-fp16].onnx or MODEL[-fp16]/, named after --model (with --weights, after the checkpoint's architecture)."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' or '.join(EXPORT_FORMATS)}.")] = "onnx",
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision: float16 weights (ONNX: float16 arithmetic, float32 input/output).")] = False,

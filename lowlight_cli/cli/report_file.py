@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..io.formats import SUPPORTED_EXTENSIONS
 from ..errors import UsageError
-from ..evaluation.pairing import Pairing
 from ..models.checkpoint import atomic_write_bytes
 
 
@@ -19,7 +18,8 @@ def check_report_destination(path: Path, option: str, *, json_output: bool = Fal
     to put it in (folders that do not exist yet are made when writing), a file where a folder
     should be; ``-`` (it would be a file named ``-``); an image file name (a
     later run would take the report for an image); standard output when ``json_output`` (the
-    report would be mixed into the JSON). A link is followed; a special file (``/dev/stdout``, a
+    report would be mixed into the JSON); an existing file that is not a report of this tool (an
+    earlier run's report is replaced). A link is followed; a special file (``/dev/stdout``, a
     pipe) and this process's own standard output or error (``/dev/stdout`` redirected to a file)
     are written as they are."""
     if str(path) == "-":
@@ -35,12 +35,28 @@ def check_report_destination(path: Path, option: str, *, json_output: bool = Fal
         raise UsageError(f"{option} {path} is a folder", hint=f"give a file name, e.g. {option} {path / 'scores.csv'}")
     if _special_file(path) or _standard_stream(path) is not None:
         return  # a device, a pipe, or where this process's output goes: written straight through
+    if path.is_file() and not _is_report(path):
+        raise UsageError(f"{option} {path} exists and is not a lowlight report: writing the scores would replace it",
+                         hint=f"give a new file name (a report of an earlier run, which starts with '{REPORT_MARK}', is replaced)")
     folder = Path(os.path.realpath(path)).parent
     existing = next(p for p in (folder, *folder.parents) if p.exists())  # the folders below it are made when writing
     if not existing.is_dir():
         raise UsageError(f"{option} {path}: {existing} is a file, not a folder", hint="give another path")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: folder {existing} is not writable", hint="give a path in a folder you can write to")
+
+
+REPORT_MARK = "# lowlight "  # how the CSV reports of evaluate and compare begin
+
+
+def _is_report(path: Path) -> bool:
+    """``path`` is empty or begins as a report of this tool does: a file that may be replaced."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(REPORT_MARK))
+    except OSError:
+        return True  # unreadable: the write that follows reports why
+    return not head or head == REPORT_MARK.encode()
 
 
 def _special_file(path: Path) -> bool:
@@ -67,23 +83,6 @@ def _standard_stream(path: Path) -> int | None:
         if (stream.st_dev, stream.st_ino) == (target.st_dev, target.st_ino):
             return fd
     return None
-
-
-def check_not_an_input(path: Path, pairing: Pairing) -> None:
-    """Refuse a report path that is one of the images of the pairing (scored or unpaired: it would
-    be overwritten), compared by file identity, so links and other spellings count."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return  # a new file is no image of the set
-    images = [image for pair in pairing.pairs for image in (pair.prediction, pair.reference) if image is not None]
-    for image in [*images, *pairing.unpaired_predictions, *pairing.unpaired_references]:
-        try:
-            same = os.path.samestat(os.stat(image), target)
-        except OSError:
-            continue
-        if same:
-            raise UsageError(f"--csv {path} is one of the images being scored ({image})", hint="give the scores another file name")
 
 
 def write_report(path: Path, data: bytes) -> None:

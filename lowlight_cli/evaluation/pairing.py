@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..io import InputFile, find_images
+from ..io import InputFile
+from ..io.discovery import SUBFOLDER_REASON, Discovery, scan_inputs
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Pairing:
     pairs: list[ImagePair]
     unpaired_predictions: list[Path] = field(default_factory=list)
     unpaired_references: list[Path] = field(default_factory=list)
+    # sub-folders passed over (not ``recursive``): their images are neither paired nor scored
+    unsearched_folders: list[Path] = field(default_factory=list)
 
 
 _NO_IMAGES_HINT = ("check the folder; images are found by their extension (png, jpg, webp, tif, bmp, ...), "
@@ -67,13 +70,16 @@ def pair_by_stem(predictions: Path, references: Path | None, *, recursive: bool 
     Raises:
         DataError: a folder holds no images, or two files in one folder share a stem (with references).
     """
-    found = find_images([predictions], recursive=recursive)
+    scanned = scan_inputs([predictions], recursive=recursive)
+    found = scanned.files
     if not found:
         raise DataError(f"no images found in {predictions}", hint=_NO_IMAGES_HINT)
+    unsearched = _subfolders(scanned)
     if references is None:
-        return Pairing(_unpaired(found))
+        return Pairing(_unpaired(found), unsearched_folders=unsearched)
     preds = _by_stem(found, "prediction")
-    refs = _by_stem(find_images([references], recursive=recursive), "reference")
+    scanned = scan_inputs([references], recursive=recursive)
+    refs = _by_stem(scanned.files, "reference")
     if not refs:
         raise DataError(f"no images found in {references}", hint=_NO_IMAGES_HINT)
     pairs = [ImagePair(stem, preds[stem], refs[stem]) for stem in sorted(preds) if stem in refs]
@@ -81,4 +87,10 @@ def pair_by_stem(predictions: Path, references: Path | None, *, recursive: bool 
         pairs,
         unpaired_predictions=[preds[s] for s in sorted(preds) if s not in refs],
         unpaired_references=[refs[s] for s in sorted(refs) if s not in preds],
+        unsearched_folders=unsearched + _subfolders(scanned),
     )
+
+
+def _subfolders(scanned: Discovery) -> list[Path]:
+    """The sub-folders a scan without ``recursive`` passed over (hidden ones are not counted)."""
+    return [item.path for item in scanned.skipped if item.reason == SUBFOLDER_REASON]

@@ -37,6 +37,9 @@ class SkippedFile:
     detail: str = ""  # said after the reason with --verbose; the summary counts files by reason alone
 
 
+SUBFOLDER_REASON = "sub-folder (--recursive enters it)"  # why a scan without recursive passed a folder over
+
+
 @dataclass
 class Discovery:
     """The images to process, sorted by path, and the files passed over (reported, never silently)."""
@@ -125,7 +128,7 @@ def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: 
                 skipped.append(SkippedFile(path, "the output folder"))
             return False
         if not recursive:
-            skipped.append(SkippedFile(path, "sub-folder (--recursive enters it)"))
+            skipped.append(SkippedFile(path, SUBFOLDER_REASON))
             return False
         return True
 
