@@ -996,6 +996,7 @@ def test_a_diverging_run_stops_with_an_error_before_its_weights_turn_nan(tmp_pat
     ("run.save_every=-1", "run.save_every must be >= 0"),
     ("data.batch_size=true", "data.batch_size: cannot use"),
     ('model.kwargs={"foo": 1}', "has no architecture option 'foo'"),
+    ("model.kwargs={width:4}", "write {width: 4}, with a space after the colon"),  # YAML's one key, not a traceback
 ])
 def test_bad_config_values_are_usage_errors_naming_the_key(tmp_path, assignment, message):
     result = runner.invoke(app, ["train", *SMOKE, "--out", str(tmp_path / "run"), "--max-steps", "1", "--set", assignment])
@@ -1062,6 +1063,12 @@ def test_resume_after_a_split_image_was_removed_names_it(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])  # back without its reference
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "(with their references)" in text and gone in text, result.output
+    # the split itself gone: refused, not drawn again (it would validate on images the run trained on)
+    (run / "split.json").unlink()
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "split.json is missing" in text and "put it back" in text, result.output
+    assert not (run / "split.json").exists()
 
 
 def test_images_added_before_a_resume_and_references_without_a_low_image_are_said(tmp_path):
@@ -1252,3 +1259,17 @@ def test_a_damaged_training_state_is_said_with_a_way_on(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "is damaged and cannot be read" in text and "model.init_from" in text, result.output
+
+
+def test_run_out_from_set_or_a_config_file_is_where_the_run_goes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--set", "run.out=runs/from-set"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "from-set" / "config.yaml").is_file() and not (tmp_path / "runs" / "crnet-tiny-full").exists()
+    config = tmp_path / "run.yaml"
+    config.write_text("run:\n  out: runs/from-file\n")
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "from-file" / "config.yaml").is_file()
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--config", str(config), "--out", "runs/flag"])
+    assert result.exit_code == 0 and (tmp_path / "runs" / "flag" / "config.yaml").is_file()  # --out wins

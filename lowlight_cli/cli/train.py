@@ -146,7 +146,7 @@ def train(
                              hint="drop --supervised, or train --method crnet")
         if out is not None:
             cfg.run.out = str(out)
-        elif config is None or "out" not in (assignments or []):
+        elif "run.out" not in cfg.origins:  # named by the config file or --set: kept
             cfg.run.out = f"runs/{cfg.model.name}-{_run_tag(cfg, METHODS.get(cfg.method))}"
         run_dir = Path(cfg.run.out)
         if run_dir.exists() and not run_dir.is_dir():

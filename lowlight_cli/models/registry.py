@@ -28,11 +28,14 @@ class ModelEntry:
         try:
             return self.builder(self.info, **{**self.kwargs, **overrides})
         except TypeError as exc:  # the architecture's config dataclass refused a keyword
-            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            unknown = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
             if unknown is None or unknown.group(1) not in {**self.kwargs, **overrides}:
                 raise  # not about an option this call passed: a fault inside the constructor
-            raise ConfigError(f"{self.info.name} has no architecture option {unknown.group(1)!r} (model.kwargs)",
-                              hint="see the architecture's config class in lowlight_cli.models for its options") from None
+            name = unknown.group(1)
+            slip = (f"; YAML reads {{{name}}} as one key: write {{{name.replace(':', ': ', 1)}}}, with a space after the colon"
+                    if ":" in name else "")
+            raise ConfigError(f"{self.info.name} has no architecture option {name!r} (model.kwargs)",
+                              hint="see the architecture's config class in lowlight_cli.models for its options" + slip) from None
 
 
 MODELS: Registry[ModelEntry] = Registry("model", listing="lowlight models",

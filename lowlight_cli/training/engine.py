@@ -179,7 +179,10 @@ class Trainer:
 
     def _split(self, pairs: list[ImagePair], emit: EventFn) -> Split:
         path = self.run_dir / "split.json"
-        if self.resume and path.is_file():
+        if self.resume and not path.is_file():  # a new split would validate on trained images: refused, as a damaged one
+            raise DataError(f"{path} is missing: the run's split (which images it trains and validates on) is gone",
+                            hint=f"put it back to resume this run, or start a new one (--set model.init_from={self.run_dir / 'last'})")
+        if self.resume:
             try:
                 split = Split.load(path)
             except (ValueError, KeyError, TypeError):
