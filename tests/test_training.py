@@ -201,6 +201,10 @@ def test_resume_continues_bit_for_bit(tmp_path):
     second = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "6"])
     assert second.exit_code == 0, second.output
     assert "resumed at step 3" in second.output
+    import re
+
+    said = " ".join(second.output.split())  # epochs counted from 1, as --epochs counts them
+    assert re.search(r"\(epoch [1-9]\d*, after \d+ of its batches\)", said) and "(epoch 0," not in said, said
     a, b = _weights(straight / "last"), _weights(halves / "last")
     assert all(torch.equal(a[k], b[k]) for k in a)
     from safetensors.torch import load_file
@@ -1273,3 +1277,22 @@ def test_run_out_from_set_or_a_config_file_is_where_the_run_goes(tmp_path, monke
     assert (tmp_path / "runs" / "from-file" / "config.yaml").is_file()
     result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--config", str(config), "--out", "runs/flag"])
     assert result.exit_code == 0 and (tmp_path / "runs" / "flag" / "config.yaml").is_file()  # --out wins
+
+
+def test_a_run_on_lowlight_data_records_the_folder_and_resumes_without_it(tmp_path, monkeypatch):
+    from lowlight_cli.data.pairs import synthetic_pairs
+    from lowlight_cli.io import ImageData, write_image
+
+    data = tmp_path / "data"
+    for pair in synthetic_pairs(6, size=(64, 64), seed=0):
+        write_image(data / "low" / f"{pair.name}.png", ImageData(pair.low))
+        write_image(data / "high" / f"{pair.name}.png", ImageData(pair.high))
+    monkeypatch.setenv("LOWLIGHT_DATA", str(data))
+    run = tmp_path / "run"
+    args = ["--model", "crnet-tiny", "--patch-size", "32", "--patches-per-image", "1", "-b", "2", "--device", "cpu"]
+    assert runner.invoke(app, ["train", *args, "--out", str(run), "--max-steps", "1"]).exit_code == 0
+    assert f"root: {data}" in (run / "config.yaml").read_text()
+    monkeypatch.delenv("LOWLIGHT_DATA")
+    monkeypatch.chdir(tmp_path.parent)
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert result.exit_code == 0 and f"from {data}" in " ".join(result.output.split()), result.output

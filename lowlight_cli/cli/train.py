@@ -337,11 +337,11 @@ def _fit(trainer: Trainer, *, show: bool, cpu_alternative: str | None) -> None:
                     progress.console.print(f"[yellow]note:[/] {trainer.config.model.name} is sized for GPUs; on this CPU, "
                                            f"--model {cpu_alternative} trains far faster")
             elif isinstance(event, TickEvent):
-                progress.update(task, completed=event.step, description=f"epoch {event.epoch}")
+                progress.update(task, completed=event.step, description=f"epoch {event.epoch + 1}")  # counted from 1, as --epochs
             elif isinstance(event, StepEvent):
                 terms = " ".join(f"{k} {v:.4f}" for k, v in event.terms.items() if k != "unlabeled")
                 info = f"{terms} lr {event.lr:.2e} {event.patches_per_s:.0f} patches/s"
-                progress.update(task, completed=event.step, total=event.total_steps, info=info, description=f"epoch {event.epoch}")
+                progress.update(task, completed=event.step, total=event.total_steps, info=info, description=f"epoch {event.epoch + 1}")
             elif isinstance(event, ValidationEvent):
                 star = " (best)" if event.best else ""
                 progress.console.print(f"step {event.step}: validation PSNR {event.psnr:.2f} dB, SSIM {event.ssim:.4f}, "

@@ -21,6 +21,7 @@ resume, so resume stays exact for it too.
 from __future__ import annotations
 
 import json
+import os
 import math
 import shutil
 import time
@@ -149,6 +150,10 @@ class Trainer:
                     exc.hint = ("check that path; if the images moved, name their folder where it is now: "
                                 f"--resume {self.run_dir} --data DIR")
                 raise
+            if not self.config.data.root and root != SYNTHETIC:
+                # found through $LOWLIGHT_DATA or the default: written into the run's config, so that a
+                # resume (in another shell, from another folder) reads the same folder
+                self.config.data.root = os.path.abspath(root)
             paths = [] if root == SYNTHETIC else find_pairs(Path(root), "train", plain_folder=self.method.unpaired)
             self._found = root, paths
         return self._found
@@ -403,7 +408,7 @@ class Trainer:
             if progress.step >= total_steps and not self._validation_due:
                 raise ConfigError(f"{self.run_dir} is already at step {progress.step}, and its schedule ends at step {total_steps}",
                                   hint="raise --epochs or --max-steps to train it further")
-            emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch}, batch {progress.batch_in_epoch})"
+            emit(InfoEvent(f"resumed at step {progress.step} (epoch {progress.epoch + 1}, after {progress.batch_in_epoch} of its batches)"
                            + ("; the validation of that step, cut off, runs first" if self._validation_due else "")))
             saved_world = self._saved_world_size
             if saved_world is not None and saved_world != self.ctx.world_size:
