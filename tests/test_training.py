@@ -647,6 +647,58 @@ def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
     assert 3 <= state["progress"]["step"] <= 4
 
 
+def test_sighup_saves_a_resumable_state_unless_it_was_ignored(tmp_path, monkeypatch):
+    # the terminal or ssh session closed: saved like SIGTERM; a nohup run (SIGHUP ignored) trains on
+    import signal
+
+    run = tmp_path / "run"
+    _stop_at_call(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGHUP))
+    before = signal.getsignal(signal.SIGHUP)
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "50", "--out", str(run)])
+    assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
+    assert "terminated (SIGHUP)" in result.output and signal.getsignal(signal.SIGHUP) is before
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "6", "--out", str(tmp_path / "nohup")])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_resume_drops_the_log_records_of_steps_it_did_not_save(tmp_path):
+    # a run killed without saving (SIGKILL, a crash) logged steps past last/: the resume's records replace them
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    common = ["train", *SMOKE, "--set", "run.val_every=2", "--set", "run.save_every=4"]
+    assert runner.invoke(app, [*common, "--out", str(straight), "--max-steps", "8"]).exit_code == 0
+    assert runner.invoke(app, [*common, "--out", str(run), "--max-steps", "4"]).exit_code == 0
+    with (run / "log.jsonl").open("a") as log:  # what the killed run had written after its save at step 4
+        for step in (5, 6):
+            log.write(json.dumps({"kind": "step", "step": step, "terms": {}}) + "\n")
+        log.write(json.dumps({"kind": "validation", "step": 6, "psnr": 1.0}) + "\n")
+    assert runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "8"]).exit_code == 0
+    steps = lambda folder, kind: [r["step"] for r in _log(folder) if r["kind"] == kind]  # noqa: E731
+    assert steps(run, "step") == steps(straight, "step") and steps(run, "validation") == steps(straight, "validation")
+    assert 1.0 not in [r["psnr"] for r in _log(run) if r["kind"] == "validation"]
+
+
+def test_a_progress_reader_that_goes_away_leaves_a_resumable_state(tmp_path):
+    # `lowlight train ... | head`: the pipe closes, writing progress raises BrokenPipeError
+    from lowlight_cli.training import Trainer
+    from lowlight_cli.training.events import TickEvent
+
+    assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(tmp_path / "first")]).exit_code == 0
+    cfg = build_config(yaml_path=tmp_path / "first" / "config.yaml", saved_run=True)
+    cfg.optim.max_steps = 20
+
+    def reader_gone(event):
+        if isinstance(event, TickEvent) and event.step == 3:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        Trainer(cfg, tmp_path / "run").fit(reader_gone)
+    assert torch.load(tmp_path / "run" / "last" / "train_state.pt", weights_only=True)["progress"]["step"] == 3
+
+
 def test_worker_processes_load_the_same_patches():
     from lowlight_cli.data.pairs import synthetic_pairs
     from lowlight_cli.data.patches import PatchConfig, PatchDataset

@@ -36,31 +36,46 @@ EXIT_INTERRUPTED = 130
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program was, so that it stops like after Ctrl-C."""
+    """SIGTERM (or SIGHUP: the terminal closed), raised where the program was, so that it stops like
+    after Ctrl-C."""
+
+    signal_name = "SIGTERM"
+
+
+class HungUp(Terminated):
+    """SIGHUP: the terminal or the ssh session the command ran in closed."""
+
+    signal_name = "SIGHUP"
 
 
 def interrupt_text(exc: KeyboardInterrupt) -> str:
-    """``terminated (SIGTERM)`` or ``interrupted (Ctrl-C)``, and what the exception says of where
-    (``interrupted (Ctrl-C) after model.onnx was written ...``)."""
-    text = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    """``terminated (SIGTERM)``, ``terminated (SIGHUP)`` or ``interrupted (Ctrl-C)``, and what the
+    exception says of where (``interrupted (Ctrl-C) after model.onnx was written ...``)."""
+    text = f"terminated ({exc.signal_name})" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
     return f"{text} {exc}" if str(exc) else text
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``); main thread only."""
+    """While inside, SIGTERM raises :class:`Terminated` and SIGHUP :class:`HungUp` (both a
+    ``KeyboardInterrupt``: a training saves its state); main thread only. A SIGHUP the process was
+    started with ignored (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise Terminated
+        raise HungUp if signum == getattr(signal, "SIGHUP", None) else Terminated
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    if hangup is not None and signal.getsignal(hangup) is signal.SIG_DFL:
+        previous[hangup] = signal.signal(hangup, stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def debug_enabled() -> bool:

@@ -437,7 +437,7 @@ class Trainer:
             self._restore_step(step_fn)
         after_step = getattr(step_fn, "after_step", None)
         before_update = getattr(step_fn, "before_update", None)
-        log = RunLog(self.run_dir, enabled=self.ctx.is_main)
+        log = RunLog(self.run_dir, enabled=self.ctx.is_main, resumed_at=progress.step if self.resume else None)
         val_every = cfg.run.val_every or steps_per_epoch
         save_every = cfg.run.save_every or val_every
         # validation_due: the validation of the step done was cut off by an interrupt (the resume runs it first)
@@ -521,9 +521,12 @@ class Trainer:
                     with deferred_interrupts():  # the epoch and its batch position move together
                         progress.epoch += 1
                         progress.batch_in_epoch = 0
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):  # a BrokenPipeError: the reader of the progress went (`| head`)
             self._save(state, rng=boundary_rng)
-            emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))
+            try:
+                emit(InfoEvent(f"interrupted: resumable state saved in {self.run_dir / 'last'}"))
+            except BrokenPipeError:
+                pass  # nobody left to tell
             raise
         finally:
             log.close()

@@ -10,16 +10,21 @@ from pathlib import Path
 class RunLog:
     """Appends one JSON object per line to ``run_dir/log.jsonl``; mirrors scalars to TensorBoard.
 
-    Disabled (a no-op) on processes other than rank 0.
+    Disabled (a no-op) on processes other than rank 0. ``resumed_at``: the step a resumed run
+    continues from; records of later steps, written by a run that stopped without saving them (a
+    crash, a kill), are dropped first, so that the resumed run's records of those steps are the
+    only ones.
     """
 
-    def __init__(self, run_dir: Path, *, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, enabled: bool = True, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self._file = None
         self._tb = None
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None:
+            drop_records_after(run_dir / "log.jsonl", resumed_at)
         self._file = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -48,3 +53,25 @@ class RunLog:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def drop_records_after(path: Path, step: int) -> int:
+    """Rewrite the log at ``path`` without its records of steps after ``step`` (atomically; lines
+    that are not records of a step, or not JSON, stay). Returns how many were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            at = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            at = None
+        if isinstance(at, int) and at > step:
+            dropped += 1
+        else:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        from ..models.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+    return dropped
