@@ -741,6 +741,14 @@ def test_warm_start_from_a_checkpoint_adds_the_global_context(tmp_path):
     assert any(k.startswith("context.") for k in after)
     bad = runner.invoke(app, [*args[:-4], "--set", f"model.init_from={tmp_path / 'nowhere'}", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "init_from" in bad.output and "Traceback" not in bad.output
+    # a run folder: its checkpoints are named; bundled weights by name, of another architecture: said so
+    folder = runner.invoke(app, [*args[:-4], "--set", f"model.init_from={base}", "--out", str(tmp_path / "x")])
+    said = " ".join(folder.output.split())
+    assert folder.exit_code == 2 and "is a training run" in said and str(base / "best") in said, folder.output
+    other = runner.invoke(app, [*args[:-4], "--set", "model.init_from=crnet-s-lol", "--out", str(tmp_path / "x")])
+    said = " ".join(other.output.split())
+    assert other.exit_code == 2 and "holds crnet-s weights; this run trains crnet-tiny" in said, other.output
+    assert not (tmp_path / "x").exists()
 
 
 def _has_cxx() -> bool:

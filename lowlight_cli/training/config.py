@@ -35,7 +35,8 @@ class ModelSection:
     Attributes:
         name: registered model name (``crnet``, ``crnet-s``, ...).
         kwargs: architecture overrides (e.g. ``{"channels": 16}``), recorded in the checkpoint.
-        init_from: checkpoint folder to warm-start from (``weights/crnet-s-lol``). Every tensor in it
+        init_from: checkpoint to warm-start from: a folder (a run's ``best``), a bundled weights name
+            (``crnet-s-lol``) or ``hf-hub:org/repo``, found as ``enhance --weights`` finds them. Every tensor in it
             must fit the model; only modules the checkpoint lacks (``context.`` of a model with
             ``global_context``) keep their initialisation. Empty: random initialisation.
         curve_scales: CRNet curve models, method ``crnet`` (ours): the curve scales the body is

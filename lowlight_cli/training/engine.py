@@ -39,11 +39,12 @@ from ..data.pairs import (SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pair
 from ..data.patches import plan_epoch
 from ..data.splits import Split, has_validation, make_split, validation_cap
 from ..data.unpaired import scan_image_folder
-from ..errors import ConfigError, DataError, TrainingError, UsageError
+from ..errors import CheckpointError, ConfigError, DataError, TrainingError, UsageError, WeightsError
+from ..hub import is_hub_ref, resolve_weights
 from ..inference.compilation import check_compile_toolchain
 from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
-from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict
+from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict, read_config
 from . import distributed
 from .config import DataSection, TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, references_added, training_data
@@ -293,15 +294,17 @@ class Trainer:
         torch.manual_seed(self.config.run.seed)  # same initialisation on every rank
         model = self.entry.build(**self.config.model.kwargs)
         if self.config.model.init_from:
-            init = Path(self.config.model.init_from)
-            if not init.exists():
-                raise ConfigError(f"model.init_from {init} not found (relative paths are from the current folder, {Path.cwd()})",
-                                  hint="point it at a checkpoint folder such as weights/crnet-s-lol")
-            if not (init / "model.safetensors").is_file():
-                raise ConfigError(f"model.init_from {init} holds no model.safetensors",
-                                  hint="point it at a checkpoint folder such as weights/crnet-s-lol")
-            load_weights_strict(model, load_state_dict_file(init / "model.safetensors"), str(init),
-                                allow_missing=model.warm_start_additions)
+            init = self._warm_start_folder(self.config.model.init_from)
+            try:
+                load_weights_strict(model, load_state_dict_file(init / "model.safetensors"), str(init),
+                                    allow_missing=model.warm_start_additions)
+            except CheckpointError as exc:
+                trained = read_config(init).get("architecture")
+                if trained in (None, self.config.model.name):
+                    raise
+                raise ConfigError(f"model.init_from {init} holds {trained} weights; this run trains {self.config.model.name}, "
+                                  f"which they do not fit ({exc.message})",
+                                  hint=f"warm-start from a {self.config.model.name} checkpoint (or train --model {trained})") from None
         if self.config.model.curve_scales and not getattr(model, "supports_curve_scale", False):
             raise ConfigError(f"model.curve_scales needs a curve model; {self.config.model.name} has no curve output")
         # the model's own frozen networks (never in its checkpoints): trained weights, or stand-ins
@@ -310,6 +313,19 @@ class Trainer:
         if self.config.run.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         return model.train()
+
+    @staticmethod
+    def _warm_start_folder(init_from: str) -> Path:
+        """``model.init_from``'s checkpoint folder: a folder (relative to the current one), a bundled
+        weights name or ``hf-hub:org/repo``, found and verified as ``enhance --weights`` finds them."""
+        try:
+            return resolve_weights("", init_from)
+        except WeightsError as exc:
+            relative = "" if Path(init_from).expanduser().is_absolute() or is_hub_ref(init_from) else \
+                f" (relative paths are from the current folder, {Path.cwd()})"
+            raise ConfigError(f"model.init_from: {exc.message}{relative}",
+                              hint=exc.hint or "a checkpoint folder (a run's best/ or last/), a bundled weights name "
+                                               "(`lowlight models` lists them) or hf-hub:org/repo") from None
 
     def _build_step(self, ema: EMA | None, teacher_forward: Callable | None, emit: EventFn) -> TrainingStep:
         context = StepContext(self.config.method_loss, self.config, self.device, ema, teacher_forward,
