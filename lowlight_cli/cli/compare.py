@@ -244,12 +244,12 @@ def _unranked(protocol: Protocol, rows: list[Row]) -> list[str]:
 
 
 def _table(protocol: Protocol, rows: list[Row], data: Path, settings: str) -> None:
-    best = _best(protocol, rows)
+    best, unranked = _best(protocol, rows), _unranked(protocol, rows)
+    none_best = (f" (none for {', '.join(unranked)}: the means leave out different numbers of infinite scores, "
+                 "outputs identical to their references)") if unranked else ""
     table = Table(title=f"lowlight compare on {escape(str(data))}",
                   caption=f"protocol: {escape(protocol.describe())}; {settings}; outputs rounded to each input's bit depth; "
-                          "the best model's mean in bold" + (
-                              f" (none for {', '.join(unranked)}: the means leave out different numbers of infinite "
-                              "scores, outputs identical to their references)" if (unranked := _unranked(protocol, rows)) else ""))
+                          f"the best model's mean in bold{none_best}")
     table.add_column("model")
     table.add_column("architecture")
     table.add_column("weights")
