@@ -151,6 +151,27 @@ def test_a_trainer_validates_a_config_built_by_hand(tmp_path, section, key, valu
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "patch_size", 34, "data.patch_size 34 must be a multiple of 4"),  # it crashed inside the model
+    ("run", "device", "gpu", "run.device must be auto, cpu, cuda"),
+    ("run", "precision", "int8", "run.precision must be one of"),
+])
+def test_a_hand_built_config_is_checked_before_the_run_starts(tmp_path, section, key, value, message):
+    cfg = _tiny_config(**{"model.name": "crnet-s"})
+    setattr(getattr(cfg, section), key, value)
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
+
+
+def test_a_trainer_given_a_dict_names_a_call_that_works():
+    from lowlight_cli.training import Trainer, build_config
+
+    with pytest.raises(TypeError, match=r"build_config\(yaml_path=") as said:
+        Trainer({"model": {"name": "crnet-tiny"}}, None)
+    assert "build_config(yaml_path=" in str(said.value)
+    build_config(yaml_path=None, assignments=["model.name=crnet-s"])  # the call it names
+
+
 @pytest.mark.parametrize("settings", [{"tile": "512"}, {"tile": 512.0}, {"batch_size": 2.5}, {"overlap": True},
                                       {"batch_size": None}, {"compile": "no"}])
 def test_inference_config_refuses_values_of_the_wrong_type(settings):
@@ -237,3 +258,55 @@ def test_save_checkpoint_refuses_a_file_for_its_folder(tmp_path):
     with pytest.raises(CheckpointError, match="it is a file"):
         save_checkpoint(create_model("crnet-tiny", pretrained=False), photo)
     assert photo.read_bytes() == b"not mine"
+
+
+
+@pytest.mark.parametrize("prediction, message", [
+    (np.zeros((16, 16, 3), np.uint8), "uint8 pixels"),  # would be read as floats in [0, 1]: 0 dB, no error
+    (np.zeros((16, 16), np.float32), "shape \\(16, 16\\)"),
+    (torch.zeros(3, 16, 16), "Tensor"),
+])
+def test_the_scorer_refuses_what_it_would_score_wrong(prediction, message):
+    from lowlight_cli.evaluation import Protocol, Scorer
+
+    reference = np.ones((16, 16, 3), np.float32) * 0.5
+    with pytest.raises(InputError, match=message):
+        Scorer(Protocol(metrics=("psnr",))).score("x", prediction, reference)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"gt_mean": "no"}, "gt_mean is True or False"),  # a non-empty string switched GT-mean on
+    ({"metrics": "psnr"}, "got the string 'psnr'"),
+    ({"crop_border": 2.5}, "crop_border is a whole number"),
+])
+def test_a_protocol_refuses_values_of_the_wrong_type(settings, message):
+    from lowlight_cli.evaluation import Protocol
+
+    with pytest.raises(UsageError, match=message):
+        Protocol(**settings)
+    assert hash(Protocol(metrics=["psnr", "ssim"])) == hash(Protocol())  # a list is kept as a tuple
+
+
+def test_a_visible_mask_is_bool_and_tiled_outputs_stay_in_0_1(enhancer):
+    pixels = (_photo(40, 48) * 255).astype(np.uint8)
+    alpha = np.full((40, 48), 255, np.uint8)
+    alpha[:, :20] = 0
+    with pytest.raises(InputError, match="visible is a bool mask, got uint8"):
+        enhancer.enhance_pixels(pixels, visible=alpha)
+    enhancer.enhance_pixels(pixels, visible=alpha > 0)
+    tiled = Enhancer(create_model("clahe"), InferenceConfig(device="cpu", tile=64, overlap=8))
+    bright = np.random.default_rng(0).random((300, 300, 3)).astype(np.float32)
+    out = tiled.enhance(bright)  # blended tile edges reached 1.0000001
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_save_checkpoint_refuses_weights_load_checkpoint_would_refuse(tmp_path):
+    from lowlight_cli.errors import CheckpointError
+    from lowlight_cli.models import save_checkpoint
+
+    model = create_model("crnet-tiny", pretrained=False)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match="hold NaN or inf"):
+        save_checkpoint(model, tmp_path / "nan", architecture="crnet-tiny", kwargs=model.config)
+    assert not (tmp_path / "nan").exists()

@@ -36,6 +36,14 @@ class Protocol:
     lpips_weights: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.metrics, str):  # "psnr" would be read letter by letter
+            raise UsageError(f"metrics is a sequence of names, got the string {self.metrics!r}",
+                             hint=f"Protocol(metrics=({self.metrics!r},))")
+        object.__setattr__(self, "metrics", tuple(self.metrics))  # a list given: hashable, like the default
+        if not isinstance(self.gt_mean, bool):  # "no" would switch it on
+            raise UsageError(f"gt_mean is True or False, got {self.gt_mean!r}")
+        if isinstance(self.crop_border, bool) or not isinstance(self.crop_border, int):
+            raise UsageError(f"crop_border is a whole number of pixels, got {self.crop_border!r}")
         if not self.metrics:
             raise UsageError("no metrics given", hint=f"use --metrics with some of: {', '.join(list_metrics())}")
         for name in self.metrics:

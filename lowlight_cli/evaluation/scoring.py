@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import DataError, MetricError, SizeMismatchError
+from ..errors import DataError, InputError, MetricError, SizeMismatchError
 from ..metrics import MetricWarning, create_metric, metric_info
 from .protocol import Protocol
 
@@ -45,6 +45,23 @@ def gt_mean_scale(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.clip(prediction * (mean_gray_level(reference) / pred_mean), 0.0, 1.0)
 
 
+def check_scored_image(image: object, label: str) -> None:
+    """What :meth:`Scorer.score` takes: an ``(H, W, 3)`` float numpy array in [0, 1].
+
+    Raises:
+        InputError: anything else (integer pixels would be read as [0, 1] floats and scored wrong).
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{label} is a {type(image).__name__}; scores take (H, W, 3) float numpy arrays in [0, 1]",
+                         hint="tensor.permute(1, 2, 0).numpy() for a (3, H, W) tensor")
+    if image.dtype.kind != "f":
+        raise InputError(f"{label} holds {image.dtype} pixels; scores take floats in [0, 1]",
+                         hint="lowlight_cli.io.to_float(image) divides by the type's maximum (255, 65535)")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"{label} has shape {image.shape}; scores take (H, W, 3) RGB",
+                         hint="np.repeat(gray[..., None], 3, axis=2) for a gray image; drop an alpha channel")
+
+
 class Scorer:
     """Holds the metric modules of a protocol and scores images one at a time.
 
@@ -72,11 +89,15 @@ class Scorer:
         ``labels`` name the two images in errors (e.g. their file paths).
 
         Raises:
+            InputError: not an ``(H, W, 3)`` float array (:func:`check_scored_image`).
             SizeMismatchError: sizes differ.
             MetricError: the crop border leaves nothing to score (and what a metric refuses).
             DataError: a full-reference metric was asked for without a reference.
         """
         p = self.protocol
+        for image, label in ((prediction, labels[0]), (reference, labels[1])):
+            if image is not None:
+                check_scored_image(image, label)
         if reference is not None and prediction.shape != reference.shape:
             raise SizeMismatchError(
                 f"size mismatch (width x height): {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "

@@ -7,6 +7,18 @@ import torch
 from ..errors import DeviceError, UsageError
 
 
+def is_device_spelling(spec: str) -> bool:
+    """Whether ``spec`` spells a device (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ...), present or not."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return True
+    try:
+        torch.device(spec)
+    except RuntimeError:
+        return False
+    return True
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn a device spelling into a :class:`torch.device` that exists on this machine.
 
@@ -16,6 +28,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         UsageError: unknown spelling.
         DeviceError: the device is not available (e.g. ``cuda`` on a machine without a GPU).
     """
+    if not is_device_spelling(spec):
+        raise UsageError(f"unknown device {spec.strip().lower()!r}", hint="use auto, cpu, cuda, cuda:N or mps")
     spec = spec.strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -23,10 +37,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"unknown device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
+    device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError("CUDA was asked for but no CUDA GPU is available", hint="use --device cpu or auto")

@@ -580,7 +580,7 @@ class Enhancer:
                 keep_input_colour(low, result)
             if self.config.blacks == "keep":
                 keep_blacks(low, result)
-        return out
+        return out.clamp_(0.0, 1.0)  # blended tile edges may round a hair past 1 (1.0000001)
 
     def enhance_pixels(self, pixels: np.ndarray, on_event: EventFn | None = None, *, gray: bool = False,
                        visible: np.ndarray | None = None) -> np.ndarray:
@@ -610,6 +610,8 @@ class Enhancer:
         if visible is not None and (not isinstance(visible, np.ndarray) or visible.shape != pixels.shape[:2]):
             raise InputError(f"visible must be a numpy array of shape {pixels.shape[:2]}, got "
                              f"{getattr(visible, 'shape', type(visible).__name__)}")
+        if visible is not None and visible.dtype != np.bool_:  # 0/255 alpha would count 1..254 as visible, others as hidden
+            raise InputError(f"visible is a bool mask, got {visible.dtype}", hint="visible=alpha > 0")
         if visible is not None and visible.all():
             visible = None
         if visible is not None:

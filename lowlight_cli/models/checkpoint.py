@@ -193,6 +193,10 @@ def save_checkpoint(
     plain_provenance = _json_plain(provenance or {}, "provenance")
     state = state_dict if state_dict is not None else model.state_dict()
     _check_rebuildable(architecture, plain_kwargs, state)
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if broken:  # load_checkpoint would refuse them: say so before writing
+        raise CheckpointError(f"cannot save a checkpoint to {folder}: {len(broken)} tensor(s) hold NaN or inf, e.g. {broken[0]}",
+                              hint="the weights diverged; save an earlier state, or retrain with a lower learning rate")
     # both files are written in full before either is renamed into place, so a failure while
     # writing (a full disk, an interrupt: the slow part) leaves the folder's previous pair as it
     # was; only a crash between the two renames at the end can leave new weights beside the old

@@ -22,6 +22,8 @@ import numpy as np
 
 from ..data.splits import HOLD_OUTS
 from ..errors import ConfigError
+from ..inference.device import is_device_spelling
+from ..inference.precision import PRECISIONS
 from ..models import MODELS
 from ..models.base import check_curve_scale
 from .config_values import coerce
@@ -287,6 +289,8 @@ class TrainConfig:
             (self.run.save_every >= 0, "run.save_every must be >= 0 (0 = at each validation)"),
             (self.run.export in ("auto", "teacher", "student"), "run.export must be auto, teacher or student"),
             (self.run.select_on in ("psnr", "ssim"), "run.select_on must be psnr or ssim"),
+            (self.run.precision in PRECISIONS, f"run.precision must be one of: {', '.join(PRECISIONS)}"),
+            (is_device_spelling(self.run.device), "run.device must be auto, cpu, cuda, cuda:N or mps"),
         ]
         for ok, message in checks:
             if not ok:
@@ -372,6 +376,10 @@ class TrainConfig:
             if self.data.patch_size % multiple:
                 raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple} "
                                   f"({self.model.name} at curve scale {max(self.model.curve_scales)})")
+        elif self.data.patch_size % (multiple := MODELS.get(self.model.name).info.input_multiple):
+            nearest = max(multiple, round(self.data.patch_size / multiple) * multiple)
+            raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple}, "
+                              f"as every size {self.model.name} takes", hint=f"e.g. data.patch_size {nearest}")
         if not saved_run:
             self._refuse_ignored_keys(method)
         for section in self.method_sections:

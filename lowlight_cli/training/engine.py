@@ -110,7 +110,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
         if not isinstance(config, TrainConfig):
-            raise TypeError(f"Trainer takes a TrainConfig, got {type(config).__name__}: build_config(path_or_none, "
+            raise TypeError(f"Trainer takes a TrainConfig, got {type(config).__name__}: build_config(yaml_path=PATH_OR_NONE, "
                             "assignments=['model.name=crnet-s', ...]) gives one (from a YAML file and/or key=value settings)")
         config.validate(saved_run=resume)  # a config built by hand is checked here as build_config checks its own
         self.config = config
