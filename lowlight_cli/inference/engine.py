@@ -393,7 +393,9 @@ class Enhancer:
     """Runs an enhancement model on images of any size.
 
     Args:
-        model: an :class:`EnhancementModel` (or anything with ``info`` and ``__call__``).
+        model: an :class:`EnhancementModel` (or anything with ``info`` and ``__call__``). A PyTorch
+            model is moved to the config's device and put in eval mode, and stays so: to go on
+            training it, call ``model.train()`` again.
         config: device, precision, tiling.
 
     Raises:

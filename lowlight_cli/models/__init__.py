@@ -271,7 +271,10 @@ def create_model(
             that need none (``gamma``, ``clahe``) ignore it. ``False`` gives a seeded random
             initialisation, frozen networks included (seeded stand-ins), reproducible but
             meaningless as an enhancer.
-        weights: a checkpoint folder or ``hf-hub:org/repo@revision``.
+        weights: a checkpoint folder, a bundled weights name or ``hf-hub:org/repo@revision``, of
+            ``name``'s family: the model built is the checkpoint's own architecture
+            (``create_model("crnet-s", weights="crnet-curve-dn-lol")`` is a ``crnet-curve-dn``;
+            ``.info.name`` says which).
         overrides: architecture kwargs for a random initialisation (not with ``weights``).
 
     Returns:

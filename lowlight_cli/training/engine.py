@@ -99,6 +99,9 @@ class Trainer:
         run_dir: run folder (config, split, logs, ``last/`` and ``best/`` checkpoints).
         resume: continue from ``run_dir/last`` (same split, RNG, optimiser state).
 
+    Like a training script, it seeds torch's global random generator (``run.seed``, or the resumed
+    run's saved state) and leaves it where training left it.
+
     Raises:
         UsageError: ``run_dir`` already holds a run (its ``last/``) and ``resume`` is False.
         CheckpointError: ``resume`` is True and ``run_dir`` holds no resumable state.
