@@ -100,6 +100,8 @@ def test_replace_rgb_refuses_integer_pixels(tmp_path):
     image = read_image(path)
     with pytest.raises(ValueError, match="float RGB"):
         replace_rgb(image, image.rgb)
+    with pytest.raises(ValueError, match="go up to 128: divide by 255"):  # 0..255 floats were clipped to white
+        replace_rgb(image, image.rgb.astype(np.float32))
 
 
 def read_image_from(pixels: np.ndarray, folder):

@@ -170,7 +170,8 @@ def replace_rgb(image: ImageData, rgb_float: np.ndarray) -> ImageData:
         rgb_float: ``(H, W, 3)`` float with the same H and W as ``image``; values in [0, 1] (clipped).
 
     Raises:
-        ValueError: if the shape differs from ``image.rgb.shape``, or the pixels are integers
+        ValueError: if the shape differs from ``image.rgb.shape``, the values are on another scale
+            (above 1.5: 0..255 floats), or the pixels are integers
             (``dataclasses.replace(image, rgb=pixels)`` takes pixels at the image's bit depth, as
             :meth:`~lowlight_cli.inference.Enhancer.enhance_pixels` returns them).
     """
@@ -179,6 +180,10 @@ def replace_rgb(image: ImageData, rgb_float: np.ndarray) -> ImageData:
     if not np.issubdtype(np.asarray(rgb_float).dtype, np.floating):
         raise ValueError(f"replace_rgb takes float RGB in [0, 1], got {np.asarray(rgb_float).dtype} pixels: "
                          "dataclasses.replace(image, rgb=pixels) keeps integer pixels as they are")
+    high = float(np.nanmax(rgb_float)) if rgb_float.size else 0.0
+    if high > 1.5:  # another scale (0..255 floats), which clipping would turn white
+        raise ValueError(f"replace_rgb takes float RGB in [0, 1]; these values go up to {high:g}: "
+                         f"divide by {255 if high <= 255 else 65535} first")
     if image.gray:
         rgb_float = gray_channels(rgb_float)
     return dataclasses.replace(image, rgb=from_float(rgb_float, image.bit_depth))

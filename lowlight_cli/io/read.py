@@ -234,7 +234,9 @@ def _sample_bytes(header: Image.Image, data: bytes, fmt: str) -> int:
 
 
 def read_size(path: str | Path) -> tuple[int, int] | None:
-    """``(width, height)`` from an image file's header, nothing decoded; None when it cannot be read."""
+    """``(width, height)`` as stored in an image file's header, nothing decoded; None when it cannot be
+    read. EXIF orientation is not applied: :func:`read_image` turns a photo stored sideways upright,
+    so its width and height are these swapped."""
     try:
         with pillow_guarded(DEFAULT_MAX_PIXELS), Image.open(path) as header:
             return header.size
