@@ -129,12 +129,20 @@ def test_outputs_written_among_the_inputs_are_not_enhanced_again(tmp_path):
         assert "ignored 2 file(s): an earlier run's output: 2" in result.stderr  # counted by reason, once
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
     assert names == ["a.png", "a_bright.png", "sub/b.png", "sub/b_bright.png"]
-    other = tmp_path / "conv"  # --ext: a.jpg -> a.png beside it; a rerun does not take a.png as an input of its own
+    other = tmp_path / "conv"  # --ext: a.jpg -> a.png beside it
     save_photo(other / "a.jpg", dark_photo(30, 40, seed=3))
     convert = ["enhance", str(other), "-o", str(other), "--ext", "png", "-m", "gamma"]
     assert runner.invoke(app, convert).exit_code == 0
-    again = runner.invoke(app, [*convert, "--overwrite"])
-    assert again.exit_code == 0 and "would overwrite its own input" not in again.output, again.output
+    # a rerun cannot tell its a.png from an original a.png (a camera's pair): it never writes over one
+    original = other / "x.png"
+    save_photo(original, dark_photo(30, 40, seed=4))
+    save_photo(other / "x.jpg", dark_photo(30, 40, seed=5))
+    kept = original.read_bytes()
+    for flags in ([], ["--overwrite"], ["--skip-existing"]):
+        again = runner.invoke(app, [*convert, *flags])
+        said = " ".join(again.output.split())
+        assert again.exit_code == 2 and "which is an input of this run" in said and "--suffix" in said, again.output
+    assert original.read_bytes() == kept
 
 
 def test_a_suffix_cannot_lead_outside_the_output_folder(photos, tmp_path):

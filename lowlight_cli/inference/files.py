@@ -70,7 +70,13 @@ def drop_own_outputs(
     outputs among the inputs: ``a.png`` -> ``a_bright.png`` with ``--suffix _bright``, and
     ``a_bright.png`` would become ``a_bright_bright.png``. An input whose path is the output of
     another input of the run is such an output: it is passed over, not enhanced again.
+
+    Only with a ``suffix``: without one, ``a.png`` beside ``a.jpg`` (``--ext png``) may be an
+    original as well as an earlier output, and nothing tells them apart, so it stays an input and
+    :func:`plan_jobs` refuses to write over it.
     """
+    if not suffix:
+        return list(items), []
     producers: dict[Path, list[InputFile]] = {}
     for item in items:
         producers.setdefault(output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree).resolve(), []).append(item)
@@ -99,7 +105,7 @@ def plan_jobs(
 
     Raises:
         UsageError: two inputs would write the same output (e.g. ``a.png`` and ``a.jpg`` with
-            ``--ext png``), or an output would overwrite its own input.
+            ``--ext png``), or an output would overwrite its own input or another input.
     """
     if target is not None and len(items) != 1:
         raise UsageError(f"-o {target} names one file, but {len(items)} images were found",
@@ -109,8 +115,15 @@ def plan_jobs(
         for item in items
     ]
     seen: dict[Path, FileJob] = {}
+    inputs = {item.path.resolve(): item for item in items}
     for job in jobs:
         key = job.target.resolve()
+        other = inputs.get(key)
+        if other is not None and other is not job.source:
+            raise UsageError(f"{job.source.path} would be written to {job.target}, which is an input of this run "
+                             "(an original, or an earlier run's output: nothing tells them apart)",
+                             hint="write to another folder (-o DIR), or name the outputs with --suffix (e.g. _bright), "
+                                  "which a rerun recognises")
         if key in seen:
             first = seen[key].source.path
             same_name = first.name == job.source.path.name  # the same name in two folders: a suffix renames both alike
