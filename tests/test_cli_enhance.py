@@ -472,3 +472,15 @@ def test_quality_for_lossless_outputs_is_noted_not_dropped_silently(tmp_path):
     for q, path in (("10", small), ("95", large)):
         assert runner.invoke(app, ["enhance", str(photo), "-o", str(path), "--quality", q, "-m", "gamma"]).exit_code == 0
     assert small.stat().st_size < large.stat().st_size  # and it is used
+
+
+def test_a_file_and_links_to_it_are_enhanced_once_under_the_files_own_name(tmp_path):
+    folder = tmp_path / "in"
+    save_photo(folder / "a.png", dark_photo(30, 40, seed=1))
+    (folder / "zz.png").symlink_to("a.png")  # listed before a.png by some file systems
+    (folder / "b.png").symlink_to("a.png")
+    result = runner.invoke(app, ["enhance", str(folder), "-o", str(tmp_path / "out"), "-m", "gamma", "--verbose"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    said = " ".join(result.stderr.split())
+    assert "another name of an input: 2" in said and "the same file as" in said and "zz.png" in said

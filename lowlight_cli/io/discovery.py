@@ -63,8 +63,9 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
     the last run's outputs again) is not entered and is listed in ``skipped``.
 
     Returns:
-        ``files`` sorted by path; a file reached twice (same resolved path) appears once, with the
-        ``relative`` of its first mention. Empty when the folders hold no images.
+        ``files`` sorted by path; a file reached twice (same resolved path) appears once, under its
+        own name rather than a symbolic link's, else its first mention's (folders are listed in
+        sorted order), and the other names are in ``skipped``. Empty when the folders hold no images.
 
     Raises:
         ImageReadError: an input does not exist, or a folder cannot be listed.
@@ -86,7 +87,13 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
         else:
             raise ImageReadError(root, "no such file or folder", hint="check the path")
         for item in items:
-            found.setdefault(item.path.resolve(), item)
+            key = item.path.resolve()
+            first = found.setdefault(key, item)
+            if first is item or first.path == item.path:  # the same path named twice: once, without a word
+                continue
+            if first.path.is_symlink() and not item.path.is_symlink():  # the file's own name wins over a link's
+                found[key], item = item, first
+            skipped.append(SkippedFile(item.path, "another name of an input", detail=f"the same file as {found[key].path}"))
     return Discovery(sorted(found.values(), key=lambda item: item.path), sorted(skipped, key=lambda s: s.path))
 
 
@@ -133,8 +140,8 @@ def _scan(root: Path, *, recursive: bool, skipped: list[SkippedFile], excluded: 
         return True
 
     for folder, subfolders, names in os.walk(root, onerror=fail):
-        subfolders[:] = [name for name in subfolders if entered(folder, name)]
-        for name in names:
+        subfolders[:] = [name for name in sorted(subfolders) if entered(folder, name)]  # sorted: the same order everywhere
+        for name in sorted(names):
             path = Path(folder) / name
             if name.startswith("."):
                 if not is_temp_file(path):  # a killed run's temporary file is removed, not listed
