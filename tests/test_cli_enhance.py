@@ -75,6 +75,9 @@ def test_a_photo_over_the_pixel_limit_is_told_the_flag_to_raise(photos, tmp_path
     assert result.exit_code == 1, result.output  # the only file failed
     assert "hint: raise --max-pixels if you trust this file" in result.output
     assert "max_pixels)" not in result.output  # the library's wording names its argument
+    as_json = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "gamma",
+                                  "--max-pixels", "1000", "--json"])
+    assert json.loads(as_json.stdout)["files"][0]["hint"].startswith("raise --max-pixels")  # --json says it too
 
 
 def test_existing_outputs_are_refused_then_skipped_or_overwritten(photos, tmp_path):

@@ -47,6 +47,11 @@ def test_files_passed_over_are_counted_and_listed_with_verbose(mixed, tmp_path):
     verbose = runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / "out2"), "-m", "gamma", "--verbose"])
     # --verbose lists every file passed over, hidden ones too (they are not in the count above)
     assert all(name in verbose.stderr for name in ("anim.gif", "broken.png", "loop.jpg", ".hidden.png"))
+    # --json lists them too (hidden files, never counted, left out), as does --dry-run --json
+    for extra in ([], ["--dry-run"]):
+        summary = json.loads(runner.invoke(app, ["enhance", str(mixed), "-o", str(tmp_path / f"out{len(extra)}"), "-m",
+                                                 "gamma", "--json", *extra]).stdout)
+        assert {Path(i["path"]).name: i["reason"] for i in summary["ignored"]} == reasons
 
 
 def test_symlinked_and_hidden_folders_are_named_not_dropped_silently(mixed, tmp_path):

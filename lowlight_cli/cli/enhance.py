@@ -140,7 +140,7 @@ def enhance(
     enhancer = Enhancer(net, config)
     if dry_run:  # everything a run checks first has been checked (options, model, weights, device, output folder)
         _report_passed_over(found.skipped, [], verbose=verbose)
-        _dry_run_report(jobs, skipped, model=model, enhancer=enhancer, json_output=json_output)
+        _dry_run_report(jobs, skipped, model=model, enhancer=enhancer, json_output=json_output, ignored=found.skipped)
         raise typer.Exit(EXIT_OK)
     stale = [p for folder in sorted({j.target.parent for j in jobs}) for p in remove_stale_temps(folder)]
     megapixels = sum(j.megapixels for j in todo)
@@ -162,17 +162,18 @@ def enhance(
         err.print(f"[dim]hint:[/] run the same command again with --skip-existing to enhance the other {len(todo) - len(results)}")
         if json_output:  # what was written before the stop (and what was skipped), for the script that asked
             done = results + [FileResult(j, "skipped") for j in jobs if j.target in skipped]
-            typer.echo(json.dumps(_summary(done, model=model, enhancer=enhancer) | {"interrupted": True}, indent=2))
+            typer.echo(json.dumps(_summary(done, model=model, enhancer=enhancer, ignored=found.skipped) | {"interrupted": True}, indent=2))
         raise typer.Exit(EXIT_INTERRUPTED) from None
     results += [FileResult(j, "skipped") for j in jobs if j.target in skipped]
-    _report(results, model=model, enhancer=enhancer, json_output=json_output)
+    _report(results, model=model, enhancer=enhancer, json_output=json_output, ignored=found.skipped)
     failed = sum(r.status == "failed" for r in results)
     written = sum(r.status == "written" for r in results)
     if failed:
         raise typer.Exit(EXIT_PARTIAL if written or len(results) > failed else EXIT_FAILURE)
 
 
-def _dry_run_report(jobs: list[FileJob], skipped: set[Path], *, model: str, enhancer: Enhancer, json_output: bool) -> None:
+def _dry_run_report(jobs: list[FileJob], skipped: set[Path], *, model: str, enhancer: Enhancer, json_output: bool,
+                    ignored: list[SkippedFile] = ()) -> None:
     """What a run would write and skip: ``input -> output`` lines on stdout, or with ``--json`` one
     JSON object (``dry_run``, the model, and every job with its action)."""
     todo = [j for j in jobs if j.target not in skipped]
@@ -180,7 +181,7 @@ def _dry_run_report(jobs: list[FileJob], skipped: set[Path], *, model: str, enha
         plan = [{"input": str(j.source.path), "output": str(j.target), "action": "skip" if j.target in skipped else "write"}
                 for j in jobs]
         summary = {"dry_run": True, "model": model, "device": str(enhancer.device), "precision": enhancer.precision,
-                   "to_write": len(todo), "to_skip": len(jobs) - len(todo), "jobs": plan}
+                   "to_write": len(todo), "to_skip": len(jobs) - len(todo), "jobs": plan, "ignored": _ignored(list(ignored))}
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         for job in todo:
@@ -295,8 +296,20 @@ def _run(enhancer: Enhancer, jobs: list[FileJob], results: list[FileResult], *, 
             prefetch.discard(wait=True)
 
 
-def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> dict:
-    """The ``--json`` summary of a run: settings, counts by status and every file's result."""
+def _cli_hint(result: dict) -> dict:
+    """A file's result with the hint the command gives (the option, not the library's argument)."""
+    return result | {"hint": CLI_TOO_LARGE_HINT} if result.get("hint") == TOO_LARGE_HINT else result
+
+
+def _ignored(skipped: list[SkippedFile]) -> list[dict]:
+    """The files found and passed over, for ``--json`` (hidden ones, never counted, left out)."""
+    return [{"path": str(s.path), "reason": s.reason, **({"detail": s.detail} if s.detail else {})}
+            for s in skipped if not s.quiet]
+
+
+def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer, ignored: list[SkippedFile] = ()) -> dict:
+    """The ``--json`` summary of a run: settings, counts by status, every file's result and the
+    files passed over (``ignored``: unsupported, links, an earlier run's outputs, ...)."""
     return {
         "version": __version__,
         "model": model,
@@ -306,12 +319,14 @@ def _summary(results: list[FileResult], *, model: str, enhancer: Enhancer) -> di
         "colour": enhancer.config.colour,
         "blacks": enhancer.config.blacks,
         **{s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")},
-        "files": [r.as_dict() for r in results],
+        "files": [_cli_hint(r.as_dict()) for r in results],
+        "ignored": _ignored(list(ignored)),
     }
 
 
-def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_output: bool) -> None:
-    summary = _summary(results, model=model, enhancer=enhancer)
+def _report(results: list[FileResult], *, model: str, enhancer: Enhancer, json_output: bool,
+            ignored: list[SkippedFile] = ()) -> None:
+    summary = _summary(results, model=model, enhancer=enhancer, ignored=ignored)
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
     written = [r for r in results if r.status == "written"]
