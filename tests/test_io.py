@@ -1003,3 +1003,36 @@ def test_a_camera_jpeg_with_previews_is_one_frame_and_a_broken_page_chain_costs_
     (tmp_path / "broken.tif").write_bytes(bytes(data))
     image = read_image(tmp_path / "broken.tif")
     assert image.frames == 1 and image.rgb.shape[:2] == rgb.shape[:2]
+
+
+def _exif_with_thumbnail(thumbnail: bytes) -> bytes:
+    """Raw little-endian EXIF: IFD0 with Make, linked to IFD1 holding a JPEG thumbnail."""
+    make = b"Nightcam\0"
+    ifd0 = 8
+    ifd1 = ifd0 + 2 + 12 + 4
+    make_at = ifd1 + 2 + 2 * 12 + 4
+    thumb_at = make_at + len(make)
+    data = bytearray(b"II*\0" + struct.pack("<I", ifd0))
+    data += struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, len(make), make_at) + struct.pack("<I", ifd1)
+    data += struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumb_at) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail))
+    data += struct.pack("<I", 0) + make + thumbnail
+    return b"Exif\0\0" + bytes(data)
+
+
+def test_the_exif_thumbnail_of_the_original_is_not_carried(tmp_path: Path) -> None:
+    # it shows the dark original, sideways: viewers that show it would show it for the enhanced photo
+    import io
+
+    small = io.BytesIO()
+    Image.fromarray(photo(12, 16)).save(small, "JPEG")
+    path = tmp_path / "t.jpg"
+    Image.fromarray(photo(48, 64)).save(path, "JPEG", exif=_exif_with_thumbnail(small.getvalue()))
+    with Image.open(path) as original:
+        raw = original.info["exif"][6:]
+        assert struct.unpack_from("<I", raw, 8 + 2 + 12)[0] != 0  # the test file has its thumbnail
+    image = read_image(path)
+    assert struct.unpack_from("<I", image.exif, 8 + 2 + 12)[0] == 0  # IFD1 unlinked
+    assert parse_exif(image.exif)[MAKE] == "Nightcam"  # the rest kept
+    write_image(tmp_path / "out.jpg", image)
+    with Image.open(tmp_path / "out.jpg") as written:
+        assert struct.unpack_from("<I", written.info["exif"][6:], 8 + 2 + 12)[0] == 0

@@ -120,6 +120,26 @@ def reset_orientation(exif: bytes) -> bytes:
     return bytes(patched)
 
 
+def drop_thumbnail(exif: bytes) -> bytes:
+    """Raw EXIF without its thumbnail: IFD0's link to the next directory (IFD1, the thumbnail's) set
+    to 0, every other byte unchanged. The thumbnail shows the photo as it was (dark, as stored):
+    viewers that show it would show the original for the enhanced photo. Unchanged when IFD0 is
+    malformed."""
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+        (count,) = struct.unpack_from(order + "H", exif, ifd0)
+        link = ifd0 + 2 + 12 * count
+        (following,) = struct.unpack_from(order + "I", exif, link)
+    except struct.error:
+        return exif
+    if following == 0:
+        return exif
+    patched = bytearray(exif)
+    struct.pack_into(order + "I", patched, link, 0)
+    return bytes(patched)
+
+
 def swap_pixel_dimensions(exif: bytes) -> bytes:
     """Raw EXIF with PixelXDimension and PixelYDimension exchanged (the photo was turned a quarter
     turn upright: its width is the stored height), every other byte unchanged. Unchanged when
@@ -163,7 +183,7 @@ def read_metadata(header: Image.Image, data: bytes, fmt: str) -> FileMetadata:
         exif = normalise_exif(raw)
         orientation = exif_orientation(exif)
     if exif is not None:
-        exif = reset_orientation(exif)
+        exif = drop_thumbnail(reset_orientation(exif))
         if orientation >= 5:  # turned a quarter turn: the upright photo's width is its stored height
             exif = swap_pixel_dimensions(exif)
     return FileMetadata(exif=exif, icc_profile=icc, orientation=orientation)
