@@ -70,6 +70,10 @@ class ImageWriteError(ImageError):
     """The image could not be written (format, permissions, disk)."""
 
 
+class DiskFullError(ImageWriteError):
+    """No space left (or the quota is spent) where the image is written: the next would fail too."""
+
+
 class OutputExistsError(ImageError):
     """The output file exists and overwriting was not asked for."""
 

@@ -487,3 +487,28 @@ def test_a_file_and_links_to_it_are_enhanced_once_under_the_files_own_name(tmp_p
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
     said = " ".join(result.stderr.split())
     assert "another name of an input: 2" in said and "the same file as" in said and "zz.png" in said
+
+
+def test_a_file_without_an_extension_is_refused_before_the_work_and_a_full_disk_stops_the_batch(photos, tmp_path, monkeypatch):
+    import errno as errno_module
+
+    bare = tmp_path / "bare"
+    bare.write_bytes((photos / "a.png").read_bytes())
+    result = runner.invoke(app, ["enhance", str(bare), "-o", str(tmp_path / "o"), "-m", "gamma"])
+    assert result.exit_code == 2 and "no image extension" in result.output and "--ext png" in result.output
+    assert not (tmp_path / "o").exists()
+    assert runner.invoke(app, ["enhance", str(bare), "-o", str(tmp_path / "o"), "-m", "gamma", "--ext", "png"]).exit_code == 0
+    # ENOSPC on the first write: the batch stops there instead of enhancing every other photo to fail it
+    import lowlight_cli.io.write as write_module
+
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(write_module, "_commit", full)  # fails inside the image's write, as a full disk does
+    result = runner.invoke(app, ["enhance", str(photos), "-o", str(tmp_path / "full"), "-m", "gamma"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "the disk is full at image 1 of 2: 0 written" in said and "--skip-existing" in said, result.output
+    assert len(calls) == 1

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import DiskFullError, UsageError
 from ..inference import Enhancer, InferenceConfig, Notice, TileProgress
 from ..inference.files import FileJob, FileResult, drop_own_outputs, enhance_file, plan_jobs
 from ..io import DEFAULT_MAX_PIXELS, SkippedFile, scan_inputs
@@ -154,6 +154,11 @@ def enhance(
     results: list[FileResult] = []
     try:
         _run(enhancer, todo, results, quality=quality, max_pixels=max_pixels)
+    except DiskFullError:  # the next images would fail the same way, after their work: stop, say what is kept
+        written = sum(r.status == "written" for r in results)
+        err.print(f"[red]the disk is full[/] at image {len(results) + 1} of {len(todo)}: {written} written to "
+                  f"{escape(str(output))} are kept; nothing is left half-written")
+        raise
     except KeyboardInterrupt as exc:
         written = sum(r.status == "written" for r in results)
         failed = sum(r.status == "failed" for r in results)

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImageError, ModelOutputError, UsageError
-from ..io import DEFAULT_MAX_PIXELS, ImageData, InputFile, SkippedFile, output_path, read_image, read_size, write_image
+from ..errors import DiskFullError, ImageError, ModelOutputError, UsageError
+from ..io import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageData, InputFile, SkippedFile, output_path, read_image, read_size, write_image
 from .engine import Enhancer, EventFn
 
 
@@ -114,6 +114,10 @@ def plan_jobs(
         FileJob(item, target or output_path(item, out_dir, suffix=suffix, ext=ext, mirror_tree=mirror_tree), _megapixels(item.path))
         for item in items
     ]
+    for job in jobs:
+        if job.target.suffix.lower() not in SUPPORTED_EXTENSIONS:  # an input named without an image extension
+            raise UsageError(f"{job.source.path}: its output {job.target.name} would have no image extension to choose "
+                             "its format by", hint="give --ext png (or jpg, tif, webp, bmp) to choose the outputs' format")
     seen: dict[Path, FileJob] = {}
     inputs = {item.path.resolve(): item for item in items}
     for job in jobs:
@@ -166,6 +170,8 @@ def enhance_file(
         visible = None if image.alpha is None else image.alpha > 0  # hidden colour must not steer the visible part
         enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray, visible=visible)
         notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
+    except DiskFullError:
+        raise  # every file after it would fail the same way, after its work: the batch stops here
     except ImageError as exc:
         return FileResult(job, "failed", error=str(exc), hint=exc.hint, seconds=time.perf_counter() - start)
     except ModelOutputError as exc:

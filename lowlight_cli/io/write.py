@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
 import time
 from pathlib import Path
 
-from lowlight_cli.errors import ImageWriteError, OutputExistsError, UsageError
+from lowlight_cli.errors import DiskFullError, ImageWriteError, OutputExistsError, UsageError
 from lowlight_cli.io.encode import encode_image
 from lowlight_cli.io.formats import format_for_path
 from lowlight_cli.io.image import ImageData
@@ -90,6 +91,10 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     except BaseException as error:
         with contextlib.suppress(OSError):  # the original error is the one worth reporting
             temp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise DiskFullError(path, f"cannot write file: {error.strerror or error}",
+                                hint=f"free space on the disk holding {folder}, then run the same command with "
+                                     "--skip-existing: what was written is kept") from error
         if isinstance(error, OSError):
             raise ImageWriteError(path, f"cannot write file: {error.strerror or error}") from error
         raise
