@@ -260,7 +260,7 @@ def test_loss_section_validation_names_the_key():
         build(**{"model.name": "crnet-s"})
     # no recogniser is needed (nor checked) when nothing reads it
     assert build("semi_llie.consistency=0", "semi_llie.recogniser=vgg19-normalised").method_loss.consistency == 0
-    with pytest.raises(ConfigError, match="not a multiple of 4"):
+    with pytest.raises(ConfigError, match="data.patch_size 30 must be a multiple of 4"):  # TrainConfig.validate
         _step(model="semi-llie-s", patch=30)
 
 

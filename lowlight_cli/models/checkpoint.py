@@ -148,6 +148,7 @@ def save_checkpoint(
     kwargs: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, torch.Tensor] | None = None,
+    allow_non_finite: bool = False,
 ) -> Path:
     """Write a checkpoint folder that :func:`load_checkpoint` and ``lowlight enhance --weights`` read.
 
@@ -164,6 +165,8 @@ def save_checkpoint(
         provenance: free-form facts (data, command, steps) recorded in ``config.json``; JSON values
             (numpy scalars converted as in ``kwargs``).
         state_dict: tensors to save instead of ``model.state_dict()`` (e.g. the EMA teacher).
+        allow_non_finite: save NaN or inf weights too (a training run's ``last/`` keeps the state it
+            reached, diverged or not; :func:`load_checkpoint` refuses them and points to ``best/``).
 
     Returns:
         The folder.
@@ -171,8 +174,8 @@ def save_checkpoint(
     Raises:
         CheckpointError: ``architecture`` is not registered (or not given and the model has no
             ``info``), ``kwargs`` holds an option it has not, the model it builds has other tensors
-            than those saved, a kwargs or provenance value is not JSON, or ``folder`` is a file;
-            nothing is written then.
+            than those saved, a kwargs or provenance value is not JSON, ``folder`` is a file, or
+            (unless ``allow_non_finite``) a weight is NaN or inf; nothing is written then.
         OSError: writing failed (the folder's previous checkpoint is left as it was).
     """
     folder = Path(folder)
@@ -193,7 +196,7 @@ def save_checkpoint(
     plain_provenance = _json_plain(provenance or {}, "provenance")
     state = state_dict if state_dict is not None else model.state_dict()
     _check_rebuildable(architecture, plain_kwargs, state)
-    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    broken = [] if allow_non_finite else sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if broken:  # load_checkpoint would refuse them: say so before writing
         raise CheckpointError(f"cannot save a checkpoint to {folder}: {len(broken)} tensor(s) hold NaN or inf, e.g. {broken[0]}",
                               hint="the weights diverged; save an earlier state, or retrain with a lower learning rate")

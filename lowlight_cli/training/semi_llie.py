@@ -35,7 +35,6 @@ from ..errors import ConfigError, UnknownNameError
 from ..losses import feature_preservation_loss, gradient_map_l1_loss
 from ..losses.features import FrozenFeatures
 from ..losses.semantic_contrastive import CONTRAST_EPS, SemanticContrastiveLoss
-from ..models import MODELS
 from ..priors import prior_info
 from .methods import Method, StepContext, register_method
 from .steps import StepOutput, sigmoid_rampup
@@ -130,15 +129,10 @@ class SemiLLIEStep:
         context: the EMA teacher, its forward and the frozen networks on the training device.
         view: the strong view's strengths (default: Semi-LLIE's).
 
-    Raises:
-        ConfigError: the patch size is not a multiple of the model's input multiple.
+    (The patch size is a multiple of the model's input multiple: ``TrainConfig.validate`` checks it.)
     """
 
     def __init__(self, losses: SemiLLIELosses, context: StepContext, view: StrongView = StrongView()) -> None:
-        multiple = MODELS.get(context.config.model.name).info.input_multiple
-        if context.config.data.patch_size % multiple:
-            raise ConfigError(f"data.patch_size {context.config.data.patch_size} is not a multiple of {multiple}, "
-                              f"the input multiple of {context.config.model.name}")
         if context.ema is None:
             raise ValueError("semi-llie needs the EMA teacher the fit loop keeps for teacher methods")
         self.losses, self.ema, self.view = losses, context.ema, view

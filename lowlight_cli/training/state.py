@@ -110,7 +110,8 @@ def save_run_state(
     """Write ``run_dir/last`` atomically (see module docstring); returns its path."""
     final, tmp, old = run_dir / "last", run_dir / "last.tmp", run_dir / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(student, tmp, architecture=architecture, kwargs=kwargs, provenance=provenance)
+    save_checkpoint(student, tmp, architecture=architecture, kwargs=kwargs, provenance=provenance,
+                    allow_non_finite=True)  # the state reached, diverged or not: a resume or a load says so
     if teacher is not None:
         save_state_dict(teacher.state_dict(), tmp / EMA_NAME)
     torch.save(trainer_state, tmp / STATE_NAME)
