@@ -633,31 +633,28 @@ def test_a_ctrl_c_between_a_step_and_its_validation_saves_that_validation_as_due
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_signal_to_stop_saves_a_resumable_state_like_ctrl_c(tmp_path, monkeypatch, name):
+    # SIGTERM: what `kill` or a job scheduler sends; SIGHUP: the terminal or ssh session closed
     import signal
 
+    sig = getattr(signal, name)
     run = tmp_path / "run"
-    # what `kill` or a job scheduler sends
-    _stop_at_call(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    before = signal.getsignal(signal.SIGTERM)
+    _stop_at_call(monkeypatch, 4, lambda: os.kill(os.getpid(), sig))
+    before = signal.getsignal(sig)
     result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "50", "--out", str(run)])
     assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
-    assert signal.getsignal(signal.SIGTERM) is before  # the handler is only installed while training
+    assert f"terminated ({name})" in result.output
+    assert signal.getsignal(sig) is before  # the handler is only installed while training
     state = torch.load(run / "last" / "train_state.pt", weights_only=True)
     assert 3 <= state["progress"]["step"] <= 4
 
 
-def test_sighup_saves_a_resumable_state_unless_it_was_ignored(tmp_path, monkeypatch):
-    # the terminal or ssh session closed: saved like SIGTERM; a nohup run (SIGHUP ignored) trains on
+def test_a_run_under_nohup_trains_through_a_sighup(tmp_path, monkeypatch):
     import signal
 
-    run = tmp_path / "run"
     _stop_at_call(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGHUP))
-    before = signal.getsignal(signal.SIGHUP)
-    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "50", "--out", str(run)])
-    assert result.exit_code == 130 and "resumable state saved" in result.output, result.output
-    assert "terminated (SIGHUP)" in result.output and signal.getsignal(signal.SIGHUP) is before
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
     try:
         result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "6", "--out", str(tmp_path / "nohup")])
     finally:
