@@ -1036,3 +1036,17 @@ def test_the_exif_thumbnail_of_the_original_is_not_carried(tmp_path: Path) -> No
     write_image(tmp_path / "out.jpg", image)
     with Image.open(tmp_path / "out.jpg") as written:
         assert struct.unpack_from("<I", written.info["exif"][6:], 8 + 2 + 12)[0] == 0
+
+
+def test_a_lossless_webp_written_back_lossy_says_so(tmp_path: Path) -> None:
+    pixels = photo(32, 48)
+    Image.fromarray(pixels).save(tmp_path / "lossless.webp", "WEBP", lossless=True)
+    Image.fromarray(pixels).save(tmp_path / "lossy.webp", "WEBP", quality=80)
+    Image.fromarray(np.dstack([pixels, np.full(pixels.shape[:2], 200, np.uint8)])).save(
+        tmp_path / "alpha.webp", "WEBP", lossless=True)  # an extended (VP8X) file
+    lossless, lossy, alpha = (read_image(tmp_path / f"{name}.webp") for name in ("lossless", "lossy", "alpha"))
+    assert lossless.lossless_webp and alpha.lossless_webp and not lossy.lossless_webp
+    said = write_image(tmp_path / "out.webp", lossless, quality=95)
+    assert any("lossless WebP, written lossy at quality 95" in note for note in said)
+    assert not any("lossless" in note for note in write_image(tmp_path / "kept.webp", lossless, quality=100))
+    assert not any("lossless" in note for note in write_image(tmp_path / "again.webp", lossy, quality=95))

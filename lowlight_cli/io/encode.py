@@ -82,6 +82,8 @@ def encode_image(path: Path, image: ImageData, fmt: str, quality: int) -> tuple[
         notes.append(f"its {image.converted_from} colours were converted to RGB and are written as RGB")
     if image.damage_note:
         notes.append(image.damage_note)
+    if fmt == "webp" and image.lossless_webp and quality < 100:
+        notes.append(f"the input was a lossless WebP, written lossy at quality {quality} (quality 100 keeps it lossless)")
     try:
         if fmt == "webp":
             return _encode_webp(pixels, quality, exif, icc), notes

@@ -24,6 +24,8 @@ class ImageData:
             ``Exif\\0\\0`` prefix, orientation tag reset to 1; None when the file had none.
         icc_profile: the embedded ICC profile, or None.
         source_format: ``"png" | "jpeg" | "tiff" | "webp" | "bmp"``; ``"png"`` for images made in memory.
+        lossless_webp: the file was a lossless WebP (writing it back as WebP below quality 100 is
+            lossy, and writers say so).
         frames: how many frames or pages the file holds (an animation, a multi-page TIFF); only
             the first is decoded, and writers say so.
         converted_from: the colour model the file stored when it was neither RGB nor gray
@@ -42,6 +44,7 @@ class ImageData:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     source_format: str = "png"
+    lossless_webp: bool = False
     frames: int = 1
     converted_from: str | None = None
     decoder_warnings: tuple[str, ...] = ()

@@ -113,10 +113,23 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
         exif=metadata.exif,
         icc_profile=metadata.icc_profile,
         source_format=fmt,
+        lossless_webp=fmt == "webp" and webp_is_lossless(data),
         frames=frames,
         converted_from=converted_from,
         decoder_warnings=decoder_warnings,
     )
+
+
+def webp_is_lossless(data: bytes) -> bool:
+    """Whether a WebP file's image is lossless (a ``VP8L`` chunk, not ``VP8 ``): its chunks are read
+    in order from the RIFF header until the first image chunk."""
+    at = 12  # "RIFF", size, "WEBP"
+    while at + 8 <= len(data):
+        kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        at += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
 
 
 @contextmanager
