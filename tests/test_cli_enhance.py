@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -512,3 +513,10 @@ def test_a_file_without_an_extension_is_refused_before_the_work_and_a_full_disk_
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and "the disk is full at image 1 of 2: 0 written" in said and "--skip-existing" in said, result.output
     assert len(calls) == 1
+
+
+def test_a_fifo_named_directly_is_passed_over_not_waited_on(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["enhance", str(fifo), "-o", str(tmp_path / "o"), "-m", "gamma"])
+    assert result.exit_code == 2 and "no images found" in result.output, result.output

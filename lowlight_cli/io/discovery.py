@@ -82,6 +82,9 @@ def scan_inputs(inputs: Sequence[str | Path], *, recursive: bool = False, exclud
         elif is_temp_file(root) and root.exists():
             skipped.append(SkippedFile(root, "temporary file of an interrupted write"))
             continue
+        elif root.exists() and not root.is_file():  # a FIFO or a device: reading it would wait for a writer
+            skipped.append(SkippedFile(root, "not a regular file"))
+            continue
         elif root.exists():
             items = iter([InputFile(root, Path(root.name))])
         else:
