@@ -222,6 +222,7 @@ def test_fp16_onnx_keeps_float32_interface_and_meets_psnr(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["precision"] == "fp16" and report["tolerance"]["min_psnr_db"] == 40.0
+    assert str(checkpoint) in report["weights"] and report["curve_scale"] is None  # what went in, too
     assert all(c["psnr_db"] >= 40 for c in report["parity"])
     graph = onnx.load(str(path))
     float32 = onnx.TensorProto.FLOAT
@@ -612,3 +613,12 @@ def test_an_export_tells_each_step_for_a_progress_line(checkpoint, fmt, tmp_path
     first = ["tracing the model into an ONNX graph", "loading the graph in onnxruntime"] if fmt == "onnx" else \
         ["saving the checkpoint and loading it back"]
     assert stages == first + sizes
+
+
+
+def test_export_says_the_curve_scale_it_exports(tmp_path):
+    args = ["export", "--model", "dce-tiny", "--no-pretrained", "--curve-scale", "2", "-o", str(tmp_path / "d.onnx")]
+    said = runner.invoke(app, args)
+    assert said.exit_code == 0 and "curves at 1/2 resolution" in " ".join(said.output.split()), said.output
+    report = json.loads(runner.invoke(app, [*args, "--overwrite", "--json"]).stdout)
+    assert report["curve_scale"] == 2

@@ -218,6 +218,11 @@ def test_usage_errors(official_file, tmp_path):
     assert result.exit_code == 2 and "no official checkpoint format" in result.output and "scl-lle" in result.output
     result = import_cli(str(official_file), "--arch", "scl-lle-x", "-o", str(out))
     assert result.exit_code == 2 and "did you mean" in result.output
+    result = import_cli(str(official_file), "--arch", "sclle", "-o", str(out))  # suggestions among what imports
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "did you mean scl-lle?" in said and "clahe" not in said, said
+    result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(tmp_path / "x.onnx"))
+    assert result.exit_code == 2 and "would be read as an ONNX file" in result.output and not (tmp_path / "x.onnx").exists()
     assert import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out)).exit_code == 0
     result = import_cli(str(official_file), "--arch", "scl-lle", "-o", str(out))
     assert result.exit_code == 2 and "--overwrite" in result.output

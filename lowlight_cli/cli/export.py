@@ -82,12 +82,15 @@ def export(
         check_folder_destination(target, (CONFIG_NAME, WEIGHTS_NAME), overwrite=overwrite)
     net = load_model(model, weights, no_pretrained, curve_scale)
     weights_text = describe_weights(model, net, explicit=weights is not None)
-    announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}), checking it against PyTorch ...")
+    scale = int(getattr(net, "curve_scale", 1)) if getattr(net, "supports_curve_scale", False) else None
+    curves = f", curves at 1/{scale} resolution" if scale and scale > 1 else ""
+    announce(model, net, f"exporting {model} with {weights_text} to {fmt} ({'fp16' if fp16 else 'fp32'}{curves}), "
+                         "checking it against PyTorch ...")
     with err.status("exporting ...") as status:  # a spinner on a terminal (tracing a large model takes a minute)
         result = export_model(net, target, format=fmt, fp16=fp16, opset=opset or DEFAULT_OPSET, overwrite=overwrite,
                               on_stage=lambda text: status.update(f"{text} ..."))
-    if json_output:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+    if json_output:  # what went in, beside what came out
+        typer.echo(json.dumps(result.as_dict() | {"weights": weights_text, "curve_scale": scale}, indent=2))
         return
     _report(result)
 

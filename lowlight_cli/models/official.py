@@ -11,6 +11,7 @@ sha256 in the provenance.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import pickle
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UnknownNameError, UsageError
 from .checkpoint import CONFIG_NAME, load_weights_strict, save_checkpoint
 from .registry import MODELS
 
@@ -215,6 +216,11 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
         UsageError: an architecture without an official format, or a folder that is not empty.
         CheckpointError: unreadable or refused file, tensors that do not fit the architecture.
     """
+    importable = importable_architectures()
+    if architecture not in MODELS.names():  # "did you mean" among what imports, not every model
+        close = difflib.get_close_matches(architecture.lower(), importable, n=2, cutoff=0.6)
+        raise UnknownNameError(f"unknown architecture {architecture!r} (importable: {', '.join(importable)})",
+                               hint=f"did you mean {', '.join(close)}?" if close else None)
     entry = MODELS.get(architecture)
     name_of = OFFICIAL_NAMES.get(entry.info.family)
     if name_of is None:
@@ -223,6 +229,9 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
             hint=f"importable architectures: {', '.join(importable_architectures())}",
         )
     folder = Path(folder)
+    if folder.suffix.lower() == ".onnx":  # enhance --model would take the folder for an ONNX file
+        raise UsageError(f"-o {folder}: a checkpoint is a folder, and a name ending in .onnx would be read as an ONNX file",
+                         hint="drop .onnx from the name")
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a folder", hint="choose a folder for the checkpoint with -o")
     if folder.is_dir() and any(folder.iterdir()) and not (overwrite and (folder / CONFIG_NAME).is_file()):
