@@ -622,3 +622,20 @@ def test_export_says_the_curve_scale_it_exports(tmp_path):
     assert said.exit_code == 0 and "curves at 1/2 resolution" in " ".join(said.output.split()), said.output
     report = json.loads(runner.invoke(app, [*args, "--overwrite", "--json"]).stdout)
     assert report["curve_scale"] == 2
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_export(tmp_path, monkeypatch):
+    # a read-only folder or file system: said at once, naming the user's -o, not after the export and parity run
+    import lowlight_cli.export.staging as staging
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real = staging.os.access
+    monkeypatch.setattr(staging.os, "access", lambda p, mode: False if Path(p) == read_only else real(p, mode))
+    loaded = []
+    monkeypatch.setattr("lowlight_cli.cli.export.load_model", lambda *a, **k: loaded.append(1))
+    for args in (["-o", str(read_only / "m.onnx")], ["--format", "safetensors", "-o", str(read_only / "deeper" / "ck")]):
+        result = runner.invoke(app, ["export", "--model", "dce-tiny", "--no-pretrained", *args])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"folder {read_only} cannot be written" in said, result.output
+    assert not loaded

@@ -64,11 +64,15 @@ def check_folder_destination(folder: Path, names: Sequence[str], *, overwrite: b
 
 
 def _check_ancestors(path: Path) -> None:
-    """Refuse a path under a file now (the folders it needs could not be made)."""
-    for parent in path.absolute().parents:
+    """Refuse now a path under a file, or in a folder that cannot be written (read-only, a read-only
+    file system): the folders it needs could not be made, and the export would fail after its work."""
+    target = path if path.is_dir() else None  # a checkpoint folder that exists is written into
+    for parent in ([target] if target is not None else []) + list(path.absolute().parents):
         if parent.exists():
             if not parent.is_dir():
                 raise UsageError(f"{path}: {parent} is a file, not a folder", hint="choose another --output")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{path}: folder {parent} cannot be written", hint="choose another --output")
             return
 
 
