@@ -256,6 +256,9 @@ def test_enhance_says_so_and_onnx_export_keeps_the_scale(tmp_path):
     compared = runner.invoke(app, ["compare", str(tmp_path / "m.onnx"), "--data", str(pairs), "--json"])
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.stdout)["rows"][1]["inference"]["curve_scale"] == 2
+    enhanced = runner.invoke(app, ["enhance", str(pairs / "low"), "-o", str(tmp_path / "e"), "--model",
+                                   str(tmp_path / "m.onnx"), "--json"])
+    assert enhanced.exit_code == 0 and json.loads(enhanced.stdout)["files"][0]["curve_scale"] == 2
     export_onnx(create_model("crnet-s", pretrained=False), tmp_path / "s.onnx")
     assert OnnxModel(tmp_path / "s.onnx").exported_curve_scale is None  # not a curve model: nothing said
 

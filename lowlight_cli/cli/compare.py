@@ -31,7 +31,7 @@ from ..models.official import importable_architectures
 from .console import err, out, print_table
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
 from .evaluate import low_and_high, paired, parse_metric_list, refuse_unused_metric_options, score_with_progress
-from .loading import LoadedModel, announce, describe_run, describe_weights, load_model, model_for_weights, run_curve_scale, run_precision
+from .loading import LoadedModel, announce, describe_run, describe_weights, load_model, model_for_weights, run_precision
 from .options import BlacksOpt, ColourOpt, DeviceOpt, JsonOpt, OverlapOpt, PrecisionOpt, TileOpt
 from .report_file import check_report_destination, write_report
 
@@ -182,7 +182,7 @@ def compare(
             err.print(f"[yellow]note:[/] {escape(entry.label)} runs in the precision it was exported with "
                       f"({enhancer.precision}), not --precision {precision}, which the other models take")
         scores = score_with_progress(scorer, pairing, enhancer, entry.label)
-        entry.inference["curve_scale"] = run_curve_scale(entry.model, enhancer)  # the last image's (auto may vary it)
+        entry.inference["curve_scale"] = enhancer.curves_ran_at  # the last image's (auto may vary it)
         rows.append(Row(entry, scores, summarize(scores, protocol.metrics)))
         entry.model = enhancer = None  # one model on the device at a time
 

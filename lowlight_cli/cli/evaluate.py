@@ -22,7 +22,7 @@ from ..inference import Enhancer, InferenceConfig
 from ..metrics import list_metrics, metric_info
 from .console import err, out
 from .errors import EXIT_FAILURE, EXIT_PARTIAL, file_system_hint, handle_errors, report_error
-from .loading import announce, describe_run, describe_weights, load_model, model_for_weights, run_curve_scale
+from .loading import announce, describe_run, describe_weights, load_model, model_for_weights
 from .options import BlacksOpt, ColourOpt, CompileOpt, CurveScaleOpt, DeviceOpt, JsonOpt, NoPretrainedOpt, OverlapOpt, PrecisionOpt, TileOpt, WeightsOpt
 from .report_file import check_report_destination, write_report
 
@@ -223,7 +223,7 @@ def evaluate(
         extra["architecture"] = net.info.name
         extra["weights"] = describe_weights(model, net, explicit=weights is not None)
         extra["weights_path"] = None if getattr(net, "checkpoint_dir", None) is None else str(net.checkpoint_dir)
-        curve_scale = run_curve_scale(net, enhancer)
+        curve_scale = enhancer.curves_ran_at
         extra["inference"] = {"device": str(enhancer.device), "precision": enhancer.precision, "tile": enhancer.tile,
                               "overlap": enhancer.config.overlap, "curve_scale": curve_scale,
                               "compiled": enhancer.config.compile, "colour": enhancer.config.colour,

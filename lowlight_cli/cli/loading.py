@@ -115,14 +115,6 @@ def run_precision(model: LoadedModel, enhancer: Enhancer) -> str:
     return f"onnxruntime {model.precision}" if isinstance(model, OnnxModel) else enhancer.precision
 
 
-def run_curve_scale(model: LoadedModel, enhancer: Enhancer) -> int | None:
-    """The curve scale ``model`` ran at (the last photo's), as it was exported for an ONNX file;
-    None for a model without curves."""
-    if isinstance(model, OnnxModel):
-        return model.exported_curve_scale
-    return enhancer.curve_scale if getattr(model, "supports_curve_scale", False) else None
-
-
 def describe_run(name: str, model: LoadedModel, enhancer: Enhancer, *, explicit: bool = False) -> str:
     """``NAME with WEIGHTS on DEVICE (PRECISION, TILING)``: what a run of ``enhancer`` uses."""
     tile_text = "whole images" if enhancer.tile == 0 else f"tiles of {enhancer.tile} px"

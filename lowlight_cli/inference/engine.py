@@ -457,6 +457,14 @@ class Enhancer:
         """The curve scale the last photo ran at (before any, the model's now; 1 for models without curves)."""
         return self._last_curve_scale if self._last_curve_scale is not None else int(getattr(self.model, "curve_scale", 1))
 
+    @property
+    def curves_ran_at(self) -> int | None:
+        """The curve scale to report for the last photo: :attr:`curve_scale` for a curve model, the
+        scale an exported graph was exported with, None for a model without curves."""
+        if getattr(self.model, "supports_curve_scale", False):
+            return self.curve_scale
+        return getattr(self.model, "exported_curve_scale", None)
+
     def _apply_curve_scale(self, height: int, width: int) -> int | None:
         """Set the model's curve scale for a ``height`` x ``width`` image (see ``InferenceConfig.curve_scale``)
         and read its ``info`` again: the model may be shared with other enhancers. Returns the

@@ -182,6 +182,6 @@ def enhance_file(
         notes=notes,
         seconds=time.perf_counter() - start,
         megapixels=image.height * image.width / 1e6,
-        curve_scale=enhancer.curve_scale if getattr(enhancer.model, "supports_curve_scale", False) else None,
+        curve_scale=enhancer.curves_ran_at,
         tile=enhancer.last_tile,
     )
