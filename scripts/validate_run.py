@@ -72,7 +72,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # lol_matching.py, bes
 from lol_matching import SAME_ROOM, layout  # noqa: E402
 
 
-
 def checkpoint_folder(run: Path, name: str) -> Path:
     folder = run / name if (run / name).is_dir() else Path(name)
     if not (folder / "model.safetensors").is_file():

@@ -32,7 +32,7 @@ from ..training import (
     build_config,
     load_config,
 )
-from ..training.config import parse_assignment, set_value
+from ..training.config import DATA_FOLDER_OPTIONS, parse_assignment, set_value
 from ..training.data import DATA_RECORD
 from ..training.methods import DATA_KINDS
 from ..training.validation import check_val_every
@@ -187,7 +187,7 @@ RESUMABLE = frozenset({"optim.epochs", "optim.max_steps", "run.val_every", "run.
                        "data.root", "data.positives", "data.negatives"})
 
 
-DATA_FOLDERS = ("data.root", "data.positives", "data.negatives")
+DATA_FOLDERS = tuple(DATA_FOLDER_OPTIONS)  # the config keys of the data folders
 
 
 def _absolute(folder: str) -> str:

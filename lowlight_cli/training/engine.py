@@ -46,7 +46,7 @@ from ..inference.precision import resolve_precision
 from ..models import MODELS, load_frozen_networks, save_checkpoint
 from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, load_weights_strict, read_config
 from . import distributed
-from .config import DataSection, TrainConfig, save_config
+from .config import DATA_FOLDER_OPTIONS, DataSection, TrainConfig, save_config
 from .data import DATA_RECORD, data_record, record_difference, references_added, training_data
 from .ema import EMA
 from ..interrupts import deferred_interrupts
@@ -245,13 +245,13 @@ class Trainer:
         with the options that name them again (the default data folder, when ``data.root`` is
         unset, is checked by :meth:`_find_data`)."""
         d = self.config.data
-        missing = [(flag, value) for flag, value in (("data", d.root), ("positives", d.positives), ("negatives", d.negatives))
-                   if value and value != SYNTHETIC and not Path(value).expanduser().exists()]
+        missing = [(DATA_FOLDER_OPTIONS[f"data.{name}"], value) for name in ("root", "positives", "negatives")
+                   if (value := getattr(d, name)) and value != SYNTHETIC and not Path(value).expanduser().exists()]
         if missing:
-            raise DataError(f"the run's {' and '.join(f'--{flag} folder {value}' for flag, value in missing)} "
+            raise DataError(f"the run's {' and '.join(f'{option} folder {value}' for option, value in missing)} "
                             f"{'is' if len(missing) == 1 else 'are'} not found",
                             hint="check the path; if the images moved, name their folder(s) where they are now: --resume "
-                                 f"{self.run_dir} " + " ".join(f"--{flag} DIR" for flag, _ in missing))
+                                 f"{self.run_dir} " + " ".join(f"{option} DIR" for option, _ in missing))
 
     def _find_relative_folders(self, saved: dict, emit: EventFn) -> None:
         """A resumed run's relative data folders are from where it started (``saved`` says where):
