@@ -332,3 +332,23 @@ def test_the_suggested_command_pastes_with_spaces_in_the_path(state, tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("run it:"))
     words = shlex.split(line.split("run it:", 1)[1])
     assert words[words.index("--weights") + 1] == str(out)  # one word, as a shell reads it
+
+
+def test_a_half_precision_file_is_widened_and_says_so(state, tmp_path):
+    half = {k: v.half() for k, v in state.items()}
+    torch.save(half, tmp_path / "half.pth")
+    folder = import_official_checkpoint(tmp_path / "half.pth", "scl-lle", tmp_path / "ckpt16")
+    provenance = json.loads((folder / "config.json").read_text())["provenance"]
+    assert provenance["imported_from"]["dtypes"] == ["float16"]
+    assert "widened exactly from the file's float16" in provenance["weights"]
+    model = load_checkpoint(folder)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():  # the half values, widened, and nothing else
+        assert torch.allclose(model(x), reference_forward({k: v.float() for k, v in half.items()}, x).clamp(0, 1), atol=2e-6)
+    result = import_cli(str(tmp_path / "half.pth"), "--arch", "scl-lle", "-o", str(tmp_path / "cli16"))
+    assert result.exit_code == 0 and "float16 tensors are stored as float32" in result.output
+    torch.save(state, tmp_path / "full.pth")
+    folder = import_official_checkpoint(tmp_path / "full.pth", "scl-lle", tmp_path / "ckpt32")
+    provenance = json.loads((folder / "config.json").read_text())["provenance"]
+    assert provenance["imported_from"]["dtypes"] == ["float32"] and provenance["weights"].endswith("stored as float32")

@@ -44,5 +44,7 @@ def import_checkpoint(
         typer.echo(json.dumps({"folder": str(folder), "architecture": arch, "source": str(source), **source_facts}, indent=2))
         return
     out.print(f"imported {escape(str(source))} ({source_facts['format']} format, sha256 {source_facts['sha256']}) as {arch} into {escape(str(folder))}")
+    if source_facts["dtypes"] != ["float32"]:
+        out.print(f"its {', '.join(source_facts['dtypes'])} tensors are stored as float32, values unchanged")
     out.print(f"run it: lowlight enhance PHOTOS --model {arch} --weights {escape(shlex.quote(str(folder)))}")  # pasteable
 

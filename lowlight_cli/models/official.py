@@ -255,6 +255,7 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
             hint=(f"these tensors fit --arch {' or --arch '.join(fits)}" if fits else
                   f"it is not a checkpoint of {architecture}; importable architectures: {', '.join(importable_architectures())}"),
         ) from None
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in official.state.values()})
     provenance = {
         "imported_from": {
             "file": official.path.name,
@@ -263,10 +264,12 @@ def import_official_checkpoint(path: str | Path, architecture: str, folder: str 
             "container_key": official.container_key,
             "removed_prefix": official.removed_prefix,
             "tensors": len(official.state),
+            "dtypes": dtypes,
         },
         "converted_by": f"lowlight {__version__} (lowlight import, torch.load weights_only=True)",
         "paper": entry.info.paper,
-        "weights": "the authors' tensors, values unchanged, stored as float32",
+        "weights": "the authors' tensors, values unchanged, stored as float32"
+                   + ("" if dtypes == ["float32"] else f" (widened exactly from the file's {', '.join(dtypes)})"),
     }
     created = _first_missing(folder)  # the outermost folder this import creates, if any
     try:
