@@ -278,6 +278,8 @@ def test_narrow_terminals_drop_columns_rather_than_split_numbers_and_names():
             __import__(f"lowlight_cli.cli.{module}", fromlist=["out"]).out = original
     assert "1,694,752" in text and "789,253" in text and "espnetv2-voc" in text
     assert " ".join(text.split()).count("more columns in a terminal") == 2
+    # crnet's row shows the paper network's size beside the scores of the weights it runs: said below
+    assert "crnet runs crnet-curve-dn-lol-bench (crnet-curve-dn, 575,511 params), whose scores these are" in " ".join(text.split())
     narrower = console.out.__class__(width=45, force_terminal=True, record=True)
     models_module = __import__("lowlight_cli.cli.models", fromlist=["out"])
     models_module.out = narrower

@@ -110,8 +110,13 @@ def models(
         return
     # the full table needs about 150 columns; a narrower terminal gets the columns that tell models apart
     wide = out.width >= WIDE_TABLE or not out.is_terminal  # piped: every column, at its natural width
+    # where a name runs another architecture's weights, its scores are not of the params beside them:
+    # the wide table says so in its row, a narrower one in the caption
+    borrowed = "" if wide else "".join(
+        f"; {r['name']} runs {r['bundled_weights']} ({r['bundled_architecture']}, {r['bundled_parameters']:,} params), whose scores these are"
+        for r in rows if r["bundled_architecture"] and r["bundled_architecture"] != r["name"])
     table = Table(title="lowlight models", caption="params and MACs per pixel of the named architecture; LOL-v1 test scores of the weights it runs by default, RGB, no GT-mean"
-                  + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
+                  + borrowed + ("" if wide else f"; more columns in a terminal {WIDE_TABLE} wide or with --json"))
     columns = ("model", "params", "MACs/pixel", "runs by default", "LOL PSNR/SSIM", "other weights (--weights NAME)",
                "tile-exact", "ONNX", "licence")
     table_rows = []
