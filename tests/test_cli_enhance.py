@@ -281,6 +281,9 @@ def test_models_lists_sizes_weights_and_scores():
     assert "crnet-s-lol-semi10" in rows["crnet-s"]["also_bundled"]
     # `crnet` points at the best trained weights of its family, which the row says
     assert rows["crnet"]["bundled_architecture"] == "crnet-curve-dn"
+    # ONNX is what the flag is about, and a model that cannot go there says why
+    assert rows["crnet-s"]["onnx_exportable"] is True and rows["crnet-s"]["onnx_note"] is None
+    assert rows["clahe"]["onnx_exportable"] is False and "OpenCV" in rows["clahe"]["onnx_note"]
 
 
 def test_models_lists_the_registered_cost_and_counts_only_where_none_is(monkeypatch):

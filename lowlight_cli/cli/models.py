@@ -100,7 +100,8 @@ def models(
                 "lol_test_psnr": bundled["lol_psnr"] if bundled else None,
                 "lol_test_ssim": bundled["lol_ssim"] if bundled else None,
                 "tile_exact": entry.info.tile_exact,
-                "exportable": entry.info.exportable,
+                "onnx_exportable": entry.info.exportable,  # safetensors export needs a checkpoint, not the format
+                "onnx_note": entry.info.export_note or None,
                 "licence": entry.info.licence,
                 "description": entry.info.description,
             }
@@ -127,7 +128,7 @@ def models(
         scores = f"{r['lol_test_psnr']:.2f} / {r['lol_test_ssim']:.4f}" if r["lol_test_psnr"] is not None else "-"
         table_rows.append(dict(zip(columns, (r["name"], f"{r['parameters']:,}", f"{r['macs_per_pixel']:,}", default, scores,
                                              ", ".join(r["also_bundled"]) or "-", "yes" if r["tile_exact"] else "no",
-                                             "yes" if r["exportable"] else "no", r["licence"]))))
+                                             "yes" if r["onnx_exportable"] else "no", r["licence"]))))
     if not wide:  # the default weights' column only where it has room; below that (a terminal), the numbers alone
         narrow = out.width < NARROW_TABLE
         columns = ("model", "params", "MACs/pixel", "LOL PSNR/SSIM") if narrow else columns[:5]
