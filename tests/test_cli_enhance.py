@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -523,3 +524,35 @@ def test_a_fifo_named_directly_is_passed_over_not_waited_on(tmp_path):
     os.mkfifo(fifo)
     result = runner.invoke(app, ["enhance", str(fifo), "-o", str(tmp_path / "o"), "-m", "gamma"])
     assert result.exit_code == 2 and "no images found" in result.output, result.output
+
+
+def test_a_truncated_jpegs_filler_neither_steers_the_photo_nor_is_enhanced(tmp_path):
+    """A JPEG cut short decodes with flat gray at its end; that gray is not the photo. Counted in
+    the whole-image statistics it told the model the photo was half mid-gray (darker output)."""
+    import cv2
+
+    from lowlight_cli.inference import Enhancer, InferenceConfig
+    from lowlight_cli.io import from_float
+    from lowlight_cli.models import create_model
+
+    dark = from_float(dark_photo(96, 128, name="chelsea", seed=4), 8)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(dark, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    data = encoded.tobytes()
+    scan = data.index(b"\xff\xda")  # cut in the middle of the pixel data
+    (tmp_path / "cut.jpg").write_bytes(data[: scan + (len(data) - scan) // 2])
+    image = read_image(tmp_path / "cut.jpg")
+    filler = image.filler
+    assert filler is not None and 0.2 < filler.mean() < 0.7
+    result = runner.invoke(app, ["enhance", str(tmp_path / "cut.jpg"), "-o", str(tmp_path / "out"), "--ext", "png", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert "gray filler" in result.output
+    saved = read_image(tmp_path / "out" / "cut.png").rgb
+    assert (saved[filler] == 128).all()  # left as the decoder gave it
+    enhancer = Enhancer(create_model("crnet-curve-dn"), InferenceConfig(colour="input", blacks="keep", precision="fp32"))
+    photo_only = enhancer.enhance_pixels(image.rgb, visible=~filler)
+    with_filler = enhancer.enhance_pixels(image.rgb)  # what it did before: the gray counted
+    assert np.array_equal(saved[~filler], photo_only[~filler])
+    whole = enhancer.enhance_pixels(cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    # the part that is there comes out about as the untruncated file's does; counting the gray held it
+    # down (mean levels 112.7 and 102.1 against 32.5 when this test was written)
+    assert abs(saved[~filler].mean() - whole[~filler].mean()) < 0.25 * abs(with_filler[~filler].mean() - whole[~filler].mean())

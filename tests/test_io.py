@@ -714,6 +714,25 @@ def test_a_jpeg_cut_short_decodes_what_is_there_with_a_note(tmp_path: Path, capf
     assert capfd.readouterr() == ("", "")
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_truncated_jpegs_gray_filler_is_found_and_turned_with_the_photo(tmp_path: Path, orientation: int) -> None:
+    upright = photo(96, 128)
+    whole = tmp_path / "whole.jpg"
+    save_with_pillow(whole, stored_as(upright, orientation), quality=95, subsampling=2, exif=exif_tags(orientation))
+    data = whole.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: int(len(data) * 0.6)])
+    image = read_image(tmp_path / "cut.jpg")
+    gray = (image.rgb == 128).all(axis=2)
+    assert image.filler is not None and image.filler.shape == upright.shape[:2]
+    assert 0.2 < image.filler.mean() < 0.6 and not (image.filler & ~gray).any()  # only the decoder's flat gray
+    # ... and all of it: the gray region that holds the last stored pixel, turned upright with the photo
+    stored_gray = stored_as(gray, orientation) if orientation == 1 else np.rot90(gray, 1)
+    assert stored_gray[-1].all() and not stored_gray[0].any()  # the file's last rows, wherever they are upright
+    assert np.array_equal(image.photo_mask, ~image.filler)
+    assert any("gray filler" in note for note in image.decoder_warnings)
+    assert read_image(whole).filler is None and read_image(whole).photo_mask is None
+
+
 def _damaged(path: Path, image: np.ndarray, start: float, count: int, value: int | None = None) -> Path:
     """``image`` written to ``path``, then ``count`` bytes from ``start`` (a fraction of the file,
     or of the JPEG's entropy-coded data) overwritten: XORed with 0x55, or set to ``value``."""

@@ -21,8 +21,9 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     """Score one pair; with ``enhancer`` the "prediction" file is the input, enhanced first.
 
     The enhanced output is what ``lowlight enhance`` would save with the same settings (the
-    enhancer's integer path, :meth:`~lowlight_cli.inference.Enhancer.enhance_pixels`: rounded to
-    the input's bit depth, a gray photo kept gray, transparent pixels not steering the rest).
+    enhancer's integer path, :meth:`~lowlight_cli.inference.Enhancer.enhance_image`: rounded to
+    the input's bit depth, a gray photo kept gray, transparent pixels and a truncated file's
+    filler not steering the rest).
     """
     image = read_image(pair.prediction)
     damaged = [f"{pair.prediction}: {image.damage_note}"] if image.damage_note else []
@@ -30,8 +31,7 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     if enhancer is None:
         prediction = to_float(image.rgb, np.float64)  # scored in float64: exact k / 255 and k / 65535
     else:
-        visible = None if image.alpha is None else image.alpha > 0  # as lowlight enhance runs it
-        saved = enhancer.enhance_pixels(image.rgb, gray=image.gray, visible=visible)
+        saved = enhancer.enhance_image(image)  # as lowlight enhance runs it
         prediction = to_float(saved, np.float64)  # the codes it would be saved as, exactly
     reference = None
     if pair.reference is not None:

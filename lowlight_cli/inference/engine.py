@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError, ModelOutputError, UsageError
-from ..io.image import bit_depth_of, from_float, gray_channels, to_float
+from ..io.image import ImageData, bit_depth_of, from_float, gray_channels, to_float
 from ..models.base import MAX_CURVE_SCALE, EnhancementModel, check_curve_scale
 from ..models.registry import curve_model_names
 from .blacks import keep_blacks
@@ -661,6 +661,16 @@ class Enhancer:
         if blacks:
             keep_blacks(pixels, out, visible=visible, into=final)
         return final
+
+    def enhance_image(self, image: ImageData, on_event: EventFn | None = None) -> np.ndarray:
+        """The pixels ``lowlight enhance`` saves for a read image: :meth:`enhance_pixels` of its
+        ``rgb``, kept gray for a gray photo, with only the photo's own pixels steering whole-image
+        statistics (not fully transparent ones, nor a truncated file's filler:
+        :attr:`~lowlight_cli.io.ImageData.photo_mask`), and that filler left as the decoder gave it."""
+        enhanced = self.enhance_pixels(image.rgb, on_event, gray=image.gray, visible=image.photo_mask)
+        if image.filler is not None:
+            enhanced[image.filler] = image.rgb[image.filler]
+        return enhanced
 
     def enhance(self, rgb: np.ndarray, on_event: EventFn | None = None) -> np.ndarray:
         """Enhance one image: ``(H, W, 3)`` float32 RGB in ``[0, 1]`` -> same shape and range."""

@@ -167,8 +167,7 @@ def enhance_file(
     start = time.perf_counter()
     try:
         image = read(job.source.path, max_pixels=max_pixels)
-        visible = None if image.alpha is None else image.alpha > 0  # hidden colour must not steer the visible part
-        enhanced = enhancer.enhance_pixels(image.rgb, on_event, gray=image.gray, visible=visible)
+        enhanced = enhancer.enhance_image(image, on_event)
         notes = write_image(job.target, dataclasses.replace(image, rgb=enhanced), quality=quality)
     except DiskFullError:
         raise  # every file after it would fail the same way, after its work: the batch stops here

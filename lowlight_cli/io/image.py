@@ -33,6 +33,9 @@ class ImageData:
         decoder_warnings: what the file's decoder warned of while it decoded the pixels anyway
             (libjpeg's "Corrupt JPEG data: ..." for a damaged JPEG): parts of the image may be
             missing or wrong, and writers say so.
+        filler: ``(H, W)`` bool, oriented as ``rgb``, True where the decoder filled in what a
+            truncated file lacks (a baseline JPEG's flat gray blocks), or None: not the photo, so
+            enhancing leaves it as it is and does not let it steer the rest.
 
     Raises:
         ValueError: on construction, when the arrays do not have the shapes and dtypes above.
@@ -48,6 +51,7 @@ class ImageData:
     frames: int = 1
     converted_from: str | None = None
     decoder_warnings: tuple[str, ...] = ()
+    filler: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
@@ -59,6 +63,18 @@ class ImageData:
                 raise ValueError(f"alpha must have shape {self.rgb.shape[:2]}, got {self.alpha.shape}")
             if self.alpha.dtype != self.rgb.dtype:
                 raise ValueError(f"alpha dtype {self.alpha.dtype} differs from rgb dtype {self.rgb.dtype}")
+        if self.filler is not None and (self.filler.shape != self.rgb.shape[:2] or self.filler.dtype != np.bool_):
+            raise ValueError(f"filler must be a bool array of shape {self.rgb.shape[:2]}, got "
+                             f"{self.filler.dtype} {self.filler.shape}")
+
+    @property
+    def photo_mask(self) -> np.ndarray | None:
+        """``(H, W)`` bool, False where a pixel is not part of the photo (fully transparent, or a
+        truncated file's filler): what whole-image statistics should count; None when every pixel is."""
+        mask = None if self.alpha is None else self.alpha > 0
+        if self.filler is not None:
+            mask = ~self.filler if mask is None else mask & ~self.filler
+        return None if mask is None or mask.all() else mask
 
     @property
     def damage_note(self) -> str | None:

@@ -87,11 +87,12 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
             frames = _frame_count(header)
             converted_from = header.mode if header.mode in _CONVERTED_MODES else None
         decoder_warnings: tuple[str, ...] = ()
+        filler = None
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
         else:
-            pixels, decoder_warnings = _decode_opencv(path, data, FORMATS[fmt].label)
+            pixels, decoder_warnings, filler = _decode_opencv(path, data, FORMATS[fmt].label)
             if strict and decoder_warnings:
                 raise ImageReadError(
                     path, f"damaged: its decoder warned: {'; '.join(decoder_warnings)}",
@@ -106,6 +107,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
     if fmt not in _DECODER_APPLIES_ORIENTATION:
         rgb = apply_orientation(rgb, metadata.orientation)
         alpha = None if alpha is None else apply_orientation(alpha, metadata.orientation)
+        filler = None if filler is None else apply_orientation(filler, metadata.orientation)
     return ImageData(
         rgb=np.ascontiguousarray(rgb),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
@@ -117,6 +119,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
         frames=frames,
         converted_from=converted_from,
         decoder_warnings=decoder_warnings,
+        filler=None if filler is None else np.ascontiguousarray(filler),
     )
 
 
@@ -260,9 +263,27 @@ def read_size(path: str | Path) -> tuple[int, int] | None:
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"  # SOI and EOI markers
 
 
-def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Pixels, and what the C decoder warned of on the way (libjpeg decodes a damaged JPEG with a
-    warning instead of failing); a failed decode raises with the decoder's own message."""
+def jpeg_filler(pixels: np.ndarray) -> np.ndarray | None:
+    """Where libjpeg filled in a truncated baseline JPEG: ``(H, W)`` bool, or None when none is found.
+
+    Past the end of the data every block decodes flat at mid-gray (128 in every channel), in the
+    file's block order, so the filler is the region of exact mid-gray that holds the last pixel:
+    whole rows at the bottom and the right end of the last, partly decoded row of blocks. A
+    progressive JPEG's missing detail is blurred, not flat, and is not found here.
+    """
+    if pixels.dtype != np.uint8:
+        return None
+    mid = pixels == 128 if pixels.ndim == 2 else (pixels[..., :3] == 128).all(axis=2)
+    if not mid[-1, -1]:
+        return None
+    _, labels = cv2.connectedComponents(mid.view(np.uint8), connectivity=4)
+    return labels == labels[-1, -1]
+
+
+def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tuple[str, ...], np.ndarray | None]:
+    """Pixels, what the C decoder warned of on the way (libjpeg decodes a damaged JPEG with a
+    warning instead of failing) and a truncated JPEG's filler (:func:`jpeg_filler`, stored
+    orientation); a failed decode raises with the decoder's own message."""
     with opencv_silenced(), decoder_messages() as messages:
         try:
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -274,8 +295,12 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
                 pixels = cv2.imdecode(np.frombuffer(data + _JPEG_END, np.uint8), cv2.IMREAD_UNCHANGED)
             except cv2.error:
                 pixels = None
+    filler = None
     if truncated and pixels is not None and pixels.size:
         messages.insert(0, "the file ends early (truncated): what is missing is filled in (gray, or blurred in a progressive JPEG)")
+        filler = jpeg_filler(pixels)
+        if filler is not None:
+            messages.insert(1, f"its gray filler ({100 * filler.mean():.0f}% of the pixels) is left as it is and not counted in the photo's statistics")
     if pixels is None or pixels.size == 0:
         detail = f" ({'; '.join(messages)})" if messages else ""
         raise ImageReadError(path, f"{label} data is corrupt or truncated{detail}", hint=_CORRUPT_HINT)
@@ -284,7 +309,7 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
             path, f"{pixels.dtype} samples are not supported", hint="convert it to 8 or 16 bits per channel"
         )
     # libpng's warnings are about metadata ("iCCP: known incorrect sRGB profile"): the pixels are whole
-    return pixels, tuple(m for m in messages if not m.startswith("libpng warning"))
+    return pixels, tuple(m for m in messages if not m.startswith("libpng warning")), filler
 
 
 def _decode_pillow(path: Path, header: Image.Image) -> np.ndarray:
