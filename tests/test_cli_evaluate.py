@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from lowlight_cli.cli.app import app
@@ -566,3 +567,32 @@ def test_data_without_a_model_and_an_empty_metric_name_get_messages_that_fit(fol
     assert alone.exit_code == 2 and "add --model NAME" in said and "score --pred as it is" not in said
     empty = runner.invoke(app, ["evaluate", "--pred", str(pred), "--ref", str(ref), "--metrics", ""])
     assert empty.exit_code == 2 and "no metrics given" in empty.output and "is not a metric name" not in empty.output
+
+
+def test_a_gray_file_is_scored_on_its_own_channel_as_matlab_does(tmp_path):
+    """MATLAB's NIQE and SSIM (and BasicSR) take a one-channel image as it is; converting its three
+    equal channels to BT.601 Y made every value v into 16 + 219 v / 255 and moved NIQE by 0.1."""
+    import cv2
+    from skimage import data
+
+    from lowlight_cli.metrics import create_metric
+    from lowlight_cli.metrics.niqe import niqe
+
+    camera = data.camera()  # a gray photo, 512x512
+    blurred = cv2.GaussianBlur(camera, (5, 5), 1.0)
+    for folder, image in (("pred", camera), ("ref", blurred)):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), image)  # one channel in the file
+    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                 "--metrics", "niqe", "ssim", "psnr", "--ssim-space", "y", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["images"][0]
+    assert scores["niqe"] == pytest.approx(niqe(camera.astype(np.float64), data_range=255), abs=1e-9)
+    as_rgb = niqe(np.repeat(camera[..., None], 3, axis=2).astype(np.float64), data_range=255)  # what it was
+    assert abs(scores["niqe"] - as_rgb) > 0.01
+    one = lambda a: torch.from_numpy(a.astype(np.float64) / 255)[None, None]  # noqa: E731
+    assert scores["ssim"] == pytest.approx(float(create_metric("ssim", space="y")(one(camera), one(blurred))[0]), abs=1e-12)
+    rgb = Scorer(Protocol(("ssim",), ssim_space="y")).score("x", *(np.repeat(a[..., None], 3, axis=2) / 255.0 for a in (camera, blurred)))
+    assert abs(rgb.values["ssim"] - scores["ssim"]) > 1e-4  # an RGB file of the same gray content is converted
+    with pytest.raises(Exception, match="three channels differ"):
+        Scorer(Protocol(("niqe",))).score("x", np.random.default_rng(0).random((8, 8, 3)), None, one_channel=(True, False))

@@ -86,7 +86,13 @@ class Protocol:
             "pairing": "file stem",
             "value_scale": "8-bit 0..255 (16-bit images scaled to the same range)",
             "psnr": "10 log10(255^2 / MSE) over all pixels and channels, per image, then mean",
-            "ssim": "Wang 2004, Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, L 255, valid region",
+            "ssim": "Wang 2004, Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, L 255, valid region; "
+                    "space y: BT.601 Y 16..235, unrounded; a one-channel file: its own values",
+            "niqe": "LIVE MATLAB release: BT.601 Y (or MATLAB rgb2gray) rounded to integers, 96x96 blocks, pristine "
+                    "model shipped; a one-channel file: its own values",
+            "gt_mean_scaling": "prediction times mean(0.299 R + 0.587 G + 0.114 B) of the reference over the "
+                               "same of the prediction, clipped to [0, 1], not rounded again; full-reference "
+                               "metrics only",
         }
 
     def describe(self) -> str:

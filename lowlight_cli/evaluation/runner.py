@@ -33,14 +33,16 @@ def score_pair(scorer: Scorer, pair: ImagePair, enhancer: Enhancer | None = None
     else:
         saved = enhancer.enhance_image(image)  # as lowlight enhance runs it
         prediction = to_float(saved, np.float64)  # the codes it would be saved as, exactly
-    reference = None
+    reference, reference_gray = None, False
     if pair.reference is not None:
         reference_image = read_image(pair.reference)
+        reference_gray = reference_image.gray
         if reference_image.damage_note:
             damaged.append(f"{pair.reference}: {reference_image.damage_note}")
         damaged += _transparency_note(pair.reference, reference_image)
         reference = to_float(reference_image.rgb, np.float64)
-    scores = scorer.score(pair.name, prediction, reference, labels=(str(pair.prediction), str(pair.reference)))
+    scores = scorer.score(pair.name, prediction, reference, labels=(str(pair.prediction), str(pair.reference)),
+                          one_channel=(image.gray, reference_gray))  # enhancing keeps a gray photo gray
     scores.warnings[:0] = damaged
     return scores
 

@@ -83,10 +83,15 @@ class Scorer:
         reference: np.ndarray | None,
         *,
         labels: tuple[str, str] = ("prediction", "reference"),
+        one_channel: tuple[bool, bool] = (False, False),
     ) -> ImageScores:
         """Score ``prediction`` ``(H, W, 3)`` float in [0, 1] against ``reference`` (same shape) or alone.
 
-        ``labels`` name the two images in errors (e.g. their file paths).
+        ``labels`` name the two images in errors (e.g. their file paths). ``one_channel``: the
+        prediction / reference came from a one-channel (gray) file and holds three equal channels;
+        the metrics that score luma or gray (NIQE, SSIM with ``ssim_space`` y or gray) then take that
+        channel itself, as MATLAB's NIQE and SSIM and BasicSR do for a gray image (converted, BT.601
+        Y would make a gray value v 16 + 219 v / 255); full-reference ones when both are gray.
 
         Raises:
             InputError: not an ``(H, W, 3)`` float array (:func:`check_scored_image`).
@@ -98,6 +103,11 @@ class Scorer:
         for image, label in ((prediction, labels[0]), (reference, labels[1])):
             if image is not None:
                 check_scored_image(image, label)
+        for image, label, gray in ((prediction, labels[0], one_channel[0]), (reference, labels[1], one_channel[1])):
+            if gray and image is not None and not (np.array_equal(image[..., 0], image[..., 1])
+                                                   and np.array_equal(image[..., 0], image[..., 2])):
+                raise InputError(f"{label} is said to be one-channel (gray) but its three channels differ",
+                                 hint="one_channel is for gray files held as three equal channels")
         if reference is not None and prediction.shape != reference.shape:
             raise SizeMismatchError(
                 f"size mismatch (width x height): {labels[0]} is {prediction.shape[1]}x{prediction.shape[0]}, "
@@ -127,7 +137,7 @@ class Scorer:
         if unscaled_black and any(metric_info(m).full_reference for m in self.metrics):
             notes.append("gt-mean: the prediction is black, so it cannot be scaled: scored as it is")
         try:
-            self._score_metrics(pred_t, compared_t, ref_t, labels, values, notes)
+            self._score_metrics(pred_t, compared_t, ref_t, labels, values, notes, one_channel)
         except MetricError as exc:
             if c:  # the size a metric names is the cropped one: say so
                 exc.message += f" (after --crop-border {c})"
@@ -135,17 +145,22 @@ class Scorer:
         return ImageScores(name, values, notes)
 
     def _score_metrics(self, pred_t: torch.Tensor, compared_t: torch.Tensor, ref_t: torch.Tensor | None,
-                       labels: tuple[str, str], values: dict[str, float], notes: list[str]) -> None:
+                       labels: tuple[str, str], values: dict[str, float], notes: list[str],
+                       one_channel: tuple[bool, bool]) -> None:
         """Each metric's value into ``values`` and its warnings into ``notes``."""
         for metric_name, module in self.metrics.items():
+            luma = getattr(module, "space", "rgb") != "rgb"  # a gray file's channel is its luma already
             if metric_info(metric_name).full_reference:
                 if ref_t is None:
                     raise DataError(f"{metric_name} needs a reference image for {labels[0]}")
-                values[metric_name] = float(module(compared_t, ref_t)[0])
+                if luma and all(one_channel):
+                    values[metric_name] = float(module(compared_t[:, :1], ref_t[:, :1])[0])
+                else:
+                    values[metric_name] = float(module(compared_t, ref_t)[0])
             else:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", MetricWarning)
-                    values[metric_name] = float(module(pred_t)[0])
+                    values[metric_name] = float(module(pred_t[:, :1] if luma and one_channel[0] else pred_t)[0])
                 for w in caught:
                     if issubclass(w.category, MetricWarning):
                         text = str(w.message)  # the metric's own name once: "niqe: ...", not "niqe: niqe: ..."

@@ -38,8 +38,9 @@ def gaussian_window_1d(
 
 
 def _to_space(x255: torch.Tensor, space: str) -> torch.Tensor:
-    """Convert (B, C, H, W) values on 0..255 to the scoring space (channels kept for ``rgb``)."""
-    if space == "rgb":
+    """Convert (B, C, H, W) values on 0..255 to the scoring space (channels kept for ``rgb``); one
+    channel is a gray image's own values in every space, as MATLAB's and BasicSR's SSIM take it."""
+    if space == "rgb" or x255.shape[1] == 1:
         return x255
     if x255.shape[1] != 3:
         raise MetricError(
@@ -129,8 +130,8 @@ def ssim(
     """Mean SSIM of each image, Gaussian window, 'valid' region, on the 0..255 scale (L = 255).
 
     Inputs are rescaled to 0..255 (``x * 255 / data_range``), optionally converted to one channel
-    (``space="y"``: BT.601 luma ``16 + (65.481 R + 128.553 G + 24.966 B)/255``; ``"gray"``: MATLAB
-    rgb2gray), filtered with the normalised ``window_size`` x ``window_size`` Gaussian without
+    (``space="y"``: BT.601 luma ``16 + (65.481 R + 128.553 G + 24.966 B)/255`` with R, G, B on
+    0..255, unrounded; ``"gray"``: MATLAB rgb2gray; one-channel input is used as it is), filtered with the normalised ``window_size`` x ``window_size`` Gaussian without
     padding, and the SSIM map is averaged over the valid region and the channels. This equals
     ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=255, channel_axis=-1)`` on the 0..255 values (skimage
@@ -141,8 +142,8 @@ def ssim(
     for float16 and bfloat16 (whose range the 0..255 moments overflow).
 
     Args:
-        pred: (B, C, H, W) float torch tensor in [0, data_range]; C = 3 (RGB) for ``y`` and
-            ``gray``. Numpy arrays are refused: convert an (H, W, 3) image with
+        pred: (B, C, H, W) float torch tensor in [0, data_range]; C = 3 (RGB) or 1 (a gray
+            image, scored as it is) for ``y`` and ``gray``. Numpy arrays are refused: convert an (H, W, 3) image with
             ``torch.from_numpy(image).permute(2, 0, 1)[None]``.
         target: reference of the same shape and device; dtypes may differ (promoted).
         data_range: peak value of the input scale (1.0 for [0, 1], 255.0 for 0..255).
