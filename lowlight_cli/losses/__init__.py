@@ -5,10 +5,12 @@ SSIM exists once, in :mod:`lowlight_cli.metrics.ssim`; the losses build on it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
 
+from ..errors import UsageError
 from ..registry import Registry
 from .adversarial import AdversarialDiscriminatorLoss, AdversarialGeneratorLoss, discriminator_loss, generator_loss
 from .consistency import MultiConsistencyLoss, multi_consistency_loss
@@ -20,7 +22,7 @@ from .contrastive import (
     texture_infonce_loss,
 )
 from .curves import CurveNegatives, bag_of_curves
-from .features import FeaturePreservationLoss, feature_preservation_loss, gram_matrix
+from .features import FeaturePreservationLoss, FrozenFeatures, PerceptualLoss, feature_preservation_loss, gram_matrix
 from .gradient import GradientMapL1Loss, gradient_map, gradient_map_l1_loss
 from .histogram import SemanticHistogramLoss, semantic_histogram_loss
 from .progressive import ProgressiveLoss, SSIMLoss, progressive_loss, ssim_loss
@@ -47,6 +49,7 @@ LOSSES.register("texture_contrastive", TextureContrastiveLoss)  # network=..., f
 LOSSES.register("feature_preservation", FeaturePreservationLoss)  # network=...
 LOSSES.register("region_brightness", RegionBrightnessLoss)
 LOSSES.register("gradient_map_l1", GradientMapL1Loss)  # Semi-LLIE
+LOSSES.register("perceptual", PerceptualLoss)  # Semi-LLIE; network=..., layers=...; forward(output, target)
 LOSSES.register("semantic_contrastive", SemanticContrastiveLoss)  # Semi-LLIE; network=... (recognition)
 LOSSES.register("semantic_histogram", SemanticHistogramLoss)  # SKF; forward(output, target, regions)
 LOSSES.register("adversarial_generator", AdversarialGeneratorLoss)  # SKF; forward(discriminator, output, regions)
@@ -54,8 +57,22 @@ LOSSES.register("adversarial_discriminator", AdversarialDiscriminatorLoss)  # SK
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
-    """Build a registered loss module; unknown names raise with a "did you mean" hint."""
-    return LOSSES.get(name)(**kwargs)
+    """Build a registered loss module; unknown names raise with a "did you mean" hint.
+
+    Raises:
+        UnknownNameError: no loss of that name.
+        UsageError: an option the loss does not take, or a required one missing (e.g. the frozen
+            ``network`` of the feature losses); the message lists the options it takes.
+    """
+    factory = LOSSES.get(name)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:
+        options = [p for p in inspect.signature(factory).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY]
+        spelled = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in options) or "no options"
+        raise UsageError(f"loss {name!r}: {exc}", hint=f"it takes {spelled}"
+                         + ("; network= is a frozen network: create_prior(NAME)" if any(p.name == "network" for p in options) else "")) from None
+    return factory(**kwargs)
 
 
 __all__ = [
@@ -67,9 +84,11 @@ __all__ = [
     "CurveNegatives",
     "ExposureControlLoss",
     "FeaturePreservationLoss",
+    "FrozenFeatures",
     "GradientMapL1Loss",
     "IlluminationSmoothnessLoss",
     "MultiConsistencyLoss",
+    "PerceptualLoss",
     "ProgressiveLoss",
     "RegionBrightnessLoss",
     "SSIMLoss",

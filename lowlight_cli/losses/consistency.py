@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .shapes import check_same_shape
+
 
 def multi_consistency_loss(
     student_output: torch.Tensor,
@@ -26,10 +28,17 @@ def multi_consistency_loss(
         lambda_mc: weight of the intermediate-stage term.
 
     Returns:
-        Scalar loss (gradient flows into the student only) and its terms for logging.
+        Scalar loss (gradient flows into the student only), float32 whatever the inputs' dtype
+        (bf16 / fp16 outputs are compared in float32), and its terms for logging.
+
+    Raises:
+        ValueError: stage counts differ, or a student image and its teacher image differ in shape.
     """
     if len(student_stages) != len(teacher_stages):
         raise ValueError(f"student has {len(student_stages)} stages, teacher {len(teacher_stages)}")
+    check_same_shape("multi_consistency_loss", student=student_output, teacher=teacher_output)
+    for k, (s, t) in enumerate(zip(student_stages, teacher_stages), 1):
+        check_same_shape("multi_consistency_loss", **{f"student stage {k}": s, f"teacher stage {k}": t})
     final = F.mse_loss(student_output.float(), teacher_output.detach().float())
     if student_stages:
         inter = torch.stack(

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..priors import FrozenNetwork
+from .shapes import check_same_shape
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -75,6 +76,8 @@ def feature_preservation_loss(input_features: Sequence[torch.Tensor], output_fea
     """
     if len(input_features) != len(output_features) or not input_features:
         raise ValueError(f"need the same non-zero number of layers, got {len(input_features)} and {len(output_features)}")
+    for k, (i, o) in enumerate(zip(input_features, output_features), 1):
+        check_same_shape("feature_preservation_loss", **{f"input layer {k}": i, f"output layer {k}": o})
     terms = [F.mse_loss(o, i.detach()) for i, o in zip(input_features, output_features)]
     return torch.stack(terms).mean()
 
@@ -122,4 +125,30 @@ class FeaturePreservationLoss(FrozenFeatures):
         super().__init__(network, layers if layers is not None else network.info.layers[-1:])
 
     def forward(self, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        # pooling maps a 31 and a 32 px side to one feature size: compare images, not only features
+        check_same_shape("feature_preservation", inputs=inputs, outputs=outputs)
         return feature_preservation_loss(self.reference_features(inputs), self.features(outputs))
+
+
+class PerceptualLoss(FrozenFeatures):
+    """Perceptual loss: mean over ``layers`` of the feature MSE of output and reference (Semi-LLIE's
+    supervised ``0.3 perceptual`` term); ``forward(output, target)``, images ``(B, 3, H, W)`` in ``[0, 1]``.
+
+    Args:
+        network: frozen network (``create_prior("vgg19-normalised")``, which stands in for RAM / VGG).
+        layers: names from ``network.info.layers`` (default: all of them).
+
+    Example:
+        >>> from lowlight_cli.priors import create_prior
+        >>> loss = PerceptualLoss(create_prior("vgg19-normalised", stand_in=True), ["relu1_2"])
+        >>> x = torch.rand(1, 3, 32, 32)
+        >>> float(loss(x, x))
+        0.0
+    """
+
+    def __init__(self, network: FrozenNetwork, layers: Iterable[str] | None = None) -> None:
+        super().__init__(network, layers if layers is not None else network.info.layers)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_same_shape("perceptual", output=output, target=target)
+        return feature_preservation_loss(self.reference_features(target), self.features(output))

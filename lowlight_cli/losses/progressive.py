@@ -9,20 +9,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics.ssim import ssim
+from .shapes import check_same_shape
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``1 - mean SSIM`` (same gradient as ``-SSIM``, a nicer value: 0 for identical images).
 
     Args:
-        pred, target: ``(B, 3, H, W)`` in ``[0, 1]`` (``pred`` may stray outside while training).
+        pred, target: ``(B, 3, H, W)`` in ``[0, 1]``; ``pred`` may stray outside (a model's
+            unclamped output, in training or under ``torch.no_grad`` in validation).
 
     Returns:
         Scalar in ``[0, 2]``. Computed in float32 outside autocast: SSIM's variances are
         differences of large moments and lose everything in half precision.
     """
-    with torch.autocast(device_type=pred.device.type, enabled=False):
-        return 1.0 - ssim(pred.float(), target.float()).mean()
+    with torch.autocast(device_type=pred.device.type, enabled=False):  # no range check: see above
+        return 1.0 - ssim(pred.float(), target.float(), check_range=False).mean()
 
 
 def progressive_loss(
@@ -47,6 +49,9 @@ def progressive_loss(
     Returns:
         The scalar loss and its terms as floats (``ssim``, ``stages_l1``) for logging.
     """
+    check_same_shape("progressive_loss", output=output, target=target)
+    for k, stage in enumerate(stages, 1):
+        check_same_shape("progressive_loss", **{f"stage {k}": stage, "target": target})
     structural = ssim_loss(output, target)
     if stages:
         stage_l1 = torch.stack([F.l1_loss(s.float(), target.float()) for s in stages]).mean()
@@ -71,9 +76,9 @@ class SSIMLoss(nn.Module):
 class ProgressiveLoss(nn.Module):
     """Module form of :func:`progressive_loss`; returns only the scalar."""
 
-    def __init__(self, lambda_ms: float = 1.0) -> None:
+    def __init__(self, lambda_ms: float = 1.0, lambda_final_l1: float = 0.0) -> None:
         super().__init__()
-        self.lambda_ms = lambda_ms
+        self.lambda_ms, self.lambda_final_l1 = lambda_ms, lambda_final_l1
 
     def forward(self, output: torch.Tensor, stages: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        return progressive_loss(output, stages, target, lambda_ms=self.lambda_ms)[0]
+        return progressive_loss(output, stages, target, lambda_ms=self.lambda_ms, lambda_final_l1=self.lambda_final_l1)[0]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..priors import FrozenNetwork
+from .shapes import check_same_shape
 
 CONTRAST_EPS = 1e-7  # the authors'
 
@@ -82,7 +83,13 @@ class SemanticContrastiveLoss(nn.Module):
         return self.network.embedding_and_probabilities(images)
 
     def terms(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The two ratios by name (``embedding``, ``probabilities``), each a differentiable scalar."""
+        """The two ratios by name (``embedding``, ``probabilities``), each a differentiable scalar.
+
+        Raises:
+            ValueError: anchor, positive and negative differ in shape (the positives and negatives
+                go through the network as one batch and are split in two).
+        """
+        check_same_shape("semantic_contrastive", anchor=anchor, positive=positive, negative=negative)
         a_embedding, a_probabilities = self.recognise(anchor)
         with torch.no_grad():  # positives and negatives in one pass
             embedding, probabilities = self.recognise(torch.cat([positive.detach(), negative.detach()]))

@@ -126,6 +126,7 @@ def ssim(
     k1: float = 0.01,
     k2: float = 0.03,
     space: SSIMSpace = "rgb",
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Mean SSIM of each image, Gaussian window, 'valid' region, on the 0..255 scale (L = 255).
 
@@ -151,6 +152,8 @@ def ssim(
         sigma: Gaussian standard deviation in pixels.
         k1, k2: stabilising constants; ``C1 = (k1 * 255)^2``, ``C2 = (k2 * 255)^2``.
         space: ``"rgb"`` (per channel, averaged), ``"y"`` or ``"gray"``.
+        check_range: refuse values outside ``[0, data_range]`` (below); False for SSIM as a loss,
+            whose prediction (a model's unclamped output, with or without grad) may stray outside.
 
     Returns:
         (B,) tensor of the promoted input dtype, 1 for identical images.
@@ -170,7 +173,9 @@ def ssim(
         >>> bool((ssim(x, 0.5 * x, space="y") < 1).all())
         True
     """
-    check_image_pair(pred, target, "ssim", data_range=data_range)
+    check_image_pair(pred, target, "ssim", data_range=data_range if check_range else None)
+    if not check_range:
+        check_data_range(data_range, "ssim")
     check_space("ssim", space, SSIM_SPACES)
     if window_size < 1 or window_size % 2 == 0:
         raise MetricError(f"ssim: window_size must be a positive odd number, got {window_size}")

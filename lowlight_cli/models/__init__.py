@@ -236,7 +236,8 @@ def _load_verified(folder: Path, *, expected_family: str | None, frozen_networks
         )
     kwargs = config.get("kwargs", {})
     try:
-        model = entry.build(**kwargs)
+        with torch.random.fork_rng(devices=[]):  # the random init the weights replace leaves the caller's seed alone
+            model = entry.build(**kwargs)
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{folder}/config.json has kwargs {arch!r} does not take: {exc}") from None
     load_weights_strict(model, load_state_dict_file(folder / "model.safetensors"), str(folder))

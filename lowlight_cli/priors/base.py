@@ -212,7 +212,12 @@ class FrozenNetwork(nn.Module):
         return self.embedding(x), self.probabilities(x)  # type: ignore[attr-defined]
 
     def prepare(self, x: Tensor) -> Tensor:
-        """RGB ``[0, 1]`` -> the network's input convention, same shape."""
+        """RGB ``[0, 1]`` -> the network's input convention, same shape; a float64 (or other full
+        precision) batch is converted to the network's dtype, so losses built on it take float64
+        inputs (gradients flow back in the inputs' dtype); half types are left to autocast."""
+        weight = next(self.parameters(), None)
+        if weight is not None and x.dtype != weight.dtype and x.dtype not in (torch.float16, torch.bfloat16):
+            x = x.to(weight.dtype)
         return apply_input_convention(x, self.info.input_convention)
 
     def _features(self, x: Tensor, wanted: frozenset[str]) -> dict[str, Tensor]:

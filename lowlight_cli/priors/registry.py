@@ -88,4 +88,6 @@ def create_prior(
         network.is_stand_in = True
         return network.freeze()
     found = resolve_weights(entry.info, weights)
-    return load_weights(entry.build(), found).freeze()
+    with torch.random.fork_rng(devices=[]):  # the random init the weights replace leaves the caller's seed alone
+        network = entry.build()
+    return load_weights(network, found).freeze()

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from ..data.views import StrongView, strong_view
 from ..errors import ConfigError, UnknownNameError
-from ..losses import feature_preservation_loss, gradient_map_l1_loss
-from ..losses.features import FrozenFeatures
+from ..losses import gradient_map_l1_loss
+from ..losses.features import PerceptualLoss
 from ..losses.semantic_contrastive import CONTRAST_EPS, SemanticContrastiveLoss
 from ..priors import prior_info
 from .methods import Method, StepContext, register_method
@@ -140,7 +140,7 @@ class SemiLLIEStep:
         self.perceptual = None
         if losses.perceptual:
             network = context.frozen_network(losses.perceptual_net, losses.perceptual_weights)
-            self.perceptual = FrozenFeatures(network, losses.perceptual_layers)
+            self.perceptual = PerceptualLoss(network, losses.perceptual_layers)
         self.semantic = None
         if losses.uses_recogniser:
             network = context.frozen_network(losses.recogniser, losses.recogniser_weights)
@@ -172,8 +172,7 @@ class SemiLLIEStep:
             if w.mse:
                 terms["mse"] = F.mse_loss(output, target)
             if self.perceptual is not None:
-                terms["perceptual"] = feature_preservation_loss(  # the same mean of feature MSEs, against the reference
-                    self.perceptual.reference_features(target), self.perceptual.features(output))
+                terms["perceptual"] = self.perceptual(output, target)
             if w.gradient:
                 terms["gradient"] = gradient_map_l1_loss(output, target)
         if weak.shape[0]:
