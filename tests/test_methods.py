@@ -257,12 +257,25 @@ def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layou
     assert "no validation (fewer than 2 references)" in result.output and "the final weights are in" in result.output
     assert (out / "last" / "model.safetensors").is_file() and not (out / "best").exists()
     assert json.loads((out / "split.json").read_text())["validation"] == []
+    provenance = json.loads((out / "last" / "config.json").read_text())["provenance"]
+    assert provenance["weights"] == "student" and provenance["best_val_psnr"] is None and "val_psnr" not in provenance
+    assert not (out / "final").exists()  # the student is the run's weights: last/ says so
     resumed = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "3"])
     assert resumed.exit_code == 0, resumed.output
     enhanced = runner.invoke(app, ["enhance", str(next((data / "low" if layout == "low-only" else data).glob("0.png"))),
                                    "-o", str(tmp_path / "enhanced"), "--weights", str(out / "last")])
     assert enhanced.exit_code == 0, enhanced.output
     # without --positives there is nothing to draw positives from: said so, with the option to pass
+    if layout == "plain":  # a run exporting an EMA teacher without validation keeps it in final/, beside last/
+        ema_run = tmp_path / "ema-run"
+        result = runner.invoke(app, [*args[:-1], str(ema_run), "--set", "run.export=teacher"])
+        assert result.exit_code == 0, result.output
+        assert f"the final weights are in {ema_run / 'final'}" in " ".join(result.output.split())
+        teacher, final = load_file(str(ema_run / "last" / "ema.safetensors")), load_file(str(ema_run / "final" / "model.safetensors"))
+        assert teacher.keys() == final.keys() and all(torch.equal(teacher[k], final[k]) for k in teacher)
+        assert json.loads((ema_run / "final" / "config.json").read_text())["provenance"]["weights"] == "teacher"
+        last = json.loads((ema_run / "last" / "config.json").read_text())["provenance"]
+        assert last["weights"] == "student" and last["teacher_weights"] == "ema.safetensors"
     refused = runner.invoke(app, ["train", "--method", "pie", *OWN_DATA, "--data", str(data), "--max-steps", "1",
                                   "--out", str(tmp_path / "other")])
     assert refused.exit_code == 1 and "no normal-light positives" in refused.output and "--positives DIR" in refused.output

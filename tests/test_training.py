@@ -314,6 +314,13 @@ def test_supervised_run_can_export_an_ema_of_the_student(tmp_path):
     best = _weights(run / "best")
     assert any(not torch.equal(student[k], teacher[k]) for k in student)  # the EMA lags the student
     assert all(torch.equal(best[k], teacher[k]) for k in best)  # and is what gets exported
+    best_info = json.loads((run / "best" / "config.json").read_text())["provenance"]
+    last_info = json.loads((run / "last" / "config.json").read_text())["provenance"]
+    assert best_info["weights"] == "teacher" and best_info["val_psnr"] is not None
+    # last/model.safetensors is the student: its provenance says so, and whose scores it carries
+    assert last_info["weights"] == "student" and last_info["teacher_weights"] == "ema.safetensors"
+    assert last_info["best_val_psnr"] == best_info["val_psnr"] and last_info["best_step"] == best_info["step"]
+    assert not (run / "final").exists()  # validation chose best/
     resumed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "4"])
     assert resumed.exit_code == 0 and "resumed at step 3" in resumed.output, resumed.output
 

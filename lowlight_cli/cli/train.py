@@ -168,7 +168,8 @@ def train(
         if (run_dir / "best").is_dir():
             err.print(f"done: best checkpoint {escape(str(run_dir / 'best'))} (use it with lowlight enhance --weights)")
         elif not _validated(run_dir):  # unpaired data without references: nothing to validate on
-            err.print(f"done: the final weights are in {escape(str(run_dir / 'last'))} (no validation pairs, so no best "
+            final = run_dir / "final" if (run_dir / "final").is_dir() else run_dir / "last"  # final/: the exported teacher
+            err.print(f"done: the final weights are in {escape(str(final))} (no validation pairs, so no best "
                       "checkpoint; use it with lowlight enhance --weights)")
         else:  # no validation gave a finite score to keep
             err.print(f"done, but no validation scored: no best checkpoint; the last weights are in {escape(str(run_dir / 'last'))}")

@@ -53,7 +53,7 @@ from ..interrupts import deferred_interrupts
 from .events import InfoEvent, PaceEvent, PlanEvent, StepEvent, TickEvent, ValidationEvent
 from .logging import RunLog
 from .methods import METHODS, StepContext, TrainingStep
-from .state import (Progress, find_last, load_rank_rng, load_run_state, progress_dict, rng_state, save_rank_rng,
+from .state import (EMA_NAME, Progress, find_last, load_rank_rng, load_run_state, progress_dict, rng_state, save_rank_rng,
                     save_run_state, set_rng_state)
 from .steps import StagesForward, training_forwards
 from .steps import SupervisedStep  # noqa: F401 - crnet's step, kept reachable here: tests interrupt runs through it
@@ -79,7 +79,7 @@ def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
 
 def trained_at_all(run_dir: Path) -> bool:
     """Whether a run folder records any training: a checkpoint, or a step in its log."""
-    if any((run_dir / name).exists() for name in ("last", "last.old", "best")):
+    if any((run_dir / name).exists() for name in ("last", "last.old", "best", "final")):
         return True
     log = run_dir / "log.jsonl"
     return log.is_file() and '"kind": "step"' in log.read_text(errors="replace")
@@ -136,6 +136,7 @@ class Trainer:
         self.frozen_networks: dict[str, str] = {}  # what the model's and the step's frozen networks were loaded from
         self._step_state: dict | None = None  # a resumed run's saved step state
         self._saved_world_size: int | None = None  # how many processes saved the resumed state
+        self._keeps_teacher = self._has_validation = False  # set by fit()
         self._validation_due = False  # the resumed state's last validation was cut off: run it first
         self.data_summary = ""  # what the run trains on, for the provenance
         self._found: tuple[Path | str, list[PairPaths]] | None = None  # see _find_data
@@ -417,6 +418,7 @@ class Trainer:
 
         model = self._build_model()
         keep_ema = self.method.teacher or cfg.export_weights == "teacher"  # supervised runs may export an EMA too
+        self._keeps_teacher, self._has_validation = keep_ema, bool(data.validation)
         ema = EMA(model, cfg.teacher.ema_decay, warmup=cfg.teacher.warmup) if keep_ema else None
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch))
@@ -584,8 +586,19 @@ class Trainer:
         ema = state["ema"]
         return ema.teacher if (ema is not None and self.config.export_weights == "teacher") else state["model"]
 
-    def _provenance(self, progress: Progress) -> dict:
+    def _provenance(self, progress: Progress, *, state_folder: bool = False) -> dict:
+        """The checkpoint's provenance: of the exported weights (``best/``, ``final/``), or with
+        ``state_folder`` of ``last/``, whose ``model.safetensors`` is always the student (the teacher,
+        when kept, is ``ema.safetensors``) and whose validation scores are those of ``best/``."""
         c = self.config
+        scores = {
+            "val_psnr": progress.best_psnr if math.isfinite(progress.best_psnr) else None,
+            "val_ssim": progress.best_ssim if math.isfinite(progress.best_ssim) else None,
+        }
+        if state_folder:  # last/ is not the validated checkpoint: its scores say whose they are
+            scores = {"best_" + k: v for k, v in scores.items()}
+            scores["best_step"] = progress.best_step if scores["best_val_psnr"] is not None else None
+        weights = "student" if state_folder else self.config.export_weights
         return {
             "software": f"lowlight {__version__}",
             "trained_with": "lowlight train",
@@ -596,9 +609,9 @@ class Trainer:
             "training_data": self.data_summary,
             "step": progress.step,
             "epoch": progress.epoch,
-            "weights": self.config.export_weights,
-            "val_psnr": progress.best_psnr if math.isfinite(progress.best_psnr) else None,
-            "val_ssim": progress.best_ssim if math.isfinite(progress.best_ssim) else None,
+            "weights": weights,
+            **({"teacher_weights": EMA_NAME} if state_folder and self._keeps_teacher else {}),
+            **scores,
             "selected_on": self.config.run.select_on,
             **({"frozen_networks": self.frozen_networks} if self.frozen_networks else {}),
         }
@@ -647,7 +660,11 @@ class Trainer:
             trainer_state["step"] = own()
         save_run_state(self.run_dir, student=state["model"], teacher=state["ema"].teacher if state["ema"] else None,
                        architecture=self.config.model.name, kwargs=self.config.model.kwargs,
-                       provenance=self._provenance(progress), trainer_state=trainer_state)
+                       provenance=self._provenance(progress, state_folder=True), trainer_state=trainer_state)
+        if not self._has_validation and state["ema"] is not None and self.config.export_weights == "teacher":
+            # nothing chooses a best/: the exported teacher goes to final/ with every save (last/ holds the student)
+            save_checkpoint(state["ema"].teacher, self.run_dir / "final", architecture=self.config.model.name,
+                            kwargs=self.config.model.kwargs, provenance=self._provenance(progress))
 
     def _restore(self, model, ema, optimizer, scheduler, scaler) -> Progress:
         folder = find_last(self.run_dir)
