@@ -81,3 +81,19 @@ def test_kwargs_config_json_cannot_hold_are_refused_clearly(tmp_path):
     with pytest.raises(CheckpointError, match=r"kwargs\['channels'\] is a Tensor"):
         save_checkpoint(model, tmp_path / "ckpt", architecture="crnet-tiny", kwargs={"channels": torch.tensor(8)})
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize(("version", "message"), [(2, "checkpoint format 2, written by a newer lowlight"),
+                                                  ("1", "format_version must be a positive integer"),
+                                                  (0, "format_version must be a positive integer")])
+def test_a_checkpoint_format_this_version_cannot_read_is_refused(tmp_path, version, message):
+    folder = tmp_path / "ckpt"
+    save_checkpoint(create_model("crnet-tiny", pretrained=False), folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == 1
+    load_checkpoint(folder)
+    config["format_version"] = version
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(folder)
+    assert version != 2 or "upgrade lowlight" in caught.value.hint

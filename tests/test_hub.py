@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 import lowlight_cli
 import lowlight_cli.hub as hub_api
+import lowlight_cli.hub.download as download_module
 from lowlight_cli.errors import CheckpointError, WeightsIntegrityError, WeightsNotFoundError
 from lowlight_cli.hub import (
     HubRef,
@@ -384,6 +385,7 @@ def test_offline_without_cache_says_so(hub: FakeHub, tiny: dict[str, bytes], off
     with pytest.raises(WeightsNotFoundError) as info:
         download_checkpoint(TINY)
     assert "HF_HUB_OFFLINE" in str(info.value) and "HF_HUB_OFFLINE" in (info.value.hint or "")
+    assert str(cache_of(TINY)) in str(info.value) and "--weights FOLDER" in info.value.hint  # where it looked, what else works
     assert hub.requests == []
 
 
@@ -425,6 +427,24 @@ def test_unreachable_hub(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
         download_checkpoint(TINY)
     assert f"127.0.0.1:{port}" in str(info.value)
     assert "HF_HUB_OFFLINE" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("Data processing error: CAS service error : Reqwest error"),
+                                     type("XetAuthenticationError", (PermissionError,), {"__module__": "hf_xet"})("token")])
+def test_xet_storage_failure_is_a_clear_error(
+    hub: FakeHub, tiny: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """hf_xet fails with RuntimeError (or OSError subclasses of its own): one line naming the file
+    and the plain-HTTP way round it, nothing cached, no traceback."""
+    def failing(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(download_module, "hf_hub_download", failing)
+    with pytest.raises(WeightsNotFoundError) as info:
+        download_checkpoint(TINY)
+    assert "from Xet storage" in str(info.value) and str(failure).splitlines()[0] in str(info.value)
+    assert "HF_HUB_DISABLE_XET=1" in (info.value.hint or "")
+    assert not cache_of(TINY).exists()
 
 
 # --- resolve_weights -----------------------------------------------------------------------------

@@ -151,12 +151,19 @@ def _fetch(ref: HubRef, scratch: Path) -> tuple[Path, str | None, str]:
             os.replace(path, staging / filename)
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, TransportError) as exc:
         raise _download_error(ref, exc, filename, endpoint) from exc
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         # huggingface_hub compares the received length with the advertised one and raises a bare OSError.
-        if "Consistency check failed" not in str(exc):
+        if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+            raise WeightsIntegrityError(
+                f"{ref}: {filename} arrived with the wrong size; nothing was cached", hint="retry the download"
+            ) from exc
+        # hf_xet (a Xet-backed repository) raises RuntimeError, or OSError subclasses of its own
+        if not (isinstance(exc, RuntimeError) or type(exc).__module__.startswith("hf_xet")):
             raise
-        raise WeightsIntegrityError(
-            f"{ref}: {filename} arrived with the wrong size; nothing was cached", hint="retry the download"
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsNotFoundError(
+            f"could not download {filename} of {ref} from Xet storage: {first_line}; nothing was cached",
+            hint=f"retry; or download over plain HTTP with HF_HUB_DISABLE_XET=1; or {_NETWORK_HINT}",
         ) from exc
     etag = (meta.etag or "").lower()
     return staging, (etag if _SHA256.fullmatch(etag) else None), commit
@@ -214,8 +221,9 @@ def download_checkpoint(ref: HubRef, *, expected_sha256: str | None = None) -> P
         if damaged is not None:
             raise damaged
         raise WeightsNotFoundError(
-            f"{ref} is not in the cache and HF_HUB_OFFLINE is set",
-            hint="unset HF_HUB_OFFLINE or download once online / pass a local --weights folder",
+            f"{ref} is not in the cache ({target}) and HF_HUB_OFFLINE is set",
+            hint="unset HF_HUB_OFFLINE or download once online; a copy of the repository's files "
+                 "(config.json, model.safetensors) in a folder runs with --weights FOLDER",
         )
     root = target.parent.parent
     root.mkdir(parents=True, exist_ok=True)

@@ -240,7 +240,20 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} does not name an architecture")
     if not isinstance(config.get("kwargs", {}), dict):
         raise CheckpointError(f"{path}: kwargs must be an object")
+    version = config.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:  # its fields may mean what this version cannot know
+        raise CheckpointError(f"{path} is in checkpoint format {version}, written by a newer lowlight; "
+                              f"this one (lowlight {_version()}) reads format {FORMAT_VERSION}",
+                              hint="upgrade lowlight (pip install -U lowlight-cli)")
     return config
+
+
+def _version() -> str:
+    from .. import __version__  # the package's, read when needed (no import cycle at load)
+
+    return __version__
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
