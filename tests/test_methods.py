@@ -117,8 +117,12 @@ def test_method_sections_are_typed_validated_and_layered(tmp_path):
         build_config(flags={"run.method": "pie", "model.name": "crnet-s"})
     with pytest.raises(ConfigError, match="mcmt method"):
         build_config(flags={"run.method": "pie", "run.semi": True})
-    with pytest.raises(ConfigError, match="data.positives"):
+    with pytest.raises(ConfigError, match="data.positives") as info:
         build_config(flags={"data.positives": str(tmp_path)})
+    assert info.value.hint == "drop --positives: crnet learns from the pairs of --data"
+    with pytest.raises(ConfigError, match="data.labeled_frac is for paired methods") as info:
+        build_config(flags={"run.method": "scl-lle", "data.labeled_frac": 0.1})
+    assert info.value.hint.startswith("drop --labeled-frac")
 
 
 def test_semi_is_mcmt_and_configs_of_earlier_runs_still_load(tmp_path):
@@ -659,6 +663,8 @@ def test_resume_refuses_what_it_would_ignore_and_says_when_there_is_nothing_left
         # restored from last/ or fixed by the data plan: never silently ignored
         changed = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3", *extra])
         assert changed.exit_code == 2 and "cannot change" in changed.output, changed.output
+        if extra[-1] == "pie.tv=5":  # named as --set spells it, not by the config's internal field
+            assert "pie.tv cannot change" in " ".join(changed.output.split()) and "method_sections" not in changed.output
     assert (run / "config.yaml").read_text() == config_before  # nothing was rewritten
     done = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
     assert done.exit_code == 2 and "already at step 2" in done.output and "--max-steps" in done.output
@@ -669,3 +675,11 @@ def test_resume_refuses_what_it_would_ignore_and_says_when_there_is_nothing_left
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
     as_out = runner.invoke(app, ["train", "--method", "pie", *UNPAIRED, "--max-steps", "1", "--out", str(tmp_path / "afile")])
     assert as_out.exit_code == 2 and "is a file" in as_out.output
+
+
+def test_the_training_mode_line_never_rounds_a_label_fraction_to_zero():
+    from lowlight_cli.cli.train import _mode
+
+    for fraction, shown in ((0.1, "on 10% labels"), (0.025, "on 2.5% labels"), (0.0001, "on 0.01% labels")):
+        cfg = build_config(flags={"run.semi": True, "data.labeled_frac": fraction})
+        assert _mode(cfg, METHODS.get(cfg.method)) == f"semi-supervised MCMT {shown}"

@@ -116,7 +116,7 @@ def train(
                                   f"--set model.init_from={resume / 'last'} --out {out}")
         _check_run_folder(resume)
         cfg = load_config(resume / "config.yaml")
-        saved = _flat(dataclasses.asdict(cfg))
+        saved = _flat(cfg.as_dict())  # method sections by their names (pie.tv), as --set spells them
         for key, value in flags.items():
             if value is not None:
                 # a folder named at resume is stored absolute: the next resume may start anywhere
@@ -124,7 +124,7 @@ def train(
         for text in assignments or []:
             key, value = parse_assignment(text)
             set_value(cfg, key, _absolute(value) if key in DATA_FOLDERS and isinstance(value, str) else value)
-        now = _flat(dataclasses.asdict(cfg))
+        now = _flat(cfg.as_dict())
         moved = [k for k in DATA_FOLDERS if now.get(k) != saved.get(k)]
         if moved and not (resume / DATA_RECORD).is_file():
             raise UsageError(f"{resume} predates data.json, which would check that the moved folders hold the same images: "
@@ -245,7 +245,12 @@ def _mode(cfg: TrainConfig, method: Method) -> str:
     # trains on the labels alone: say so, it is the comparison run
     unlabeled = method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0
     kind = f"semi-supervised {method.name.upper()}" if unlabeled else "supervised" + ("" if method.name == "crnet" else f" {method.name.upper()}")
-    return f"{kind} on {cfg.data.labeled_frac:.0%} labels"
+    return f"{kind} on {_percent(cfg.data.labeled_frac)} labels"
+
+
+def _percent(fraction: float) -> str:
+    """``10%``, ``2.5%``, ``0.01%``: whole percents where exact, else enough digits not to show 0%."""
+    return f"{fraction * 100:.3g}%"
 
 
 def _list_methods() -> None:

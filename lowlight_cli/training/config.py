@@ -363,11 +363,14 @@ class TrainConfig:
         if method.unpaired and (self.data.labeled_frac < 1.0 or self.data.identity_prob > 0 or self.data.dim_prob > 0):
             key = ("labeled_frac" if self.data.labeled_frac < 1.0
                    else "identity_prob" if self.data.identity_prob > 0 else "dim_prob")
-            raise ConfigError(f"data.{key} is for paired methods: {method.name} trains unpaired on every training image")
+            flag = {"labeled_frac": "--labeled-frac"}.get(key, f"--set data.{key}")
+            raise ConfigError(f"data.{key} is for paired methods: {method.name} trains unpaired on every training image",
+                              hint=f"drop {flag}; a paired method uses it (--method crnet or mcmt, semi-llie, skf)")
         for key in ("positives", "negatives"):
             if getattr(self.data, key) and not method.unpaired:
                 unpaired = ", ".join(n for n in METHODS.names() if METHODS.get(n).unpaired)
-                raise ConfigError(f"data.{key} (--{key}) is for unpaired methods ({unpaired}), not {method.name}")
+                raise ConfigError(f"data.{key} (--{key}) is for unpaired methods ({unpaired}), not {method.name}",
+                                  hint=f"drop --{key}: {method.name} learns from the pairs of --data")
         if self.model.curve_scales:
             if method.name != "crnet":
                 raise ConfigError(f"model.curve_scales is for the crnet method (CRNet curve models), not {method.name}")
