@@ -289,3 +289,16 @@ def test_narrow_terminals_drop_columns_rather_than_split_numbers_and_names():
         models_module.out = original
     table = narrower.export_text()
     assert "1,694,752" in table and "…" not in table.split("params and MACs")[0]
+
+
+@pytest.mark.parametrize("name", ["crnet-s", "crnet-curve-dn", "crnet-s-skf", "semi-llie-s"])
+def test_a_side_that_is_not_the_input_multiple_is_a_clear_error(name):
+    """Called directly (not through an Enhancer, which pads), a model says what it takes instead of
+    failing inside a reshape."""
+    model = create_model(name, pretrained=False).eval()
+    multiple = model.info.input_multiple
+    assert multiple > 1
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 2 * multiple, 3 * multiple)).shape == (1, 3, 2 * multiple, 3 * multiple)
+        with pytest.raises(ValueError, match=rf"multiples of {multiple}, got {2 * multiple + 1}x{3 * multiple}.*pad_to_multiple"):
+            model(torch.rand(1, 3, 2 * multiple + 1, 3 * multiple))

@@ -175,6 +175,10 @@ class EnhancementModel(nn.Module):
     # state-dict key prefixes of zero-initialised modules that a warm-start checkpoint may lack
     warm_start_additions: tuple[str, ...] = ()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_forward_pre_hook(_check_input_size)
+
     @classmethod
     def curve_capable(cls, kwargs: dict) -> bool:
         """Whether a model built with ``kwargs`` would have ``supports_curve_scale`` (curve maps it
@@ -205,6 +209,22 @@ class EnhancementModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _check_input_size(model: EnhancementModel, args: tuple) -> None:
+    """Refuse, before the model's reshapes fail on it, an image whose sides are not multiples of
+    ``info.input_multiple`` (a clear error instead of "shape '[1, 3, 7, 4, 8, 4]' is invalid").
+    Skipped while tracing, exporting or compiling, where shapes are symbolic."""
+    multiple = getattr(getattr(model, "info", None), "input_multiple", 1)
+    if multiple <= 1 or not args or not isinstance(args[0], torch.Tensor) or args[0].ndim < 2:
+        return
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return
+    height, width = args[0].shape[-2:]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"{model.info.name} takes images whose sides are multiples of {multiple}, got {height}x{width}: "
+            "pad them first (lowlight_cli.inference.pad_to_multiple, or an Enhancer, which pads and crops back)")
 
 
 def _drop_own_tensors(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
