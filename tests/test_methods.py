@@ -683,3 +683,45 @@ def test_the_training_mode_line_never_rounds_a_label_fraction_to_zero():
     for fraction, shown in ((0.1, "on 10% labels"), (0.025, "on 2.5% labels"), (0.0001, "on 0.01% labels")):
         cfg = build_config(flags={"run.semi": True, "data.labeled_frac": fraction})
         assert _mode(cfg, METHODS.get(cfg.method)) == f"semi-supervised MCMT {shown}"
+
+
+def _paired_folder(root: Path, labeled: int, unlabeled: int = 0) -> Path:
+    """``low/`` with ``labeled + unlabeled`` images, ``high/`` references for the first ``labeled``."""
+    _write_images(root / "low", labeled + unlabeled, 10)
+    _write_images(root / "high", labeled, 120)
+    return root
+
+
+TINY_RUN = ["--model", "crnet-tiny", "--max-steps", "1", "--patch-size", "32", "-b", "2", "--set", "run.device=cpu"]
+
+
+def test_a_labeled_fraction_the_references_cannot_give_is_said_and_recorded(tmp_path):
+    data = _paired_folder(tmp_path / "data", labeled=6, unlabeled=14)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--semi", "--labeled-frac", "0.5", *TINY_RUN, "--set", "data.unlabeled_batch_size=2",
+                                 "--set", "data.val_count=1", "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "asks for 10 labeled pairs of 20 images, but only 5 pairs with references are left outside validation" in said
+    provenance = json.loads((out / "best" / "config.json").read_text())["provenance"]
+    assert provenance["labeled_frac"] == 0.5 and provenance["labeled_pairs"] == 5
+
+
+def test_a_supervised_run_is_not_refused_for_images_it_never_trains_on(tmp_path):
+    data = _paired_folder(tmp_path / "data", labeled=6)
+    cv2.imwrite(str(data / "low" / "tiny.png"), np.full((10, 10, 3), 20, np.uint8))  # no reference: unlabeled, unused
+    result = runner.invoke(app, ["train", *TINY_RUN, "--data", str(data), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "7 training images (6 with references; without one: tiny)" in " ".join(result.output.split())
+    # the same image in a semi-supervised run, which draws it: refused, with a patch size that fits
+    refused = runner.invoke(app, ["train", "--semi", "--labeled-frac", "0.5", *TINY_RUN, "--data", str(data),
+                                  "--set", "data.unlabeled_batch_size=1", "--out", str(tmp_path / "semi")])
+    assert refused.exit_code == 1 and "low image(s) are smaller than the patch size 32 (e.g. tiny)" in refused.output
+
+
+def test_the_patch_size_hint_is_one_the_model_takes(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data / "low", 4, 10, size=(22, 48))
+    _write_images(data / "high", 4, 120, size=(22, 48))
+    result = runner.invoke(app, ["train", *TINY_RUN[2:], "--model", "crnet-s", "--data", str(data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "use --patch-size 20 or less" in result.output  # 22 rounded down to crnet-s's multiple of 4

@@ -99,13 +99,17 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
 MIN_PATCH_SIZE = 16  # lowlight train --patch-size's least value
 
 
-def check_patch_size(images: dict[str, np.ndarray], size: int, what: str = "image") -> None:
-    """Raise :class:`DataError` when any of ``images`` (by name) is smaller than ``size`` on a side."""
+def check_patch_size(images: dict[str, np.ndarray], size: int, what: str = "image", *, multiple: int = 1) -> None:
+    """Raise :class:`DataError` when any of ``images`` (by name) is smaller than ``size`` on a side;
+    the hint's patch size is a multiple of ``multiple`` (the model's input multiple), which a patch
+    size must also be."""
     small = [name for name, pixels in images.items() if min(pixels.shape[:2]) < size]
     if small:
         side = min(min(images[name].shape[:2]) for name in small)
-        hint = (f"use --patch-size {side} or less, or larger images" if side >= MIN_PATCH_SIZE
-                else f"the smallest is {side} px on a side, below the least patch size ({MIN_PATCH_SIZE}): use larger images")
+        fits = side - side % max(1, multiple)  # the largest patch size the model takes that fits
+        hint = (f"use --patch-size {fits} or less, or larger images" if fits >= MIN_PATCH_SIZE
+                else f"the smallest is {side} px on a side, below the least patch size ({max(MIN_PATCH_SIZE, multiple)}"
+                     f"{f', a multiple of {multiple}' if multiple > 1 else ''}): use larger images")
         raise DataError(f"{len(small)} {what}(s) are smaller than the patch size {size} (e.g. {small[0]})", hint=hint)
 
 
@@ -115,8 +119,9 @@ class PatchDataset(Dataset):
     ``item["high"]`` is zeros and ``item["labeled"]`` False for unlabeled images.
     """
 
-    def __init__(self, pairs: list[ImagePair], config: PatchConfig, seed: int) -> None:
-        check_patch_size({p.name: p.low for p in pairs}, config.size)
+    def __init__(self, pairs: list[ImagePair], config: PatchConfig, seed: int, *, multiple: int = 1) -> None:
+        """``multiple``: the model's input multiple, for the hint of a patch size too large."""
+        check_patch_size({p.name: p.low for p in pairs}, config.size, "low image", multiple=multiple)
         self.pairs = pairs
         self.config = config
         self.seed = seed

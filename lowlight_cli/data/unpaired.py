@@ -143,11 +143,15 @@ class UnpairedPatchDataset(Dataset):
         negatives: ImagePool | None,
         config: PatchConfig,
         seed: int,
+        *,
+        multiple: int = 1,
     ) -> None:
-        check_patch_size({p.name: p.low for p in inputs}, config.size)
-        check_patch_size({positives.name(i): image for i, image in enumerate(positives.images)}, config.size, "positive")
+        check_patch_size({p.name: p.low for p in inputs}, config.size, "low image", multiple=multiple)
+        check_patch_size({positives.name(i): image for i, image in enumerate(positives.images)}, config.size, "positive",
+                         multiple=multiple)
         if negatives is not None:
-            check_patch_size({negatives.name(i): image for i, image in enumerate(negatives.images)}, config.size, "negative")
+            check_patch_size({negatives.name(i): image for i, image in enumerate(negatives.images)}, config.size, "negative",
+                             multiple=multiple)
         where = {digest: j for j, digest in enumerate(positives.digests)}
         # the one positive (pool images are distinct) an input must never get: its own reference
         self.excluded = [where.get(p.high_digest) for p in inputs]  # None: no reference, or none in the pool

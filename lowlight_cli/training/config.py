@@ -375,7 +375,7 @@ class TrainConfig:
             if method.name != "crnet":
                 raise ConfigError(f"model.curve_scales is for the crnet method (CRNet curve models), not {method.name}")
             self.model.curve_scales = tuple(check_curve_scale(s, "model.curve_scales entries") for s in self.model.curve_scales)
-            multiple = MODELS.get(self.model.name).info.input_multiple * max(self.model.curve_scales)
+            multiple = self.patch_multiple
             if self.data.patch_size % multiple:
                 raise ConfigError(f"data.patch_size {self.data.patch_size} must be a multiple of {multiple} "
                                   f"({self.model.name} at curve scale {max(self.model.curve_scales)})")
@@ -399,6 +399,12 @@ class TrainConfig:
         """Every section as a plain mapping (method sections by their names), for YAML and provenance."""
         fixed = {name: dataclasses.asdict(getattr(self, name)) for name in _FIXED_SECTIONS}
         return {**fixed, **{name: dataclasses.asdict(section) for name, section in self.method_sections.items()}}
+
+    @property
+    def patch_multiple(self) -> int:
+        """What ``data.patch_size`` must be a multiple of: the model's input multiple, times the
+        largest curve scale trained (``model.curve_scales``)."""
+        return MODELS.get(self.model.name).info.input_multiple * max(self.model.curve_scales or (1,))
 
     @property
     def export_weights(self) -> str:

@@ -130,15 +130,18 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
     if method.unpaired:
         return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches, legacy_pools,
                          folders or {})
-    # labeled pairs first, then unlabeled images stripped of any reference they had
-    train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled]
-    labeled = list(range(len(split.labeled)))
+    # labeled pairs first, then unlabeled images stripped of any reference they had (only when drawn:
+    # a supervised run neither reads nor size-checks images it never trains on)
     draws_unlabeled = method.uses_unlabeled and d.unlabeled_batch_size > 0
-    unlabeled = list(range(len(split.labeled), len(train_pairs))) if draws_unlabeled else []
+    train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled
+                                                         if draws_unlabeled]
+    labeled = list(range(len(split.labeled)))
+    unlabeled = list(range(len(split.labeled), len(train_pairs)))
     used = (" (used)" if draws_unlabeled else " (not used: data.unlabeled_batch_size is 0)" if method.uses_unlabeled
             else " (not used: supervised)")
     summary = f"split: {len(split.labeled)} labeled, {len(split.unlabeled)} unlabeled{used}, {len(validation)} validation"
-    return TrainingData(PatchDataset(train_pairs, patches, config.run.seed), labeled, unlabeled, validation, summary)
+    dataset = PatchDataset(train_pairs, patches, config.run.seed, multiple=config.patch_multiple)
+    return TrainingData(dataset, labeled, unlabeled, validation, summary)
 
 
 def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[ImagePair], patches: PatchConfig,
@@ -182,7 +185,7 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
             raise DataError(f"{len(both)} image(s) are both positives and negatives (e.g. {both[0]})",
                             hint="--negatives takes badly exposed images, --positives well-exposed ones")
     unfollowed = [f"{what} {', '.join(found.unfollowed_links[:3])}" for what, found in scanned.items() if found.unfollowed_links]
-    dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed)
+    dataset = UnpairedPatchDataset(inputs, positives, negatives, patches, config.run.seed, multiple=config.patch_multiple)
     own = sum(e is not None for e in dataset.excluded)
     made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"
     checked = (f"{len(validation)} held-out pairs for validation" if validation

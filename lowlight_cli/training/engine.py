@@ -139,6 +139,7 @@ class Trainer:
         self._keeps_teacher = self._has_validation = False  # set by fit()
         self._validation_due = False  # the resumed state's last validation was cut off: run it first
         self.data_summary = ""  # what the run trains on, for the provenance
+        self.labeled_pairs: int | None = None
         self._found: tuple[Path | str, list[PairPaths]] | None = None  # see _find_data
         if not resume and config.run.val_every:
             self._check_val_every()
@@ -179,7 +180,9 @@ class Trainer:
         else:
             pairs = load_pairs(paths)
         labeled = sum(p.labeled for p in pairs)
-        on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references) from {root}"))
+        alone = [p.name for p in pairs if not p.labeled]  # named: a reference missing by mistake is seen at once
+        named = f"; without one: {_a_few(alone)}" if alone and labeled else ""
+        on_event(InfoEvent(f"data: {len(pairs)} training images ({labeled} with references{named}) from {root}"))
         if root != SYNTHETIC:
             spare = references_without_low(Path(root), "train")
             if spare:
@@ -218,6 +221,11 @@ class Trainer:
         d = self.config.data
         split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed,
                            validation_required=not self.method.unpaired, hold_out=d.hold_out)
+        asked = math.ceil(d.labeled_frac * len(pairs) - 1e-9)
+        if not self.method.unpaired and d.labeled_frac < 1.0 and len(split.labeled) < asked:
+            emit(InfoEvent(f"--labeled-frac {d.labeled_frac:g} asks for {asked} labeled pairs of {len(pairs)} images, but only "
+                           f"{len(split.labeled)} pairs with references are left outside validation: all of them are labeled "
+                           f"({len(split.labeled) / len(pairs):.1%} of the images; the checkpoint records both)"))
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             split.save(path)
@@ -397,6 +405,7 @@ class Trainer:
         self._check_data_record(pairs, data, split, saved, emit)
         check_validation_sizes(data.validation)
         self.data_summary = data.summary
+        self.labeled_pairs = None if self.method.unpaired else len(split.labeled)  # what labeled_frac gave
         emit(InfoEvent(data.summary))
         references = sum(1 for p in pairs if p.labeled)
         # set by the user (or, built in code, away from the default): the default is capped on small sets without a word
@@ -605,6 +614,7 @@ class Trainer:
             "method": self.method.name,
             "semi": c.run.semi,
             "labeled_frac": c.data.labeled_frac,
+            **({"labeled_pairs": self.labeled_pairs} if self.labeled_pairs is not None else {}),
             "data": c.data.root or "default",
             "training_data": self.data_summary,
             "step": progress.step,
