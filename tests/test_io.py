@@ -1069,3 +1069,82 @@ def test_a_lossless_webp_written_back_lossy_says_so(tmp_path: Path) -> None:
     assert any("lossless WebP, written lossy at quality 95" in note for note in said)
     assert not any("lossless" in note for note in write_image(tmp_path / "kept.webp", lossless, quality=100))
     assert not any("lossless" in note for note in write_image(tmp_path / "again.webp", lossy, quality=95))
+
+
+# --- TIFF and PNG variants OpenCV leaves half done (review, session 43) ------------------------
+
+
+def _dark_rgb(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(10, 60, (16, 20, 3), dtype=np.uint8)
+
+
+def test_a_16_bit_min_is_white_tiff_is_read_as_it_looks(tmp_path):
+    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image (the dev extra)
+    gray = _dark_rgb()[..., 0].astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "w16.tif", 65535 - gray, photometric="miniswhite")
+    tifffile.imwrite(tmp_path / "w8.tif", (255 - gray // 257).astype(np.uint8), photometric="miniswhite")
+    image = read_image(tmp_path / "w16.tif")
+    assert image.gray and image.rgb.dtype == np.uint16 and np.array_equal(image.rgb[..., 0], gray)
+    assert np.array_equal(read_image(tmp_path / "w8.tif").rgb[..., 0], (gray // 257).astype(np.uint8))  # OpenCV's own
+
+
+@pytest.mark.parametrize("kind", ["unspecified", "cmyk"])
+def test_a_tiffs_fourth_channel_that_is_not_alpha_is_not_made_alpha(tmp_path, kind):
+    rgb = _dark_rgb()
+    path = tmp_path / f"{kind}.tif"
+    if kind == "unspecified":
+        tifffile = pytest.importorskip("tifffile")
+        tifffile.imwrite(path, np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]), photometric="rgb",
+                         extrasamples=["unspecified"])
+    else:
+        Image.fromarray(rgb).convert("CMYK").save(path)
+    image = read_image(path)
+    assert image.alpha is None and image.rgb.shape == rgb.shape
+    assert np.abs(image.rgb.astype(int) - rgb).max() <= (0 if kind == "unspecified" else 2)
+
+
+def test_a_16_bit_tiffs_associated_alpha_is_divided_out(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = _dark_rgb().astype(np.uint16) * 257
+    alpha = np.full(rgb.shape[:2], 32768, np.uint16)
+    alpha[:4] = 0
+    premultiplied = np.where(alpha[..., None] > 0, np.rint(rgb * (alpha[..., None] / 65535.0)), 0).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", np.dstack([premultiplied, alpha]), photometric="rgb", extrasamples=["assocalpha"])
+    image = read_image(tmp_path / "a.tif")
+    assert np.array_equal(image.alpha, alpha)
+    visible = alpha > 0
+    assert np.abs(image.rgb[visible].astype(int) - rgb[visible]).max() <= 2  # rounding of the premultiplied file
+    assert (image.rgb[~visible] == 0).all()
+
+
+@pytest.mark.parametrize("bits", [8, 16, 4])
+def test_a_gray_pngs_transparent_value_becomes_alpha(tmp_path, bits):
+    levels = 2 ** bits - 1
+    gray = np.random.default_rng(1).integers(0, levels + 1, (16, 20)).astype(np.uint16 if bits == 16 else np.uint8)
+    gray[0, :] = 3
+    path = tmp_path / "g.png"
+    if bits == 4:  # Pillow writes 4-bit gray PNGs from mode L with bits=4
+        Image.fromarray(gray.astype(np.uint8)).save(path, bits=4, transparency=3)
+    else:
+        Image.fromarray(gray).save(path, transparency=3)
+    image = read_image(path)
+    assert image.gray and image.alpha is not None
+    assert np.array_equal(image.alpha == 0, gray == 3)
+    out = tmp_path / "out.png"
+    write_image(out, image)
+    assert np.array_equal(read_image(out).alpha == 0, gray == 3)  # written as gray + alpha
+
+
+def test_a_16_bit_cmyk_tiff_is_said_unsupported_not_corrupt(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "c.tif", np.zeros((8, 8, 4), np.uint16), photometric="separated")
+    with pytest.raises(ImageReadError, match="16-bit CMYK TIFFs are not supported"):
+        read_image(tmp_path / "c.tif")
+
+
+def test_signed_16_bit_samples_are_named_as_signed(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((8, 8), np.int16))
+    with pytest.raises(ImageReadError, match=r"signed integer samples \(int16\) are not supported") as caught:
+        read_image(tmp_path / "s.tif")
+    assert "unsigned 8 or 16 bits" in caught.value.hint

@@ -117,7 +117,7 @@ def plan_jobs(
     for job in jobs:
         if job.target.suffix.lower() not in SUPPORTED_EXTENSIONS:  # an input named without an image extension
             raise UsageError(f"{job.source.path}: its output {job.target.name} would have no image extension to choose "
-                             "its format by", hint="give --ext png (or jpg, tif, webp, bmp) to choose the outputs' format")
+                             "its format by", hint="give --ext png (or jpg, tif, webp) to choose the outputs' format")
     seen: dict[Path, FileJob] = {}
     inputs = {item.path.resolve(): item for item in items}
     for job in jobs:

@@ -88,6 +88,9 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
             converted_from = header.mode if header.mode in _CONVERTED_MODES else None
         decoder_warnings: tuple[str, ...] = ()
         filler = None
+        if fmt == "tiff" and header.mode == "CMYK" and _tiff_bits(header, 8) > 8:  # neither decoder converts it
+            raise ImageReadError(path, f"{_tiff_bits(header, 8)}-bit CMYK TIFFs are not supported",
+                                 hint="convert it to RGB (8 or 16 bits), or to 8-bit CMYK")
         if _pillow_decodes(header, fmt):
             with pillow_guarded(max_pixels):
                 pixels = _decode_pillow(path, header)
@@ -98,6 +101,10 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, strict
                     path, f"damaged: its decoder warned: {'; '.join(decoder_warnings)}",
                     hint="re-export or re-copy the file, or move it out of the folder",
                 )
+        if fmt == "tiff":
+            pixels = _tiff_samples(header, pixels)
+        elif fmt == "png":
+            pixels = _gray_png_transparency(header, data, pixels)
         if _declares_alpha(header) and _channels(pixels) not in (2, 4):
             raise ImageReadError(
                 path, "its alpha channel cannot be decoded", hint="convert it to PNG, or to RGBA TIFF"
@@ -305,8 +312,11 @@ def _decode_opencv(path: Path, data: bytes, label: str) -> tuple[np.ndarray, tup
         detail = f" ({'; '.join(messages)})" if messages else ""
         raise ImageReadError(path, f"{label} data is corrupt or truncated{detail}", hint=_CORRUPT_HINT)
     if pixels.dtype not in (np.uint8, np.uint16):
+        kind = ("signed integer" if pixels.dtype.kind == "i" else "floating-point" if pixels.dtype.kind == "f"
+                else str(pixels.dtype))
         raise ImageReadError(
-            path, f"{pixels.dtype} samples are not supported", hint="convert it to 8 or 16 bits per channel"
+            path, f"{kind} samples ({pixels.dtype}) are not supported",
+            hint="convert it to unsigned 8 or 16 bits per channel",
         )
     # libpng's warnings are about metadata ("iCCP: known incorrect sRGB profile"): the pixels are whole
     return pixels, tuple(m for m in messages if not m.startswith("libpng warning")), filler
@@ -323,6 +333,45 @@ def _decode_pillow(path: Path, header: Image.Image) -> np.ndarray:
     except (OSError, ValueError):
         raise ImageReadError(path, "image data is corrupt or truncated", hint=_CORRUPT_HINT) from None
     return rgba[..., [2, 1, 0, 3]]
+
+
+def _tiff_samples(header: Image.Image, pixels: np.ndarray) -> np.ndarray:
+    """What OpenCV leaves undone in a TIFF's samples: a fourth channel that is not alpha (a CMYK
+    file decoded to BGRA, an extra sample declared unspecified) dropped; 16-bit MinIsWhite samples
+    inverted (OpenCV inverts 8-bit ones only); 16-bit colour premultiplied by an associated alpha
+    divided back (8-bit alpha TIFFs go to Pillow, which does it)."""
+    if _channels(pixels) == 4 and not _declares_alpha(header):
+        pixels = pixels[..., :3]
+    if pixels.dtype != np.uint16:
+        return pixels
+    tags = header.tag_v2
+    if tags.get(tiff.PHOTOMETRIC) == tiff.MIN_IS_WHITE:
+        pixels = pixels.copy()
+        if pixels.ndim == 2:
+            np.subtract(65535, pixels, out=pixels)
+        else:
+            np.subtract(65535, pixels[..., :1], out=pixels[..., :1])  # gray + alpha: the alpha stays
+    extra = tiff.as_tuple(tags.get(tiff.EXTRA_SAMPLES, ()))
+    if _channels(pixels) in (2, 4) and extra and extra[0] == tiff.ASSOCIATED_ALPHA:
+        alpha = pixels[..., -1:].astype(np.float64)
+        colour = pixels[..., :-1] * (65535.0 / np.maximum(alpha, 1.0))
+        colour = np.where(alpha > 0, np.clip(np.rint(colour), 0, 65535), 0)
+        pixels = np.concatenate([colour.astype(np.uint16), pixels[..., -1:]], axis=2)
+    return pixels
+
+
+def _gray_png_transparency(header: Image.Image, data: bytes, pixels: np.ndarray) -> np.ndarray:
+    """A gray PNG's ``tRNS`` (one gray value that is transparent) as an alpha channel: OpenCV
+    returns the gray alone (it keeps an RGB or palette PNG's ``tRNS`` as alpha)."""
+    value = header.info.get("transparency")
+    if _channels(pixels) != 1 or not isinstance(value, int) or len(data) <= _PNG_BIT_DEPTH_OFFSET:
+        return pixels
+    depth = data[_PNG_BIT_DEPTH_OFFSET]
+    if depth < 8:  # decoded scaled to 8 bits: 1, 2 and 4-bit values spread over 0..255
+        value = value * 255 // (2 ** depth - 1)
+    opaque = np.iinfo(pixels.dtype).max
+    alpha = np.where(pixels == value, 0, opaque).astype(pixels.dtype)
+    return np.dstack([pixels, alpha])
 
 
 def _declares_alpha(header: Image.Image) -> bool:

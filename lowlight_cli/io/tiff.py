@@ -23,6 +23,8 @@ _STRIP_OFFSETS, _STRIP_BYTE_COUNTS, _TILE_OFFSETS = 273, 279, 324
 CLASSIC_MAGIC = (b"II*\x00", b"MM\x00*")
 BIGTIFF_MAGIC = (b"II+\x00", b"MM\x00+")
 _UNASSOCIATED_ALPHA = 2
+ASSOCIATED_ALPHA = 1
+MIN_IS_WHITE = 0  # PhotometricInterpretation
 _FIRST_IFD = 8  # the directory follows the 8-byte header
 
 # Tags that describe how pixels are stored, not the photo: they belong to the file being written
