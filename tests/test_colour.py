@@ -74,9 +74,32 @@ def test_the_correction_never_clips_what_the_model_left_unclipped():
     assert out.max() <= CEILING + 1e-6
     np.testing.assert_allclose(out[..., 0], CEILING, atol=1e-5)  # as much of the correction as fits
     assert out[..., 0].mean() > out[..., 2].mean() + 0.4  # about half of the colour is back
-    hot = np.full_like(low, 0.99)  # the model's own brightest channel is the limit when it is higher
+    hot = np.full_like(low, 0.99)  # near white, no channel is lifted past 254 (nor past the model's own, if higher)
     keep_input_colour(low, hot)
-    assert hot.max() <= 0.99 + 1e-6
+    assert hot.max() <= 254 / 255 + 1e-6
+    white = np.ones_like(low)
+    keep_input_colour(low, white)
+    assert white.max() <= 1.0 and white[..., 0].min() == 1.0  # nothing above the model's white; a touch of colour comes back
+
+
+def test_the_ceiling_fit_is_continuous_at_the_models_brightest_channel():
+    """A pixel whose brightest channel is at the ceiling took none of a correction raising it by
+    0.1% and all of one lowering it by 0.1% (fp32 and bf16 outputs 3 levels apart came out 58 apart)."""
+    from lowlight_cli.inference.colour import _fit_under_ceiling
+
+    model = np.array([[[190.0, 195.0, 250.5]]], np.float32)
+    fitted = [_fit_under_ceiling(model.copy(), model * np.array([1.5, 0.8, g], np.float32), 250.0, 255.0)
+              for g in (0.999, 1.0, 1.001)]
+    assert max(np.abs(a - b).max() for a, b in zip(fitted, fitted[1:])) < 0.5
+    assert all(f.max() <= 254.0 + 1e-4 for f in fitted)
+    rng = np.random.default_rng(0)  # nearby model outputs give nearby results, over many pixels
+    base = rng.uniform(200, 255, (64, 64, 3)).astype(np.float32)
+    gain = rng.uniform(0.7, 1.4, (64, 64, 3)).astype(np.float32)
+    nudged = np.clip(base + rng.uniform(-1, 1, base.shape).astype(np.float32), 0, 255)
+    a = _fit_under_ceiling(base.copy(), base * gain, 250.0, 255.0)
+    b = _fit_under_ceiling(nudged.copy(), nudged * gain, 250.0, 255.0)
+    assert np.abs(a - b).max() < 12  # the old fit: jumps of tens of levels
+    assert (a <= np.maximum(base.max(axis=2, keepdims=True), 254.0) + 1e-3).all()
 
 
 def test_integer_images_float_images_and_band_size_agree(monkeypatch):

@@ -9,8 +9,9 @@ multiplied by a smooth map, the input's share of that channel over the output's,
 thumbnails ``grid`` pixels on the long side and the ratio upsampled bilinearly. Brightness (the
 Rec. 601 luma of a thumbnail cell), fine detail and denoising stay the model's; only colour that
 varies over more than about ``1/grid`` of the photo is the input's. Where the corrected colour
-would not fit under :data:`CEILING`, a pixel gets only as much of the correction as fits (its
-hue moves part of the way), so no highlight is clipped that the model left unclipped.
+would not fit under :data:`CEILING` (or a little above the model's own brightest channel), a pixel
+gets only as much of the correction as fits (its hue moves part of the way), so no highlight is
+clipped that the model left unclipped.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ EPS = 1e-4  # keeps the shares of black cells finite (and equal)
 # input cells darker than this (luma) get only part of the correction, fading to none at black:
 # within a few 8-bit levels of black a cell's colour is sensor noise and black level, not the scene's
 FULL_CORRECTION_LUMA = 6 / 255
-# the correction never lifts a pixel's largest channel above this (or above the model's own
-# largest channel, if higher), so it clips nothing the model left unclipped (the photo checks
-# count an output pixel at 255 whose input was below 250 in every channel as newly clipped)
+# the correction never lifts a pixel's largest channel above this (or a little above the model's
+# own largest channel, if higher: HEADROOM, never past TOP), so it clips nothing the model left
+# unclipped (the photo checks count an output pixel at 255 whose input was below 250 in every
+# channel as newly clipped)
 CEILING = 250 / 255
+# room above the model's largest channel: without it a pixel whose brightest channel is at the
+# ceiling could take none of a correction raising that channel by 0.1% and all of one lowering it
+# by 0.1% (a jump of up to 58 levels between fp32 and bf16 outputs 3 levels apart)
+HEADROOM = 4 / 255
+TOP = 254 / 255  # no channel is lifted above this, nor above the model's own value if higher
 BAND_ROWS = 256
 
 
@@ -133,21 +140,27 @@ def _correct_bands(out: np.ndarray, gain: np.ndarray, pool: ThreadPoolExecutor, 
         corrected += wide[first]  # the band's gain
         model = out[top : top + len(rows)].astype(np.float32)
         corrected *= model
-        store_rows(into, top, _fit_under_ceiling(model, corrected, ceiling), scale)
+        store_rows(into, top, _fit_under_ceiling(model, corrected, ceiling, scale), scale)
 
     for done in pool.map(band, range(0, height, BAND_ROWS)):
         del done  # pool.map raises here what a band raised
 
 
-def _fit_under_ceiling(model: np.ndarray, corrected: np.ndarray, limit: float) -> np.ndarray:
+def _fit_under_ceiling(model: np.ndarray, corrected: np.ndarray, limit: float, scale: float = 1.0) -> np.ndarray:
     """``model + t (corrected - model)`` per pixel, with the largest ``t`` in ``[0, 1]`` that keeps
-    every channel under ``max(limit, the model's largest channel)``; ``corrected`` is reused.
+    every channel under ``max(limit, m + HEADROOM)`` (``m`` the model's largest channel), then each
+    channel capped at ``max(TOP, m)``; ``corrected`` is reused, values in units where white is ``scale``.
+
+    The result is continuous in the model's output and the correction: the first ceiling is always
+    above every channel of the model, so a small correction is never cut to nothing, and only
+    pixels the model itself left near white meet the cap.
 
     Channel maxima are taken channel by channel (a numpy reduction over a last axis of 3 is many
     times slower), and only the pixels over the ceiling, usually few, are fitted.
     """
-    ceiling = np.maximum(np.maximum(np.maximum(model[..., 0], model[..., 1]), model[..., 2]), limit)
-    over = corrected > ceiling[..., None]
+    brightest = np.maximum(np.maximum(model[..., 0], model[..., 1]), model[..., 2])
+    ceiling = np.maximum(brightest + np.float32(HEADROOM * scale), limit)
+    over = corrected > np.minimum(ceiling, np.maximum(brightest, np.float32(TOP * scale)))[..., None]
     rows, cols = np.nonzero(over[..., 0] | over[..., 1] | over[..., 2])
     if rows.size == 0:
         return corrected
@@ -156,5 +169,6 @@ def _fit_under_ceiling(model: np.ndarray, corrected: np.ndarray, limit: float) -
     with np.errstate(divide="ignore", invalid="ignore"):
         room = np.where(end > top, (top - start) / delta, np.inf)  # only channels over the ceiling limit t
     t = np.clip(np.minimum(np.minimum(room[:, 0], room[:, 1]), room[:, 2]), 0.0, 1.0)[:, None]
-    corrected[rows, cols] = start + t * delta
+    cap = np.maximum(brightest[rows, cols], np.float32(TOP * scale))[:, None]
+    corrected[rows, cols] = np.minimum(start + t * delta, cap)
     return corrected
