@@ -181,6 +181,10 @@ def test_json_summary_on_stdout(photos, tmp_path):
     assert summary["files"][0]["status"] == "written" and summary["files"][0]["curve_scale"] == 1
     plain = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "g"), "--json", "-m", "gamma"])
     assert json.loads(plain.stdout)["files"][0]["curve_scale"] is None  # a model without curves has no curve scale
+    assert summary["files"][0]["tile"] == 0  # smaller than the tile: it ran whole, and says so
+    tiled = runner.invoke(app, ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "t"), "--json", "-m", "gamma",
+                                "--tile", "64", "--overlap", "8"])  # 80 px wide: two tiles
+    assert json.loads(tiled.stdout)["files"][0]["tile"] == 64
 
 
 def test_weights_alone_run_the_architecture_their_checkpoint_names(photos, tmp_path):
@@ -556,3 +560,13 @@ def test_a_truncated_jpegs_filler_neither_steers_the_photo_nor_is_enhanced(tmp_p
     # the part that is there comes out about as the untruncated file's does; counting the gray held it
     # down (mean levels 112.7 and 102.1 against 32.5 when this test was written)
     assert abs(saved[~filler].mean() - whole[~filler].mean()) < 0.25 * abs(with_filler[~filler].mean() - whole[~filler].mean())
+
+
+def test_an_overlap_too_small_for_tile_exactness_is_said(photos, tmp_path):
+    args = ["enhance", str(photos / "a.png"), "-o", str(tmp_path / "o"), "-m", "scl-lle", "--tile", "64", "--overwrite"]
+    short = runner.invoke(app, [*args, "--overlap", "8"])
+    assert short.exit_code == 0 and "with --overlap 15 or more; at 8, tile borders may differ" in " ".join(short.output.split())
+    enough = runner.invoke(app, [*args, "--overlap", "15"])
+    assert enough.exit_code == 0 and "tile borders" not in enough.output
+    whole = runner.invoke(app, [*args[:-3], "--tile", "0", "--overlap", "0", "--overwrite"])
+    assert whole.exit_code == 0 and "tile borders" not in whole.output

@@ -124,17 +124,17 @@ def test_auto_scale_gives_full_resolution_photos_smaller_default_tiles_on_the_cp
     same = Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=96, overlap=32)).enhance(mid)
     assert np.array_equal(tiled, same)
     small = enhancer.enhance(photo[:60, :150])  # 9,000 px, wider than a small tile: one tile, as whole
-    assert enhancer.curve_scale == 1 and enhancer.last_tile == 2048
+    assert enhancer.curve_scale == 1 and enhancer.last_tile == 0  # it ran whole
     assert np.array_equal(small, Enhancer(_trained_like(), InferenceConfig(device="cpu", tile=0)).enhance(photo[:60, :150]))
-    enhancer.enhance(photo)  # reduced resolution: the default tile
-    assert enhancer.curve_scale == 2 and enhancer.last_tile == 2048
+    enhancer.enhance(photo)  # reduced resolution: the default tile, larger than the photo: whole
+    assert enhancer.curve_scale == 2 and enhancer.last_tile == 0
     # kept as asked: an explicit tile, a fixed curve scale, an overlap the small tile cannot hold
     for config in (InferenceConfig(device="cpu", tile=512, curve_scale="auto"), InferenceConfig(device="cpu"),
                    InferenceConfig(device="cpu", curve_scale="auto", overlap=48)):
         kept = Enhancer(_trained_like(), config)
         assert kept.whole_photo_pixels() == 0
         kept.enhance(mid)
-        assert kept.last_tile == kept.tile == (512 if config.tile else 2048)
+        assert kept.tile == (512 if config.tile else 2048) and kept.last_tile == 0  # mid fits in either tile
 
 
 def test_auto_scale_keeps_photos_up_to_8_mp_whole_and_halves_larger_ones(monkeypatch):

@@ -56,6 +56,18 @@ def test_a_onednn_isa_limit_below_bf16_means_no_native_bf16(monkeypatch):
         assert precision.cpu_has_native_bf16() is native, isa
 
 
+def test_bf16_refused_under_a_onednn_isa_limit_names_the_variable(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(UsageError, match="switched off by ONEDNN_MAX_CPU_ISA=AVX2") as caught:
+        precision.resolve_precision("bf16", CPU)
+    assert "unset ONEDNN_MAX_CPU_ISA" in caught.value.hint
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.raises(UsageError, match="this CPU would only emulate it"):  # no bf16 in the CPU at all
+        precision.resolve_precision("bf16", CPU)
+
+
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
@@ -113,6 +125,9 @@ def test_enhance_runs_bf16_by_default_on_a_cpu_with_it_and_evaluate_stays_fp32(m
     unmeasured = runner.invoke(app, ["enhance", photo, "--model", "scl-lle", "--no-pretrained", "--device", "cpu",
                                      "-o", str(tmp_path / "out-dce")])  # not measured in bf16: fp32
     assert unmeasured.exit_code == 0 and "(fp32" in unmeasured.output, unmeasured.output
+    slower = runner.invoke(app, ["enhance", photo, "--model", "crnet-s", "--no-pretrained", "--device", "cpu",
+                                 "-o", str(tmp_path / "out-s")])  # measured slower in bf16 at its tiles: fp32
+    assert slower.exit_code == 0 and "(fp32" in slower.output, slower.output
     scored = runner.invoke(app, ["evaluate", "--model", "crnet-curve-dn", "--no-pretrained", "--data", str(tmp_path), "--metrics", "niqe", "--json"])
     assert json.loads(scored.stdout[scored.stdout.index("{"):])["inference"]["precision"] == "fp32", scored.output
 

@@ -147,6 +147,8 @@ def enhance(
     run = describe_run(model, net, enhancer, explicit=weights is not None)
     announce(model, net, f"{run}: {len(todo)} image(s), {megapixels:.2f} MP")
     _report_passed_over(found.skipped, stale, verbose=verbose)
+    if (exactness := enhancer.tile_exactness_note()) is not None:
+        err.print(f"[yellow]note:[/] {escape(exactness)}")
     if quality is not None and todo and not any(format_for_path(j.target) in ("jpeg", "webp") for j in todo):
         err.print(f"[yellow]note:[/] --quality {quality} applies to JPEG and WebP outputs; these are "
                   f"{', '.join(sorted({format_for_path(j.target).upper() for j in todo}))} (--ext jpg or webp makes lossy ones)")

@@ -443,7 +443,7 @@ class Enhancer:
         if self.config.curve_scale is not None:
             require_curve_model(self.model)
         self._last_curve_scale: int | None = None  # the scale of the last photo (see curve_scale)
-        self.last_tile: int | None = None  # the tile the last photo ran with (see photo_tile)
+        self.last_tile: int | None = None  # the tile the last photo ran with, 0 if it ran whole (see photo_tile)
         self._call: Callable[..., torch.Tensor] = self.model
         if self.config.compile:
             if not isinstance(self.model, torch.nn.Module) or not self.info.needs_weights:
@@ -499,6 +499,17 @@ class Enhancer:
         into two 1024-px tiles ran 10% slower than whole (``benchmarks/tile_choice.py``)."""
         small = self.full_resolution_tile()
         return small * small if 0 < small < self.tile else 0
+
+    def tile_exactness_note(self) -> str | None:
+        """What to tell a user whose ``overlap`` is too small for a tile-exact model to stay exact:
+        each tile needs ``receptive_radius`` pixels of context on every side (None when it has them,
+        when the model is not tile-exact, or when photos run whole)."""
+        info = self.info
+        needed = 2 * info.receptive_radius + 1
+        if not info.tile_exact or not self.tile or self.config.overlap >= needed:
+            return None
+        return (f"{info.name} reproduces whole-image output in tiles with --overlap {needed} or more; "
+                f"at {self.config.overlap}, tile borders may differ by a few levels")
 
     def photo_tile(self, height: int, width: int) -> int:
         """The tile for a ``height`` x ``width`` photo at the model's current curve scale: the
@@ -570,7 +581,7 @@ class Enhancer:
         _, used = run_with_tile_fallback(run, tile, max(height, width), info.input_multiple, on_event)
         if used != tile:  # out of memory: later photos keep the smaller tile
             self.tile = min(self.tile, used) if self.tile else used
-        self.last_tile = used
+        self.last_tile = 0 if used >= height and used >= width else used  # 0: it ran whole (tiled_rows' rule)
 
     def enhance_tensor(self, image: torch.Tensor, on_event: EventFn | None = None) -> torch.Tensor:
         """Enhance ``image`` ``(1, 3, H, W)`` float in ``[0, 1]`` (host memory) -> same shape, float32.

@@ -18,9 +18,14 @@ def cpu_has_native_bf16() -> bool:
 
     Without either, PyTorch emulates bf16 on the CPU and autocast only makes it slower.
     """
+    return onednn_isa_allows_bf16() and _cpu_has_bf16_hardware()
+
+
+def _cpu_has_bf16_hardware() -> bool:
+    """AVX512-BF16 or AMX in the CPU, whatever ``ONEDNN_MAX_CPU_ISA`` lets oneDNN use."""
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return onednn_isa_allows_bf16() and any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def onednn_isa_allows_bf16() -> bool:
@@ -48,6 +53,11 @@ def resolve_precision(requested: str, device: torch.device, *, cpu_bf16: bool = 
         if device.type == "cpu" and wants_bf16 and cpu_has_native_bf16():
             return "bf16"
         if device.type == "cpu" and requested == "bf16":
+            if not onednn_isa_allows_bf16() and _cpu_has_bf16_hardware():  # the CPU has it; the environment hides it
+                isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip()
+                raise UsageError(f"bf16 is switched off by ONEDNN_MAX_CPU_ISA={isa}, which limits oneDNN below this "
+                                 "CPU's AVX512-BF16 / AMX, so it would only be emulated",
+                                 hint="unset ONEDNN_MAX_CPU_ISA, or drop --precision (fp32)")
             raise UsageError("bf16 needs a CUDA GPU or a CPU with AVX512-BF16 or AMX; this CPU would only emulate it",
                              hint="drop --precision (fp32)")
         if requested in ("fp16", "bf16"):

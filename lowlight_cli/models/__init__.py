@@ -65,7 +65,9 @@ register_model(
         memory_per_pixel=400,
         paper=CRNET_PAPER,
         bundled_weights="crnet-s-lol",
-        cpu_bf16=True,  # LOL-v1 test 19.39 / 0.7760 in bf16 against 19.37 / 0.7763 (docs/performance.md)
+        # fp32 under --precision auto: with enhance's 1024-px tiles bf16 was slower on an AMX Xeon
+        # (12 MP 6.85 s against 5.29 s; docs/performance.md); --precision bf16 still runs it
+        cpu_bf16=False,
     ),
     CRNet,
     groups=2,
