@@ -274,7 +274,12 @@ def test_unpaired_methods_train_on_low_images_without_references(tmp_path, layou
         ema_run = tmp_path / "ema-run"
         result = runner.invoke(app, [*args[:-1], str(ema_run), "--set", "run.export=teacher"])
         assert result.exit_code == 0, result.output
-        assert f"the final weights are in {ema_run / 'final'}" in " ".join(result.output.split())
+        said = " ".join(result.output.split())
+        assert f"the final weights are in {ema_run / 'final'}" in said
+        assert "the final weights are final/ (the EMA teacher; last/ holds the student)" in said  # said at the start too
+        missing_best = runner.invoke(app, ["enhance", str(next(iter(sorted(data.glob("*.png"))))), "-o", str(tmp_path / "e"),
+                                           "--weights", str(ema_run / "best"), "--dry-run"])
+        assert missing_best.exit_code == 1 and f"its final weights are {ema_run / 'final'}" in " ".join(missing_best.output.split())
         teacher, final = load_file(str(ema_run / "last" / "ema.safetensors")), load_file(str(ema_run / "final" / "model.safetensors"))
         assert teacher.keys() == final.keys() and all(torch.equal(teacher[k], final[k]) for k in teacher)
         assert json.loads((ema_run / "final" / "config.json").read_text())["provenance"]["weights"] == "teacher"

@@ -97,8 +97,8 @@ EnhancePrecisionOpt = Annotated[
         "--precision",
         callback=_lower,
         help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA; on the CPU bf16 for the models measured in it "
-        "(crnet-s, crnet-curve, crnet-curve-dn: faster, outputs within a few hundredths of a dB) where the CPU has "
-        "AVX512-BF16 or AMX, else fp32).",
+        "(crnet-curve, crnet-curve-dn: as fast or faster, outputs within a few hundredths of a dB) where the CPU "
+        "has AVX512-BF16 or AMX, else fp32).",
     ),
 ]
 TileOpt = Annotated[

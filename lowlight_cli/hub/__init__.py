@@ -94,7 +94,8 @@ def resolve_weights(
         if not folder.exists() and named is not None and (named / CONFIG_NAME).is_file():
             folder = named
         if not folder.exists():
-            last = folder.parent / "last"
+            final = folder.parent / "final"  # a run without validation exporting its EMA teacher
+            last = final if (final / CONFIG_NAME).is_file() else folder.parent / "last"
             run_hint = (f"{folder.parent} is a training run without a best checkpoint (it validated on nothing, or "
                         f"no validation scored): its final weights are {last}"
                         if folder.name == "best" and (last / CONFIG_NAME).is_file() else None)

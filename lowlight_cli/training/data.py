@@ -189,7 +189,8 @@ def _unpaired(config: TrainConfig, inputs: list[ImagePair], validation: list[Ima
     own = sum(e is not None for e in dataset.excluded)
     made = f"{len(negatives)} from {d.negatives}" if negatives is not None else "made by the method with curves"
     checked = (f"{len(validation)} held-out pairs for validation" if validation
-               else "no validation (fewer than 2 references): the final weights are last/")
+               else "no validation (fewer than 2 references): the final weights are "
+               + ("final/ (the EMA teacher; last/ holds the student)" if config.export_weights == "teacher" else "last/"))
     summary = (f"unpaired: {len(inputs)} low-light inputs, {len(positives)} distinct normal-light positives from {source} "
                f"drawn at random ({own} inputs have their own reference among them, never drawn for them), "
                f"negatives {made}; {checked}"

@@ -61,7 +61,8 @@ def check_val_every(val_every: int, *, validated: bool) -> None:
         raise ConfigError(f"run.val_every (--val-every) is {val_every}, but this run has no validation: its data has "
                           "fewer than 2 pairs with references to hold out",
                           hint="drop --val-every (--set run.val_every=0 over a config file's value); without validation "
-                               "the final weights are last/, saved each epoch (--set run.save_every=N: every N steps)")
+                               "the final weights are last/ (final/ for a run exporting its EMA teacher), saved each epoch "
+                               "(--set run.save_every=N: every N steps)")
 
 
 @torch.no_grad()
