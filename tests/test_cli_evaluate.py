@@ -152,6 +152,10 @@ def test_model_mode_enhances_then_scores(tmp_path):
         save_photo(data / "high" / f"{i}.png", clean)
         save_photo(data / "low" / f"{i}.png", clean**2.2)
     report = _json(runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--json", "--device", "cpu"]))
+    table = runner.invoke(app, ["evaluate", "--model", "gamma", "--data", str(data), "--metrics", "psnr", "--colour", "input",
+                                "--blacks", "keep"])
+    caption = " ".join(table.stdout.split())  # on stdout with the table, as compare's caption says it
+    assert "predictions: gamma" in caption and "colour input, blacks keep, rounded to each input's bit depth" in caption
     # the gamma curve undoes x ** 2.2 up to 8-bit rounding of the dark input
     assert report["summary"]["psnr"]["mean"] > 30 and report["model"] == "gamma"
     from lowlight_cli.models import create_model

@@ -730,3 +730,17 @@ def test_the_patch_size_hint_is_one_the_model_takes(tmp_path):
     _write_images(data / "high", 4, 120, size=(22, 48))
     result = runner.invoke(app, ["train", *TINY_RUN[2:], "--model", "crnet-s", "--data", str(data), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "use --patch-size 20 or less" in result.output  # 22 rounded down to crnet-s's multiple of 4
+
+
+def test_default_run_folders_name_the_label_share():
+    from lowlight_cli.cli.train import _run_tag
+
+    def tag(**flags):
+        cfg = build_config(flags=flags)
+        return _run_tag(cfg, METHODS.get(cfg.method))
+
+    assert tag() == "full" and tag(**{"data.labeled_frac": 0.1}) == "sup10"  # not the 100% run's folder
+    assert tag(**{"run.semi": True}) == "semi10"
+    assert tag(**{"run.semi": True, "data.labeled_frac": 0.025}) != tag(**{"run.semi": True, "data.labeled_frac": 0.015})
+    assert tag(**{"run.semi": True, "data.labeled_frac": 0.025}) == "semi2.5"
+    assert tag(**{"run.method": "pie"}) == "unpaired"

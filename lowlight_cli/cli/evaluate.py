@@ -246,8 +246,8 @@ def evaluate(
             extra["csv_error"] = csv_problem.message
     if json_output:
         typer.echo(json.dumps(json_report(protocol, scores, extra), indent=2))
-    else:
-        _table(protocol, scores)
+    else:  # the table's caption names what made the predictions too, as compare's does
+        _table(protocol, scores, predictions if enhancer is not None else None)
     if csv_problem is not None:
         report_error(csv_problem)
         raise typer.Exit(EXIT_FAILURE)
@@ -276,9 +276,10 @@ def evaluate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _table(protocol: Protocol, scores: list) -> None:
+def _table(protocol: Protocol, scores: list, predictions: str | None = None) -> None:
     summary = summarize(scores, protocol.metrics)
-    table = Table(title="lowlight evaluate", caption=f"protocol: {protocol.describe()}")
+    made = f"; predictions: {predictions}" if predictions else ""
+    table = Table(title="lowlight evaluate", caption=f"protocol: {escape(protocol.describe())}{escape(made)}")
     for col in ("metric", "mean", "median", "std", "count", "better"):
         table.add_column(col, justify="left" if col in ("metric", "better") else "right")
     for name, s in summary.items():

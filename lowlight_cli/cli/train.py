@@ -231,10 +231,15 @@ def _validated(run_dir: Path) -> bool:
 
 
 def _run_tag(cfg: TrainConfig, method: Method) -> str:
-    """The default run folder's suffix: ``full``, ``semiNN`` (MCMT on NN% labels) or ``unpaired``."""
-    if method.uses_unlabeled:
-        return f"semi{round(cfg.data.labeled_frac * 100)}"
-    return "unpaired" if method.unpaired else "full"
+    """The default run folder's suffix: ``full`` (every label), ``supNN`` (supervised on NN% of
+    them), ``semiNN`` (semi-supervised on NN% labels) or ``unpaired``; NN keeps the digits that tell
+    fractions apart (``semi2.5``, not ``semi2``)."""
+    if method.unpaired:
+        return "unpaired"
+    share = f"{cfg.data.labeled_frac * 100:.3g}"
+    if method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0:
+        return f"semi{share}"
+    return "full" if cfg.data.labeled_frac >= 1.0 else f"sup{share}"
 
 
 def _mode(cfg: TrainConfig, method: Method) -> str:
