@@ -88,7 +88,7 @@ def test_tile_choice_times_enhances_default_tiling_against_whole_images():
     out = _run("benchmarks/tile_choice.py", "--model", "crnet-curve-dn", "--sizes", "96x64", "--tiles", "default", "0",
                "--repeats", "1")
     row = next(line for line in out.splitlines() if line.startswith("| 96x64"))
-    assert "default (2048 px): " in row and "whole: " in row
+    assert "default (whole): " in row and "whole: " in row  # smaller than a tile: the default ran it whole
     assert " cores, torch " in out.splitlines()[0]  # the machine, named
     bad = subprocess.run([sys.executable, "benchmarks/tile_choice.py", "--sizes", "96"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
