@@ -688,6 +688,8 @@ def test_the_training_mode_line_never_rounds_a_label_fraction_to_zero():
     for fraction, shown in ((0.1, "on 10% labels"), (0.025, "on 2.5% labels"), (0.0001, "on 0.01% labels")):
         cfg = build_config(flags={"run.semi": True, "data.labeled_frac": fraction})
         assert _mode(cfg, METHODS.get(cfg.method)) == f"semi-supervised MCMT {shown}"
+    cfg = build_config(flags={"run.method": "semi-llie"})
+    assert _mode(cfg, METHODS.get("semi-llie")) == "semi-supervised Semi-LLIE on 10% labels"  # as its paper spells it
 
 
 def _paired_folder(root: Path, labeled: int, unlabeled: int = 0) -> Path:

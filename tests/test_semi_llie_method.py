@@ -291,7 +291,7 @@ def test_a_run_resumes_exactly_and_saves_only_the_backbone(tmp_path):
     straight, halves = tmp_path / "straight", tmp_path / "halves"
     result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "3", "--out", str(straight)])
     assert result.exit_code == 0, result.output
-    assert "semi-supervised SEMI-LLIE" in result.output and "squeezenet" in result.output and "stand-in" in result.output
+    assert "semi-supervised Semi-LLIE" in result.output and "squeezenet" in result.output and "stand-in" in result.output
     assert runner.invoke(app, ["train", *SMOKE, "--max-steps", "1", "--out", str(halves)]).exit_code == 0
     second = runner.invoke(app, ["train", "--resume", str(halves), "--max-steps", "3"])
     assert second.exit_code == 0 and "resumed at step 1" in second.output, second.output

@@ -245,11 +245,11 @@ def _run_tag(cfg: TrainConfig, method: Method) -> str:
 def _mode(cfg: TrainConfig, method: Method) -> str:
     """``supervised on 100% labels``, ``semi-supervised MCMT on 10% labels``, ``PIE, unpaired``."""
     if method.unpaired:
-        return f"{method.name.upper()}, unpaired"
+        return f"{method.title}, unpaired"
     # a semi-supervised method with its unlabeled stream switched off (data.unlabeled_batch_size 0)
     # trains on the labels alone: say so, it is the comparison run
     unlabeled = method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0
-    kind = f"semi-supervised {method.name.upper()}" if unlabeled else "supervised" + ("" if method.name == "crnet" else f" {method.name.upper()}")
+    kind = f"semi-supervised {method.title}" if unlabeled else "supervised" + ("" if method.name == "crnet" else f" {method.title}")
     return f"{kind} on {_percent(cfg.data.labeled_frac)} labels"
 
 

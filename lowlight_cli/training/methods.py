@@ -109,6 +109,7 @@ class Method:
             (``{"crnet-s": "crnet-s-skf"}``: ``--method skf --model crnet-s`` trains ``crnet-s-skf``).
         unread: keys of a loss section shared with other methods that this one does not read
             (``crnet`` shares ``loss`` with ``mcmt``); ``--explain`` marks them.
+        title: the method's name as its paper spells it, for messages (default: ``name`` upper-cased).
     """
 
     name: str
@@ -124,10 +125,13 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     variants: Mapping[str, str] = field(default_factory=dict)
     unread: tuple[str, ...] = ()
+    title: str = ""
 
     def __post_init__(self) -> None:
         if not self.section:
             object.__setattr__(self, "section", self.name.replace("-", "_"))
+        if not self.title:
+            object.__setattr__(self, "title", self.name.upper())
         if self.data not in DATA_KINDS:
             raise ValueError(f"method {self.name!r}: data must be one of {', '.join(DATA_KINDS)}, got {self.data!r}")
 

@@ -224,6 +224,7 @@ same recipe supervised only. The exported weights are the teacher's.
 
 register_method(Method(
     name="semi-llie",
+    title="Semi-LLIE",
     summary="Semi-LLIE: Mamba backbone, mean teacher with strong/weak views and a semantic contrastive loss",
     doc=SEMI_LLIE_DOC, families=("semi-llie",), default_model="semi-llie-s", data="paired+unlabeled", teacher=True,
     losses=SemiLLIELosses, build_step=lambda context: SemiLLIEStep(context.losses, context),
