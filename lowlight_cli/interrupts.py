@@ -27,7 +27,10 @@ def deferred_interrupts() -> Iterator[None]:
     def record(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    held = {signal.SIGINT, signal.SIGTERM}
+    # SIGHUP too (the CLI turns it into an interrupt): unless ignored (nohup), where it stays ignored
+    hangup = getattr(signal, "SIGHUP", None)
+    held = {signal.SIGINT, signal.SIGTERM} | (
+        {hangup} if hangup is not None and signal.getsignal(hangup) not in (signal.SIG_IGN, None) else set())
     previous = {sig: signal.signal(sig, record) for sig in held}
     try:
         yield

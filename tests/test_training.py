@@ -938,6 +938,35 @@ def test_held_interrupts_wait_for_the_block_and_never_hide_its_error():
         pass  # nothing held: nothing raised
 
 
+def test_a_hangup_waits_for_the_held_block_too_and_stays_ignored_under_nohup():
+    """The CLI turns SIGHUP into an interrupt: inside a held block (an optimiser step and its
+    counter) it must wait, or the state saved has weights one step ahead of its counter."""
+    import signal
+
+    from lowlight_cli.interrupts import deferred_interrupts
+
+    class HungUp(KeyboardInterrupt):
+        pass
+
+    def hang_up(signum, frame):
+        raise HungUp
+
+    before = signal.signal(signal.SIGHUP, hang_up)
+    try:
+        done = []
+        with pytest.raises(HungUp):
+            with deferred_interrupts():
+                os.kill(os.getpid(), signal.SIGHUP)
+                done.append("the rest of the block ran")
+        assert done == ["the rest of the block ran"] and signal.getsignal(signal.SIGHUP) is hang_up
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: ignored before, ignored inside, ignored after
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_a_saved_run_with_a_key_its_method_never_read_still_resumes(tmp_path):
     """Such keys are refused for new runs since session 27; a run saved before must stay resumable."""
     import yaml
@@ -1360,3 +1389,21 @@ def test_a_run_on_lowlight_data_records_the_folder_and_resumes_without_it(tmp_pa
     monkeypatch.chdir(tmp_path.parent)
     result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
     assert result.exit_code == 0 and f"from {data}" in " ".join(result.output.split()), result.output
+
+
+def test_a_state_that_cannot_be_written_is_a_clear_error_and_its_folder_is_not_reused(tmp_path, monkeypatch):
+    """A full disk fails torch.save with a RuntimeError (its zip writer): one line, no half state
+    left, and a new run is not started over the trained one's log and best/."""
+    import lowlight_cli.training.state as state_module
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 148608 vs 148508")
+
+    monkeypatch.setattr(state_module.torch, "save", full_disk)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *SMOKE, "--max-steps", "2", "--set", "run.val_every=1", "--out", str(run)])
+    assert result.exit_code == 1 and "could not write the resumable state" in result.output, result.output
+    assert "Traceback" not in result.output and not (run / "last.tmp").exists() and not (run / "last").exists()
+    monkeypatch.undo()
+    again = runner.invoke(app, ["train", *SMOKE, "--max-steps", "2", "--out", str(run)])
+    assert again.exit_code == 2 and "saved no resumable state" in " ".join(again.output.split()), again.output

@@ -123,6 +123,10 @@ class Trainer:
         if not resume and any((self.run_dir / name).exists() for name in ("last", "last.old")):
             raise UsageError(f"{self.run_dir} already holds a run",
                              hint=f"continue it with --resume {self.run_dir} (Trainer(..., resume=True)), or choose another --out")
+        if not resume and trained_at_all(self.run_dir):  # best/ or logged steps, but no state was saved (a full disk)
+            raise UsageError(f"{self.run_dir} holds a run that trained but saved no resumable state (no last/): "
+                             "a new run there would mix its log and best/ with that one's",
+                             hint="choose another --out, or delete the folder to start over")
         if resume:
             find_last(self.run_dir)  # nothing to resume: said before a split or data record is written there
         self.ctx, self.device = distributed.setup(config.run.device)
@@ -443,7 +447,9 @@ class Trainer:
             saved_world = self._saved_world_size
             if saved_world is not None and saved_world != self.ctx.world_size:
                 emit(InfoEvent(f"the run was saved by {saved_world} process(es) and resumes with {self.ctx.world_size}: "
-                               "the batches are shared out differently from here, so this resume is not bit for bit"))
+                               "steps, epochs and the data position are counted per process, so from here batches may be "
+                               "skipped or repeated, the schedule's steps shift against epochs, and this resume is not "
+                               "bit for bit; resume with the saved number for an exact continuation"))
             unsaved = self._unsaved_ranks(progress.step) if self.ctx.is_main and saved_world == self.ctx.world_size else []
             if unsaved:
                 emit(InfoEvent(f"process(es) {', '.join(map(str, unsaved))} have no random state saved for step "

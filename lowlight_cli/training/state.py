@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TrainingError
 from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, save_checkpoint, save_state_dict
 
 STATE_NAME = "train_state.pt"
@@ -110,11 +110,20 @@ def save_run_state(
     """Write ``run_dir/last`` atomically (see module docstring); returns its path."""
     final, tmp, old = run_dir / "last", run_dir / "last.tmp", run_dir / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(student, tmp, architecture=architecture, kwargs=kwargs, provenance=provenance,
-                    allow_non_finite=True)  # the state reached, diverged or not: a resume or a load says so
-    if teacher is not None:
-        save_state_dict(teacher.state_dict(), tmp / EMA_NAME)
-    torch.save(trainer_state, tmp / STATE_NAME)
+    try:
+        save_checkpoint(student, tmp, architecture=architecture, kwargs=kwargs, provenance=provenance,
+                        allow_non_finite=True)  # the state reached, diverged or not: a resume or a load says so
+        if teacher is not None:
+            save_state_dict(teacher.state_dict(), tmp / EMA_NAME)
+        torch.save(trainer_state, tmp / STATE_NAME)
+    except (OSError, RuntimeError) as exc:  # a full disk: torch.save's zip writer raises RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)  # half a state is no state; the last complete one stays
+        if isinstance(exc, OSError):
+            raise
+        kept = f"; {final} keeps the state saved before" if final.exists() else ""
+        raise TrainingError(f"could not write the resumable state to {tmp}{kept}: "
+                            f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}",
+                            hint="free disk space (or raise the file-size limit) and resume, or start again") from None
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
