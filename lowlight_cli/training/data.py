@@ -131,7 +131,7 @@ def training_data(method: Method, config: TrainConfig, pairs: list[ImagePair], s
         return _unpaired(config, [by_name[n] for n in split.labeled + split.unlabeled], validation, patches, legacy_pools,
                          folders or {})
     # labeled pairs first, then unlabeled images stripped of any reference they had (only when drawn:
-    # a supervised run neither reads nor size-checks images it never trains on)
+    # a supervised run does not size-check or patch images it never trains on)
     draws_unlabeled = method.uses_unlabeled and d.unlabeled_batch_size > 0
     train_pairs = [by_name[n] for n in split.labeled] + [ImagePair(n, by_name[n].low, None) for n in split.unlabeled
                                                          if draws_unlabeled]
