@@ -10,6 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), for a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class LowlightError(Exception):
     """Base class of all errors the user can act on.
 

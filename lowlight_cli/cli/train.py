@@ -236,7 +236,7 @@ def _run_tag(cfg: TrainConfig, method: Method) -> str:
     fractions apart (``semi2.5``, not ``semi2``)."""
     if method.unpaired:
         return "unpaired"
-    share = f"{cfg.data.labeled_frac * 100:.3g}"
+    share = _percent(cfg.data.labeled_frac)
     if method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0:
         return f"semi{share}"
     return "full" if cfg.data.labeled_frac >= 1.0 else f"sup{share}"
@@ -250,12 +250,12 @@ def _mode(cfg: TrainConfig, method: Method) -> str:
     # trains on the labels alone: say so, it is the comparison run
     unlabeled = method.uses_unlabeled and cfg.data.unlabeled_batch_size > 0
     kind = f"semi-supervised {method.title}" if unlabeled else "supervised" + ("" if method.name == "crnet" else f" {method.title}")
-    return f"{kind} on {_percent(cfg.data.labeled_frac)} labels"
+    return f"{kind} on {_percent(cfg.data.labeled_frac)}% labels"
 
 
 def _percent(fraction: float) -> str:
-    """``10%``, ``2.5%``, ``0.01%``: whole percents where exact, else enough digits not to show 0%."""
-    return f"{fraction * 100:.3g}%"
+    """``10``, ``2.5``, ``0.01`` (percent): whole where exact, else enough digits not to show 0."""
+    return f"{fraction * 100:.3g}"
 
 
 def _list_methods() -> None:

@@ -28,7 +28,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..errors import CheckpointError, WeightsError, WeightsIntegrityError, WeightsNotFoundError
+from ..errors import CheckpointError, WeightsError, WeightsIntegrityError, WeightsNotFoundError, first_line
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from .integrity import FOLDER_HINT, Pin, check_pins, config_pins, read_checkpoint
 from .refs import HubRef, cache_folder
@@ -115,8 +115,7 @@ def _download_error(ref: HubRef, exc: Exception, filename: str, endpoint: str) -
             f"{ref} has no {filename}, so it is not a lowlight checkpoint",
             hint=FOLDER_HINT.replace("folder", "repository"),
         )
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return WeightsNotFoundError(f"could not download {ref} from {endpoint}: {first_line}", hint=_NETWORK_HINT)
+    return WeightsNotFoundError(f"could not download {ref} from {endpoint}: {first_line(exc)}", hint=_NETWORK_HINT)
 
 
 def _fetch(ref: HubRef, scratch: Path) -> tuple[Path, str | None, str]:
@@ -160,9 +159,8 @@ def _fetch(ref: HubRef, scratch: Path) -> tuple[Path, str | None, str]:
         # hf_xet (a Xet-backed repository) raises RuntimeError, or OSError subclasses of its own
         if not (isinstance(exc, RuntimeError) or type(exc).__module__.startswith("hf_xet")):
             raise
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsNotFoundError(
-            f"could not download {filename} of {ref} from Xet storage: {first_line}; nothing was cached",
+            f"could not download {filename} of {ref} from Xet storage: {first_line(exc)}; nothing was cached",
             hint=f"retry; or download over plain HTTP with HF_HUB_DISABLE_XET=1; or {_NETWORK_HINT}",
         ) from exc
     etag = (meta.etag or "").lower()

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, MetricError, WeightsError
+from ..errors import CheckpointError, MetricError, WeightsError, first_line
 from ..hub import HubRef, download_checkpoint, is_hub_ref
 from ..models.checkpoint import WEIGHTS_NAME, load_state_dict_file
 from .base import check_image_pair
@@ -237,10 +237,9 @@ def _read_file(spec: LPIPSBackbone, path: Path) -> dict[str, torch.Tensor]:
         # weights_only: tensors and plain containers only, never arbitrary pickled objects (no code runs).
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise _error(
             spec,
-            f"{path} is not a plain tensor file readable with torch.load(weights_only=True): {first_line}",
+            f"{path} is not a plain tensor file readable with torch.load(weights_only=True): {first_line(exc)}",
             "use the official files unchanged, or convert them to safetensors",
         ) from None
     if not isinstance(state, Mapping) or not all(

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import __version__
 from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..permissions import FILE_MODE
 
@@ -245,15 +246,9 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: format_version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:  # its fields may mean what this version cannot know
         raise CheckpointError(f"{path} is in checkpoint format {version}, written by a newer lowlight; "
-                              f"this one (lowlight {_version()}) reads format {FORMAT_VERSION}",
+                              f"this one (lowlight {__version__}) reads format {FORMAT_VERSION}",
                               hint="upgrade lowlight (pip install -U lowlight-cli)")
     return config
-
-
-def _version() -> str:
-    from .. import __version__  # the package's, read when needed (no import cycle at load)
-
-    return __version__
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

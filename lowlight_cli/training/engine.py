@@ -37,7 +37,7 @@ from .. import __version__
 from ..data.pairs import (SYNTHETIC, ImagePair, PairPaths, find_pairs, load_pairs, references_without_low, resolve_data_root,
                           synthetic_pairs)
 from ..data.patches import plan_epoch
-from ..data.splits import Split, has_validation, make_split, validation_cap
+from ..data.splits import Split, has_validation, labeled_wanted, make_split, validation_cap
 from ..data.unpaired import scan_image_folder
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, UsageError, WeightsError
 from ..hub import is_hub_ref, resolve_weights
@@ -225,7 +225,7 @@ class Trainer:
         d = self.config.data
         split = make_split(pairs, labeled_frac=d.labeled_frac, val_count=d.val_count, seed=self.config.data_seed,
                            validation_required=not self.method.unpaired, hold_out=d.hold_out)
-        asked = math.ceil(d.labeled_frac * len(pairs) - 1e-9)
+        asked = labeled_wanted(d.labeled_frac, len(pairs))
         if not self.method.unpaired and d.labeled_frac < 1.0 and len(split.labeled) < asked:
             emit(InfoEvent(f"--labeled-frac {d.labeled_frac:g} asks for {asked} labeled pairs of {len(pairs)} images, but only "
                            f"{len(split.labeled)} pairs with references are left outside validation: all of them are labeled "

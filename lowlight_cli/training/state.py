@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, TrainingError
+from ..errors import CheckpointError, TrainingError, first_line
 from ..models.checkpoint import atomic_write_bytes, load_state_dict_file, save_checkpoint, save_state_dict
 
 STATE_NAME = "train_state.pt"
@@ -122,7 +122,7 @@ def save_run_state(
             raise
         kept = f"; {final} keeps the state saved before" if final.exists() else ""
         raise TrainingError(f"could not write the resumable state to {tmp}{kept}: "
-                            f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}",
+                            f"{first_line(exc)}",
                             hint="free disk space (or raise the file-size limit) and resume, or start again") from None
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
